@@ -1,0 +1,37 @@
+"""dualgrad: forward- and reverse-mode automatic differentiation of numpy code.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> f = lambda x1, x2: np.log(x1) + x1 * x2 - np.sin(x2)
+    >>> dg.grad(f)(2.0, 5.0)
+    5.5
+
+Forward mode is dual numbers (``forward.py``), reverse mode a Wengert list
+(``reverse.py``); both share one table of primitives (``primitives.py``), and
+the transforms (``transforms.py``) nest in any order.
+"""
+
+from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
+from .custom import custom_jvp, custom_vjp, stop_gradient
+from .forward import Dual
+from .primitives import TABLE as primitives
+from .reverse import Tape
+from .transforms import (
+    grad,
+    hessian,
+    hvp,
+    jacfwd,
+    jacrev,
+    jvp,
+    linearize,
+    value_and_grad,
+    vjp,
+)
+from .tree import tree_flatten, tree_map, tree_unflatten
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dual", "Tape", "custom_jvp", "custom_vjp", "grad", "hessian", "hvp", "jacfwd", "jacrev",
+    "jvp", "linearize", "primitives", "stop_gradient", "tree_flatten", "tree_map",
+    "tree_unflatten", "value_and_grad", "vjp",
+]

@@ -1,0 +1,114 @@
+"""Primitives, boxes and traces: the mechanism both modes share.
+
+A *primitive* is a function on raw arrays together with its derivative rules
+(``jvp`` for forward mode, ``vjp`` for reverse mode), registered once in
+``primitives.py``.  A *trace* is one derivative in progress: a tape being
+recorded (reverse mode, ``reverse.py``) or a perturbation being pushed forward
+(forward mode, ``forward.py``).  A *box* is a value that belongs to a trace.
+
+Every trace gets a level, larger for traces started later.  Calling a
+primitive finds the argument boxed at the highest level, lets that trace
+unbox it, apply the primitive one level down (recursively), and box the
+result again.  Boxes of lower levels pass through as ordinary constants.
+This is what keeps nested derivatives apart::
+
+    grad(lambda x: x * grad(lambda y: x + y)(1.0))(1.0)
+
+Inside the inner ``grad`` the value ``x`` is a box of the *outer* trace, so the
+inner trace treats it as a constant: d/dy (x + y) = 1, and the answer is 1,
+not the 2 an engine that mixes the two perturbations would give.
+"""
+
+import itertools
+
+_next_level = itertools.count(1)
+
+
+class Trace:
+    """One derivative in progress.  Subclasses implement ``process``."""
+
+    __slots__ = ("level", "active", "__weakref__")
+
+    def __init__(self, level=None):
+        self.level = next(_next_level) if level is None else level
+        self.active = True
+
+    def process(self, prim, args, kw):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def leaked(self, prim):
+        raise RuntimeError(
+            f"a traced value was used in {prim.name!r} after the transform that created it "
+            f"({type(self).__name__}, level {self.level}) returned; this is a leaked tracer. "
+            "Return it from the function instead of storing it, or use dg.stop_gradient.")
+
+
+class Box:
+    """A value traced by ``trace``; ``value`` lives one level down.
+
+    Operators, indexing and the numpy protocols are attached in ``numpy_api.py``.
+    """
+
+    __slots__ = ("value", "_trace")
+    __array_priority__ = 1000.0
+
+    def __init__(self, value, trace):
+        self.value = value
+        self._trace = trace
+
+
+class Primitive:
+    """A function on raw arrays with its derivative rules.
+
+    ``jvp[i](t, ans, *args, **kw)`` returns the tangent contribution of argument
+    ``i`` given its tangent ``t``; ``vjp[i](g, ans, *args, **kw)`` returns the
+    cotangent of argument ``i`` given the output cotangent ``g``.  A ``None``
+    rule means "not differentiable in this argument" and raises if needed.
+    ``jvp`` may instead be a single function ``f(tangents, ans, *args, **kw)``
+    taking all tangents at once (``None`` for a zero tangent).
+
+    Rules are written with primitives, so they are differentiable themselves.
+    Tangents and cotangents may carry extra leading (batch) axes:
+    ``ndim(t) - ndim(x)`` of them; every rule must respect that.
+    """
+
+    __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "domain", "smooth", "fused")
+
+    def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, domain=None,
+                 smooth=True, fused=None):
+        self.name, self.impl, self.jvp, self.vjp = name, impl, jvp, vjp
+        self.bcast = bcast        # elementwise with numpy broadcasting
+        self.domain = domain      # input sampler hint for the generated tests
+        self.smooth = smooth      # second derivatives are tested when True
+        self.fused = fused        # optional kernel returning (ans, local derivative)
+
+    def __call__(self, *args, **kw):
+        top = None
+        for a in args:
+            if isinstance(a, Box):
+                t = a._trace
+                if top is None or t.level > top.level:
+                    top = t
+        if top is None:
+            return self.impl(*args, **kw)
+        if not top.active:
+            top.leaked(self)
+        return top.process(self, args, kw)
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+
+def unbox(x):
+    """Strip every level of boxing: the raw value underneath."""
+    while isinstance(x, Box):
+        x = x.value
+    return x
+
+
+def no_derivative(name):
+    """Rule placeholder that raises when a derivative is actually needed."""
+    def rule(*args, **kw):
+        raise TypeError(f"dualgrad has no derivative rule for {name!r} with respect to "
+                        "this argument")
+    return rule

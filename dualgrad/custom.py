@@ -1,0 +1,168 @@
+"""Custom derivative rules (JAX semantics) and ``stop_gradient``.
+
+``custom_jvp`` gives a function its own forward rule; reverse mode gets the
+matching VJP by transposing that rule (the rule is linear in the tangents, so
+one reverse sweep of it gives the cotangents).  ``custom_vjp`` gives a function
+its own reverse rule, with residuals saved by a forward function.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> @dg.custom_jvp
+    ... def softplus(x):
+    ...     return np.log1p(np.exp(x))
+    >>> @softplus.defjvp
+    ... def softplus_jvp(primals, tangents):
+    ...     (x,), (t,) = primals, tangents
+    ...     return softplus(x), t / (1.0 + np.exp(-x))
+    >>> float(dg.grad(softplus)(1000.0))   # the naive rule gives nan here
+    1.0
+"""
+
+import functools
+
+import numpy as np
+
+from .core import Box, Primitive, unbox
+from .forward import JVPTrace
+from .tree import tree_map
+
+
+def stop_gradient(x):
+    """``x`` with every derivative through it cut: a constant to all transforms.
+
+    >>> import dualgrad as dg
+    >>> float(dg.grad(lambda x: x * dg.stop_gradient(x))(3.0))
+    3.0
+    """
+    return tree_map(unbox, x)
+
+
+def _batched_rule(rule, tangents, primals):
+    """Call a user rule once per batch direction when tangents carry a batch axis."""
+    nbs = [np.ndim(t) - np.ndim(p) for t, p in zip(tangents, primals) if t is not None]
+    if not nbs or max(nbs) == 0:
+        return rule(tangents)
+    k = next(np.shape(t)[0] for t, p in zip(tangents, primals)
+             if t is not None and np.ndim(t) > np.ndim(p))
+    outs = [rule([None if t is None else t[i] for t in tangents]) for i in range(k)]
+    return np.stack(outs)
+
+
+class custom_jvp:
+    """Decorator: ``f`` with a user-written JVP rule (``f.defjvp(rule)``).
+
+    ``rule(primals, tangents)`` returns ``(f(*primals), tangent_out)``; a zero
+    tangent arrives as an array of zeros.
+    """
+
+    def __init__(self, fun):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.rule = None
+
+    def defjvp(self, rule):
+        self.rule = rule
+        return rule
+
+    def _tangent(self, tangents, ans, *primals):
+        def one(ts):
+            full = [np.zeros(np.shape(unbox(p)), np.result_type(unbox(p), np.float32))
+                    if t is None else t for t, p in zip(ts, primals)]
+            return self.rule(tuple(primals), tuple(full))[1]
+        return _batched_rule(one, tangents, primals)
+
+    def _vjp(self, i):
+        from .transforms import vjp
+
+        def rule(g, ans, *primals):
+            def lin(t):  # the JVP rule as a function of tangent i alone: linear in t
+                ts = [None] * len(primals)
+                ts[i] = t
+                return self._tangent(ts, ans, *primals)
+            zero = np.zeros(np.shape(unbox(primals[i])),
+                            np.result_type(unbox(primals[i]), np.float32))
+            nb = np.ndim(g) - np.ndim(ans)
+            if nb == 0:
+                return vjp(lin, zero)[1](g)[0]
+            return np.stack([vjp(lin, zero)[1](g[j])[0] for j in range(np.shape(g)[0])])
+        return rule
+
+    def __call__(self, *args):
+        if self.rule is None:
+            raise TypeError(f"custom_jvp function {self.__name__!r} has no rule: call "
+                            ".defjvp(rule) first")
+        if not any(isinstance(a, Box) for a in args):
+            return self.fun(*args)
+        prim = Primitive(self.__name__, self.fun, jvp=self._tangent,
+                         vjp=_LazyRules(self._vjp))
+        return prim(*args)
+
+
+class _LazyRules:
+    def __init__(self, make):
+        self.make = make
+
+    def __getitem__(self, i):
+        return self.make(i)
+
+
+class custom_vjp:
+    """Decorator: ``f`` with a user-written VJP rule (``f.defvjp(fwd, bwd)``).
+
+    ``fwd(*args)`` returns ``(f(*args), residuals)``; ``bwd(residuals, g)``
+    returns a tuple with one cotangent per argument (``None`` for none).
+    Forward mode through a custom_vjp function is an error, as in JAX.
+    """
+
+    def __init__(self, fun):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.fwd = self.bwd = None
+
+    def defvjp(self, fwd, bwd):
+        self.fwd, self.bwd = fwd, bwd
+
+    def __call__(self, *args):
+        if self.fwd is None:
+            raise TypeError(f"custom_vjp function {self.__name__!r} has no rule: call "
+                            ".defvjp(fwd, bwd) first")
+        top = None
+        for a in args:
+            if isinstance(a, Box) and (top is None or a._trace.level > top.level):
+                top = a._trace
+        if top is None:
+            return self.fun(*args)
+        if isinstance(top, JVPTrace):
+            raise TypeError(f"forward mode (jvp/jacfwd/Dual) through the custom_vjp function "
+                            f"{self.__name__!r} is not possible; use custom_jvp instead")
+        if not top.active:
+            top.leaked(Primitive(self.__name__, None))
+        vals = list(args)
+        parents = []
+        for i, a in enumerate(args):
+            if isinstance(a, Box) and a._trace is top:
+                vals[i] = a.value
+                parents.append((i, a.index))
+        ans, res = self.fwd(*vals)
+        bwd, name = self.bwd, self.__name__
+        cache = {}
+
+        def cotangent(i):
+            def rule(g, ans_, *vals_):
+                if cache.get("g") is not g:
+                    cts = bwd(res, g)
+                    if not isinstance(cts, (tuple, list)) or len(cts) != len(args):
+                        raise TypeError(f"custom_vjp {name!r}: bwd must return a tuple of "
+                                        f"{len(args)} cotangent(s), one per argument")
+                    cache.update(g=g, cts=cts)
+                c = cache["cts"][i]
+                if c is None:
+                    return np.zeros(np.shape(unbox(vals_[i])))
+                if np.shape(unbox(c)) != np.shape(unbox(vals_[i])):
+                    raise ValueError(f"custom_vjp {name!r}: bwd returned a cotangent of shape "
+                                     f"{np.shape(unbox(c))} for argument {i} of shape "
+                                     f"{np.shape(unbox(vals_[i]))}")
+                return c
+            return rule
+
+        return top.record(Primitive(name, None, vjp=_LazyRules(cotangent)), vals, {}, parents,
+                          ans)

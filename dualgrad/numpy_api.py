@@ -1,0 +1,716 @@
+"""Plain numpy on traced values: operators, methods, and the NEP 13/18 protocols.
+
+A user writes ``np.sin(x) * x`` and it differentiates: ``np.sin`` is a ufunc,
+so numpy hands it to ``Box.__array_ufunc__``; ``np.sum`` is an array function,
+so numpy hands it to ``Box.__array_function__``.  Both look the function up
+here and call the matching dualgrad function, which normalises numpy's
+arguments (axes become negative numbers, shapes are resolved) and applies a
+primitive.  The long tail of numpy (``mean``, ``var``, ``stack``, ``tile``,
+``tensordot``...) is built from the small set of primitives in
+``primitives.py``.  A numpy function with no rule raises ``TypeError``.
+"""
+
+import builtins
+import operator
+
+import numpy as np
+
+from . import primitives as P
+from .core import Box, unbox
+
+HANDLED = {}  # numpy function -> dualgrad implementation
+
+
+def implements(*fns):
+    def register(impl):
+        for fn in fns:
+            HANDLED[fn] = impl
+        return impl
+    return register
+
+
+def _shape(x):
+    return np.shape(unbox(x))
+
+
+def _ndim(x):
+    return len(_shape(x))
+
+
+def _size(x):
+    return int(np.prod(_shape(x), dtype=np.int64))
+
+
+def _axes(axis, nd, name="axis"):
+    """numpy's axis argument as a tuple of negative axes (None: all axes)."""
+    if axis is None:
+        return tuple(range(-nd, 0))
+    if not isinstance(axis, (tuple, list)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        a = operator.index(a)
+        if not -nd <= a < nd:
+            raise np.exceptions.AxisError(f"{name}={a} is out of bounds for an array of "
+                                          f"dimension {nd}")
+        out.append(a - nd if a >= 0 else a)
+    return tuple(out)
+
+
+def _no(kwargs, fname, **defaults):
+    for k, v in kwargs.items():
+        if k in defaults and (v is defaults[k] or v == defaults[k]):
+            continue
+        raise TypeError(f"dualgrad: numpy.{fname}({k}=...) is not supported on traced values")
+
+
+# ---------------------------------------------------------------------------
+# reductions
+# ---------------------------------------------------------------------------
+
+@implements(np.sum)
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+    _no(dict(out=out, **kw), "sum", out=None, initial=np._NoValue, where=True)
+    r = P.sum_(a, axis=_axes(axis, _ndim(a)), keepdims=bool(keepdims))
+    return r if dtype is None else astype(r, dtype)
+
+
+@implements(np.mean)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
+    _no(dict(out=out, **kw), "mean", out=None, where=True)
+    axes = _axes(axis, _ndim(a))
+    n = int(np.prod([_shape(a)[i] for i in axes], dtype=np.int64))
+    return P.divide(sum(a, axes, dtype, keepdims=keepdims), float(n))
+
+
+@implements(np.var)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+    _no(dict(out=out, **kw), "var", out=None, where=True)
+    axes = _axes(axis, _ndim(a))
+    n = int(np.prod([_shape(a)[i] for i in axes], dtype=np.int64))
+    d = P.subtract(a, mean(a, axes, dtype, keepdims=True))
+    return P.divide(sum(P.multiply(d, d), axes, keepdims=keepdims), float(n - ddof))
+
+
+@implements(np.std)
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
+    return P.sqrt(var(a, axis, dtype, out, ddof, keepdims, **kw))
+
+
+def _reduction(prim, fname):
+    def reduce(a, axis=None, out=None, keepdims=False, **kw):
+        _no(dict(out=out, **kw), fname, out=None, initial=np._NoValue, where=True, dtype=None)
+        return prim(a, axis=_axes(axis, _ndim(a)), keepdims=bool(keepdims))
+    reduce.__name__ = fname
+    return reduce
+
+
+max = implements(np.max, np.amax)(_reduction(P.amax, "max"))
+min = implements(np.min, np.amin)(_reduction(P.amin, "min"))
+prod = implements(np.prod)(_reduction(P.prod, "prod"))
+
+
+def _cumulative(prim, fname):
+    def cumulate(a, axis=None, dtype=None, out=None):
+        _no(dict(out=out), fname, out=None)
+        if axis is None:
+            a, axis = ravel(a), 0
+        r = prim(a, axis=_axes(axis, _ndim(a))[0])
+        return r if dtype is None else astype(r, dtype)
+    cumulate.__name__ = fname
+    return cumulate
+
+
+cumsum = implements(np.cumsum)(_cumulative(P.cumsum, "cumsum"))
+cumprod = implements(np.cumprod)(_cumulative(P.cumprod, "cumprod"))
+
+
+# ---------------------------------------------------------------------------
+# shapes
+# ---------------------------------------------------------------------------
+
+def _resolve_shape(shape, size):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    shape = tuple(operator.index(s) for s in shape)
+    if shape.count(-1) == 1:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        shape = tuple(size // known if known and s == -1 else (0 if s == -1 else s)
+                      for s in shape)
+    if int(np.prod(shape, dtype=np.int64)) != size:
+        raise ValueError(f"cannot reshape array of size {size} into shape {shape}")
+    return shape
+
+
+@implements(np.reshape)
+def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
+    if order != "C":
+        raise TypeError("dualgrad: reshape supports order='C' only")
+    shape = newshape if shape is None else shape
+    shape = _resolve_shape(shape, _size(a))
+    return a if shape == _shape(a) else P.reshape(a, shape=shape)
+
+
+@implements(np.ravel)
+def ravel(a, order="C"):
+    return reshape(a, (-1,), order)
+
+
+@implements(np.transpose)
+def transpose(a, axes=None):
+    nd = _ndim(a)
+    axes = tuple(range(nd))[::-1] if axes is None else tuple(a_ % nd for a_ in _axes(axes, nd))
+    return P.transpose(a, axes=axes)
+
+
+@implements(np.swapaxes)
+def swapaxes(a, axis1, axis2):
+    nd = _ndim(a)
+    perm = list(range(nd))
+    i, j = (x % nd for x in _axes((axis1, axis2), nd))
+    perm[i], perm[j] = perm[j], perm[i]
+    return P.transpose(a, axes=tuple(perm))
+
+
+@implements(np.moveaxis)
+def moveaxis(a, source, destination):
+    nd = _ndim(a)
+    src = [x % nd for x in _axes(source, nd, "source")]
+    dst = [x % nd for x in _axes(destination, nd, "destination")]
+    order = [n for n in range(nd) if n not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return P.transpose(a, axes=tuple(order))
+
+
+@implements(np.expand_dims)
+def expand_dims(a, axis):
+    if not isinstance(axis, (tuple, list)):
+        axis = (axis,)
+    nd = _ndim(a) + len(axis)
+    return P.expand_dims(a, tuple(x % nd for x in _axes(axis, nd)))
+
+
+@implements(np.squeeze)
+def squeeze(a, axis=None):
+    s = _shape(a)
+    axes = [i for i, n in enumerate(s) if n == 1] if axis is None else \
+        [x % len(s) for x in _axes(axis, len(s))]
+    for i in axes:
+        if s[i] != 1:
+            raise ValueError("cannot select an axis to squeeze out which has size not "
+                             "equal to one")
+    return reshape(a, tuple(n for i, n in enumerate(s) if i not in axes))
+
+
+@implements(np.broadcast_to)
+def broadcast_to(a, shape, subok=False):
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    return a if _shape(a) == shape else P.broadcast_to(a, shape=shape)
+
+
+@implements(np.atleast_1d)
+def atleast_1d(*arys):
+    r = [reshape(a, (1,)) if _ndim(a) == 0 else a for a in arys]
+    return r[0] if len(r) == 1 else r
+
+
+@implements(np.atleast_2d)
+def atleast_2d(*arys):
+    r = [reshape(a, (1,) * (2 - _ndim(a)) + _shape(a)) if _ndim(a) < 2 else a for a in arys]
+    return r[0] if len(r) == 1 else r
+
+
+@implements(np.concatenate)
+def concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _no(dict(out=out, dtype=dtype), "concatenate", out=None, dtype=None)
+    arrays = list(arrays)
+    if axis is None:
+        arrays, axis = [ravel(a) for a in arrays], 0
+    if len(arrays) == 1:
+        return arrays[0]
+    return P.concatenate(*arrays, axis=_axes(axis, _ndim(arrays[0]))[0])
+
+
+@implements(np.stack)
+def stack(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError("need at least one array to stack")
+    return concatenate([expand_dims(a, axis) for a in arrays], axis=axis, out=out, dtype=dtype)
+
+
+@implements(np.vstack)
+def vstack(tup, *, dtype=None, casting="same_kind"):
+    return concatenate([atleast_2d(a) for a in tup], axis=0, dtype=dtype)
+
+
+@implements(np.hstack)
+def hstack(tup, *, dtype=None, casting="same_kind"):
+    arrs = [atleast_1d(a) for a in tup]
+    return concatenate(arrs, axis=0 if _ndim(arrs[0]) == 1 else 1, dtype=dtype)
+
+
+@implements(np.split, np.array_split)
+def split(ary, indices_or_sections, axis=0):
+    n = _shape(ary)[axis]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        sizes = [n // k + (1 if i < n % k else 0) for i in range(k)]
+        bounds = np.cumsum([0] + sizes)
+    else:
+        bounds = [0] + list(indices_or_sections) + [n]
+    ax = _axes(axis, _ndim(ary))[0]
+    tail = (slice(None),) * (-ax - 1)
+    return [getitem(ary, (Ellipsis, slice(int(b0), int(b1))) + tail)
+            for b0, b1 in zip(bounds[:-1], bounds[1:])]
+
+
+@implements(np.flip)
+def flip(m, axis=None):
+    return P.flip(m, axis=_axes(axis, _ndim(m)))
+
+
+@implements(np.fliplr)
+def fliplr(m):
+    return flip(m, 1)
+
+
+@implements(np.flipud)
+def flipud(m):
+    return flip(m, 0)
+
+
+# -- the long tail of data movement: a gather through an index map -------------
+
+def _gather(a, move, fill=None):
+    """Any numpy function that only moves entries, as one differentiable gather.
+
+    ``move`` is applied to the array of positions ``0..size-1``; the result says
+    where each output entry comes from.  With ``fill``, position ``size`` is a
+    constant (for padding and the zeros of ``diag``).
+    """
+    n = _size(a)
+    where_from = move(np.arange(n).reshape(_shape(a)))
+    src = ravel(a)
+    if fill is not None:
+        dtype = np.result_type(unbox(a), np.float32)
+        src = concatenate([src, np.full(1, fill, dtype)])
+    return getitem(src, (np.asarray(where_from),))
+
+
+@implements(np.roll)
+def roll(a, shift, axis=None):
+    return _gather(a, lambda ix: np.roll(ix, shift, axis))
+
+
+@implements(np.tile)
+def tile(A, reps):
+    return _gather(A, lambda ix: np.tile(ix, reps))
+
+
+@implements(np.repeat)
+def repeat(a, repeats, axis=None):
+    return _gather(a, lambda ix: np.repeat(ix, repeats, axis))
+
+
+@implements(np.rot90)
+def rot90(m, k=1, axes=(0, 1)):
+    return _gather(m, lambda ix: np.rot90(ix, k, axes))
+
+
+@implements(np.take)
+def take(a, indices, axis=None, out=None, mode="raise"):
+    _no(dict(out=out), "take", out=None)
+    return _gather(a, lambda ix: np.take(ix, indices, axis, mode=mode))
+
+
+@implements(np.take_along_axis)
+def take_along_axis(arr, indices, axis=-1):
+    return _gather(arr, lambda ix: np.take_along_axis(ix, indices, axis))
+
+
+@implements(np.sort)
+def sort(a, axis=-1, kind=None, order=None, **kw):
+    if axis is None:
+        a, axis = ravel(a), -1
+    idx = np.argsort(unbox(a), axis=axis, kind=kind)
+    return take_along_axis(a, idx, axis)
+
+
+@implements(np.diagonal)
+def diagonal(a, offset=0, axis1=0, axis2=1):
+    return _gather(a, lambda ix: np.diagonal(ix, offset, axis1, axis2))
+
+
+@implements(np.diag)
+def diag(v, k=0):
+    if _ndim(v) == 2:
+        return diagonal(v, k)
+    n = _size(v)
+    return _gather(v, lambda ix: np.where(np.diag(np.ones(n, bool), k), np.diag(ix, k), n),
+                   fill=0.0)
+
+
+@implements(np.pad)
+def pad(array, pad_width, mode="constant", **kwargs):
+    if mode == "constant":
+        c = kwargs.pop("constant_values", 0)
+        if np.ndim(c) != 0:
+            raise TypeError("dualgrad: pad(constant_values=...) must be a single number")
+        n = _size(array)
+        return _gather(array, lambda ix: np.pad(ix, pad_width, constant_values=n), fill=c)
+    if mode in ("edge", "reflect", "symmetric", "wrap"):
+        return _gather(array, lambda ix: np.pad(ix, pad_width, mode=mode, **kwargs))
+    raise TypeError(f"dualgrad: no derivative rule for numpy.pad(mode={mode!r})")
+
+
+@implements(np.triu)
+def triu(m, k=0):
+    s = _shape(m)
+    return P.multiply(m, np.triu(np.ones(s[-2:]), k))
+
+
+@implements(np.tril)
+def tril(m, k=0):
+    s = _shape(m)
+    return P.multiply(m, np.tril(np.ones(s[-2:]), k))
+
+
+@implements(np.trace)
+def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    return sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype, out=out)
+
+
+# ---------------------------------------------------------------------------
+# indexing
+# ---------------------------------------------------------------------------
+
+def _index(idx):
+    """numpy's index as a tuple of ints, slices, None, Ellipsis and arrays."""
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    out = []
+    for k in idx:
+        if isinstance(k, Box):
+            raise TypeError("dualgrad: an index cannot be a traced (differentiated) value")
+        if isinstance(k, (list, np.ndarray)):
+            k = np.asarray(k)
+            if k.dtype != bool and not np.issubdtype(k.dtype, np.integer):
+                if k.size:
+                    raise IndexError("arrays used as indices must be of integer or boolean "
+                                     "type")
+                k = k.astype(np.intp)
+        out.append(k)
+    return tuple(out)
+
+
+def getitem(a, idx):
+    return P.getitem(a, idx=_index(idx))
+
+
+# ---------------------------------------------------------------------------
+# linear algebra
+# ---------------------------------------------------------------------------
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _explicit(subscripts):
+    s = subscripts.replace(" ", "")
+    if "->" in s:
+        return s
+    letters = s.replace("...", "").replace(",", "")
+    single = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    return s + "->" + ("..." if "..." in s else "") + single
+
+
+@implements(np.einsum)
+def einsum(subscripts, *operands, out=None, optimize=False, **kw):
+    if not isinstance(subscripts, str):
+        raise TypeError("dualgrad: einsum needs its subscripts as a string")
+    _no(dict(out=out, **kw), "einsum", out=None, dtype=None, order="K", casting="safe")
+    return P.einsum(*operands, subscripts=_explicit(subscripts))
+
+
+@implements(np.tensordot)
+def tensordot(a, b, axes=2):
+    na, nb = _ndim(a), _ndim(b)
+    if isinstance(axes, (int, np.integer)):
+        ax_a, ax_b = list(range(na - axes, na)), list(range(axes))
+    else:
+        ax_a, ax_b = axes
+        ax_a = [ax_a] if isinstance(ax_a, (int, np.integer)) else list(ax_a)
+        ax_b = [ax_b] if isinstance(ax_b, (int, np.integer)) else list(ax_b)
+    ax_a, ax_b = [x % na for x in ax_a], [x % nb for x in ax_b]
+    sa = list(_LETTERS[:na])
+    sb = list(_LETTERS[na:na + nb])
+    for i, j in zip(ax_a, ax_b):
+        sb[j] = sa[i]
+    out = [c for i, c in enumerate(sa) if i not in ax_a] + \
+          [c for j, c in enumerate(sb) if j not in ax_b]
+    return P.einsum(a, b, subscripts="".join(sa) + "," + "".join(sb) + "->" + "".join(out))
+
+
+@implements(np.dot)
+def dot(a, b, out=None):
+    _no(dict(out=out), "dot", out=None)
+    na, nb = _ndim(a), _ndim(b)
+    if na == 0 or nb == 0:
+        return P.multiply(a, b)
+    if nb <= 2 and (na <= 2 or nb == 1):
+        return P.matmul(a, b)
+    return tensordot(a, b, axes=([-1], [-2]))
+
+
+@implements(np.inner)
+def inner(a, b):
+    if _ndim(a) == 0 or _ndim(b) == 0:
+        return P.multiply(a, b)
+    return tensordot(a, b, axes=([-1], [-1]))
+
+
+@implements(np.outer)
+def outer(a, b, out=None):
+    _no(dict(out=out), "outer", out=None)
+    return P.multiply(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+
+
+@implements(np.vdot)
+def vdot(a, b):
+    return sum(P.multiply(ravel(a), ravel(b)))
+
+
+@implements(np.linalg.det)
+def det(a):
+    return P.det(a)
+
+
+@implements(np.linalg.slogdet)
+def slogdet(a):
+    return np.sign(np.linalg.det(unbox(a))), P.logabsdet(a)
+
+
+@implements(np.linalg.inv)
+def inv(a):
+    return P.inv(a)
+
+
+@implements(np.linalg.solve)
+def solve(a, b):
+    return P.solve(a, b)
+
+
+@implements(np.linalg.cholesky)
+def cholesky(a, upper=False):
+    L = P.cholesky(a)
+    return swapaxes(L, -1, -2) if upper else L
+
+
+@implements(np.linalg.multi_dot)
+def multi_dot(arrays, *, out=None):
+    r = arrays[0]
+    for b in arrays[1:]:
+        r = dot(r, b)
+    return r
+
+
+@implements(np.linalg.norm)
+def norm(x, ord=None, axis=None, keepdims=False):
+    nd = _ndim(x)
+    if axis is None and ord is not None:
+        axis = tuple(range(nd)) if nd == 2 else (0 if nd == 1 else None)
+        if axis is None:
+            raise ValueError("Improper number of dimensions to norm.")
+    axes = _axes(axis, nd)
+    if ord is None or (len(axes) == 1 and ord == 2) or (len(axes) == 2 and ord == "fro"):
+        return P.sqrt(sum(P.multiply(x, x), axes, keepdims=keepdims))
+    ax = P.absolute(x)
+    if len(axes) == 1:
+        if ord == np.inf:
+            return max(ax, axes, keepdims=keepdims)
+        if ord == -np.inf:
+            return min(ax, axes, keepdims=keepdims)
+        if ord == 0:
+            return np.sum(unbox(x) != 0, axis=axes, keepdims=keepdims).astype(float)
+        if ord == 1:
+            return sum(ax, axes, keepdims=keepdims)
+        return P.power(sum(P.power(ax, float(ord)), axes, keepdims=keepdims), 1.0 / ord)
+    if ord in (1, -1, np.inf, -np.inf):
+        inner_ax, outer_ax = (axes[0], axes[1]) if ord in (1, -1) else (axes[1], axes[0])
+        s = sum(ax, inner_ax, keepdims=True)
+        r = (max if ord > 0 else min)(s, outer_ax, keepdims=True)
+        return r if keepdims else squeeze(r, axis=axes)
+    raise TypeError(f"dualgrad: no derivative rule for numpy.linalg.norm(ord={ord!r}) of a "
+                    "matrix (needs singular values)")
+
+
+@implements(np.where)
+def where(condition, x=None, y=None):
+    if x is None and y is None:
+        return np.where(unbox(condition))
+    return P.where(unbox(condition), x, y)
+
+
+@implements(np.clip)
+def clip(a, a_min=None, a_max=None, out=None, **kw):
+    _no(dict(out=out), "clip", out=None)
+    a_min = kw.pop("min", a_min)
+    a_max = kw.pop("max", a_max)
+    return P.clip(a, a_min, a_max)
+
+
+def astype(x, dtype):
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        return unbox(x).astype(dtype)
+    return P.astype(x, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# functions whose derivative is zero everywhere they have one: computed on raw values
+# ---------------------------------------------------------------------------
+
+NONDIFF_UFUNCS = {
+    np.greater, np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal,
+    np.logical_and, np.logical_or, np.logical_xor, np.logical_not, np.isnan, np.isinf,
+    np.isfinite, np.signbit, np.sign, np.floor, np.ceil, np.rint, np.trunc, np.floor_divide,
+    np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.invert, np.left_shift, np.right_shift,
+    np.isnat, np.spacing, np.nextafter,
+}
+NONDIFF_FUNCS = {
+    np.shape, np.ndim, np.size, np.argmax, np.argmin, np.argsort, np.nonzero, np.argwhere,
+    np.flatnonzero, np.count_nonzero, np.zeros_like, np.ones_like, np.empty_like,
+    np.isclose, np.allclose, np.array_equal, np.searchsorted, np.round, np.around,
+    np.iscomplexobj, np.isrealobj, np.result_type, np.sign, np.floor, np.ceil, np.isnan,
+    np.isfinite, np.isinf, np.any, np.all, np.unique, np.lexsort, np.digitize,
+    np.histogram, np.bincount, np.full_like, np.array_equiv, np.may_share_memory,
+    np.shares_memory, np.can_cast, np.min_scalar_type, np.argpartition,
+}
+
+
+def _deep_unbox(x):
+    if isinstance(x, Box):
+        return unbox(x)
+    if isinstance(x, (list, tuple)):
+        return type(x)(_deep_unbox(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _deep_unbox(v) for k, v in x.items()}
+    return x
+
+
+_UFUNC_METHODS = {("reduce", np.add): sum, ("reduce", np.multiply): prod,
+                  ("reduce", np.maximum): max, ("reduce", np.minimum): min,
+                  ("accumulate", np.add): cumsum, ("accumulate", np.multiply): cumprod}
+
+
+def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    if kwargs.get("out") is not None:
+        raise TypeError(f"dualgrad: numpy.{ufunc.__name__}(out=...) would write a traced value "
+                        "in place; compute a new array instead")
+    if method == "__call__":
+        prim = P.UFUNCS.get(ufunc)
+        if prim is not None:
+            _no(kwargs, ufunc.__name__, out=None, where=True, casting="same_kind", order="K",
+                dtype=None, subok=True)
+            return prim(*inputs)
+        if ufunc in NONDIFF_UFUNCS:
+            return ufunc(*_deep_unbox(inputs), **kwargs)
+        raise TypeError(f"dualgrad has no derivative rule for numpy.{ufunc.__name__}")
+    impl = _UFUNC_METHODS.get((method, ufunc))
+    if impl is None:
+        raise TypeError(f"dualgrad has no derivative rule for numpy.{ufunc.__name__}.{method}")
+    kwargs.setdefault("axis", 0)
+    return impl(*inputs, **kwargs)
+
+
+def _array_function(self, func, types, args, kwargs):
+    impl = HANDLED.get(func)
+    if impl is not None:
+        return impl(*args, **kwargs)
+    if func in NONDIFF_FUNCS:
+        return func(*_deep_unbox(args), **_deep_unbox(kwargs))
+    name = getattr(func, "__module__", "numpy").replace("numpy.", "numpy.") + "." + \
+        func.__name__
+    raise TypeError(f"dualgrad has no derivative rule for {name}; it cannot differentiate "
+                    "through it (use dg.stop_gradient if no derivative is wanted)")
+
+
+def _no_array(self, dtype=None, copy=None):
+    raise TypeError(
+        "dualgrad: a traced value cannot become a plain numpy array: its derivative would be "
+        "lost. This happens in np.array([...]) / np.asarray(...) of traced values (use "
+        "np.stack instead), float(x), or a numpy function that bypasses __array_function__. "
+        "Use dg.stop_gradient(x) if no derivative is wanted.")
+
+
+def _no_setitem(self, key, value):
+    raise TypeError("dualgrad: traced values are immutable (x[i] = v would lose derivatives); "
+                    "build a new array with np.where, np.concatenate or np.pad")
+
+
+# ---------------------------------------------------------------------------
+# the Box interface: operators and methods, shared by Dual and tape values
+# ---------------------------------------------------------------------------
+
+def _op(prim):
+    return lambda self, other: prim(self, other)
+
+
+def _swap(prim):
+    return lambda self, other: prim(other, self)
+
+
+def _method(fn):
+    return lambda self, *args, **kw: fn(self, *args, **kw)
+
+
+def _shape_args(args):
+    return args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+
+
+_BOX_METHODS = dict(
+    __add__=_op(P.add), __radd__=_swap(P.add), __sub__=_op(P.subtract),
+    __rsub__=_swap(P.subtract), __mul__=_op(P.multiply), __rmul__=_swap(P.multiply),
+    __truediv__=_op(P.divide), __rtruediv__=_swap(P.divide), __pow__=_op(P.power),
+    __rpow__=_swap(P.power), __matmul__=_op(P.matmul), __rmatmul__=_swap(P.matmul),
+    __mod__=_op(P.remainder), __rmod__=_swap(P.remainder),
+    __neg__=lambda self: P.negative(self), __pos__=lambda self: P.positive(self),
+    __abs__=lambda self: P.absolute(self),
+    __getitem__=getitem, __setitem__=_no_setitem,
+    __array_ufunc__=_array_ufunc, __array_function__=_array_function, __array__=_no_array,
+    sum=_method(sum), mean=_method(mean), var=_method(var), std=_method(std),
+    prod=_method(prod), max=_method(max), min=_method(min), cumsum=_method(cumsum),
+    cumprod=_method(cumprod), dot=_method(dot), clip=_method(clip), astype=_method(astype),
+    trace=_method(trace), diagonal=_method(diagonal), squeeze=_method(squeeze),
+    repeat=_method(repeat), ravel=_method(ravel), flatten=_method(ravel),
+    swapaxes=_method(swapaxes), take=_method(take),
+    reshape=lambda self, *shape, **kw: reshape(self, _shape_args(shape), **kw),
+    transpose=lambda self, *axes: transpose(self, _shape_args(axes) or None),
+)
+for _name, _fn in _BOX_METHODS.items():
+    setattr(Box, _name, _fn)
+
+for _name, _op in dict(__lt__=operator.lt, __le__=operator.le, __gt__=operator.gt,
+                       __ge__=operator.ge, __eq__=operator.eq, __ne__=operator.ne).items():
+    setattr(Box, _name, (lambda op: lambda self, other: op(unbox(self), unbox(other)))(_op))
+Box.__hash__ = object.__hash__
+Box.shape = property(lambda self: np.shape(unbox(self.value)))
+Box.ndim = property(lambda self: np.ndim(unbox(self.value)))
+Box.size = property(lambda self: int(np.size(unbox(self.value))))
+Box.dtype = property(lambda self: np.result_type(unbox(self.value)))
+Box.T = property(lambda self: transpose(self))
+Box.mT = property(lambda self: swapaxes(self, -1, -2))
+Box.__len__ = lambda self: len(unbox(self.value))
+Box.__iter__ = lambda self: (self[i] for i in builtins.range(len(self)))
+Box.__bool__ = lambda self: bool(unbox(self.value))
+
+
+def _no_float(self):
+    raise TypeError("dualgrad: float()/int() of a traced value would drop its derivative; "
+                    "keep it an array, or use dg.stop_gradient(x) if no derivative is wanted")
+
+
+Box.__float__ = Box.__int__ = Box.__complex__ = _no_float
+Box.__index__ = _no_float
+Box.__repr__ = lambda self: f"{type(self).__name__}({self.value!r})"

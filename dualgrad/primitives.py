@@ -1,0 +1,694 @@
+"""The primitive table: every primitive with its implementation and both derivative rules.
+
+One row per primitive.  Rules are written with primitives (``multiply``,
+``cos``, ``sum_``...), never with raw numpy, so the derivative of a derivative
+is just another traced computation: that is all ``grad(grad(f))`` needs.
+
+Elementwise rows give *local derivatives*: ``defunary(np.sin, lambda ans, x: cos(x))``
+means d sin(x)/dx = cos(x); the JVP multiplies it by the tangent, the VJP by
+the cotangent, and broadcasting is undone in one place (``unbroadcast``).
+Structural rows give their rules in full.
+
+Batching convention: a tangent or cotangent may carry extra *leading* axes
+(k directions at once, for ``jacfwd``/``jacrev``).  A rule finds how many with
+``ndim(t) - ndim(x)``; parameters that name axes are stored as negative
+numbers, so the same call works with or without the extra axes.
+
+``domain`` says where the generated tests sample inputs: ``"real"``,
+``"positive"``, ``"unit"`` (|x| < 1), ``"above1"`` (x > 1), ``"nonzero"``.
+"""
+
+import math
+import operator
+
+import numpy as np
+
+from .core import Primitive
+
+TABLE = {}   # name -> Primitive
+UFUNCS = {}  # numpy ufunc -> Primitive (the elementwise rows)
+_SCALARS = (float, int, bool, np.float64, np.float32)
+
+
+def defprim(name, impl, jvp=None, vjp=None, ufunc=None, **opts):
+    prim = Primitive(name, impl, jvp, vjp, **opts)
+    TABLE[name] = prim
+    if ufunc is not None:
+        UFUNCS[ufunc] = prim
+    return prim
+
+
+def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None):
+    """An elementwise primitive from its local derivative ``deriv(ans, x)``."""
+    return defprim(name or ufunc.__name__, impl or ufunc,
+                   jvp=(lambda t, ans, x: multiply(t, deriv(ans, x)),),
+                   vjp=(lambda g, ans, x: multiply(g, deriv(ans, x)),),
+                   ufunc=ufunc, domain=domain, smooth=smooth)
+
+
+def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None):
+    """A broadcasting elementwise primitive from its two local partials."""
+    return defprim(name or ufunc.__name__, impl or ufunc,
+                   jvp=(lambda t, ans, x, y: multiply(t, dx(ans, x, y)),
+                        lambda t, ans, x, y: multiply(t, dy(ans, x, y))),
+                   vjp=(lambda g, ans, x, y: multiply(g, dx(ans, x, y)),
+                        lambda g, ans, x, y: multiply(g, dy(ans, x, y))),
+                   ufunc=ufunc, bcast=True, domain=domain, smooth=smooth)
+
+
+# ---------------------------------------------------------------------------
+# shape helpers used by the rules (raw shape arithmetic, no derivatives)
+# ---------------------------------------------------------------------------
+
+def shape_of(x):
+    return () if x.__class__ in _SCALARS else x.shape
+
+
+def ndim_of(x):
+    return 0 if x.__class__ in _SCALARS else len(x.shape)
+
+
+def unbroadcast(c, shape, nb):
+    """Sum cotangent ``c`` (with ``nb`` leading batch axes) back to ``shape``."""
+    cs = shape_of(c)
+    target = cs[:nb] + tuple(shape)
+    if cs == target:
+        return c
+    extra = len(cs) - len(target)
+    if extra < 0:
+        return broadcast_to(c, target)
+    axes = tuple(range(nb, nb + extra)) + tuple(
+        nb + extra + i for i, s in enumerate(shape) if s == 1 and cs[nb + extra + i] != 1)
+    if axes:
+        c = sum_(c, axis=tuple(a - len(cs) for a in axes), keepdims=True)
+    return reshape(c, target) if shape_of(c) != target else c
+
+
+def align_tangent(t, x, ans):
+    """Give a batched tangent of ``x`` the rank of ``ans`` so broadcasting lines up."""
+    nx, na = ndim_of(x), ndim_of(ans)
+    if nx >= na:
+        return t
+    nb = ndim_of(t) - nx
+    if nb == 0:
+        return t
+    s = shape_of(t)
+    return reshape(t, s[:nb] + (1,) * (na - nx) + s[nb:])
+
+
+def broadcast_tangent(t, ans):
+    """Broadcast a tangent to (batch axes) + ans.shape if a zero partner left it short."""
+    st, sa = shape_of(t), shape_of(ans)
+    if len(st) < len(sa):
+        return broadcast_to(t, sa)
+    nb = len(st) - len(sa)
+    if st[nb:] != sa:
+        return broadcast_to(t, st[:nb] + sa)
+    return t
+
+
+def batch_shape(t, x):
+    """The leading batch shape of tangent/cotangent ``t`` over primal ``x``."""
+    return shape_of(t)[:ndim_of(t) - ndim_of(x)]
+
+
+def _mask(cond, like):
+    """A float 0/1 array from a raw boolean condition (constant: no derivative)."""
+    from .core import unbox
+    return np.asarray(unbox(cond), dtype=np.result_type(unbox(like), np.float32))
+
+
+def _raw(x):
+    from .core import unbox
+    return unbox(x)
+
+
+# ---------------------------------------------------------------------------
+# arithmetic
+# ---------------------------------------------------------------------------
+
+def _identity(t, ans, *args, **kw):
+    return t
+
+
+add = defprim("add", operator.add, ufunc=np.add, bcast=True,
+              jvp=(_identity, _identity), vjp=(_identity, _identity))
+subtract = defprim("subtract", operator.sub, ufunc=np.subtract, bcast=True,
+                   jvp=(_identity, lambda t, ans, x, y: negative(t)),
+                   vjp=(_identity, lambda g, ans, x, y: negative(g)))
+multiply = defprim("multiply", operator.mul, ufunc=np.multiply, bcast=True,
+                   jvp=(lambda t, ans, x, y: multiply(t, y), lambda t, ans, x, y: multiply(x, t)),
+                   vjp=(lambda g, ans, x, y: multiply(g, y), lambda g, ans, x, y: multiply(x, g)))
+divide = defprim("divide", operator.truediv, ufunc=np.true_divide, bcast=True,
+                 domain="nonzero",
+                 jvp=(lambda t, ans, x, y: divide(t, y),
+                      lambda t, ans, x, y: negative(multiply(t, divide(ans, y)))),
+                 vjp=(lambda g, ans, x, y: divide(g, y),
+                      lambda g, ans, x, y: negative(multiply(g, divide(ans, y)))))
+negative = defprim("negative", operator.neg, ufunc=np.negative,
+                   jvp=(lambda t, ans, x: negative(t),), vjp=(lambda g, ans, x: negative(g),))
+positive = defprim("positive", operator.pos, ufunc=np.positive,
+                   jvp=(_identity,), vjp=(_identity,))
+
+
+def _log_nonzero(x):
+    return log(where(_mask(_raw(x) == 0, x), 1.0, x))
+
+
+power = defbinary(np.power, lambda ans, x, y: multiply(y, power(x, subtract(y, 1))),
+                  lambda ans, x, y: multiply(ans, _log_nonzero(x)),
+                  impl=operator.pow, domain="positive")
+maximum = defbinary(np.maximum,
+                    lambda ans, x, y: _mask((_raw(x) > _raw(y)) + 0.5 * (_raw(x) == _raw(y)), x),
+                    lambda ans, x, y: _mask((_raw(x) < _raw(y)) + 0.5 * (_raw(x) == _raw(y)), y),
+                    smooth=False)
+minimum = defbinary(np.minimum,
+                    lambda ans, x, y: _mask((_raw(x) < _raw(y)) + 0.5 * (_raw(x) == _raw(y)), x),
+                    lambda ans, x, y: _mask((_raw(x) > _raw(y)) + 0.5 * (_raw(x) == _raw(y)), y),
+                    smooth=False)
+fmax = defbinary(np.fmax, lambda ans, x, y: _mask(_raw(ans) == _raw(x), x),
+                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False)
+fmin = defbinary(np.fmin, lambda ans, x, y: _mask(_raw(ans) == _raw(x), x),
+                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False)
+arctan2 = defbinary(np.arctan2,
+                    lambda ans, y, x: divide(x, add(square(x), square(y))),
+                    lambda ans, y, x: negative(divide(y, add(square(x), square(y)))),
+                    domain="nonzero")
+hypot = defbinary(np.hypot, lambda ans, x, y: divide(x, ans), lambda ans, x, y: divide(y, ans),
+                  domain="nonzero")
+logaddexp = defbinary(np.logaddexp, lambda ans, x, y: exp(subtract(x, ans)),
+                      lambda ans, x, y: exp(subtract(y, ans)))
+logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: exp2(subtract(x, ans)),
+                       lambda ans, x, y: exp2(subtract(y, ans)))
+remainder = defbinary(np.remainder, lambda ans, x, y: _mask(np.ones_like(_raw(ans)), ans),
+                      lambda ans, x, y: negative(_mask(np.floor_divide(_raw(x), _raw(y)), ans)),
+                      domain="positive", smooth=False)
+fmod = defbinary(np.fmod, lambda ans, x, y: _mask(np.ones_like(_raw(ans)), ans),
+                 lambda ans, x, y: negative(_mask(np.trunc(_raw(x) / _raw(y)), ans)),
+                 domain="positive", smooth=False)
+
+# ---------------------------------------------------------------------------
+# elementwise functions (local derivative in terms of the answer and the input)
+# ---------------------------------------------------------------------------
+
+exp = defunary(np.exp, lambda ans, x: ans)
+exp2 = defunary(np.exp2, lambda ans, x: multiply(ans, math.log(2.0)))
+expm1 = defunary(np.expm1, lambda ans, x: add(ans, 1.0))
+log = defunary(np.log, lambda ans, x: reciprocal(x), domain="positive")
+log2 = defunary(np.log2, lambda ans, x: reciprocal(multiply(x, math.log(2.0))),
+                domain="positive")
+log10 = defunary(np.log10, lambda ans, x: reciprocal(multiply(x, math.log(10.0))),
+                 domain="positive")
+log1p = defunary(np.log1p, lambda ans, x: reciprocal(add(x, 1.0)), domain="positive")
+sqrt = defunary(np.sqrt, lambda ans, x: divide(0.5, ans), domain="positive")
+cbrt = defunary(np.cbrt, lambda ans, x: divide(1.0, multiply(3.0, square(ans))),
+                domain="positive")
+square = defunary(np.square, lambda ans, x: multiply(2.0, x))
+reciprocal = defunary(np.reciprocal, lambda ans, x: negative(square(ans)), domain="nonzero")
+absolute = defunary(np.absolute, lambda ans, x: _mask(np.sign(_raw(x)), x), smooth=False)
+fabs = defunary(np.fabs, lambda ans, x: _mask(np.sign(_raw(x)), x), smooth=False)
+sin = defunary(np.sin, lambda ans, x: cos(x))
+cos = defunary(np.cos, lambda ans, x: negative(sin(x)))
+tan = defunary(np.tan, lambda ans, x: add(1.0, square(ans)), domain="unit")
+arcsin = defunary(np.arcsin, lambda ans, x: reciprocal(sqrt(subtract(1.0, square(x)))),
+                  domain="unit")
+arccos = defunary(np.arccos, lambda ans, x: negative(reciprocal(sqrt(subtract(1.0, square(x))))),
+                  domain="unit")
+arctan = defunary(np.arctan, lambda ans, x: reciprocal(add(1.0, square(x))))
+sinh = defunary(np.sinh, lambda ans, x: cosh(x))
+cosh = defunary(np.cosh, lambda ans, x: sinh(x))
+tanh = defunary(np.tanh, lambda ans, x: subtract(1.0, square(ans)))
+arcsinh = defunary(np.arcsinh, lambda ans, x: reciprocal(sqrt(add(square(x), 1.0))))
+arccosh = defunary(np.arccosh, lambda ans, x: reciprocal(sqrt(subtract(square(x), 1.0))),
+                   domain="above1")
+arctanh = defunary(np.arctanh, lambda ans, x: reciprocal(subtract(1.0, square(x))), domain="unit")
+deg2rad = defunary(np.deg2rad, lambda ans, x: math.pi / 180.0)
+rad2deg = defunary(np.rad2deg, lambda ans, x: 180.0 / math.pi)
+
+UFUNCS[np.radians] = deg2rad
+UFUNCS[np.degrees] = rad2deg
+
+
+# ---------------------------------------------------------------------------
+# selection
+# ---------------------------------------------------------------------------
+
+def _where_jvp(tangents, ans, c, x, y):
+    tc, tx, ty = tangents
+    if tx is None and ty is None:
+        return None
+    zero = 0.0
+    tx = zero if tx is None else align_tangent(tx, x, ans)
+    ty = zero if ty is None else align_tangent(ty, y, ans)
+    return broadcast_tangent(where(c, tx, ty), ans)
+
+
+where = defprim("where", np.where, ufunc=None, bcast=True, smooth=False,
+                jvp=_where_jvp,
+                vjp=(None, lambda g, ans, c, x, y: where(c, g, 0.0),
+                     lambda g, ans, c, x, y: where(c, 0.0, g)))
+
+
+def _clip_in(x, lo, hi):
+    x = _raw(x)
+    m = np.ones(np.shape(x), bool)
+    if lo is not None:
+        m &= x >= _raw(lo)
+    if hi is not None:
+        m &= x <= _raw(hi)
+    return m
+
+
+clip = defprim(
+    "clip", np.clip, bcast=True, smooth=False,
+    jvp=(lambda t, ans, x, lo, hi: multiply(t, _mask(_clip_in(x, lo, hi), ans)),
+         lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) < _raw(lo), ans)),
+         lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) > _raw(hi), ans))),
+    vjp=(lambda g, ans, x, lo, hi: multiply(g, _mask(_clip_in(x, lo, hi), ans)),
+         lambda g, ans, x, lo, hi: multiply(g, _mask(_raw(x) < _raw(lo), ans)),
+         lambda g, ans, x, lo, hi: multiply(g, _mask(_raw(x) > _raw(hi), ans))))
+
+
+# ---------------------------------------------------------------------------
+# reductions (axis: a tuple of negative axes, normalised by numpy_api)
+# ---------------------------------------------------------------------------
+
+def _expand_back(g, ans, x, axis, keepdims):
+    """Broadcast a reduced cotangent back to (batch axes) + x.shape."""
+    if not keepdims:
+        g = expand_dims(g, axis)
+    return broadcast_to(g, batch_shape(g, x) + shape_of(x))
+
+
+def expand_dims(g, axis):
+    return reshape(g, _expanded_shape(shape_of(g), axis))
+
+
+def _expanded_shape(s, axis):
+    s = list(s)
+    n = len(s) + len(axis)
+    for a in sorted(a % n for a in axis):
+        s.insert(a, 1)
+    return tuple(s)
+
+
+sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+               jvp=(lambda t, ans, x, axis, keepdims: sum_(t, axis=axis, keepdims=keepdims),),
+               vjp=(lambda g, ans, x, axis, keepdims: _expand_back(g, ans, x, axis, keepdims),))
+
+
+def _extreme_weights(ans, x, axis, keepdims):
+    """0/1 weights of the entries attaining the max/min, ties sharing equally."""
+    a = _raw(ans) if keepdims else np.expand_dims(_raw(ans), axis)
+    m = (_raw(x) == a)
+    return _mask(m / np.sum(m, axis=axis, keepdims=True), x)
+
+
+amax = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+               smooth=False,
+               jvp=(lambda t, ans, x, axis, keepdims:
+                    sum_(multiply(t, _extreme_weights(ans, x, axis, keepdims)), axis=axis,
+                         keepdims=keepdims),),
+               vjp=(lambda g, ans, x, axis, keepdims:
+                    multiply(_expand_back(g, ans, x, axis, keepdims),
+                             _extreme_weights(ans, x, axis, keepdims)),))
+amin = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+               smooth=False, jvp=amax.jvp, vjp=amax.vjp)
+
+
+def _prod_others(x, axis):
+    """prod of every entry but this one along ``axis`` (zero-safe: no division)."""
+    n = len(shape_of(x))
+    axis = tuple(sorted(a % n for a in axis))
+    keep = tuple(a for a in range(n) if a not in axis)
+    perm = keep + axis
+    xt = transpose(x, perm)
+    s = shape_of(xt)
+    flat = reshape(xt, s[:len(keep)] + (int(np.prod(s[len(keep):], dtype=int)),))
+    ones = np.ones(shape_of(flat)[:-1] + (1,), dtype=_raw(flat).dtype)
+    left = concatenate(ones, cumprod(flat[..., :-1], axis=-1), axis=-1)
+    right = flip(concatenate(ones, cumprod(flip(flat, axis=(-1,))[..., :-1], axis=-1), axis=-1),
+                 axis=(-1,))
+    others = reshape(multiply(left, right), s)
+    return transpose(others, tuple(np.argsort(perm)))
+
+
+prod = defprim("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+               jvp=(lambda t, ans, x, axis, keepdims:
+                    sum_(multiply(t, _prod_others(x, axis)), axis=axis, keepdims=keepdims),),
+               vjp=(lambda g, ans, x, axis, keepdims:
+                    multiply(_expand_back(g, ans, x, axis, keepdims), _prod_others(x, axis)),))
+
+cumsum = defprim("cumsum", lambda x, axis: np.cumsum(x, axis=axis),
+                 jvp=(lambda t, ans, x, axis: cumsum(t, axis=axis),),
+                 vjp=(lambda g, ans, x, axis: flip(cumsum(flip(g, axis=(axis,)), axis=axis),
+                                                    axis=(axis,)),))
+cumprod = defprim(
+    "cumprod", lambda x, axis: np.cumprod(x, axis=axis), domain="nonzero",
+    jvp=(lambda t, ans, x, axis: multiply(ans, cumsum(divide(t, x), axis=axis)),),
+    vjp=(lambda g, ans, x, axis: divide(
+        flip(cumsum(flip(multiply(g, ans), axis=(axis,)), axis=axis), axis=(axis,)), x),))
+
+
+# ---------------------------------------------------------------------------
+# shape and data movement (linear: a tangent goes through the primitive itself)
+# ---------------------------------------------------------------------------
+
+def _batched_shape(t, x, shape):
+    return batch_shape(t, x) + tuple(shape)
+
+
+reshape = defprim("reshape", lambda x, shape: np.reshape(x, shape),
+                  jvp=(lambda t, ans, x, shape: reshape(t, _batched_shape(t, x, shape)),),
+                  vjp=(lambda g, ans, x, shape: reshape(g, batch_shape(g, ans) + shape_of(x)),))
+
+
+def _batched_axes(nb, axes):
+    return tuple(range(nb)) + tuple(nb + a for a in axes)
+
+
+transpose = defprim(
+    "transpose", lambda x, axes: np.transpose(x, axes),
+    jvp=(lambda t, ans, x, axes: transpose(t, _batched_axes(ndim_of(t) - ndim_of(x), axes)),),
+    vjp=(lambda g, ans, x, axes: transpose(
+        g, _batched_axes(ndim_of(g) - ndim_of(ans), tuple(np.argsort(axes)))),))
+
+broadcast_to = defprim(
+    "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
+    jvp=(lambda t, ans, x, shape: broadcast_to(
+        align_tangent(t, x, ans), batch_shape(t, x) + tuple(shape)),),
+    vjp=(lambda g, ans, x, shape: unbroadcast(g, shape_of(x), ndim_of(g) - ndim_of(ans)),))
+
+flip = defprim("flip", lambda x, axis: np.flip(x, axis=axis),
+               jvp=(lambda t, ans, x, axis: flip(t, axis=axis),),
+               vjp=(lambda g, ans, x, axis: flip(g, axis=axis),))
+
+
+def _concat_jvp(tangents, ans, *xs, axis):
+    i = next(i for i, t in enumerate(tangents) if t is not None)
+    bshape = batch_shape(tangents[i], xs[i])
+    ts = [np.zeros(bshape + shape_of(x)) if t is None else t for t, x in zip(tangents, xs)]
+    return concatenate(*ts, axis=axis)
+
+
+def _concat_vjp(i):
+    def rule(g, ans, *xs, axis):
+        start = int(np.sum([shape_of(x)[axis] for x in xs[:i]], dtype=int))
+        stop = start + shape_of(xs[i])[axis]
+        return getitem(g, (Ellipsis, slice(start, stop)) + (slice(None),) * (-axis - 1))
+    return rule
+
+
+class _ConcatRules:
+    """VJP rules of concatenate: one per argument position, made on demand."""
+
+    def __getitem__(self, i):
+        return _concat_vjp(i)
+
+
+concatenate = defprim("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+                      jvp=_concat_jvp, vjp=_ConcatRules())
+
+
+# -- indexing: a gather, whose transpose is a scatter-add ----------------------
+
+def _is_adv(k):
+    return isinstance(k, np.ndarray)
+
+
+def _layout(idx):
+    """(separated, adv_ndim): whether numpy moves the advanced-index axes to the front."""
+    arrays = [k for k in idx if _is_adv(k)]
+    if not arrays:
+        return False, 0
+    pos = [i for i, k in enumerate(idx) if _is_adv(k) or isinstance(k, (int, np.integer))]
+    separated = pos[-1] - pos[0] + 1 != len(pos)
+    adv_nd = max((1 if k.dtype == bool else k.ndim) for k in arrays) if arrays else 0
+    if any(k.dtype == bool and k.ndim > 1 for k in arrays):
+        adv_nd = 1
+    return separated, adv_nd
+
+
+def _gather_batched(t, idx, nb):
+    if nb == 0:
+        return getitem(t, idx)
+    r = getitem(t, (slice(None),) * nb + idx)
+    separated, adv_nd = _layout(idx)
+    if separated:  # numpy put the advanced axes before the batch axes: move batch to front
+        n = ndim_of(r)
+        r = transpose(r, tuple(range(adv_nd, adv_nd + nb)) + tuple(range(adv_nd))
+                      + tuple(range(adv_nd + nb, n)))
+    return r
+
+
+def _scatter_batched(v, idx, shape, nb):
+    if nb == 0:
+        return scatter_add(v, idx=idx, shape=shape)
+    separated, adv_nd = _layout(idx)
+    if separated:
+        n = ndim_of(v)
+        v = transpose(v, tuple(range(nb, nb + adv_nd)) + tuple(range(nb))
+                      + tuple(range(nb + adv_nd, n)))
+    return scatter_add(v, idx=(slice(None),) * nb + idx, shape=shape)
+
+
+def _scatter_impl(v, idx, shape):
+    dtype = np.result_type(v, np.float32) if not hasattr(v, "dtype") else v.dtype
+    if not any(_is_adv(k) and k.dtype != bool for k in idx):
+        out = np.zeros(shape, dtype)
+        out[idx] = v  # basic or boolean index: every target appears once
+        return out
+    from . import backend
+    return backend.index_add(shape, dtype, idx, v)
+
+
+getitem = defprim(
+    "getitem", lambda x, idx: x[idx],
+    jvp=(lambda t, ans, x, idx: _gather_batched(t, idx, ndim_of(t) - ndim_of(x)),),
+    vjp=(lambda g, ans, x, idx: _scatter_batched(
+        g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans)),))
+
+scatter_add = defprim(
+    "scatter_add", _scatter_impl,
+    jvp=(lambda t, ans, v, idx, shape: _scatter_batched(
+        t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v)),),
+    vjp=(lambda g, ans, v, idx, shape: _gather_batched(g, idx, ndim_of(g) - ndim_of(ans)),))
+
+astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype),
+                 jvp=(lambda t, ans, x, dtype: astype(t, dtype=dtype),),
+                 vjp=(lambda g, ans, x, dtype: astype(g, dtype=_raw(x).dtype
+                                                      if hasattr(_raw(x), "dtype")
+                                                      else np.float64),))
+
+
+# ---------------------------------------------------------------------------
+# linear algebra
+# ---------------------------------------------------------------------------
+
+def _T(x):
+    n = ndim_of(x)
+    return transpose(x, tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+def _as2d(x, n, side):
+    """Promote a 1-D matmul operand to 2-D as numpy does: (1, m) on the left, (m, 1) on the right."""
+    return x if n > 1 else expand_dims(x, (-2,) if side == 0 else (-1,))
+
+
+def _lift(t, nd, bnd):
+    """Insert size-1 axes after a tangent's batch axes so matmul's broadcasting lines up."""
+    nb = ndim_of(t) - nd
+    pad = bnd - (nd - 2)
+    if nb == 0 or pad <= 0:
+        return t
+    s = shape_of(t)
+    return reshape(t, s[:nb] + (1,) * pad + s[nb:])
+
+
+def _matmul_jvp(tangents, ans, x, y):
+    tx, ty = tangents
+    nx, ny = ndim_of(x), ndim_of(y)
+    bnd = max(nx, ny, 2) - 2
+    out = None
+    if tx is not None:
+        out = matmul(_lift(_as2d(tx, nx, 0), max(nx, 2), bnd), _as2d(y, ny, 1))
+    if ty is not None:
+        r = matmul(_as2d(x, nx, 0), _lift(_as2d(ty, ny, 1), max(ny, 2), bnd))
+        out = r if out is None else add(out, r)
+    t = tx if tx is not None else ty
+    return reshape(out, batch_shape(t, x if tx is not None else y) + shape_of(ans))
+
+
+def _matmul_vjp_x(g, ans, x, y):
+    nb = ndim_of(g) - ndim_of(ans)
+    nx, ny = ndim_of(x), ndim_of(y)
+    if nx > 1 and ny > 1:
+        return unbroadcast(matmul(g, _T(y)), shape_of(x), nb)
+    x2, y2 = _as2d(x, nx, 0), _as2d(y, ny, 1)
+    g2 = reshape(g, batch_shape(g, ans) + _mm_shape(x2, y2))
+    c = unbroadcast(matmul(g2, _T(y2)), shape_of(x2), nb)
+    return reshape(c, batch_shape(g, ans) + shape_of(x))
+
+
+def _matmul_vjp_y(g, ans, x, y):
+    nb = ndim_of(g) - ndim_of(ans)
+    nx, ny = ndim_of(x), ndim_of(y)
+    if nx > 1 and ny > 1:
+        return unbroadcast(matmul(_T(x), g), shape_of(y), nb)
+    x2, y2 = _as2d(x, nx, 0), _as2d(y, ny, 1)
+    g2 = reshape(g, batch_shape(g, ans) + _mm_shape(x2, y2))
+    c = unbroadcast(matmul(_T(x2), g2), shape_of(y2), nb)
+    return reshape(c, batch_shape(g, ans) + shape_of(y))
+
+
+def _mm_shape(a, b):
+    sa, sb = shape_of(a), shape_of(b)
+    return np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
+
+
+matmul = defprim("matmul", operator.matmul, ufunc=np.matmul, jvp=_matmul_jvp,
+                 vjp=(_matmul_vjp_x, _matmul_vjp_y))
+
+
+def _trace_last2(a):
+    n = shape_of(a)[-1]
+    return sum_(multiply(a, np.eye(n)), axis=(-2, -1), keepdims=False)
+
+
+def _solve_vec(a, b):
+    """solve(a, b) for a batch of vectors b (..., n), whatever numpy thinks of its rank."""
+    return getitem(solve(a, expand_dims(b, (-1,))), (Ellipsis, 0))
+
+
+def _expand2(g):
+    return expand_dims(g, (-2, -1))
+
+
+inv = defprim("inv", np.linalg.inv,
+              jvp=(lambda t, ans, x: negative(matmul(ans, matmul(t, ans))),),
+              vjp=(lambda g, ans, x: negative(matmul(_T(ans), matmul(g, _T(ans)))),))
+det = defprim("det", np.linalg.det,
+              jvp=(lambda t, ans, x: multiply(ans, _trace_last2(solve(x, t))),),
+              vjp=(lambda g, ans, x: multiply(_expand2(multiply(g, ans)), _T(inv(x))),))
+logabsdet = defprim("logabsdet", lambda x: np.linalg.slogdet(x)[1],
+                    jvp=(lambda t, ans, x: _trace_last2(solve(x, t)),),
+                    vjp=(lambda g, ans, x: multiply(_expand2(g), _T(inv(x))),))
+
+
+def _solve_jvp(tangents, ans, a, b):
+    ta, tb = tangents
+    vec = ndim_of(b) == 1
+    rhs = None
+    if ta is not None:
+        rhs = negative(matmul(ta, ans))
+    if tb is not None:
+        rhs = tb if rhs is None else add(rhs, tb)
+    return _solve_vec(a, rhs) if vec else solve(a, rhs)
+
+
+def _solve_vjp_a(g, ans, a, b):
+    nb = ndim_of(g) - ndim_of(ans)
+    gb = _solve_vjp_b(g, ans, a, b, reduce=False)
+    if ndim_of(b) == 1:
+        c = negative(multiply(expand_dims(gb, (-1,)), ans))
+    else:
+        c = negative(matmul(gb, _T(ans)))
+    return unbroadcast(c, shape_of(a), nb)
+
+
+def _solve_vjp_b(g, ans, a, b, reduce=True):
+    nb = ndim_of(g) - ndim_of(ans)
+    c = _solve_vec(_T(a), g) if ndim_of(b) == 1 else solve(_T(a), g)
+    return unbroadcast(c, shape_of(b), nb) if reduce else c
+
+
+solve = defprim("solve", np.linalg.solve, jvp=_solve_jvp, vjp=(_solve_vjp_a, _solve_vjp_b))
+
+
+def _phi(x):
+    """Lower triangle with the diagonal halved (the cholesky derivative's projection)."""
+    n = shape_of(x)[-1]
+    return multiply(x, np.tril(np.ones((n, n))) - 0.5 * np.eye(n))
+
+
+def _cholesky_jvp(t, L, x):
+    s = multiply(0.5, add(t, _T(t)))
+    return matmul(L, _phi(solve(L, _T(solve(L, s)))))
+
+
+def _cholesky_vjp(g, L, x):
+    p = _phi(matmul(_T(L), g))
+    y = solve(_T(L), p)
+    a = _T(solve(_T(L), _T(y)))
+    return multiply(0.5, add(a, _T(a)))
+
+
+cholesky = defprim("cholesky", np.linalg.cholesky, jvp=(_cholesky_jvp,), vjp=(_cholesky_vjp,))
+
+
+# -- einsum: one multilinear primitive for tensordot, inner and friends --------
+
+def _einsum_parse(subscripts):
+    ins, out = subscripts.split("->")
+    return ins.split(","), out
+
+
+def _fresh_letters(subscripts, n):
+    used = set(subscripts)
+    return "".join([c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ" if c not in used][:n])
+
+
+def _einsum_impl(*xs, subscripts):
+    return np.einsum(subscripts, *xs, optimize=len(xs) > 2)
+
+
+def _einsum_vjp(i):
+    def rule(g, ans, *xs, subscripts):
+        ins, out = _einsum_parse(subscripts)
+        nb = ndim_of(g) - ndim_of(ans)
+        B = _fresh_letters(subscripts, nb)
+        target = ins[i]
+        if len(set(target.replace("...", ""))) != len(target.replace("...", "")):
+            raise TypeError(f"einsum: no derivative for an operand with a repeated index "
+                            f"({target!r}); use np.diagonal instead")
+        others = [s for j, s in enumerate(ins) if j != i]
+        present = set("".join(others) + out)
+        kept = "".join(c for c in target if c in present or c == ".")
+        sub = ",".join(others + [B + out]) + "->" + B + kept
+        c = einsum(*[x for j, x in enumerate(xs) if j != i], g, subscripts=sub)
+        if kept != target:  # indices summed away inside operand i alone: broadcast back
+            xs_shape = shape_of(xs[i])
+            c = reshape(c, batch_shape(g, ans) + _kept_shape(target, kept, xs_shape))
+            c = broadcast_to(c, batch_shape(g, ans) + xs_shape)
+        return unbroadcast(c, shape_of(xs[i]), nb)
+    return rule
+
+
+def _kept_shape(target, kept, shape):
+    letters = target.replace("...", "")
+    ell = len(shape) - len(letters)
+    out = list(shape[:ell]) if "..." in target else []
+    for c, n in zip(letters, shape[ell:]):
+        out.append(n if c in kept else 1)
+    return tuple(out)
+
+
+def _einsum_jvp(tangents, ans, *xs, subscripts):
+    ins, out = _einsum_parse(subscripts)
+    total = None
+    for i, t in enumerate(tangents):
+        if t is None:
+            continue
+        B = _fresh_letters(subscripts, ndim_of(t) - ndim_of(xs[i]))
+        sub = ",".join(ins[:i] + [B + ins[i]] + ins[i + 1:]) + "->" + B + out
+        r = einsum(*xs[:i], t, *xs[i + 1:], subscripts=sub)
+        total = r if total is None else add(total, r)
+    return total
+
+
+class _EinsumRules:
+    def __getitem__(self, i):
+        return _einsum_vjp(i)
+
+
+einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=_EinsumRules())

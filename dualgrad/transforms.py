@@ -1,0 +1,430 @@
+"""Function transforms with JAX's signatures, built on the tape and on dual numbers.
+
+Reverse mode (``grad``, ``value_and_grad``, ``vjp``, ``jacrev``) records the
+function on a fresh ``Tape`` and sweeps it backwards.  Forward mode (``jvp``,
+``jacfwd``, ``linearize``) pushes ``Dual`` values through it.  ``hessian`` and
+``hvp`` are forward-over-reverse.  Every transform starts its own trace, so
+they nest in any order.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> f = lambda x: np.sum(np.sin(x) * x)
+    >>> dg.grad(f)(np.array([0.0, 1.0]))
+    array([0.        , 1.38177329])
+"""
+
+import functools
+
+import numpy as np
+
+from .core import Box, unbox
+from .forward import Dual, JVPTrace, push_tangents
+from .reverse import Node, Tape
+from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
+
+# ---------------------------------------------------------------------------
+# argument checks
+# ---------------------------------------------------------------------------
+
+
+def _dtype(x):
+    return np.result_type(unbox(x))
+
+
+def check_differentiable(x, name):
+    dt = _dtype(x)
+    if not np.issubdtype(dt, np.floating):
+        raise TypeError(f"{name} has dtype {dt}, but derivatives need real floating-point "
+                        "inputs (pass 1.0 rather than 1, or x.astype(float)); integer and "
+                        "boolean arrays cannot be differentiated")
+
+
+def check_tangent(primal, tangent, name, batch_ok=False):
+    """Validate a tangent against its primal; Python numbers are cast to the primal's dtype."""
+    pdt = _dtype(primal)
+    if not np.issubdtype(pdt, np.floating):
+        raise TypeError(f"{name}: a tangent was given for an input of dtype {pdt}; only "
+                        "real floating-point inputs have tangents")
+    ps, ts = np.shape(unbox(primal)), np.shape(unbox(tangent))
+    if ts != ps and not (batch_ok and len(ts) == len(ps) + 1 and ts[1:] == ps):
+        extra = " or (k,) + that shape for k directions" if batch_ok else ""
+        raise ValueError(f"{name} has shape {ts}, but its primal has shape {ps}; expected "
+                         f"the same shape{extra}")
+    raw = unbox(tangent)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return np.asarray(raw, pdt)[()]
+    tdt = _dtype(tangent)
+    if tdt != pdt:
+        raise TypeError(f"{name} has dtype {tdt}, but its primal has dtype {pdt}; expected "
+                        "the same dtype")
+    return tangent
+
+
+def seed_cotangent(value, ct, name):
+    if ct is None:
+        if np.shape(unbox(value)) != ():
+            raise TypeError(f"the output has shape {np.shape(unbox(value))}; backward() without "
+                            f"{name} needs a scalar output (pass {name}, or use dg.vjp)")
+        return np.ones((), _dtype(value))[()]
+    if np.shape(unbox(ct)) != np.shape(unbox(value)):
+        raise ValueError(f"{name} has shape {np.shape(unbox(ct))}, but the output has shape "
+                         f"{np.shape(unbox(value))}")
+    return ct
+
+
+def _argnums(argnums, nargs, fname):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    if not nums:
+        raise ValueError(f"{fname}: argnums must name at least one argument")
+    for a in nums:
+        if not isinstance(a, int) or not -nargs <= a < nargs:
+            raise ValueError(f"{fname}: argnums={argnums!r} is out of range for a function "
+                             f"called with {nargs} positional argument(s)")
+    return tuple(a % nargs for a in nums)
+
+
+def _single(argnums):
+    return isinstance(argnums, int)
+
+
+# ---------------------------------------------------------------------------
+# reverse mode
+# ---------------------------------------------------------------------------
+
+def _lower(x, trace):
+    """Strip one level: values boxed by ``trace`` become their value."""
+    return x.value if isinstance(x, Box) and x._trace is trace else x
+
+
+def _record(f, args, kwargs, nums, has_aux, fname):
+    """Run ``f`` with the arguments ``nums`` watched by a fresh tape."""
+    tape = Tape(keep_adjoints=False)
+    args = list(args)
+    inputs = []
+    try:
+        for i in nums:
+            leaves, tdef = tree_flatten(args[i])
+            nodes = []
+            for leaf in leaves:
+                check_differentiable(leaf, f"{fname}: argument {i}")
+                nodes.append(Node(leaf, tape, len(tape.entries)))
+                tape.entries.append((None, (), None, (), leaf))
+            args[i] = tree_unflatten(tdef, nodes)
+            inputs.append((tdef, nodes))
+        out = f(*args, **kwargs)
+    finally:
+        tape.active = False
+    aux = None
+    if has_aux:
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"{fname}(has_aux=True): the function must return a pair "
+                            "(output, aux)")
+        out, aux = out
+        aux = tree_map(lambda v: _lower(v, tape), aux)
+    outs, odef = tree_flatten(out)
+    return tape, inputs, outs, odef, aux
+
+
+def _pull(tape, inputs, outs, cts, nb):
+    """Cotangents of the watched inputs, one pytree per argument."""
+    seeds = [(o.index, c) for o, c in zip(outs, cts)
+             if isinstance(o, Node) and o._trace is tape and c is not None]
+    adj = tape.sweep(seeds, nb) if seeds else []
+    batch = np.shape(unbox(cts[0]))[:nb] if cts else ()
+    result = []
+    for tdef, nodes in inputs:
+        leaves = []
+        for node in nodes:
+            c = adj[node.index] if node.index < len(adj) else None
+            if c is None:
+                c = np.zeros(batch + np.shape(unbox(node.value)), _dtype(node.value))
+                c = c[()] if c.ndim == 0 else c
+            leaves.append(c)
+        result.append(tree_unflatten(tdef, leaves))
+    return result
+
+
+def value_and_grad(f, argnums=0, has_aux=False):
+    """A function returning ``(f(*args), df/d args[argnums])`` for scalar-valued ``f``.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.value_and_grad(lambda x: x ** 2)(3.0)
+    (9.0, 6.0)
+    """
+    @functools.wraps(f)
+    def value_and_grad_f(*args, **kwargs):
+        nums = _argnums(argnums, len(args), "grad")
+        tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "grad")
+        out = outs[0] if len(outs) == 1 and odef == (LEAF,) else None
+        value = _lower(out, tape)
+        if out is None or np.shape(unbox(value)) != ():
+            got = "a pytree" if out is None else f"shape {np.shape(unbox(value))}"
+            raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
+                            "dg.vjp for non-scalar outputs")
+        if not np.issubdtype(_dtype(value), np.floating):
+            raise TypeError(f"grad requires a real floating-point output, got dtype "
+                            f"{_dtype(value)}")
+        g = _pull(tape, inputs, outs, [np.ones((), _dtype(value))[()]], 0)
+        g = g[0] if _single(argnums) else tuple(g)
+        return ((value, aux) if has_aux else value), g
+    return value_and_grad_f
+
+
+def grad(f, argnums=0, has_aux=False):
+    """The gradient of scalar-valued ``f`` with respect to ``args[argnums]``, by reverse mode.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> f = lambda x1, x2: np.log(x1) + x1 * x2 - np.sin(x2)
+    >>> [round(float(g), 4) for g in dg.grad(f, argnums=(0, 1))(2.0, 5.0)]
+    [5.5, 1.7163]
+    """
+    vg = value_and_grad(f, argnums, has_aux)
+
+    @functools.wraps(f)
+    def grad_f(*args, **kwargs):
+        (value_aux, g) = vg(*args, **kwargs)
+        return (g, value_aux[1]) if has_aux else g
+    return grad_f
+
+
+def vjp(f, *primals, has_aux=False):
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one cotangent per primal.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> y, pull = dg.vjp(lambda x: x * 2.0, np.ones(2))
+    >>> pull(np.array([1.0, 3.0]))
+    (array([2., 6.]),)
+    """
+    tape, inputs, outs, odef, aux = _record(f, primals, {}, tuple(range(len(primals))),
+                                            has_aux, "vjp")
+    values = [_lower(o, tape) for o in outs]
+
+    def vjp_fn(cotangent):
+        cts, cdef = tree_flatten(cotangent)
+        if cdef != odef:
+            raise TypeError("vjp_fn: the cotangent must have the same tree structure as the "
+                            "output of f")
+        for k, (c, v) in enumerate(zip(cts, values)):
+            if np.shape(unbox(c)) != np.shape(unbox(v)):
+                raise ValueError(f"vjp_fn: cotangent {k} has shape {np.shape(unbox(c))}, but "
+                                 f"the output has shape {np.shape(unbox(v))}")
+        return tuple(_pull(tape, inputs, outs, cts, 0))
+
+    out = tree_unflatten(odef, values)
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def _jac_tree(odef, per_out, single):
+    return tree_unflatten(odef, [r[0] if single else tuple(r) for r in per_out])
+
+
+def jacrev(f, argnums=0, has_aux=False):
+    """The Jacobian by reverse mode: one sweep with all rows of the identity as cotangents.
+
+    Shape convention: ``out.shape + in.shape``.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.jacrev(lambda x: x ** 2)(np.array([1.0, 2.0]))
+    array([[2., 0.],
+           [0., 4.]])
+    """
+    @functools.wraps(f)
+    def jacrev_f(*args, **kwargs):
+        nums = _argnums(argnums, len(args), "jacrev")
+        tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "jacrev")
+        values = [_lower(o, tape) for o in outs]
+        shapes = [np.shape(unbox(v)) for v in values]
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        m = sum(sizes)
+        dtype = np.result_type(*[_dtype(v) for v in values], np.float32) if values else float
+        eye = np.eye(m, dtype=dtype)
+        offs = np.cumsum([0] + sizes)
+        cts = [eye[:, a:b].reshape((m,) + s) for a, b, s in zip(offs[:-1], offs[1:], shapes)]
+        grads = _pull(tape, inputs, outs, cts, 1)
+        per_out = []
+        for a, b, s in zip(offs[:-1], offs[1:], shapes):
+            per_out.append([tree_map(lambda g, s=s, a=a, b=b: np.reshape(
+                g[a:b], s + np.shape(unbox(g))[1:]), g_arg) for g_arg in grads])
+        jac = _jac_tree(odef, per_out, _single(argnums))
+        return (jac, aux) if has_aux else jac
+    return jacrev_f
+
+
+# ---------------------------------------------------------------------------
+# forward mode
+# ---------------------------------------------------------------------------
+
+def _tangent_out(x, trace, batch=()):
+    if isinstance(x, Dual) and x._trace is trace:
+        return x.tangent
+    z = np.zeros(batch + np.shape(unbox(x)), np.result_type(_dtype(x), np.float32))
+    return z[()] if z.ndim == 0 else z
+
+
+def jvp(f, primals, tangents, has_aux=False):
+    """``(f(*primals), J @ tangents)`` by forward mode (dual numbers).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> f = lambda x1, x2: np.log(x1) + x1 * x2 - np.sin(x2)
+    >>> y, ydot = dg.jvp(f, (2.0, 5.0), (1.0, 0.0))
+    >>> round(float(y), 3), float(ydot)
+    (11.652, 5.5)
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("jvp: primals and tangents must be tuples (one entry per argument of "
+                        f"f), got {type(primals).__name__} and {type(tangents).__name__}")
+    if len(primals) != len(tangents):
+        raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    trace = JVPTrace()
+    args = []
+    try:
+        for i, (p, t) in enumerate(zip(primals, tangents)):
+            pl, pdef = tree_flatten(p)
+            tl, tdef = tree_flatten(t)
+            if pdef != tdef:
+                raise TypeError(f"jvp: primals[{i}] and tangents[{i}] have different tree "
+                                "structures")
+            duals = [Dual._make(x, check_tangent(x, tx, f"jvp: tangents[{i}]"), trace)
+                     for x, tx in zip(pl, tl)]
+            args.append(tree_unflatten(pdef, duals))
+        out = f(*args)
+    finally:
+        trace.active = False
+    aux = None
+    if has_aux:
+        out, aux = out
+        aux = tree_map(lambda v: _lower(v, trace), aux)
+    primal_out = tree_map(lambda v: _lower(v, trace), out)
+    tangent_out = tree_map(lambda v: _tangent_out(v, trace), out)
+    return (primal_out, tangent_out, aux) if has_aux else (primal_out, tangent_out)
+
+
+def jacfwd(f, argnums=0, has_aux=False, chunk_size=None):
+    """The Jacobian by forward mode: identity columns pushed as one batched tangent.
+
+    ``chunk_size`` caps how many columns go through at once (default: all).
+    Shape convention: ``out.shape + in.shape``.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.jacfwd(lambda x: np.cumsum(x))(np.ones(2))
+    array([[1., 0.],
+           [1., 1.]])
+    """
+    @functools.wraps(f)
+    def jacfwd_f(*args, **kwargs):
+        nums = _argnums(argnums, len(args), "jacfwd")
+        flat = [tree_flatten(args[i]) for i in nums]
+        leaves = [leaf for ls, _ in flat for leaf in ls]
+        for leaf in leaves:
+            check_differentiable(leaf, "jacfwd: argument")
+        shapes = [np.shape(unbox(x)) for x in leaves]
+        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+        n = sum(sizes)
+        offs = np.cumsum([0] + sizes)
+        step = n if not chunk_size else int(chunk_size)
+        chunks, values, aux, odef = [], None, None, None
+        for c0 in range(0, max(n, 1), max(step, 1)):
+            c1 = min(n, c0 + step)
+            trace = JVPTrace()
+            new_args = list(args)
+            k = 0
+            try:
+                for (ls, tdef), i in zip(flat, nums):
+                    duals = []
+                    for x in ls:
+                        a, b, s = offs[k], offs[k + 1], shapes[k]
+                        t = np.zeros((c1 - c0, b - a), _dtype(x))
+                        lo, hi = max(a, c0), min(b, c1)
+                        if lo < hi:
+                            t[np.arange(lo - c0, hi - c0), np.arange(lo - a, hi - a)] = 1
+                        duals.append(Dual._make(x, t.reshape((c1 - c0,) + s), trace))
+                        k += 1
+                    new_args[i] = tree_unflatten(tdef, duals)
+                out = f(*new_args, **kwargs)
+            finally:
+                trace.active = False
+            if has_aux:
+                out, aux = out
+                aux = tree_map(lambda v, tr=trace: _lower(v, tr), aux)
+            outs, odef = tree_flatten(out)
+            values = [_lower(o, trace) for o in outs]
+            chunks.append([_tangent_out(o, trace, (c1 - c0,)) for o in outs])
+        per_out = []
+        for j, v in enumerate(values):
+            t = chunks[0][j] if len(chunks) == 1 else np.concatenate([c[j] for c in chunks])
+            oshape = np.shape(unbox(v))
+            blocks = []
+            for a, b, s in zip(offs[:-1], offs[1:], shapes):
+                tj = np.reshape(t[a:b], s + oshape)  # (in..., out...) -> (out..., in...)
+                blocks.append(np.transpose(tj, tuple(range(len(s), len(s) + len(oshape)))
+                                           + tuple(range(len(s)))))
+            it = iter(blocks)
+            per_out.append([tree_unflatten(tdef, [next(it) for _ in ls]) for ls, tdef in flat])
+        jac = _jac_tree(odef, per_out, _single(argnums))
+        return (jac, aux) if has_aux else jac
+    return jacfwd_f
+
+
+def hessian(f, argnums=0, has_aux=False):
+    """The Hessian of ``f``, forward-over-reverse: ``jacfwd(jacrev(f))``.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.hessian(lambda x: np.sum(x ** 3))(np.array([1.0, 2.0]))
+    array([[ 6.,  0.],
+           [ 0., 12.]])
+    """
+    return jacfwd(jacrev(f, argnums, has_aux), argnums, has_aux)
+
+
+def hvp(f, primals, tangents):
+    """``(grad(f)(*primals), H @ tangents)`` forward-over-reverse, without forming H.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> g, hv = dg.hvp(lambda x: np.sum(x ** 3), (np.array([1.0, 2.0]),), (np.ones(2),))
+    >>> hv
+    array([ 6., 12.])
+    """
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("hvp: primals and tangents must be tuples (one entry per argument)")
+    g = grad(f, argnums=tuple(range(len(primals))))
+    out, t = jvp(g, tuple(primals), tuple(tangents))
+    return (out[0], t[0]) if len(primals) == 1 else (out, t)
+
+
+def linearize(f, *primals):
+    """``(f(*primals), f_jvp)``: f is evaluated once; ``f_jvp(*tangents)`` replays its
+    Wengert list forward with the tangents (no re-evaluation of f).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> y, f_jvp = dg.linearize(np.sin, 0.0)
+    >>> float(f_jvp(2.0))
+    2.0
+    """
+    tape, inputs, outs, odef, _ = _record(f, primals, {}, tuple(range(len(primals))), False,
+                                          "linearize")
+    values = [_lower(o, tape) for o in outs]
+
+    def f_jvp(*tangents):
+        if len(tangents) != len(primals):
+            raise ValueError(f"f_jvp: expected {len(primals)} tangents, got {len(tangents)}")
+        tans = [None] * len(tape.entries)
+        for k, ((tdef, nodes), t) in enumerate(zip(inputs, tangents)):
+            tl, ttdef = tree_flatten(t)
+            if ttdef != tdef:
+                raise TypeError(f"f_jvp: tangents[{k}] has a different tree structure from "
+                                f"primals[{k}]")
+            for node, tx in zip(nodes, tl):
+                tans[node.index] = check_tangent(node.value, tx, f"f_jvp: tangents[{k}]")
+        for i, (prim, vals, kw, parents, ans) in enumerate(tape.entries):
+            if prim is None:
+                continue
+            ts = [None] * len(vals)
+            for argnum, j in parents:
+                ts[argnum] = tans[j]
+            if any(t is not None for t in ts):
+                tans[i] = push_tangents(prim, ts, ans, vals, kw)
+        outs_t = [tans[o.index] if isinstance(o, Node) and o._trace is tape and
+                  tans[o.index] is not None else _tangent_out(v, None)
+                  for o, v in zip(outs, values)]
+        return tree_unflatten(odef, outs_t)
+
+    return tree_unflatten(odef, values), f_jvp
