@@ -11,9 +11,9 @@ the transforms (``transforms.py``) nest in any order.
 """
 
 from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
+from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .forward import Dual
-from .primitives import TABLE as primitives
 from .reverse import Tape
 from .transforms import (
     grad,
@@ -31,7 +31,7 @@ from .tree import tree_flatten, tree_map, tree_unflatten
 __version__ = "0.1.0"
 
 __all__ = [
-    "Dual", "Tape", "custom_jvp", "custom_vjp", "grad", "hessian", "hvp", "jacfwd", "jacrev",
-    "jvp", "linearize", "primitives", "stop_gradient", "tree_flatten", "tree_map",
+    "Dual", "Tape", "check_grads", "check_jvp", "check_vjp", "numerical_jacobian", "custom_jvp", "custom_vjp", "grad", "hessian", "hvp", "jacfwd", "jacrev",
+    "jvp", "linearize", "stop_gradient", "tree_flatten", "tree_map",
     "tree_unflatten", "value_and_grad", "vjp",
 ]

@@ -74,7 +74,7 @@ class Primitive:
 
     __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "domain", "smooth", "fused")
 
-    def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, domain=None,
+    def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, domain="real",
                  smooth=True, fused=None):
         self.name, self.impl, self.jvp, self.vjp = name, impl, jvp, vjp
         self.bcast = bcast        # elementwise with numpy broadcasting

@@ -343,11 +343,23 @@ cumsum = defprim("cumsum", lambda x, axis: np.cumsum(x, axis=axis),
                  jvp=(lambda t, ans, x, axis: cumsum(t, axis=axis),),
                  vjp=(lambda g, ans, x, axis: flip(cumsum(flip(g, axis=(axis,)), axis=axis),
                                                     axis=(axis,)),))
-cumprod = defprim(
-    "cumprod", lambda x, axis: np.cumprod(x, axis=axis), domain="nonzero",
-    jvp=(lambda t, ans, x, axis: multiply(ans, cumsum(divide(t, x), axis=axis)),),
-    vjp=(lambda g, ans, x, axis: divide(
-        flip(cumsum(flip(multiply(g, ans), axis=(axis,)), axis=axis), axis=(axis,)), x),))
+
+
+def cumprod(x, axis):
+    """Cumulative product along ``axis`` (negative) as a Hillis-Steele scan of multiplies.
+
+    Not a primitive: log2(n) shifted multiplies, so its derivatives come from
+    ``multiply`` and are exact at zeros (no division by x).
+    """
+    n = shape_of(x)[axis]
+    tail = (slice(None),) * (-axis - 1)
+    d = 1
+    while d < n:
+        ones = np.ones(shape_of(x)[:ndim_of(x) + axis] + (d,) + shape_of(x)[ndim_of(x) + axis + 1:])
+        shifted = concatenate(ones, getitem(x, (Ellipsis, slice(0, n - d)) + tail), axis=axis)
+        x = multiply(x, shifted)
+        d *= 2
+    return x
 
 
 # ---------------------------------------------------------------------------
@@ -458,7 +470,12 @@ def _scatter_impl(v, idx, shape):
         out = np.zeros(shape, dtype)
         out[idx] = v  # basic or boolean index: every target appears once
         return out
-    from . import backend
+    try:
+        from . import backend
+    except ImportError:  # the numba seam is optional: numpy's add.at is the reference
+        out = np.zeros(shape, dtype)
+        np.add.at(out, idx, v)
+        return out
     return backend.index_add(shape, dtype, idx, v)
 
 
