@@ -90,7 +90,7 @@ class Primitive:
                 if top is None or t.level > top.level:
                     top = t
         if top is None:
-            return self.impl(*args, **kw)
+            return self.impl(*args, **kw) if kw else self.impl(*args)
         if not top.active:
             top.leaked(self)
         return top.process(self, args, kw)

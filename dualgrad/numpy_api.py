@@ -611,8 +611,9 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if method == "__call__":
         prim = P.UFUNCS.get(ufunc)
         if prim is not None:
-            _no(kwargs, ufunc.__name__, out=None, where=True, casting="same_kind", order="K",
-                dtype=None, subok=True)
+            if kwargs:
+                _no(kwargs, ufunc.__name__, out=None, where=True, casting="same_kind",
+                    order="K", dtype=None, subok=True)
             return prim(*inputs)
         if ufunc in NONDIFF_UFUNCS:
             return ufunc(*_deep_unbox(inputs), **kwargs)

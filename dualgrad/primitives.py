@@ -27,7 +27,7 @@ from .core import Primitive
 
 TABLE = {}   # name -> Primitive
 UFUNCS = {}  # numpy ufunc -> Primitive (the elementwise rows)
-_SCALARS = (float, int, bool, np.float64, np.float32)
+SCALARS = frozenset((float, int, bool, np.float64, np.float32))
 
 
 def defprim(name, impl, jvp=None, vjp=None, ufunc=None, **opts):
@@ -61,11 +61,11 @@ def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None):
 # ---------------------------------------------------------------------------
 
 def shape_of(x):
-    return () if x.__class__ in _SCALARS else x.shape
+    return () if x.__class__ in SCALARS else x.shape
 
 
 def ndim_of(x):
-    return 0 if x.__class__ in _SCALARS else len(x.shape)
+    return 0 if x.__class__ in SCALARS else len(x.shape)
 
 
 def unbroadcast(c, shape, nb):

@@ -20,6 +20,7 @@ import weakref
 import numpy as np
 
 from .core import Box, Trace
+from .primitives import SCALARS, add, shape_of, unbroadcast
 
 
 class Node(Box):
@@ -97,16 +98,24 @@ class Tape(Trace):
     def process(self, prim, args, kw):
         vals = list(args)
         parents = []
-        for i, a in enumerate(args):
+        nested = False  # boxes of lower levels among the arguments?
+        i = 0
+        for a in args:
             if a.__class__ is Node and a._trace is self:
-                vals[i] = a.value
                 parents.append((i, a.index))
-        ans = prim(*vals, **kw)
-        if not parents:  # only lower-level boxes: nothing to record here
-            return ans
+                a = vals[i] = a.value
+            if isinstance(a, Box):
+                nested = True
+            i += 1
+        if nested:
+            ans = prim(*vals, **kw)
+        else:
+            ans = prim.impl(*vals, **kw) if kw else prim.impl(*vals)
         index = len(self.entries)
         self.entries.append((prim, vals, kw, parents, ans))
-        return Node(ans, self, index)
+        node = Node.__new__(Node)
+        node.value, node._trace, node.index, node.grad = ans, self, index, None
+        return node
 
     # -- the reverse sweep -----------------------------------------------------
     def sweep(self, seeds, nb=0):
@@ -115,7 +124,6 @@ class Tape(Trace):
         ``seeds`` pairs entry indices with their cotangents; ``nb`` is the number of
         leading batch axes the cotangents carry (``jacrev`` seeds k rows at once).
         """
-        from .primitives import add, unbroadcast
         entries = self.entries
         n = 1 + max(i for i, _ in seeds)
         cts = [None] * n
@@ -137,11 +145,17 @@ class Tape(Trace):
                 if rule is None:
                     raise TypeError(f"{prim.name!r} is not differentiable with respect to "
                                     f"argument {argnum} (no VJP rule)")
-                c = rule(g, ans, *vals, **kw)
-                if prim.bcast:
-                    c = unbroadcast(c, np.shape(vals[argnum]), nb)
+                c = rule(g, ans, *vals, **kw) if kw else rule(g, ans, *vals)
+                if prim.bcast and not (c.__class__ in SCALARS and vals[argnum].__class__ in
+                                       SCALARS):
+                    c = unbroadcast(c, shape_of(vals[argnum]), nb)
                 prev = cts[j]
-                cts[j] = c if prev is None else add(prev, c)
+                if prev is None:
+                    cts[j] = c
+                elif prev.__class__ in SCALARS and c.__class__ in SCALARS:
+                    cts[j] = prev + c
+                else:
+                    cts[j] = add(prev, c)
         if keep:
             self.adjoints = cts
         return cts

@@ -27,12 +27,15 @@ from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
 
 
 def _dtype(x):
-    return np.result_type(unbox(x))
+    x = unbox(x)
+    return x.dtype if isinstance(x, (np.ndarray, np.generic)) else np.result_type(x)
 
 
 def check_differentiable(x, name):
+    if x.__class__ is float:
+        return
     dt = _dtype(x)
-    if not np.issubdtype(dt, np.floating):
+    if dt.kind != "f":
         raise TypeError(f"{name} has dtype {dt}, but derivatives need real floating-point "
                         "inputs (pass 1.0 rather than 1, or x.astype(float)); integer and "
                         "boolean arrays cannot be differentiated")
