@@ -31,7 +31,7 @@ from .tree import tree_flatten, tree_map, tree_unflatten
 __version__ = "0.1.0"
 
 __all__ = [
-    "Dual", "Tape", "check_grads", "check_jvp", "check_vjp", "numerical_jacobian", "custom_jvp", "custom_vjp", "grad", "hessian", "hvp", "jacfwd", "jacrev",
-    "jvp", "linearize", "stop_gradient", "tree_flatten", "tree_map",
-    "tree_unflatten", "value_and_grad", "vjp",
+    "Dual", "Tape", "check_grads", "check_jvp", "check_vjp", "custom_jvp", "custom_vjp",
+    "grad", "hessian", "hvp", "jacfwd", "jacrev", "jvp", "linearize", "numerical_jacobian",
+    "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
 ]

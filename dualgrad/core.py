@@ -22,6 +22,12 @@ not the 2 an engine that mixes the two perturbations would give.
 import itertools
 
 _next_level = itertools.count(1)
+_active = [0]  # how many traces are recording now; 0 means every value in flight is raw
+
+
+def tracing():
+    """True while some transform is recording (or a hand-made Dual exists)."""
+    return _active[0] > 0
 
 
 class Trace:
@@ -32,6 +38,13 @@ class Trace:
     def __init__(self, level=None):
         self.level = next(_next_level) if level is None else level
         self.active = True
+        _active[0] += 1
+
+    def finish(self):
+        """Stop recording: boxes of this trace used later are leaked tracers."""
+        if self.active:
+            self.active = False
+            _active[0] -= 1
 
     def process(self, prim, args, kw):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -83,6 +96,8 @@ class Primitive:
         self.fused = fused        # optional kernel returning (ans, local derivative)
 
     def __call__(self, *args, **kw):
+        if not _active[0]:  # nothing is being traced: no argument can be a box
+            return self.impl(*args, **kw) if kw else self.impl(*args)
         top = None
         for a in args:
             if isinstance(a, Box):
@@ -97,6 +112,12 @@ class Primitive:
 
     def __repr__(self):
         return f"<primitive {self.name}>"
+
+
+def check_live(box, what):
+    """Entry points from user code call this first, so a leaked box is caught early."""
+    if not box._trace.active:
+        box._trace.leaked(Primitive(what, None))
 
 
 def unbox(x):

@@ -13,7 +13,6 @@ one pass then computes k directional derivatives.
     5.5
 """
 
-import numpy as np
 
 from .core import Box, Trace
 
@@ -67,6 +66,7 @@ def push_tangents(prim, tangents, ans, primals, kw):
 
 
 _ROOT = JVPTrace(level=0)  # user-made Duals: the lowest level, never finished
+_ROOT.finish()              # ...but it counts as recording only once a Dual is made
 
 
 class Dual(Box):
@@ -91,6 +91,8 @@ class Dual(Box):
         from .transforms import check_tangent
         self.value = primal
         self.tangent = check_tangent(primal, tangent, "tangent", batch_ok=True)
+        if not _ROOT.active:
+            Trace.__init__(_ROOT, level=0)
         self._trace = _ROOT
 
     @classmethod

@@ -16,7 +16,7 @@ import operator
 import numpy as np
 
 from . import primitives as P
-from .core import Box, unbox
+from .core import Box, check_live, unbox
 
 HANDLED = {}  # numpy function -> dualgrad implementation
 
@@ -605,6 +605,7 @@ _UFUNC_METHODS = {("reduce", np.add): sum, ("reduce", np.multiply): prod,
 
 
 def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
+    check_live(self, ufunc.__name__)
     if kwargs.get("out") is not None:
         raise TypeError(f"dualgrad: numpy.{ufunc.__name__}(out=...) would write a traced value "
                         "in place; compute a new array instead")
@@ -626,6 +627,7 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
 
 
 def _array_function(self, func, types, args, kwargs):
+    check_live(self, func.__name__)
     impl = HANDLED.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
@@ -655,15 +657,33 @@ def _no_setitem(self, key, value):
 # ---------------------------------------------------------------------------
 
 def _op(prim):
-    return lambda self, other: prim(self, other)
+    def op(self, other):
+        if not self._trace.active:
+            check_live(self, prim.name)
+        return prim(self, other)
+    return op
 
 
 def _swap(prim):
-    return lambda self, other: prim(other, self)
+    def op(self, other):
+        if not self._trace.active:
+            check_live(self, prim.name)
+        return prim(other, self)
+    return op
 
 
 def _method(fn):
-    return lambda self, *args, **kw: fn(self, *args, **kw)
+    def method(self, *args, **kw):
+        check_live(self, fn.__name__)
+        return fn(self, *args, **kw)
+    return method
+
+
+def _unary(prim):
+    def op(self):
+        check_live(self, prim.name)
+        return prim(self)
+    return op
 
 
 def _shape_args(args):
@@ -676,9 +696,8 @@ _BOX_METHODS = dict(
     __truediv__=_op(P.divide), __rtruediv__=_swap(P.divide), __pow__=_op(P.power),
     __rpow__=_swap(P.power), __matmul__=_op(P.matmul), __rmatmul__=_swap(P.matmul),
     __mod__=_op(P.remainder), __rmod__=_swap(P.remainder),
-    __neg__=lambda self: P.negative(self), __pos__=lambda self: P.positive(self),
-    __abs__=lambda self: P.absolute(self),
-    __getitem__=getitem, __setitem__=_no_setitem,
+    __neg__=_unary(P.negative), __pos__=_unary(P.positive), __abs__=_unary(P.absolute),
+    __getitem__=_method(getitem), __setitem__=_no_setitem,
     __array_ufunc__=_array_ufunc, __array_function__=_array_function, __array__=_no_array,
     sum=_method(sum), mean=_method(mean), var=_method(var), std=_method(std),
     prod=_method(prod), max=_method(max), min=_method(min), cumsum=_method(cumsum),
@@ -686,8 +705,8 @@ _BOX_METHODS = dict(
     trace=_method(trace), diagonal=_method(diagonal), squeeze=_method(squeeze),
     repeat=_method(repeat), ravel=_method(ravel), flatten=_method(ravel),
     swapaxes=_method(swapaxes), take=_method(take),
-    reshape=lambda self, *shape, **kw: reshape(self, _shape_args(shape), **kw),
-    transpose=lambda self, *axes: transpose(self, _shape_args(axes) or None),
+    reshape=_method(lambda self, *shape, **kw: reshape(self, _shape_args(shape), **kw)),
+    transpose=_method(lambda self, *axes: transpose(self, _shape_args(axes) or None)),
 )
 for _name, _fn in _BOX_METHODS.items():
     setattr(Box, _name, _fn)
@@ -700,8 +719,8 @@ Box.shape = property(lambda self: np.shape(unbox(self.value)))
 Box.ndim = property(lambda self: np.ndim(unbox(self.value)))
 Box.size = property(lambda self: int(np.size(unbox(self.value))))
 Box.dtype = property(lambda self: np.result_type(unbox(self.value)))
-Box.T = property(lambda self: transpose(self))
-Box.mT = property(lambda self: swapaxes(self, -1, -2))
+Box.T = property(_method(transpose))
+Box.mT = property(_method(lambda self: swapaxes(self, -1, -2)))
 Box.__len__ = lambda self: len(unbox(self.value))
 Box.__iter__ = lambda self: (self[i] for i in builtins.range(len(self)))
 Box.__bool__ = lambda self: bool(unbox(self.value))

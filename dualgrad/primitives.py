@@ -155,16 +155,30 @@ def _log_nonzero(x):
     return log(where(_mask(_raw(x) == 0, x), 1.0, x))
 
 
-power = defbinary(np.power, lambda ans, x, y: multiply(y, power(x, subtract(y, 1))),
+def _pow_dx(ans, x, y):
+    if y.__class__ in SCALARS:  # constant exponent: the common x ** 2
+        return multiply(x, 2.0) if y == 2 else multiply(y, power(x, y - 1))
+    return multiply(y, power(x, subtract(y, 1)))
+
+
+def _select(first, tie, like):
+    """0/1 mask of ``first`` with 0.5 where ``tie`` (ties split the derivative evenly)."""
+    m = _mask(first, like)
+    if np.any(tie):
+        m = m + 0.5 * _mask(tie, like)
+    return m
+
+
+power = defbinary(np.power, _pow_dx,
                   lambda ans, x, y: multiply(ans, _log_nonzero(x)),
                   impl=operator.pow, domain="positive")
 maximum = defbinary(np.maximum,
-                    lambda ans, x, y: _mask((_raw(x) > _raw(y)) + 0.5 * (_raw(x) == _raw(y)), x),
-                    lambda ans, x, y: _mask((_raw(x) < _raw(y)) + 0.5 * (_raw(x) == _raw(y)), y),
+                    lambda ans, x, y: _select(_raw(x) > _raw(y), _raw(x) == _raw(y), ans),
+                    lambda ans, x, y: _select(_raw(x) < _raw(y), _raw(x) == _raw(y), ans),
                     smooth=False)
 minimum = defbinary(np.minimum,
-                    lambda ans, x, y: _mask((_raw(x) < _raw(y)) + 0.5 * (_raw(x) == _raw(y)), x),
-                    lambda ans, x, y: _mask((_raw(x) > _raw(y)) + 0.5 * (_raw(x) == _raw(y)), y),
+                    lambda ans, x, y: _select(_raw(x) < _raw(y), _raw(x) == _raw(y), ans),
+                    lambda ans, x, y: _select(_raw(x) > _raw(y), _raw(x) == _raw(y), ans),
                     smooth=False)
 fmax = defbinary(np.fmax, lambda ans, x, y: _mask(_raw(ans) == _raw(x), x),
                  lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False)
@@ -508,7 +522,7 @@ def _T(x):
 
 
 def _as2d(x, n, side):
-    """Promote a 1-D matmul operand to 2-D as numpy does: (1, m) on the left, (m, 1) on the right."""
+    """Promote a 1-D matmul operand to 2-D as numpy does: (1, m) left, (m, 1) right."""
     return x if n > 1 else expand_dims(x, (-2,) if side == 0 else (-1,))
 
 

@@ -76,7 +76,7 @@ class Tape(Trace):
         return self
 
     def __exit__(self, *exc):
-        self.active = False
+        self.finish()
 
     def watch(self, value, name=None):
         """Start recording ``value``: returns a traced value to compute with."""

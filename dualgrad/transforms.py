@@ -18,6 +18,7 @@ import numpy as np
 
 from .core import Box, unbox
 from .forward import Dual, JVPTrace, push_tangents
+from .primitives import shape_of
 from .reverse import Node, Tape
 from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
 
@@ -26,8 +27,13 @@ from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
 # ---------------------------------------------------------------------------
 
 
+_FLOAT64 = np.dtype(np.float64)
+
+
 def _dtype(x):
     x = unbox(x)
+    if x.__class__ is float:
+        return _FLOAT64
     return x.dtype if isinstance(x, (np.ndarray, np.generic)) else np.result_type(x)
 
 
@@ -115,7 +121,7 @@ def _record(f, args, kwargs, nums, has_aux, fname):
             inputs.append((tdef, nodes))
         out = f(*args, **kwargs)
     finally:
-        tape.active = False
+        tape.finish()
     aux = None
     if has_aux:
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
@@ -130,20 +136,24 @@ def _record(f, args, kwargs, nums, has_aux, fname):
 def _pull(tape, inputs, outs, cts, nb):
     """Cotangents of the watched inputs, one pytree per argument."""
     seeds = [(o.index, c) for o, c in zip(outs, cts)
-             if isinstance(o, Node) and o._trace is tape and c is not None]
+             if o.__class__ is Node and o._trace is tape and c is not None]
     adj = tape.sweep(seeds, nb) if seeds else []
-    batch = np.shape(unbox(cts[0]))[:nb] if cts else ()
     result = []
     for tdef, nodes in inputs:
         leaves = []
         for node in nodes:
             c = adj[node.index] if node.index < len(adj) else None
             if c is None:
-                c = np.zeros(batch + np.shape(unbox(node.value)), _dtype(node.value))
+                batch = shape_of(unbox(cts[0]))[:nb] if nb else ()
+                c = np.zeros(batch + shape_of(unbox(node.value)), _dtype(node.value))
                 c = c[()] if c.ndim == 0 else c
             leaves.append(c)
         result.append(tree_unflatten(tdef, leaves))
     return result
+
+
+def _seed(dtype):
+    return 1.0 if dtype is _FLOAT64 else np.ones((), dtype)[()]
 
 
 def value_and_grad(f, argnums=0, has_aux=False):
@@ -159,14 +169,14 @@ def value_and_grad(f, argnums=0, has_aux=False):
         tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "grad")
         out = outs[0] if len(outs) == 1 and odef == (LEAF,) else None
         value = _lower(out, tape)
-        if out is None or np.shape(unbox(value)) != ():
+        if out is None or shape_of(unbox(value)) != ():
             got = "a pytree" if out is None else f"shape {np.shape(unbox(value))}"
             raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
                             "dg.vjp for non-scalar outputs")
-        if not np.issubdtype(_dtype(value), np.floating):
-            raise TypeError(f"grad requires a real floating-point output, got dtype "
-                            f"{_dtype(value)}")
-        g = _pull(tape, inputs, outs, [np.ones((), _dtype(value))[()]], 0)
+        dtype = _dtype(value)
+        if dtype.kind != "f":
+            raise TypeError(f"grad requires a real floating-point output, got dtype {dtype}")
+        g = _pull(tape, inputs, outs, [_seed(dtype)], 0)
         g = g[0] if _single(argnums) else tuple(g)
         return ((value, aux) if has_aux else value), g
     return value_and_grad_f
@@ -291,7 +301,7 @@ def jvp(f, primals, tangents, has_aux=False):
             args.append(tree_unflatten(pdef, duals))
         out = f(*args)
     finally:
-        trace.active = False
+        trace.finish()
     aux = None
     if has_aux:
         out, aux = out
@@ -344,7 +354,7 @@ def jacfwd(f, argnums=0, has_aux=False, chunk_size=None):
                     new_args[i] = tree_unflatten(tdef, duals)
                 out = f(*new_args, **kwargs)
             finally:
-                trace.active = False
+                trace.finish()
             if has_aux:
                 out, aux = out
                 aux = tree_map(lambda v, tr=trace: _lower(v, tr), aux)

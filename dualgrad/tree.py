@@ -10,10 +10,16 @@
 Dict keys are visited in sorted order (as in JAX); ``None`` is an empty subtree.
 """
 
+import numpy as np
+
 LEAF = "leaf"
+_LEAF_DEF = (LEAF,)
+_LEAF_TYPES = frozenset((float, int, np.ndarray, np.float64, np.float32))
 
 
 def tree_flatten(tree):
+    if tree.__class__ in _LEAF_TYPES:  # fast path: a single array or number
+        return [tree], _LEAF_DEF
     leaves = []
 
     def walk(x):
@@ -32,6 +38,8 @@ def tree_flatten(tree):
 
 
 def tree_unflatten(treedef, leaves):
+    if treedef is _LEAF_DEF:
+        return leaves[0]
     it = iter(leaves)
 
     def build(d):
