@@ -146,7 +146,8 @@ def _pull(tape, inputs, outs, cts, nb):
             if c is None:
                 batch = shape_of(unbox(cts[0]))[:nb] if nb else ()
                 c = np.zeros(batch + shape_of(unbox(node.value)), _dtype(node.value))
-                c = c[()] if c.ndim == 0 else c
+            if c.__class__ is np.ndarray and c.ndim == 0:
+                c = c[()]  # a number for a number, as for the primal
             leaves.append(c)
         result.append(tree_unflatten(tdef, leaves))
     return result
