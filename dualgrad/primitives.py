@@ -133,8 +133,17 @@ def _identity(t, ans, *args, **kw):
 
 add = defprim("add", operator.add, ufunc=np.add, bcast=True,
               jvp=(_identity, _identity), vjp=(_identity, _identity))
+def _subtract_jvp(tangents, ans, x, y):
+    tx, ty = tangents
+    if ty is None:
+        return broadcast_tangent(align_tangent(tx, x, ans), ans)
+    ty = align_tangent(ty, y, ans)
+    t = negative(ty) if tx is None else subtract(align_tangent(tx, x, ans), ty)
+    return broadcast_tangent(t, ans)
+
+
 subtract = defprim("subtract", operator.sub, ufunc=np.subtract, bcast=True,
-                   jvp=(_identity, lambda t, ans, x, y: negative(t)),
+                   jvp=_subtract_jvp,
                    vjp=(_identity, lambda g, ans, x, y: negative(g)))
 multiply = defprim("multiply", operator.mul, ufunc=np.multiply, bcast=True,
                    jvp=(lambda t, ans, x, y: multiply(t, y), lambda t, ans, x, y: multiply(x, t)),
@@ -539,6 +548,12 @@ def _lift(t, nd, bnd):
 def _matmul_jvp(tangents, ans, x, y):
     tx, ty = tangents
     nx, ny = ndim_of(x), ndim_of(y)
+    if nx == 2 and ny == 1:  # matrix @ vector: all k directions in one matrix product
+        out = None if ty is None else matmul(ty, _T(x))
+        if tx is not None:
+            r = matmul(tx, y)
+            out = r if out is None else add(out, r)
+        return out
     bnd = max(nx, ny, 2) - 2
     out = None
     if tx is not None:
@@ -564,6 +579,8 @@ def _matmul_vjp_x(g, ans, x, y):
 def _matmul_vjp_y(g, ans, x, y):
     nb = ndim_of(g) - ndim_of(ans)
     nx, ny = ndim_of(x), ndim_of(y)
+    if nx == 2 and ny == 1:  # all k cotangent rows in one matrix product
+        return matmul(g, x)
     if nx > 1 and ny > 1:
         return unbroadcast(matmul(_T(x), g), shape_of(y), nb)
     x2, y2 = _as2d(x, nx, 0), _as2d(y, ny, 1)
