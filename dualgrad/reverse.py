@@ -24,15 +24,25 @@ from .primitives import SCALARS, add, shape_of, unbroadcast
 
 
 class Node(Box):
-    """A value recorded on a tape; ``index`` is its row in the Wengert list."""
+    """A value recorded on a tape; ``index`` is its row in the Wengert list.
 
-    __slots__ = ("index", "grad", "__weakref__")
+    ``grad`` is filled in by ``backward()`` for watched values (PyTorch style).
+    """
+
+    __slots__ = ("index", "_grad", "__weakref__")
 
     def __init__(self, value, trace, index):
         self.value = value
         self._trace = trace
         self.index = index
-        self.grad = None
+
+    @property
+    def grad(self):
+        return getattr(self, "_grad", None)
+
+    @grad.setter
+    def grad(self, g):
+        self._grad = g
 
     def backward(self, cotangent=None):
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every watched leaf (PyTorch style).
@@ -45,6 +55,9 @@ class Node(Box):
         6.0
         """
         self._trace.backward(self, cotangent)
+
+
+_new_node = object.__new__
 
 
 class Tape(Trace):
@@ -96,25 +109,24 @@ class Tape(Trace):
         return Node(ans, self, index)
 
     def process(self, prim, args, kw):
-        vals = list(args)
+        vals = []
         parents = []
         nested = False  # boxes of lower levels among the arguments?
-        i = 0
         for a in args:
             if a.__class__ is Node and a._trace is self:
-                parents.append((i, a.index))
-                a = vals[i] = a.value
-            if isinstance(a, Box):
+                parents.append((len(vals), a.index))
+                a = a.value
+            if a.__class__ not in SCALARS and isinstance(a, Box):
                 nested = True
-            i += 1
-        if nested:
-            ans = prim(*vals, **kw)
-        else:
-            ans = prim.impl(*vals, **kw) if kw else prim.impl(*vals)
+            vals.append(a)
+        impl = prim if nested else prim.impl
+        ans = impl(*vals, **kw) if kw else impl(*vals)
         index = len(self.entries)
         self.entries.append((prim, vals, kw, parents, ans))
-        node = Node.__new__(Node)
-        node.value, node._trace, node.index, node.grad = ans, self, index, None
+        node = _new_node(Node)
+        node.value = ans
+        node._trace = self
+        node.index = index
         return node
 
     # -- the reverse sweep -----------------------------------------------------
