@@ -146,22 +146,33 @@ class custom_vjp:
         bwd, name = self.bwd, self.__name__
         cache = {}
 
-        def cotangent(i):
-            def rule(g, ans_, *vals_):
-                if cache.get("g") is not g:
-                    cts = bwd(res, g)
+        def cotangents(g, ans_):
+            """bwd's cotangents; a batch of k cotangent rows (jacrev) goes row by row."""
+            if cache.get("g") is not g:
+                nb = np.ndim(g) - np.ndim(ans_)
+                rows = [bwd(res, g[j]) for j in range(np.shape(g)[0])] if nb else [bwd(res, g)]
+                for cts in rows:
                     if not isinstance(cts, (tuple, list)) or len(cts) != len(args):
                         raise TypeError(f"custom_vjp {name!r}: bwd must return a tuple of "
                                         f"{len(args)} cotangent(s), one per argument")
-                    cache.update(g=g, cts=cts)
-                c = cache["cts"][i]
-                if c is None:
-                    return np.zeros(np.shape(unbox(vals_[i])))
-                if np.shape(unbox(c)) != np.shape(unbox(vals_[i])):
-                    raise ValueError(f"custom_vjp {name!r}: bwd returned a cotangent of shape "
-                                     f"{np.shape(unbox(c))} for argument {i} of shape "
-                                     f"{np.shape(unbox(vals_[i]))}")
-                return c
+                cache.update(g=g, rows=rows, nb=nb)
+            return cache["rows"], cache["nb"]
+
+        def cotangent(i):
+            def rule(g, ans_, *vals_):
+                rows, nb = cotangents(g, ans_)
+                shape = np.shape(unbox(vals_[i]))
+                out = []
+                for cts in rows:
+                    c = cts[i]
+                    if c is None:
+                        c = np.zeros(shape)
+                    elif np.shape(unbox(c)) != shape:
+                        raise ValueError(f"custom_vjp {name!r}: bwd returned a cotangent of "
+                                         f"shape {np.shape(unbox(c))} for argument {i} of "
+                                         f"shape {shape}")
+                    out.append(c)
+                return np.stack(out) if nb else out[0]
             return rule
 
         return top.record(Primitive(name, None, vjp=_LazyRules(cotangent)), vals, {}, parents,
