@@ -1,0 +1,43 @@
+"""Fused elementwise maps: y = f(x) and f'(x) in one pass over memory.
+
+``compile_unary(f, df)`` turns two *scalar* formulas into one compiled loop.
+``df(x, y)`` receives the value ``y = f(x)`` already computed, so exp' = y and
+tanh' = 1 - y*y cost one multiply (ReverseDiff's ForwardOptimize: the local
+derivative is produced while the value is, and the reverse step is a single
+multiply).  The formulas are written with numpy functions (``np.sin``...),
+which numba compiles for scalars, so the caller can run the very same
+functions on whole arrays as its numpy reference.
+
+    >>> import numpy as np
+    >>> k = compile_unary(lambda x: np.exp(x), lambda x, y: y)
+    >>> x = np.zeros(3); y = np.empty(3); d = np.empty(3)
+    >>> k(x, y, d, True); d.tolist()
+    [1.0, 1.0, 1.0]
+"""
+
+from numba import njit
+from numba.extending import register_jitable
+
+
+def compile_unary(f, df):
+    """One kernel ``k(x, y, d, grad)`` over flat C-contiguous arrays of one dtype:
+    y[i] = f(x[i]), and if ``grad`` also d[i] = df(x[i], y[i]).
+
+    df sees y as stored (rounded to the array's dtype), as numpy's df would.
+    Float32 rows with float constants are evaluated in float64 and stored as float32.
+    (A tangent pushed through is ``t * d``: measured, one numpy multiply after this
+    loop was as fast as fusing it in, and faster for several tangents at once.)
+    """
+    f, df = register_jitable(f), register_jitable(df)
+
+    @njit(cache=True)
+    def kernel(x, y, d, grad):
+        if grad:
+            for i in range(x.shape[0]):
+                y[i] = f(x[i])
+                d[i] = df(x[i], y[i])
+        else:
+            for i in range(x.shape[0]):
+                y[i] = f(x[i])
+
+    return kernel
