@@ -15,6 +15,7 @@ from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .forward import Dual
 from .reverse import Tape
+from .symbolic import symcheck
 from .transforms import (
     grad,
     hessian,
@@ -34,4 +35,5 @@ __all__ = [
     "Dual", "Tape", "check_grads", "check_jvp", "check_vjp", "custom_jvp", "custom_vjp",
     "grad", "hessian", "hvp", "jacfwd", "jacrev", "jvp", "linearize", "numerical_jacobian",
     "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
+    "symcheck",
 ]

@@ -6,6 +6,10 @@ Baydin et al. (2018), Table 2.  Beside the primal trace go tangent traces
 after a reverse sweep, the adjoint trace.
 """
 
+import math
+import re
+import unicodedata
+
 import numpy as np
 
 from .core import unbox
@@ -97,3 +101,343 @@ def format_tape(tape, tangent_columns=None):
             a = tape.adjoints[i]
             lines.append(f"adj({names[i]}) = {fmt(0.0 if a is None else a)}")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# the tables as printed in the literature (Baydin et al. 2018, Tables 2 and 3)
+# ---------------------------------------------------------------------------
+
+MINUS, TIMES, PARTIAL = "\u2212", "\u00d7", "\u2202"
+_DOT, _BAR = "\u0307", "\u0304"
+_INFIX = {"add": "+", "subtract": MINUS, "multiply": TIMES, "divide": "/", "matmul": "@"}
+_PREFIX = {"log": "ln", "negative": MINUS, "absolute": "abs", "arcsin": "asin",
+           "arccos": "acos", "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh",
+           "arctanh": "atanh"}
+
+
+def pretty_label(label):
+    """'v-1' -> 'v\u22121' (Unicode minus, as in print)."""
+    return label.replace("-", MINUS)
+
+
+def number(x, digits=3):
+    """A value as the literature prints it: ``digits`` decimals, trailing zeros dropped,
+    Unicode minus; very large or small magnitudes in scientific notation.
+
+    >>> from dualgrad.tracetable import number
+    >>> [number(v) for v in (2.0, 10.693147, -0.958924, 5.5, 1e-5, -0.0)]
+    ['2', '10.693', '\u22120.959', '5.5', '1e\u221205', '0']
+    """
+    x = unbox(x)
+    if np.ndim(x) != 0:
+        return f"array{tuple(np.shape(x))}"
+    x = float(x)
+    if not math.isfinite(x):
+        s = "nan" if math.isnan(x) else ("-inf" if x < 0 else "inf")
+    elif x == 0:
+        s = "0"
+    elif abs(x) >= 1e6 or abs(x) < 0.5 * 10.0 ** -digits:
+        mant, _, ex = f"{x:.{max(digits - 1, 0)}e}".partition("e")
+        if "." in mant:
+            mant = mant.rstrip("0").rstrip(".")
+        s = f"{mant}e{ex}"
+    else:
+        s = f"{x:.{digits}f}"
+        if "." in s:
+            s = s.rstrip("0").rstrip(".")
+        if s == "-0":
+            s = "0"
+    return s.replace("-", MINUS)
+
+
+def _accent(name, mark):
+    m = re.match(r"[^\W\d_]+", name)
+    k = m.end() if m else 1
+    return unicodedata.normalize("NFC", name[:k] + mark + name[k:])
+
+
+def dotted(name):
+    """The tangent of ``name``: 'x1' -> 'x\u03071' (a dot over the letter)."""
+    return _accent(name, _DOT)
+
+
+def barred(name):
+    """The adjoint of ``name``: 'v5' -> 'v\u03045' (a bar over the letter)."""
+    return _accent(name, _BAR)
+
+
+def width(s):
+    """Display width: combining marks take no column."""
+    return sum(1 for ch in unicodedata.normalize("NFD", s) if not unicodedata.combining(ch))
+
+
+def _ljust(s, w):
+    return s + " " * max(w - width(s), 0)
+
+
+def to_ascii(text):
+    """Plain-ASCII version of a literature table (for terminals without Unicode)."""
+    text = unicodedata.normalize("NFD", text)
+    text = re.sub(r"(\w)" + _DOT, r"d\1", text)
+    text = re.sub(r"(\w)" + _BAR, r"bar_\1", text)
+    for a, b in ((MINUS, "-"), (TIMES, "*"), (PARTIAL, "d"), ("\u00b2", "^2"),
+                 ("\u221a", "sqrt")):
+        text = text.replace(a, b)
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _operands(tape, i, names, digits):
+    prim, vals, kw, parents, _ = tape.entries[i]
+    args = []
+    for v in vals:
+        s = number(v, digits)
+        args.append(f"({s})" if s.startswith(MINUS) else s)
+    for argnum, j in parents:
+        args[argnum] = pretty_label(names[j])
+    return args
+
+
+def describe_pretty(tape, i, names, digits=3):
+    """Entry ``i`` as in the literature: 'ln v\u22121', 'v\u22121 \u00d7 v0', 'sin v0'."""
+    prim, vals, kw, parents, _ = tape.entries[i]
+    if prim is None:
+        return tape.names.get(i, "input")
+    args = _operands(tape, i, names, digits)
+    sym = _INFIX.get(prim.name)
+    if sym and len(args) == 2 and not kw:
+        return f"{args[0]} {sym} {args[1]}"
+    if prim.name == "power" and len(args) == 2:
+        return f"{args[0]}^{args[1]}"
+    name = _PREFIX.get(prim.name, prim.name)
+    if len(args) == 1 and not kw:
+        return f"{name}{args[0]}" if name == MINUS else f"{name} {args[0]}"
+    extra = [f"{k}={v}" for k, v in kw.items()] if kw else []
+    return f"{name}({', '.join(args + extra)})"
+
+
+def _inputs(tape):
+    return [i for i, e in enumerate(tape.entries) if e[0] is None]
+
+
+def _output_index(tape, output):
+    from .reverse import Node
+    if isinstance(output, Node) and output._trace is tape:
+        return output.index
+    return None
+
+
+def evaluation_trace(tape, output, directions=None, digits=3):
+    """The forward primal trace with one tangent column per direction, as in Baydin et al.
+    (2018), Table 2.  ``directions``: ``None`` for one unit direction per watched input
+    (\u1e8b1 = 1, \u1e8b2 = 0, then \u1e8b1 = 0, \u1e8b2 = 1, ...), or a list of
+    ``(title, {input entry index: tangent})``.  Tangents come from ``replay_tangents``.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> from dualgrad.tracetable import evaluation_trace, to_ascii
+    >>> with dg.Tape() as tape:
+    ...     x = tape.watch(2.0, "x")
+    ...     y = x * np.sin(x)
+    >>> print(to_ascii(evaluation_trace(tape, y)))
+    Forward primal trace    Forward tangent trace
+                            dx = 1
+    v0 = x       = 2        dv0 = 1
+    v1 = sin v0  = 0.909    dv1 = -0.416
+    v2 = v0 * v1 = 1.819    dv2 = 0.077
+    y  = v2      = 1.819    dy  = 0.077
+    """
+    names = labels(tape)
+    ins = _inputs(tape)
+    if directions is None:
+        directions = []
+        for k in ins:
+            title = ", ".join(f"{dotted(tape.names.get(j, pretty_label(names[j])))} = "
+                              f"{1 if j == k else 0}" for j in ins)
+            directions.append((title, {k: np.ones_like(tape.entries[k][4])[()]}))
+    columns = [(title, replay_tangents(tape, seeds)) for title, seeds in directions]
+    out = _output_index(tape, output)
+    rows = []
+    for i, e in enumerate(tape.entries):
+        lab = pretty_label(names[i])
+        cells = []
+        for _, tans in columns:
+            t = tans[i] if i < len(tans) else None
+            cells.append((dotted(lab), number(0.0 if t is None else t, digits)))
+        rows.append((lab, describe_pretty(tape, i, names, digits), number(e[4], digits), cells))
+    if out is not None:
+        cells = [("\u1e8f", number(0.0 if tans[out] is None else tans[out], digits))
+                 for _, tans in columns]
+        rows.append(("y", pretty_label(names[out]), number(tape.entries[out][4], digits),
+                     cells))
+    else:
+        rows.append(("y", number(output, digits), number(output, digits),
+                     [("\u1e8f", "0") for _ in columns]))
+    w0 = max(width(r[0]) for r in rows)
+    w1 = max(width(r[1]) for r in rows)
+    w2 = max(width(r[2]) for r in rows)
+    wl = [max(width(r[3][c][0]) for r in rows) for c in range(len(columns))]
+    cellw = [max([width(r[3][c][0]) + 3 + width(r[3][c][1]) for r in rows]
+                 + [width(columns[c][0])]) for c in range(len(columns))]
+    left = w0 + 3 + w1 + 3 + w2
+    gap = " " * 4
+    lines = []
+    if columns:
+        lines.append(_ljust("Forward primal trace", left) + gap + "Forward tangent trace")
+        lines.append(" " * left + gap + "   ".join(
+            _ljust(t, w) for (t, _), w in zip(columns, cellw)).rstrip())
+    else:
+        lines.append("Forward primal trace")
+    for lab, op, val, cells in rows:
+        line = f"{_ljust(lab, w0)} = {_ljust(op, w1)} = {_ljust(val, w2)}"
+        if cells:
+            line += gap + "   ".join(_ljust(f"{_ljust(n, wl[c])} = {v}", cellw[c])
+                                     for c, (n, v) in enumerate(cells))
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _contribution(name, argnum, args, g, out):
+    """The text of ``v\u0304i \u2202vi/\u2202vj`` worked out for common primitives."""
+    a = args[0] if args else ""
+    b = args[1] if len(args) > 1 else ""
+    table = {
+        ("add", 0): f"{g} {TIMES} 1", ("add", 1): f"{g} {TIMES} 1",
+        ("subtract", 0): f"{g} {TIMES} 1", ("subtract", 1): f"{g} {TIMES} ({MINUS}1)",
+        ("multiply", 0): f"{g} {TIMES} {b}", ("multiply", 1): f"{g} {TIMES} {a}",
+        ("divide", 0): f"{g} / {b}", ("divide", 1): f"{MINUS}{g} {TIMES} {a} / {b}\u00b2",
+        ("negative", 0): f"{g} {TIMES} ({MINUS}1)",
+        ("log", 0): f"{g} / {a}",
+        ("exp", 0): f"{g} {TIMES} exp {a}",
+        ("sin", 0): f"{g} {TIMES} cos {a}",
+        ("cos", 0): f"{MINUS}{g} {TIMES} sin {a}",
+        ("tan", 0): f"{g} / cos\u00b2 {a}",
+        ("sinh", 0): f"{g} {TIMES} cosh {a}",
+        ("cosh", 0): f"{g} {TIMES} sinh {a}",
+        ("tanh", 0): f"{g} {TIMES} (1 {MINUS} tanh\u00b2 {a})",
+        ("sqrt", 0): f"{g} / (2 \u221a{a})",
+        ("square", 0): f"{g} {TIMES} 2 {TIMES} {a}",
+        ("absolute", 0): f"{g} {TIMES} sign {a}",
+        ("arctan", 0): f"{g} / (1 + {a}\u00b2)",
+        ("arcsin", 0): f"{g} / \u221a(1 {MINUS} {a}\u00b2)",
+        ("power", 1): f"{g} {TIMES} {out} {TIMES} ln {a}",
+    }
+    if (name, argnum) == ("power", 0):
+        try:
+            c = float(b.replace(MINUS, "-").strip("()"))
+        except ValueError:
+            return f"{g} {TIMES} {b} {TIMES} {a}^({b} {MINUS} 1)"
+        if c == 2:
+            return f"{g} {TIMES} 2 {TIMES} {a}"
+        cm1 = number(c - 1, 6)
+        cm1 = f"({cm1})" if cm1.startswith(MINUS) else cm1
+        return f"{g} {TIMES} {b} {TIMES} {a}^{cm1}"
+    return table.get((name, argnum))
+
+
+def adjoint_trace(tape, output, digits=3):
+    """The reverse adjoint trace as in Baydin et al. (2018), Table 3: the adjoints of the
+    tape's last sweep (``tape.gradient(output, ...)`` with ``keep_adjoints=True``; swept
+    here if the tape has none), one line per contribution in the order the sweep adds
+    them, ending with the input adjoints \u0078\u0304k.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> from dualgrad.tracetable import adjoint_trace, to_ascii
+    >>> with dg.Tape() as tape:
+    ...     x = tape.watch(2.0, "x")
+    ...     y = x * np.sin(x)
+    >>> g = tape.gradient(y, x)
+    >>> print(to_ascii(adjoint_trace(tape, y)))
+    Reverse adjoint trace
+    bar_v2 = bar_y = 1
+    bar_v0 = bar_v2 dv2/dv0 = bar_v2 * v1 = 0.909
+    bar_v1 = bar_v2 dv2/dv1 = bar_v2 * v0 = 2
+    bar_v0 = bar_v0 + bar_v1 dv1/dv0 = bar_v0 + bar_v1 * cos v0 = 0.077
+    bar_x = bar_v0 = 0.077
+    """
+    from .primitives import shape_of, unbroadcast
+    from .transforms import seed_cotangent
+    names = {i: pretty_label(v) for i, v in labels(tape).items()}
+    out = _output_index(tape, output)
+    lines = ["Reverse adjoint trace"]
+    if out is None:
+        lines.append(f"{barred('y')} = 1 (the output does not depend on the inputs)")
+        adj = []
+    else:
+        adj = tape.adjoints
+        if adj is None or out >= len(adj) or adj[out] is None:
+            adj = tape.sweep([(out, seed_cotangent(tape.entries[out][4], None, "seed"))])
+        lines.append(f"{barred(names[out])} = {barred('y')} = {number(adj[out], digits)}")
+        running = {}
+        for i in range(out, -1, -1):
+            prim, vals, kw, parents, ans = tape.entries[i]
+            g = adj[i] if i < len(adj) else None
+            if prim is None or g is None:
+                continue
+            args = _operands(tape, i, {k: v for k, v in labels(tape).items()}, digits)
+            gi = barred(names[i])
+            for argnum, j in parents:
+                rule = prim.vjp[argnum] if prim.vjp is not None else None
+                if rule is None:
+                    continue
+                c = rule(g, ans, *vals, **kw) if kw else rule(g, ans, *vals)
+                if prim.bcast and np.ndim(c) != np.ndim(vals[argnum]):
+                    c = unbroadcast(c, shape_of(vals[argnum]), 0)
+                gj = barred(names[j])
+                acc = j in running
+                running[j] = running[j] + c if acc else c
+                lhs = f"{gj} + " if acc else ""
+                line = f"{gj} = {lhs}{gi} {PARTIAL}{names[i]}/{PARTIAL}{names[j]}"
+                formula = _contribution(prim.name, argnum, args, gi, names[i])
+                if formula is not None:
+                    line += f" = {lhs}{formula}"
+                lines.append(f"{line} = {number(running[j], digits)}")
+    for j in _inputs(tape):
+        a = adj[j] if j < len(adj) and adj[j] is not None else 0.0
+        name = tape.names.get(j, names[j])
+        lines.append(f"{barred(name)} = {barred(names[j])} = {number(a, digits)}")
+    return "\n".join(lines)
+
+
+def to_dot(tape, output=None, digits=3, title=None):
+    """The tape as a Graphviz DOT graph: one node per entry (label, operation, value and,
+    after a sweep, adjoint), one edge per argument read.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> from dualgrad.tracetable import to_dot
+    >>> with dg.Tape() as tape:
+    ...     x = tape.watch(2.0, "x")
+    ...     y = np.sin(x)
+    >>> print(to_dot(tape, y), end="")
+    digraph wengert {
+      rankdir=LR;
+      node [shape=box, fontname="Helvetica"];
+      n0 [label="v0 = x\\n= 2", shape=ellipse];
+      n1 [label="v1 = sin v0\\n= 0.909", peripheries=2];
+      n0 -> n1;
+    }
+    """
+    def q(s):
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    names = labels(tape)
+    out = _output_index(tape, output)
+    adj = tape.adjoints or []
+    lines = ["digraph wengert {", "  rankdir=LR;",
+             '  node [shape=box, fontname="Helvetica"];']
+    if title:
+        lines.append(f"  label={q(title)}; labelloc=t;")
+    for i, e in enumerate(tape.entries):
+        lab = pretty_label(names[i])
+        text = f"{lab} = {describe_pretty(tape, i, names, digits)}\n= {number(e[4], digits)}"
+        if i < len(adj) and adj[i] is not None:
+            text += f"\n{barred(lab)} = {number(adj[i], digits)}"
+        attrs = [f"label={q(text)}"]
+        if e[0] is None:
+            attrs.append("shape=ellipse")
+        if i == out:
+            attrs.append("peripheries=2")
+        lines.append(f"  n{i} [{', '.join(attrs)}];")
+    for i, e in enumerate(tape.entries):
+        for _, j in e[3]:
+            lines.append(f"  n{j} -> n{i};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
