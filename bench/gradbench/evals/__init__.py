@@ -1,0 +1,1 @@
+"""One module per GradBench eval; each exposes ``FUNCTIONS`` and ``example()``."""

@@ -1,0 +1,189 @@
+"""The GradBench tool protocol: one JSON object per line in, one per line out.
+
+The eval sends messages ``{"id", "kind", ...}``; the tool answers each with an
+object carrying the same ``id``:
+
+- ``start``    -> ``{"id", "tool": "dualgrad"}``
+- ``define``   -> ``{"id", "success": bool}``; imports the eval module and warms
+  it up on a tiny input, so one-off costs are not scored.
+- ``evaluate`` -> ``{"id", "success": true, "output", "timings": [...]}``: the
+  function runs at least ``min_runs`` times and until ``min_seconds`` have been
+  spent; each run gives one ``{"name": "evaluate", "nanoseconds"}`` timing.
+  Only the function is timed: converting the JSON input to arrays
+  (``prepare``) and the result back to JSON (``output``) are not.
+- anything else (``analysis``, ...) -> ``{"id"}``.
+
+Each eval lives in ``evals/<name>.py`` and exposes ``FUNCTIONS``, a dict from
+the GradBench function name to a :class:`Function`, and ``example()``, a small
+input in the eval's own JSON format (used for the warm-up and by the tests).
+"""
+
+import importlib
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+TOOL = "dualgrad"
+
+#: Every eval this tool implements (the module names GradBench uses).
+EVALS = ("hello", "lse", "llsq", "det", "ode", "gmm", "kmeans", "lstm", "ba", "ht",
+         "particle", "saddle")
+
+
+@dataclass(frozen=True)
+class Function:
+    """One GradBench function: JSON input -> prepared data -> result -> JSON output."""
+
+    run: Callable[[Any], Any]           # the timed part
+    prepare: Callable[[Any], Any] = lambda x: x
+    output: Callable[[Any], Any] = lambda y: y
+    repeated: bool = True               # input carries min_runs / min_seconds
+
+
+def load(module):
+    """The Python module implementing eval ``module``; ``KeyError`` if there is none."""
+    if module not in EVALS:
+        raise KeyError(f"dualgrad has no implementation of the {module!r} eval "
+                       f"(it has: {', '.join(EVALS)})")
+    return importlib.import_module(f"{__package__}.evals.{module}")
+
+
+def repeat(run, arg, min_runs=1, min_seconds=0.0):
+    """Call ``run(arg)`` until both ``min_runs`` calls and ``min_seconds`` have passed.
+
+    Returns the last result and one timing per call.
+    """
+    timings = []
+    elapsed = 0
+    limit = int(float(min_seconds) * 1e9)
+    result = None
+    while len(timings) < max(int(min_runs), 1) or elapsed < limit:
+        t0 = time.perf_counter_ns()
+        result = run(arg)
+        t1 = time.perf_counter_ns()
+        timings.append({"name": "evaluate", "nanoseconds": t1 - t0})
+        elapsed += t1 - t0
+    return result, timings
+
+
+def evaluate(module, function, input):
+    """Run ``function`` of eval ``module`` on a JSON ``input``: (output, timings)."""
+    fn = load(module).FUNCTIONS[function]
+    arg = fn.prepare(input)
+    if fn.repeated:
+        result, timings = repeat(fn.run, arg, input.get("min_runs", 1),
+                                 input.get("min_seconds", 0.0))
+    else:
+        result, timings = repeat(fn.run, arg)
+    return fn.output(result), timings
+
+
+def warm_up(mod):
+    """Run every function of ``mod`` once on its small example input (or the module's
+    own, cheaper ``warm_up`` where a full run is long, as for particle and saddle)."""
+    if hasattr(mod, "warm_up"):
+        mod.warm_up()
+        return
+    example = mod.example()
+    for fn in mod.FUNCTIONS.values():
+        fn.output(fn.run(fn.prepare(example)))
+
+
+class Tool:
+    """The tool side of one GradBench session."""
+
+    def __init__(self, warm=True):
+        self.warm = warm
+
+    def handle(self, message):
+        """The response to one message (a dict)."""
+        response = {"id": message["id"]}
+        kind = message.get("kind")
+        if kind == "start":
+            response["tool"] = TOOL
+        elif kind == "define":
+            t0 = time.perf_counter_ns()
+            try:
+                mod = load(message["module"])
+                if self.warm:
+                    warm_up(mod)
+            except Exception as e:  # noqa: BLE001 - reported to the eval, not raised
+                response["success"] = False
+                response["error"] = _error(e)
+            else:
+                response["success"] = True
+                response["timings"] = [{"name": "define",
+                                        "nanoseconds": time.perf_counter_ns() - t0}]
+        elif kind == "evaluate":
+            try:
+                output, timings = evaluate(message["module"], message["function"],
+                                           message["input"])
+            except Exception as e:  # noqa: BLE001
+                response["success"] = False
+                response["error"] = _error(e)
+            else:
+                response["success"] = True
+                response["output"] = output
+                response["timings"] = timings
+        return response
+
+    def serve(self, lines, write):
+        """Answer every JSON line of ``lines`` through ``write(str)``."""
+        for line in lines:
+            if not line.strip():
+                continue
+            message = json.loads(line)
+            write(json.dumps(self.handle(message)) + "\n")
+            if message.get("kind") == "end":
+                break
+
+
+def tune_malloc():
+    """Keep freed memory in the process (glibc): a tape holds many large arrays, and
+    without this every run of a repeated evaluation pays page faults afresh for
+    memory the previous run just gave back.  Returns whether glibc accepted it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    ok = libc.mallopt(m_mmap_threshold, 1 << 30) or libc.mallopt(m_mmap_threshold, 32 << 20)
+    ok = libc.mallopt(m_trim_threshold, 1 << 36) and ok
+    return bool(libc.mallopt(m_top_pad, 64 << 20) and ok)
+
+
+def _error(e):
+    return "".join(traceback.format_exception(e))
+
+
+def main(argv=None):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.gradbench",
+                                     description="dualgrad as a GradBench tool "
+                                     "(JSON lines on stdin/stdout)")
+    parser.add_argument("--multithreaded", action="store_true",
+                        help="accepted for GradBench compatibility; dualgrad runs "
+                        "single-threaded unless the BLAS it links uses threads")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip running each eval on a small input at define time")
+    parser.add_argument("--no-malloc-tuning", action="store_true",
+                        help="leave glibc's malloc thresholds at their defaults")
+    args = parser.parse_args(argv)
+    if not args.no_malloc_tuning:
+        tune_malloc()
+
+    def write(s):
+        sys.stdout.write(s)
+        sys.stdout.flush()
+
+    try:
+        Tool(warm=not args.no_warmup).serve(sys.stdin, write)
+    except (BrokenPipeError, KeyboardInterrupt):
+        pass

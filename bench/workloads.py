@@ -1,0 +1,271 @@
+"""The nine workloads of DESIGN.md §8: inputs, the numpy forward F, and dualgrad's derivative.
+
+A *workload* (``baydin``, ``hessian``, ...) expands into one or more *cases*, one per
+derivative timed: ``hessian`` is the full Hessian at n=200 (case ``hessian``) and a
+Hessian-vector product at n=100 000 (case ``hvp``); ``jacobian`` is ``jacfwd`` and
+``jacrev``.  A case carries
+
+* ``data``: the inputs as float64 numpy arrays (seeded, so every tool sees the same);
+* ``forward``: the plain-numpy forward pass F, a zero-argument callable;
+* ``dualgrad(dg)``: a zero-argument callable computing the derivative with dualgrad.
+  The function differentiated is the numpy code of F itself wherever dualgrad
+  accepts numpy code (``np.tanh(A @ x) + x ** 3``); conv uses ``dg.nn.conv2d``.
+
+The peers (PyTorch, JAX, autograd) live in ``bench/peers.py`` and read the same ``data``.
+Every derivative is returned in the order listed in ``Case.outputs``.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+SEED = 0
+
+
+@dataclass
+class Case:
+    name: str                 # case name, also the key into bench/peers.py
+    workload: str             # the §8 workload it belongs to
+    what: str                 # the function, in words
+    derivative: str           # what is differentiated, in words
+    unit: str                 # "us_per_call" | "us_per_op" | "ratio" (time / F)
+    data: dict
+    forward: object           # zero-arg numpy forward pass F
+    dualgrad: object          # dg -> zero-arg callable computing the derivative
+    outputs: tuple            # names of the derivative's parts, in order
+    target: tuple = None      # (kind, value): kind "ratio" (x F), "us_per_op", "us", "ms"
+    ops: int = 1              # recorded ops per call (chain: per-op normalisation)
+    notes: list = field(default_factory=list)
+
+
+def _rng():
+    return np.random.default_rng(SEED)
+
+
+# ---------------------------------------------------------------------------
+# Helpers shared by F and dualgrad (plain numpy code: dualgrad differentiates it as is)
+
+def _relu(dg):
+    """dualgrad's relu when dg.nn has one, else numpy's maximum (which dualgrad traces)."""
+    nn = getattr(dg, "nn", None) if dg is not None else None
+    return getattr(nn, "relu", None) or (lambda z: np.maximum(z, 0.0))
+
+
+def _log_softmax_np(z):
+    m = np.max(z, axis=1, keepdims=True)
+    s = z - m
+    return s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))
+
+
+def _log_softmax(dg):
+    nn = getattr(dg, "nn", None) if dg is not None else None
+    f = getattr(nn, "log_softmax", None)
+    return (lambda z: f(z, axis=1)) if f is not None else _log_softmax_np
+
+
+def conv2d_numpy(x, w, pad=1):
+    """NCHW cross-correlation, stride 1: im2col by sliding_window_view + one tensordot."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    win = sliding_window_view(xp, w.shape[2:], axis=(2, 3))       # (N, C, Ho, Wo, kH, kW)
+    out = np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3]))       # (N, Ho, Wo, C_out)
+    return out.transpose(0, 3, 1, 2)
+
+
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+# ---------------------------------------------------------------------------
+# The workloads
+
+def baydin():
+    f = lambda x1, x2: np.log(x1) + x1 * x2 - np.sin(x2)
+    d = {"x1": 2.0, "x2": 5.0}
+
+    def dualgrad(dg):
+        g = dg.grad(f, argnums=(0, 1))
+        return lambda: g(2.0, 5.0)
+
+    return [Case("baydin", "baydin", "ln(x1) + x1*x2 - sin(x2) at (2, 5), Python floats",
+                 "grad w.r.t. x1, x2", "us_per_call", d, lambda: f(2.0, 5.0), dualgrad,
+                 ("dx1", "dx2"), target=("us", 20.0))]
+
+
+CHAIN_N = 1000
+
+
+def chain_f(x):
+    for _ in range(CHAIN_N):
+        x = np.sin(x) * 1.0001 + 0.1 * x * x
+    return x
+
+
+def chain():
+    d = {"x": 0.5, "n": CHAIN_N}
+
+    def dualgrad(dg):
+        g = dg.grad(chain_f)
+        return lambda: g(0.5)
+
+    # sin, *1.0001, 0.1*x, *x, + : five recorded ops per iteration
+    return [Case("chain", "chain", f"x = 0.5; {CHAIN_N}x  x = sin(x)*1.0001 + 0.1*x*x, "
+                 "Python float", "dx_final/dx0", "us_per_op", d, lambda: chain_f(0.5), dualgrad,
+                 ("dx",), target=("us_per_op", 3.0), ops=5 * CHAIN_N)]
+
+
+def mlp_cs231n():
+    r = _rng()
+    N, D_in, H, D_out = 64, 1000, 100, 10
+    d = {"x": r.standard_normal((N, D_in)), "y": r.standard_normal((N, D_out)),
+         "w1": r.standard_normal((D_in, H)) * 1e-2, "w2": r.standard_normal((H, D_out)) * 1e-1}
+
+    def loss(relu):
+        return lambda w1, w2, x, y: np.sum((relu(x @ w1) @ w2 - y) ** 2)
+
+    F = loss(_relu(None))
+
+    def dualgrad(dg):
+        g = dg.grad(loss(_relu(dg)), argnums=(0, 1))
+        return lambda: g(d["w1"], d["w2"], d["x"], d["y"])
+
+    return [Case("mlp_cs231n", "mlp_cs231n", "N=64, D_in=1000, H=100, D_out=10; "
+                 "sum((relu(x@w1)@w2 - y)^2)", "grad w.r.t. w1, w2", "ratio", d,
+                 lambda: F(d["w1"], d["w2"], d["x"], d["y"]), dualgrad, ("w1", "w2"),
+                 target=("ratio", 2.5))]
+
+
+def mlp_large():
+    r = _rng()
+    N, D, H, C = 256, 1024, 1024, 10
+    d = {"x": r.standard_normal((N, D)), "labels": r.integers(0, C, N),
+         "W1": r.standard_normal((D, H)) / np.sqrt(D), "b1": np.zeros(H),
+         "W2": r.standard_normal((H, C)) / np.sqrt(H), "b2": np.zeros(C)}
+    rows = np.arange(N)
+
+    def loss(relu, log_softmax):
+        def f(W1, b1, W2, b2, x, labels):
+            logp = log_softmax(relu(x @ W1 + b1) @ W2 + b2)
+            return -np.mean(logp[rows, labels])
+        return f
+
+    F = loss(_relu(None), _log_softmax_np)
+    args = lambda: (d["W1"], d["b1"], d["W2"], d["b2"], d["x"], d["labels"])
+
+    def dualgrad(dg):
+        g = dg.grad(loss(_relu(dg), _log_softmax(dg)), argnums=(0, 1, 2, 3))
+        return lambda: g(*args())
+
+    return [Case("mlp_large", "mlp_large", "N=256, D=1024, H=1024, C=10; mean softmax "
+                 "cross-entropy of relu(x@W1+b1)@W2+b2", "grad w.r.t. W1, b1, W2, b2", "ratio",
+                 d, lambda: F(*args()), dualgrad, ("W1", "b1", "W2", "b2"),
+                 target=("ratio", 2.1))]
+
+
+def elementwise():
+    d = {"x": _rng().standard_normal(1_000_000)}
+    f = lambda x: np.sum(np.tanh(x) * np.sin(x) + np.exp(-x ** 2))
+
+    def dualgrad(dg):
+        g = dg.grad(f)
+        return lambda: g(d["x"])
+
+    return [Case("elementwise", "elementwise", "x: 1e6 normals; sum(tanh(x)*sin(x) + exp(-x^2))",
+                 "grad", "ratio", d, lambda: f(d["x"]), dualgrad, ("x",),
+                 target=("ratio", 0.6))]
+
+
+def hessian():
+    r = _rng()
+    dh = {"x": r.standard_normal(200)}
+    dv = {"x": r.standard_normal(100_000), "v": r.standard_normal(100_000)}
+
+    def dg_hessian(dg):
+        h = dg.hessian(rosenbrock)
+        return lambda: h(dh["x"])
+
+    def dg_hvp(dg):
+        return lambda: dg.hvp(rosenbrock, (dv["x"],), (dv["v"],))
+
+    return [
+        Case("hessian", "hessian", "Rosenbrock, n=200", "full Hessian (200x200)", "ratio", dh,
+             lambda: rosenbrock(dh["x"]), dg_hessian, ("H",), target=("ms", 2.0)),
+        Case("hvp", "hessian", "Rosenbrock, n=100000", "(grad, Hessian @ v)", "ratio", dv,
+             lambda: rosenbrock(dv["x"]), dg_hvp, ("grad", "Hv"), target=("ratio", 5.0)),
+    ]
+
+
+def jacobian():
+    r = _rng()
+    n = 200
+    d = {"A": r.standard_normal((n, n)) / np.sqrt(n), "x": r.standard_normal(n)}
+    f = lambda x: np.tanh(d["A"] @ x) + x ** 3
+
+    def make(kind):
+        def dualgrad(dg):
+            j = getattr(dg, kind)(f)
+            return lambda: j(d["x"])
+        return dualgrad
+
+    return [Case(kind, "jacobian", "tanh(A@x) + x^3, n=200", f"{kind} (200x200)", "ratio", d,
+                 lambda: f(d["x"]), make(kind), ("J",), target=("ms", 1.5))
+            for kind in ("jacfwd", "jacrev")]
+
+
+def gather():
+    r = _rng()
+    d = {"E": r.standard_normal((10_000, 64)), "idx": r.integers(0, 10_000, 100_000)}
+    f = lambda E, idx: np.sum(E[idx] ** 2)
+
+    def dualgrad(dg):
+        g = dg.grad(f)
+        return lambda: g(d["E"], d["idx"])
+
+    return [Case("gather", "gather", "E: 10000x64, 100000 random indices; sum(E[idx]^2)",
+                 "grad w.r.t. E", "ratio", d, lambda: f(d["E"], d["idx"]), dualgrad, ("E",),
+                 target=("ratio", 1.5))]
+
+
+def conv():
+    r = _rng()
+    d = {"x": r.standard_normal((16, 3, 32, 32)), "w": r.standard_normal((16, 3, 3, 3)) / 3}
+    F = lambda x, w: np.sum(np.maximum(conv2d_numpy(x, w), 0.0) ** 2)
+
+    def dualgrad(dg):
+        nn = getattr(dg, "nn", None)
+        if nn is None or not hasattr(nn, "conv2d"):
+            raise AttributeError("dualgrad has no dg.nn.conv2d")
+        relu = _relu(dg)
+        g = dg.grad(lambda x, w: np.sum(relu(nn.conv2d(x, w, padding=1)) ** 2), argnums=(0, 1))
+        return lambda: g(d["x"], d["w"])
+
+    return [Case("conv", "conv", "N=16, 3->16 channels, 32x32, 3x3, pad 1; "
+                 "sum(relu(conv(x, w))^2)", "grad w.r.t. x, w", "ratio", d,
+                 lambda: F(d["x"], d["w"]), dualgrad, ("x", "w"), target=("ratio", 1.5))]
+
+
+WORKLOADS = {
+    "baydin": baydin, "chain": chain, "mlp_cs231n": mlp_cs231n, "mlp_large": mlp_large,
+    "elementwise": elementwise, "hessian": hessian, "jacobian": jacobian, "gather": gather,
+    "conv": conv,
+}
+# A case name may be given where a workload name is expected (--workloads hvp).
+CASE_TO_WORKLOAD = {"hvp": "hessian", "jacfwd": "jacobian", "jacrev": "jacobian"}
+
+
+def build(names):
+    """The cases of the named workloads (or case names), in §8 order."""
+    want_w, want_c = set(), set()
+    for n in names:
+        if n in WORKLOADS:
+            want_w.add(n)
+        elif n in CASE_TO_WORKLOAD:
+            want_c.add(n)
+        else:
+            known = sorted(WORKLOADS) + sorted(CASE_TO_WORKLOAD)
+            raise SystemExit(f"unknown workload {n!r}; known: {', '.join(known)}")
+    cases = []
+    for w, make in WORKLOADS.items():
+        if w in want_w or any(CASE_TO_WORKLOAD[c] == w for c in want_c):
+            cases += [c for c in make() if w in want_w or c.name in want_c]
+    return cases
