@@ -10,6 +10,7 @@ Forward mode is dual numbers (``forward.py``), reverse mode a Wengert list
 the transforms (``transforms.py``) nest in any order.
 """
 
+from . import nn  # the functional layer; its rows join the primitive table
 from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .custom import custom_jvp, custom_vjp, stop_gradient
@@ -35,5 +36,5 @@ __all__ = [
     "Dual", "Tape", "check_grads", "check_jvp", "check_vjp", "custom_jvp", "custom_vjp",
     "grad", "hessian", "hvp", "jacfwd", "jacrev", "jvp", "linearize", "numerical_jacobian",
     "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
-    "symcheck",
+    "nn", "symcheck",
 ]

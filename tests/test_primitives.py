@@ -18,6 +18,14 @@ from dualgrad import primitives as P
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True, params=["numba", "numpy"])
+def backend(request):
+    """Every generated test runs under both backends: the numba kernels and the numpy
+    reference must give the same derivatives."""
+    with dg.backend.use_backend(request.param):
+        yield request.param
+
+
 def sample(domain, shape):
     r = RNG.uniform
     return {"real": lambda: RNG.standard_normal(shape),
@@ -121,6 +129,16 @@ CASES = [
     Case("einsum", lambda x: P.einsum(x, subscripts="ij->i"), RNG.standard_normal((3, 4))),
     Case("einsum", lambda x, y: P.einsum(x, y, subscripts="i,j->ij"),
          RNG.standard_normal((3,)), RNG.standard_normal((2,))),
+    # the rows dualgrad.nn adds (backend kernels)
+    Case("softmax", lambda x: dg.nn.softmax(x, axis=0), RNG.standard_normal((3, 4))),
+    Case("log_softmax", lambda x: dg.nn.log_softmax(x), RNG.standard_normal((2, 3, 4))),
+    Case("logsumexp", dg.nn.logsumexp, RNG.standard_normal((3, 4))),
+    Case("logsumexp", lambda x: dg.nn.logsumexp(x, axis=(0, 2), keepdims=True),
+         RNG.standard_normal((2, 3, 4))),
+    Case("conv2d", lambda x, w: dg.nn.conv2d(x, w, padding=1),
+         RNG.standard_normal((2, 2, 4, 5)), RNG.standard_normal((3, 2, 3, 2))),
+    Case("conv2d", lambda x, w: dg.nn.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
+         RNG.standard_normal((1, 2, 6, 5)), RNG.standard_normal((2, 2, 2, 2))),
 ]
 
 ALL = list(elementwise_cases()) + CASES

@@ -1,0 +1,356 @@
+"""``dg.nn``: the functional neural-network layer, with PyTorch's semantics and layouts.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> x = np.arange(16.0).reshape(1, 1, 4, 4)
+    >>> w = np.ones((1, 1, 2, 2))
+    >>> dg.nn.max_pool2d(dg.nn.conv2d(x, w), 3).tolist()
+    [[[[50.0]]]]
+    >>> float(dg.grad(lambda w: dg.nn.conv2d(x, w).sum())(w)[0, 0, 0, 0])
+    45.0
+
+Four rows join the primitive table here, each computed by a backend kernel
+(``dualgrad.backend``): ``softmax``, ``log_softmax``, ``logsumexp`` and ``conv2d``.
+Their derivative rules are written with primitives, so they differentiate again; a
+first-order reverse sweep (nothing traced) takes the fused backend kernel instead.
+The rest are compositions of existing primitives: ``max_pool2d`` is a gather at the
+window maxima (its VJP a scatter-add), ``relu`` a ``where``, ``softplus`` a ``logaddexp``.
+"""
+
+import math
+
+import numpy as np
+
+from . import backend
+from . import primitives as P
+from .core import Box, tracing, unbox
+from .primitives import defprim, ndim_of, shape_of
+
+__all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", "relu",
+           "sigmoid", "softmax", "softplus"]
+
+
+def _axis(axis, nd, what):
+    """A single axis as a negative int (valid with leading batch axes too)."""
+    if not isinstance(axis, (int, np.integer)) or not -nd <= axis < max(nd, 1):
+        raise ValueError(f"{what}: axis must be an int in [-{nd}, {nd}), got {axis!r}")
+    return int(axis) - nd if axis >= 0 else int(axis)
+
+
+def _axes(axis, nd, what):
+    """None, an int or a tuple -> a sorted tuple of negative axes."""
+    if axis is None:
+        return tuple(range(-nd, 0))
+    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    out = sorted({_axis(a, nd, what) for a in items})
+    if len(out) != len(items):
+        raise ValueError(f"{what}: repeated axis in {axis!r}")
+    return tuple(out)
+
+
+def _first_order(g, ans):
+    """True when a rule may use a fused raw kernel: nothing is traced, no batch axes."""
+    return not tracing() and ndim_of(g) == ndim_of(ans)
+
+
+# ---------------------------------------------------------------------------
+# softmax, log_softmax, logsumexp (rows of the table)
+# ---------------------------------------------------------------------------
+
+def _softmax_rule(g, ans, x, axis):
+    if _first_order(g, ans):
+        return backend.softmax_vjp(g, ans, axis)
+    return P.multiply(ans, P.subtract(g, P.sum_(P.multiply(g, ans), axis=(axis,),
+                                                keepdims=True)))
+
+
+softmax_p = defprim("softmax", lambda x, axis: backend.softmax(x, axis),
+                    jvp=(_softmax_rule,), vjp=(_softmax_rule,))
+
+
+def _log_softmax_jvp(t, ans, x, axis):
+    return P.subtract(t, P.sum_(P.multiply(t, P.exp(ans)), axis=(axis,), keepdims=True))
+
+
+def _log_softmax_vjp(g, ans, x, axis):
+    if _first_order(g, ans):
+        return backend.log_softmax_vjp(g, ans, axis)
+    return P.subtract(g, P.multiply(P.exp(ans), P.sum_(g, axis=(axis,), keepdims=True)))
+
+
+log_softmax_p = defprim("log_softmax", lambda x, axis: backend.log_softmax(x, axis),
+                        jvp=(_log_softmax_jvp,), vjp=(_log_softmax_vjp,))
+
+
+def _lse_impl(x, axis, keepdims):
+    nd = np.ndim(x)
+    raw = None if len(axis) == nd else (axis[0] if len(axis) == 1 else axis)
+    return backend.logsumexp(x, axis=raw, keepdims=keepdims)
+
+
+def _lse_weights(ans, x, axis, keepdims):
+    """softmax of x over ``axis``: exp(x - logsumexp), the local derivative."""
+    a = ans if keepdims else P.expand_dims(ans, axis)
+    return P.exp(P.subtract(x, a))
+
+
+def _lse_jvp(t, ans, x, axis, keepdims):
+    return P.sum_(P.multiply(t, _lse_weights(ans, x, axis, keepdims)), axis=axis,
+                  keepdims=keepdims)
+
+
+def _lse_vjp(g, ans, x, axis, keepdims):
+    if _first_order(g, ans) and not isinstance(x, Box):
+        nd = np.ndim(x)
+        raw = None if len(axis) == nd else tuple(a % nd for a in axis)
+        if raw is None or len(raw) == 1:
+            return backend.logsumexp_vjp(g, x, ans, raw if raw is None else raw[0], keepdims)
+    return P.multiply(P._expand_back(g, ans, x, axis, keepdims),
+                      _lse_weights(ans, x, axis, keepdims))
+
+
+logsumexp_p = defprim("logsumexp", _lse_impl, jvp=(_lse_jvp,), vjp=(_lse_vjp,))
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along ``axis``, stable for large inputs.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.nn.softmax(np.array([1000.0, 1000.0])).tolist()
+    [0.5, 0.5]
+    """
+    return softmax_p(x, axis=_axis(axis, ndim_of(unbox(x)), "softmax"))
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along ``axis``, stable for large inputs.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.nn.log_softmax(np.array([0.0, np.log(3.0)])).round(6).tolist()
+    [-1.386294, -0.287682]
+    """
+    return log_softmax_p(x, axis=_axis(axis, ndim_of(unbox(x)), "log_softmax"))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x))) over ``axis`` (all axes when None), stable for large inputs.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> float(dg.nn.logsumexp(np.array([1000.0, 1000.0]))) - 1000.0 == float(np.log(2))
+    True
+    >>> dg.grad(dg.nn.logsumexp)(np.array([1000.0, 1000.0])).tolist()
+    [0.5, 0.5]
+    """
+    return logsumexp_p(x, axis=_axes(axis, ndim_of(unbox(x)), "logsumexp"),
+                       keepdims=bool(keepdims))
+
+
+# ---------------------------------------------------------------------------
+# conv2d (a row of the table) and max_pool2d (a gather)
+# ---------------------------------------------------------------------------
+
+class _Geometry:
+    """Where each (kernel tap, output pixel) reads the input: clipped indices and a 0/1
+    mask for the taps that fall in the zero padding."""
+
+    def __init__(self, x_shape, w_shape, stride, padding, dilation):
+        (sh, sw, ph, pw, dh, dw), (Ho, Wo) = backend._conv_geometry(
+            x_shape, w_shape, stride, padding, dilation)
+        H, W = x_shape[-2:]
+        self.C, (kh, kw) = w_shape[1], w_shape[2:]
+        self.out_hw, self.K = (Ho, Wo), self.C * kh * kw
+        i = (np.arange(kh) * dh)[:, None, None, None] + (np.arange(Ho) * sh - ph)[:, None]
+        j = (np.arange(kw) * dw)[None, :, None, None] + (np.arange(Wo) * sw - pw)
+        i, j = np.broadcast_arrays(i, j)  # (kh, kw, Ho, Wo)
+        self.mask = ((i >= 0) & (i < H) & (j >= 0) & (j < W)).astype(np.float64)
+        self.i, self.j = np.clip(i, 0, H - 1), np.clip(j, 0, W - 1)
+        self.params = (stride, padding, dilation)
+
+    def __repr__(self):
+        s, p, d = self.params
+        return f"stride={s}, padding={p}, dilation={d}"
+
+    def cols(self, x):
+        """(..., C, H, W) -> (..., C*kh*kw, Ho*Wo): im2col as a differentiable gather."""
+        idx = (slice(None),) * (ndim_of(x) - 2) + (self.i, self.j)
+        c = P.multiply(P.getitem(x, idx), self.mask.astype(_dtype(x)))
+        return P.reshape(c, shape_of(x)[:-3] + (self.K, math.prod(self.out_hw)))
+
+    def uncols(self, c, x_shape):
+        """The transpose of ``cols``: (..., K, Ho*Wo) scatter-added onto (..., C, H, W)."""
+        lead = shape_of(c)[:-2]
+        c = P.reshape(c, lead + (self.C,) + self.i.shape)
+        c = P.multiply(c, self.mask.astype(_dtype(c)))
+        idx = (slice(None),) * (len(lead) + 1) + (self.i, self.j)
+        return P.scatter_add(c, idx=idx, shape=lead + tuple(x_shape[-3:]))
+
+
+def _dtype(x):
+    return getattr(unbox(x), "dtype", np.float64)
+
+
+def _conv_ref(x, w, geo):
+    """conv2d by primitives: x (..., N, C, H, W), w (B..., C_out, C, kH, kW) whose extra
+    leading axes B broadcast in front: the result is (B..., ..., N, C_out, Ho, Wo)."""
+    ws = shape_of(w)
+    nb = len(ws) - 4
+    pad = (1,) * (ndim_of(x) - 3)
+    w2 = P.reshape(w, ws[:nb] + pad + (ws[nb], geo.K))
+    out = P.matmul(w2, geo.cols(x))
+    return P.reshape(out, shape_of(out)[:-1] + geo.out_hw)
+
+
+def _conv_jvp(tangents, ans, x, w, geo):
+    tx, tw = tangents
+    out = None if tx is None else conv2d_p(tx, w, geo=geo)
+    if tw is not None:
+        r = conv2d_p(x, tw, geo=geo) if ndim_of(tw) == 4 else _conv_ref(x, tw, geo)
+        out = r if out is None else P.add(out, r)
+    return out
+
+
+def _conv_vjp_x(g, ans, x, w, geo):
+    if not tracing():
+        return backend.conv2d_grad_input(g, w, shape_of(x), *geo.params)
+    ws = shape_of(w)
+    gcols = P.matmul(P.transpose(P.reshape(w, (ws[0], geo.K)), (1, 0)),
+                     P.reshape(g, shape_of(g)[:-2] + (math.prod(geo.out_hw),)))
+    return geo.uncols(gcols, shape_of(x))
+
+
+def _conv_vjp_w(g, ans, x, w, geo):
+    nb = ndim_of(g) - ndim_of(ans)
+    if not tracing() and ndim_of(x) == 4:
+        return backend.conv2d_grad_weight(g, x, shape_of(w), *geo.params)
+    g2 = P.reshape(g, shape_of(g)[:-2] + (math.prod(geo.out_hw),))
+    gw = P.matmul(g2, P._T(geo.cols(x)))
+    n = ndim_of(gw)  # sum over the data's leading axes; axes negative, as the table wants
+    gw = P.sum_(gw, axis=tuple(range(nb - n, -2)), keepdims=False)
+    return P.reshape(gw, shape_of(g)[:nb] + shape_of(w))
+
+
+def _conv_impl(x, w, geo):
+    return backend.conv2d(x, w, *geo.params)
+
+
+conv2d_p = defprim("conv2d", _conv_impl, jvp=_conv_jvp, vjp=(_conv_vjp_x, _conv_vjp_w))
+
+
+def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
+    """2-D convolution (cross-correlation, as PyTorch): x (N, C, H, W), w (C_out, C, kH,
+    kW), optional bias b (C_out,) -> (N, C_out, H_out, W_out).  ``stride``, ``padding``
+    (zeros) and ``dilation`` are ints or (h, w) pairs.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.nn.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), b=np.array([0.5]),
+    ...              padding=1)[0, 0].tolist()
+    [[1.5, 2.5, 2.5, 1.5], [2.5, 4.5, 4.5, 2.5], [2.5, 4.5, 4.5, 2.5], [1.5, 2.5, 2.5, 1.5]]
+    """
+    xs, ws = shape_of(unbox(x)), shape_of(unbox(w))
+    if len(xs) != 4:
+        raise ValueError(f"conv2d: x must be (N, C, H, W), got shape {xs}")
+    if len(ws) != 4:
+        raise ValueError(f"conv2d: w must be (C_out, C_in, kH, kW), got shape {ws}")
+    geo = _Geometry(xs, ws, stride, padding, dilation)
+    out = conv2d_p(x, w, geo=geo)
+    if b is not None:
+        if shape_of(unbox(b)) != (ws[0],):
+            raise ValueError(f"conv2d: b must have shape ({ws[0]},), got {shape_of(unbox(b))}")
+        out = P.add(out, P.reshape(b, (ws[0], 1, 1)))
+    return out
+
+
+def max_pool2d(x, kernel_size, stride=None, padding=0):
+    """Max over ``kernel_size`` windows of the last two axes (PyTorch semantics: stride
+    defaults to kernel_size, padding counts as -inf, floor mode).  The gradient flows to
+    the first maximum of each window.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> x = np.array([[[[1.0, 3.0], [2.0, 0.0]]]])
+    >>> dg.grad(lambda x: dg.nn.max_pool2d(x, 2).sum())(x)[0, 0].tolist()
+    [[0.0, 1.0], [0.0, 0.0]]
+    """
+    raw = np.asarray(unbox(x))
+    if raw.ndim < 2:
+        raise ValueError(f"max_pool2d: x must have at least 2 axes (..., H, W), got {raw.shape}")
+    _, arg = backend.max_pool2d(raw, kernel_size, stride, padding)
+    lead, (Ho, Wo) = raw.shape[:-2], arg.shape[-2:]
+    planes = math.prod(lead)
+    flat = P.reshape(x, (planes, raw.shape[-2] * raw.shape[-1]))
+    rows = np.arange(planes)[:, None]
+    out = P.getitem(flat, (rows, arg.reshape(planes, Ho * Wo)))
+    return P.reshape(out, lead + (Ho, Wo))
+
+
+# ---------------------------------------------------------------------------
+# activations and the loss
+# ---------------------------------------------------------------------------
+
+def relu(x):
+    """max(x, 0), with derivative 0 at 0 (as PyTorch).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.grad(lambda x: dg.nn.relu(x).sum())(np.array([-1.0, 0.0, 2.0])).tolist()
+    [0.0, 0.0, 1.0]
+    """
+    return P.where(np.asarray(unbox(x)) > 0, x, 0.0)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), computed as (1 + tanh(x/2)) / 2 so it never overflows.
+
+    >>> import dualgrad as dg
+    >>> float(dg.nn.sigmoid(0.0)), float(dg.grad(dg.nn.sigmoid)(0.0))
+    (0.5, 0.25)
+    """
+    return P.multiply(0.5, P.add(P.tanh(P.multiply(0.5, x)), 1.0))
+
+
+def softplus(x):
+    """log(1 + exp(x)), stable for large |x| (a ``logaddexp(x, 0)``).
+
+    >>> import dualgrad as dg
+    >>> float(dg.nn.softplus(1000.0)), float(dg.grad(dg.nn.softplus)(1000.0))
+    (1000.0, 1.0)
+    """
+    return P.logaddexp(x, 0.0)
+
+
+def cross_entropy(logits, target, reduction="mean"):
+    """Cross-entropy of ``logits`` (N, C) against ``target``: class indices (N,) of
+    integers, or class probabilities (N, C) of floats, as PyTorch's ``cross_entropy``.
+    ``reduction``: "mean" (over N), "sum" or "none".
+
+    >>> import numpy as np, dualgrad as dg
+    >>> logits = np.array([[2.0, 0.0], [0.0, 2.0]])
+    >>> round(float(dg.nn.cross_entropy(logits, np.array([0, 1]))), 6)
+    0.126928
+    """
+    ls = shape_of(unbox(logits))
+    if len(ls) != 2:
+        raise ValueError(f"cross_entropy: logits must be (N, C), got shape {ls}")
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', "
+                         f"got {reduction!r}")
+    logp = log_softmax(logits, axis=-1)
+    t = unbox(target)
+    kind = np.asarray(t).dtype.kind
+    if kind in "iu":
+        t = np.asarray(t)
+        if t.shape != ls[:1]:
+            raise ValueError(f"cross_entropy: integer target must be ({ls[0]},), got {t.shape}")
+        if t.size and (t.min() < 0 or t.max() >= ls[1]):
+            raise ValueError(f"cross_entropy: target classes must be in [0, {ls[1]}), got "
+                             f"{t.min()}..{t.max()}")
+        per = P.negative(P.getitem(logp, (np.arange(ls[0]), t)))
+    elif kind == "f":
+        if shape_of(t) != ls:
+            raise ValueError(f"cross_entropy: probability target must be {ls}, "
+                             f"got {shape_of(t)}")
+        per = P.negative(P.sum_(P.multiply(target, logp), axis=(-1,), keepdims=False))
+    else:
+        raise TypeError(f"cross_entropy: target must hold integer classes or float "
+                        f"probabilities, got dtype {np.asarray(t).dtype}")
+    if reduction == "none":
+        return per
+    total = P.sum_(per, axis=(-1,), keepdims=False)
+    return P.divide(total, float(ls[0])) if reduction == "mean" else total
