@@ -678,8 +678,8 @@ def compare(expr, at, order=1, rtol=1e-9, atol=1e-12):
                               + " (outside the domain where it is differentiable?)")
         return x
 
+    fwd, value_fwd = [], float(finite(f(*xs), "the value"))  # names a bad subexpression
     value_sym = sympy_value(sexpr, subs)
-    fwd, value_fwd = [], float(finite(f(*xs), "the value"))
     for k in range(n):
         tan = tuple(np.float64(1.0 if j == k else 0.0) for j in range(n))
         y, t = jvp(f, xs, tan)

@@ -151,9 +151,8 @@ def number(x, digits=3):
 
 
 def _accent(name, mark):
-    m = re.match(r"[^\W\d_]+", name)
-    k = m.end() if m else 1
-    return unicodedata.normalize("NFC", name[:k] + mark + name[k:])
+    """The mark over the first character: 'x1' -> 'x\u03071', 'alpha' -> 'a\u0307lpha'."""
+    return unicodedata.normalize("NFC", name[:1] + mark + name[1:])
 
 
 def dotted(name):

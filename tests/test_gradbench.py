@@ -21,7 +21,19 @@ if str(ROOT) not in sys.path:
 import dualgrad as dg  # noqa: E402
 from bench.gradbench import protocol  # noqa: E402
 from bench.gradbench.evals import (  # noqa: E402
-    _gd, ba, det, gmm, hello, ht, kmeans, llsq, lse, lstm, ode, particle, saddle,
+    _gd,
+    ba,
+    det,
+    gmm,
+    hello,
+    ht,
+    kmeans,
+    llsq,
+    lse,
+    lstm,
+    ode,
+    particle,
+    saddle,
 )
 
 
@@ -118,7 +130,7 @@ def test_every_eval_defines_and_runs_its_example():
         assert set(mod.FUNCTIONS) and callable(mod.example)
         if name in ("particle", "saddle"):  # a full solve is slow; see their own tests
             continue
-        for fname, fn in mod.FUNCTIONS.items():
+        for fn in mod.FUNCTIONS.values():
             out = fn.output(fn.run(fn.prepare(mod.example())))
             json.dumps(out)  # JSON-serialisable: plain floats and lists
 

@@ -24,7 +24,8 @@ BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
     not HAVE_NUMBA, reason="numba not importable"))]
 DTYPES = [np.float32, np.float64]
 FORCE_NUMBA = {"INDEX_ADD_MIN_ROWS": 0, "INDEX_ADD_MIN_1D": 0, "INDEX_ADD_FLAT_MIN": 0,
-               "SOFTMAX_F32_MAX_SIZE": 1 << 62, "IM2COL_NUMBA_MAX_SIZE": 1 << 62, "POOL_MIN_SIZE": 0,
+               "SOFTMAX_F32_MAX_SIZE": 1 << 62, "IM2COL_NUMBA_MAX_SIZE": 1 << 62,
+               "POOL_MIN_SIZE": 0,
                "UNARY_NUMBA_MIN": {name: ((0, 0), (0, 0)) for name in backend.UNARY}}
 large = pytest.mark.skipif(NO_JIT, reason="large shapes are too slow without the JIT")
 
