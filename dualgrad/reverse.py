@@ -159,7 +159,12 @@ class Tape(Trace):
             if not keep:
                 cts[i] = None
             if local is not None and i in local:  # a fused unary row: one multiply
-                c = np.multiply(g, local[i])
+                d = local[i]
+                if keep or g.__class__ is not np.ndarray or g.shape != d.shape \
+                        or g.dtype != d.dtype:
+                    c = np.multiply(g, d)
+                else:  # a one-shot sweep (a transform's tape): f'(x)'s buffer is free
+                    c = np.multiply(g, local.pop(i), out=d)
                 j = parents[0][1]
                 cts[j] = c if cts[j] is None else add(cts[j], c)
                 continue
