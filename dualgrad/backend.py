@@ -263,6 +263,25 @@ def unary_jvp(name, x, t):
     return y, np.multiply(t, d)
 
 
+def fused_unary(name):
+    """For the engine: ``run(x) -> (f(x), f'(x))`` from the fused numba loop, or ``None``
+    when numpy is as fast for this call (then the engine applies the primitive and its
+    rule as usual).  The tape keeps f'(x), so the reverse step is one multiply.
+
+    >>> run = fused_unary("tanh")
+    >>> run(np.array([1, 2])) is None  # integers: never fused
+    True
+    """
+    _row(name)
+
+    def run(x):
+        if x.dtype.char not in "fd":
+            return None
+        k = _unary_fast(name, x, True)
+        return None if k is None else _numba_unary(k, name, x, True)
+    return run
+
+
 # ---------------------------------------------------------------------------
 # Scatter-add: the VJP of indexing
 

@@ -740,3 +740,22 @@ class _EinsumRules:
 
 
 einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=_EinsumRules())
+
+
+# ---------------------------------------------------------------------------
+# fused value-and-derivative kernels for the unary rows (ReverseDiff's ForwardOptimize):
+# where the backend's numba loop wins, recording computes f(x) and f'(x) in one pass and
+# the first-order reverse step is one multiply.  Higher orders use the rules above.
+# ---------------------------------------------------------------------------
+
+def _fuse_unary_rows():
+    from . import backend
+    names = {"sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "expm1": "expm1",
+             "log": "log", "log1p": "log1p", "tanh": "tanh", "sqrt": "sqrt",
+             "square": "square", "reciprocal": "reciprocal", "absolute": "abs",
+             "arctan": "arctan", "sinh": "sinh", "cosh": "cosh"}
+    for row, kernel in names.items():
+        TABLE[row].fused = backend.fused_unary(kernel)
+
+
+_fuse_unary_rows()

@@ -19,7 +19,7 @@ import weakref
 
 import numpy as np
 
-from .core import Box, Trace
+from .core import Box, Trace, tracing
 from .primitives import SCALARS, add, shape_of, unbroadcast
 
 
@@ -74,7 +74,7 @@ class Tape(Trace):
         print(tape)             # the evaluation trace as a table
     """
 
-    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints")
+    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "local")
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
@@ -83,6 +83,7 @@ class Tape(Trace):
         self.names = {}
         self._leaves = []
         self.keep_adjoints = keep_adjoints
+        self.local = {}  # entry -> f'(x) of a fused unary row, for the first-order sweep
 
     # -- recording -------------------------------------------------------------
     def __enter__(self):
@@ -119,9 +120,14 @@ class Tape(Trace):
             if a.__class__ not in SCALARS and isinstance(a, Box):
                 nested = True
             vals.append(a)
-        impl = prim if nested else prim.impl
-        ans = impl(*vals, **kw) if kw else impl(*vals)
         index = len(self.entries)
+        fused = prim.fused
+        if fused is not None and not nested and vals[0].__class__ is np.ndarray \
+                and (r := fused(vals[0])) is not None:
+            ans, self.local[index] = r
+        else:
+            impl = prim if nested else prim.impl
+            ans = impl(*vals, **kw) if kw else impl(*vals)
         self.entries.append((prim, vals, kw, parents, ans))
         node = _new_node(Node)
         node.value = ans
@@ -142,6 +148,7 @@ class Tape(Trace):
         for i, c in seeds:
             cts[i] = c if cts[i] is None else add(cts[i], c)
         keep = self.keep_adjoints
+        local = self.local if self.local and not tracing() else None
         for i in range(n - 1, -1, -1):
             g = cts[i]
             if g is None:
@@ -151,6 +158,16 @@ class Tape(Trace):
                 continue
             if not keep:
                 cts[i] = None
+            if local is not None and i in local:  # a fused unary row: one multiply
+                d = local[i]
+                if keep or g.__class__ is not np.ndarray or g.shape != d.shape \
+                        or g.dtype != d.dtype:
+                    c = np.multiply(g, d)
+                else:  # a one-shot sweep (a transform's tape): f'(x)'s buffer is free
+                    c = np.multiply(g, local.pop(i), out=d)
+                j = parents[0][1]
+                cts[j] = c if cts[j] is None else add(cts[j], c)
+                continue
             rules = prim.vjp
             for argnum, j in parents:
                 rule = rules[argnum] if rules is not None else None

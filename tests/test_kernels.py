@@ -713,3 +713,43 @@ def test_max_pool2d_numba_matches_numpy_large(dtype):
         g = rng(33).standard_normal(o0.shape).astype(dtype)
         r0, r1 = on_both(backend.max_pool2d_grad, g, a0, x.shape)
         np.testing.assert_array_equal(r1, r0)
+
+
+# ---------------------------------------------------------------------------
+# The engine's use of the fused unary kernels (value and derivative in one pass)
+
+FUSED_ROWS = ["sin", "cos", "tan", "exp", "expm1", "log", "log1p", "tanh", "sqrt", "square",
+              "reciprocal", "absolute", "arctan", "sinh", "cosh"]
+
+
+@needs_numba
+@pytest.mark.parametrize("name", FUSED_ROWS)
+def test_fused_rows_match_the_rules(name, monkeypatch):
+    """With the thresholds at 0 the tape stores f'(x) from the kernel and the first-order
+    sweep multiplies by it; forward mode pushes the tangent the same way.  Both must
+    agree with the numpy backend (the table's rules) to rounding, and higher orders
+    (where the rules run) must be unaffected."""
+    import dualgrad as dg
+    from dualgrad import primitives as P
+    prim = P.TABLE[name]
+    x = rng(3).uniform(0.2, 0.9, (4, 33))  # inside every row's domain
+    f = lambda x: np.sum(prim(x) * np.cos(x))
+    t = rng(4).standard_normal((3,) + x.shape)
+    with backend.use_backend("numpy"):
+        ref_g, ref_j = dg.grad(f)(x), dg.jacfwd(lambda x: prim(x))(x[0])
+        ref_d = dg.grad(lambda x: np.sum(prim(x)))(x)
+        ref_t = dg.jvp(prim, (x,), (t[0],))[1]
+        ref_h = dg.hvp(f, (x,), (t[0],))[1]
+    monkeypatch.setattr(backend, "UNARY_NUMBA_MIN",
+                        {k: ((0, 0), (0, 0)) for k in backend.UNARY})
+    with backend.use_backend("numba"):
+        with dg.Tape() as tape:
+            xw = tape.watch(x)
+            y = prim(xw)
+        assert len(tape.local) == 1, "the fused kernel was not used when recording"
+        np.testing.assert_allclose(tape.gradient(y, xw, np.ones_like(x)), ref_d, rtol=1e-14)
+        np.testing.assert_allclose(dg.grad(f)(x), ref_g, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(dg.jacfwd(lambda x: prim(x))(x[0]), ref_j, rtol=1e-13,
+                                   atol=1e-15)
+        np.testing.assert_allclose(dg.jvp(prim, (x,), (t[0],))[1], ref_t, rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(dg.hvp(f, (x,), (t[0],))[1], ref_h, rtol=1e-12, atol=1e-14)
