@@ -27,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import dualgrad as dg
+
 TOOL = "dualgrad"
 
 #: Every eval this tool implements (the module names GradBench uses).
@@ -84,7 +86,9 @@ def evaluate(module, function, input):
 
 def warm_up(mod):
     """Run every function of ``mod`` once on its small example input (or the module's
-    own, cheaper ``warm_up`` where a full run is long, as for particle and saddle)."""
+    own, cheaper ``warm_up`` where a full run is long, as for particle and saddle), after
+    compiling every numba kernel, which small inputs would not reach."""
+    dg.backend.warm_up()
     if hasattr(mod, "warm_up"):
         mod.warm_up()
         return
