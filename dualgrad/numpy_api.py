@@ -666,6 +666,16 @@ def _op(prim):
     return op
 
 
+def _pow(self, other):
+    """``x ** 2`` is ``square(x)`` (bitwise the same in numpy): one fused value-and-
+    derivative pass where the backend has a kernel for it, instead of a power rule."""
+    if not self._trace.active:
+        check_live(self, "power")
+    if other.__class__ in (int, float) and other == 2:
+        return P.square(self)
+    return P.power(self, other)
+
+
 def _swap(prim):
     def op(self, other):
         if not self._trace.active:
@@ -697,7 +707,7 @@ def _shape_args(args):
 _BOX_METHODS = dict(
     __add__=_op(P.add), __radd__=_swap(P.add), __sub__=_op(P.subtract),
     __rsub__=_swap(P.subtract), __mul__=_op(P.multiply), __rmul__=_swap(P.multiply),
-    __truediv__=_op(P.divide), __rtruediv__=_swap(P.divide), __pow__=_op(P.power),
+    __truediv__=_op(P.divide), __rtruediv__=_swap(P.divide), __pow__=_pow,
     __rpow__=_swap(P.power), __matmul__=_op(P.matmul), __rmatmul__=_swap(P.matmul),
     __mod__=_op(P.remainder), __rmod__=_swap(P.remainder),
     __neg__=_unary(P.negative), __pos__=_unary(P.positive), __abs__=_unary(P.absolute),

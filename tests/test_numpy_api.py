@@ -131,3 +131,13 @@ def test_in_place_writes_raise():
         dg.grad(f)(A)
     with pytest.raises(TypeError, match="in place"):
         dg.grad(lambda x: np.sin(x, out=np.empty_like(A)).sum())(A)
+
+
+def test_square_power_is_the_square_row():
+    with dg.Tape() as tape:
+        x = tape.watch(np.array([1.5, -2.0]))
+        y, z, w = x ** 2, x ** 3, x ** np.float64(2.0)
+        total = np.sum(y) + np.sum(z)
+    assert [e[0].name for e in tape.entries[1:4]] == ["square", "power", "power"]
+    np.testing.assert_array_equal(y.value, np.array([1.5, -2.0]) ** 2)
+    np.testing.assert_allclose(tape.gradient(total, x), [3 + 6.75, -4 + 12.0])
