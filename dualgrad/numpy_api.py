@@ -667,12 +667,12 @@ def _op(prim):
 
 
 def _pow(self, other):
-    """``x ** 2`` is ``square(x)`` (bitwise the same in numpy): one fused value-and-
-    derivative pass where the backend has a kernel for it, instead of a power rule."""
+    """``x ** 2`` of an array is ``square(x)`` (bitwise the same in numpy): one fused
+    value-and-derivative pass where the backend has a kernel, instead of a power rule."""
     if not self._trace.active:
         check_live(self, "power")
-    if other.__class__ in (int, float) and other == 2:
-        return P.square(self)
+    if other.__class__ in (int, float) and other == 2 and self.value.__class__ is np.ndarray:
+        return P.square(self)  # arrays only: a Python float stays a float
     return P.power(self, other)
 
 
