@@ -23,6 +23,7 @@ import numpy as np
 from . import backend
 from . import primitives as P
 from .core import tracing, unbox
+from .numpy_api import _axes
 from .primitives import defprim, ndim_of, shape_of
 
 __all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", "relu",
@@ -31,20 +32,9 @@ __all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", 
 
 def _axis(axis, nd, what):
     """A single axis as a negative int (valid with leading batch axes too)."""
-    if not isinstance(axis, (int, np.integer)) or not -nd <= axis < max(nd, 1):
-        raise ValueError(f"{what}: axis must be an int in [-{nd}, {nd}), got {axis!r}")
-    return int(axis) - nd if axis >= 0 else int(axis)
-
-
-def _axes(axis, nd, what):
-    """None, an int or a tuple -> a sorted tuple of negative axes."""
-    if axis is None:
-        return tuple(range(-nd, 0))
-    items = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
-    out = sorted({_axis(a, nd, what) for a in items})
-    if len(out) != len(items):
-        raise ValueError(f"{what}: repeated axis in {axis!r}")
-    return tuple(out)
+    if not isinstance(axis, (int, np.integer)):
+        raise ValueError(f"{what}: axis must be an int, got {axis!r}")
+    return _axes(axis, nd, f"{what}: axis")[0]
 
 
 def _first_order(g, ans):
@@ -139,7 +129,7 @@ def logsumexp(x, axis=None, keepdims=False):
     >>> dg.grad(dg.nn.logsumexp)(np.array([1000.0, 1000.0])).tolist()
     [0.5, 0.5]
     """
-    return logsumexp_p(x, axis=_axes(axis, ndim_of(unbox(x)), "logsumexp"),
+    return logsumexp_p(x, axis=_axes(axis, ndim_of(unbox(x)), "logsumexp: axis"),
                        keepdims=bool(keepdims))
 
 
