@@ -404,6 +404,22 @@ def _rows(x, axis):
     return np.ascontiguousarray(x).reshape(x.size // K if K else math.prod(x.shape[:axis]), K)
 
 
+def _on_rows(kernel, axis, *arrays):
+    """``kernels.softmax.<kernel>(rows..., out)`` over arrays of one shape, reshaped back,
+    when the numba kernel applies to this call (``axis`` is their last non-trivial axis);
+    ``None`` when the caller should take numpy."""
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays[1:]):
+        return None
+    k = _fast_rows(*arrays)
+    rows = [_rows(a, axis) for a in arrays] if k is not None else [None]
+    if rows[0] is None:
+        return None
+    out = np.empty_like(rows[0])
+    getattr(k.softmax, kernel)(*rows, out)
+    return out.reshape(shape)
+
+
 def _shift(x, axis):
     """The row max with non-finite maxima set to 0 (scipy's logsumexp shift)."""
     m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
@@ -418,12 +434,9 @@ def softmax(x, axis=-1):
     [0.5, 0.5]
     """
     x = np.asarray(x)
-    k = _fast_rows(x)
-    r = _rows(x, axis) if k is not None else None
-    if r is not None:
-        out = np.empty_like(r)
-        k.softmax.softmax_rows(r, out)
-        return out.reshape(x.shape)
+    out = _on_rows("softmax_rows", axis, x)
+    if out is not None:
+        return out
     e = np.exp(x - np.max(x, axis=axis, keepdims=True, initial=-np.inf))
     return e / np.sum(e, axis=axis, keepdims=True)
 
@@ -435,12 +448,9 @@ def log_softmax(x, axis=-1):
     True
     """
     x = np.asarray(x)
-    k = _fast_rows(x)
-    r = _rows(x, axis) if k is not None else None
-    if r is not None:
-        out = np.empty_like(r)
-        k.softmax.log_softmax_rows(r, out)
-        return out.reshape(x.shape)
+    out = _on_rows("log_softmax_rows", axis, x)
+    if out is not None:
+        return out
     tmp = x - _shift(x, axis)
     with np.errstate(divide="ignore"):
         return tmp - np.log(np.sum(np.exp(tmp), axis=axis, keepdims=True))
@@ -487,12 +497,9 @@ def softmax_vjp(g, y, axis=-1):
     [0.0, 0.0]
     """
     g, y = np.asarray(g), np.asarray(y)
-    k = _fast_rows(y, g) if g.shape == y.shape else None
-    r = _rows(y, axis) if k is not None else None
-    if r is not None:
-        out = np.empty_like(r)
-        k.softmax.softmax_vjp_rows(_rows(g, axis), r, out)
-        return out.reshape(y.shape)
+    out = _on_rows("softmax_vjp_rows", axis, g, y)
+    if out is not None:
+        return out
     axis = _neg_axis(axis, y.ndim)
     return y * (g - np.sum(g * y, axis=axis, keepdims=True))
 
@@ -505,12 +512,9 @@ def log_softmax_vjp(g, y, axis=-1):
     [0.5, -0.5]
     """
     g, y = np.asarray(g), np.asarray(y)
-    k = _fast_rows(y, g) if g.shape == y.shape else None
-    r = _rows(y, axis) if k is not None else None
-    if r is not None:
-        out = np.empty_like(r)
-        k.softmax.log_softmax_vjp_rows(_rows(g, axis), r, out)
-        return out.reshape(y.shape)
+    out = _on_rows("log_softmax_vjp_rows", axis, g, y)
+    if out is not None:
+        return out
     axis = _neg_axis(axis, y.ndim)
     return g - np.exp(y) * np.sum(g, axis=axis, keepdims=True)
 
@@ -766,6 +770,12 @@ def max_pool2d_grad(g, argmax, x_shape):
 # ---------------------------------------------------------------------------
 # Ahead-of-time compilation
 
+#: The size thresholds set so that every call takes its numba kernel (for warm_up, tests).
+ALWAYS_NUMBA = {"INDEX_ADD_MIN_ROWS": 0, "INDEX_ADD_MIN_1D": 0, "INDEX_ADD_FLAT_MIN": 0,
+                "SOFTMAX_F32_MAX_SIZE": 1 << 62, "IM2COL_NUMBA_MAX_SIZE": 1 << 62,
+                "POOL_MIN_SIZE": 0, "UNARY_NUMBA_MIN": {k: ((0, 0), (0, 0)) for k in UNARY}}
+
+
 def warm_up(dtypes=(np.float64,)):
     """Compile (or load from numba's on-disk cache) every kernel for ``dtypes`` now, so
     that no later call pays for it -- e.g. before timing.  A no-op without numba.
@@ -778,14 +788,10 @@ def warm_up(dtypes=(np.float64,)):
     t0 = time.perf_counter()
     if _kernels() is None:
         return 0.0
-    names = {"INDEX_ADD_MIN_ROWS": 0, "INDEX_ADD_MIN_1D": 0, "INDEX_ADD_FLAT_MIN": 0,
-             "SOFTMAX_F32_MAX_SIZE": 1 << 62, "IM2COL_NUMBA_MAX_SIZE": 1 << 62,
-             "POOL_MIN_SIZE": 0,
-             "UNARY_NUMBA_MIN": {k: ((0, 0), (0, 0)) for k in UNARY}}
     module = sys.modules[__name__]
-    saved = {k: getattr(module, k) for k in names}
+    saved = {k: getattr(module, k) for k in ALWAYS_NUMBA}
     try:
-        for k, v in names.items():
+        for k, v in ALWAYS_NUMBA.items():
             setattr(module, k, v)
         with use_backend("numba"):
             for dt in dtypes:

@@ -13,7 +13,6 @@ one pass then computes k directional derivatives.
     5.5
 """
 
-
 import numpy as np
 
 from .core import Box, Trace

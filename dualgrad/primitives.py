@@ -750,12 +750,9 @@ einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=_EinsumRules())
 
 def _fuse_unary_rows():
     from . import backend
-    names = {"sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "expm1": "expm1",
-             "log": "log", "log1p": "log1p", "tanh": "tanh", "sqrt": "sqrt",
-             "square": "square", "reciprocal": "reciprocal", "absolute": "abs",
-             "arctan": "arctan", "sinh": "sinh", "cosh": "cosh"}
-    for row, kernel in names.items():
-        TABLE[row].fused = backend.fused_unary(kernel)
+    for row in ("sin", "cos", "tan", "exp", "expm1", "log", "log1p", "tanh", "sqrt", "square",
+                "reciprocal", "absolute", "arctan", "sinh", "cosh"):
+        TABLE[row].fused = backend.fused_unary("abs" if row == "absolute" else row)
 
 
 _fuse_unary_rows()

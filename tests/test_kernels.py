@@ -23,10 +23,7 @@ HAVE_NUMBA = backend._kernels() is not None
 BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
     not HAVE_NUMBA, reason="numba not importable"))]
 DTYPES = [np.float32, np.float64]
-FORCE_NUMBA = {"INDEX_ADD_MIN_ROWS": 0, "INDEX_ADD_MIN_1D": 0, "INDEX_ADD_FLAT_MIN": 0,
-               "SOFTMAX_F32_MAX_SIZE": 1 << 62, "IM2COL_NUMBA_MAX_SIZE": 1 << 62,
-               "POOL_MIN_SIZE": 0,
-               "UNARY_NUMBA_MIN": {name: ((0, 0), (0, 0)) for name in backend.UNARY}}
+FORCE_NUMBA = backend.ALWAYS_NUMBA
 large = pytest.mark.skipif(NO_JIT, reason="large shapes are too slow without the JIT")
 
 
@@ -740,8 +737,7 @@ def test_fused_rows_match_the_rules(name, monkeypatch):
         ref_d = dg.grad(lambda x: np.sum(prim(x)))(x)
         ref_t = dg.jvp(prim, (x,), (t[0],))[1]
         ref_h = dg.hvp(f, (x,), (t[0],))[1]
-    monkeypatch.setattr(backend, "UNARY_NUMBA_MIN",
-                        {k: ((0, 0), (0, 0)) for k in backend.UNARY})
+    monkeypatch.setattr(backend, "UNARY_NUMBA_MIN", FORCE_NUMBA["UNARY_NUMBA_MIN"])
     with backend.use_backend("numba"):
         with dg.Tape() as tape:
             xw = tape.watch(x)
