@@ -21,7 +21,7 @@ import numpy as np
 import dualgrad as dg
 
 from ..protocol import Function
-from ._util import array, tolist
+from ._util import array, spread, tolist
 
 
 @functools.lru_cache(maxsize=4)
@@ -58,17 +58,9 @@ def prepare(input):
     return array(input["A"]), ell
 
 
-def _primal(arg):
-    return det(*arg)
-
-
-def _gradient(arg):
-    return gradient(*arg)
-
-
 FUNCTIONS = {
-    "primal": Function(run=_primal, prepare=prepare, output=float),
-    "gradient": Function(run=_gradient, prepare=prepare, output=tolist),
+    "primal": Function(run=spread(det), prepare=prepare, output=float),
+    "gradient": Function(run=spread(gradient), prepare=prepare, output=tolist),
 }
 
 

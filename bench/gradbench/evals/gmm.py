@@ -15,7 +15,7 @@ import numpy as np
 import dualgrad as dg
 
 from ..protocol import Function
-from ._util import array, logsumexp
+from ._util import array, spread
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,9 +49,9 @@ def log_posterior(alpha, mu, q, l, x, m, gamma):
     # data, and a small (k, 1, d) correction (added, so its cotangent is one reduction)
     Qx = x @ QT + (-(mu[:, None, :] @ QT))              # (k, n, d)
     beta = (alpha + sum_qs)[:, None] - 0.5 * np.sum(np.square(Qx), axis=2)   # (k, n)
-    slse = np.sum(logsumexp(beta, axis=0))
+    slse = np.sum(dg.nn.logsumexp(beta, axis=0))
     const = -n * d * 0.5 * math.log(2 * math.pi)
-    likelihood = const + slse - n * logsumexp(alpha)
+    likelihood = const + slse - n * dg.nn.logsumexp(alpha)
     nw = d + m + 1
     c = nw * d * (math.log(gamma) - 0.5 * math.log(2)) - _multigammaln(0.5 * nw, d)
     frob = np.sum(qdiag * qdiag) + np.sum(l * l)
@@ -71,22 +71,14 @@ def prepare(input):
             float(input["gamma"]))
 
 
-def _objective(arg):
-    return log_posterior(*arg)
-
-
-def _jacobian(arg):
-    return jacobian(*arg)
-
-
 def _jacobian_output(g):
     alpha, mu, q, l = (np.asarray(v, dtype=np.float64) for v in g)
     return {"alpha": alpha.tolist(), "mu": mu.tolist(), "q": q.tolist(), "l": l.tolist()}
 
 
 FUNCTIONS = {
-    "objective": Function(run=_objective, prepare=prepare, output=float),
-    "jacobian": Function(run=_jacobian, prepare=prepare, output=_jacobian_output),
+    "objective": Function(run=spread(log_posterior), prepare=prepare, output=float),
+    "jacobian": Function(run=spread(jacobian), prepare=prepare, output=_jacobian_output),
 }
 
 

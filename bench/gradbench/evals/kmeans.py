@@ -12,7 +12,7 @@ import numpy as np
 import dualgrad as dg
 
 from ..protocol import Function
-from ._util import array, tolist
+from ._util import array, spread, tolist
 
 
 def cost(centroids, points):
@@ -34,17 +34,9 @@ def prepare(input):
     return array(input["centroids"]), array(input["points"])
 
 
-def _cost(arg):
-    return cost(*arg)
-
-
-def _dir(arg):
-    return direction(*arg)
-
-
 FUNCTIONS = {
-    "cost": Function(run=_cost, prepare=prepare, output=float),
-    "dir": Function(run=_dir, prepare=prepare, output=tolist),
+    "cost": Function(run=spread(cost), prepare=prepare, output=float),
+    "dir": Function(run=spread(direction), prepare=prepare, output=tolist),
 }
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import dualgrad as dg
 
 from ..protocol import Function
-from ._util import array, tolist
+from ._util import array, spread, tolist
 
 
 def llsq(x, n):
@@ -30,17 +30,9 @@ def prepare(input):
     return array(input["x"]), int(input["n"])
 
 
-def _primal(arg):
-    return llsq(*arg)
-
-
-def _gradient(arg):
-    return gradient(*arg)
-
-
 FUNCTIONS = {
-    "primal": Function(run=_primal, prepare=prepare, output=float),
-    "gradient": Function(run=_gradient, prepare=prepare, output=tolist),
+    "primal": Function(run=spread(llsq), prepare=prepare, output=float),
+    "gradient": Function(run=spread(gradient), prepare=prepare, output=tolist),
 }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import dualgrad as dg
 
 from ..protocol import Function
-from ._util import array
+from ._util import array, spread
 
 
 def _gate_constants(b):
@@ -107,17 +107,13 @@ def prepare(input):
             array(input["sequence"]))
 
 
-def _objective(arg):
-    return objective(*arg)
-
-
 def _jacobian(arg):
     g_main, g_extra = jacobian(*arg)
     return np.concatenate((np.ravel(g_main), np.ravel(g_extra)))
 
 
 FUNCTIONS = {
-    "objective": Function(run=_objective, prepare=prepare, output=float),
+    "objective": Function(run=spread(objective), prepare=prepare, output=float),
     "jacobian": Function(run=_jacobian, prepare=prepare,
                          output=lambda g: np.asarray(g, dtype=np.float64).tolist()),
 }

@@ -10,7 +10,7 @@ import numpy as np
 import dualgrad as dg
 
 from ..protocol import Function
-from ._util import array, tolist
+from ._util import array, spread, tolist
 
 _ONE = np.ones(1)
 
@@ -43,17 +43,9 @@ def prepare(input):
     return array(input["x"]), int(input["s"])
 
 
-def _primal(arg):
-    return ode(*arg)
-
-
-def _gradient(arg):
-    return gradient(*arg)
-
-
 FUNCTIONS = {
-    "primal": Function(run=_primal, prepare=prepare, output=tolist),
-    "gradient": Function(run=_gradient, prepare=prepare, output=tolist),
+    "primal": Function(run=spread(ode), prepare=prepare, output=tolist),
+    "gradient": Function(run=spread(gradient), prepare=prepare, output=tolist),
 }
 
 
