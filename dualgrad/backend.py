@@ -3,9 +3,16 @@
 The engine calls these functions and never numba.  Each has a numpy reference
 implementation, always present, and a numba fast path (``dualgrad.kernels``)
 taken when the numba backend is active *and* the call is one the kernel wins
-(float32/float64 and large enough: the thresholds below were measured,
-single-threaded).  Both paths give the same answer: bitwise where the
-algorithm is the same, to rounding where the order of a sum differs.
+on this machine: float32/float64, and a size where numba was measured faster.
+Those sizes are not constants -- they depend on the CPU (numpy's AVX-512 exp
+beats a scalar numba loop that wins against numpy's AVX2 one).  The first call
+large enough to matter times both paths on a short ladder of sizes and keeps
+the result, per machine, in a cache file (``dualgrad.tuning``; ``warm_up()``
+measures everything at once; ``DUALGRAD_TUNING=off|nocache`` switches it off
+or keeps it out of the disk cache).  Both paths give the same answer: bitwise
+where the algorithm is the same (scatter-adds, im2col, pooling), to rounding
+where the order of a sum or the implementation of a transcendental function
+differs (a few ulps: numba's libm and numpy's SIMD loops round differently).
 
     >>> import numpy as np
     >>> from dualgrad import backend
@@ -27,6 +34,8 @@ import sys
 import warnings
 
 import numpy as np
+
+from . import tuning
 
 # ---------------------------------------------------------------------------
 # Selection
@@ -113,9 +122,9 @@ def use_backend(name):
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _fast(*arrays, size=0):
+def _fast(*arrays, kernel, size):
     """The kernel module if numba is active, all arrays are float32/float64 of one
-    dtype and the work is at least ``size`` elements; else None (take numpy)."""
+    dtype and ``kernel`` wins at ``size`` on this machine (:func:`_use`); else None."""
     if (_state["name"] or get_backend()) != "numba":
         return None
     dt = arrays[0].dtype
@@ -124,9 +133,46 @@ def _fast(*arrays, size=0):
     for a in arrays[1:]:
         if a.dtype != dt:
             return None
-    if size and max(a.size for a in arrays) < size:
+    if not _use(kernel, dt.char, size):
         return None
     return _state["kernels"]
+
+
+#: None: each call takes the kernel measured faster on this machine.  True: numba
+#: wherever a kernel applies (tests, warm_up); False: numpy always.
+FORCE_KERNELS = None
+
+#: The ladder of sizes each kernel family is timed at (elements; see _probe).  A call
+#: smaller than a family's first size takes numpy without measuring anything.
+LADDERS = {
+    "unary": (512, 4096, 32768, 262144),
+    "index_add.1d": (512, 4096, 32768, 262144),
+    "index_add.rows": (1024, 8192, 65536, 524288),
+    "softmax": (256, 2048, 16384, 131072),
+    "conv": (432, 1728, 6912, 27648, 110592, 442368),
+    "pool": (256, 1024, 4096, 16384, 65536, 262144),
+}
+_FAMILY = {"index_add.1d": "index_add.1d", "index_add.rows": "index_add.rows",
+           "im2col": "conv", "col2im": "conv", "max_pool2d": "pool", "max_pool2d_grad": "pool"}
+_MISSING = object()
+
+
+def _use(kernel, char, n):
+    """True when numba should run ``kernel`` on a call of ``n`` elements of dtype ``char``."""
+    force = FORCE_KERNELS
+    if force is not None:
+        return force
+    name = kernel + "/" + char
+    rule = TUNED.rules.get(name, _MISSING)
+    if rule is _MISSING:
+        if n < LADDERS[_family(kernel)][0]:
+            return False
+        rule = TUNED.rule(name)
+    return rule is not None and rule[0] <= n and (rule[1] is None or n <= rule[1])
+
+
+def _family(kernel):
+    return _FAMILY.get(kernel) or kernel.partition(".")[0]
 
 
 # ---------------------------------------------------------------------------
@@ -146,7 +192,7 @@ UNARY = {
     "log1p":      (lambda x: np.log1p(x),           lambda x, y: 1 / (1 + x)),
     "tanh":       (lambda x: np.tanh(x),            lambda x, y: 1 - y * y),
     "sigmoid":    (lambda x: 1 / (1 + np.exp(-x)),  lambda x, y: y * (1 - y)),
-    "sqrt":       (lambda x: np.sqrt(x),            lambda x, y: 0.5 / y),
+    "sqrt":       (lambda x: np.sqrt(x),            lambda x, y: (y != 0) * 0.5 / (y + (y == 0))),
     "square":     (lambda x: x * x,                 lambda x, y: 2 * x),
     "reciprocal": (lambda x: 1 / x,                 lambda x, y: -(y * y)),
     "negative":   (lambda x: -x,                    lambda x, y: -1),
@@ -158,26 +204,16 @@ UNARY = {
     "relu":       (lambda x: np.maximum(x, 0),      lambda x, y: (x > 0) * 1),
 }
 
-# When the fused numba loop beats numpy: minimum sizes, measured single-threaded
-# (numba/numpy medians side by side; the numbers are in the report of this change).
-# numba wins where numpy needs several passes or lacks a SIMD loop (sin and cos
-# fuse into one sincos call, tanh and relu are slow in numpy); numpy's SIMD
-# float32 sin/cos/exp/log/tanh beat numba's scalar libm calls at every size.
-# Rows not listed, and None entries, always take numpy.
-#              float64: (value, value+grad)   float32: (value, value+grad)
-UNARY_NUMBA_MIN = {
-    "sin":        ((None, 512),               (None, None)),
-    "cos":        ((None, 512),               (None, None)),
-    "tanh":       ((2048, 512),               (None, None)),
-    "sigmoid":    ((512, 512),                (None, None)),
-    "softplus":   ((512, 512),                (None, None)),
-    "arctan":     ((None, 512),               (None, None)),
-    "relu":       ((None, 512),               (8192, 512)),
-    "abs":        ((None, 8192),              (None, 8192)),
-    "square":     ((None, 65536),             (None, 262144)),
-    "negative":   ((None, 262144),            (None, 262144)),
-    "reciprocal": ((None, 262144),            (None, None)),
-}
+# sqrt' at 0 is a zero subgradient (as PyTorch's norm gives), not inf: (y != 0) * 0.5 /
+# (y + (y == 0)) is 0.5 / y elsewhere, and is plain arithmetic on bools, so numpy runs it
+# on arrays and numba on scalars (np.where is array-only; 0.5 / y * (y != 0) is inf * 0).
+#
+# When the fused numba loop beats numpy is measured per machine (_use, LADDERS): numba
+# wins where numpy needs several passes or lacks a SIMD loop (sin and cos fuse into one
+# sincos call, relu), numpy's SIMD exp/tanh/log beat numba's scalar libm calls where the
+# CPU has wide vectors (AVX-512), and float32 SIMD loops nearly everywhere.
+_UNARY_KERNEL = {(name, grad): f"unary.{name}.{'grad' if grad else 'value'}"
+                 for name in UNARY for grad in (False, True)}
 _OVERFLOW_OK = frozenset({"sigmoid", "softplus"})  # exp(-x) -> inf is the right limit there
 _unary_kernels = {}
 
@@ -218,8 +254,7 @@ def _unary_fast(name, x, grad):
     """The kernel module if the numba loop should run this call, else None."""
     if x.dtype.char not in "fd":
         return None
-    size = UNARY_NUMBA_MIN.get(name, ((None, None), (None, None)))[x.dtype.char == "f"][grad]
-    return None if size is None else _fast(x, size=size)
+    return _fast(x, kernel=_UNARY_KERNEL[name, grad], size=x.size)
 
 
 def unary(name, x):
@@ -285,12 +320,10 @@ def fused_unary(name):
 # ---------------------------------------------------------------------------
 # Scatter-add: the VJP of indexing
 
-# Measured (rows = B*M of length D): numba's loop beats np.add.at from about 32 rows
-# when D > 1, but numpy's add.at has a fast loop for 1-D values, caught up with
-# only from a few thousand elements.  Without numba, one flat 1-D add.at (index
-# i*D + j) beats add.at on rows, once the work pays for building the flat index.
-INDEX_ADD_MIN_ROWS = 32
-INDEX_ADD_MIN_1D = 4096
+# numba's loop against numpy is measured per machine, separately for rows (D > 1:
+# numba against a flat add.at) and for 1-D values (numpy's add.at has a fast loop for
+# those).  Without numba, one flat 1-D add.at (index i*D + j) beats add.at on rows once
+# the work pays for building the flat index (numpy against numpy: a constant).
 INDEX_ADD_FLAT_MIN = 4096
 
 
@@ -337,7 +370,7 @@ def index_add(shape, dtype, index, values):
         B, V, D = math.prod(shape[:nb]), shape[nb], math.prod(shape[nb + 1:])
         rows = B * idx.size
         k = _fast(values.astype(dtype, copy=False),
-                  size=INDEX_ADD_MIN_1D if D == 1 else INDEX_ADD_MIN_ROWS * D)
+                  kernel="index_add.1d" if D == 1 else "index_add.rows", size=rows * D)
         if k is not None or (rows * D >= INDEX_ADD_FLAT_MIN and (D > 1 or B > 1)):
             idx = idx.reshape(-1)
             vals = np.ascontiguousarray(values, dtype=dtype).reshape(B, idx.shape[0], D)
@@ -376,17 +409,12 @@ def _index_error(i, axis, size):
 # logsumexp -inf, softmax and log_softmax NaN; +inf -> logsumexp +inf; NaN
 # propagates.  numba runs rows of the last axis; other axes go to numpy.
 
-# Measured: numba's row loops win at every float64 size (one pass for the max, one
-# for exp and the sum, vs numpy's ~5 passes and temporaries); for float32 numpy's
-# SIMD exp takes over from a few thousand elements.
-SOFTMAX_F32_MAX_SIZE = 4096
+# numba's row loops make one pass for the max and one for exp and the sum, against
+# numpy's ~5 passes and temporaries; numpy's SIMD exp can still win on large inputs.
+# Measured per machine and per function (softmax, ..., logsumexp_vjp).
 
-
-def _fast_rows(*arrays):
-    k = _fast(*arrays)
-    if k is None or (arrays[0].dtype.char == "f" and arrays[0].size > SOFTMAX_F32_MAX_SIZE):
-        return None
-    return k
+def _fast_rows(kernel, *arrays):
+    return _fast(*arrays, kernel="softmax." + kernel, size=arrays[0].size)
 
 
 def _neg_axis(axis, ndim):
@@ -411,7 +439,7 @@ def _on_rows(kernel, axis, *arrays):
     shape = arrays[0].shape
     if any(a.shape != shape for a in arrays[1:]):
         return None
-    k = _fast_rows(*arrays)
+    k = _fast_rows(kernel[:-len("_rows")], *arrays)
     rows = [_rows(a, axis) for a in arrays] if k is not None else [None]
     if rows[0] is None:
         return None
@@ -465,7 +493,7 @@ def logsumexp(x, axis=None, keepdims=False):
     -inf
     """
     x = np.asarray(x)
-    k = _fast_rows(x)
+    k = _fast_rows("logsumexp", x)
     r = None
     if k is not None:
         r = x.reshape(1, -1) if axis is None else _rows(x, axis)
@@ -528,7 +556,7 @@ def logsumexp_vjp(g, x, ans, axis=None, keepdims=False):
     """
     g, x, ans = np.asarray(g), np.asarray(x), np.asarray(ans)
     rshape = _reduced_shape(x.shape, axis, keepdims)
-    k = _fast_rows(x, g, ans) if g.shape == ans.shape == rshape else None
+    k = _fast_rows("logsumexp_vjp", x, g, ans) if g.shape == ans.shape == rshape else None
     r = (x.reshape(1, -1) if axis is None else _rows(x, axis)) if k is not None else None
     if r is not None:
         out = np.empty(r.shape, x.dtype)
@@ -552,11 +580,9 @@ def logsumexp_vjp(g, x, ans, axis=None, keepdims=False):
 #   grad_weight  gW        = sum_n g[n] @ cols[n].T
 # (grad_input as W.T @ g[n] was 2.5x slower in OpenBLAS for this thin shape.)
 # Direct numba convolutions were measured too and lost to BLAS (1.9-5.7 ms vs
-# 1.4 ms on the bench workload), so numba only moves data: col2im always (1.4-6x
-# faster than numpy's strided adds), im2col for small inputs, where numpy's
-# kH*kW slice copies cost more in overhead than they save.
-
-IM2COL_NUMBA_MAX_SIZE = 32768  # cols elements; above it numpy's slice copies win
+# 1.4 ms on the bench workload), so numba only moves data: im2col and col2im, each
+# where it beats numpy's kH*kW strided slice copies / adds on this machine (measured:
+# col2im usually everywhere, im2col for small inputs).
 
 
 def _pair(v, what):
@@ -595,7 +621,7 @@ def _im2col(x, kh, kw, geo, out_hw):
     sh, sw, ph, pw, dh, dw = geo
     (N, C, H, W), (Ho, Wo) = x.shape, out_hw
     cols = np.empty((N, C, kh, kw, Ho, Wo), x.dtype)
-    k = _fast(x) if cols.size <= IM2COL_NUMBA_MAX_SIZE else None
+    k = _fast(x, kernel="im2col", size=cols.size)
     if k is not None:
         k.conv.im2col(np.ascontiguousarray(x), sh, sw, ph, pw, dh, dw, cols)
         return cols
@@ -613,7 +639,7 @@ def _col2im(cols, x_shape, geo):
     sh, sw, ph, pw, dh, dw = geo
     N, C, kh, kw, Ho, Wo = cols.shape
     H, W = x_shape[-2:]
-    k = _fast(cols)
+    k = _fast(cols, kernel="col2im", size=cols.size)
     if k is not None:
         gx = np.zeros((N, C, H, W), cols.dtype)
         k.conv.col2im(cols, sh, sw, ph, pw, dh, dw, gx)
@@ -683,7 +709,7 @@ def conv2d_grad_weight(g, x, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1
 # ---------------------------------------------------------------------------
 # max_pool2d (PyTorch semantics: -inf padding, floor mode, first max wins)
 
-POOL_MIN_SIZE = 0  # numba's window scan beats numpy's argmax over copied windows everywhere
+# numba's window scan against numpy's running max over kh*kw strided views: measured.
 
 
 def _pool_geometry(x_shape, kernel_size, stride, padding):
@@ -715,7 +741,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     kh, kw, sh, sw, ph, pw = geo
     H, W = x.shape[-2:]
     lead = x.shape[:-2]
-    k = _fast(x, size=POOL_MIN_SIZE)
+    k = _fast(x, kernel="max_pool2d", size=x.size)
     if k is not None:
         out = np.empty(lead + (Ho, Wo), x.dtype)
         arg = np.empty(lead + (Ho, Wo), np.intp)
@@ -755,7 +781,7 @@ def max_pool2d_grad(g, argmax, x_shape):
     batch = g.shape[:g.ndim - argmax.ndim]
     B = math.prod(batch)
     Ho, Wo = argmax.shape[-2:]
-    k = _fast(g, size=POOL_MIN_SIZE)
+    k = _fast(g, kernel="max_pool2d_grad", size=B * P * HW)  # sized as the cotangent of x
     if k is not None:
         gx = np.zeros((B, P, HW), g.dtype)
         k.conv.max_pool2d_bwd(np.ascontiguousarray(g).reshape(B, P, Ho, Wo),
@@ -770,16 +796,146 @@ def max_pool2d_grad(g, argmax, x_shape):
 # ---------------------------------------------------------------------------
 # Ahead-of-time compilation
 
-#: The size thresholds set so that every call takes its numba kernel (for warm_up, tests).
-ALWAYS_NUMBA = {"INDEX_ADD_MIN_ROWS": 0, "INDEX_ADD_MIN_1D": 0, "INDEX_ADD_FLAT_MIN": 0,
-                "SOFTMAX_F32_MAX_SIZE": 1 << 62, "IM2COL_NUMBA_MAX_SIZE": 1 << 62,
-                "POOL_MIN_SIZE": 0, "UNARY_NUMBA_MIN": {k: ((0, 0), (0, 0)) for k in UNARY}}
+#: Module attributes set so that every call takes its numba kernel (for warm_up, tests):
+#: ``for k, v in ALWAYS_NUMBA.items(): monkeypatch.setattr(backend, k, v)``.
+ALWAYS_NUMBA = {"FORCE_KERNELS": True}
+
+
+# ---------------------------------------------------------------------------
+# Measuring the crossovers (dualgrad.tuning keeps and caches them)
+
+def _probe(name):
+    """[(size, call)] over the ladder of ``name`` (``"<kernel>/<dtype char>"``):
+    ``call(use_numba)`` runs the kernel's public entry point once on a typical input
+    of that size, with the choice forced, under the backend that is active (numba)."""
+    global FORCE_KERNELS
+    old, FORCE_KERNELS = FORCE_KERNELS, False  # inputs are made with numpy: no recursion
+    try:
+        return _probe_inputs(name)
+    finally:
+        FORCE_KERNELS = old
+
+
+def _probe_inputs(name):
+    kernel, _, char = name.rpartition("/")
+    dt = np.dtype(char)
+    family = _family(kernel)
+    r = np.random.default_rng(0)
+    out = []
+    for n in LADDERS[family]:
+        if family == "unary":
+            _, uname, mode = kernel.split(".")
+            x = (0.05 + np.abs(r.standard_normal(n))).astype(dt)  # inside every row's domain
+            fn = unary_with_grad if mode == "grad" else unary
+            out.append((n, _forcing(fn, uname, x)))
+        elif family == "index_add.1d":
+            V = max(n // 8, 1)
+            out.append((n, _forcing(index_add, (V,), dt, r.integers(0, V, n),
+                                    r.standard_normal(n).astype(dt))))
+        elif family == "index_add.rows":
+            D = 32
+            M = n // D
+            V = max(M // 8, 1)
+            out.append((n, _forcing(index_add, (V, D), dt, r.integers(0, V, M),
+                                    r.standard_normal((M, D)).astype(dt))))
+        elif family == "softmax":
+            x = r.standard_normal((n // 16, 16)).astype(dt)
+            g = r.standard_normal(x.shape).astype(dt)
+            fn = kernel.partition(".")[2]
+            args = {"softmax": (softmax, x, -1), "log_softmax": (log_softmax, x, -1),
+                    "logsumexp": (logsumexp, x, -1),
+                    "softmax_vjp": (softmax_vjp, g, softmax(x, -1), -1),
+                    "log_softmax_vjp": (log_softmax_vjp, g, log_softmax(x, -1), -1),
+                    "logsumexp_vjp": (logsumexp_vjp, g[:, 0], x, logsumexp(x, -1), -1)}[fn]
+            out.append((n, _forcing(*args)))
+        elif family == "conv":                    # 3 channels, 3x3 kernel, padding 1
+            side = min(32, int(round((n / 27) ** 0.5)))
+            N = n // (27 * side * side)
+            x = r.standard_normal((N, 3, side, side)).astype(dt)
+            geo, hw = (1, 1, 1, 1, 1, 1), (side, side)
+            if kernel == "im2col":
+                out.append((n, _forcing(_im2col, x, 3, 3, geo, hw)))
+            else:
+                cols = r.standard_normal((N, 3, 3, 3, side, side)).astype(dt)
+                out.append((n, _forcing(_col2im, cols, x.shape, geo)))
+        elif family == "pool":                    # 2x2 windows, stride 2
+            C = 4 if n <= 1024 else 16
+            side = int(round((n / C) ** 0.5))
+            N = max(n // (C * side * side), 1)
+            if side > 32:
+                side, N = 32, n // (C * 1024)
+            x = r.standard_normal((N, C, side, side)).astype(dt)
+            if kernel == "max_pool2d":
+                out.append((n, _forcing(max_pool2d, x, 2)))
+            else:
+                o, arg = max_pool2d(x, 2)
+                out.append((n, _forcing(max_pool2d_grad, o, arg, x.shape)))
+        else:
+            raise ValueError(f"no probe for kernel {kernel!r}")
+    return out
+
+
+def _forcing(fn, *args):
+    def call(use_numba):
+        global FORCE_KERNELS
+        old, FORCE_KERNELS = FORCE_KERNELS, bool(use_numba)
+        try:
+            with np.errstate(all="ignore"):
+                return fn(*args)
+        finally:
+            FORCE_KERNELS = old
+    return call
+
+
+def kernel_names(dtypes=(np.float64,)):
+    """Every measured kernel, as ``"<kernel>/<dtype char>"`` (the tuning table's names)."""
+    kernels = sorted(_UNARY_KERNEL.values()) + [
+        "index_add.1d", "index_add.rows", "im2col", "col2im", "max_pool2d", "max_pool2d_grad"] + [
+        "softmax." + k for k in ("softmax", "log_softmax", "logsumexp", "softmax_vjp",
+                                 "log_softmax_vjp", "logsumexp_vjp")]
+    return [f"{k}/{np.dtype(dt).char}" for dt in dtypes for k in kernels]
+
+
+def _source_hash():
+    """A hash of this file and the kernels' sources: a changed kernel is measured again."""
+    import hashlib
+    h = hashlib.sha256()
+    k = _kernels()
+    files = [__file__] + ([getattr(getattr(k, m), "__file__", "") for m in k.__all__] if k else [])
+    for f in files:
+        try:
+            with open(f, "rb") as fh:
+                h.update(fh.read())
+        except OSError:
+            h.update(str(f).encode())
+    return {"sources": h.hexdigest()[:16]}
+
+
+#: The measured rules of this process: ``TUNED.rules`` maps each kernel name to the
+#: sizes where numba runs (``(lo, hi)``, hi None: unbounded) or None (numpy always);
+#: ``TUNED.timings`` holds the medians they came from.
+TUNED = tuning.Table(_probe, key_extra=_source_hash)
+
+
+def calibrate(dtypes=(np.float64,)):
+    """Measure (or load from the cache file) the rule of every kernel for ``dtypes`` now.
+    Returns {name: rule}.  A no-op without numba or with ``DUALGRAD_TUNING=off``.
+
+    >>> rules = calibrate()
+    >>> all(r is None or r[0] >= 1 for r in rules.values())
+    True
+    """
+    if _kernels() is None:
+        return {}
+    with use_backend("numba"):
+        return {name: TUNED.rule(name) for name in kernel_names(dtypes)}
 
 
 def warm_up(dtypes=(np.float64,)):
-    """Compile (or load from numba's on-disk cache) every kernel for ``dtypes`` now, so
-    that no later call pays for it -- e.g. before timing.  A no-op without numba.
-    Returns the seconds it took.
+    """Compile (or load from numba's on-disk cache) every kernel for ``dtypes`` now, and
+    measure (or load) which of numba and numpy wins each one on this machine
+    (:func:`calibrate`), so that no later call pays for either -- e.g. before timing.
+    A no-op without numba.  Returns the seconds it took.
 
     >>> warm_up() >= 0.0
     True
@@ -814,4 +970,5 @@ def warm_up(dtypes=(np.float64,)):
     finally:
         for k, v in saved.items():
             setattr(module, k, v)
+    calibrate(dtypes)
     return time.perf_counter() - t0
