@@ -65,7 +65,7 @@ class custom_jvp:
 
     def _tangent(self, tangents, ans, *primals):
         def one(ts):
-            full = [np.zeros(np.shape(unbox(p)), np.result_type(unbox(p), np.float32))
+            full = [np.zeros(np.shape(unbox(p)), np.result_type(unbox(p), 1.0))
                     if t is None else t for t, p in zip(ts, primals)]
             return self.rule(tuple(primals), tuple(full))[1]
         return _batched_rule(one, tangents, primals)
@@ -79,7 +79,7 @@ class custom_jvp:
                 ts[i] = t
                 return self._tangent(ts, ans, *primals)
             zero = np.zeros(np.shape(unbox(primals[i])),
-                            np.result_type(unbox(primals[i]), np.float32))
+                            np.result_type(unbox(primals[i]), 1.0))
             nb = np.ndim(g) - np.ndim(ans)
             if nb == 0:
                 return vjp(lin, zero)[1](g)[0]

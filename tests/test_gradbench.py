@@ -333,7 +333,10 @@ def test_ba_objective_and_sparse_jacobian():
     pb = ba.Problem(ba.example(n=n, m=m, p=p))
     err, werr = ba.objective(pb)
     direct = _ba_direct(pb.cams[0], pb.X[0], pb.w[0], pb.feats[0])
-    np.testing.assert_allclose(err, np.tile(direct, (p, 1)), rtol=1e-12)
+    # two formulations of the projection (vectorised Rodrigues vs one camera at a time):
+    # their sin/cos/sqrt calls round differently across numpy's SIMD loops (AVX2, AVX-512)
+    np.testing.assert_allclose(err, np.tile(direct, (p, 1)), rtol=1e-10,
+                               atol=1e-13 * np.abs(direct).max())
     np.testing.assert_allclose(werr, 1 - pb.w ** 2)
     rows, cols, vals = ba.jacobian(pb)
     nnz = p * 2 * 15 + p
