@@ -184,6 +184,11 @@ def versions():
 # ---------------------------------------------------------------------------
 # One tool on one case
 
+def _minflt():
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 class Runner:
     """A tool's callable on one case, its warm-up, check and samples."""
 
@@ -199,6 +204,7 @@ class Runner:
         self.number = 1
         self.repeats = 0
         self.samples = []
+        self.minflt = []         # minor page faults per call, one per sample (getrusage)
         self.check = None
 
     def fail(self, where, exc):
@@ -213,10 +219,12 @@ class Runner:
             ctx.__enter__()
         try:
             fn = self.fn
+            f0 = _minflt()
             t0 = time.perf_counter()
             for _ in range(number):
                 r = fn()
             t1 = time.perf_counter()
+            self.last_minflt = (_minflt() - f0) / number
         finally:
             if ctx is not None:
                 ctx.__exit__(None, None, None)
@@ -342,6 +350,7 @@ def sample(runners, args):
             try:
                 t, _ = r.call(r.number)
                 r.samples.append(t)
+                r.minflt.append(r.last_minflt)
             except Exception as e:  # noqa: BLE001
                 r.fail("timing", e)
 
@@ -538,7 +547,10 @@ def markdown(meta, cases, rows, startup):
                               else DASH)
                 L.append("| " + " | ".join([case.name, t[9:-1]] + cs) + " |")
     L += ["", "## Absolute times", "",
-          "Median seconds per call [min – max of the samples], samples × calls per sample.", ""]
+          "Median seconds per call [min – max of the samples], samples × calls per sample, "
+          "and minor page faults per call (median over samples of "
+          "`getrusage().ru_minflt`; `python -m bench.pagefaults` compares both "
+          "`NUMPY_MADVISE_HUGEPAGE` settings).", ""]
     head = ["case", "F"] + tools
     L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for case, rr in zip(cases, rows):
@@ -548,8 +560,9 @@ def markdown(meta, cases, rows, startup):
             if r is None or r.median is None:
                 cs.append("error†" if r is not None and r.status == "error" else DASH)
             else:
+                flt = f", {statistics.median(r.minflt):.0f} flt" if r.minflt else ""
                 cs.append(f"{fmt_time(r.median)} [{fmt_time(min(r.samples))} – "
-                          f"{fmt_time(max(r.samples))}] {len(r.samples)}×{r.number}")
+                          f"{fmt_time(max(r.samples))}] {len(r.samples)}×{r.number}{flt}")
         L.append("| " + " | ".join([case.name] + cs) + " |")
     L += ["", "## Derivative checks", ""]
     for case, rr in zip(cases, rows):
@@ -631,6 +644,8 @@ def to_json(meta, cases, rows, startup):
             v, unit = value(case, r, fm)
             tools[t] = {"status": r.status, "reason": r.reason, "median_s": r.median,
                         "samples_s": r.samples, "calls_per_sample": r.number,
+                        "minflt_per_call": (statistics.median(r.minflt) if r.minflt
+                                            else None),
                         "first_call_s": r.first_call_s, "value": v, "unit": unit,
                         "target_met": target_met(case, r, fm) if t in DG_TOOLS else None,
                         "check": r.check}

@@ -27,11 +27,25 @@ def _as_vector_fn(f):
 
 
 def _eval64(f, args):
-    return np.asarray(unbox(_as_vector_fn(f)(*args)), dtype=np.float64)
+    out = unbox(_as_vector_fn(f)(*args))
+    if np.iscomplexobj(out):
+        raise TypeError(_NO_COMPLEX)
+    return np.asarray(out, dtype=np.float64)
 
 
 def _is_float(x):
     return np.issubdtype(np.result_type(unbox(x)), np.floating)
+
+
+_NO_COMPLEX = ("the finite-difference checks take real arguments and outputs only: check a "
+               "complex function through its real and imaginary parts, e.g. "
+               "lambda x, y: np.stack([np.real(f(x + 1j*y)), np.imag(f(x + 1j*y))])")
+
+
+def _real_args(args, fname):
+    for i, a in enumerate(args):
+        if np.iscomplexobj(unbox(a)):
+            raise TypeError(f"{fname}: argument {i} is complex; {_NO_COMPLEX}")
 
 
 def numerical_jacobian(f, args, eps=None):
@@ -46,6 +60,7 @@ def numerical_jacobian(f, args, eps=None):
     array([[2., 0.],
            [0., 6.]])
     """
+    _real_args(args, "numerical_jacobian")
     args = [np.asarray(a, dtype=np.float64) if _is_float(a) else a for a in args]
     m = _eval64(f, args).size
     out = []
@@ -110,6 +125,7 @@ def check_grads(f, args, order=1, modes=("fwd", "rev"), atol=None, rtol=None, ep
     """
     if not isinstance(args, (tuple, list)):
         raise TypeError("check_grads: args must be a tuple of arguments for f")
+    _real_args(args, "check_grads")
     for mode in modes:
         if mode not in ("fwd", "rev"):
             raise ValueError(f"check_grads: modes must contain 'fwd' and/or 'rev', got {mode!r}")
@@ -167,6 +183,7 @@ def check_jvp(f, args, jvp_fn=None, atol=None, rtol=None, eps=None, trials=3):
     >>> import numpy as np, dualgrad as dg
     >>> dg.check_jvp(np.tanh, (np.array([0.1, 2.0]),))
     """
+    _real_args(args, "check_jvp")
     atol, rtol = _tolerances(args, atol, rtol)
     jvp_fn = jvp_fn or (lambda p, t: jvp(f, p, t))
     rng = np.random.default_rng(1)
@@ -190,6 +207,7 @@ def check_vjp(f, args, vjp_fn=None, atol=None, rtol=None, eps=None, trials=3):
     >>> import numpy as np, dualgrad as dg
     >>> dg.check_vjp(lambda x: np.cumsum(x ** 2), (np.array([0.1, 2.0]),))
     """
+    _real_args(args, "check_vjp")
     atol, rtol = _tolerances(args, atol, rtol)
     vjp_fn = vjp_fn or (lambda *p: vjp(f, *p))
     rng = np.random.default_rng(2)

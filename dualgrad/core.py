@@ -21,6 +21,8 @@ not the 2 an engine that mixes the two perturbations would give.
 
 import itertools
 
+from . import buffers as _buffers
+
 _next_level = itertools.count(1)
 _active = [0]  # how many traces are recording now; 0 means every value in flight is raw
 
@@ -104,7 +106,10 @@ class Primitive:
                 t = a._trace
                 if top is None or t.level > top.level:
                     top = t
-        if top is None:
+        if top is None:  # raw values inside a transform: dualgrad's own computation
+            if not kw and _buffers.large(args) and (r := _buffers.forward(self, args)) \
+                    is not None:
+                return r  # a large elementwise result, in a reusable buffer (buffers.py)
             return self.impl(*args, **kw) if kw else self.impl(*args)
         if not top.active:
             top.leaked(self)

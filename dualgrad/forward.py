@@ -16,6 +16,7 @@ one pass then computes k directional derivatives.
 import numpy as np
 
 from .core import Box, Trace
+from .primitives import REALS, is_complex
 
 
 class JVPTrace(Trace):
@@ -52,7 +53,7 @@ def push_tangents(prim, tangents, ans, primals, kw):
     if rules is None:
         raise TypeError(f"dualgrad has no forward-mode (JVP) rule for {prim.name!r}")
     if callable(rules):
-        return rules(tangents, ans, *primals, **kw)
+        return _real_onto_real(prim, rules(tangents, ans, *primals, **kw), ans)
     from .primitives import add, align_tangent, broadcast_tangent
     out = None
     for i, t in enumerate(tangents):
@@ -68,11 +69,42 @@ def push_tangents(prim, tangents, ans, primals, kw):
         out = c if out is None else add(out, c)
     if prim.bcast and out is not None:
         out = broadcast_tangent(out, ans)
-    return out
+    return _real_onto_real(prim, out, ans)
 
 
-_ROOT = JVPTrace(level=0)  # user-made Duals: the lowest level, never finished
-_ROOT.finish()              # ...but it counts as recording only once a Dual is made
+def _real_onto_real(prim, t, ans):
+    """A real output's tangent is real: a complex one means the rule does not handle the
+    complex argument it was given (see "complex numbers" in primitives.py)."""
+    if t is not None and t.__class__ not in REALS and is_complex(t) and not is_complex(ans):
+        raise TypeError(f"dualgrad has no derivative rule for {prim.name!r} of complex values "
+                        "(a complex tangent reached its real output)")
+    return t
+
+
+class RootTrace(JVPTrace):
+    """The trace of hand-made Duals: level 0, recording exactly while one of its Duals
+    (made by hand, or computed from one) is alive, so that ``tracing()`` -- and with it
+    every untraced fast path -- returns to normal once the last of them is gone."""
+
+    __slots__ = ("live",)
+
+    def __init__(self):
+        super().__init__(level=0)
+        self.live = 0
+        self.finish()
+
+    def hold(self):
+        if self.live == 0:
+            Trace.__init__(self, level=0)
+        self.live += 1
+
+    def release(self):
+        self.live -= 1
+        if self.live == 0:
+            self.finish()
+
+
+_ROOT = RootTrace()
 
 
 class Dual(Box):
@@ -97,8 +129,7 @@ class Dual(Box):
         from .transforms import check_tangent
         self.value = primal
         self.tangent = check_tangent(primal, tangent, "tangent", batch_ok=True)
-        if not _ROOT.active:
-            Trace.__init__(_ROOT, level=0)
+        _ROOT.hold()
         self._trace = _ROOT
 
     @classmethod
@@ -106,8 +137,14 @@ class Dual(Box):
         d = cls.__new__(cls)
         d.value = primal
         d.tangent = tangent
+        if trace is _ROOT:
+            _ROOT.hold()
         d._trace = trace
         return d
+
+    def __del__(self):
+        if getattr(self, "_trace", None) is _ROOT:
+            _ROOT.release()
 
     @property
     def primal(self):

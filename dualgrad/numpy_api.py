@@ -12,6 +12,7 @@ primitive.  The long tail of numpy (``mean``, ``var``, ``stack``, ``tile``,
 
 import builtins
 import operator
+import warnings
 
 import numpy as np
 
@@ -89,7 +90,12 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
     axes = _axes(axis, _ndim(a))
     n = int(np.prod([_shape(a)[i] for i in axes], dtype=np.int64))
     d = P.subtract(a, mean(a, axes, dtype, keepdims=True))
-    return P.divide(sum(P.multiply(d, d), axes, keepdims=keepdims), float(n - ddof))
+    return P.divide(sum(_abs2(d), axes, keepdims=keepdims), float(n - ddof))
+
+
+def _abs2(x):
+    """|x|**2 as numpy's var and norm compute it: x*x, or (x * conj(x)).real if complex."""
+    return P.real(P.multiply(x, P.conjugate(x))) if P.is_complex(x) else P.multiply(x, x)
 
 
 @implements(np.std)
@@ -293,9 +299,10 @@ def _gather(a, move, fill=None):
     n = _size(a)
     where_from = move(np.arange(n).reshape(_shape(a)))
     src = ravel(a)
-    if fill is not None:
-        dtype = np.result_type(unbox(a), np.float32)
-        src = concatenate([src, np.full(1, fill, dtype)])
+    if fill is not None:  # a constant, or a traced number (pad's constant_values)
+        fill = reshape(fill, (1,)) if isinstance(fill, Box) else np.full(1, fill,
+                                                                        P.float_dtype(a))
+        src = concatenate([src, fill])
     return getitem(src, (np.asarray(where_from),))
 
 
@@ -368,13 +375,13 @@ def pad(array, pad_width, mode="constant", **kwargs):
 @implements(np.triu)
 def triu(m, k=0):
     s = _shape(m)
-    return P.multiply(m, np.triu(np.ones(s[-2:]), k))
+    return P.multiply(m, np.triu(np.ones(s[-2:], P.float_dtype(m)), k))
 
 
 @implements(np.tril)
 def tril(m, k=0):
     s = _shape(m)
-    return P.multiply(m, np.tril(np.ones(s[-2:]), k))
+    return P.multiply(m, np.tril(np.ones(s[-2:], P.float_dtype(m)), k))
 
 
 @implements(np.trace)
@@ -478,7 +485,9 @@ def outer(a, b, out=None):
 
 @implements(np.vdot)
 def vdot(a, b):
-    return sum(P.multiply(ravel(a), ravel(b)))
+    """sum(conj(a) * b) over the flattened arrays: numpy conjugates the first argument."""
+    a = P.conjugate(ravel(a)) if P.is_complex(a) else ravel(a)
+    return sum(P.multiply(a, ravel(b)))
 
 
 @implements(np.linalg.det)
@@ -488,6 +497,9 @@ def det(a):
 
 @implements(np.linalg.slogdet)
 def slogdet(a):
+    if P.is_complex(a):  # the sign would be a phase e^{i theta(a)}: not a constant
+        raise TypeError("dualgrad has no derivative rule for numpy.linalg.slogdet of a complex "
+                        "matrix (use np.linalg.det)")
     return np.sign(np.linalg.det(unbox(a))), P.logabsdet(a)
 
 
@@ -524,7 +536,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
             raise ValueError("Improper number of dimensions to norm.")
     axes = _axes(axis, nd)
     if ord is None or (len(axes) == 1 and ord == 2) or (len(axes) == 2 and ord == "fro"):
-        return P.sqrt(sum(P.multiply(x, x), axes, keepdims=keepdims))
+        return P.sqrt(sum(_abs2(x), axes, keepdims=keepdims))
     ax = P.absolute(x)
     if len(axes) == 1:
         if ord == np.inf:
@@ -562,9 +574,156 @@ def clip(a, a_min=None, a_max=None, out=None, **kw):
 
 def astype(x, dtype):
     dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
+    if dtype.kind not in "fc":
         return unbox(x).astype(dtype)
+    if dtype.kind == "f" and P.is_complex(x):  # numpy keeps the real part, and warns
+        warnings.warn("Casting complex values to real discards the imaginary part",
+                      np.exceptions.ComplexWarning, stacklevel=2)
+        x = P.real(x)
     return P.astype(x, dtype=dtype)
+
+
+# ---------------------------------------------------------------------------
+# complex numbers (the rules, and JAX's conventions: "complex numbers" in primitives.py)
+# ---------------------------------------------------------------------------
+
+@implements(np.real)
+def real(val):
+    return P.real(val)
+
+
+@implements(np.imag)
+def imag(val):
+    return P.imag(val)
+
+
+@implements(np.angle)
+def angle(z, deg=False):
+    """arctan2(imag, real), as numpy; piecewise constant (0 or pi) for real z."""
+    if not P.is_complex(z):
+        return np.angle(unbox(z), deg)
+    a = P.arctan2(P.imag(z), P.real(z))
+    return P.multiply(a, 180.0 / np.pi) if deg else a
+
+
+@implements(np.sign)
+def sign(x, **kwargs):
+    """Piecewise constant for real x; for complex z numpy's z/|z| (0 at 0, derivative 0
+    there), which is not constant: it is differentiated (JAX gives 0 for it)."""
+    if not P.is_complex(x):
+        return np.sign(unbox(x), **kwargs)
+    _no(kwargs, "sign", where=True, casting="same_kind", order="K", dtype=None, subok=True)
+    r = P.absolute(x)
+    zero = unbox(r) == 0
+    return P.where(zero, 0.0, P.divide(x, P.where(zero, 1.0, r)))
+
+
+# ---------------------------------------------------------------------------
+# functions that compute an index or a count from raw values and then move or add
+# differentiable ones: the index is constant, the values keep their derivative
+# ---------------------------------------------------------------------------
+
+def _plain_index(x, fname, arg):
+    if isinstance(x, Box):
+        raise TypeError(f"dualgrad: numpy.{fname}'s {arg} must be integers; an integer "
+                        "array has no derivative, so it cannot be a traced value")
+    return np.asarray(x)
+
+
+@implements(np.bincount)
+def bincount(x, weights=None, minlength=0):
+    """Counts are constant; weighted counts are a scatter-add of the weights."""
+    x = _plain_index(x, "bincount", "x")
+    raw = np.bincount(x, weights=unbox(weights), minlength=minlength)  # numpy's checks
+    if not isinstance(weights, Box):
+        return raw
+    return P.scatter_add(weights, idx=(x,), shape=raw.shape)
+
+
+def _track(raw, pieces):
+    """``raw`` (numpy's exact value) carrying the derivative of ``sum_i c_i * (v_i - raw(v_i))``
+    for (traced v_i, constant c_i) in ``pieces``: every added term is exactly zero, so the
+    value is numpy's to the bit while the derivative flows through the v_i."""
+    out = raw
+    for v, c in pieces:
+        if isinstance(v, Box):
+            out = P.add(out, P.multiply(P.subtract(v, unbox(v)), c))
+    return out
+
+
+@implements(np.histogram)
+def histogram(a, bins=10, range=None, density=None, weights=None):
+    """Counts are piecewise constant in ``a`` (derivative 0); the bin edges move with
+    ``a``'s min and max (or with ``range``); weighted counts are a scatter-add."""
+    raw_a = np.asarray(unbox(a))
+    rng = None if range is None else tuple(unbox(r) for r in range)
+    raw_bins = unbox(bins)
+    if isinstance(raw_bins, str) and isinstance(a, Box):
+        raise TypeError(f"dualgrad: numpy.histogram(bins={raw_bins!r}) estimates its bins from "
+                        "the traced data; its edges have no derivative rule here (pass an "
+                        "integer bins with range=..., or explicit edges)")
+    counts, raw_edges = np.histogram(raw_a, raw_bins, rng, density=density,
+                                     weights=unbox(weights))
+    if not any(isinstance(v, Box) for v in (a, bins, weights) + tuple(range or ())):
+        return counts, raw_edges
+    if np.ndim(raw_bins) == 1:
+        edges = bins  # explicit edges: they are the output as given
+    else:
+        lo, hi = (range[0], range[1]) if range is not None else (
+            min(ravel(a)) if isinstance(a, Box) else None,
+            max(ravel(a)) if isinstance(a, Box) else None)
+        t = np.linspace(0.0, 1.0, len(raw_edges))
+        edges = _track(raw_edges, [(lo, 1.0 - t), (hi, t)])
+    if density:
+        counts = np.histogram(raw_a, raw_bins, rng, weights=unbox(weights))[0]
+    if isinstance(weights, Box):
+        idx = np.searchsorted(raw_edges, raw_a.ravel(), side="right") - 1
+        idx[raw_a.ravel() == raw_edges[-1]] = len(raw_edges) - 2
+        keep = (raw_a.ravel() >= raw_edges[0]) & (raw_a.ravel() <= raw_edges[-1])
+        w = getitem(ravel(weights), (np.flatnonzero(keep),))
+        counts = P.scatter_add(w, idx=(idx[keep],), shape=(len(raw_edges) - 1,))
+    if density:  # numpy's n / db / n.sum(), with derivatives
+        db = P.subtract(getitem(edges, slice(1, None)), getitem(edges, slice(None, -1)))
+        counts = P.divide(P.divide(counts, db), sum(counts))
+    return counts, edges
+
+
+@implements(np.unique)
+def unique(ar, return_index=False, return_inverse=False, return_counts=False, axis=None,
+           **kw):
+    """The unique values are a gather of the input (each from its first occurrence)."""
+    raw = unbox(ar)
+    res = np.unique(raw, return_index=True, return_inverse=return_inverse,
+                    return_counts=return_counts, axis=axis, **kw)
+    first = res[1]
+    vals = getitem(ravel(ar), (first,)) if axis is None else take(ar, first, axis=axis)
+    rest = ((first,) if return_index else ()) + tuple(res[2:])
+    return (vals,) + rest if rest else vals
+
+
+@implements(np.full_like)
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **kw):
+    """Differentiable in the fill value (``a`` only gives the shape and dtype)."""
+    shp = _shape(a) if shape is None else shape
+    dt = np.dtype(np.result_type(unbox(a)) if dtype is None else dtype)
+    if not isinstance(fill_value, Box) or dt.kind != "f":
+        return np.full_like(unbox(a), unbox(fill_value), dtype=dt, order=order, shape=shape)
+    return broadcast_to(astype(fill_value, dt), shp)
+
+
+@implements(np.copyto)
+def copyto(dst, src, casting="same_kind", where=True):
+    raise TypeError(
+        "dualgrad: numpy.copyto writes into an existing array in place, so a traced value "
+        "cannot go in or out of it (np.full(shape, v) and np.full_like(plain, v) with a traced "
+        "fill v call it): write np.broadcast_to(v, shape) or v * np.ones(shape) instead, or "
+        "np.full_like(x, v) with a traced x")
+
+
+@implements(np.nextafter)
+def nextafter(x1, x2, **kw):
+    """The next float after x1 towards x2: derivative 1 in x1, as for the identity."""
+    return _track(np.nextafter(unbox(x1), unbox(x2), **kw), [(x1, 1.0)])
 
 
 # ---------------------------------------------------------------------------
@@ -576,15 +735,15 @@ NONDIFF_UFUNCS = {
     np.logical_and, np.logical_or, np.logical_xor, np.logical_not, np.isnan, np.isinf,
     np.isfinite, np.signbit, np.sign, np.floor, np.ceil, np.rint, np.trunc, np.floor_divide,
     np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.invert, np.left_shift, np.right_shift,
-    np.isnat, np.spacing, np.nextafter,
+    np.isnat, np.spacing,
 }
 NONDIFF_FUNCS = {
     np.shape, np.ndim, np.size, np.argmax, np.argmin, np.argsort, np.nonzero, np.argwhere,
     np.flatnonzero, np.count_nonzero, np.zeros_like, np.ones_like, np.empty_like,
     np.isclose, np.allclose, np.array_equal, np.searchsorted, np.round, np.around,
     np.iscomplexobj, np.isrealobj, np.result_type, np.sign, np.floor, np.ceil, np.isnan,
-    np.isfinite, np.isinf, np.any, np.all, np.unique, np.lexsort, np.digitize,
-    np.histogram, np.bincount, np.full_like, np.array_equiv, np.may_share_memory,
+    np.isfinite, np.isinf, np.any, np.all, np.lexsort, np.digitize,
+    np.array_equiv, np.may_share_memory,
     np.shares_memory, np.can_cast, np.min_scalar_type, np.argpartition,
 }
 
@@ -612,6 +771,8 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
                         "in place; compute a new array instead")
     if method == "__call__":
         prim = P.UFUNCS.get(ufunc)
+        if prim is None and ufunc in HANDLED:  # a ufunc built from primitives (nextafter)
+            return HANDLED[ufunc](*inputs, **kwargs)
         if prim is not None:
             if kwargs:
                 _no(kwargs, ufunc.__name__, out=None, where=True, casting="same_kind",
@@ -719,6 +880,7 @@ _BOX_METHODS = dict(
     trace=_method(trace), diagonal=_method(diagonal), squeeze=_method(squeeze),
     repeat=_method(repeat), ravel=_method(ravel), flatten=_method(ravel),
     swapaxes=_method(swapaxes), take=_method(take),
+    conj=_unary(P.conjugate), conjugate=_unary(P.conjugate),
     reshape=_method(lambda self, *shape, **kw: reshape(self, _shape_args(shape), **kw)),
     transpose=_method(lambda self, *axes: transpose(self, _shape_args(axes) or None)),
 )
@@ -735,6 +897,8 @@ Box.size = property(lambda self: int(np.size(unbox(self.value))))
 Box.dtype = property(lambda self: np.result_type(unbox(self.value)))
 Box.T = property(_method(transpose))
 Box.mT = property(_method(lambda self: swapaxes(self, -1, -2)))
+Box.real = property(_unary(P.real))
+Box.imag = property(_unary(P.imag))
 Box.__len__ = lambda self: len(unbox(self.value))
 Box.__iter__ = lambda self: (self[i] for i in builtins.range(len(self)))
 Box.__bool__ = lambda self: bool(unbox(self.value))

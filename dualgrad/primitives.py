@@ -23,11 +23,14 @@ import operator
 
 import numpy as np
 
-from .core import Primitive
+from .core import Box, Primitive
 
 TABLE = {}   # name -> Primitive
 UFUNCS = {}  # numpy ufunc -> Primitive (the elementwise rows)
-SCALARS = frozenset((float, int, bool, np.float64, np.float32))
+#: Primitive -> (its vjp tuple as defined, the local derivatives): what lets the first-order
+#: reverse sweep (reverse.py) write ``g * f'(x)`` into a dead buffer instead of a fresh one.
+LOCAL = {}
+SCALARS = frozenset((float, int, bool, np.float64, np.float32, complex))  # shape ()
 
 
 def defprim(name, impl, jvp=None, vjp=None, ufunc=None, **opts):
@@ -40,20 +43,24 @@ def defprim(name, impl, jvp=None, vjp=None, ufunc=None, **opts):
 
 def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None):
     """An elementwise primitive from its local derivative ``deriv(ans, x)``."""
-    return defprim(name or ufunc.__name__, impl or ufunc,
+    prim = defprim(name or ufunc.__name__, impl or ufunc,
                    jvp=(lambda t, ans, x: multiply(t, deriv(ans, x)),),
                    vjp=(lambda g, ans, x: multiply(g, deriv(ans, x)),),
                    ufunc=ufunc, domain=domain, smooth=smooth)
+    LOCAL[prim] = (prim.vjp, (deriv,))
+    return prim
 
 
 def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None):
     """A broadcasting elementwise primitive from its two local partials."""
-    return defprim(name or ufunc.__name__, impl or ufunc,
+    prim = defprim(name or ufunc.__name__, impl or ufunc,
                    jvp=(lambda t, ans, x, y: multiply(t, dx(ans, x, y)),
                         lambda t, ans, x, y: multiply(t, dy(ans, x, y))),
                    vjp=(lambda g, ans, x, y: multiply(g, dx(ans, x, y)),
                         lambda g, ans, x, y: multiply(g, dy(ans, x, y))),
                    ufunc=ufunc, bcast=True, domain=domain, smooth=smooth)
+    LOCAL[prim] = (prim.vjp, (dx, dy))
+    return prim
 
 
 # ---------------------------------------------------------------------------
@@ -112,10 +119,18 @@ def batch_shape(t, x):
     return shape_of(t)[:ndim_of(t) - ndim_of(x)]
 
 
+def float_dtype(x):
+    """The floating dtype a derivative of ``x`` has: x's own for a float array, float64
+    for Python numbers and integers.  (A Python ``1.0`` is a *weak* float under NumPy 2's
+    promotion rules, so float16/32/64 and longdouble arrays keep their dtype.)"""
+    from .core import unbox
+    return np.result_type(unbox(x), 1.0)
+
+
 def _mask(cond, like):
     """A float 0/1 array from a raw boolean condition (constant: no derivative)."""
     from .core import unbox
-    return np.asarray(unbox(cond), dtype=np.result_type(unbox(like), np.float32))
+    return np.asarray(unbox(cond), dtype=float_dtype(like))
 
 
 def _raw(x):
@@ -166,8 +181,30 @@ def _log_nonzero(x):
 
 def _pow_dx(ans, x, y):
     if y.__class__ in SCALARS:  # constant exponent: the common x ** 2
+        if y == 0:
+            return 0.0  # x ** 0 is constant: exactly 0, even at x = 0 (no 0 * inf)
         return multiply(x, 2.0) if y == 2 else multiply(y, power(x, y - 1))
+    zero = (_raw(y) == 0) & (_raw(x) == 0)
+    if np.any(zero):  # 0 * 0 ** -1: take y * 1 ** -1 there, which keeps y's own derivative
+        x = where(zero, 1.0, x)
     return multiply(y, power(x, subtract(y, 1)))
+
+
+def _half_over(ans):
+    """0.5 / sqrt(x) given ans = sqrt(x), with 0 at x = 0: the zero subgradient PyTorch's
+    norm and cdist give, so sqrt(sum(d ** 2)) at d = 0 has gradient 0, not 0 * inf = nan."""
+    zero = _raw(ans) == 0
+    if np.any(zero):
+        return where(zero, 0.0, divide(0.5, where(zero, 1.0, ans)))
+    return divide(0.5, ans)
+
+
+def _over(num, den):
+    """num / den, with 0 where den = 0 (hypot at the origin: the zero subgradient)."""
+    zero = _raw(den) == 0
+    if np.any(zero):
+        return where(zero, 0.0, divide(num, where(zero, 1.0, den)))
+    return divide(num, den)
 
 
 def _select(first, tie, like):
@@ -197,7 +234,7 @@ arctan2 = defbinary(np.arctan2,
                     lambda ans, y, x: divide(x, add(square(x), square(y))),
                     lambda ans, y, x: negative(divide(y, add(square(x), square(y)))),
                     domain="nonzero")
-hypot = defbinary(np.hypot, lambda ans, x, y: divide(x, ans), lambda ans, x, y: divide(y, ans),
+hypot = defbinary(np.hypot, lambda ans, x, y: _over(x, ans), lambda ans, x, y: _over(y, ans),
                   domain="nonzero")
 logaddexp = defbinary(np.logaddexp, lambda ans, x, y: exp(subtract(x, ans)),
                       lambda ans, x, y: exp(subtract(y, ans)))
@@ -223,12 +260,14 @@ log2 = defunary(np.log2, lambda ans, x: reciprocal(multiply(x, math.log(2.0))),
 log10 = defunary(np.log10, lambda ans, x: reciprocal(multiply(x, math.log(10.0))),
                  domain="positive")
 log1p = defunary(np.log1p, lambda ans, x: reciprocal(add(x, 1.0)), domain="positive")
-sqrt = defunary(np.sqrt, lambda ans, x: divide(0.5, ans), domain="positive")
+sqrt = defunary(np.sqrt, lambda ans, x: _half_over(ans), domain="positive")
 cbrt = defunary(np.cbrt, lambda ans, x: divide(1.0, multiply(3.0, square(ans))),
                 domain="positive")
 square = defunary(np.square, lambda ans, x: multiply(2.0, x))
 reciprocal = defunary(np.reciprocal, lambda ans, x: negative(square(ans)), domain="nonzero")
-absolute = defunary(np.absolute, lambda ans, x: _mask(np.sign(_raw(x)), x), smooth=False)
+absolute = defprim("absolute", np.absolute, ufunc=np.absolute, smooth=False,  # see "complex"
+                   jvp=(lambda t, ans, x: _abs_jvp(t, ans, x),),
+                   vjp=(lambda g, ans, x: multiply(g, _abs_deriv(ans, x)),))
 fabs = defunary(np.fabs, lambda ans, x: _mask(np.sign(_raw(x)), x), smooth=False)
 sin = defunary(np.sin, lambda ans, x: cos(x))
 cos = defunary(np.cos, lambda ans, x: negative(sin(x)))
@@ -378,7 +417,8 @@ def cumprod(x, axis):
     tail = (slice(None),) * (-axis - 1)
     d = 1
     while d < n:
-        ones = np.ones(shape_of(x)[:ndim_of(x) + axis] + (d,) + shape_of(x)[ndim_of(x) + axis + 1:])
+        ones = np.ones(shape_of(x)[:ndim_of(x) + axis] + (d,) + shape_of(x)[ndim_of(x) + axis + 1:],
+                       float_dtype(x))
         shifted = concatenate(ones, getitem(x, (Ellipsis, slice(0, n - d)) + tail), axis=axis)
         x = multiply(x, shifted)
         d *= 2
@@ -422,7 +462,8 @@ flip = defprim("flip", lambda x, axis: np.flip(x, axis=axis),
 def _concat_jvp(tangents, ans, *xs, axis):
     i = next(i for i, t in enumerate(tangents) if t is not None)
     bshape = batch_shape(tangents[i], xs[i])
-    ts = [np.zeros(bshape + shape_of(x)) if t is None else t for t, x in zip(tangents, xs)]
+    dtype = float_dtype(tangents[i])
+    ts = [np.zeros(bshape + shape_of(x), dtype) if t is None else t for t, x in zip(tangents, xs)]
     return concatenate(*ts, axis=axis)
 
 
@@ -488,7 +529,7 @@ def _scatter_batched(v, idx, shape, nb):
 
 
 def _scatter_impl(v, idx, shape):
-    dtype = np.result_type(v, np.float32) if not hasattr(v, "dtype") else v.dtype
+    dtype = float_dtype(v) if not hasattr(v, "dtype") else v.dtype
     if not any(_is_adv(k) and k.dtype != bool for k in idx):
         out = np.zeros(shape, dtype)
         out[idx] = v  # basic or boolean index: every target appears once
@@ -516,7 +557,7 @@ scatter_add = defprim(
 
 astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype),
                  jvp=(lambda t, ans, x, dtype: astype(t, dtype=dtype),),
-                 vjp=(lambda g, ans, x, dtype: astype(g, dtype=_raw(x).dtype
+                 vjp=(lambda g, ans, x, dtype: astype(_real_for(g, x), dtype=_raw(x).dtype
                                                       if hasattr(_raw(x), "dtype")
                                                       else np.float64),))
 
@@ -600,7 +641,7 @@ matmul = defprim("matmul", operator.matmul, ufunc=np.matmul, jvp=_matmul_jvp,
 
 def _trace_last2(a):
     n = shape_of(a)[-1]
-    return sum_(multiply(a, np.eye(n)), axis=(-2, -1), keepdims=False)
+    return sum_(multiply(a, np.eye(n, dtype=float_dtype(a))), axis=(-2, -1), keepdims=False)
 
 
 def _solve_vec(a, b):
@@ -624,21 +665,28 @@ logabsdet = defprim("logabsdet", lambda x: np.linalg.slogdet(x)[1],
 
 
 def _solve_jvp(tangents, ans, a, b):
+    """d(a⁻¹b) = a⁻¹(db − da·ans).  The tangents' leading batch axes go in front of every
+    axis of ``ans`` (which may itself be batched: a cotangent under forward mode), so
+    each tangent is lifted to ans's rank before the products broadcast."""
     ta, tb = tangents
     vec = ndim_of(b) == 1
+    ans_m = expand_dims(ans, (-1,)) if vec else ans  # (..., M, K), K = 1 for a vector b
+    rank = ndim_of(ans_m)
     rhs = None
     if ta is not None:
-        rhs = negative(matmul(ta, ans))
+        rhs = negative(matmul(_lift(ta, ndim_of(a), rank - 2), ans_m))
     if tb is not None:
+        tb = _lift(expand_dims(tb, (-1,)) if vec else tb, ndim_of(b) + vec, rank - 2)
         rhs = tb if rhs is None else add(rhs, tb)
-    return _solve_vec(a, rhs) if vec else solve(a, rhs)
+    out = solve(a, rhs)
+    return getitem(out, (Ellipsis, 0)) if vec else out
 
 
 def _solve_vjp_a(g, ans, a, b):
     nb = ndim_of(g) - ndim_of(ans)
     gb = _solve_vjp_b(g, ans, a, b, reduce=False)
     if ndim_of(b) == 1:
-        c = negative(multiply(expand_dims(gb, (-1,)), ans))
+        c = negative(multiply(expand_dims(gb, (-1,)), expand_dims(ans, (-2,))))
     else:
         c = negative(matmul(gb, _T(ans)))
     return unbroadcast(c, shape_of(a), nb)
@@ -656,7 +704,7 @@ solve = defprim("solve", np.linalg.solve, jvp=_solve_jvp, vjp=(_solve_vjp_a, _so
 def _phi(x):
     """Lower triangle with the diagonal halved (the cholesky derivative's projection)."""
     n = shape_of(x)[-1]
-    return multiply(x, np.tril(np.ones((n, n))) - 0.5 * np.eye(n))
+    return multiply(x, (np.tril(np.ones((n, n))) - 0.5 * np.eye(n)).astype(float_dtype(x)))
 
 
 def _cholesky_jvp(t, L, x):
@@ -690,35 +738,56 @@ def _einsum_impl(*xs, subscripts):
     return np.einsum(subscripts, *xs, optimize=len(xs) > 2)
 
 
+def _spell_ellipsis(ins, out, shapes, letters):
+    """Subscripts with every ``...`` replaced by explicit ``letters``, right-aligned as
+    numpy broadcasts ellipsis axes, and the broadcast shape of those axes."""
+    ells = [len(shape) - len(s.replace("...", "")) if "..." in s else 0
+            for s, shape in zip(ins, shapes)]
+    n = max(ells, default=0)
+    E = letters[:n]
+    parts = []
+    for s, shape, k in zip(ins, shapes, ells):
+        if "..." in s:
+            at = s.index("...")
+            parts.append(tuple(shape[at:at + k]))
+    bshape = np.broadcast_shapes(*parts) if parts else ()
+    spelled = [s.replace("...", E[n - k:]) for s, k in zip(ins, ells)]
+    return spelled, out.replace("...", E), dict(zip(E, bshape))
+
+
 def _einsum_vjp(i):
     def rule(g, ans, *xs, subscripts):
         ins, out = _einsum_parse(subscripts)
         nb = ndim_of(g) - ndim_of(ans)
-        B = _fresh_letters(subscripts, nb)
-        target = ins[i]
-        if len(set(target.replace("...", ""))) != len(target.replace("...", "")):
+        fresh = _fresh_letters(subscripts, 26)
+        B = fresh[:nb]
+        if len(set(ins[i].replace("...", ""))) != len(ins[i].replace("...", "")):
             raise TypeError(f"einsum: no derivative for an operand with a repeated index "
-                            f"({target!r}); use np.diagonal instead")
-        others = [s for j, s in enumerate(ins) if j != i]
+                            f"({ins[i]!r}); use np.diagonal instead")
+        shapes = [shape_of(x) for x in xs]
+        ins, out, ell = _spell_ellipsis(ins, out, shapes, fresh[nb:])
+        # ellipsis axes broadcast from size 1: make them explicit so the letters agree
+        others, operands = [], []
+        for j, (s, x) in enumerate(zip(ins, xs)):
+            if j == i:
+                continue
+            full = tuple(ell.get(c, n) for c, n in zip(s, shapes[j]))
+            operands.append(x if full == shapes[j] else broadcast_to(x, full))
+            others.append(s)
+        target, xs_shape = ins[i], shapes[i]
         present = set("".join(others) + out)
-        kept = "".join(c for c in target if c in present or c == ".")
+        # a letter the cotangent lacks is summed inside operand i alone (broadcast back);
+        # an ellipsis axis of size 1 that the others broadcast is summed to size 1
+        kept = "".join(c for c, n in zip(target, xs_shape)
+                       if c in present and not (n == 1 and ell.get(c, 1) != 1))
         sub = ",".join(others + [B + out]) + "->" + B + kept
-        c = einsum(*[x for j, x in enumerate(xs) if j != i], g, subscripts=sub)
-        if kept != target:  # indices summed away inside operand i alone: broadcast back
-            xs_shape = shape_of(xs[i])
-            c = reshape(c, batch_shape(g, ans) + _kept_shape(target, kept, xs_shape))
-            c = broadcast_to(c, batch_shape(g, ans) + xs_shape)
-        return unbroadcast(c, shape_of(xs[i]), nb)
+        c = einsum(*operands, g, subscripts=sub)
+        if kept != target:
+            bs = batch_shape(g, ans)
+            c = reshape(c, bs + tuple(n if ch in kept else 1 for ch, n in zip(target, xs_shape)))
+            c = broadcast_to(c, bs + xs_shape) if shape_of(c) != bs + xs_shape else c
+        return c
     return rule
-
-
-def _kept_shape(target, kept, shape):
-    letters = target.replace("...", "")
-    ell = len(shape) - len(letters)
-    out = list(shape[:ell]) if "..." in target else []
-    for c, n in zip(letters, shape[ell:]):
-        out.append(n if c in kept else 1)
-    return tuple(out)
 
 
 def _einsum_jvp(tangents, ans, *xs, subscripts):
@@ -740,6 +809,126 @@ class _EinsumRules:
 
 
 einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=_EinsumRules())
+
+
+# ---------------------------------------------------------------------------
+# complex numbers, with JAX's conventions
+#
+# A complex value's tangent is complex, and a cotangent u pairs with a tangent t as
+# Re(sum(u * t)), with no conjugate: a VJP is the plain transpose of the R-linear JVP, so
+# multiply-by-c transposes to multiply-by-c.  Every holomorphic row above (add, multiply,
+# divide, exp, log, sin, sqrt, matmul, einsum, ...) is therefore right as it stands: its
+# local derivative is f'(z).  The rows that are not holomorphic (absolute, real, imag,
+# conjugate; angle is arctan2(imag, real)) get their rules here.  Two invariants hold
+# where a rule's output meets an argument: a real argument's cotangent is real (the
+# sweep takes the real part, ``fit_cotangent``: the transpose of R -> C), and a real
+# output never receives a complex tangent (forward mode raises: no complex rule).  For a
+# real loss L of z = x + iy the gradient is dL/dx - i dL/dy, the conjugate of PyTorch's.
+# Rows that rest on the ordering of real numbers refuse complex values (TypeError).
+# ---------------------------------------------------------------------------
+
+REALS = frozenset((float, int, bool, np.float64, np.float32))  # never complex: no dtype test
+
+
+def is_complex(x):
+    """True for a complex value (traced or raw, array or scalar)."""
+    c = x.__class__
+    if c is np.ndarray:
+        return x.dtype.kind == "c"
+    if c in REALS:
+        return False
+    while isinstance(x, Box):
+        x = x.value
+    if x.__class__ is complex:
+        return True
+    dt = getattr(x, "dtype", None)
+    return dt is not None and dt.kind == "c"
+
+
+def _real_for(c, x):
+    """``c``, or its real part when ``x`` is real (a real value's cotangent is real)."""
+    return real(c) if is_complex(c) and not is_complex(x) else c
+
+
+def fit_cotangent(c, x):
+    """The cotangent ``c`` of argument ``x`` in x's own dtype, as JAX's transposes give it.
+
+    A real x gets the real part of a complex c (the transpose of R -> C); a float32 x whose
+    value a float64 constant promoted downstream gets its cotangent back in float32.  A
+    Python number is weakly typed (like numpy's own scalars), so only the real part applies.
+    """
+    rx = _raw(x)
+    rc = _raw(c)
+    dc = rc.dtype if hasattr(rc, "dtype") else np.result_type(rc)
+    dx = rx.dtype if hasattr(rx, "dtype") else None
+    if dx is None or dx.kind not in "fc":
+        return real(c) if dc.kind == "c" and not isinstance(rx, complex) else c
+    if dc == dx:
+        return c
+    if dc.kind == "c" and dx.kind != "c":
+        c = real(c)
+    return c if np.result_type(_raw(c)) == dx else astype(c, dtype=dx)
+
+
+def _complex_one(x, value=1.0):
+    """``value`` as a scalar of x's complex dtype (complex64 stays complex64)."""
+    return np.asarray(value, float_dtype(x))[()]
+
+
+def _as_complex_ct(g, x):
+    """A real cotangent ``g`` of a complex argument ``x``, in x's complex dtype."""
+    return multiply(g, _complex_one(x)) if is_complex(x) and not is_complex(g) else g
+
+
+real = defprim("real", np.real, jvp=(lambda t, ans, x: real(t),),
+               vjp=(lambda g, ans, x: _as_complex_ct(g, x),))
+
+
+def _imag_vjp(g, ans, x):
+    if is_complex(x):  # Im(t) = Re(-i t): the transpose multiplies by -i
+        return multiply(g, _complex_one(x, -1j))
+    return np.zeros(shape_of(_raw(g)), float_dtype(x))  # imag of a real value is 0
+
+
+imag = defprim("imag", np.imag, jvp=(lambda t, ans, x: imag(t),), vjp=(_imag_vjp,))
+conjugate = defprim("conjugate", np.conjugate, ufunc=np.conjugate,
+                    jvp=(lambda t, ans, x: conjugate(t),),
+                    vjp=(lambda g, ans, x: conjugate(g),))
+
+
+def _abs_deriv(ans, x):
+    """|x|'s local derivative: sign(x) for real x; conj(z)/|z| for complex z (d|z| =
+    Re(conj(z) dz)/|z|), with 0 at z = 0 as JAX."""
+    if is_complex(x):
+        return _over(conjugate(x), ans)
+    return _mask(np.sign(_raw(x)), x)
+
+
+def _abs_jvp(t, ans, x):
+    d = multiply(t, _abs_deriv(ans, x))
+    return real(d) if is_complex(d) else d
+
+
+def _refuse_complex(prim, why):
+    """Guard ``prim``'s rules: a complex argument or result raises TypeError naming it."""
+    def guard(rule):
+        if rule is None:
+            return None
+
+        def checked(t, ans, *args, **kw):
+            if is_complex(ans) or any(is_complex(a) for a in args):
+                raise TypeError(f"dualgrad has no derivative rule for {prim.name!r} of complex "
+                                f"values ({why})")
+            return rule(t, ans, *args, **kw)
+        return checked
+    prim.jvp = guard(prim.jvp) if callable(prim.jvp) else tuple(guard(r) for r in prim.jvp)
+    prim.vjp = tuple(guard(r) for r in prim.vjp)
+
+
+for _name in ("maximum", "minimum", "fmax", "fmin", "clip", "max", "min"):
+    _refuse_complex(TABLE[_name], "complex numbers have no order")
+_refuse_complex(cholesky, "its rules assume a real symmetric matrix")
+_refuse_complex(logabsdet, "its rules assume a real matrix")
 
 
 # ---------------------------------------------------------------------------

@@ -19,8 +19,10 @@ import weakref
 
 import numpy as np
 
+from . import buffers
+from . import primitives as _P
 from .core import Box, Trace, tracing
-from .primitives import SCALARS, add, shape_of, unbroadcast
+from .primitives import SCALARS, add, fit_cotangent, shape_of, unbroadcast
 
 
 class Node(Box):
@@ -58,6 +60,104 @@ class Node(Box):
 
 
 _new_node = object.__new__
+
+
+# -- the first-order sweep's allocation (buffers.py) -------------------------------------
+# Each helper counts the references it knows of (its callers' locals, ``cts``) before it
+# writes into an array with buffers.free(); anything else holding the array vetoes it.
+
+def _fast_rows():
+    """Primitive -> (its vjp tuple, how the sweep may compute it without a fresh array).
+
+    The vjp tuple is kept so that a row whose rules are later replaced is swept by
+    those rules, untouched."""
+    rows = {p: (v, ("local", d)) for p, (v, d) in _P.LOCAL.items()}
+    for name, how in (("add", "id"), ("subtract", "sub"), ("multiply", "mul"),
+                      ("divide", "div"), ("negative", "neg"), ("positive", "id")):
+        p = _P.TABLE.get(name)
+        if p is not None:
+            rows[p] = (p.vjp, (how,))
+    p = _P.TABLE.get("power")
+    if p in rows:
+        rows[p] = (rows[p][0], ("pow", rows[p][1][1]))
+    return rows
+
+
+_FAST = _fast_rows()
+
+
+def _fast_vjp(how, argnum, g, ans, vals, last, dead):
+    """The cotangent of argument ``argnum`` exactly as the row's rule computes it, written
+    into a buffer nobody else holds; ``None`` to use the rule.
+
+    ``g`` is also held by the sweep's local and may be written only when ``last`` (no
+    later argument of this entry needs it); ``ans`` is held by the sweep's local and is
+    dead when ``dead`` (a one-shot sweep's last argument of the entry)."""
+    kind = how[0]
+    if kind == "id" or (kind == "sub" and argnum == 0):
+        return g
+    if kind == "neg" or kind == "sub":
+        if last and buffers.free(g, 2):
+            return np.negative(g, out=g)
+        return np.negative(g, out=buffers.cache.take(g.shape, g.dtype))
+    if kind == "pow" and argnum == 0 and vals[1].__class__ in (int, float) and vals[1] == 2:
+        x = vals[0]  # d/dx x**2 = x * 2.0, computed as the rule does, in place
+        if x.__class__ is not np.ndarray or x.shape != g.shape or x.dtype != g.dtype:
+            return None
+        if dead and ans.__class__ is np.ndarray and ans.shape == x.shape \
+                and ans.dtype == x.dtype and buffers.free(ans, 2):
+            out = ans
+        else:
+            out = buffers.cache.take(x.shape, x.dtype)
+        np.multiply(x, 2.0, out=out)
+        return np.multiply(g, out, out=out)
+    if kind == "mul":
+        d = vals[1 - argnum]
+    elif kind == "div":
+        if argnum != 0:
+            return None
+        d = vals[1]
+    else:  # "local" or "pow": g * f'(x), f'(x) as the row defines it
+        d = how[1][argnum](ans, *vals)
+    dc = d.__class__
+    if dc is np.ndarray:
+        if d.dtype.kind != "f":
+            return None
+        rd = g.dtype if d.dtype == g.dtype else np.result_type(g, d)
+        rs = g.shape if d.shape == g.shape else np.broadcast_shapes(g.shape, d.shape)
+    elif dc is float or dc is int:
+        rd, rs = g.dtype, g.shape
+    else:
+        return None
+    op = np.divide if kind == "div" else np.multiply
+    if dc is np.ndarray and d is not ans and d is not g and d.shape == rs and d.dtype == rd \
+            and kind not in ("mul", "div") and buffers.free(d, 1):
+        return op(g, d, out=d)  # f'(x) was a fresh temporary: it takes the product
+    if dead and d is not g and ans.__class__ is np.ndarray and ans.shape == rs \
+            and ans.dtype == rd and buffers.free(ans, 2 + (d is ans)):
+        return op(g, d, out=ans)
+    if last and d is not g and g.shape == rs and g.dtype == rd and buffers.free(g, 2):
+        return op(g, d, out=g)
+    return op(g, d, out=buffers.cache.take(rs, rd))
+
+
+def _accumulate(cts, j, c):
+    """``cts[j] += c`` without a fresh array where one of them is free (``c`` is also held
+    by the sweep's local)."""
+    prev = cts[j]
+    if prev.__class__ is np.ndarray and c.__class__ is np.ndarray \
+            and prev.dtype.kind == "f" and c.dtype.kind == "f" \
+            and max(prev.nbytes, c.nbytes) >= buffers.LARGE:
+        rd = prev.dtype if prev.dtype == c.dtype else np.result_type(prev, c)
+        rs = prev.shape if prev.shape == c.shape else np.broadcast_shapes(prev.shape, c.shape)
+        if prev.shape == rs and prev.dtype == rd and buffers.free(prev, 2):
+            np.add(prev, c, out=prev)
+        elif c.shape == rs and c.dtype == rd and buffers.free(c, 2):
+            cts[j] = np.add(prev, c, out=c)
+        else:
+            cts[j] = np.add(prev, c, out=buffers.cache.take(rs, rd))
+    else:
+        cts[j] = add(prev, c)
 
 
 class Tape(Trace):
@@ -125,6 +225,9 @@ class Tape(Trace):
         if fused is not None and not nested and vals[0].__class__ is np.ndarray \
                 and (r := fused(vals[0])) is not None:
             ans, self.local[index] = r
+        elif not nested and not kw and buffers.large(vals) \
+                and (r := buffers.forward(prim, vals)) is not None:
+            ans = r  # a large elementwise result, in a cached buffer (buffers.py)
         else:
             impl = prim if nested else prim.impl
             ans = impl(*vals, **kw) if kw else impl(*vals)
@@ -136,11 +239,19 @@ class Tape(Trace):
         return node
 
     # -- the reverse sweep -----------------------------------------------------
-    def sweep(self, seeds, nb=0):
+    def sweep(self, seeds, nb=0, once=False):
         """Walk the list backwards from the seeded entries; returns every entry's adjoint.
 
         ``seeds`` pairs entry indices with their cotangents; ``nb`` is the number of
         leading batch axes the cotangents carry (``jacrev`` seeds k rows at once).
+        ``once`` (with ``keep_adjoints`` off) says this tape is swept only this once:
+        each entry is dropped as soon as it is swept, so its saved values die early and
+        their buffers can take later cotangents.
+
+        A first-order sweep (nothing traced) allocates like a framework (buffers.py):
+        large cotangents are accumulated in place when nobody else holds them, and the
+        elementwise rows write ``g * f'(x)`` into a dead buffer (f'(x)'s own, the
+        cotangent's, the dead result's, or a cached one) instead of a fresh array.
         """
         entries = self.entries
         n = 1 + max(i for i, _ in seeds)
@@ -148,16 +259,27 @@ class Tape(Trace):
         for i, c in seeds:
             cts[i] = c if cts[i] is None else add(cts[i], c)
         keep = self.keep_adjoints
-        local = self.local if self.local and not tracing() else None
+        once = once and not keep
+        raw = not tracing()
+        local = self.local if self.local and raw else None
+        fast = raw and buffers.ENABLED and not nb
+        if once:
+            del entries[n:]
         for i in range(n - 1, -1, -1):
             g = cts[i]
             if g is None:
+                if once and entries[i][0] is not None:
+                    entries[i] = None
+                    if local is not None:
+                        local.pop(i, None)
                 continue
             prim, vals, kw, parents, ans = entries[i]
             if prim is None:
                 continue
             if not keep:
                 cts[i] = None
+            if once:
+                entries[i] = None
             if local is not None and i in local:  # a fused unary row: one multiply
                 d = local[i]
                 if keep or g.__class__ is not np.ndarray or g.shape != d.shape \
@@ -165,26 +287,56 @@ class Tape(Trace):
                     c = np.multiply(g, d)
                 else:  # a one-shot sweep (a transform's tape): f'(x)'s buffer is free
                     c = np.multiply(g, local.pop(i), out=d)
+                d = None
                 j = parents[0][1]
-                cts[j] = c if cts[j] is None else add(cts[j], c)
+                prev = cts[j]
+                if prev is None:
+                    cts[j] = c
+                elif fast:
+                    prev = None
+                    _accumulate(cts, j, c)
+                else:
+                    cts[j] = add(prev, c)
                 continue
             rules = prim.vjp
-            for argnum, j in parents:
-                rule = rules[argnum] if rules is not None else None
-                if rule is None:
-                    raise TypeError(f"{prim.name!r} is not differentiable with respect to "
-                                    f"argument {argnum} (no VJP rule)")
-                c = rule(g, ans, *vals, **kw) if kw else rule(g, ans, *vals)
+            fastrow = _FAST.get(prim) if fast and not kw and g.__class__ is np.ndarray \
+                and g.dtype.kind == "f" and g.nbytes >= buffers.LARGE else None
+            if fastrow is not None and fastrow[0] is not rules:
+                fastrow = None  # the row's rules were replaced: use them as they are
+            last = len(parents) - 1
+            for k, (argnum, j) in enumerate(parents):
+                c = None
+                if fastrow is not None:
+                    # The reference that are ours: the local g (and, for the last
+                    # argument, nothing else needs g: it may take the result).
+                    c = _fast_vjp(fastrow[1], argnum, g, ans, vals, k == last and not keep,
+                                  once and k == last)
+                if c is None:
+                    rule = rules[argnum] if rules is not None else None
+                    if rule is None:
+                        raise TypeError(f"{prim.name!r} is not differentiable with respect "
+                                        f"to argument {argnum} (no VJP rule)")
+                    c = rule(g, ans, *vals, **kw) if kw else rule(g, ans, *vals)
                 if prim.bcast and not (c.__class__ in SCALARS and vals[argnum].__class__ in
                                        SCALARS):
                     c = unbroadcast(c, shape_of(vals[argnum]), nb)
+                x = vals[argnum]  # the cotangent gets x's dtype: real for real, float32 stays
+                if c.__class__ is np.ndarray and x.__class__ is np.ndarray:
+                    if c.dtype is not x.dtype:
+                        c = fit_cotangent(c, x)
+                elif c.__class__ is not x.__class__ or c.__class__ not in SCALARS:
+                    c = fit_cotangent(c, x)
                 prev = cts[j]
                 if prev is None:
                     cts[j] = c
                 elif prev.__class__ in SCALARS and c.__class__ in SCALARS:
                     cts[j] = prev + c
+                elif fast:
+                    prev = None
+                    _accumulate(cts, j, c)
                 else:
                     cts[j] = add(prev, c)
+                c = None
         if keep:
             self.adjoints = cts
         return cts

@@ -35,7 +35,7 @@ def labels(tape):
 def fmt(x):
     x = unbox(x)
     if np.ndim(x) == 0:
-        return f"{float(x):.4f}"
+        return f"{complex(x):.4f}" if np.iscomplexobj(x) else f"{float(x):.4f}"
     return f"array{tuple(np.shape(x))}"
 
 

@@ -41,25 +41,28 @@ def check_differentiable(x, name):
     if x.__class__ is float:
         return
     dt = _dtype(x)
-    if dt.kind != "f":
-        raise TypeError(f"{name} has dtype {dt}, but derivatives need real floating-point "
-                        "inputs (pass 1.0 rather than 1, or x.astype(float)); integer and "
-                        "boolean arrays cannot be differentiated")
+    if dt.kind not in "fc":
+        raise TypeError(f"{name} has dtype {dt}, but derivatives need floating-point (real "
+                        "or complex) inputs (pass 1.0 rather than 1, or x.astype(float)); "
+                        "integer and boolean arrays cannot be differentiated")
 
 
 def check_tangent(primal, tangent, name, batch_ok=False):
     """Validate a tangent against its primal; Python numbers are cast to the primal's dtype."""
     pdt = _dtype(primal)
-    if not np.issubdtype(pdt, np.floating):
+    if pdt.kind not in "fc":
         raise TypeError(f"{name}: a tangent was given for an input of dtype {pdt}; only "
-                        "real floating-point inputs have tangents")
+                        "floating-point (real or complex) inputs have tangents")
     ps, ts = np.shape(unbox(primal)), np.shape(unbox(tangent))
     if ts != ps and not (batch_ok and len(ts) == len(ps) + 1 and ts[1:] == ps):
         extra = " or (k,) + that shape for k directions" if batch_ok else ""
         raise ValueError(f"{name} has shape {ts}, but its primal has shape {ps}; expected "
                          f"the same shape{extra}")
     raw = unbox(tangent)
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+    if isinstance(raw, (int, float, complex)) and not isinstance(raw, bool):
+        if isinstance(raw, complex) and pdt.kind != "c":
+            raise TypeError(f"{name} is complex, but its primal has dtype {pdt}; a real "
+                            "input has a real tangent")
         return np.asarray(raw, pdt)[()]
     tdt = _dtype(tangent)
     if tdt != pdt:
@@ -73,6 +76,9 @@ def seed_cotangent(value, ct, name):
         if np.shape(unbox(value)) != ():
             raise TypeError(f"the output has shape {np.shape(unbox(value))}; backward() without "
                             f"{name} needs a scalar output (pass {name}, or use dg.vjp)")
+        if _dtype(value).kind == "c":
+            raise TypeError(f"the output is complex ({_dtype(value)}); backward() without "
+                            f"{name} needs a real output (pass {name}, e.g. 1.0 + 0j)")
         return np.ones((), _dtype(value))[()]
     if np.shape(unbox(ct)) != np.shape(unbox(value)):
         raise ValueError(f"{name} has shape {np.shape(unbox(ct))}, but the output has shape "
@@ -133,11 +139,12 @@ def _record(f, args, kwargs, nums, has_aux, fname):
     return tape, inputs, outs, odef, aux
 
 
-def _pull(tape, inputs, outs, cts, nb):
-    """Cotangents of the watched inputs, one pytree per argument."""
+def _pull(tape, inputs, outs, cts, nb, once=False):
+    """Cotangents of the watched inputs, one pytree per argument (``once``: the tape is
+    swept only this once, so the sweep may drop each entry as soon as it is swept)."""
     seeds = [(o.index, c) for o, c in zip(outs, cts)
              if o.__class__ is Node and o._trace is tape and c is not None]
-    adj = tape.sweep(seeds, nb) if seeds else []
+    adj = tape.sweep(seeds, nb, once=once) if seeds else []
     result = []
     for tdef, nodes in inputs:
         leaves = []
@@ -157,8 +164,42 @@ def _seed(dtype):
     return 1.0 if dtype is _FLOAT64 else np.ones((), dtype)[()]
 
 
-def value_and_grad(f, argnums=0, has_aux=False):
+def _check_inputs(args, nums, holomorphic, fname, real_only=False):
+    """JAX's input rules: ``holomorphic=True`` needs complex inputs; ``real_only``
+    (``jacfwd`` without it) needs real ones."""
+    if not (holomorphic or real_only):
+        return
+    for i in nums:
+        for leaf in tree_flatten(args[i])[0]:
+            dt = _dtype(leaf)
+            if holomorphic and dt.kind != "c":
+                raise TypeError(f"{fname} with holomorphic=True requires inputs with complex "
+                                f"dtype, but argument {i} has dtype {dt}")
+            if not holomorphic and dt.kind == "c":
+                raise TypeError(f"{fname} requires real-valued inputs, but argument {i} has "
+                                f"dtype {dt}; for a holomorphic function pass "
+                                "holomorphic=True, otherwise use dg.jvp directly")
+
+
+def _check_output(dtype, holomorphic, fname):
+    """JAX's output rules: a real output, or with ``holomorphic=True`` a complex one."""
+    if holomorphic:
+        if dtype.kind != "c":
+            raise TypeError(f"{fname} with holomorphic=True requires outputs with complex "
+                            f"dtype, but got {dtype}")
+    elif dtype.kind == "c":
+        raise TypeError(f"{fname} requires real-valued outputs, but got dtype {dtype}; for a "
+                        "holomorphic function pass holomorphic=True, for any other complex "
+                        "output use dg.vjp directly (or reduce it to a real number first, "
+                        "e.g. with np.abs or np.real)")
+    elif dtype.kind != "f":
+        raise TypeError(f"{fname} requires a real floating-point output, got dtype {dtype}")
+
+
+def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
     """A function returning ``(f(*args), df/d args[argnums])`` for scalar-valued ``f``.
+
+    Complex numbers and ``holomorphic``: as ``grad``.
 
     >>> import numpy as np, dualgrad as dg
     >>> dg.value_and_grad(lambda x: x ** 2)(3.0)
@@ -167,6 +208,7 @@ def value_and_grad(f, argnums=0, has_aux=False):
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
         nums = _argnums(argnums, len(args), "grad")
+        _check_inputs(args, nums, holomorphic, "grad")
         tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "grad")
         out = outs[0] if len(outs) == 1 and odef == (LEAF,) else None
         value = _lower(out, tape)
@@ -175,23 +217,36 @@ def value_and_grad(f, argnums=0, has_aux=False):
             raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
                             "dg.vjp for non-scalar outputs")
         dtype = _dtype(value)
-        if dtype.kind != "f":
-            raise TypeError(f"grad requires a real floating-point output, got dtype {dtype}")
-        g = _pull(tape, inputs, outs, [_seed(dtype)], 0)
+        _check_output(dtype, holomorphic, "grad")
+        g = _pull(tape, inputs, outs, [_seed(dtype)], 0, once=True)
         g = g[0] if _single(argnums) else tuple(g)
         return ((value, aux) if has_aux else value), g
     return value_and_grad_f
 
 
-def grad(f, argnums=0, has_aux=False):
+def grad(f, argnums=0, has_aux=False, holomorphic=False):
     """The gradient of scalar-valued ``f`` with respect to ``args[argnums]``, by reverse mode.
 
     >>> import numpy as np, dualgrad as dg
     >>> f = lambda x1, x2: np.log(x1) + x1 * x2 - np.sin(x2)
     >>> [round(float(g), 4) for g in dg.grad(f, argnums=(0, 1))(2.0, 5.0)]
     [5.5, 1.7163]
+
+    Complex numbers follow JAX.  A real input's gradient is real, even through complex
+    intermediates.  For a real-valued ``f`` of a complex ``z = x + iy`` the gradient is
+    ``df/dx - 1j * df/dy``: the *conjugate* of PyTorch's ``z.grad`` (so gradient descent
+    steps ``z - lr * np.conj(g)``).  Here ``f = |z|**2`` gives ``2 * conj(z)``:
+
+    >>> print(dg.grad(lambda z: np.real(z * np.conj(z)))(1.0 + 2.0j))
+    (2-4j)
+
+    A complex output needs ``holomorphic=True`` (and complex inputs); then ``grad(f)(z)``
+    is the complex derivative ``f'(z)``:
+
+    >>> print(dg.grad(lambda z: z * z, holomorphic=True)(1.0 + 2.0j))
+    (2+4j)
     """
-    vg = value_and_grad(f, argnums, has_aux)
+    vg = value_and_grad(f, argnums, has_aux, holomorphic)
 
     @functools.wraps(f)
     def grad_f(*args, **kwargs):
@@ -221,6 +276,10 @@ def vjp(f, *primals, has_aux=False):
             if np.shape(unbox(c)) != np.shape(unbox(v)):
                 raise ValueError(f"vjp_fn: cotangent {k} has shape {np.shape(unbox(c))}, but "
                                  f"the output has shape {np.shape(unbox(v))}")
+            if _dtype(c).kind == "c" and _dtype(v).kind != "c":
+                raise TypeError(f"vjp_fn: cotangent {k} is complex ({_dtype(c)}), but the "
+                                f"output is real ({_dtype(v)}); a real output has a real "
+                                "cotangent")
         return tuple(_pull(tape, inputs, outs, cts, 0))
 
     out = tree_unflatten(odef, values)
@@ -231,10 +290,12 @@ def _jac_tree(odef, per_out, single):
     return tree_unflatten(odef, [r[0] if single else tuple(r) for r in per_out])
 
 
-def jacrev(f, argnums=0, has_aux=False):
+def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian by reverse mode: one sweep with all rows of the identity as cotangents.
 
-    Shape convention: ``out.shape + in.shape``.
+    Shape convention: ``out.shape + in.shape``.  Complex numbers as JAX: real outputs (of
+    real or complex inputs, the latter by ``grad``'s convention), or with
+    ``holomorphic=True`` complex inputs and outputs, giving the complex derivative.
 
     >>> import numpy as np, dualgrad as dg
     >>> dg.jacrev(lambda x: x ** 2)(np.array([1.0, 2.0]))
@@ -244,16 +305,19 @@ def jacrev(f, argnums=0, has_aux=False):
     @functools.wraps(f)
     def jacrev_f(*args, **kwargs):
         nums = _argnums(argnums, len(args), "jacrev")
+        _check_inputs(args, nums, holomorphic, "jacrev")
         tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "jacrev")
         values = [_lower(o, tape) for o in outs]
+        for v in values:
+            _check_output(_dtype(v), holomorphic, "jacrev")
         shapes = [np.shape(unbox(v)) for v in values]
         sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
         m = sum(sizes)
-        dtype = np.result_type(*[_dtype(v) for v in values], np.float32) if values else float
+        dtype = np.result_type(*[_dtype(v) for v in values], 1.0) if values else float
         eye = np.eye(m, dtype=dtype)
         offs = np.cumsum([0] + sizes)
         cts = [eye[:, a:b].reshape((m,) + s) for a, b, s in zip(offs[:-1], offs[1:], shapes)]
-        grads = _pull(tape, inputs, outs, cts, 1)
+        grads = _pull(tape, inputs, outs, cts, 1, once=True)
         per_out = []
         for a, b, s in zip(offs[:-1], offs[1:], shapes):
             per_out.append([tree_map(lambda g, s=s, a=a, b=b: np.reshape(
@@ -270,7 +334,7 @@ def jacrev(f, argnums=0, has_aux=False):
 def _tangent_out(x, trace, batch=()):
     if isinstance(x, Dual) and x._trace is trace:
         return x.tangent
-    z = np.zeros(batch + np.shape(unbox(x)), np.result_type(_dtype(x), np.float32))
+    z = np.zeros(batch + np.shape(unbox(x)), np.result_type(_dtype(x), 1.0))
     return z[()] if z.ndim == 0 else z
 
 
@@ -312,11 +376,13 @@ def jvp(f, primals, tangents, has_aux=False):
     return (primal_out, tangent_out, aux) if has_aux else (primal_out, tangent_out)
 
 
-def jacfwd(f, argnums=0, has_aux=False, chunk_size=None):
+def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
     """The Jacobian by forward mode: identity columns pushed as one batched tangent.
 
     ``chunk_size`` caps how many columns go through at once (default: all).
-    Shape convention: ``out.shape + in.shape``.
+    Shape convention: ``out.shape + in.shape``.  Complex numbers as JAX: real inputs
+    (outputs may be complex), or with ``holomorphic=True`` complex inputs and outputs,
+    giving the complex derivative.
 
     >>> import numpy as np, dualgrad as dg
     >>> dg.jacfwd(lambda x: np.cumsum(x))(np.ones(2))
@@ -326,6 +392,7 @@ def jacfwd(f, argnums=0, has_aux=False, chunk_size=None):
     @functools.wraps(f)
     def jacfwd_f(*args, **kwargs):
         nums = _argnums(argnums, len(args), "jacfwd")
+        _check_inputs(args, nums, holomorphic, "jacfwd", real_only=True)
         flat = [tree_flatten(args[i]) for i in nums]
         leaves = [leaf for ls, _ in flat for leaf in ls]
         for leaf in leaves:
@@ -361,6 +428,9 @@ def jacfwd(f, argnums=0, has_aux=False, chunk_size=None):
                 aux = tree_map(lambda v, tr=trace: _lower(v, tr), aux)
             outs, odef = tree_flatten(out)
             values = [_lower(o, trace) for o in outs]
+            if holomorphic:
+                for v in values:
+                    _check_output(_dtype(v), True, "jacfwd")
             chunks.append([_tangent_out(o, trace, (c1 - c0,)) for o in outs])
         per_out = []
         for j, v in enumerate(values):
@@ -378,7 +448,7 @@ def jacfwd(f, argnums=0, has_aux=False, chunk_size=None):
     return jacfwd_f
 
 
-def hessian(f, argnums=0, has_aux=False):
+def hessian(f, argnums=0, has_aux=False, holomorphic=False):
     """The Hessian of ``f``, forward-over-reverse: ``jacfwd(jacrev(f))``.
 
     >>> import numpy as np, dualgrad as dg
@@ -386,7 +456,7 @@ def hessian(f, argnums=0, has_aux=False):
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    return jacfwd(jacrev(f, argnums, has_aux), argnums, has_aux)
+    return jacfwd(jacrev(f, argnums, has_aux, holomorphic), argnums, has_aux, holomorphic)
 
 
 def hvp(f, primals, tangents):

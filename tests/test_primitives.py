@@ -9,6 +9,9 @@ dot-product identity <u, J v> = <J^T u, v> between single JVPs and VJPs, and
 second order (forward-over-reverse and reverse-over-reverse) for smooth rows.
 """
 
+import functools
+import zlib
+
 import numpy as np
 import pytest
 
@@ -26,15 +29,18 @@ def backend(request):
         yield request.param
 
 
-def sample(domain, shape):
-    r = RNG.uniform
-    return {"real": lambda: RNG.standard_normal(shape),
+def _sample(domain, shape, rng=RNG):
+    r = rng.uniform
+    return {"real": lambda: rng.standard_normal(shape),
             "positive": lambda: r(0.5, 2.0, shape),
             "unit": lambda: r(-0.9, 0.9, shape),
             "above1": lambda: r(1.5, 3.0, shape),
             "big": lambda: r(3.0, 4.0, shape),
             "nonzero": lambda: np.where(r(0, 1, shape) < 0.5, -1, 1) * r(0.5, 2.0, shape),
             }[domain]()
+
+
+sample = _sample
 
 
 class Case:
@@ -54,6 +60,8 @@ def elementwise_cases():
     for name, prim in P.TABLE.items():
         if prim not in P.UFUNCS.values() or name == "matmul":
             continue
+        rng = np.random.default_rng(zlib.crc32(name.encode()))  # a row's samples are its own
+        sample = functools.partial(_sample, rng=rng)
         nargs = len(prim.vjp)
         if nargs == 1:
             yield Case(name, prim, sample(prim.domain, (3, 4)))
@@ -122,6 +130,14 @@ CASES = [
     Case("solve", P.solve, spd(3) + RNG.standard_normal((3, 3)), RNG.standard_normal((3,))),
     Case("solve", P.solve, spd(3) + RNG.standard_normal((3, 3)), RNG.standard_normal((3, 2))),
     Case("cholesky", lambda a: P.cholesky((a + a.T) / 2), spd(3)),
+    Case("cholesky", lambda a: P.cholesky((a + np.swapaxes(a, -1, -2)) / 2),
+         np.stack([spd(3), spd(3)])),
+    Case("solve", P.solve, np.stack([spd(3), spd(3)]) + RNG.standard_normal((2, 3, 3)),
+         RNG.standard_normal((3,))),
+    Case("solve", P.solve, np.stack([spd(3), spd(3)]) + RNG.standard_normal((2, 3, 3)),
+         RNG.standard_normal((2, 3, 2))),
+    Case("inv", P.inv, np.stack([spd(3), spd(3)]) + RNG.standard_normal((2, 3, 3))),
+    Case("logabsdet", P.logabsdet, np.stack([spd(3), -spd(3)])),
     Case("einsum", lambda x, y: P.einsum(x, y, subscripts="ij,jk->ik"),
          RNG.standard_normal((3, 4)), RNG.standard_normal((4, 2))),
     Case("einsum", lambda x, y: P.einsum(x, y, subscripts="ijk,jk->i"),
@@ -129,6 +145,12 @@ CASES = [
     Case("einsum", lambda x: P.einsum(x, subscripts="ij->i"), RNG.standard_normal((3, 4))),
     Case("einsum", lambda x, y: P.einsum(x, y, subscripts="i,j->ij"),
          RNG.standard_normal((3,)), RNG.standard_normal((2,))),
+    Case("einsum", lambda x, y: P.einsum(x, y, subscripts="i...,i...->i..."),
+         RNG.standard_normal((3,)), RNG.standard_normal((3, 3))),
+    Case("einsum", lambda x, y: P.einsum(x, y, subscripts="...ij,...jk->...ik"),
+         RNG.standard_normal((2, 1, 3, 4)), RNG.standard_normal((5, 4, 2))),
+    Case("einsum", lambda x, y: P.einsum(x, y, subscripts="i...,i...->..."),
+         RNG.standard_normal((3, 1, 2)), RNG.standard_normal((3, 4, 2))),
     # the rows dualgrad.nn adds (backend kernels)
     Case("softmax", lambda x: dg.nn.softmax(x, axis=0), RNG.standard_normal((3, 4))),
     Case("log_softmax", lambda x: dg.nn.log_softmax(x), RNG.standard_normal((2, 3, 4))),
@@ -139,6 +161,9 @@ CASES = [
          RNG.standard_normal((2, 2, 4, 5)), RNG.standard_normal((3, 2, 3, 2))),
     Case("conv2d", lambda x, w: dg.nn.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
          RNG.standard_normal((1, 2, 6, 5)), RNG.standard_normal((2, 2, 2, 2))),
+    # complex rows on real inputs (identity and zero); complex inputs: test_complex.py
+    Case("real", lambda x: P.real(x), np.random.default_rng(1).standard_normal((3, 4))),
+    Case("imag", lambda x: P.imag(x), np.random.default_rng(2).standard_normal((3, 4))),
 ]
 
 ALL = list(elementwise_cases()) + CASES
@@ -189,7 +214,45 @@ def test_second_order(case):
     for i in range(len(case.args)):
         g = dg.grad(s, argnums=i)
         num = dg.numerical_jacobian(g, case.args)[i]
-        h_fr = dg.jacfwd(g, argnums=i)(*case.args)
-        h_rr = dg.jacrev(g, argnums=i)(*case.args)
-        np.testing.assert_allclose(np.reshape(h_fr, num.shape), num, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(np.reshape(h_rr, num.shape), num, rtol=1e-5, atol=1e-6)
+        g_fwd = dg.jacfwd(s, argnums=i)  # the same gradient by forward mode
+        hessians = {"fwd-over-rev": dg.jacfwd(g, argnums=i)(*case.args),
+                    "rev-over-rev": dg.jacrev(g, argnums=i)(*case.args),
+                    "fwd-over-fwd": dg.jacfwd(g_fwd, argnums=i)(*case.args),
+                    "rev-over-fwd": dg.jacrev(g_fwd, argnums=i)(*case.args)}
+        for how, h in hessians.items():
+            np.testing.assert_allclose(np.reshape(h, num.shape), num, rtol=1e-5, atol=1e-6,
+                                       err_msg=how)
+
+
+LINALG = {"inv", "det", "logabsdet", "solve", "cholesky"}  # numpy.linalg: float32/64 only
+DTYPES = [np.float16, np.float32, np.float64, np.longdouble]
+
+
+def _dtype_cases():
+    for case in ALL:
+        for dt in DTYPES:
+            if case.name in LINALG and dt in (np.float16, np.longdouble):
+                continue
+            if case.name == "conv2d" and dt is np.float16:
+                continue  # BLAS has no float16 matrix product; numpy's fallback is slow
+            yield pytest.param(case, dt, id=f"{case!r}-{np.dtype(dt).name}")
+
+
+@pytest.mark.parametrize("case, dtype", list(_dtype_cases()))
+def test_derivative_dtype_matches_primal(case, dtype):
+    """float16/32/64 and longdouble inputs give derivatives of exactly their dtype, in
+    both modes: no silent promotion (to float64) or demotion (to float32)."""
+    args = tuple(a.astype(dtype) for a in case.args)
+    if case.name == "astype":
+        fn = lambda x: P.astype(x, dtype=dtype)  # noqa: E731 - the row's own dtype
+    else:
+        fn = case.fn
+    with np.errstate(all="ignore"):
+        out, pull = dg.vjp(fn, *args)
+        assert np.result_type(out) == dtype, f"the primal output has dtype {np.result_type(out)}"
+        cts = pull(np.ones(np.shape(out), dtype))
+        for i, c in enumerate(cts):
+            assert np.result_type(c) == dtype, f"VJP of argument {i}: {np.result_type(c)}"
+        tans = tuple(np.ones(a.shape, dtype) for a in args)
+        _, t = dg.jvp(fn, args, tans)
+        assert np.result_type(t) == dtype, f"JVP: {np.result_type(t)}"
