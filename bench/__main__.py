@@ -41,7 +41,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                "NUMBA_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 HEAVY = ("numpy", "numba", "torch", "jax", "dualgrad", "autograd", "scipy")
 DG_TOOLS = ("dualgrad[numpy]", "dualgrad[numba]")
-PEER_TOOLS = ("torch", "torch.func", "jax", "jax.jit", "autograd")
+BASE_TOOLS = ("baseline[numpy]", "baseline[numba]")  # an earlier dualgrad (--baseline)
+PEER_TOOLS = ("torch", "torch.func", "jax", "jax.jit", "autograd") + BASE_TOOLS
 TOOLS = ("F",) + DG_TOOLS + PEER_TOOLS
 DASH = "—"
 
@@ -57,7 +58,8 @@ def parse_args(argv):
                         "elementwise, hessian, jacobian, gather, conv) or cases (hvp, jacfwd, "
                         "jacrev); default all")
     p.add_argument("--tools", default="all",
-                   help="comma list from: dualgrad (both backends), " + ", ".join(TOOLS[1:])
+                   help="comma list from: dualgrad (both backends), baseline (both, with "
+                        "--baseline), " + ", ".join(TOOLS[1:])
                         + "; F is always timed; default all")
     p.add_argument("--repeats", type=int, default=None,
                    help="samples per tool per case, taken round-robin (default 15; --quick 3)")
@@ -81,6 +83,10 @@ def parse_args(argv):
     p.add_argument("--rtol", type=float, default=1e-6, help="derivative check rtol")
     p.add_argument("--out", default=str(RESULTS), help="results folder (default bench/results)")
     p.add_argument("--no-write", action="store_true", help="print only, write no files")
+    p.add_argument("--baseline", default=None, metavar="DIR",
+                   help="a checkout of an earlier dualgrad (e.g. a git worktree): its "
+                        "package is timed beside this one, in the same run, as the tools "
+                        "baseline[numpy] and baseline[numba]")
     p.add_argument("--_probe-compile", dest="probe_compile", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.repeats is None:
@@ -235,14 +241,26 @@ class Runner:
         return statistics.median(self.samples) if self.samples else None
 
 
-def build_runners(case, tools, dg, dg_error, backend, peers, quick):
-    runners = {"F": Runner("F")}
-    runners["F"].fn = case.forward
-    for tool in DG_TOOLS:
+def load_baseline(path):
+    """The ``dualgrad`` package of the checkout at ``path``, imported under the name
+    ``dualgrad_baseline`` (its own imports are relative, so it is a separate package)."""
+    import importlib.util
+    root = Path(path).resolve() / "dualgrad"
+    spec = importlib.util.spec_from_file_location(
+        "dualgrad_baseline", root / "__init__.py", submodule_search_locations=[str(root)])
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["dualgrad_baseline"] = mod
+    spec.loader.exec_module(mod)
+    return mod, sys.modules.get("dualgrad_baseline.backend")
+
+
+def _dg_runners(case, runners, tools, names, dg, dg_error, backend):
+    """Runners for dualgrad's tools ``names`` (``dualgrad[...]`` or ``baseline[...]``)."""
+    for tool in names:
         if tool not in tools:
             continue
         r = runners[tool] = Runner(tool)
-        name = tool[len("dualgrad["):-1]
+        name = tool[tool.index("[") + 1:-1]
         if dg is None:
             r.status, r.reason = "error", f"import dualgrad failed: {dg_error}"
             continue
@@ -262,8 +280,16 @@ def build_runners(case, tools, dg, dg_error, backend, peers, quick):
             r.fn = case.dualgrad(dg)
         except Exception as e:  # noqa: BLE001
             r.fail("setup", e)
+
+
+def build_runners(case, tools, dg, dg_error, backend, peers, quick, base=None):
+    runners = {"F": Runner("F")}
+    runners["F"].fn = case.forward
+    _dg_runners(case, runners, tools, DG_TOOLS, dg, dg_error, backend)
+    if base is not None:
+        _dg_runners(case, runners, tools, BASE_TOOLS, base[0], None, base[1])
     for tool in PEER_TOOLS:
-        if tool not in tools:
+        if tool not in tools or tool in BASE_TOOLS:
             continue
         r = runners[tool] = Runner(tool)
         factory = peers.get(tool, case.name) if peers.available(tool) else None
@@ -680,6 +706,8 @@ def main(argv=None):
             t = t.strip()
             if t == "dualgrad":
                 tools |= set(DG_TOOLS)
+            elif t == "baseline":
+                tools |= set(BASE_TOOLS)
             elif t in TOOLS:
                 tools.add(t)
             else:
@@ -695,6 +723,12 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001
         dg_error = f"{type(e).__name__}: {e}"
         print(f"!! import dualgrad failed: {dg_error}", file=sys.stderr)
+    base = None
+    if args.baseline:
+        base = load_baseline(args.baseline)
+        tools |= set(BASE_TOOLS) if args.tools == "all" or "baseline" in args.tools else set()
+    else:
+        tools -= set(BASE_TOOLS)
     peers.setup(args.threads)
 
     meta = {"date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
@@ -711,13 +745,13 @@ def main(argv=None):
             try:  # the op count behind µs/op: entries dualgrad actually records
                 with dg.Tape() as tape:
                     workloads.chain_f(tape.watch(0.5))
-                n = sum(1 for e in tape.entries if e[0] is not None)
+                n = sum(1 for e in tape.entries if e.prim is not None)
                 case.notes.append(f"{n} ops recorded by dualgrad's tape; "
                                   f"{case.ops} nominal = 5 per iteration × 1000")
             except Exception as e:  # noqa: BLE001
                 case.notes.append(f"could not count dualgrad's ops: {e}")
         print(f"== {case.name}: {case.derivative}", flush=True)
-        runners = build_runners(case, tools, dg, dg_error, backend, peers, args.quick)
+        runners = build_runners(case, tools, dg, dg_error, backend, peers, args.quick, base)
         warm_up(runners, peers.to_numpy)
         runners["_check"] = check(case, {k: v for k, v in runners.items() if k != "F"},
                                   args.rtol)

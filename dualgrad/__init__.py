@@ -12,6 +12,7 @@ the transforms (``transforms.py``) nest in any order.
 
 from . import nn  # the functional layer; its rows join the primitive table
 from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
+from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .forward import Dual

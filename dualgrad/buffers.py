@@ -183,25 +183,14 @@ def large(vals):
 _OPS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
         operator.truediv: np.true_divide, operator.neg: np.negative,
         operator.pos: np.positive}
-_UFUNC = None  # Primitive -> numpy ufunc, for the elementwise rows with one output
-
-
-def _ufuncs():
-    global _UFUNC
-    from .primitives import UFUNCS
-    _UFUNC = {p: u for u, p in UFUNCS.items()
-              if u.nout == 1 and u.signature is None and u is not np.conjugate}
-    return _UFUNC
-
-
 def forward(prim, vals):
     """``prim(*vals)`` computed into a cached buffer, or ``None`` where numpy should
     allocate (not an elementwise real-float row, mixed dtypes, small, ...).
 
     Bitwise the same as ``prim.impl(*vals)``: the same numpy loop, with ``out=`` and
     ``casting="no"`` (anything numpy would promote falls back)."""
-    u = (_UFUNC or _ufuncs()).get(prim)
-    if u is None:
+    u = prim.ufunc  # an elementwise row with one output
+    if u is None or u.nout != 1 or u.signature is not None or u is np.conjugate:
         return None
     impl = prim.impl
     if impl is not u and _OPS.get(impl) is not u:

@@ -21,6 +21,8 @@ not the 2 an engine that mixes the two perturbations would give.
 
 import itertools
 
+import numpy as np
+
 from . import buffers as _buffers
 
 _next_level = itertools.count(1)
@@ -87,28 +89,31 @@ class Primitive:
     ``ndim(t) - ndim(x)`` of them; every rule must respect that.
     """
 
-    __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "domain", "smooth", "fused")
+    __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "ufunc", "partials", "fast", "fused",
+                 "domain", "smooth")
 
-    def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, domain="real",
-                 smooth=True, fused=None):
+    def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, ufunc=None, partials=None,
+                 fast=None, fused=None, domain="real", smooth=True):
         self.name, self.impl, self.jvp, self.vjp = name, impl, jvp, vjp
         self.bcast = bcast        # elementwise with numpy broadcasting
-        self.domain = domain      # input sampler hint for the generated tests
-        self.smooth = smooth      # second derivatives are tested when True
-        self.fused = fused        # optional kernel returning (ans, local derivative)
+        self.ufunc = ufunc        # the numpy ufunc an elementwise row computes
+        self.partials = partials  # an elementwise row's local derivatives d(ans)/d(arg i)
+        # how the first-order sweep may write this row's cotangents into a free buffer
+        # (reverse.py): "id", "sub", "mul", "div", "neg", "pow" or "local" (g * partial),
+        # kept with the vjp rules it stands for, so replacing the rules switches it off
+        self.fast = None if fast is None else (fast, vjp)
+        self.fused = fused        # kernel giving (ans, f'(ans)) in one pass (unary rows)
+        self.domain = domain      # test-only hint: where the generated tests sample inputs
+        self.smooth = smooth      # test-only hint: second derivatives are tested when True
 
     def __call__(self, *args, **kw):
         if not _active[0]:  # nothing is being traced: no argument can be a box
             return self.impl(*args, **kw) if kw else self.impl(*args)
-        top = None
-        for a in args:
-            if isinstance(a, Box):
-                t = a._trace
-                if top is None or t.level > top.level:
-                    top = t
+        top = top_trace(args)
         if top is None:  # raw values inside a transform: dualgrad's own computation
-            if not kw and _buffers.large(args) and (r := _buffers.forward(self, args)) \
-                    is not None:
+            if not kw and args and (args[0].__class__ is np.ndarray or args[-1].__class__
+                                    is np.ndarray) and _buffers.large(args) \
+                    and (r := _buffers.forward(self, args)) is not None:
                 return r  # a large elementwise result, in a reusable buffer (buffers.py)
             return self.impl(*args, **kw) if kw else self.impl(*args)
         if not top.active:
@@ -117,6 +122,30 @@ class Primitive:
 
     def __repr__(self):
         return f"<primitive {self.name}>"
+
+
+def top_trace(args):
+    """The trace of the innermost (highest-level) box among ``args``; None if none is."""
+    top = None
+    for a in args:
+        if isinstance(a, Box):
+            t = a._trace
+            if top is None or t.level > top.level:
+                top = t
+    return top
+
+
+class IndexedRules:
+    """The rules of a primitive with any number of arguments (concatenate, einsum, custom
+    rules): ``rules[i]`` is made on demand as ``make(i)``."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make):
+        self.make = make
+
+    def __getitem__(self, i):
+        return self.make(i)
 
 
 def check_live(box, what):

@@ -21,8 +21,9 @@ import functools
 
 import numpy as np
 
-from .core import Box, Primitive, unbox
+from .core import Box, IndexedRules, Primitive, top_trace, unbox
 from .forward import JVPTrace
+from .transforms import vjp
 from .tree import tree_map
 
 
@@ -71,8 +72,6 @@ class custom_jvp:
         return _batched_rule(one, tangents, primals)
 
     def _vjp(self, i):
-        from .transforms import vjp
-
         def rule(g, ans, *primals):
             def lin(t):  # the JVP rule as a function of tangent i alone: linear in t
                 ts = [None] * len(primals)
@@ -93,16 +92,8 @@ class custom_jvp:
         if not any(isinstance(a, Box) for a in args):
             return self.fun(*args)
         prim = Primitive(self.__name__, self.fun, jvp=self._tangent,
-                         vjp=_LazyRules(self._vjp))
+                         vjp=IndexedRules(self._vjp))
         return prim(*args)
-
-
-class _LazyRules:
-    def __init__(self, make):
-        self.make = make
-
-    def __getitem__(self, i):
-        return self.make(i)
 
 
 class custom_vjp:
@@ -125,10 +116,7 @@ class custom_vjp:
         if self.fwd is None:
             raise TypeError(f"custom_vjp function {self.__name__!r} has no rule: call "
                             ".defvjp(fwd, bwd) first")
-        top = None
-        for a in args:
-            if isinstance(a, Box) and (top is None or a._trace.level > top.level):
-                top = a._trace
+        top = top_trace(args)
         if top is None:
             return self.fun(*args)
         if isinstance(top, JVPTrace):
@@ -175,5 +163,5 @@ class custom_vjp:
                 return np.stack(out) if nb else out[0]
             return rule
 
-        return top.record(Primitive(name, None, vjp=_LazyRules(cotangent)), vals, {}, parents,
+        return top.record(Primitive(name, None, vjp=IndexedRules(cotangent)), vals, {}, parents,
                           ans)

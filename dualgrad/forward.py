@@ -16,7 +16,8 @@ one pass then computes k directional derivatives.
 import numpy as np
 
 from .core import Box, Trace
-from .primitives import REALS, is_complex
+from .primitives import REALS, add, align_tangent, broadcast_tangent, is_complex
+from .validate import check_tangent
 
 
 class JVPTrace(Trace):
@@ -54,7 +55,6 @@ def push_tangents(prim, tangents, ans, primals, kw):
         raise TypeError(f"dualgrad has no forward-mode (JVP) rule for {prim.name!r}")
     if callable(rules):
         return _real_onto_real(prim, rules(tangents, ans, *primals, **kw), ans)
-    from .primitives import add, align_tangent, broadcast_tangent
     out = None
     for i, t in enumerate(tangents):
         if t is None:
@@ -126,7 +126,6 @@ class Dual(Box):
         if isinstance(primal, Box) or isinstance(tangent, Box):
             raise TypeError("dg.Dual(primal, tangent) takes plain numbers or arrays; to "
                             "differentiate through traced values use dg.jvp")
-        from .transforms import check_tangent
         self.value = primal
         self.tangent = check_tangent(primal, tangent, "tangent", batch_ok=True)
         _ROOT.hold()

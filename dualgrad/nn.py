@@ -25,6 +25,7 @@ from . import primitives as P
 from .core import tracing, unbox
 from .numpy_api import _axes
 from .primitives import defprim, ndim_of, shape_of
+from .validate import dtype_of
 
 __all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", "relu",
            "sigmoid", "softmax", "softplus"]
@@ -37,9 +38,19 @@ def _axis(axis, nd, what):
     return _axes(axis, nd, f"{what}: axis")[0]
 
 
-def _first_order(g, ans):
-    """True when a rule may use a fused raw kernel: nothing is traced, no batch axes."""
-    return not tracing() and ndim_of(g) == ndim_of(ans)
+def kernel_or_rule(kernel, rule, batched=False, when=None):
+    """The one place an ``nn`` row chooses between its backend kernel and its rule.
+
+    ``rule`` is written with primitives, so it differentiates again; ``kernel`` is a raw
+    backend call, taken on a first-order sweep only: nothing traced, no batch axes on the
+    (co)tangent (unless the kernel handles them: ``batched``), and ``when(...)`` true.
+    """
+    def chosen(g, ans, *args, **kw):
+        if not tracing() and (batched or ndim_of(g) == ndim_of(ans)) \
+                and (when is None or when(g, ans, *args, **kw)):
+            return kernel(g, ans, *args, **kw)
+        return rule(g, ans, *args, **kw)
+    return chosen
 
 
 # ---------------------------------------------------------------------------
@@ -47,14 +58,14 @@ def _first_order(g, ans):
 # ---------------------------------------------------------------------------
 
 def _softmax_rule(g, ans, x, axis):
-    if _first_order(g, ans):
-        return backend.softmax_vjp(g, ans, axis)
     return P.multiply(ans, P.subtract(g, P.sum_(P.multiply(g, ans), axis=(axis,),
                                                 keepdims=True)))
 
 
+_softmax_fused = kernel_or_rule(lambda g, ans, x, axis: backend.softmax_vjp(g, ans, axis),
+                                _softmax_rule)
 softmax_p = defprim("softmax", lambda x, axis: backend.softmax(x, axis),
-                    jvp=(_softmax_rule,), vjp=(_softmax_rule,))
+                    jvp=(_softmax_fused,), vjp=(_softmax_fused,))
 
 
 def _log_softmax_jvp(t, ans, x, axis):
@@ -62,13 +73,13 @@ def _log_softmax_jvp(t, ans, x, axis):
 
 
 def _log_softmax_vjp(g, ans, x, axis):
-    if _first_order(g, ans):
-        return backend.log_softmax_vjp(g, ans, axis)
     return P.subtract(g, P.multiply(P.exp(ans), P.sum_(g, axis=(axis,), keepdims=True)))
 
 
-log_softmax_p = defprim("log_softmax", lambda x, axis: backend.log_softmax(x, axis),
-                        jvp=(_log_softmax_jvp,), vjp=(_log_softmax_vjp,))
+log_softmax_p = defprim(
+    "log_softmax", lambda x, axis: backend.log_softmax(x, axis), jvp=(_log_softmax_jvp,),
+    vjp=(kernel_or_rule(lambda g, ans, x, axis: backend.log_softmax_vjp(g, ans, axis),
+                        _log_softmax_vjp),))
 
 
 def _lse_impl(x, axis, keepdims):
@@ -81,23 +92,28 @@ def _lse_weights(x, axis):
     """softmax of x over ``axis``, the local derivative of logsumexp.  Computed as
     exp(x - max) / sum(exp(x - max)), not exp(x - logsumexp), which loses digits when
     |x| is large; the max is a constant (softmax does not depend on the shift)."""
-    if not tracing() and len(axis) == 1:
-        return backend.softmax(x, axis[0])  # the fused kernel
     raw = np.asarray(unbox(x))
     m = np.max(raw, axis=axis, keepdims=True) if raw.size else np.zeros(())
     e = P.exp(P.subtract(x, np.where(np.isfinite(m), m, 0.0)))
     return P.divide(e, P.sum_(e, axis=axis, keepdims=True))
 
 
-def _lse_jvp(t, ans, x, axis, keepdims):
-    return P.sum_(P.multiply(t, _lse_weights(x, axis)), axis=axis, keepdims=keepdims)
+def _lse_rule(weights):
+    def jvp(t, ans, x, axis, keepdims):
+        return P.sum_(P.multiply(t, weights(x, axis)), axis=axis, keepdims=keepdims)
+
+    def vjp(g, ans, x, axis, keepdims):
+        return P.multiply(P._expand_back(g, ans, x, axis, keepdims), weights(x, axis))
+    return jvp, vjp
 
 
-def _lse_vjp(g, ans, x, axis, keepdims):
-    return P.multiply(P._expand_back(g, ans, x, axis, keepdims), _lse_weights(x, axis))
-
-
-logsumexp_p = defprim("logsumexp", _lse_impl, jvp=(_lse_jvp,), vjp=(_lse_vjp,))
+_lse_traced = _lse_rule(_lse_weights)
+_lse_kernel = _lse_rule(lambda x, axis: backend.softmax(x, axis[0]))  # the fused kernel
+_one_axis = lambda g, ans, x, axis, keepdims: len(axis) == 1  # noqa: E731
+logsumexp_p = defprim(
+    "logsumexp", _lse_impl,
+    jvp=(kernel_or_rule(_lse_kernel[0], _lse_traced[0], batched=True, when=_one_axis),),
+    vjp=(kernel_or_rule(_lse_kernel[1], _lse_traced[1], batched=True, when=_one_axis),))
 
 
 def softmax(x, axis=-1):
@@ -142,7 +158,7 @@ class _Geometry:
     mask for the taps that fall in the zero padding."""
 
     def __init__(self, x_shape, w_shape, stride, padding, dilation):
-        (sh, sw, ph, pw, dh, dw), (Ho, Wo) = backend._conv_geometry(
+        (sh, sw, ph, pw, dh, dw), (Ho, Wo) = backend.conv_geometry(
             x_shape, w_shape, stride, padding, dilation)
         H, W = x_shape[-2:]
         self.C, (kh, kw) = w_shape[1], w_shape[2:]
@@ -161,20 +177,16 @@ class _Geometry:
     def cols(self, x):
         """(..., C, H, W) -> (..., C*kh*kw, Ho*Wo): im2col as a differentiable gather."""
         idx = (slice(None),) * (ndim_of(x) - 2) + (self.i, self.j)
-        c = P.multiply(P.getitem(x, idx), self.mask.astype(_dtype(x)))
+        c = P.multiply(P.getitem(x, idx), self.mask.astype(dtype_of(x)))
         return P.reshape(c, shape_of(x)[:-3] + (self.K, math.prod(self.out_hw)))
 
     def uncols(self, c, x_shape):
         """The transpose of ``cols``: (..., K, Ho*Wo) scatter-added onto (..., C, H, W)."""
         lead = shape_of(c)[:-2]
         c = P.reshape(c, lead + (self.C,) + self.i.shape)
-        c = P.multiply(c, self.mask.astype(_dtype(c)))
+        c = P.multiply(c, self.mask.astype(dtype_of(c)))
         idx = (slice(None),) * (len(lead) + 1) + (self.i, self.j)
         return P.scatter_add(c, idx=idx, shape=lead + tuple(x_shape[-3:]))
-
-
-def _dtype(x):
-    return getattr(unbox(x), "dtype", np.float64)
 
 
 def _conv_ref(x, w, geo):
@@ -198,8 +210,6 @@ def _conv_jvp(tangents, ans, x, w, geo):
 
 
 def _conv_vjp_x(g, ans, x, w, geo):
-    if not tracing():
-        return backend.conv2d_grad_input(g, w, shape_of(x), *geo.params)
     ws = shape_of(w)
     gcols = P.matmul(P.transpose(P.reshape(w, (ws[0], geo.K)), (1, 0)),
                      P.reshape(g, shape_of(g)[:-2] + (math.prod(geo.out_hw),)))
@@ -208,8 +218,6 @@ def _conv_vjp_x(g, ans, x, w, geo):
 
 def _conv_vjp_w(g, ans, x, w, geo):
     nb = ndim_of(g) - ndim_of(ans)
-    if not tracing() and ndim_of(x) == 4:
-        return backend.conv2d_grad_weight(g, x, shape_of(w), *geo.params)
     g2 = P.reshape(g, shape_of(g)[:-2] + (math.prod(geo.out_hw),))
     gw = P.matmul(g2, P._T(geo.cols(x)))
     n = ndim_of(gw)  # sum over the data's leading axes; axes negative, as the table wants
@@ -221,7 +229,12 @@ def _conv_impl(x, w, geo):
     return backend.conv2d(x, w, *geo.params)
 
 
-conv2d_p = defprim("conv2d", _conv_impl, jvp=_conv_jvp, vjp=(_conv_vjp_x, _conv_vjp_w))
+conv2d_p = defprim("conv2d", _conv_impl, jvp=_conv_jvp, vjp=(
+    kernel_or_rule(lambda g, ans, x, w, geo: backend.conv2d_grad_input(
+        g, w, shape_of(x), *geo.params), _conv_vjp_x, batched=True),
+    kernel_or_rule(lambda g, ans, x, w, geo: backend.conv2d_grad_weight(
+        g, x, shape_of(w), *geo.params), _conv_vjp_w, batched=True,
+        when=lambda g, ans, x, w, geo: ndim_of(x) == 4)))
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):

@@ -30,12 +30,7 @@ def implements(*fns):
     return register
 
 
-def _shape(x):
-    return np.shape(unbox(x))
-
-
-def _ndim(x):
-    return len(_shape(x))
+_shape, _ndim = P.shape_of, P.ndim_of
 
 
 def _size(x):

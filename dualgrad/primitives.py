@@ -23,44 +23,93 @@ import operator
 
 import numpy as np
 
-from .core import Box, Primitive
+from . import backend
+from .core import Box, IndexedRules, Primitive, unbox
 
 TABLE = {}   # name -> Primitive
 UFUNCS = {}  # numpy ufunc -> Primitive (the elementwise rows)
-#: Primitive -> (its vjp tuple as defined, the local derivatives): what lets the first-order
-#: reverse sweep (reverse.py) write ``g * f'(x)`` into a dead buffer instead of a fresh one.
-LOCAL = {}
 SCALARS = frozenset((float, int, bool, np.float64, np.float32, complex))  # shape ()
+REALS = frozenset((float, int, bool, np.float64, np.float32))  # never complex: no dtype test
 
 
-def defprim(name, impl, jvp=None, vjp=None, ufunc=None, **opts):
-    prim = Primitive(name, impl, jvp, vjp, **opts)
+def defprim(name, impl, jvp=None, vjp=None, ufunc=None, real_only=None, **opts):
+    """Register a primitive.  ``real_only`` (a reason) makes its rules refuse complex
+    values with a TypeError naming it; the other options are ``Primitive``'s."""
+    if real_only is not None:
+        jvp, vjp = _real_only(name, jvp, real_only), _real_only(name, vjp, real_only)
+    prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, **opts)
     TABLE[name] = prim
     if ufunc is not None:
         UFUNCS[ufunc] = prim
     return prim
 
 
-def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None):
-    """An elementwise primitive from its local derivative ``deriv(ans, x)``."""
-    prim = defprim(name or ufunc.__name__, impl or ufunc,
+def _fused(fused, name):
+    """A row's fused value-and-derivative kernel: ``fused=True`` takes the backend's row of
+    the same name, a string names another (``absolute`` -> ``"abs"``)."""
+    if not fused:
+        return None
+    return backend.fused_unary(name if fused is True else fused)
+
+
+def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None, fused=False,
+             real_only=None):
+    """An elementwise primitive from its local derivative ``deriv(ans, x)``.
+
+    ``fused``: the backend has a kernel computing f(x) and f'(x) in one pass (ReverseDiff's
+    ForwardOptimize); where it wins on this machine, recording keeps f'(x) on the tape and
+    the first-order reverse step is one multiply.  Higher orders use ``deriv``.
+    """
+    name = name or ufunc.__name__
+    return defprim(name, impl or ufunc,
                    jvp=(lambda t, ans, x: multiply(t, deriv(ans, x)),),
                    vjp=(lambda g, ans, x: multiply(g, deriv(ans, x)),),
-                   ufunc=ufunc, domain=domain, smooth=smooth)
-    LOCAL[prim] = (prim.vjp, (deriv,))
-    return prim
+                   ufunc=ufunc, partials=(deriv,), fast="local", fused=_fused(fused, name),
+                   domain=domain, smooth=smooth, real_only=real_only)
 
 
-def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None):
+def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None, fast="local",
+              real_only=None):
     """A broadcasting elementwise primitive from its two local partials."""
-    prim = defprim(name or ufunc.__name__, impl or ufunc,
+    return defprim(name or ufunc.__name__, impl or ufunc,
                    jvp=(lambda t, ans, x, y: multiply(t, dx(ans, x, y)),
                         lambda t, ans, x, y: multiply(t, dy(ans, x, y))),
                    vjp=(lambda g, ans, x, y: multiply(g, dx(ans, x, y)),
                         lambda g, ans, x, y: multiply(g, dy(ans, x, y))),
-                   ufunc=ufunc, bcast=True, domain=domain, smooth=smooth)
-    LOCAL[prim] = (prim.vjp, (dx, dy))
-    return prim
+                   ufunc=ufunc, bcast=True, partials=(dx, dy), fast=fast, domain=domain,
+                   smooth=smooth, real_only=real_only)
+
+
+def is_complex(x):
+    """True for a complex value (traced or raw, array or scalar)."""
+    c = x.__class__
+    if c is np.ndarray:
+        return x.dtype.kind == "c"
+    if c in REALS:
+        return False
+    while isinstance(x, Box):
+        x = x.value
+    if x.__class__ is complex:
+        return True
+    dt = getattr(x, "dtype", None)
+    return dt is not None and dt.kind == "c"
+
+
+def _real_only(name, rules, why):
+    """``rules`` guarded: a complex argument or result raises TypeError naming the row."""
+    def guard(rule):
+        if rule is None:
+            return None
+
+        def checked(t, ans, *args, **kw):
+            if is_complex(ans) or any(is_complex(a) for a in args):
+                raise TypeError(f"dualgrad has no derivative rule for {name!r} of complex "
+                                f"values ({why})")
+            return rule(t, ans, *args, **kw)
+        return checked
+    if rules is None:
+        return None
+    return guard(rules) if callable(rules) else tuple(guard(r) for r in rules)
 
 
 # ---------------------------------------------------------------------------
@@ -68,11 +117,15 @@ def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None):
 # ---------------------------------------------------------------------------
 
 def shape_of(x):
-    return () if x.__class__ in SCALARS else x.shape
+    """The shape of a value, raw or traced (numbers, arrays, boxes, nested lists)."""
+    if x.__class__ in SCALARS:
+        return ()
+    s = getattr(x, "shape", None)
+    return np.shape(x) if s is None else s
 
 
 def ndim_of(x):
-    return 0 if x.__class__ in SCALARS else len(x.shape)
+    return len(shape_of(x))
 
 
 def unbroadcast(c, shape, nb):
@@ -123,19 +176,15 @@ def float_dtype(x):
     """The floating dtype a derivative of ``x`` has: x's own for a float array, float64
     for Python numbers and integers.  (A Python ``1.0`` is a *weak* float under NumPy 2's
     promotion rules, so float16/32/64 and longdouble arrays keep their dtype.)"""
-    from .core import unbox
     return np.result_type(unbox(x), 1.0)
 
 
 def _mask(cond, like):
     """A float 0/1 array from a raw boolean condition (constant: no derivative)."""
-    from .core import unbox
     return np.asarray(unbox(cond), dtype=float_dtype(like))
 
 
-def _raw(x):
-    from .core import unbox
-    return unbox(x)
+_raw = unbox
 
 
 # ---------------------------------------------------------------------------
@@ -146,7 +195,7 @@ def _identity(t, ans, *args, **kw):
     return t
 
 
-add = defprim("add", operator.add, ufunc=np.add, bcast=True,
+add = defprim("add", operator.add, ufunc=np.add, bcast=True, fast="id",
               jvp=(_identity, _identity), vjp=(_identity, _identity))
 def _subtract_jvp(tangents, ans, x, y):
     tx, ty = tangents
@@ -157,21 +206,21 @@ def _subtract_jvp(tangents, ans, x, y):
     return broadcast_tangent(t, ans)
 
 
-subtract = defprim("subtract", operator.sub, ufunc=np.subtract, bcast=True,
+subtract = defprim("subtract", operator.sub, ufunc=np.subtract, bcast=True, fast="sub",
                    jvp=_subtract_jvp,
                    vjp=(_identity, lambda g, ans, x, y: negative(g)))
-multiply = defprim("multiply", operator.mul, ufunc=np.multiply, bcast=True,
+multiply = defprim("multiply", operator.mul, ufunc=np.multiply, bcast=True, fast="mul",
                    jvp=(lambda t, ans, x, y: multiply(t, y), lambda t, ans, x, y: multiply(x, t)),
                    vjp=(lambda g, ans, x, y: multiply(g, y), lambda g, ans, x, y: multiply(x, g)))
 divide = defprim("divide", operator.truediv, ufunc=np.true_divide, bcast=True,
-                 domain="nonzero",
+                 fast="div", domain="nonzero",
                  jvp=(lambda t, ans, x, y: divide(t, y),
                       lambda t, ans, x, y: negative(multiply(t, divide(ans, y)))),
                  vjp=(lambda g, ans, x, y: divide(g, y),
                       lambda g, ans, x, y: negative(multiply(g, divide(ans, y)))))
-negative = defprim("negative", operator.neg, ufunc=np.negative,
+negative = defprim("negative", operator.neg, ufunc=np.negative, fast="neg",
                    jvp=(lambda t, ans, x: negative(t),), vjp=(lambda g, ans, x: negative(g),))
-positive = defprim("positive", operator.pos, ufunc=np.positive,
+positive = defprim("positive", operator.pos, ufunc=np.positive, fast="id",
                    jvp=(_identity,), vjp=(_identity,))
 
 
@@ -217,19 +266,22 @@ def _select(first, tie, like):
 
 power = defbinary(np.power, _pow_dx,
                   lambda ans, x, y: multiply(ans, _log_nonzero(x)),
-                  impl=operator.pow, domain="positive")
+                  impl=operator.pow, domain="positive", fast="pow")
+_NO_ORDER = "complex numbers have no order"
 maximum = defbinary(np.maximum,
                     lambda ans, x, y: _select(_raw(x) > _raw(y), _raw(x) == _raw(y), ans),
                     lambda ans, x, y: _select(_raw(x) < _raw(y), _raw(x) == _raw(y), ans),
-                    smooth=False)
+                    smooth=False, real_only=_NO_ORDER)
 minimum = defbinary(np.minimum,
                     lambda ans, x, y: _select(_raw(x) < _raw(y), _raw(x) == _raw(y), ans),
                     lambda ans, x, y: _select(_raw(x) > _raw(y), _raw(x) == _raw(y), ans),
-                    smooth=False)
+                    smooth=False, real_only=_NO_ORDER)
 fmax = defbinary(np.fmax, lambda ans, x, y: _mask(_raw(ans) == _raw(x), x),
-                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False)
+                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False,
+                 real_only=_NO_ORDER)
 fmin = defbinary(np.fmin, lambda ans, x, y: _mask(_raw(ans) == _raw(x), x),
-                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False)
+                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False,
+                 real_only=_NO_ORDER)
 arctan2 = defbinary(np.arctan2,
                     lambda ans, y, x: divide(x, add(square(x), square(y))),
                     lambda ans, y, x: negative(divide(y, add(square(x), square(y)))),
@@ -251,35 +303,39 @@ fmod = defbinary(np.fmod, lambda ans, x, y: _mask(np.ones_like(_raw(ans)), ans),
 # elementwise functions (local derivative in terms of the answer and the input)
 # ---------------------------------------------------------------------------
 
-exp = defunary(np.exp, lambda ans, x: ans)
+exp = defunary(np.exp, lambda ans, x: ans, fused=True)
 exp2 = defunary(np.exp2, lambda ans, x: multiply(ans, math.log(2.0)))
-expm1 = defunary(np.expm1, lambda ans, x: add(ans, 1.0))
-log = defunary(np.log, lambda ans, x: reciprocal(x), domain="positive")
+expm1 = defunary(np.expm1, lambda ans, x: add(ans, 1.0), fused=True)
+log = defunary(np.log, lambda ans, x: reciprocal(x), domain="positive", fused=True)
 log2 = defunary(np.log2, lambda ans, x: reciprocal(multiply(x, math.log(2.0))),
                 domain="positive")
 log10 = defunary(np.log10, lambda ans, x: reciprocal(multiply(x, math.log(10.0))),
                  domain="positive")
-log1p = defunary(np.log1p, lambda ans, x: reciprocal(add(x, 1.0)), domain="positive")
-sqrt = defunary(np.sqrt, lambda ans, x: _half_over(ans), domain="positive")
+log1p = defunary(np.log1p, lambda ans, x: reciprocal(add(x, 1.0)), domain="positive",
+                 fused=True)
+sqrt = defunary(np.sqrt, lambda ans, x: _half_over(ans), domain="positive", fused=True)
 cbrt = defunary(np.cbrt, lambda ans, x: divide(1.0, multiply(3.0, square(ans))),
                 domain="positive")
-square = defunary(np.square, lambda ans, x: multiply(2.0, x))
-reciprocal = defunary(np.reciprocal, lambda ans, x: negative(square(ans)), domain="nonzero")
+square = defunary(np.square, lambda ans, x: multiply(2.0, x), fused=True)
+reciprocal = defunary(np.reciprocal, lambda ans, x: negative(square(ans)), domain="nonzero",
+                      fused=True)
 absolute = defprim("absolute", np.absolute, ufunc=np.absolute, smooth=False,  # see "complex"
                    jvp=(lambda t, ans, x: _abs_jvp(t, ans, x),),
-                   vjp=(lambda g, ans, x: multiply(g, _abs_deriv(ans, x)),))
+                   vjp=(lambda g, ans, x: multiply(g, _abs_deriv(ans, x)),),
+                   partials=(lambda ans, x: _abs_deriv(ans, x),), fast="local",
+                   fused=_fused("abs", "absolute"))
 fabs = defunary(np.fabs, lambda ans, x: _mask(np.sign(_raw(x)), x), smooth=False)
-sin = defunary(np.sin, lambda ans, x: cos(x))
-cos = defunary(np.cos, lambda ans, x: negative(sin(x)))
-tan = defunary(np.tan, lambda ans, x: add(1.0, square(ans)), domain="unit")
+sin = defunary(np.sin, lambda ans, x: cos(x), fused=True)
+cos = defunary(np.cos, lambda ans, x: negative(sin(x)), fused=True)
+tan = defunary(np.tan, lambda ans, x: add(1.0, square(ans)), domain="unit", fused=True)
 arcsin = defunary(np.arcsin, lambda ans, x: reciprocal(sqrt(subtract(1.0, square(x)))),
                   domain="unit")
 arccos = defunary(np.arccos, lambda ans, x: negative(reciprocal(sqrt(subtract(1.0, square(x))))),
                   domain="unit")
-arctan = defunary(np.arctan, lambda ans, x: reciprocal(add(1.0, square(x))))
-sinh = defunary(np.sinh, lambda ans, x: cosh(x))
-cosh = defunary(np.cosh, lambda ans, x: sinh(x))
-tanh = defunary(np.tanh, lambda ans, x: subtract(1.0, square(ans)))
+arctan = defunary(np.arctan, lambda ans, x: reciprocal(add(1.0, square(x))), fused=True)
+sinh = defunary(np.sinh, lambda ans, x: cosh(x), fused=True)
+cosh = defunary(np.cosh, lambda ans, x: sinh(x), fused=True)
+tanh = defunary(np.tanh, lambda ans, x: subtract(1.0, square(ans)), fused=True)
 arcsinh = defunary(np.arcsinh, lambda ans, x: reciprocal(sqrt(add(square(x), 1.0))))
 arccosh = defunary(np.arccosh, lambda ans, x: reciprocal(sqrt(subtract(square(x), 1.0))),
                    domain="above1")
@@ -322,7 +378,7 @@ def _clip_in(x, lo, hi):
 
 
 clip = defprim(
-    "clip", np.clip, bcast=True, smooth=False,
+    "clip", np.clip, bcast=True, smooth=False, real_only=_NO_ORDER,
     jvp=(lambda t, ans, x, lo, hi: multiply(t, _mask(_clip_in(x, lo, hi), ans)),
          lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) < _raw(lo), ans)),
          lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) > _raw(hi), ans))),
@@ -366,16 +422,14 @@ def _extreme_weights(ans, x, axis, keepdims):
     return _mask(m / np.sum(m, axis=axis, keepdims=True), x)
 
 
+_EXTREME_JVP = (lambda t, ans, x, axis, keepdims: sum_(
+    multiply(t, _extreme_weights(ans, x, axis, keepdims)), axis=axis, keepdims=keepdims),)
+_EXTREME_VJP = (lambda g, ans, x, axis, keepdims: multiply(
+    _expand_back(g, ans, x, axis, keepdims), _extreme_weights(ans, x, axis, keepdims)),)
 amax = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-               smooth=False,
-               jvp=(lambda t, ans, x, axis, keepdims:
-                    sum_(multiply(t, _extreme_weights(ans, x, axis, keepdims)), axis=axis,
-                         keepdims=keepdims),),
-               vjp=(lambda g, ans, x, axis, keepdims:
-                    multiply(_expand_back(g, ans, x, axis, keepdims),
-                             _extreme_weights(ans, x, axis, keepdims)),))
+               smooth=False, jvp=_EXTREME_JVP, vjp=_EXTREME_VJP, real_only=_NO_ORDER)
 amin = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-               smooth=False, jvp=amax.jvp, vjp=amax.vjp)
+               smooth=False, jvp=_EXTREME_JVP, vjp=_EXTREME_VJP, real_only=_NO_ORDER)
 
 
 def _prod_others(x, axis):
@@ -475,15 +529,8 @@ def _concat_vjp(i):
     return rule
 
 
-class _ConcatRules:
-    """VJP rules of concatenate: one per argument position, made on demand."""
-
-    def __getitem__(self, i):
-        return _concat_vjp(i)
-
-
 concatenate = defprim("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                      jvp=_concat_jvp, vjp=_ConcatRules())
+                      jvp=_concat_jvp, vjp=IndexedRules(_concat_vjp))
 
 
 # -- indexing: a gather, whose transpose is a scatter-add ----------------------
@@ -534,13 +581,7 @@ def _scatter_impl(v, idx, shape):
         out = np.zeros(shape, dtype)
         out[idx] = v  # basic or boolean index: every target appears once
         return out
-    try:
-        from . import backend
-    except ImportError:  # the numba seam is optional: numpy's add.at is the reference
-        out = np.zeros(shape, dtype)
-        np.add.at(out, idx, v)
-        return out
-    return backend.index_add(shape, dtype, idx, v)
+    return backend.index_add(shape, dtype, idx, v)  # numpy's add.at, or a numba kernel
 
 
 getitem = defprim(
@@ -661,7 +702,8 @@ det = defprim("det", np.linalg.det,
               vjp=(lambda g, ans, x: multiply(_expand2(multiply(g, ans)), _T(inv(x))),))
 logabsdet = defprim("logabsdet", lambda x: np.linalg.slogdet(x)[1],
                     jvp=(lambda t, ans, x: _trace_last2(solve(x, t)),),
-                    vjp=(lambda g, ans, x: multiply(_expand2(g), _T(inv(x))),))
+                    vjp=(lambda g, ans, x: multiply(_expand2(g), _T(inv(x))),),
+                    real_only="its rules assume a real matrix")
 
 
 def _solve_jvp(tangents, ans, a, b):
@@ -719,7 +761,8 @@ def _cholesky_vjp(g, L, x):
     return multiply(0.5, add(a, _T(a)))
 
 
-cholesky = defprim("cholesky", np.linalg.cholesky, jvp=(_cholesky_jvp,), vjp=(_cholesky_vjp,))
+cholesky = defprim("cholesky", np.linalg.cholesky, jvp=(_cholesky_jvp,), vjp=(_cholesky_vjp,),
+                   real_only="its rules assume a real symmetric matrix")
 
 
 # -- einsum: one multilinear primitive for tensordot, inner and friends --------
@@ -803,12 +846,7 @@ def _einsum_jvp(tangents, ans, *xs, subscripts):
     return total
 
 
-class _EinsumRules:
-    def __getitem__(self, i):
-        return _einsum_vjp(i)
-
-
-einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=_EinsumRules())
+einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=IndexedRules(_einsum_vjp))
 
 
 # ---------------------------------------------------------------------------
@@ -827,22 +865,6 @@ einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=_EinsumRules())
 # Rows that rest on the ordering of real numbers refuse complex values (TypeError).
 # ---------------------------------------------------------------------------
 
-REALS = frozenset((float, int, bool, np.float64, np.float32))  # never complex: no dtype test
-
-
-def is_complex(x):
-    """True for a complex value (traced or raw, array or scalar)."""
-    c = x.__class__
-    if c is np.ndarray:
-        return x.dtype.kind == "c"
-    if c in REALS:
-        return False
-    while isinstance(x, Box):
-        x = x.value
-    if x.__class__ is complex:
-        return True
-    dt = getattr(x, "dtype", None)
-    return dt is not None and dt.kind == "c"
 
 
 def _real_for(c, x):
@@ -907,41 +929,3 @@ def _abs_deriv(ans, x):
 def _abs_jvp(t, ans, x):
     d = multiply(t, _abs_deriv(ans, x))
     return real(d) if is_complex(d) else d
-
-
-def _refuse_complex(prim, why):
-    """Guard ``prim``'s rules: a complex argument or result raises TypeError naming it."""
-    def guard(rule):
-        if rule is None:
-            return None
-
-        def checked(t, ans, *args, **kw):
-            if is_complex(ans) or any(is_complex(a) for a in args):
-                raise TypeError(f"dualgrad has no derivative rule for {prim.name!r} of complex "
-                                f"values ({why})")
-            return rule(t, ans, *args, **kw)
-        return checked
-    prim.jvp = guard(prim.jvp) if callable(prim.jvp) else tuple(guard(r) for r in prim.jvp)
-    prim.vjp = tuple(guard(r) for r in prim.vjp)
-
-
-for _name in ("maximum", "minimum", "fmax", "fmin", "clip", "max", "min"):
-    _refuse_complex(TABLE[_name], "complex numbers have no order")
-_refuse_complex(cholesky, "its rules assume a real symmetric matrix")
-_refuse_complex(logabsdet, "its rules assume a real matrix")
-
-
-# ---------------------------------------------------------------------------
-# fused value-and-derivative kernels for the unary rows (ReverseDiff's ForwardOptimize):
-# where the backend's numba loop wins, recording computes f(x) and f'(x) in one pass and
-# the first-order reverse step is one multiply.  Higher orders use the rules above.
-# ---------------------------------------------------------------------------
-
-def _fuse_unary_rows():
-    from . import backend
-    for row in ("sin", "cos", "tan", "exp", "expm1", "log", "log1p", "tanh", "sqrt", "square",
-                "reciprocal", "absolute", "arctan", "sinh", "cosh"):
-        TABLE[row].fused = backend.fused_unary("abs" if row == "absolute" else row)
-
-
-_fuse_unary_rows()

@@ -1,10 +1,10 @@
 """Reverse mode: the Wengert list.
 
-While a function runs, every primitive applied to a value watched by a
-``Tape`` appends one entry to ``tape.entries``: (primitive, the arguments
-one level down, keyword parameters, which arguments were on this tape, the
-result).  The reverse sweep walks that list backwards, applying each
-primitive's VJP rule.  The list is already in execution order, so no
+While a function runs, every primitive applied to a value watched by a ``Tape`` appends
+one ``Entry`` to ``tape.entries``: the primitive, its arguments one level down, its
+keyword parameters, which arguments were on this tape, the result, and (for a fused
+elementwise row) its local derivative.  The reverse sweep walks that list backwards,
+applying each primitive's VJP rule.  The list is already in execution order, so no
 topological sort is needed, and the sweep is a plain loop (no recursion).
 
     >>> import numpy as np, dualgrad as dg
@@ -20,9 +20,31 @@ import weakref
 import numpy as np
 
 from . import buffers
-from . import primitives as _P
 from .core import Box, Trace, tracing
+from .forward import push_tangents
 from .primitives import SCALARS, add, fit_cotangent, shape_of, unbroadcast
+from .validate import check_differentiable, seed_cotangent
+
+
+class Entry:
+    """One instruction of the Wengert list (ReverseDiff's ``tape.jl``: func, input,
+    output, cache).
+
+    ``prim`` is the primitive (``None`` for an input), ``args`` its arguments one level
+    down, ``kw`` its keyword parameters (or ``None``), ``parents`` pairs each argument
+    position that was on this tape with the entry it came from, ``ans`` is the result,
+    and ``local`` the f'(x) a fused elementwise row computed with it (or ``None``).
+    """
+
+    __slots__ = ("prim", "args", "kw", "parents", "ans", "local")
+
+    def __init__(self, prim, args, kw, parents, ans, local=None):
+        self.prim, self.args, self.kw, self.parents, self.ans = prim, args, kw, parents, ans
+        self.local = local
+
+    def __repr__(self):
+        name = "input" if self.prim is None else self.prim.name
+        return f"<Entry {name} parents={[j for _, j in self.parents]}>"
 
 
 class Node(Box):
@@ -59,41 +81,83 @@ class Node(Box):
         self._trace.backward(self, cotangent)
 
 
-_new_node = object.__new__
+_new = object.__new__
+
+
+# -- one reverse step: what an entry sends to one of its arguments -------------------------
+
+def cotangent(e, argnum, g, nb, raw, take_local=False):
+    """The cotangent entry ``e`` sends to its argument ``argnum`` given its own cotangent
+    ``g`` (with ``nb`` leading batch axes): f'(x) * g for a fused row on raw values (into
+    f'(x)'s own buffer with ``take_local``: a sweep that will not come back), else the
+    row's VJP rule; broadcasting undone, in the argument's dtype."""
+    d = e.local if raw else None
+    if d is not None:  # a fused unary row: one multiply
+        if take_local and g.__class__ is np.ndarray and g.shape == d.shape \
+                and g.dtype == d.dtype:
+            e.local = None
+            return np.multiply(g, d, out=d)
+        return np.multiply(g, d)
+    rules = e.prim.vjp
+    rule = rules[argnum] if rules is not None else None
+    if rule is None:
+        raise TypeError(f"{e.prim.name!r} is not differentiable with respect to argument "
+                        f"{argnum} (no VJP rule)")
+    args = e.args
+    c = rule(g, e.ans, *args, **e.kw) if e.kw else rule(g, e.ans, *args)
+    x = args[argnum]
+    if c.__class__ is x.__class__ and c.__class__ in SCALARS:
+        return c  # numbers of one type: nothing to fit
+    return fit(c, x, e.prim.bcast, nb)
+
+
+_NUMBERS = frozenset((float, int, bool))  # weakly typed, like numpy's own Python scalars
+
+
+def fit(c, x, bcast, nb):
+    """Cotangent ``c`` of argument ``x`` at x's shape (a broadcasting row sums it back)
+    and in x's dtype (real for real x; float32 stays float32)."""
+    cc, xc = c.__class__, x.__class__
+    if cc in SCALARS and xc in SCALARS:  # numbers: only a dtype can need fitting
+        if cc is xc or (xc in _NUMBERS and cc is not complex):
+            return c
+        return fit_cotangent(c, x)
+    if bcast:
+        c = unbroadcast(c, shape_of(x), nb)
+    if c.__class__ is np.ndarray and xc is np.ndarray:
+        return c if c.dtype is x.dtype else fit_cotangent(c, x)
+    return fit_cotangent(c, x)
+
+
+def accumulate(cts, j, c):
+    """``cts[j] += c`` (a new value: cotangents may be shared)."""
+    prev = cts[j]
+    if prev is None:
+        cts[j] = c
+    elif prev.__class__ in SCALARS and c.__class__ in SCALARS:
+        cts[j] = prev + c
+    else:
+        cts[j] = add(prev, c)
 
 
 # -- the first-order sweep's allocation (buffers.py) -------------------------------------
-# Each helper counts the references it knows of (its callers' locals, ``cts``) before it
-# writes into an array with buffers.free(); anything else holding the array vetoes it.
+# Each helper counts the references it knows of before it writes into an array with
+# buffers.free(); anything else holding the array vetoes it.  The sweep's loop holds ``g``,
+# ``c`` and the entry ``e``; a one-shot sweep has already dropped the entry from the list,
+# so its result is held by ``e.ans`` and the helper's local alone when it is dead.
 
-def _fast_rows():
-    """Primitive -> (its vjp tuple, how the sweep may compute it without a fresh array).
-
-    The vjp tuple is kept so that a row whose rules are later replaced is swept by
-    those rules, untouched."""
-    rows = {p: (v, ("local", d)) for p, (v, d) in _P.LOCAL.items()}
-    for name, how in (("add", "id"), ("subtract", "sub"), ("multiply", "mul"),
-                      ("divide", "div"), ("negative", "neg"), ("positive", "id")):
-        p = _P.TABLE.get(name)
-        if p is not None:
-            rows[p] = (p.vjp, (how,))
-    p = _P.TABLE.get("power")
-    if p in rows:
-        rows[p] = (rows[p][0], ("pow", rows[p][1][1]))
-    return rows
-
-
-_FAST = _fast_rows()
-
-
-def _fast_vjp(how, argnum, g, ans, vals, last, dead):
+def _in_place(e, argnum, g, last, dead):
     """The cotangent of argument ``argnum`` exactly as the row's rule computes it, written
     into a buffer nobody else holds; ``None`` to use the rule.
 
-    ``g`` is also held by the sweep's local and may be written only when ``last`` (no
-    later argument of this entry needs it); ``ans`` is held by the sweep's local and is
-    dead when ``dead`` (a one-shot sweep's last argument of the entry)."""
-    kind = how[0]
+    ``g`` may be written only when ``last`` (no later argument of this entry needs it);
+    the entry's result only when ``dead`` (a one-shot sweep's last argument of it)."""
+    prim = e.prim
+    how = prim.fast
+    if how is None or how[1] is not prim.vjp or e.kw or g.__class__ is not np.ndarray \
+            or g.dtype.kind != "f" or g.nbytes < buffers.LARGE:
+        return None  # no such rule (or it was replaced), or nothing to gain
+    kind, vals, ans = how[0], e.args, e.ans
     if kind == "id" or (kind == "sub" and argnum == 0):
         return g
     if kind == "neg" or kind == "sub":
@@ -118,7 +182,7 @@ def _fast_vjp(how, argnum, g, ans, vals, last, dead):
             return None
         d = vals[1]
     else:  # "local" or "pow": g * f'(x), f'(x) as the row defines it
-        d = how[1][argnum](ans, *vals)
+        d = prim.partials[argnum](ans, *vals)
     dc = d.__class__
     if dc is np.ndarray:
         if d.dtype.kind != "f":
@@ -141,9 +205,9 @@ def _fast_vjp(how, argnum, g, ans, vals, last, dead):
     return op(g, d, out=buffers.cache.take(rs, rd))
 
 
-def _accumulate(cts, j, c):
+def _accumulate_in_place(cts, j, c):
     """``cts[j] += c`` without a fresh array where one of them is free (``c`` is also held
-    by the sweep's local)."""
+    by the sweep's loop)."""
     prev = cts[j]
     if prev.__class__ is np.ndarray and c.__class__ is np.ndarray \
             and prev.dtype.kind == "f" and c.dtype.kind == "f" \
@@ -157,15 +221,14 @@ def _accumulate(cts, j, c):
         else:
             cts[j] = np.add(prev, c, out=buffers.cache.take(rs, rd))
     else:
-        cts[j] = add(prev, c)
+        prev = None
+        accumulate(cts, j, c)
 
 
 class Tape(Trace):
     """A Wengert list being recorded: use as a context manager, or through ``dg.grad``.
 
-    ``entries[i] = (prim, args, kw, parents, ans)``; ``parents`` pairs each
-    argument position that was on this tape with the entry it came from.
-    Watched inputs are entries whose ``prim`` is ``None``.
+    ``entries`` holds one ``Entry`` per input and operation, in execution order.
 
         with dg.Tape() as tape:
             x = tape.watch(x0)
@@ -174,7 +237,7 @@ class Tape(Trace):
         print(tape)             # the evaluation trace as a table
     """
 
-    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "local")
+    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints")
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
@@ -183,7 +246,6 @@ class Tape(Trace):
         self.names = {}
         self._leaves = []
         self.keep_adjoints = keep_adjoints
-        self.local = {}  # entry -> f'(x) of a fused unary row, for the first-order sweep
 
     # -- recording -------------------------------------------------------------
     def __enter__(self):
@@ -192,21 +254,26 @@ class Tape(Trace):
     def __exit__(self, *exc):
         self.finish()
 
-    def watch(self, value, name=None):
-        """Start recording ``value``: returns a traced value to compute with."""
-        from .transforms import check_differentiable
-        check_differentiable(value, "value")
+    def add_input(self, value, what="value", name=None):
+        """Append an input entry for ``value`` (checked: a float or complex value, named
+        ``what`` in the error); returns the traced value to compute with."""
+        check_differentiable(value, what)
         node = Node(value, self, len(self.entries))
-        self.entries.append((None, (), None, (), value))
-        self._leaves.append(weakref.ref(node))
+        self.entries.append(Entry(None, (), None, (), value))
         if name is not None:
             self.names[node.index] = name
+        return node
+
+    def watch(self, value, name=None):
+        """Start recording ``value``: returns a traced value to compute with."""
+        node = self.add_input(value, "value", name)
+        self._leaves.append(weakref.ref(node))
         return node
 
     def record(self, prim, vals, kw, parents, ans):
         """Append one entry to the Wengert list; returns the traced result."""
         index = len(self.entries)
-        self.entries.append((prim, vals, kw, parents, ans))
+        self.entries.append(Entry(prim, vals, kw, parents, ans))
         return Node(ans, self, index)
 
     def process(self, prim, args, kw):
@@ -220,122 +287,96 @@ class Tape(Trace):
             if a.__class__ not in SCALARS and isinstance(a, Box):
                 nested = True
             vals.append(a)
-        index = len(self.entries)
-        fused = prim.fused
-        if fused is not None and not nested and vals[0].__class__ is np.ndarray \
-                and (r := fused(vals[0])) is not None:
-            ans, self.local[index] = r
-        elif not nested and not kw and buffers.large(vals) \
-                and (r := buffers.forward(prim, vals)) is not None:
+        local = None
+        if nested:  # the primitive again, one level down
+            ans = prim(*vals, **kw) if kw else prim(*vals)
+        elif vals[0].__class__ is np.ndarray and prim.fused is not None \
+                and (r := prim.fused(vals[0])) is not None:
+            ans, local = r  # value and f'(x) in one pass: the sweep's step is one multiply
+        elif not kw and (vals[0].__class__ is np.ndarray or vals[-1].__class__ is np.ndarray) \
+                and buffers.large(vals) and (r := buffers.forward(prim, vals)) is not None:
             ans = r  # a large elementwise result, in a cached buffer (buffers.py)
         else:
-            impl = prim if nested else prim.impl
-            ans = impl(*vals, **kw) if kw else impl(*vals)
-        self.entries.append((prim, vals, kw, parents, ans))
-        node = _new_node(Node)
+            ans = prim.impl(*vals, **kw) if kw else prim.impl(*vals)
+        node = _new(Node)
         node.value = ans
         node._trace = self
-        node.index = index
+        node.index = len(self.entries)
+        e = _new(Entry)  # the hot path: Entry(...) without the cost of a Python __init__
+        e.prim = prim
+        e.args = vals
+        e.kw = kw
+        e.parents = parents
+        e.ans = ans
+        e.local = local
+        self.entries.append(e)
         return node
 
-    # -- the reverse sweep -----------------------------------------------------
+    # -- forward and reverse over the list ---------------------------------------
+    def replay_tangents(self, seeds):
+        """Push tangents forward through the list, reusing every recorded value (a JVP
+        without re-running the function); ``seeds`` maps input entries to tangents.
+        Returns one tangent per entry (``None``: zero)."""
+        tans = [None] * len(self.entries)
+        for i, t in seeds.items():
+            tans[i] = t
+        for i, e in enumerate(self.entries):
+            if e.prim is None:
+                continue
+            ts = [None] * len(e.args)
+            for argnum, j in e.parents:
+                ts[argnum] = tans[j]
+            if any(t is not None for t in ts):
+                tans[i] = push_tangents(e.prim, ts, e.ans, e.args, e.kw)
+        return tans
+
     def sweep(self, seeds, nb=0, once=False):
         """Walk the list backwards from the seeded entries; returns every entry's adjoint.
 
         ``seeds`` pairs entry indices with their cotangents; ``nb`` is the number of
         leading batch axes the cotangents carry (``jacrev`` seeds k rows at once).
-        ``once`` (with ``keep_adjoints`` off) says this tape is swept only this once:
-        each entry is dropped as soon as it is swept, so its saved values die early and
-        their buffers can take later cotangents.
+        ``once``: the list is swept only this once (a transform's tape), so each entry,
+        its values and its f'(x) are dropped as soon as it is swept.
 
         A first-order sweep (nothing traced) allocates like a framework (buffers.py):
         large cotangents are accumulated in place when nobody else holds them, and the
-        elementwise rows write ``g * f'(x)`` into a dead buffer (f'(x)'s own, the
+        elementwise rows write their cotangents into a dead buffer (f'(x)'s own, the
         cotangent's, the dead result's, or a cached one) instead of a fresh array.
         """
         entries = self.entries
         n = 1 + max(i for i, _ in seeds)
         cts = [None] * n
         for i, c in seeds:
-            cts[i] = c if cts[i] is None else add(cts[i], c)
+            accumulate(cts, i, c)
         keep = self.keep_adjoints
         once = once and not keep
         raw = not tracing()
-        local = self.local if self.local and raw else None
         fast = raw and buffers.ENABLED and not nb
+        merge = _accumulate_in_place if fast else accumulate
         if once:
             del entries[n:]
         for i in range(n - 1, -1, -1):
             g = cts[i]
-            if g is None:
-                if once and entries[i][0] is not None:
-                    entries[i] = None
-                    if local is not None:
-                        local.pop(i, None)
-                continue
-            prim, vals, kw, parents, ans = entries[i]
-            if prim is None:
+            e = entries[i]
+            if once:
+                entries[i] = None  # swept (or never reached): its values go now
+            if g is None or e.prim is None:
                 continue
             if not keep:
                 cts[i] = None
-            if once:
-                entries[i] = None
-            if local is not None and i in local:  # a fused unary row: one multiply
-                d = local[i]
-                if keep or g.__class__ is not np.ndarray or g.shape != d.shape \
-                        or g.dtype != d.dtype:
-                    c = np.multiply(g, d)
-                else:  # a one-shot sweep (a transform's tape): f'(x)'s buffer is free
-                    c = np.multiply(g, local.pop(i), out=d)
-                d = None
-                j = parents[0][1]
-                prev = cts[j]
-                if prev is None:
-                    cts[j] = c
-                elif fast:
-                    prev = None
-                    _accumulate(cts, j, c)
-                else:
-                    cts[j] = add(prev, c)
-                continue
-            rules = prim.vjp
-            fastrow = _FAST.get(prim) if fast and not kw and g.__class__ is np.ndarray \
-                and g.dtype.kind == "f" and g.nbytes >= buffers.LARGE else None
-            if fastrow is not None and fastrow[0] is not rules:
-                fastrow = None  # the row's rules were replaced: use them as they are
-            last = len(parents) - 1
-            for k, (argnum, j) in enumerate(parents):
-                c = None
-                if fastrow is not None:
-                    # The reference that are ours: the local g (and, for the last
-                    # argument, nothing else needs g: it may take the result).
-                    c = _fast_vjp(fastrow[1], argnum, g, ans, vals, k == last and not keep,
-                                  once and k == last)
+            big = fast and g.__class__ is np.ndarray and e.local is None
+            last = len(e.parents) - 1
+            for k, (argnum, j) in enumerate(e.parents):
+                c = _in_place(e, argnum, g, k == last and not keep, once and k == last) \
+                    if big else None
                 if c is None:
-                    rule = rules[argnum] if rules is not None else None
-                    if rule is None:
-                        raise TypeError(f"{prim.name!r} is not differentiable with respect "
-                                        f"to argument {argnum} (no VJP rule)")
-                    c = rule(g, ans, *vals, **kw) if kw else rule(g, ans, *vals)
-                if prim.bcast and not (c.__class__ in SCALARS and vals[argnum].__class__ in
-                                       SCALARS):
-                    c = unbroadcast(c, shape_of(vals[argnum]), nb)
-                x = vals[argnum]  # the cotangent gets x's dtype: real for real, float32 stays
-                if c.__class__ is np.ndarray and x.__class__ is np.ndarray:
-                    if c.dtype is not x.dtype:
-                        c = fit_cotangent(c, x)
-                elif c.__class__ is not x.__class__ or c.__class__ not in SCALARS:
-                    c = fit_cotangent(c, x)
-                prev = cts[j]
-                if prev is None:
-                    cts[j] = c
-                elif prev.__class__ in SCALARS and c.__class__ in SCALARS:
-                    cts[j] = prev + c
-                elif fast:
-                    prev = None
-                    _accumulate(cts, j, c)
+                    c = cotangent(e, argnum, g, nb, raw, not keep)
                 else:
-                    cts[j] = add(prev, c)
+                    c = fit(c, e.args[argnum], e.prim.bcast, nb)
+                if cts[j] is None:
+                    cts[j] = c
+                else:
+                    merge(cts, j, c)
                 c = None
         if keep:
             self.adjoints = cts
@@ -346,7 +387,6 @@ class Tape(Trace):
 
         A source the target does not depend on gets zeros of its shape.
         """
-        from .transforms import seed_cotangent
         if not isinstance(target, Node) or target._trace is not self:
             raise TypeError("tape.gradient: 'target' was not computed from this tape's "
                             "watched values")
@@ -356,14 +396,14 @@ class Tape(Trace):
         srcs = [sources] if single else list(sources)
         out = []
         for k, s in enumerate(srcs):
-            if not isinstance(s, Node) or s._trace is not self or self.entries[s.index][0]:
+            if not isinstance(s, Node) or s._trace is not self \
+                    or self.entries[s.index].prim is not None:
                 raise TypeError(f"tape.gradient: source {k} is not a value watched by this tape")
             c = cts[s.index] if s.index < len(cts) else None
             out.append(np.zeros_like(s.value) if c is None else c)
         return out[0] if single else type(sources)(out)
 
     def backward(self, target, cotangent=None):
-        from .transforms import seed_cotangent
         g = seed_cotangent(target.value, cotangent, "cotangent")
         cts = self.sweep([(target.index, g)])
         for ref in self._leaves:
@@ -375,6 +415,4 @@ class Tape(Trace):
     def __len__(self):
         return len(self.entries)
 
-    def __str__(self):
-        from .tracetable import format_tape
-        return format_tape(self)
+    # __str__ (the evaluation trace as a table) is attached by tracetable.py

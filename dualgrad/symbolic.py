@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .core import unbox
+from .transforms import grad, hessian, jacfwd, jacrev, jvp, value_and_grad
 
 __all__ = ["CONSTANTS", "FUNCTIONS", "DomainError", "Expression", "ExpressionError",
            "SymReport", "UnknownNameError", "from_sympy", "parse", "symcheck"]
@@ -655,7 +656,6 @@ def _as_expression(expr, names):
 
 def compare(expr, at, order=1, rtol=1e-9, atol=1e-12):
     """Like ``symcheck`` but returns the report without raising on disagreement."""
-    from .transforms import grad, hessian, jacfwd, jacrev, jvp, value_and_grad
     sympy = _sympy()
     items = list(at.items()) if isinstance(at, dict) else list(at)
     names = [k.name if isinstance(k, sympy.Symbol) else str(k) for k, _ in items]

@@ -13,7 +13,8 @@ import unicodedata
 import numpy as np
 
 from .core import unbox
-from .forward import push_tangents
+from .reverse import Node, Tape, accumulate, cotangent
+from .validate import seed_cotangent
 
 _SYMBOLS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "^",
             "matmul": "@"}
@@ -22,10 +23,10 @@ _NAMES = {"log": "ln", "negative": "-"}
 
 def labels(tape):
     """Entry index -> 'v-1', 'v0', 'v1', ... (inputs first, numbered up to 0)."""
-    n_in = sum(1 for e in tape.entries if e[0] is None)
+    n_in = sum(1 for e in tape.entries if e.prim is None)
     out, k_in, k_op = {}, 1 - n_in, 1
     for i, e in enumerate(tape.entries):
-        if e[0] is None:
+        if e.prim is None:
             out[i], k_in = f"v{k_in}", k_in + 1
         else:
             out[i], k_op = f"v{k_op}", k_op + 1
@@ -40,7 +41,8 @@ def fmt(x):
 
 
 def describe(tape, i, names):
-    prim, vals, kw, parents, _ = tape.entries[i]
+    e = tape.entries[i]
+    prim, vals, kw, parents = e.prim, e.args, e.kw, e.parents
     if prim is None:
         return tape.names.get(i, "input")
     args = [fmt(v) for v in vals]
@@ -57,19 +59,9 @@ def describe(tape, i, names):
 
 
 def replay_tangents(tape, seeds):
-    """Push tangents forward through the list; ``seeds`` maps input entries to tangents."""
-    tans = [None] * len(tape.entries)
-    for i, t in seeds.items():
-        tans[i] = t
-    for i, (prim, vals, kw, parents, ans) in enumerate(tape.entries):
-        if prim is None:
-            continue
-        ts = [None] * len(vals)
-        for argnum, j in parents:
-            ts[argnum] = tans[j]
-        if any(t is not None for t in ts):
-            tans[i] = push_tangents(prim, ts, ans, vals, kw)
-    return tans
+    """Push tangents forward through the list; ``seeds`` maps input entries to tangents
+    (``Tape.replay_tangents``, as ``dg.linearize`` uses it)."""
+    return tape.replay_tangents(seeds)
 
 
 def format_tape(tape, tangent_columns=None):
@@ -79,7 +71,7 @@ def format_tape(tape, tangent_columns=None):
     (``None`` for zero), e.g. from ``replay_tangents``.
     """
     names = labels(tape)
-    rows = [(names[i], describe(tape, i, names), fmt(e[4])) for i, e in enumerate(tape.entries)]
+    rows = [(names[i], describe(tape, i, names), fmt(e.ans)) for i, e in enumerate(tape.entries)]
     cols = tangent_columns or []
     w0 = max([len(r[0]) for r in rows] + [1])
     w1 = max([len(r[1]) for r in rows] + [9])
@@ -186,19 +178,19 @@ def to_ascii(text):
 
 
 def _operands(tape, i, names, digits):
-    prim, vals, kw, parents, _ = tape.entries[i]
+    e = tape.entries[i]
     args = []
-    for v in vals:
+    for v in e.args:
         s = number(v, digits)
         args.append(f"({s})" if s.startswith(MINUS) else s)
-    for argnum, j in parents:
+    for argnum, j in e.parents:
         args[argnum] = pretty_label(names[j])
     return args
 
 
 def describe_pretty(tape, i, names, digits=3):
     """Entry ``i`` as in the literature: 'ln v\u22121', 'v\u22121 \u00d7 v0', 'sin v0'."""
-    prim, vals, kw, parents, _ = tape.entries[i]
+    prim, kw = tape.entries[i].prim, tape.entries[i].kw
     if prim is None:
         return tape.names.get(i, "input")
     args = _operands(tape, i, names, digits)
@@ -215,11 +207,10 @@ def describe_pretty(tape, i, names, digits=3):
 
 
 def _inputs(tape):
-    return [i for i, e in enumerate(tape.entries) if e[0] is None]
+    return [i for i, e in enumerate(tape.entries) if e.prim is None]
 
 
 def _output_index(tape, output):
-    from .reverse import Node
     if isinstance(output, Node) and output._trace is tape:
         return output.index
     return None
@@ -251,7 +242,7 @@ def evaluation_trace(tape, output, directions=None, digits=3):
         for k in ins:
             title = ", ".join(f"{dotted(tape.names.get(j, pretty_label(names[j])))} = "
                               f"{1 if j == k else 0}" for j in ins)
-            directions.append((title, {k: np.ones_like(tape.entries[k][4])[()]}))
+            directions.append((title, {k: np.ones_like(tape.entries[k].ans)[()]}))
     columns = [(title, replay_tangents(tape, seeds)) for title, seeds in directions]
     out = _output_index(tape, output)
     rows = []
@@ -261,11 +252,11 @@ def evaluation_trace(tape, output, directions=None, digits=3):
         for _, tans in columns:
             t = tans[i] if i < len(tans) else None
             cells.append((dotted(lab), number(0.0 if t is None else t, digits)))
-        rows.append((lab, describe_pretty(tape, i, names, digits), number(e[4], digits), cells))
+        rows.append((lab, describe_pretty(tape, i, names, digits), number(e.ans, digits), cells))
     if out is not None:
         cells = [("\u1e8f", number(0.0 if tans[out] is None else tans[out], digits))
                  for _, tans in columns]
-        rows.append(("y", pretty_label(names[out]), number(tape.entries[out][4], digits),
+        rows.append(("y", pretty_label(names[out]), number(tape.entries[out].ans, digits),
                      cells))
     else:
         rows.append(("y", number(output, digits), number(output, digits),
@@ -352,8 +343,6 @@ def adjoint_trace(tape, output, digits=3):
     bar_v0 = bar_v0 + bar_v1 dv1/dv0 = bar_v0 + bar_v1 * cos v0 = 0.077
     bar_x = bar_v0 = 0.077
     """
-    from .primitives import shape_of, unbroadcast
-    from .transforms import seed_cotangent
     names = {i: pretty_label(v) for i, v in labels(tape).items()}
     out = _output_index(tape, output)
     lines = ["Reverse adjoint trace"]
@@ -363,29 +352,24 @@ def adjoint_trace(tape, output, digits=3):
     else:
         adj = tape.adjoints
         if adj is None or out >= len(adj) or adj[out] is None:
-            adj = tape.sweep([(out, seed_cotangent(tape.entries[out][4], None, "seed"))])
+            adj = tape.sweep([(out, seed_cotangent(tape.entries[out].ans, None, "seed"))])
         lines.append(f"{barred(names[out])} = {barred('y')} = {number(adj[out], digits)}")
-        running = {}
+        running = [None] * len(tape.entries)
         for i in range(out, -1, -1):
-            prim, vals, kw, parents, ans = tape.entries[i]
+            e = tape.entries[i]
             g = adj[i] if i < len(adj) else None
-            if prim is None or g is None:
+            if e.prim is None or g is None:
                 continue
             args = _operands(tape, i, {k: v for k, v in labels(tape).items()}, digits)
             gi = barred(names[i])
-            for argnum, j in parents:
-                rule = prim.vjp[argnum] if prim.vjp is not None else None
-                if rule is None:
-                    continue
-                c = rule(g, ans, *vals, **kw) if kw else rule(g, ans, *vals)
-                if prim.bcast and np.ndim(c) != np.ndim(vals[argnum]):
-                    c = unbroadcast(c, shape_of(vals[argnum]), 0)
+            for argnum, j in e.parents:
+                c = cotangent(e, argnum, g, 0, True)  # the sweep's own step
                 gj = barred(names[j])
-                acc = j in running
-                running[j] = running[j] + c if acc else c
+                acc = running[j] is not None
+                accumulate(running, j, c)
                 lhs = f"{gj} + " if acc else ""
                 line = f"{gj} = {lhs}{gi} {PARTIAL}{names[i]}/{PARTIAL}{names[j]}"
-                formula = _contribution(prim.name, argnum, args, gi, names[i])
+                formula = _contribution(e.prim.name, argnum, args, gi, names[i])
                 if formula is not None:
                     line += f" = {lhs}{formula}"
                 lines.append(f"{line} = {number(running[j], digits)}")
@@ -426,17 +410,20 @@ def to_dot(tape, output=None, digits=3, title=None):
         lines.append(f"  label={q(title)}; labelloc=t;")
     for i, e in enumerate(tape.entries):
         lab = pretty_label(names[i])
-        text = f"{lab} = {describe_pretty(tape, i, names, digits)}\n= {number(e[4], digits)}"
+        text = f"{lab} = {describe_pretty(tape, i, names, digits)}\n= {number(e.ans, digits)}"
         if i < len(adj) and adj[i] is not None:
             text += f"\n{barred(lab)} = {number(adj[i], digits)}"
         attrs = [f"label={q(text)}"]
-        if e[0] is None:
+        if e.prim is None:
             attrs.append("shape=ellipse")
         if i == out:
             attrs.append("peripheries=2")
         lines.append(f"  n{i} [{', '.join(attrs)}];")
     for i, e in enumerate(tape.entries):
-        for _, j in e[3]:
+        for _, j in e.parents:
             lines.append(f"  n{j} -> n{i};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+Tape.__str__ = format_tape  # print(tape): the evaluation trace as a table

@@ -17,73 +17,15 @@ import functools
 import numpy as np
 
 from .core import Box, unbox
-from .forward import Dual, JVPTrace, push_tangents
+from .forward import Dual, JVPTrace
 from .primitives import shape_of
 from .reverse import Node, Tape
 from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
+from .validate import FLOAT64, check_differentiable, check_tangent, dtype_of
 
 # ---------------------------------------------------------------------------
 # argument checks
 # ---------------------------------------------------------------------------
-
-
-_FLOAT64 = np.dtype(np.float64)
-
-
-def _dtype(x):
-    x = unbox(x)
-    if x.__class__ is float:
-        return _FLOAT64
-    return x.dtype if isinstance(x, (np.ndarray, np.generic)) else np.result_type(x)
-
-
-def check_differentiable(x, name):
-    if x.__class__ is float:
-        return
-    dt = _dtype(x)
-    if dt.kind not in "fc":
-        raise TypeError(f"{name} has dtype {dt}, but derivatives need floating-point (real "
-                        "or complex) inputs (pass 1.0 rather than 1, or x.astype(float)); "
-                        "integer and boolean arrays cannot be differentiated")
-
-
-def check_tangent(primal, tangent, name, batch_ok=False):
-    """Validate a tangent against its primal; Python numbers are cast to the primal's dtype."""
-    pdt = _dtype(primal)
-    if pdt.kind not in "fc":
-        raise TypeError(f"{name}: a tangent was given for an input of dtype {pdt}; only "
-                        "floating-point (real or complex) inputs have tangents")
-    ps, ts = np.shape(unbox(primal)), np.shape(unbox(tangent))
-    if ts != ps and not (batch_ok and len(ts) == len(ps) + 1 and ts[1:] == ps):
-        extra = " or (k,) + that shape for k directions" if batch_ok else ""
-        raise ValueError(f"{name} has shape {ts}, but its primal has shape {ps}; expected "
-                         f"the same shape{extra}")
-    raw = unbox(tangent)
-    if isinstance(raw, (int, float, complex)) and not isinstance(raw, bool):
-        if isinstance(raw, complex) and pdt.kind != "c":
-            raise TypeError(f"{name} is complex, but its primal has dtype {pdt}; a real "
-                            "input has a real tangent")
-        return np.asarray(raw, pdt)[()]
-    tdt = _dtype(tangent)
-    if tdt != pdt:
-        raise TypeError(f"{name} has dtype {tdt}, but its primal has dtype {pdt}; expected "
-                        "the same dtype")
-    return tangent
-
-
-def seed_cotangent(value, ct, name):
-    if ct is None:
-        if np.shape(unbox(value)) != ():
-            raise TypeError(f"the output has shape {np.shape(unbox(value))}; backward() without "
-                            f"{name} needs a scalar output (pass {name}, or use dg.vjp)")
-        if _dtype(value).kind == "c":
-            raise TypeError(f"the output is complex ({_dtype(value)}); backward() without "
-                            f"{name} needs a real output (pass {name}, e.g. 1.0 + 0j)")
-        return np.ones((), _dtype(value))[()]
-    if np.shape(unbox(ct)) != np.shape(unbox(value)):
-        raise ValueError(f"{name} has shape {np.shape(unbox(ct))}, but the output has shape "
-                         f"{np.shape(unbox(value))}")
-    return ct
 
 
 def _argnums(argnums, nargs, fname):
@@ -120,9 +62,7 @@ def _record(f, args, kwargs, nums, has_aux, fname):
             leaves, tdef = tree_flatten(args[i])
             nodes = []
             for leaf in leaves:
-                check_differentiable(leaf, f"{fname}: argument {i}")
-                nodes.append(Node(leaf, tape, len(tape.entries)))
-                tape.entries.append((None, (), None, (), leaf))
+                nodes.append(tape.add_input(leaf, f"{fname}: argument {i}"))
             args[i] = tree_unflatten(tdef, nodes)
             inputs.append((tdef, nodes))
         out = f(*args, **kwargs)
@@ -152,7 +92,7 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
             c = adj[node.index] if node.index < len(adj) else None
             if c is None:
                 batch = shape_of(unbox(cts[0]))[:nb] if nb else ()
-                c = np.zeros(batch + shape_of(unbox(node.value)), _dtype(node.value))
+                c = np.zeros(batch + shape_of(unbox(node.value)), dtype_of(node.value))
             if c.__class__ is np.ndarray and c.ndim == 0:
                 c = c[()]  # a number for a number, as for the primal
             leaves.append(c)
@@ -161,7 +101,7 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
 
 
 def _seed(dtype):
-    return 1.0 if dtype is _FLOAT64 else np.ones((), dtype)[()]
+    return 1.0 if dtype is FLOAT64 else np.ones((), dtype)[()]
 
 
 def _check_inputs(args, nums, holomorphic, fname, real_only=False):
@@ -171,7 +111,7 @@ def _check_inputs(args, nums, holomorphic, fname, real_only=False):
         return
     for i in nums:
         for leaf in tree_flatten(args[i])[0]:
-            dt = _dtype(leaf)
+            dt = dtype_of(leaf)
             if holomorphic and dt.kind != "c":
                 raise TypeError(f"{fname} with holomorphic=True requires inputs with complex "
                                 f"dtype, but argument {i} has dtype {dt}")
@@ -216,7 +156,7 @@ def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
             got = "a pytree" if out is None else f"shape {np.shape(unbox(value))}"
             raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
                             "dg.vjp for non-scalar outputs")
-        dtype = _dtype(value)
+        dtype = dtype_of(value)
         _check_output(dtype, holomorphic, "grad")
         g = _pull(tape, inputs, outs, [_seed(dtype)], 0, once=True)
         g = g[0] if _single(argnums) else tuple(g)
@@ -276,9 +216,9 @@ def vjp(f, *primals, has_aux=False):
             if np.shape(unbox(c)) != np.shape(unbox(v)):
                 raise ValueError(f"vjp_fn: cotangent {k} has shape {np.shape(unbox(c))}, but "
                                  f"the output has shape {np.shape(unbox(v))}")
-            if _dtype(c).kind == "c" and _dtype(v).kind != "c":
-                raise TypeError(f"vjp_fn: cotangent {k} is complex ({_dtype(c)}), but the "
-                                f"output is real ({_dtype(v)}); a real output has a real "
+            if dtype_of(c).kind == "c" and dtype_of(v).kind != "c":
+                raise TypeError(f"vjp_fn: cotangent {k} is complex ({dtype_of(c)}), but the "
+                                f"output is real ({dtype_of(v)}); a real output has a real "
                                 "cotangent")
         return tuple(_pull(tape, inputs, outs, cts, 0))
 
@@ -309,11 +249,11 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
         tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "jacrev")
         values = [_lower(o, tape) for o in outs]
         for v in values:
-            _check_output(_dtype(v), holomorphic, "jacrev")
+            _check_output(dtype_of(v), holomorphic, "jacrev")
         shapes = [np.shape(unbox(v)) for v in values]
         sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
         m = sum(sizes)
-        dtype = np.result_type(*[_dtype(v) for v in values], 1.0) if values else float
+        dtype = np.result_type(*[dtype_of(v) for v in values], 1.0) if values else float
         eye = np.eye(m, dtype=dtype)
         offs = np.cumsum([0] + sizes)
         cts = [eye[:, a:b].reshape((m,) + s) for a, b, s in zip(offs[:-1], offs[1:], shapes)]
@@ -334,7 +274,7 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
 def _tangent_out(x, trace, batch=()):
     if isinstance(x, Dual) and x._trace is trace:
         return x.tangent
-    z = np.zeros(batch + np.shape(unbox(x)), np.result_type(_dtype(x), 1.0))
+    z = np.zeros(batch + np.shape(unbox(x)), np.result_type(dtype_of(x), 1.0))
     return z[()] if z.ndim == 0 else z
 
 
@@ -413,7 +353,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
                     duals = []
                     for x in ls:
                         a, b, s = offs[k], offs[k + 1], shapes[k]
-                        t = np.zeros((c1 - c0, b - a), _dtype(x))
+                        t = np.zeros((c1 - c0, b - a), dtype_of(x))
                         lo, hi = max(a, c0), min(b, c1)
                         if lo < hi:
                             t[np.arange(lo - c0, hi - c0), np.arange(lo - a, hi - a)] = 1
@@ -430,7 +370,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
             values = [_lower(o, trace) for o in outs]
             if holomorphic:
                 for v in values:
-                    _check_output(_dtype(v), True, "jacfwd")
+                    _check_output(dtype_of(v), True, "jacfwd")
             chunks.append([_tangent_out(o, trace, (c1 - c0,)) for o in outs])
         per_out = []
         for j, v in enumerate(values):
@@ -490,22 +430,15 @@ def linearize(f, *primals):
     def f_jvp(*tangents):
         if len(tangents) != len(primals):
             raise ValueError(f"f_jvp: expected {len(primals)} tangents, got {len(tangents)}")
-        tans = [None] * len(tape.entries)
+        seeds = {}
         for k, ((tdef, nodes), t) in enumerate(zip(inputs, tangents)):
             tl, ttdef = tree_flatten(t)
             if ttdef != tdef:
                 raise TypeError(f"f_jvp: tangents[{k}] has a different tree structure from "
                                 f"primals[{k}]")
             for node, tx in zip(nodes, tl):
-                tans[node.index] = check_tangent(node.value, tx, f"f_jvp: tangents[{k}]")
-        for i, (prim, vals, kw, parents, ans) in enumerate(tape.entries):
-            if prim is None:
-                continue
-            ts = [None] * len(vals)
-            for argnum, j in parents:
-                ts[argnum] = tans[j]
-            if any(t is not None for t in ts):
-                tans[i] = push_tangents(prim, ts, ans, vals, kw)
+                seeds[node.index] = check_tangent(node.value, tx, f"f_jvp: tangents[{k}]")
+        tans = tape.replay_tangents(seeds)
         outs_t = [tans[o.index] if isinstance(o, Node) and o._trace is tape and
                   tans[o.index] is not None else _tangent_out(v, None)
                   for o, v in zip(outs, values)]

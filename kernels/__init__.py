@@ -1,7 +1,7 @@
 """numba kernels on raw arrays -- installed as ``dualgrad.kernels``.
 
 Nothing here knows about autodiff: arrays in, arrays out, and outputs are
-preallocated by the caller (``dualgrad.backend``, the only module that calls
+preallocated by the caller (``dualgrad.backend.numba_ops``, the only module that calls
 these).  Every kernel is ``@njit(cache=True)``, serial: measured on the
 project's workloads, ``parallel=True`` did not pay for itself with one thread.
 ``NUMBA_DISABLE_JIT=1`` runs them all as plain Python, for debugging.

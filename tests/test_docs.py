@@ -8,7 +8,12 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MODULES = sorted(p.stem for p in (ROOT / "dualgrad").glob("*.py") if not p.stem.startswith("_"))
+PACKAGE = ROOT / "dualgrad"
+MODULES = sorted(  # every public module, and the subpackages (backend) by their __init__
+    ".".join(p.relative_to(PACKAGE).parent.parts) if p.name == "__init__.py"
+    else ".".join(p.relative_to(PACKAGE).with_suffix("").parts)
+    for p in PACKAGE.rglob("*.py")
+    if (p.name == "__init__.py" and p.parent != PACKAGE) or not p.stem.startswith("_"))
 
 
 def test_readme_python_blocks_run():

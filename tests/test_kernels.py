@@ -776,7 +776,8 @@ def test_fused_rows_match_the_rules(name, monkeypatch):
         with dg.Tape() as tape:
             xw = tape.watch(x)
             y = prim(xw)
-        assert len(tape.local) == 1, "the fused kernel was not used when recording"
+        fused = [e for e in tape.entries if e.local is not None]  # f'(x) kept on the entry
+        assert len(fused) == 1, "the fused kernel was not used when recording"
         np.testing.assert_allclose(tape.gradient(y, xw, np.ones_like(x)), ref_d, rtol=1e-14)
         np.testing.assert_allclose(dg.grad(f)(x), ref_g, rtol=1e-13, atol=1e-15)
         np.testing.assert_allclose(dg.jacfwd(lambda x: prim(x))(x[0]), ref_j, rtol=1e-13,

@@ -138,6 +138,6 @@ def test_square_power_is_the_square_row():
         x = tape.watch(np.array([1.5, -2.0]))
         y, z, _ = x ** 2, x ** 3, x ** np.float64(2.0)
         total = np.sum(y) + np.sum(z)
-    assert [e[0].name for e in tape.entries[1:4]] == ["square", "power", "power"]
+    assert [e.prim.name for e in tape.entries[1:4]] == ["square", "power", "power"]
     np.testing.assert_array_equal(y.value, np.array([1.5, -2.0]) ** 2)
     np.testing.assert_allclose(tape.gradient(total, x), [3 + 6.75, -4 + 12.0])

@@ -28,6 +28,8 @@ def wheel_names(tmp_path_factory):
 
 def test_kernels_are_a_subpackage(wheel_names):
     for name in ("dualgrad/__init__.py", "dualgrad/__main__.py", "dualgrad/nn.py",
+                 "dualgrad/backend/__init__.py", "dualgrad/backend/reference.py",
+                 "dualgrad/backend/numba_ops.py", "dualgrad/backend/tuning.py",
                  "dualgrad/kernels/__init__.py", "dualgrad/kernels/conv.py",
                  "dualgrad/kernels/elementwise.py", "dualgrad/kernels/scatter.py",
                  "dualgrad/kernels/softmax.py"):

@@ -1,4 +1,4 @@
-"""The per-machine kernel choice (dualgrad.tuning): the decision on synthetic timings,
+"""The per-machine kernel choice (dualgrad.backend.tuning): the decision on synthetic timings,
 the cache file (written, re-read, keyed by machine, corrupt or unwritable), the
 DUALGRAD_TUNING switch, and the backend obeying the measured rules.  No timing
 assertions: every test that measures replaces the timer with fixed numbers."""
@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dualgrad import backend, tuning
+from dualgrad import backend
+from dualgrad.backend import tuning
 
 HAVE_NUMBA = backend._kernels() is not None
 needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba not importable")
@@ -138,7 +139,7 @@ def test_key_changes_with_cpu_features_and_versions(cache, monkeypatch):
 
 def test_key_follows_numpy_runtime_dispatch():
     """NPY_DISABLE_CPU_FEATURES switches numpy's SIMD loops, and so the key."""
-    code = "from dualgrad import tuning; print(tuning.key_digest(tuning.machine_key()))"
+    code = "from dualgrad.backend import tuning; print(tuning.key_digest(tuning.machine_key()))"
     feats = tuning.numpy_cpu_features()
     off = [f for f in ("AVX512_SPR", "AVX512_ICL", "X86_V4", "AVX512_SKX") if f in feats]
     if not off:
@@ -229,7 +230,8 @@ def test_import_survives_a_corrupt_cache(tmp_path):
     d = tmp_path / "dualgrad"
     d.mkdir()
     code = ("import numpy as np, os, glob\n"
-            "from dualgrad import backend, tuning\n"
+            "from dualgrad import backend\n"
+            "from dualgrad.backend import tuning\n"
             "p = tuning.cache_path(tuning.machine_key(backend._source_hash()))\n"
             "open(p, 'w').write('{corrupt')\n"
             "y, dy = backend.unary_with_grad('sin', np.ones(5000))\n"
@@ -268,8 +270,9 @@ def test_unary_follows_the_rule(monkeypatch, rule, numba):
     monkeypatch.setattr(backend, "FORCE_KERNELS", None)
     monkeypatch.setitem(backend.TUNED.rules, "unary.tanh.grad/d", rule)
     calls = []
-    real = backend._numba_unary
-    monkeypatch.setattr(backend, "_numba_unary", lambda *a: calls.append(1) or real(*a))
+    ops = backend._numba_ops()
+    real = ops.unary
+    monkeypatch.setattr(ops, "unary", lambda *a: calls.append(1) or real(*a))
     x = np.linspace(-2, 2, 1000)
     with backend.use_backend("numba"):
         y, d = backend.unary_with_grad("tanh", x)

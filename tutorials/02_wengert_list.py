@@ -49,7 +49,9 @@ def f(x1, x2):
 # ## Recording the tape
 #
 # Inside a `dg.Tape()` block, `tape.watch` marks the inputs. Every primitive applied to a
-# watched value appends one entry to `tape.entries`. Printing the tape shows it as the
+# watched value appends one entry to `tape.entries`: a record of the primitive
+# (`e.prim`), its arguments (`e.args`), which earlier entries they came from
+# (`e.parents`) and the result (`e.ans`). Printing the tape shows it as the
 # evaluation trace of Baydin et al. (2018), Table 3: inputs numbered $v_{-1}, v_0$, then
 # one line per operation. (Python evaluates `log(x1) + x1*x2` before `sin(x2)`, so the
 # sine is $v_4$ here rather than $v_3$ as in the paper; the trace records what really ran.)
@@ -125,8 +127,8 @@ assert tangents[y.index] == 5.5
 def draw_tape(tape, ax):
     names = labels(tape)
     depth = {}
-    for i, (prim, _, _, parents, _) in enumerate(tape.entries):
-        depth[i] = 0 if prim is None else 1 + max(depth[j] for _, j in parents)
+    for i, e in enumerate(tape.entries):
+        depth[i] = 0 if e.prim is None else 1 + max(depth[j] for _, j in e.parents)
     columns = {}
     for i, d in depth.items():
         columns.setdefault(d, []).append(i)
@@ -134,17 +136,17 @@ def draw_tape(tape, ax):
     for d, members in columns.items():
         for k, i in enumerate(members):
             pos[i] = (d, (len(members) - 1) / 2 - k)
-    for i, entry in enumerate(tape.entries):
-        for _, j in entry[3]:  # parents: (argument position, entry index)
+    for i, e in enumerate(tape.entries):
+        for _, j in e.parents:  # (argument position, entry index)
             ax.annotate("", xy=pos[i], xytext=pos[j],
                         arrowprops=dict(arrowstyle="-|>", color="0.4", lw=1.2,
                                         shrinkA=28, shrinkB=28))
-    for i, (prim, _, _, _, ans) in enumerate(tape.entries):
-        op = tape.names.get(i, "input") if prim is None else prim.name
-        text = f"{names[i]}: {op}\nv = {float(ans):.3f}"
+    for i, e in enumerate(tape.entries):
+        op = tape.names.get(i, "input") if e.prim is None else e.prim.name
+        text = f"{names[i]}: {op}\nv = {float(e.ans):.3f}"
         if tape.adjoints is not None and tape.adjoints[i] is not None:
             text += f"\nadj = {float(tape.adjoints[i]):.3f}"
-        color = "#cfe8ff" if prim is None else "#ffe9c7"
+        color = "#cfe8ff" if e.prim is None else "#ffe9c7"
         ax.text(*pos[i], text, ha="center", va="center", fontsize=9,
                 bbox=dict(boxstyle="round,pad=0.4", fc=color, ec="0.3"))
     ax.set_xlim(-0.6, max(depth.values()) + 0.6)

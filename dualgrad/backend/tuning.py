@@ -37,6 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
+
+import numpy as np
 
 SCHEMA = 1
 ENV = "DUALGRAD_TUNING"
@@ -172,7 +175,6 @@ def _numba_versions():
 
 def machine_key(extra=None):
     """What the measured rules depend on, as a JSON-able dict."""
-    import numpy as np
     nb, host, host_features = _numba_versions()
     key = {"schema": SCHEMA, "cpu": cpu_model(), "machine": platform.machine(),
            "numpy": np.__version__, "numpy_features": numpy_cpu_features(),
@@ -319,8 +321,7 @@ class Table:
                 tb.append(b)
             r = decide(sizes, tn, tb)
         except Exception as e:  # noqa: BLE001  (a probe that fails: numpy, and say why)
-            import warnings
-            warnings.warn(f"dualgrad.tuning: measuring {name} failed ({type(e).__name__}: "
+            warnings.warn(f"dualgrad.backend.tuning: measuring {name} failed ({type(e).__name__}: "
                           f"{e}); using numpy for it", RuntimeWarning, stacklevel=4)
             sizes, tn, tb, r = [], [], [], None
         dt = time.perf_counter() - t0
