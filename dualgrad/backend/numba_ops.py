@@ -14,7 +14,6 @@ Importing this module imports numba (and compiles nothing: kernels are
 ``@njit(cache=True)``, compiled or loaded from numba's cache on first call).
 """
 
-import math
 
 import numpy as np
 
@@ -121,11 +120,7 @@ def max_pool2d(x, geo, out_hw):
 
 
 def max_pool2d_grad(g, argmax, x_shape):
-    HW = x_shape[-2] * x_shape[-1]
-    P = math.prod(x_shape[:-2])
-    batch = g.shape[:g.ndim - argmax.ndim]
-    B = math.prod(batch)
-    Ho, Wo = argmax.shape[-2:]
+    batch, B, P, HW, Ho, Wo = reference.pool_grad_layout(g, argmax, x_shape)
     gx = np.zeros((B, P, HW), g.dtype)
     kernels.conv.max_pool2d_bwd(np.ascontiguousarray(g).reshape(B, P, Ho, Wo),
                                 np.ascontiguousarray(argmax, dtype=np.intp).reshape(P, Ho, Wo), gx)

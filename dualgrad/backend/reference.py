@@ -372,13 +372,18 @@ def max_pool2d(x, geo, out_hw):
     return out, arg.astype(np.intp, copy=False)
 
 
+def pool_grad_layout(g, argmax, x_shape):
+    """(batch, B, P, HW, Ho, Wo): g's leading batch axes and their count B, the P planes
+    of H*W = HW pixels of x, and the Ho x Wo windows (shared by every max_pool2d_grad)."""
+    batch = g.shape[:g.ndim - argmax.ndim]
+    Ho, Wo = argmax.shape[-2:]
+    return (batch, math.prod(batch), math.prod(x_shape[:-2]), x_shape[-2] * x_shape[-1],
+            Ho, Wo)
+
+
 def max_pool2d_grad(g, argmax, x_shape):
     """g (batch + argmax.shape) summed onto the argmax positions of x_shape planes."""
-    HW = x_shape[-2] * x_shape[-1]
-    P = math.prod(x_shape[:-2])
-    batch = g.shape[:g.ndim - argmax.ndim]
-    B = math.prod(batch)
-    Ho, Wo = argmax.shape[-2:]
+    batch, B, P, HW, Ho, Wo = pool_grad_layout(g, argmax, x_shape)
     flat = (np.arange(B * P) * HW).reshape(B, P, 1) + argmax.reshape(1, P, Ho * Wo)
     gx = np.zeros(B * P * HW, g.dtype)
     np.add.at(gx, flat.reshape(-1), g.reshape(-1))
