@@ -12,6 +12,7 @@ primitive.  The long tail of numpy (``mean``, ``var``, ``stack``, ``tile``,
 
 import builtins
 import operator
+import sys
 import warnings
 
 import numpy as np
@@ -775,10 +776,11 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
             return prim(*inputs)
         if ufunc in NONDIFF_UFUNCS:
             return ufunc(*_deep_unbox(inputs), **kwargs)
-        raise TypeError(f"dualgrad has no derivative rule for numpy.{ufunc.__name__}")
+        raise TypeError(f"dualgrad has no derivative rule for {_ufunc_name(ufunc)}{_HOW}")
     impl = _UFUNC_METHODS.get((method, ufunc))
     if impl is None:
-        raise TypeError(f"dualgrad has no derivative rule for numpy.{ufunc.__name__}.{method}")
+        raise TypeError(f"dualgrad has no derivative rule for {_ufunc_name(ufunc)}.{method}"
+                        f"{_HOW}")
     kwargs.setdefault("axis", 0)
     return impl(*inputs, **kwargs)
 
@@ -791,10 +793,25 @@ def _array_function(self, func, types, args, kwargs):
         return impl(*args, **kwargs)
     if func in NONDIFF_FUNCS:
         return func(*_deep_unbox(args), **_deep_unbox(kwargs))
-    name = getattr(func, "__module__", "numpy").replace("numpy.", "numpy.") + "." + \
-        func.__name__
-    raise TypeError(f"dualgrad has no derivative rule for {name}; it cannot differentiate "
-                    "through it (use dg.stop_gradient if no derivative is wanted)")
+    name = f"{getattr(func, '__module__', None) or 'numpy'}.{func.__name__}"
+    raise TypeError(f"dualgrad has no derivative rule for {name}{_HOW}")
+
+
+_HOW = ("; give the function that calls it a rule with dg.custom_jvp (one line: "
+        "f = dg.custom_jvp(f); f.defjvp(lambda p, t: (f(*p), dfdx(*p) * t[0]))), or use "
+        "dg.stop_gradient(x) if no derivative is wanted")
+
+
+def _ufunc_name(ufunc):
+    """A ufunc's real home: 'numpy.sin', 'scipy.special.erf' (ufuncs carry no module)."""
+    name = ufunc.__name__
+    if getattr(np, name, None) is ufunc:
+        return f"numpy.{name}"
+    for mod in ("scipy.special", "numpy.linalg", "numpy.fft"):
+        m = sys.modules.get(mod)
+        if m is not None and getattr(m, name, None) is ufunc:
+            return f"{mod}.{name}"
+    return f"the ufunc {name!r}"
 
 
 def _no_array(self, dtype=None, copy=None):
@@ -899,11 +916,24 @@ Box.__iter__ = lambda self: (self[i] for i in builtins.range(len(self)))
 Box.__bool__ = lambda self: bool(unbox(self.value))
 
 
-def _no_float(self):
-    raise TypeError("dualgrad: float()/int() of a traced value would drop its derivative; "
-                    "keep it an array, or use dg.stop_gradient(x) if no derivative is wanted")
+def _no_number(what, instead):
+    def refuse(self, *args):
+        raise TypeError(f"dualgrad: {what} of a traced value would drop its derivative; "
+                        f"{instead}, or use dg.stop_gradient(x) if no derivative is wanted")
+    refuse.__name__ = what
+    return refuse
 
 
-Box.__float__ = Box.__int__ = Box.__complex__ = _no_float
-Box.__index__ = _no_float
+Box.__float__ = _no_number(
+    "float()", "keep it an array (Python's math module calls float(): use np.sin, np.exp, "
+    "np.sqrt, ... instead of math.sin, math.exp, math.sqrt)")
+Box.__int__ = _no_number("int()", "integers have no derivative: keep it an array")
+Box.__complex__ = _no_number("complex()", "keep it an array (x + 0j is complex and traced)")
+Box.__index__ = _no_number("using it as an integer (an index, a size, range())",
+                           "compute indices and sizes from plain values")
+Box.__round__ = _no_number("round()", "np.round(x) rounds and keeps an array (derivative 0)")
+Box.item = _no_number("x.item()", "keep x as a 0-d array")
+Box.tolist = _no_number("x.tolist()", "keep x an array (np.stack/np.concatenate build arrays)")
+# formatting only reads the number: f"{loss:.4f}" inside a traced function prints its value
+Box.__format__ = lambda self, spec: format(unbox(self), spec)
 Box.__repr__ = lambda self: f"{type(self).__name__}({self.value!r})"

@@ -10,6 +10,8 @@ so each message is written once.
     TypeError: x has dtype int64, but derivatives need floating-point (real or complex) ...
 """
 
+import dataclasses
+
 import numpy as np
 
 from .core import unbox
@@ -28,6 +30,10 @@ def dtype_of(x):
 def check_differentiable(x, name):
     if x.__class__ is float:
         return
+    if dataclasses.is_dataclass(x):
+        raise TypeError(f"{name} is a dataclass ({type(x).__name__}) that is not a pytree: "
+                        "register it with dg.tree.register_dataclass(cls) (or as a "
+                        "decorator), or make it frozen (frozen dataclasses are pytrees)")
     dt = dtype_of(x)
     if dt.kind not in "fc":
         raise TypeError(f"{name} has dtype {dt}, but derivatives need floating-point (real "
