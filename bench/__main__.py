@@ -43,7 +43,8 @@ HEAVY = ("numpy", "numba", "torch", "jax", "dualgrad", "autograd", "scipy")
 DG_TOOLS = ("dualgrad[numpy]", "dualgrad[numba]")
 BASE_TOOLS = ("baseline[numpy]", "baseline[numba]")  # an earlier dualgrad (--baseline)
 PEER_TOOLS = ("torch", "torch.func", "jax", "jax.jit", "autograd") + BASE_TOOLS
-TOOLS = ("F",) + DG_TOOLS + PEER_TOOLS
+JIT_TOOLS = ("dualgrad.jit",)  # dg.jit of the same transform, recorded during warm-up
+TOOLS = ("F",) + DG_TOOLS + JIT_TOOLS + PEER_TOOLS
 DASH = "—"
 
 
@@ -55,7 +56,8 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", default="all",
                    help="comma list of workloads (baydin, chain, mlp_cs231n, mlp_large, "
-                        "elementwise, hessian, jacobian, gather, conv) or cases (hvp, jacfwd, "
+                        "elementwise, hessian, jacobian, gather, conv, logreg, mlp_small, "
+                        "rk4) or cases (hvp, jacfwd, "
                         "jacrev); default all")
     p.add_argument("--tools", default="all",
                    help="comma list from: dualgrad (both backends), baseline (both, with "
@@ -288,6 +290,18 @@ def build_runners(case, tools, dg, dg_error, backend, peers, quick, base=None):
     _dg_runners(case, runners, tools, DG_TOOLS, dg, dg_error, backend)
     if base is not None:
         _dg_runners(case, runners, tools, BASE_TOOLS, base[0], None, base[1])
+    if "dualgrad.jit" in tools:
+        from .workloads import jit_shim
+        r = runners["dualgrad.jit"] = Runner("dualgrad.jit")
+        if dg is None:
+            r.status, r.reason = "error", f"import dualgrad failed: {dg_error}"
+        elif not hasattr(dg, "jit"):
+            r.status, r.reason = "n/a", "this dualgrad has no dg.jit"
+        else:
+            try:
+                r.fn = case.dualgrad(jit_shim(dg))
+            except Exception as e:  # noqa: BLE001
+                r.fail("setup", e)
     for tool in PEER_TOOLS:
         if tool not in tools or tool in BASE_TOOLS:
             continue
@@ -322,7 +336,8 @@ def warm_up(runners, to_numpy):
 def check(case, runners, rtol):
     """Every tool's derivative against dualgrad's (numpy backend, else the first that ran)."""
     import numpy as np
-    order = [t for t in DG_TOOLS + PEER_TOOLS if t in runners and runners[t].status == "ok"]
+    order = [t for t in DG_TOOLS + JIT_TOOLS + PEER_TOOLS
+             if t in runners and runners[t].status == "ok"]
     if not order:
         return None
     ref_tool = order[0]
@@ -562,7 +577,7 @@ def markdown(meta, cases, rows, startup):
         head = ["case", "dualgrad backend"] + [f"÷ {t}" for t in peers_here]
         L += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for case, rr in zip(cases, rows):
-            for t in DG_TOOLS:
+            for t in DG_TOOLS + JIT_TOOLS:
                 d = rr.get(t)
                 if d is None or d.median is None:
                     continue
@@ -571,7 +586,8 @@ def markdown(meta, cases, rows, startup):
                     pr = rr.get(p)
                     cs.append(f"{d.median / pr.median:.3g}" if pr is not None and pr.median
                               else DASH)
-                L.append("| " + " | ".join([case.name, t[9:-1]] + cs) + " |")
+                L.append("| " + " | ".join([case.name, t[9:-1] if "[" in t else t] + cs)
+                         + " |")
     L += ["", "## Absolute times", "",
           "Median seconds per call [min – max of the samples], samples × calls per sample, "
           "and minor page faults per call (median over samples of "
@@ -610,6 +626,25 @@ def markdown(meta, cases, rows, startup):
             if not t.startswith("_") and rr[t].status == "error"]
     if errs:
         L += ["", "## Errors", ""] + [f"- † {c} / {t}: `{why}`" for c, t, why in errs]
+    dj = [(case, rr) for case, rr in zip(cases, rows)
+          if rr.get("dualgrad.jit") is not None and rr["dualgrad.jit"].first_call_s is not None]
+    if dj:
+        L += ["", "## dg.jit: first call and replay", "",
+              "First call of `dualgrad.jit` (records the function, optimises the graph, "
+              "generates the replay) against the first eager call of dualgrad[numpy] "
+              "(target: ≤ 2× eager + 50 ms), and the steady replay.", "",
+              "| case | eager first call | jit first call | 2× eager + 50 ms | met | "
+              "jit steady | eager steady ÷ jit steady |", "|---|---|---|---|---|---|---|"]
+        for case, rr in dj:
+            j, e = rr["dualgrad.jit"], rr.get("dualgrad[numpy]")
+            ef = e.first_call_s if e is not None else None
+            lim = 2 * ef + 0.05 if ef is not None else None
+            met = DASH if lim is None else ("✓" if j.first_call_s <= lim else "✗")
+            sp = f"{e.median / j.median:.3g}" if e is not None and e.median and j.median \
+                else DASH
+            L.append(f"| {case.name} | {fmt_time(ef) if ef else DASH} | "
+                     f"{fmt_time(j.first_call_s)} | {fmt_time(lim) if lim else DASH} | {met} | "
+                     f"{fmt_time(j.median) if j.median else DASH} | {sp} |")
     jits = [(case.name, rr["jax.jit"].first_call_s) for case, rr in zip(cases, rows)
             if "jax.jit" in rr and rr["jax.jit"].first_call_s is not None]
     if startup:

@@ -435,7 +435,36 @@ def autograd_conv(d):
 
 # ---------------------------------------------------------------------------
 
-_JAX = {"baydin": jax_baydin, "chain": jax_chain, "mlp_cs231n": jax_mlp_cs231n,
+def jax_logreg(d):
+    jax, jnp = _mods["jax"], _import("jax.numpy")
+    f = lambda w, b, X, y: jnp.mean(jnp.log1p(jnp.exp(-y * (X @ w + b))))  # noqa: E731
+    return jax.grad(f, argnums=(0, 1)), tuple(_j(d[k]) for k in ("w", "b", "X", "y"))
+
+
+def jax_mlp_small(d):
+    jax, jnp = _mods["jax"], _import("jax.numpy")
+
+    def f(W1, b1, W2, b2, W3, b3, x, y):
+        h = jnp.tanh(jnp.tanh(x @ W1 + b1) @ W2 + b2)
+        return jnp.mean((h @ W3 + b3 - y) ** 2)
+
+    g = jax.value_and_grad(f, argnums=(0, 1, 2, 3, 4, 5))
+    keys = ("W1", "b1", "W2", "b2", "W3", "b3", "x", "y")
+
+    def flat(*a):
+        v, gs = g(*a)
+        return (v,) + tuple(gs)
+    return flat, tuple(_j(d[k]) for k in keys)
+
+
+def jax_rk4(d):
+    from .workloads import rk4_loss
+    jax, jnp = _mods["jax"], _import("jax.numpy")
+    return jax.grad(lambda p: rk4_loss(p, jnp)), (_j(d["p"]),)
+
+
+_JAX = {"logreg": jax_logreg, "mlp_small": jax_mlp_small, "rk4": jax_rk4,
+        "baydin": jax_baydin, "chain": jax_chain, "mlp_cs231n": jax_mlp_cs231n,
         "mlp_large": jax_mlp_large, "elementwise": jax_elementwise, "hessian": jax_hessian,
         "hvp": jax_hvp, "jacfwd": _jax_jac("jacfwd"), "jacrev": _jax_jac("jacrev"),
         "gather": jax_gather, "conv": jax_conv}

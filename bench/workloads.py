@@ -1,4 +1,4 @@
-"""The nine workloads of DESIGN.md §8: inputs, the numpy forward F, and dualgrad's derivative.
+"""The workloads of DESIGN.md §8: inputs, the numpy forward F, and dualgrad's derivative.
 
 A *workload* (``baydin``, ``hessian``, ...) expands into one or more *cases*, one per
 derivative timed: ``hessian`` is the full Hessian at n=200 (case ``hessian``) and a
@@ -244,10 +244,124 @@ def conv():
                  lambda: F(d["x"], d["w"]), dualgrad, ("x", "w"), target=("ratio", 1.5))]
 
 
+def logreg_loss(w, b, X, y):
+    """Mean logistic loss: mean(log1p(exp(-y * (X @ w + b))))."""
+    return np.mean(np.log1p(np.exp(-y * (X @ w + b))))
+
+
+def logreg():
+    r = _rng()
+    N, D = 2000, 20
+    d = {"X": r.standard_normal((N, D)), "y": np.where(r.random(N) < 0.5, -1.0, 1.0),
+         "w": r.standard_normal(D) * 0.1, "b": 0.1}
+
+    def dualgrad(dg):
+        g = dg.grad(logreg_loss, argnums=(0, 1))
+        return lambda: g(d["w"], d["b"], d["X"], d["y"])
+
+    return [Case("logreg", "logreg", "N=2000, D=20; mean(log1p(exp(-y*(X@w+b))))",
+                 "grad w.r.t. w, b", "ratio", d,
+                 lambda: logreg_loss(d["w"], d["b"], d["X"], d["y"]), dualgrad, ("w", "b"))]
+
+
+def mlp_small_loss(W1, b1, W2, b2, W3, b3, x, y):
+    h = np.tanh(x @ W1 + b1)
+    h = np.tanh(h @ W2 + b2)
+    return np.mean((h @ W3 + b3 - y) ** 2)
+
+
+def mlp_small():
+    r = _rng()
+    d = {"W1": r.standard_normal((3, 32)) / np.sqrt(3), "b1": np.zeros(32),
+         "W2": r.standard_normal((32, 32)) / np.sqrt(32), "b2": np.zeros(32),
+         "W3": r.standard_normal((32, 1)) / np.sqrt(32), "b3": np.zeros(1),
+         "x": r.standard_normal((32, 3)), "y": r.standard_normal((32, 1))}
+    keys = ("W1", "b1", "W2", "b2", "W3", "b3", "x", "y")
+
+    def dualgrad(dg):
+        g = dg.value_and_grad(mlp_small_loss, argnums=(0, 1, 2, 3, 4, 5))
+
+        def run():
+            v, gs = g(*(d[k] for k in keys))
+            return (v,) + tuple(gs)
+        return run
+
+    return [Case("mlp_small", "mlp_small", "3-32-32-1 tanh MLP, batch 32; mean squared loss",
+                 "value_and_grad w.r.t. all weights", "ratio", d,
+                 lambda: mlp_small_loss(*(d[k] for k in keys)), dualgrad,
+                 ("loss", "W1", "b1", "W2", "b2", "W3", "b3"))]
+
+
+RK4_STEPS, RK4_DT = 100, 0.01
+
+
+def rk4_loss(p, np=np):
+    """Lotka-Volterra from (1, 1), 100 RK4 steps of dt=0.01; loss = sum of the final state."""
+    a, b, c, e = p[0], p[1], p[2], p[3]
+    x, y = 1.0, 1.0
+
+    def f(x, y):
+        return a * x - b * x * y, e * x * y - c * y
+
+    h = RK4_DT
+    for _ in range(RK4_STEPS):
+        k1x, k1y = f(x, y)
+        k2x, k2y = f(x + 0.5 * h * k1x, y + 0.5 * h * k1y)
+        k3x, k3y = f(x + 0.5 * h * k2x, y + 0.5 * h * k2y)
+        k4x, k4y = f(x + h * k3x, y + h * k3y)
+        x = x + h / 6.0 * (k1x + 2.0 * k2x + 2.0 * k3x + k4x)
+        y = y + h / 6.0 * (k1y + 2.0 * k2y + 2.0 * k3y + k4y)
+    return x + y
+
+
+def rk4():
+    d = {"p": np.array([1.5, 1.0, 3.0, 1.0])}
+
+    def dualgrad(dg):
+        g = dg.grad(rk4_loss)
+        return lambda: g(d["p"])
+
+    return [Case("rk4", "rk4", "Lotka-Volterra, 100 RK4 steps (dt=0.01) from (1, 1); "
+                 "sum of the final state", "grad w.r.t. the 4 parameters", "us_per_call", d,
+                 lambda: rk4_loss(d["p"]), dualgrad, ("p",))]
+
+
+class JitShim:
+    """dualgrad with every transform compiled: ``dg.jit(dg.grad(f))`` where a workload
+    says ``dg.grad(f)`` (the tool ``dualgrad.jit``); the same code builds both columns."""
+
+    def __init__(self, dg):
+        self._dg = dg
+        self._hvp = {}
+
+    def __getattr__(self, name):
+        return getattr(self._dg, name)
+
+    def _wrap(name):  # noqa: N805
+        def transform(self, *args, **kwargs):
+            return self._dg.jit(getattr(self._dg, name)(*args, **kwargs))
+        transform.__name__ = name
+        return transform
+
+    grad, value_and_grad = _wrap("grad"), _wrap("value_and_grad")
+    jacfwd, jacrev, hessian = _wrap("jacfwd"), _wrap("jacrev"), _wrap("hessian")
+
+    def hvp(self, f, primals, tangents):
+        j = self._hvp.get(f)
+        if j is None:
+            dg = self._dg
+            j = self._hvp[f] = dg.jit(lambda p, t: dg.hvp(f, p, t))
+        return j(tuple(primals), tuple(tangents))
+
+
+def jit_shim(dg):
+    return JitShim(dg)
+
+
 WORKLOADS = {
     "baydin": baydin, "chain": chain, "mlp_cs231n": mlp_cs231n, "mlp_large": mlp_large,
     "elementwise": elementwise, "hessian": hessian, "jacobian": jacobian, "gather": gather,
-    "conv": conv,
+    "conv": conv, "logreg": logreg, "mlp_small": mlp_small, "rk4": rk4,
 }
 # A case name may be given where a workload name is expected (--workloads hvp).
 CASE_TO_WORKLOAD = {"hvp": "hessian", "jacfwd": "jacobian", "jacrev": "jacobian"}

@@ -10,12 +10,15 @@ Forward mode is dual numbers (``forward.py``), reverse mode a Wengert list
 the transforms (``transforms.py``) nest in any order.
 """
 
+from . import linalg as linalg  # dg.linalg: eigh/svd/qr/eig/pinv rows, expm, ...
 from . import nn  # the functional layer; its rows join the primitive table
 from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
+from . import numpy_tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
 from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .forward import Dual
+from .jit import jit
 from .reverse import Tape
 from .symbolic import symcheck
 from .transforms import (
@@ -31,11 +34,18 @@ from .transforms import (
 )
 from .tree import tree_flatten, tree_map, tree_unflatten
 
+try:  # scipy is optional: with it, scipy.special's ufuncs join the primitive table
+    import scipy.special as _scipy_special  # noqa: F401
+except ImportError:
+    pass
+else:
+    from . import scipy_special  # noqa: F401  # optional: only when scipy imports
+
 __version__ = "0.1.0"
 
 __all__ = [
     "Dual", "Tape", "check_grads", "check_jvp", "check_vjp", "custom_jvp", "custom_vjp",
-    "grad", "hessian", "hvp", "jacfwd", "jacrev", "jvp", "linearize", "numerical_jacobian",
+    "grad", "hessian", "hvp", "jacfwd", "jit", "jacrev", "jvp", "linearize", "numerical_jacobian",
     "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
     "nn", "symcheck",
 ]

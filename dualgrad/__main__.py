@@ -3,6 +3,7 @@
     python -m dualgrad                                   # Baydin et al.'s example
     python -m dualgrad "log(x1) + x1*x2 - sin(x2)" --at x1=2 x2=5
     python -m dualgrad "x*exp(-y**2)" --at x=1 y=0.5 --dot graph.dot
+    python -m dualgrad --optimise                        # + dg.jit's graph, raw and optimised
 
 prints the Wengert list as the evaluation-trace tables of the literature (the primal
 trace with one tangent column per input direction, then the adjoint trace), and the
@@ -16,8 +17,10 @@ import math
 import sys
 
 from . import symbolic
+from .jit import jit
 from .reverse import Tape
 from .tracetable import adjoint_trace, evaluation_trace, to_ascii, to_dot
+from .transforms import grad
 
 DEFAULT_EXPR = "log(x1) + x1*x2 - sin(x2)"
 DEFAULT_AT = ("x1=2", "x2=5")
@@ -60,7 +63,26 @@ def parse_point(items, variables):
     return {v: given[v] for v in variables}
 
 
-def report(text, at_items, digits=3, dot=None):
+def beside(left, right, gap=4):
+    """Two blocks of text side by side."""
+    a, b = left.splitlines(), right.splitlines()
+    width = max((len(x) for x in a), default=0)
+    n = max(len(a), len(b))
+    a, b = a + [""] * (n - len(a)), b + [""] * (n - len(b))
+    return "\n".join((x.ljust(width + gap) + y).rstrip() for x, y in zip(a, b))
+
+
+def optimised(expr, point):
+    """The gradient's graph (forward pass and reverse sweep, as dg.jit records it) before
+    and after the optimiser's passes, side by side, with what each pass removed."""
+    g = grad(lambda *xs: expr(*xs, check=False), argnums=tuple(range(len(point))))
+    lo = jit(g).lower(*point.values())
+    left = f"raw graph of the gradient ({len(lo.before)} ops)\n{lo.before}"
+    right = f"optimised ({len(lo.after)} ops)\n{lo.after}"
+    return beside(left, right) + "\n\n" + lo.summary_text()
+
+
+def report(text, at_items, digits=3, dot=None, optimise=False):
     """The full report for ``text`` at ``at_items`` as a string; the second value says
     whether forward mode, reverse mode and sympy agree."""
     try:
@@ -82,6 +104,8 @@ def report(text, at_items, digits=3, dot=None):
              "at " + ", ".join(f"{k} = {v:g}" for k, v in point.items()), "",
              evaluation_trace(tape, y, digits=digits), "",
              adjoint_trace(tape, y, digits=digits), "", str(check)]
+    if optimise:
+        parts += ["", optimised(expr, point)]
     if dot is not None:
         try:
             with open(dot, "w", encoding="utf-8") as fh:
@@ -105,6 +129,9 @@ def main(argv=None):
                     help="the point: one NAME=VALUE per variable")
     ap.add_argument("--dot", metavar="FILE", help="also write the graph in Graphviz DOT")
     ap.add_argument("--digits", type=int, default=3, help="decimals in the tables")
+    ap.add_argument("--optimise", "--optimize", action="store_true",
+                    help="also print the gradient's graph as dg.jit records it, beside the "
+                         "graph its optimiser leaves (CSE, folding, exact simplification)")
     ap.add_argument("--ascii", action="store_true",
                     help="plain ASCII (x-dot as dx, v-bar as bar_v)")
     args = ap.parse_args(argv)
@@ -113,7 +140,7 @@ def main(argv=None):
     try:
         if not 0 <= args.digits <= 17:
             raise UsageError(f"--digits must be between 0 and 17, got {args.digits}")
-        out, ok = report(text, at, digits=args.digits, dot=args.dot)
+        out, ok = report(text, at, digits=args.digits, dot=args.dot, optimise=args.optimise)
     except UsageError as err:
         print(f"dualgrad: error: {err}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ class Trace:
     """One derivative in progress.  Subclasses implement ``process``."""
 
     __slots__ = ("level", "active", "__weakref__")
+    read = None  # a graph trace (jit.py) hands unbox() a value that notes reads of it
 
     def __init__(self, level=None):
         self.level = next(_next_level) if level is None else level
@@ -124,14 +125,24 @@ class Primitive:
         return f"<primitive {self.name}>"
 
 
+_OBJECT = np.dtype(object)
+OBJECTS = [None]  # the trace that packs object arrays of traced values (numpy_api.py)
+
+
 def top_trace(args):
-    """The trace of the innermost (highest-level) box among ``args``; None if none is."""
+    """The trace of the innermost (highest-level) box among ``args``; None if none is.
+
+    A numpy object array among them (``np.array([x, y])`` of traced values: see
+    numpy_api.py) selects ``OBJECTS[0]``, the trace above all others, which packs it into
+    one traced array first."""
     top = None
     for a in args:
         if isinstance(a, Box):
             t = a._trace
             if top is None or t.level > top.level:
                 top = t
+        elif a.__class__ is np.ndarray and a.dtype is _OBJECT:
+            return OBJECTS[0]
     return top
 
 
@@ -148,6 +159,11 @@ class IndexedRules:
         return self.make(i)
 
 
+def unlift(x):
+    """An entry of a numpy object array of traced values as the traced value it stands for."""
+    return x.value if isinstance(x, Box) and x._trace is OBJECTS[0] else x
+
+
 def check_live(box, what):
     """Entry points from user code call this first, so a leaked box is caught early."""
     if not box._trace.active:
@@ -155,8 +171,12 @@ def check_live(box, what):
 
 
 def unbox(x):
-    """Strip every level of boxing: the raw value underneath."""
+    """Strip every level of boxing: the raw value underneath.  Under a graph being
+    recorded (``dg.jit``) that is a ``jit.Concrete``: reading its numbers adds a guard."""
     while isinstance(x, Box):
+        read = x._trace.read
+        if read is not None:
+            return read(x)
         x = x.value
     return x
 

@@ -34,7 +34,15 @@ def stop_gradient(x):
     >>> float(dg.grad(lambda x: x * dg.stop_gradient(x))(3.0))
     3.0
     """
-    return tree_map(unbox, x)
+    return tree_map(_strip, x)
+
+
+def _strip(x):
+    """x without its derivative levels; a graph being recorded (``dg.jit``) keeps its own
+    value, which is the value, not a derivative."""
+    while isinstance(x, Box) and x._trace.read is None:
+        x = x.value
+    return x
 
 
 def _batched_rule(rule, tangents, primals):
@@ -119,6 +127,9 @@ class custom_vjp:
         top = top_trace(args)
         if top is None:
             return self.fun(*args)
+        opaque = getattr(top, "call_opaque", None)
+        if opaque is not None:  # a graph being recorded (dg.jit): one node that calls self
+            return opaque(self, args)
         if isinstance(top, JVPTrace):
             raise TypeError(f"forward mode (jvp/jacfwd/Dual) through the custom_vjp function "
                             f"{self.__name__!r} is not possible; use custom_jvp instead")

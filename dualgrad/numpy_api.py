@@ -8,6 +8,12 @@ arguments (axes become negative numbers, shapes are resolved) and applies a
 primitive.  The long tail of numpy (``mean``, ``var``, ``stack``, ``tile``,
 ``tensordot``...) is built from the small set of primitives in
 ``primitives.py``.  A numpy function with no rule raises ``TypeError``.
+
+``np.array`` / ``np.asarray`` are not dispatched, so a traced value's ``__array__`` gives
+a numpy object array of its entries, packed into one traced array by the first primitive
+that meets it; ``y[i] = v`` and ``x += y`` on a traced array record ``index_set`` and
+rebind the box (see the two sections "arrays built from traced values" and "in-place
+updates" below, for how, what it costs, and the aliasing rule).
 """
 
 import builtins
@@ -18,7 +24,7 @@ import warnings
 import numpy as np
 
 from . import primitives as P
-from .core import Box, check_live, unbox
+from .core import OBJECTS, Box, Trace, check_live, unbox
 
 HANDLED = {}  # numpy function -> dualgrad implementation
 
@@ -428,12 +434,43 @@ def _explicit(subscripts):
     return s + "->" + ("..." if "..." in s else "") + single
 
 
+def _from_sublists(args):
+    """einsum's sublist form, einsum(a, [0, 1], b, [1, 2], [0, 2]), in the string form."""
+    def spell(sub):
+        return "".join("..." if k is Ellipsis else (_LETTERS + _LETTERS.upper())[k]
+                       for k in sub)
+    ops, subs, out = args[0::2], args[1::2], ""
+    if len(args) % 2:  # an odd count ends with the output's sublist
+        ops, out = ops[:-1], "->" + spell(args[-1])
+    return ",".join(spell(s) for s in subs) + out, ops
+
+
+def _diagonals(subscripts, operands):
+    """An operand whose subscripts repeat a letter ('ii', 'iij->j') replaced by its
+    diagonal (a gather), so the einsum primitive sees each letter once per operand."""
+    ins, out = subscripts.split("->")
+    ins, ops = ins.split(","), list(operands)
+    for k, s in enumerate(ins):
+        letters = s.replace("...", "")
+        while (c := next((c for c in letters if letters.count(c) > 1), None)) is not None:
+            i = s.index(c)
+            j = s.index(c, i + 1)
+            e = s.find("...")
+            axes = [p - len(s) if 0 <= e < p else p for p in (i, j)]  # after '...': from the end
+            ops[k] = diagonal(ops[k], 0, *axes)  # numpy puts the diagonal axis last
+            s = s[:i] + s[i + 1:j] + s[j + 1:] + c
+            letters = s.replace("...", "")
+        ins[k] = s
+    return ",".join(ins) + "->" + out, ops
+
+
 @implements(np.einsum)
 def einsum(subscripts, *operands, out=None, optimize=False, **kw):
     if not isinstance(subscripts, str):
-        raise TypeError("dualgrad: einsum needs its subscripts as a string")
+        subscripts, operands = _from_sublists((subscripts,) + operands)
     _no(dict(out=out, **kw), "einsum", out=None, dtype=None, order="K", casting="safe")
-    return P.einsum(*operands, subscripts=_explicit(subscripts))
+    subscripts, operands = _diagonals(_explicit(subscripts), operands)
+    return P.einsum(*operands, subscripts=subscripts)
 
 
 @implements(np.tensordot)
@@ -549,8 +586,15 @@ def norm(x, ord=None, axis=None, keepdims=False):
         s = sum(ax, inner_ax, keepdims=True)
         r = (max if ord > 0 else min)(s, outer_ax, keepdims=True)
         return r if keepdims else squeeze(r, axis=axes)
-    raise TypeError(f"dualgrad: no derivative rule for numpy.linalg.norm(ord={ord!r}) of a "
-                    "matrix (needs singular values)")
+    if ord in (2, -2, "nuc"):  # singular values: the svd row (linalg.py packs U, s, V)
+        a0, a1 = (a % nd for a in axes)
+        rest = [i for i in builtins.range(nd) if i not in (a0, a1)]
+        xm = P.transpose(x, axes=tuple(rest + [a0, a1]))
+        s = getitem(P.TABLE["svd"](xm), (Ellipsis, _shape(x)[a0], slice(None)))
+        r = sum(s, -1) if ord == "nuc" else (max if ord == 2 else min)(s, -1)
+        return reshape(r, tuple(1 if i in (a0, a1) else n for i, n in
+                                enumerate(_shape(x)))) if keepdims else r
+    raise ValueError(f"Invalid norm order {ord!r} for matrices.")
 
 
 @implements(np.where)
@@ -707,6 +751,23 @@ def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **kw
     return broadcast_to(astype(fill_value, dt), shp)
 
 
+def _filled_like(fill):
+    def like(a, dtype=None, order="K", subok=True, shape=None, **kw):
+        dt = np.dtype(np.result_type(unbox(a)) if dtype is None else dtype)
+        fn = {0.0: np.zeros_like, 1.0: np.ones_like}.get(fill, np.empty_like)
+        if dt.kind not in "fc" or shape is not None:
+            return fn(unbox(a), dtype=dt, order=order, shape=shape)
+        # traced (derivative 0), so that y = np.zeros_like(x); y[i] = v differentiates
+        r = P.index_set(a, 0.0 if fill is None else fill, idx=(Ellipsis,))
+        return r if P.float_dtype(r) == dt else astype(r, dt)
+    return like
+
+
+zeros_like = implements(np.zeros_like)(_filled_like(0.0))
+ones_like = implements(np.ones_like)(_filled_like(1.0))
+empty_like = implements(np.empty_like)(_filled_like(None))
+
+
 @implements(np.copyto)
 def copyto(dst, src, casting="same_kind", where=True):
     raise TypeError(
@@ -764,7 +825,9 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
         check_live(self, ufunc.__name__)
     if kwargs.get("out") is not None:
         raise TypeError(f"dualgrad: numpy.{ufunc.__name__}(out=...) would write a traced value "
-                        "in place; compute a new array instead")
+                        "in place into a plain array (acc += x for a numpy acc and a traced x "
+                        "does this); write acc = acc + x, or make acc traced first (acc = "
+                        "np.zeros_like(x))")
     if method == "__call__":
         prim = P.UFUNCS.get(ufunc)
         if prim is None and ufunc in HANDLED:  # a ufunc built from primitives (nextafter)
@@ -777,7 +840,12 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
         if ufunc in NONDIFF_UFUNCS:
             return ufunc(*_deep_unbox(inputs), **kwargs)
         raise TypeError(f"dualgrad has no derivative rule for {_ufunc_name(ufunc)}{_HOW}")
+    if method == "at" and ufunc is np.add and isinstance(inputs[0], Box):
+        return _add_at(*inputs)
     impl = _UFUNC_METHODS.get((method, ufunc))
+    if method == "outer" and ufunc in P.UFUNCS:  # f.outer(a, b): a's axes before b's
+        a, b = inputs
+        return P.UFUNCS[ufunc](reshape(a, _shape(a) + (1,) * _ndim(b)), b)
     if impl is None:
         raise TypeError(f"dualgrad has no derivative rule for {_ufunc_name(ufunc)}.{method}"
                         f"{_HOW}")
@@ -814,17 +882,272 @@ def _ufunc_name(ufunc):
     return f"the ufunc {name!r}"
 
 
-def _no_array(self, dtype=None, copy=None):
+# ---------------------------------------------------------------------------
+# arrays built from traced values: np.array([...]) / np.asarray(...) of traced values
+#
+# numpy's np.array is not dispatched by __array_function__, but it asks every element for
+# __array__; a traced value answers with an object array of ``Elem``s, one per entry, so
+# np.array([a*x - b*x*y, c*x*y - d*y]) is a numpy object array of shape (2,).  Numpy's object
+# loops then compute with the elements (every operator and method of a Box works on them,
+# entry by entry), and the first primitive that meets an object array holding traced
+# values (a traced argument beside it, np.sum via the Box it returns, the output of a
+# transform) packs it back into one traced array with one concatenate and one gather
+# (``pack``).  Its cost: one Python object per entry at np.array time and an elementwise
+# loop for arithmetic done on the object array itself; nothing at all for plain arrays.
+# ---------------------------------------------------------------------------
+
+def _snapshot(b):
+    """A new box with ``b``'s current value and trace (later in-place writes to ``b`` do
+    not reach it: np.array copies)."""
+    c = object.__new__(b.__class__)
+    for cls in b.__class__.__mro__:
+        for s in getattr(cls, "__slots__", ()):
+            if s not in ("__weakref__", "_grad") and hasattr(b, s):
+                object.__setattr__(c, s, getattr(b, s))
+    hold = getattr(c._trace, "hold", None)  # a hand-made Dual keeps its trace recording
+    if hold is not None:
+        hold()
+    return c
+
+
+class Elem(Box):
+    """One entry of a numpy object array made from traced values (``np.array([x, y])``).
+
+    ``origin`` is (source, flat index) into a snapshot of the traced array it came from;
+    its ``value`` (that entry, traced) is computed the first time it is used, so packing the
+    array back needs no per-entry work.  Every operation whose traced arguments are all
+    elements gives an element again, whose dtype is ``object`` like its array's, so numpy's
+    own code for object arrays (np.mean, np.var of a list...) runs unchanged."""
+
+    __slots__ = ("_v", "origin")
+
+    def __init__(self, value=None, origin=None):
+        self._v, self.origin, self._trace = value, origin, _OBJECTS
+
+    @property
+    def value(self):
+        if self._v is None:
+            src, i = self.origin
+            self._v = src if _ndim(src) == 0 else P.getitem(
+                src, idx=tuple(int(k) for k in np.unravel_index(i, _shape(src))))
+        return self._v
+
+    @value.setter
+    def value(self, v):
+        self._v, self.origin = v, None
+
+    shape, ndim, size = (), 0, 1
+    dtype = np.dtype(object)
+
+    def __array__(self, dtype=None, copy=None):
+        if dtype is not None and np.dtype(dtype) != object:
+            _no_float_array(self)
+        a = np.empty((), object)
+        a[()] = self
+        return a
+
+
+def _has_boxes(a):
+    return any(isinstance(e, Box) for e in a.flat)
+
+
+def pack(a):
+    """An object array holding traced values as one traced array: ``a`` itself if it
+    holds none."""
+    srcs, ids, pos, consts = [], {}, [], []
+    for e in a.flat:
+        if e.__class__ is Elem and e._v is None:
+            src, i = e.origin
+        elif isinstance(e, Box):
+            src, i = (e.value if e.__class__ is Elem else e), 0
+            if _ndim(src) != 0:
+                raise TypeError("dualgrad: an object array holds a traced array of shape "
+                                f"{_shape(src)} as one entry; use np.stack to build it")
+        else:
+            consts.append(e)
+            pos.append(-len(consts))
+            continue
+        k = ids.get(id(src))
+        if k is None:
+            k = ids[id(src)] = len(srcs)
+            srcs.append(src)
+        pos.append((k, i))
+    if not srcs:
+        return a
+    offsets = np.cumsum([0] + [_size(s) for s in srcs])
+    total = int(offsets[-1])
+    where = np.array([total - 1 - p if p.__class__ is int else offsets[p[0]] + p[1]
+                      for p in pos], dtype=np.intp).reshape(a.shape)
+    parts = [reshape(s, (-1,)) for s in srcs]
+    if consts:
+        parts.append(np.array(consts))
+    flat = parts[0] if len(parts) == 1 else P.concatenate(*parts, axis=-1)
+    if where.size == total + len(consts) and np.array_equal(where.ravel(), np.arange(where.size)):
+        return reshape(flat, a.shape)  # entries in order: no gather
+    return P.getitem(flat, idx=(where,))
+
+
+def lift_out(x):
+    """A transform's output as a traced value: an element unwrapped, an object array of
+    traced values packed; anything else as it is."""
+    if x.__class__ is Elem:
+        return x.value
+    if x.__class__ is np.ndarray and x.dtype == object and _has_boxes(x):
+        return pack(x)
+    return x
+
+
+class _ObjectTrace(Trace):
+    """The trace above all others: it packs object arrays and unwraps elements among a
+    primitive's arguments, applies the primitive, and wraps the result as an element when
+    every traced argument was one.  It never counts as recording (``tracing()``)."""
+
+    __slots__ = ()
+
+    def __init__(self):
+        self.level, self.active = np.inf, True
+
+    def process(self, prim, args, kw):
+        new, lifted, changed = [], True, False
+        for a in args:
+            if a.__class__ is Elem:
+                a, changed = a.value, True
+            elif a.__class__ is np.ndarray and a.dtype == object:
+                p = pack(a)
+                if p is not a:
+                    a, changed, lifted = p, True, False
+            elif isinstance(a, Box):
+                lifted = False
+            new.append(a)
+        if not changed:  # object arrays of plain Python objects: numpy's own business
+            top = None
+            for a in new:
+                if isinstance(a, Box) and (top is None or a._trace.level > top.level):
+                    top = a._trace
+            if top is None:
+                return prim.impl(*new, **kw)
+            if not top.active:
+                top.leaked(prim)
+            return top.process(prim, new, kw)
+        r = prim(*new, **kw)
+        return Elem(r) if lifted and isinstance(r, Box) and _ndim(r) == 0 else r
+
+
+_OBJECTS = _ObjectTrace()
+OBJECTS[0] = _OBJECTS
+
+
+def _no_float_array(self):
     raise TypeError(
-        "dualgrad: a traced value cannot become a plain numpy array: its derivative would be "
-        "lost. This happens in np.array([...]) / np.asarray(...) of traced values (use "
-        "np.stack instead), float(x), or a numpy function that bypasses __array_function__. "
-        "Use dg.stop_gradient(x) if no derivative is wanted.")
+        "dualgrad: a traced value cannot be stored in a plain float array (np.array(..., "
+        "dtype=float), np.asarray(x, float), np.float64(x), out[i] = x into an array made by "
+        "np.zeros/np.empty, rng.normal(loc=x) and the other numpy.random Generator methods): "
+        "its derivative would be lost. Leave out the dtype (np.array([...]) of traced values "
+        "works), write into a traced array instead (y = np.zeros_like(x) with x traced, then "
+        "y[i] = v), collect the pieces in a list and np.stack them, or reparameterise a "
+        "random draw (loc + scale * rng.standard_normal(shape)). Use dg.stop_gradient(x) if "
+        "no derivative is wanted.")
 
 
-def _no_setitem(self, key, value):
-    raise TypeError("dualgrad: traced values are immutable (x[i] = v would lose derivatives); "
-                    "build a new array with np.where, np.concatenate or np.pad")
+def _array(self, dtype=None, copy=None):
+    """``np.array(x)`` / ``np.asarray(x)`` of a traced x: an object array of its entries."""
+    if dtype is not None and np.dtype(dtype) != object:
+        caller = sys._getframe(1).f_code  # only on the way to an error
+        if caller.co_name in ("_mean", "_var", "_std") and "numpy" in caller.co_filename:
+            fn = caller.co_name[1:]
+            raise TypeError(
+                f"dualgrad: np.{fn}([...]) (np.mean, np.var, np.std) of a list of traced "
+                "numbers cannot carry a "
+                f"derivative (numpy finishes it with np.float64(...)); write "
+                f"np.{fn}(np.stack([...])) instead (a list of traced arrays works as it is)")
+        if np.dtype(dtype).kind in "iub":
+            raise TypeError(
+                f"dualgrad: converting a traced value to {np.dtype(dtype)} (np.int64(x), "
+                f"np.asarray(x, int)): integers have no derivative; x.astype({np.dtype(dtype)})"
+                " gives the raw integers, or use dg.stop_gradient(x)")
+        _no_float_array(self)
+    check_live(self, "numpy.array")
+    shape = self.shape
+    src = _snapshot(self)
+    out = np.empty(int(np.prod(shape, dtype=np.int64)), object)
+    for i in builtins.range(out.size):
+        out[i] = Elem(None, (src, i))
+    return out.reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# in-place updates on traced arrays: y[i] = v, y[mask] = v, y[a:b] += v, x += y, x *= 2
+#
+# A traced array cannot be written (its value is on the tape), so ``y[idx] = v`` records
+# ``index_set(y, v, idx)`` (JAX's y.at[idx].set(v)) and makes the box ``y`` stand for the
+# new value: every reference to that same box sees the write, as for a numpy array.  Python
+# runs ``y[idx] += v`` as ``t = y[idx]; t += v; y[idx] = t``, which is numpy's buffered
+# semantics (a repeated index gets one update, the last).  Aliasing, as in JAX: a view taken
+# earlier (``z = y[1:]``, ``np.array(y)``) is a value of its own and does not see later
+# writes to ``y``.  A traced Python or numpy scalar is immutable, as in numpy: ``s += 1``
+# rebinds the name only.
+# ---------------------------------------------------------------------------
+
+def _rebind(box, new, what):
+    """Make ``box`` stand for the traced value ``new`` (an in-place write)."""
+    if new.__class__ is not box.__class__:
+        raise TypeError(
+            f"dualgrad: {what} writes a value traced by a nested transform into an array "
+            f"traced by an outer one ({type(new).__name__} into {type(box).__name__}); make "
+            "the array inside the inner function (y = y + 0.0 there) or return the new value")
+    leaves = getattr(box._trace, "_leaves", None)
+    if leaves and box._trace.entries[box.index].prim is None \
+            and any(r() is box for r in leaves):
+        raise TypeError(f"dualgrad: {what} would overwrite a value watched by this Tape; "
+                        "write into a copy (y = x + 0.0) instead")
+    old = box._trace
+    for cls in box.__class__.__mro__:
+        for s in getattr(cls, "__slots__", ()):
+            if s not in ("__weakref__", "_grad") and hasattr(new, s):
+                object.__setattr__(box, s, getattr(new, s))
+    hold, release = getattr(box._trace, "hold", None), getattr(old, "release", None)
+    if hold is not None:
+        hold()
+    if release is not None:
+        release()
+
+
+def _setitem(self, key, value):
+    check_live(self, "setitem")
+    raw = unbox(self)
+    if raw.__class__ is not np.ndarray:
+        raise TypeError(f"dualgrad: {type(raw).__name__!r} object does not support item "
+                        "assignment (a traced number is immutable, as in numpy)")
+    if isinstance(value, (list, tuple)) or (value.__class__ is np.ndarray
+                                            and value.dtype == object):
+        value = lift_out(np.array(value, dtype=object) if isinstance(value, (list, tuple))
+                         else value)
+    _rebind(self, P.index_set(self, value, idx=_index(key)), f"y[{key!r}] = v")
+
+
+def _inplace(prim, name):
+    def op(self, other):
+        check_live(self, name)
+        new = prim(self, other)
+        raw = unbox(self)
+        if raw.__class__ is not np.ndarray or new.__class__ is not self.__class__:
+            return new  # an immutable number (or a value of another trace): a new value
+        if _shape(new) != raw.shape:
+            raise ValueError(f"non-broadcastable output operand with shape {raw.shape} "
+                             f"doesn't match the broadcast shape {_shape(new)}")
+        if P.float_dtype(new) != raw.dtype and raw.dtype.kind in "fc":
+            new = astype(new, raw.dtype)  # x += y keeps x's dtype, as numpy's casting does
+        _rebind(self, new, f"x {name} y")
+        return self
+    return op
+
+
+def _add_at(a, indices, b=None):
+    """np.add.at(y, idx, v) on a traced y: unbuffered, a repeated index adds every time."""
+    idx = _index(indices)
+    tshape = np.empty(_shape(a), bool)[idx].shape
+    v = broadcast_to(b, tshape) if _shape(b) != tshape else b
+    _rebind(a, P.add(a, P.scatter_add(v, idx=idx, shape=_shape(a))), "numpy.add.at")
 
 
 # ---------------------------------------------------------------------------
@@ -884,8 +1207,12 @@ _BOX_METHODS = dict(
     __rpow__=_swap(P.power), __matmul__=_op(P.matmul), __rmatmul__=_swap(P.matmul),
     __mod__=_op(P.remainder), __rmod__=_swap(P.remainder),
     __neg__=_unary(P.negative), __pos__=_unary(P.positive), __abs__=_unary(P.absolute),
-    __getitem__=_method(getitem), __setitem__=_no_setitem,
-    __array_ufunc__=_array_ufunc, __array_function__=_array_function, __array__=_no_array,
+    __getitem__=_method(getitem), __setitem__=_setitem,
+    __iadd__=_inplace(P.add, "+="), __isub__=_inplace(P.subtract, "-="),
+    __imul__=_inplace(P.multiply, "*="), __itruediv__=_inplace(P.divide, "/="),
+    __ipow__=_inplace(_pow, "**="), __imatmul__=_inplace(P.matmul, "@="),
+    __imod__=_inplace(P.remainder, "%="),
+    __array_ufunc__=_array_ufunc, __array_function__=_array_function, __array__=_array,
     sum=_method(sum), mean=_method(mean), var=_method(var), std=_method(std),
     prod=_method(prod), max=_method(max), min=_method(min), cumsum=_method(cumsum),
     cumprod=_method(cumprod), dot=_method(dot), clip=_method(clip), astype=_method(astype),
@@ -899,9 +1226,37 @@ _BOX_METHODS = dict(
 for _name, _fn in _BOX_METHODS.items():
     setattr(Box, _name, _fn)
 
+def _stage(x):
+    """The graph being recorded (``dg.jit``, jit.py) under x's derivative levels, or None:
+    it records comparisons and ``bool()`` as guards, so Python control flow replays right."""
+    while isinstance(x, Box):
+        t = x._trace
+        if t.read is not None and t.active:
+            return t
+        x = x.value
+    return None
+
+
+def _compare(op):
+    def compare(self, other):
+        a, b = _stage(self), _stage(other)
+        if a is not None or b is not None:
+            stage = a if b is None or (a is not None and a.level > b.level) else b
+            return stage.compare(op, self, other)
+        return op(unbox(self), unbox(other))
+    return compare
+
+
+def _bool(self):
+    stage = _stage(self)
+    if stage is not None:
+        return stage.guard("bool", self)
+    return bool(unbox(self.value))
+
+
 for _name, _op in dict(__lt__=operator.lt, __le__=operator.le, __gt__=operator.gt,
                        __ge__=operator.ge, __eq__=operator.eq, __ne__=operator.ne).items():
-    setattr(Box, _name, (lambda op: lambda self, other: op(unbox(self), unbox(other)))(_op))
+    setattr(Box, _name, _compare(_op))
 Box.__hash__ = object.__hash__
 Box.shape = property(lambda self: np.shape(unbox(self.value)))
 Box.ndim = property(lambda self: np.ndim(unbox(self.value)))
@@ -913,7 +1268,10 @@ Box.real = property(_unary(P.real))
 Box.imag = property(_unary(P.imag))
 Box.__len__ = lambda self: len(unbox(self.value))
 Box.__iter__ = lambda self: (self[i] for i in builtins.range(len(self)))
-Box.__bool__ = lambda self: bool(unbox(self.value))
+Box.__bool__ = _bool
+for _u in P.UFUNCS:  # numpy's object loops call x.sin() for np.sin of an object array
+    if _u.nin == 1 and not hasattr(Box, _u.__name__):
+        setattr(Box, _u.__name__, (lambda u: lambda self: u(self))(_u))
 
 
 def _no_number(what, instead):
@@ -926,13 +1284,32 @@ def _no_number(what, instead):
 
 Box.__float__ = _no_number(
     "float()", "keep it an array (Python's math module calls float(): use np.sin, np.exp, "
-    "np.sqrt, ... instead of math.sin, math.exp, math.sqrt)")
+    "np.sqrt, ... instead of math.sin, math.exp, math.sqrt; storing it into a plain numpy "
+    "array, out[i] = x, calls float() too: make out traced with out = np.zeros_like(x) for a "
+    "traced x, or collect the pieces in a list and np.array/np.stack them)")
 Box.__int__ = _no_number("int()", "integers have no derivative: keep it an array")
 Box.__complex__ = _no_number("complex()", "keep it an array (x + 0j is complex and traced)")
 Box.__index__ = _no_number("using it as an integer (an index, a size, range())",
                            "compute indices and sizes from plain values")
 Box.__round__ = _no_number("round()", "np.round(x) rounds and keeps an array (derivative 0)")
 Box.item = _no_number("x.item()", "keep x as a 0-d array")
+
+
+def _guarded(how, refuse):
+    """int()/float()/.item() of a value a graph records (``dg.jit``) is its number, kept
+    as a guard; of a value a derivative traces it stays an error."""
+    def convert(self, *args):
+        t = self._trace
+        if t.read is not None and t.active and not args:
+            return t.guard(how, self)
+        return refuse(self, *args)
+    convert.__name__ = refuse.__name__
+    return convert
+
+
+for _name, _how in dict(__float__="float", __int__="int", __index__="index",
+                        __complex__="complex", item="item").items():
+    setattr(Box, _name, _guarded(_how, getattr(Box, _name)))
 Box.tolist = _no_number("x.tolist()", "keep x an array (np.stack/np.concatenate build arrays)")
 # formatting only reads the number: f"{loss:.4f}" inside a traced function prints its value
 Box.__format__ = lambda self, spec: format(unbox(self), spec)

@@ -929,3 +929,72 @@ def _abs_deriv(ans, x):
 def _abs_jvp(t, ans, x):
     d = multiply(t, _abs_deriv(ans, x))
     return real(d) if is_complex(d) else d
+
+
+# ---------------------------------------------------------------------------
+# functional index updates: what ``y[idx] = v`` on a traced y records (numpy_api.py)
+#
+# ``index_set(x, v, idx)`` is a copy of x with x[idx] = v (JAX's x.at[idx].set(v)); v
+# broadcasts to x[idx]'s shape.  Where an integer index repeats a position, numpy's last
+# write wins, so only that entry of v has a derivative there (``_winners``).
+# ---------------------------------------------------------------------------
+
+def _index_set_impl(x, v, idx):
+    out = np.array(x, copy=True)
+    out[idx] = v
+    return out
+
+
+def _target_shape(x, idx):
+    return np.empty(shape_of(x), bool)[idx].shape
+
+
+def _winners(x, idx):
+    """Boolean mask over x[idx]: False for an entry a later one overwrites; None if none."""
+    if not any(_is_adv(k) and k.dtype != bool for k in idx):
+        return None
+    tshape = _target_shape(x, idx)
+    ids = np.arange(int(np.prod(tshape, dtype=np.int64))).reshape(tshape)
+    label = np.full(shape_of(x), -1, np.intp)
+    label[idx] = ids
+    win = label[idx] == ids
+    return None if win.all() else win
+
+
+def _onto_target(t, v, bshape, tshape):
+    """Tangent ``t`` of v (batch axes first) broadcast to (batch) + x[idx]'s shape."""
+    nv = ndim_of(v)
+    if nv < len(tshape):
+        t = reshape(t, bshape + (1,) * (len(tshape) - nv) + shape_of(t)[len(bshape):])
+    return broadcast_to(t, bshape + tshape) if shape_of(t) != bshape + tshape else t
+
+
+def _index_set_jvp(tangents, ans, x, v, idx):
+    tx, tv = tangents
+    nb = ndim_of(tx) - ndim_of(x) if tx is not None else ndim_of(tv) - ndim_of(v)
+    bshape = shape_of(tx if tx is not None else tv)[:nb]
+    out = None if tx is None else index_set(tx, 0.0, idx=(slice(None),) * nb + idx)
+    if tv is not None:
+        t = _onto_target(tv, v, bshape, _target_shape(x, idx))
+        win = _winners(x, idx)
+        if win is not None:
+            t = where(win, t, 0.0)
+        s = _scatter_batched(t, idx, bshape + shape_of(x), nb)
+        out = s if out is None else add(out, s)
+    return out
+
+
+def _index_set_vjp_v(g, ans, x, v, idx):
+    nb = ndim_of(g) - ndim_of(ans)
+    c = _gather_batched(g, idx, nb)
+    win = _winners(x, idx)
+    if win is not None:
+        c = where(win, c, 0.0)
+    return unbroadcast(c, shape_of(v), nb)
+
+
+index_set = defprim(
+    "index_set", _index_set_impl, jvp=_index_set_jvp,
+    vjp=(lambda g, ans, x, v, idx: index_set(
+        g, 0.0, idx=(slice(None),) * (ndim_of(g) - ndim_of(ans)) + idx),
+         _index_set_vjp_v))

@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 
 from . import buffers
-from .core import Box, Trace, tracing
+from .core import Box, Trace, tracing, unlift
 from .forward import push_tangents
 from .primitives import SCALARS, add, fit_cotangent, shape_of, unbroadcast
 from .validate import check_differentiable, seed_cotangent
@@ -387,6 +387,7 @@ class Tape(Trace):
 
         A source the target does not depend on gets zeros of its shape.
         """
+        target = unlift(target)
         if not isinstance(target, Node) or target._trace is not self:
             raise TypeError("tape.gradient: 'target' was not computed from this tape's "
                             "watched values")
@@ -404,6 +405,7 @@ class Tape(Trace):
         return out[0] if single else type(sources)(out)
 
     def backward(self, target, cotangent=None):
+        target = unlift(target)
         g = seed_cotangent(target.value, cotangent, "cotangent")
         cts = self.sweep([(target.index, g)])
         for ref in self._leaves:

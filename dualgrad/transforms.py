@@ -18,6 +18,7 @@ import numpy as np
 
 from .core import Box, unbox
 from .forward import Dual, JVPTrace
+from .numpy_api import lift_out
 from .primitives import shape_of
 from .reverse import Node, Tape
 from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
@@ -64,8 +65,9 @@ def _record(f, args, kwargs, nums, has_aux, fname):
             for leaf in leaves:
                 nodes.append(tape.add_input(leaf, f"{fname}: argument {i}"))
             args[i] = tree_unflatten(tdef, nodes)
-            inputs.append((tdef, nodes))
-        out = f(*args, **kwargs)
+            # the inputs as recorded: f may write into its arguments (x[0] = v rebinds x)
+            inputs.append((tdef, [Node(n.value, tape, n.index) for n in nodes]))
+        out = tree_map(lift_out, f(*args, **kwargs))
     finally:
         tape.finish()
     aux = None
@@ -95,6 +97,9 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
                 c = np.zeros(batch + shape_of(unbox(node.value)), dtype_of(node.value))
             if c.__class__ is np.ndarray and c.ndim == 0:
                 c = c[()]  # a number for a number, as for the primal
+            elif isinstance(c, Box) and c._trace.read is not None \
+                    and c.value.__class__ is np.ndarray and c.value.ndim == 0:
+                c = c[()]  # the same under dg.jit's graph, which records this step
             leaves.append(c)
         result.append(tree_unflatten(tdef, leaves))
     return result
@@ -304,7 +309,7 @@ def jvp(f, primals, tangents, has_aux=False):
             duals = [Dual._make(x, check_tangent(x, tx, f"jvp: tangents[{i}]"), trace)
                      for x, tx in zip(pl, tl)]
             args.append(tree_unflatten(pdef, duals))
-        out = f(*args)
+        out = tree_map(lift_out, f(*args))
     finally:
         trace.finish()
     aux = None
@@ -360,7 +365,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
                         duals.append(Dual._make(x, t.reshape((c1 - c0,) + s), trace))
                         k += 1
                     new_args[i] = tree_unflatten(tdef, duals)
-                out = f(*new_args, **kwargs)
+                out = tree_map(lift_out, f(*new_args, **kwargs))
             finally:
                 trace.finish()
             if has_aux:

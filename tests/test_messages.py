@@ -78,3 +78,13 @@ def test_other_dataclasses_are_refused_until_registered():
     g = dg.grad(lambda m: np.sum(m.w ** 2) * (m.steps + 1))(Mutable(np.ones(2), 2))
     assert g.steps == 2 and isinstance(g, Mutable)
     np.testing.assert_allclose(g.w, [6.0, 6.0])
+
+
+def test_integer_casts_and_random_draws_say_what_to_write():
+    with pytest.raises(TypeError, match=r"integers have no derivative.*astype"):
+        dg.grad(lambda x: np.int64(x) * x)(np.float64(1.5))
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=r"loc \+ scale \* rng\.standard_normal"):
+        dg.grad(lambda loc: rng.normal(loc=loc))(np.float64(0.5))
+    g = dg.grad(lambda loc: np.sum(loc + 2.0 * rng.standard_normal(3)))(np.float64(0.5))
+    assert g == 3.0

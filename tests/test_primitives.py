@@ -36,6 +36,7 @@ def _sample(domain, shape, rng=RNG):
             "unit": lambda: r(-0.9, 0.9, shape),
             "above1": lambda: r(1.5, 3.0, shape),
             "big": lambda: r(3.0, 4.0, shape),
+            "prob": lambda: r(0.05, 0.95, shape),  # (0, 1): logit, ndtri, erfcinv
             "nonzero": lambda: np.where(r(0, 1, shape) < 0.5, -1, 1) * r(0.5, 2.0, shape),
             }[domain]()
 
@@ -78,6 +79,23 @@ def spd(n):
 
 
 MASK = RNG.standard_normal((3, 4)) > 0
+
+
+def _symm(a):
+    return P.multiply(0.5, P.add(a, P._T(a)))
+
+
+def _squared(x):
+    return P.multiply(x, x)  # sign-invariant: a column's sign flip leaves it unchanged
+
+
+def _projector(u):
+    return P.matmul(u, P._T(u))
+
+
+def _spectral(rng, w):
+    q = np.linalg.qr(rng.standard_normal((len(w), len(w))))[0]
+    return q @ np.diag(w) @ q.T
 
 
 def _idx_sep():
@@ -161,9 +179,84 @@ CASES = [
          RNG.standard_normal((2, 2, 4, 5)), RNG.standard_normal((3, 2, 3, 2))),
     Case("conv2d", lambda x, w: dg.nn.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
          RNG.standard_normal((1, 2, 6, 5)), RNG.standard_normal((2, 2, 2, 2))),
+    # functional index updates (y[idx] = v on a traced y)
+    Case("index_set", lambda x, v: P.index_set(x, v, idx=(slice(1, 3),)),
+         RNG.standard_normal((4, 3)), RNG.standard_normal((3,))),
+    Case("index_set", lambda x, v: P.index_set(x, v, idx=(np.array([0, 2, 0]), 1)),
+         RNG.standard_normal((3, 4)), RNG.standard_normal((3,))),
+    Case("index_set", lambda x, v: P.index_set(x, v, idx=(MASK,)),
+         RNG.standard_normal((3, 4)), RNG.standard_normal(())),
+    Case("index_set", lambda x, v: P.index_set(x, v, idx=_idx_sep()),
+         RNG.standard_normal((3, 2, 4)), RNG.standard_normal((3, 1))),
     # complex rows on real inputs (identity and zero); complex inputs: test_complex.py
     Case("real", lambda x: P.real(x), np.random.default_rng(1).standard_normal((3, 4))),
     Case("imag", lambda x: P.imag(x), np.random.default_rng(2).standard_normal((3, 4))),
+    # the decompositions (dualgrad/linalg.py), on gauge-invariant outputs where the
+    # vectors have a sign/phase freedom; distinct eigenvalues and singular values
+    *(lambda L, r: [
+        Case("eigh", lambda a: _squared(L.EIGH(_symm(a), uplo="L")), _spectral(r, [-1, .5, 2])),
+        Case("eigh", lambda a: _squared(L.EIGH(_symm(a), uplo="L")),
+             np.stack([_spectral(r, [1, 2, 4]), _spectral(r, [-3, 0, 1])])),
+        Case("svd", lambda a: _squared(L.SVD(a)), r.standard_normal((4, 3))),
+        Case("svd", lambda a: _squared(L.SVD(a)), r.standard_normal((3, 4))),
+        Case("svd", lambda a: _squared(L.SVD(a)), r.standard_normal((2, 3, 3))),
+        Case("orth_complement", lambda a: _projector(L.svd(a)[0][..., 2:]),
+             r.standard_normal((4, 2))),
+        Case("orth_complement", lambda a: _projector(L.qr(a, mode="complete")[0][..., 2:]),
+             r.standard_normal((4, 2))),
+        Case("qr", L.QR, r.standard_normal((4, 3))),
+        Case("qr", L.QR, r.standard_normal((2, 3, 3))),
+        Case("eig", lambda a: (lambda e: P.concatenate(P.real(e), P.imag(e), axis=-2))(L.EIG(a)),
+             np.array([[1.0, 2.0, 0.3], [-2.0, 1.0, 0.5], [0.2, 0.1, 3.0]])),
+        Case("eig", lambda a: (lambda e: P.concatenate(P.real(e), P.imag(e), axis=-2))(L.EIG(a)),
+             r.standard_normal((2, 3, 3))),
+        Case("pinv", lambda a: L.PINV(a, rtol=None), r.standard_normal((4, 3))),
+        Case("pinv", lambda a: L.PINV(a, rtol=None), r.standard_normal((2, 3, 4))),
+    ])(dg.linalg, np.random.default_rng(12)),
+]
+
+if "polygamma" in P.TABLE:  # scipy.special's rows with a constant order (scipy_special.py)
+    import scipy.special as sc
+
+    from dualgrad import scipy_special as S
+    CASES += [
+        Case("polygamma", lambda x: S.polygamma(1, x), sample("positive", (3, 4))),
+        Case("polygamma", lambda x: S.polygamma(np.array([0, 2, 3]), x), sample("positive", ())),
+        Case("zeta", lambda q: sc.zeta(3.0, q), sample("positive", (3, 4))),
+        Case("gammainc", lambda x: sc.gammainc(2.5, x), sample("positive", (3, 4))),
+        Case("gammaincc", lambda x: sc.gammaincc(np.array([0.5, 1.0, 3.0]), x),
+             sample("positive", (2, 1))),
+        Case("jv", lambda x: sc.jv(np.array([0.0, 1.0, 3.0]), x), sample("real", (2, 3))),
+        Case("yv", lambda x: sc.yv(1.0, x), sample("positive", (3, 4))),
+        Case("iv", lambda x: sc.iv(0.5, x), sample("positive", (3, 4))),
+        Case("kv", lambda x: sc.kv(2.0, x), sample("positive", (3, 4))),
+    ]
+
+def _fft_case(name, n_in, **kw):
+    """An FFT row (numpy_tail.py) on x + iy (or x alone), as its real and imaginary parts
+    in x's dtype: numpy's FFT computes in single precision at least."""
+    fn = P.TABLE[name]
+    if n_in == 1:
+        def f(x):
+            z = fn(x, **kw)
+            return P.astype(P.concatenate(P.real(z), P.imag(z), axis=-1), dtype=x.dtype)
+    else:
+        def f(x, y):
+            z = fn(P.add(x, P.multiply(y, 1j)), **kw)
+            if not P.is_complex(z):
+                return P.astype(z, dtype=x.dtype)
+            return P.astype(P.concatenate(P.real(z), P.imag(z), axis=-1), dtype=x.dtype)
+    shape = (3, 5) if n_in == 1 else (3, 4)
+    return Case(name, f, *(RNG.standard_normal(shape) for _ in range(n_in)))
+
+
+CASES += [  # the FFT rows (numpy_tail.py)
+    _fft_case("fft", 2, axis=-1, norm=None),
+    _fft_case("fft", 2, axis=-2, norm="ortho"),
+    _fft_case("ifft", 2, axis=-1, norm="forward"),
+    _fft_case("rfft", 1, axis=-1, norm=None),
+    _fft_case("irfft", 2, n=6, axis=-1, norm=None),
+    _fft_case("irfft", 2, n=7, axis=-1, norm="ortho"),
 ]
 
 ALL = list(elementwise_cases()) + CASES
@@ -224,7 +317,8 @@ def test_second_order(case):
                                        err_msg=how)
 
 
-LINALG = {"inv", "det", "logabsdet", "solve", "cholesky"}  # numpy.linalg: float32/64 only
+LINALG = {"inv", "det", "logabsdet", "solve", "cholesky", "eigh", "svd", "qr", "eig", "pinv",
+          "orth_complement"}  # numpy.linalg: float32/64 only
 DTYPES = [np.float16, np.float32, np.float64, np.longdouble]
 
 

@@ -279,8 +279,8 @@ def test_leaked_tracer():
 
 
 def test_numpy_function_without_rule():
-    with pytest.raises(TypeError, match="numpy.fft.fft"):
-        dg.grad(lambda x: np.fft.fft(x).real.sum())(np.ones(4))
+    with pytest.raises(TypeError, match="numpy.fft.hfft"):
+        dg.grad(lambda x: np.fft.hfft(x).sum())(np.ones(4))
 
 
 def test_tangent_errors():

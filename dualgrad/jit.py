@@ -1,0 +1,559 @@
+"""``dg.jit``: record a function once per signature as a graph, optimise it, replay it.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> f = dg.jit(lambda x: np.sin(x) * 2.0 * 2.0)
+    >>> float(f(0.5)) == float(np.sin(0.5) * 4.0)
+    True
+    >>> f.trace_count
+    1
+
+The first call with a new *signature* (pytree structure, each array's shape and dtype, each
+Python scalar's type, the static arguments' values) runs ``f`` on a ``GraphTrace``: a trace
+like ``Tape`` whose boxes (``Var``) carry concrete values, so Python control flow works
+while recording.  Each primitive becomes one ``Op`` of a ``Graph`` (jit_graph.py); the
+passes of jit_passes.py optimise it, and one generated straight-line Python function
+replays it.  Later calls with that signature run the replay and never call ``f``: a Python
+side effect in ``f`` (a print, appending to a list) happens only while recording, as in JAX.
+
+**Guards.** What Python reads from a traced value is recorded with it: ``bool()`` of a
+comparison (``if x > 0``, ``while err > tol``) records a ``bool`` guard; ``int()``,
+``float()``, ``.item()`` and ``range(n)`` an ``exact`` guard, and so does any raw value a
+derivative rule reads (``unbox`` hands rules a ``Concrete`` value that notes the read: the
+0/1 masks of ``maximum``, ``abs``, ``where`` depend on the values).  Replay checks every
+guard and on a mismatch records again for the new pattern, caching both.  After
+``retrace_limit`` (8) such retraces the function warns once and runs eagerly from then on:
+a jitted function never returns a result computed on the wrong branch.
+
+**Composition.** ``jit(grad(f))``, ``jit(hessian(f))``... record the forward pass and the
+reverse sweep together (the rules are primitives), and the optimiser sees both.  A jitted
+function called on traced values (``grad(jit(f))``, ``jvp(jit(f))``, a jit inside a jit)
+replays its graph one primitive at a time through the tracing machinery (``run_traced``),
+so the outer transforms differentiate the graph's own primitives: its rules are derived
+from the graph.  Where the graph cannot be used (no graph yet for that signature, a guard
+fails, a value of an outer trace was captured) it runs ``f`` itself.
+"""
+
+import functools
+import operator
+import warnings
+
+import numpy as np
+
+from .core import Box, Primitive, Trace, unbox
+from .jit_graph import MISS, Const, Graph, Op, compile_graph, run_traced, same
+from .jit_passes import PIPELINE, optimise
+from .tree import tree_flatten, tree_unflatten
+
+RETRACE_LIMIT = 8
+_LEAF_DEF = tree_flatten(0.0)[1]
+
+
+class Foreign(Exception):
+    """Recording met a value traced by an outer transform (captured by a closure): the
+    graph could not be replayed without it, so this call runs eagerly."""
+
+
+# comparisons recorded as graph nodes (no derivative: their results are booleans)
+COMPARE = {op: Primitive(name, op) for op, name in (
+    (operator.lt, "less"), (operator.le, "less_equal"), (operator.gt, "greater"),
+    (operator.ge, "greater_equal"), (operator.eq, "equal"), (operator.ne, "not_equal"))}
+
+
+class Var(Box):
+    """A value recorded on a graph; ``index`` is its value number."""
+
+    __slots__ = ("index",)
+
+
+_new = object.__new__
+
+
+class GraphTrace(Trace):
+    """A graph being recorded (``dg.jit``): ``process`` appends one ``Op`` per primitive and
+    computes its value, as ``Tape.process`` does."""
+
+    __slots__ = ("ops", "reads", "guarded")
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+        self.reads = {}     # value number -> its raw value, read by Python (exact guards)
+        self.guarded = set()
+
+    def input(self, value):
+        v = _new(Var)
+        v.value, v._trace, v.index = value, self, len(self.ops)
+        self.ops.append(Op("input", None, (), None, value))
+        return v
+
+    def _arg(self, a, refs, vals):
+        c = a.__class__
+        if c is Var and a._trace is self:
+            refs.append(a.index)
+            vals.append(a.value)
+        elif c is Concrete and a.trace is self:  # a raw value a rule took from us: a ref
+            refs.append(a.index)
+            vals.append(a.raw)
+        else:
+            if isinstance(a, Box) or c is Concrete:
+                raise Foreign()
+            refs.append(Const(a))
+            vals.append(a)
+
+    def process(self, prim, args, kw):
+        refs, vals = [], []
+        for a in args:
+            self._arg(a, refs, vals)
+        ans = prim.impl(*vals, **kw) if kw else prim.impl(*vals)
+        return self._push("op", prim, refs, kw or None, ans)
+
+    def _push(self, kind, prim, refs, kw, ans):
+        v = _new(Var)
+        v.value, v._trace, v.index = ans, self, len(self.ops)
+        self.ops.append(Op(kind, prim, tuple(refs), kw, ans))
+        return v
+
+    def call_opaque(self, fn, args):
+        """``fn(*args)`` as one node (a ``custom_vjp``): replay calls ``fn`` itself, so an
+        outer ``grad`` of the jitted function meets ``fn``'s own rule."""
+        refs, vals = [], []
+        for a in args:
+            self._arg(a, refs, vals)
+        ans = fn(*vals)
+        if isinstance(ans, Box):
+            raise Foreign()
+        return self._push("call", Primitive(getattr(fn, "__name__", "call"), fn), refs, None,
+                          ans)
+
+    # -- what Python reads from a traced value (numpy_api.py and core.unbox call these) --
+    def read(self, box):
+        """``unbox`` of one of our values, while recording: a ``Concrete`` that notes a
+        read of the value (an exact guard) unless only its shape or dtype is looked at."""
+        if not self.active:
+            return unbox(box.value)
+        c = _new(Concrete)
+        c.raw, c.trace, c.index = box.value, self, box.index
+        return c
+
+    def _own(self, x):
+        """x with the derivative levels above our own stripped (comparisons, bool(): no
+        derivative); a raw value stays raw."""
+        while isinstance(x, Box) and x._trace is not self:
+            if x._trace.level < self.level:
+                raise Foreign()
+            x = x.value
+        return x
+
+    def compare(self, op, a, b):
+        return COMPARE[op](self._own(a), self._own(b))
+
+    def guard(self, how, box):
+        """``bool()`` (how="bool") or ``int()``/``float()``/``.item()`` (how="exact") of a
+        traced value: the concrete answer, recorded as a guard on the value."""
+        x = self._own(box)
+        raw = x.value if x.__class__ is Var else x
+        if how == "bool":
+            ans = bool(raw)
+        else:
+            ans = raw
+            raw = {"int": int, "float": float, "index": operator.index,
+                   "item": lambda r: r.item() if hasattr(r, "item") else r,
+                   "complex": complex}[how](raw)
+        if x.__class__ is Var:
+            kind = "bool" if how == "bool" else "exact"
+            self.ops.append(Op("guard", None, (x.index,), {"how": kind}, ans))
+        return ans if how == "bool" else raw
+
+    def graph(self, outputs, odef):
+        """The recorded graph; every raw value Python read gets an exact guard just after
+        the op that made it (replay checks it as early as possible)."""
+        ops = []
+        m = {}
+        after = {}
+        for i, raw in self.reads.items():
+            after.setdefault(i, []).append(raw)
+        for i, op in enumerate(self.ops):
+            m[i] = len(ops)
+            ops.append(Op(op.kind, op.prim, tuple(m[a] if a.__class__ is int else a
+                                                  for a in op.args), op.kw, op.ans))
+            if op.kind == "guard":
+                m.pop(i)
+            for raw in after.get(i, ()):
+                ops.append(Op("guard", None, (m[i],), {"how": "exact"}, raw))
+        inputs = [m[i] for i, op in enumerate(self.ops) if op.kind == "input"]
+        outs = [m[a] if a.__class__ is int else a for a in outputs]
+        return Graph(ops, inputs, outs, odef)
+
+
+class Concrete:
+    """The raw value of graph value ``index``, as ``unbox`` hands it to a derivative rule
+    while a graph is recorded.  Its shape and dtype are free to look at; anything that
+    reads the numbers (arithmetic, comparisons, a numpy function, ``bool``, conversion to
+    an array) marks the value read, and the graph then guards it bit for bit: the rule's
+    mask was computed from these numbers, so the graph holds only for them.  Passed back
+    into a primitive it is the graph value itself, not a constant."""
+
+    __slots__ = ("raw", "trace", "index")
+
+    shape = property(lambda self: np.shape(self.raw))
+    ndim = property(lambda self: np.ndim(self.raw))
+    size = property(lambda self: np.size(self.raw))
+    dtype = property(lambda self: np.result_type(self.raw))
+
+    def read(self):
+        self.trace.reads[self.index] = self.raw
+        return self.raw
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.read(), dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        inputs = [_read(x) for x in inputs]
+        if "out" in kw:
+            kw["out"] = tuple(_read(x) for x in kw["out"])
+        return getattr(ufunc, method)(*inputs, **kw)
+
+    def __array_function__(self, func, types, args, kwargs):
+        peek = func in _SHAPE_ONLY
+        return func(*_deep(args, peek), **_deep(kwargs, peek))
+
+    def __getattr__(self, name):
+        return getattr(self.read(), name)
+
+    def __bool__(self):
+        return bool(self.read())
+
+    def __float__(self):
+        return float(self.read())
+
+    def __int__(self):
+        return int(self.read())
+
+    def __index__(self):
+        return operator.index(self.read())
+
+    def __complex__(self):
+        return complex(self.read())
+
+    def __len__(self):
+        return len(self.raw)
+
+    def __iter__(self):
+        return iter(self.read())
+
+    def __getitem__(self, key):
+        return self.read()[_read(key)]
+
+    def __format__(self, spec):
+        return format(self.raw, spec)  # printing happens while recording only
+
+    def __repr__(self):
+        return f"Concrete({self.raw!r})"
+
+    __hash__ = None
+
+
+# numpy functions that look only at shapes and dtypes
+_SHAPE_ONLY = frozenset((np.shape, np.ndim, np.size, np.result_type, np.zeros_like,
+                         np.ones_like, np.empty_like, np.iscomplexobj, np.isrealobj,
+                         np.can_cast, np.min_scalar_type))
+
+
+def _read(x):
+    return x.read() if x.__class__ is Concrete else x
+
+
+def _deep(x, peek):
+    c = x.__class__
+    if c is Concrete:
+        return x.raw if peek else x.read()
+    if c in (tuple, list):
+        return c(_deep(v, peek) for v in x)
+    if c is dict:
+        return {k: _deep(v, peek) for k, v in x.items()}
+    return x
+
+
+def _binop(op, swap=False):
+    if swap:
+        return lambda self, other: op(_read(other), self.read())
+    return lambda self, other: op(self.read(), _read(other))
+
+
+for _name, _fn in dict(add=operator.add, sub=operator.sub, mul=operator.mul,
+                       truediv=operator.truediv, floordiv=operator.floordiv,
+                       mod=operator.mod, pow=operator.pow, matmul=operator.matmul,
+                       and_=operator.and_, or_=operator.or_, xor=operator.xor).items():
+    _n = _name.rstrip("_")
+    setattr(Concrete, f"__{_n}__", _binop(_fn))
+    setattr(Concrete, f"__r{_n}__", _binop(_fn, swap=True))
+for _name, _fn in dict(lt=operator.lt, le=operator.le, gt=operator.gt, ge=operator.ge,
+                       eq=operator.eq, ne=operator.ne).items():
+    setattr(Concrete, f"__{_name}__", _binop(_fn))
+for _name, _fn in dict(neg=operator.neg, pos=operator.pos, abs=operator.abs,
+                       invert=operator.invert).items():
+    setattr(Concrete, f"__{_name}__", (lambda fn: lambda self: fn(self.read()))(_fn))
+
+
+# ---------------------------------------------------------------------------
+# the signature of a call
+# ---------------------------------------------------------------------------
+
+def _leaf_key(x):
+    while isinstance(x, Box):  # under an outer transform: the signature of the raw value
+        x = x.value
+    c = x.__class__
+    if c is np.ndarray:
+        return (x.shape, x.dtype.str)
+    if c in (float, int, bool, complex):
+        return c
+    if isinstance(x, np.generic):
+        return (c, ())
+    return None  # not an array: a constant of the graph, its value part of the key
+
+
+class Compiled:
+    """One optimised graph and its replay function."""
+
+    __slots__ = ("graph", "raw", "summary", "replay")
+
+    def __init__(self, raw, fast_math, passes):
+        self.raw = raw
+        self.graph, self.summary = optimise(raw, passes, fast_math)
+        copies = _copies(raw, self.graph)
+        self.replay = compile_graph(self.graph, copies=copies)
+
+
+def _copies(before, after):
+    """Output positions the optimiser turned into an input or a constant array: replay
+    copies them, so the caller never gets an alias of its argument or of the graph."""
+    out = set()
+    for k, (a, b) in enumerate(zip(before.outputs, after.outputs)):
+        if b.__class__ is Const:
+            if b.value.__class__ is np.ndarray:
+                out.add(k)
+        elif after.ops[b].kind == "input" and (a.__class__ is Const
+                                               or before.ops[a].kind != "input"):
+            if after.ops[b].ans.__class__ is np.ndarray:
+                out.add(k)
+    return out
+
+
+class Lowered:
+    """What ``jit(f).lower(*args)`` returns: the graph ``before`` and ``after`` the passes,
+    the ``summary`` of what each pass removed, and the generated replay ``source``."""
+
+    def __init__(self, compiled):
+        self.before, self.after = compiled.raw, compiled.graph
+        self.summary = compiled.summary
+        self.source = compiled.replay.source
+
+    def summary_text(self):
+        s = self.summary
+        words = {"fold": "folded", "simplify": "simplified", "layout": "reshapes collapsed",
+                 "broadcast": "broadcasts dropped", "cse": "CSE'd", "dce": "dead"}
+        parts = [f"{s[k]} {words[k]}" for k in s]
+        return (f"{len(self.before)} ops -> {len(self.after)} ops ({', '.join(parts)}); "
+                f"{self.after.guards} guard(s)")
+
+    def as_dot(self):
+        return self.after.as_dot()
+
+    def __str__(self):
+        return (f"before ({len(self.before)} ops):\n{self.before}\n\n"
+                f"after ({len(self.after)} ops):\n{self.after}\n\n{self.summary_text()}")
+
+
+class Jitted:
+    """``jit(f)``: call it like ``f``.  ``trace_count`` counts recordings, ``clear_cache()``
+    forgets them, ``lower(*args)`` shows the graph."""
+
+    def __init__(self, fun, static_argnums=(), static_argnames=(), fast_math=False,
+                 passes=PIPELINE, retrace_limit=RETRACE_LIMIT):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
+            else tuple(static_argnums)
+        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) \
+            else tuple(static_argnames)
+        self.fast_math = fast_math
+        self.passes = tuple(passes)
+        self.retrace_limit = retrace_limit
+        self.trace_count = 0
+        self.retraces = 0
+        self.eager = False
+        self._cache = {}
+        self._plain = not self.static_argnums and not self.static_argnames
+
+    def clear_cache(self):
+        self._cache.clear()
+        self.retraces = 0
+        self.eager = False
+
+    @property
+    def cache_size(self):
+        return sum(len(v) for v in self._cache.values())
+
+    # -- splitting a call into a key, the traced leaves and a rebuild function --------
+    def _split(self, args, kwargs):
+        nargs = len(args)
+        static = tuple(i % nargs for i in self.static_argnums if -nargs <= i < nargs)
+        skw = tuple(k for k in sorted(kwargs) if k in self.static_argnames)
+        svals = []
+        for i in static:
+            svals.append(_static(args[i], f"static argument {i} (static_argnums)"))
+        for k in skw:
+            svals.append(_static(kwargs[k], f"static argument {k!r} (static_argnames)"))
+        dyn = ([a for i, a in enumerate(args) if i not in static],
+               {k: v for k, v in kwargs.items() if k not in skw})
+        leaves, tdef = tree_flatten(dyn)
+        keys = []
+        for x in leaves:
+            k = _leaf_key(x)
+            keys.append(("c", type(x), _static(x, f"argument leaf {x!r:.60}")) if k is None
+                        else k)
+        key = (nargs, static, skw, tuple(svals), _freeze(tdef), tuple(keys))
+        if not static and not skw and not kwargs and all(
+                x.__class__ in (np.ndarray, float, int) for x in args):
+            key = tuple(keys)  # the hot path's key (__call__)
+
+        def rebuild(new_leaves):
+            pos, kw = tree_unflatten(tdef, new_leaves)
+            pos = iter(pos)
+            full = [args[i] if i in static else next(pos) for i in range(nargs)]
+            kw.update({k: kwargs[k] for k in skw})
+            return full, kw
+        traced = [_leaf_key(x) is not None for x in leaves]
+        return key, leaves, traced, rebuild
+
+    def __call__(self, *args, **kwargs):
+        if self.eager:
+            return self.fun(*args, **kwargs)
+        if not kwargs and self._plain:  # the hot path: numbers and arrays only
+            key = []
+            for x in args:
+                c = x.__class__
+                if c is np.ndarray:
+                    key.append((x.shape, x.dtype.str))
+                elif c is float or c is int:
+                    key.append(c)
+                else:
+                    break
+            else:
+                entries = self._cache.get(tuple(key))
+                if entries:
+                    for comp in entries:
+                        out = comp.replay(*args)
+                        if out is not MISS:
+                            odef = comp.graph.odef
+                            return out[0] if odef is _LEAF_DEF else tree_unflatten(odef,
+                                                                                   list(out))
+        key, leaves, traced, rebuild = self._split(args, kwargs)
+        boxed = any(isinstance(x, Box) for x in leaves)
+        entries = self._cache.get(key)
+        if boxed:  # under an outer transform: replay through the primitives
+            if entries:
+                flat = [x for x, t in zip(leaves, traced) if t]
+                for c in entries:
+                    out = run_traced(c.graph, flat)
+                    if out is not MISS:
+                        return tree_unflatten(c.graph.odef, out)
+            return self.fun(*args, **kwargs)
+        flat = [x for x, t in zip(leaves, traced) if t]
+        if entries:
+            for c in entries:
+                out = c.replay(*flat)
+                if out is not MISS:
+                    return tree_unflatten(c.graph.odef, list(out))
+            self.retraces += 1
+            if self.retraces > self.retrace_limit:
+                warnings.warn(f"dg.jit({self.__name__}): recorded {self.retraces} times "
+                              "because its guards (Python control flow on traced values) keep "
+                              "failing; it runs eagerly from now on", RuntimeWarning,
+                              stacklevel=2)
+                self.eager = True
+                return self.fun(*args, **kwargs)
+        try:
+            compiled, out = self._record(leaves, traced, rebuild)
+        except Foreign:
+            return self.fun(*args, **kwargs)
+        self._cache.setdefault(key, []).append(compiled)
+        if self.fast_math:  # the rewrites may change bits: every call gives the graph's
+            res = compiled.replay(*flat)
+            if res is not MISS:
+                return tree_unflatten(compiled.graph.odef, list(res))
+        return out
+
+    def _record(self, leaves, traced, rebuild):
+        trace = GraphTrace()
+        try:
+            new = [trace.input(x) if t else x for x, t in zip(leaves, traced)]
+            args, kwargs = rebuild(new)
+            out = self.fun(*args, **kwargs)
+            outs, odef = tree_flatten(out)
+            refs = []
+            for o in outs:
+                if o.__class__ is Var and o._trace is trace:
+                    refs.append(o.index)
+                elif o.__class__ is Concrete and o.trace is trace:
+                    refs.append(o.index)
+                elif isinstance(o, Box):
+                    raise Foreign()
+                else:
+                    refs.append(Const(o))
+        finally:
+            trace.finish()
+        self.trace_count += 1
+        compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes)
+        values = [o.value if o.__class__ is Var else (o.raw if o.__class__ is Concrete else o)
+                  for o in outs]
+        return compiled, tree_unflatten(odef, values)
+
+    def lower(self, *args, **kwargs):
+        """Record ``f`` for these arguments (without caching) and return the graphs."""
+        key, leaves, traced, rebuild = self._split(args, kwargs)
+        compiled, _ = self._record(leaves, traced, rebuild)
+        self.trace_count -= 1
+        return Lowered(compiled)
+
+
+def _freeze(d):
+    """A treedef as a hashable key (its child lists as tuples)."""
+    if d.__class__ is list:
+        return tuple(_freeze(c) for c in d)
+    if d.__class__ is tuple:
+        return tuple(_freeze(c) for c in d)
+    return d
+
+
+def _static(v, what):
+    try:
+        hash(v)
+    except TypeError:
+        raise TypeError(f"dg.jit: {what} must be hashable, got an unhashable "
+                        f"{type(v).__name__}: {v!r}"[:300]) from None
+    return v
+
+
+def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes=PIPELINE,
+        retrace_limit=RETRACE_LIMIT):
+    """``fun`` compiled: recorded once per signature, optimised, replayed (module docstring).
+
+    ``static_argnums``/``static_argnames`` name arguments passed as Python values (part of
+    the signature: a new value records again; they must be hashable).  ``fast_math=True``
+    also applies the rewrites that may change rounding.  ``passes`` lists the optimiser's
+    passes to run (jit_passes.PIPELINE); ``retrace_limit`` how many guard failures are
+    recorded again before the function falls back to eager execution.
+
+    >>> import dualgrad as dg
+    >>> dg.jit(dg.grad(lambda x: x * x * x))(2.0)
+    12.0
+    """
+    if fun is None:
+        return functools.partial(jit, static_argnums=static_argnums,
+                                 static_argnames=static_argnames, fast_math=fast_math,
+                                 passes=passes, retrace_limit=retrace_limit)
+    return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit)
+
+
+__all__ = ["jit", "Jitted", "GraphTrace", "Lowered", "Graph", "same"]

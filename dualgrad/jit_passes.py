@@ -1,0 +1,370 @@
+"""The optimiser: small passes over a ``Graph``, each one a function you can switch off.
+
+Shaped like Theano/PyTensor's rewrites: one function per pass, a pipeline that lists them
+by name, a test per pass (tests/test_jit.py).  Every pass keeps the dtype, the broadcast
+shape and the bits of every value the graph returns, so a jitted function equals the
+eager one bit for bit.  The one exception is opt-in: ``fast_math=True`` also applies the
+rewrites that can change rounding (``x + 0.0 -> x``, which is wrong for ``x = -0.0``;
+reassociating ``(x * 3) * 5 -> x * 15``, which rounds once instead of twice), as Theano
+flags its unsafe rewrites.
+
+    pass        what it removes
+    fold        ops whose arguments are all constants (computed once, at compile time)
+    simplify    x*1, 1*x, x-0, x+(-0.0), x/1, x**1, --x, x**2 -> square(x),
+                mul(mul(mul(T, 2), 2), 2) -> mul(T, 8) (exact constants only)
+    layout      reshape(reshape(x)) -> reshape(x), transpose chains, identity reshapes
+    broadcast   broadcast_to(x) feeding an elementwise op that broadcasts anyway
+    cse         a second op with the same primitive, arguments and parameters
+    dce         ops no output and no guard needs
+"""
+
+import math
+
+import numpy as np
+
+from .jit_graph import Const, Graph, Op
+from .primitives import TABLE
+
+PIPELINE = ("fold", "simplify", "layout", "broadcast", "cse", "dce")
+
+
+def optimise(graph, passes=PIPELINE, fast_math=False):
+    """Run the passes in order; returns ``(graph, summary)``, where ``summary`` maps each
+    pass to the number of ops it removed or rewrote."""
+    summary = {}
+    for name in passes:
+        fn = PASSES[name]
+        graph, n = fn(graph, fast_math) if name == "simplify" else fn(graph)
+        summary[name] = n
+    return graph, summary
+
+
+# -- rebuilding: passes map old value numbers to new references ---------------------------
+
+def _remap(args, m):
+    return tuple(m[a] if a.__class__ is int else a for a in args)
+
+
+def _value(ops, a):
+    return ops[a].ans if a.__class__ is int else a.value
+
+
+def _keeps(x, ans):
+    """``x`` can stand for ``ans``: same type and, for arrays, the same dtype and shape."""
+    if x.__class__ is not ans.__class__:
+        return False
+    if x.__class__ is np.ndarray:
+        return x.dtype == ans.dtype and x.shape == ans.shape
+    return not hasattr(ans, "dtype") or x.dtype == ans.dtype
+
+
+def _rewrite(graph, rule):
+    """A forward scan: ``rule(ops, op)`` returns None (keep ``op``), a reference (the op's
+    value is that one) or a replacement ``Op``.  Ops keep their positions (a replaced op
+    stays, unread, for ``dce``), so only the arguments of replaced values are remapped.
+    Returns (graph, rewrites)."""
+    ops, sub, n = list(graph.ops), {}, 0
+    for i, op in enumerate(ops):
+        if sub:
+            args = op.args
+            for a in args:
+                if a.__class__ is int and a in sub:
+                    op = ops[i] = Op(op.kind, op.prim, tuple(
+                        sub.get(b, b) if b.__class__ is int else b for b in args), op.kw,
+                        op.ans)
+                    break
+        if op.kind != "op":
+            continue
+        r = rule(ops, op, i)
+        while isinstance(r, Op):  # a replacement may simplify again: mul(mul(T,2),4)
+            n += 1
+            op = ops[i] = r
+            r = rule(ops, r, i)
+        if r is not None:
+            n += 1
+            sub[i] = r
+    outs = [sub.get(a, a) if a.__class__ is int else a for a in graph.outputs]
+    return Graph(ops, graph.inputs, outs, graph.odef), n
+
+
+# -- dead-code elimination ------------------------------------------------------------------
+
+def dce(graph):
+    """Drop the ops that no output and no guard needs (inputs always stay)."""
+    ops = graph.ops
+    live = [op.kind in ("input", "guard") for op in ops]
+    for a in graph.outputs:
+        if a.__class__ is int:
+            live[a] = True
+    for i in range(len(ops) - 1, -1, -1):
+        if live[i]:
+            for a in ops[i].args:
+                if a.__class__ is int:
+                    live[a] = True
+    m, new = {}, []
+    for i, op in enumerate(ops):
+        if live[i]:
+            m[i] = len(new)
+            new.append(Op(op.kind, op.prim, _remap(op.args, m), op.kw, op.ans))
+    dead = sum(1 for i, op in enumerate(ops) if not live[i])  # incl. ops passes replaced
+    return Graph(new, [m[i] for i in graph.inputs], list(_remap(graph.outputs, m)),
+                 graph.odef), dead
+
+
+# -- common-subexpression elimination -------------------------------------------------------
+
+def _const_key(v):
+    c = v.__class__
+    if c is float:
+        return ("f", v.hex())  # -0.0 and 0.0 differ; every NaN is one key
+    if c in (int, bool, complex, str):
+        return (c.__name__, v)
+    return ("id", id(v))
+
+
+def _kw_key(kw):
+    if not kw:
+        return ()
+    try:
+        items = tuple(sorted(kw.items()))
+        hash(items)
+        return items
+    except TypeError:
+        return tuple((k, _hashable(v)) for k, v in sorted(kw.items()))
+
+
+def _hashable(v):
+    try:
+        hash(v)
+        return v
+    except TypeError:
+        if isinstance(v, tuple):
+            return tuple(_hashable(e) for e in v)
+        return ("id", id(v))
+
+
+def cse(graph):
+    """Merge ops with the same primitive, arguments and parameters: ``sin(x) + sin(x)``
+    keeps one ``sin``, and the reverse sweep shares the forward pass's ``cos(x)``."""
+    seen = {}
+
+    def rule(ops, op, i):
+        key = (op.prim, tuple(a if a.__class__ is int else _const_key(a.value)
+                              for a in op.args), _kw_key(op.kw))
+        j = seen.get(key)
+        if j is not None:
+            return j
+        seen[key] = i
+        return None
+    return _rewrite(graph, rule)
+
+
+# -- constant folding -------------------------------------------------------------------------
+
+def fold(graph):
+    """Compute, once, the ops whose arguments are all constants."""
+    def rule(ops, op, i=None):
+        if op.args and all(a.__class__ is Const for a in op.args):
+            vals = [a.value for a in op.args]
+            impl = op.prim.impl
+            return Const(impl(*vals, **op.kw) if op.kw else impl(*vals))
+        return None
+    return _rewrite(graph, rule)
+
+
+# -- algebraic simplification -----------------------------------------------------------------
+
+def _scalar(a):
+    """The Python number a constant argument holds, or None."""
+    if a.__class__ is not Const:
+        return None
+    v = a.value
+    return v if v.__class__ in (float, int) else None
+
+
+def _is(a, target, sign=None):
+    v = _scalar(a)
+    if v is None and sign is None and a.__class__ is Const \
+            and a.value.__class__ is np.ndarray and a.value.size <= 1 << 16:
+        return bool(np.all(a.value == target))  # a constant array of ones (a sum's seed)
+    if v is None or v != target:
+        return False
+    return sign is None or math.copysign(1.0, v) == sign
+
+
+def _pow2(c):
+    """c = +-2**k with k >= 0: scaling by it never rounds (overflow is inf either way)."""
+    if c.__class__ is int:
+        return c != 0 and abs(c) & (abs(c) - 1) == 0
+    if not math.isfinite(c) or c == 0:
+        return False
+    m, _ = math.frexp(abs(c))
+    return m == 0.5 and abs(c) >= 1.0
+
+
+def _integer(x):
+    d = getattr(x, "dtype", None)
+    return (x.__class__ is int) or (d is not None and d.kind in "iu")
+
+
+def _other(op, k):
+    return op.args[1 - k]
+
+
+def _chain(ops, op, fast_math):
+    """(y op c1) op c2 -> y op (c1 op c2), for multiply and add, when exact: integer
+    arithmetic (wraps the same either way), or for a multiply constants that are +-2**k with
+    |c| >= 1 (scaling by them never rounds); any constants with ``fast_math``."""
+    name = op.prim.name
+    for k in (0, 1):
+        c2 = _scalar(op.args[k])
+        inner = _other(op, k)
+        if c2 is None or inner.__class__ is not int or ops[inner].kind != "op" \
+                or ops[inner].prim is not op.prim or ops[inner].kw:
+            continue
+        iop = ops[inner]
+        for j in (0, 1):
+            c1 = _scalar(iop.args[j])
+            y = _other(iop, j)
+            if c1 is None or y.__class__ is not int:
+                continue
+            yv = ops[y].ans
+            c = c1 * c2 if name == "multiply" else c1 + c2
+            exact = _integer(yv) and c1.__class__ is int and c2.__class__ is int
+            if name == "multiply" and not exact:
+                exact = _pow2(c1) and _pow2(c2)
+            if not (exact or fast_math) or (c.__class__ is float and not math.isfinite(c)):
+                continue
+            test = op.prim.impl(yv, c)
+            if not _keeps(test, op.ans):
+                continue
+            return Op("op", op.prim, (y, Const(c)), op.kw, op.ans)
+    return None
+
+
+def simplify(graph, fast_math=False):
+    """The exact algebraic rewrites (see the module docstring); a rewrite happens only if
+    the value it keeps has the op's type, dtype and shape."""
+    square = TABLE["square"]
+
+    def keep(ops, x, op):
+        return x if _keeps(_value(ops, x), op.ans) else None
+
+    def rule(ops, op, i=None):
+        name, args = op.prim.name, op.args
+        if name == "multiply" and not op.kw:
+            for k in (0, 1):
+                if _is(args[k], 1):
+                    r = keep(ops, _other(op, k), op)
+                    if r is not None:
+                        return r
+            return _chain(ops, op, fast_math)
+        if name == "add" and not op.kw:
+            for k in (0, 1):
+                x = _other(op, k)
+                if _is(args[k], 0) and (_is(args[k], 0, -1.0) or _integer(_value(ops, x))
+                                        or fast_math):
+                    r = keep(ops, x, op)  # x + (-0.0) == x for every x; x + 0.0 is not
+                    if r is not None:
+                        return r
+            return _chain(ops, op, fast_math)
+        if name == "subtract" and not op.kw and _is(args[1], 0) and (
+                _is(args[1], 0, 1.0) or _integer(_value(ops, args[0])) or fast_math):
+            return keep(ops, args[0], op)  # x - 0.0 == x + (-0.0) == x for every x
+        if name == "divide" and not op.kw and _is(args[1], 1):
+            return keep(ops, args[0], op)
+        if name == "power" and not op.kw:
+            if _is(args[1], 1):
+                return keep(ops, args[0], op)
+            x = args[0]
+            if _is(args[1], 2) and x.__class__ is int and ops[x].ans.__class__ is np.ndarray \
+                    and _keeps(np.square(ops[x].ans), op.ans):
+                return Op("op", square, (x,), None, op.ans)  # numpy's own x**2 fast path
+        if name in ("negative", "positive") and args[0].__class__ is int:
+            x = args[0]
+            if name == "positive":
+                return keep(ops, x, op)
+            inner = ops[x]
+            if inner.kind == "op" and inner.prim is op.prim:
+                return keep(ops, inner.args[0], op)
+        return None
+    return _rewrite(graph, rule)
+
+
+# -- reshape/transpose chains -----------------------------------------------------------------
+
+def _perm(axes, nd):
+    return tuple(range(nd))[::-1] if axes is None else tuple(int(a) % nd for a in axes)
+
+
+def layout(graph):
+    """reshape(reshape(x, s1), s2) -> reshape(x, s2); transpose(transpose(x, p), q) ->
+    transpose(x, p[q]); a reshape to x's own shape or an identity transpose -> x."""
+    def rule(ops, op, i=None):
+        name, x = op.prim.name, op.args[0]
+        if name not in ("reshape", "transpose") or x.__class__ is not int or len(op.args) != 1 \
+                or not op.kw:
+            return None
+        xv = ops[x].ans
+        if xv.__class__ is not np.ndarray or op.ans.__class__ is not np.ndarray:
+            return None
+        inner = ops[x]
+        if name == "reshape":
+            if tuple(op.kw["shape"]) == xv.shape:
+                return x
+            if inner.kind == "op" and inner.prim is op.prim and inner.kw:
+                return Op("op", op.prim, (inner.args[0],), op.kw, op.ans)
+            return None
+        nd = xv.ndim
+        p = _perm(op.kw["axes"], nd)
+        if p == tuple(range(nd)):
+            return x
+        if inner.kind == "op" and inner.prim is op.prim and inner.kw and len(inner.args) == 1:
+            q = _perm(inner.kw["axes"], nd)
+            return Op("op", op.prim, (inner.args[0],), {"axes": tuple(q[i] for i in p)},
+                      op.ans)
+        return None
+    return _rewrite(graph, rule)
+
+
+# -- broadcasts only where a consumer needs them ----------------------------------------------
+
+def broadcast(graph):
+    """An elementwise op that broadcasts reads ``broadcast_to(x, s)``'s source ``x`` itself
+    when its result has shape ``s`` anyway (the broadcast node then dies in ``dce``)."""
+    def rule(ops, op, i=None):
+        if not op.prim.bcast or op.ans.__class__ is not np.ndarray:
+            return None
+        args, changed = list(op.args), False
+        for k, a in enumerate(args):
+            if a.__class__ is int and ops[a].kind == "op" and ops[a].prim.name == "broadcast_to":
+                src = ops[a].args[0]
+                sv = _value(ops, src)
+                if sv.__class__ is np.ndarray and ops[a].ans.shape == op.ans.shape:
+                    trial = args[:k] + [src] + args[k + 1:]
+                    shapes = [np.shape(_value(ops, b)) for b in trial]
+                    if np.broadcast_shapes(*shapes) == op.ans.shape:
+                        args, changed = trial, True
+        return Op("op", op.prim, tuple(args), op.kw, op.ans) if changed else None
+
+    return _rewrite(graph, lambda ops, op, i: _once(rule, ops, op))
+
+
+def _once(rule, ops, op):
+    """One rewrite per op: the rewritten op is final."""
+    if getattr(op, "_done", False):
+        return None
+    r = rule(ops, op)
+    return None if r is None else _Final(r)
+
+
+class _Final(Op):
+    __slots__ = ("_done",)
+
+    def __init__(self, op):
+        super().__init__(op.kind, op.prim, op.args, op.kw, op.ans)
+        self._done = True
+
+
+PASSES = {"fold": fold, "simplify": simplify, "layout": layout, "broadcast": broadcast,
+          "cse": cse, "dce": dce}
