@@ -313,15 +313,39 @@ def _leaf_key(x):
 
 
 class Compiled:
-    """One optimised graph and its replay function."""
+    """One recorded graph; optimised and compiled to its replay function on first use.
 
-    __slots__ = ("graph", "raw", "summary", "replay")
+    The call that records a graph already has its result (recording computes it), so the
+    passes and the code generation wait for the first replay (as TinyJit captures on the
+    second call): a function called once with a signature never pays for them."""
+
+    __slots__ = ("raw", "fast_math", "passes", "_graph", "_summary", "_replay")
 
     def __init__(self, raw, fast_math, passes):
-        self.raw = raw
-        self.graph, self.summary = optimise(raw, passes, fast_math)
-        copies = _copies(raw, self.graph)
-        self.replay = compile_graph(self.graph, copies=copies)
+        self.raw, self.fast_math, self.passes = raw, fast_math, passes
+        self._graph = None
+
+    def _build(self):
+        self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
+        self._replay = compile_graph(self._graph, copies=_copies(self.raw, self._graph))
+
+    @property
+    def graph(self):
+        if self._graph is None:
+            self._build()
+        return self._graph
+
+    @property
+    def summary(self):
+        if self._graph is None:
+            self._build()
+        return self._summary
+
+    @property
+    def replay(self):
+        if self._graph is None:
+            self._build()
+        return self._replay
 
 
 def _copies(before, after):

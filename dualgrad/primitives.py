@@ -118,14 +118,17 @@ def _real_only(name, rules, why):
 
 def shape_of(x):
     """The shape of a value, raw or traced (numbers, arrays, boxes, nested lists)."""
-    if x.__class__ in SCALARS:
+    c = x.__class__
+    if c is np.ndarray:
+        return x.shape
+    if c in SCALARS:
         return ()
     s = getattr(x, "shape", None)
     return np.shape(x) if s is None else s
 
 
 def ndim_of(x):
-    return len(shape_of(x))
+    return x.ndim if x.__class__ is np.ndarray else len(shape_of(x))
 
 
 def unbroadcast(c, shape, nb):

@@ -106,8 +106,13 @@ def cotangent(e, argnum, g, nb, raw, take_local=False):
     args = e.args
     c = rule(g, e.ans, *args, **e.kw) if e.kw else rule(g, e.ans, *args)
     x = args[argnum]
-    if c.__class__ is x.__class__ and c.__class__ in SCALARS:
-        return c  # numbers of one type: nothing to fit
+    cc = c.__class__
+    if cc is x.__class__:  # the common cases, nothing to fit: said here, not in a call
+        if cc is np.ndarray:
+            if c.dtype is x.dtype and c.shape == x.shape:
+                return c
+        elif cc in SCALARS:
+            return c
     return fit(c, x, e.prim.bcast, nb)
 
 
@@ -126,7 +131,17 @@ def fit(c, x, bcast, nb):
         c = unbroadcast(c, shape_of(x), nb)
     if c.__class__ is np.ndarray and xc is np.ndarray:
         return c if c.dtype is x.dtype else fit_cotangent(c, x)
+    if isinstance(c, Box) and isinstance(x, Box) and _same_kind(c.value, x.value):
+        return c  # higher order: one level down they already agree
     return fit_cotangent(c, x)
+
+
+def _same_kind(c, x):
+    """Raw values of one dtype (or a number against a weakly typed Python number)."""
+    cc, xc = c.__class__, x.__class__
+    if cc is np.ndarray:
+        return xc is np.ndarray and c.dtype is x.dtype
+    return cc in SCALARS and (cc is xc or (xc in _NUMBERS and cc is not complex))
 
 
 def accumulate(cts, j, c):
@@ -364,11 +379,19 @@ class Tape(Trace):
                 continue
             if not keep:
                 cts[i] = None
-            big = fast and g.__class__ is np.ndarray and e.local is None
-            last = len(e.parents) - 1
+            if not (fast and g.__class__ is np.ndarray and g.nbytes >= buffers.LARGE
+                    and e.local is None):
+                for argnum, j in e.parents:
+                    c = cotangent(e, argnum, g, nb, raw, not keep)
+                    if cts[j] is None:
+                        cts[j] = c
+                    else:
+                        merge(cts, j, c)
+                    c = None
+                continue
+            last = len(e.parents) - 1  # a large array: its cotangents into free buffers
             for k, (argnum, j) in enumerate(e.parents):
-                c = _in_place(e, argnum, g, k == last and not keep, once and k == last) \
-                    if big else None
+                c = _in_place(e, argnum, g, k == last and not keep, once and k == last)
                 if c is None:
                     c = cotangent(e, argnum, g, nb, raw, not keep)
                 else:

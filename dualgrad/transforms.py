@@ -48,6 +48,15 @@ def _single(argnums):
 # reverse mode
 # ---------------------------------------------------------------------------
 
+def _lift_outs(out):
+    """f's output with object arrays of traced values packed (numpy_api.lift_out); a
+    single traced value or plain array, the common case, as it is."""
+    c = out.__class__
+    if c is Node or c is Dual or c is float or (c is np.ndarray and out.dtype.kind != "O"):
+        return out
+    return tree_map(lift_out, out)
+
+
 def _lower(x, trace):
     """Strip one level: values boxed by ``trace`` become their value."""
     return x.value if isinstance(x, Box) and x._trace is trace else x
@@ -66,8 +75,8 @@ def _record(f, args, kwargs, nums, has_aux, fname):
                 nodes.append(tape.add_input(leaf, f"{fname}: argument {i}"))
             args[i] = tree_unflatten(tdef, nodes)
             # the inputs as recorded: f may write into its arguments (x[0] = v rebinds x)
-            inputs.append((tdef, [Node(n.value, tape, n.index) for n in nodes]))
-        out = tree_map(lift_out, f(*args, **kwargs))
+            inputs.append((tdef, [(n.index, n.value) for n in nodes]))
+        out = _lift_outs(f(*args, **kwargs))
     finally:
         tape.finish()
     aux = None
@@ -90,11 +99,11 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
     result = []
     for tdef, nodes in inputs:
         leaves = []
-        for node in nodes:
-            c = adj[node.index] if node.index < len(adj) else None
+        for index, value in nodes:
+            c = adj[index] if index < len(adj) else None
             if c is None:
                 batch = shape_of(unbox(cts[0]))[:nb] if nb else ()
-                c = np.zeros(batch + shape_of(unbox(node.value)), dtype_of(node.value))
+                c = np.zeros(batch + shape_of(unbox(value)), dtype_of(value))
             if c.__class__ is np.ndarray and c.ndim == 0:
                 c = c[()]  # a number for a number, as for the primal
             elif isinstance(c, Box) and c._trace.read is not None \
@@ -309,7 +318,7 @@ def jvp(f, primals, tangents, has_aux=False):
             duals = [Dual._make(x, check_tangent(x, tx, f"jvp: tangents[{i}]"), trace)
                      for x, tx in zip(pl, tl)]
             args.append(tree_unflatten(pdef, duals))
-        out = tree_map(lift_out, f(*args))
+        out = _lift_outs(f(*args))
     finally:
         trace.finish()
     aux = None
@@ -365,7 +374,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
                         duals.append(Dual._make(x, t.reshape((c1 - c0,) + s), trace))
                         k += 1
                     new_args[i] = tree_unflatten(tdef, duals)
-                out = tree_map(lift_out, f(*new_args, **kwargs))
+                out = _lift_outs(f(*new_args, **kwargs))
             finally:
                 trace.finish()
             if has_aux:
@@ -441,8 +450,8 @@ def linearize(f, *primals):
             if ttdef != tdef:
                 raise TypeError(f"f_jvp: tangents[{k}] has a different tree structure from "
                                 f"primals[{k}]")
-            for node, tx in zip(nodes, tl):
-                seeds[node.index] = check_tangent(node.value, tx, f"f_jvp: tangents[{k}]")
+            for (index, value), tx in zip(nodes, tl):
+                seeds[index] = check_tangent(value, tx, f"f_jvp: tangents[{k}]")
         tans = tape.replay_tangents(seeds)
         outs_t = [tans[o.index] if isinstance(o, Node) and o._trace is tape and
                   tans[o.index] is not None else _tangent_out(v, None)

@@ -28,7 +28,8 @@ def dtype_of(x):
 
 
 def check_differentiable(x, name):
-    if x.__class__ is float:
+    c = x.__class__
+    if c is float or c is np.ndarray and x.dtype.kind in "fc":
         return
     if dataclasses.is_dataclass(x):
         raise TypeError(f"{name} is a dataclass ({type(x).__name__}) that is not a pytree: "
