@@ -133,15 +133,19 @@ def pin(args, argv):
 # ---------------------------------------------------------------------------
 # Machine and versions
 
-def machine_info(cpus, threads):
-    model = None
+def cpu_model():
+    """The CPU's model name from /proc/cpuinfo, else platform's guess (None if neither)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
-        model = platform.processor() or None
+        pass
+    return platform.processor() or platform.machine() or None
+
+
+def machine_info(cpus, threads):
+    model = cpu_model()
     mem = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():

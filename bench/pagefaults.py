@@ -19,10 +19,11 @@ after two warm-up calls.  Report the CPU and
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
+
+from .__main__ import cpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,14 +133,7 @@ def summary(rows):
 
 
 def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     thp = {}
     for k in ("enabled", "defrag"):
         try:

@@ -653,9 +653,7 @@ def sign(x, **kwargs):
     if not P.is_complex(x):
         return np.sign(unbox(x), **kwargs)
     _no(kwargs, "sign", where=True, casting="same_kind", order="K", dtype=None, subok=True)
-    r = P.absolute(x)
-    zero = unbox(r) == 0
-    return P.where(zero, 0.0, P.divide(x, P.where(zero, 1.0, r)))
+    return P.divide_or_zero(x, P.absolute(x))
 
 
 # ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import numpy as np
 from . import numpy_api as api
 from . import primitives as P
 from .core import Box, unbox
-from .numpy_api import _axes, _gather, _no, _track, implements
+from .numpy_api import _axes, _gather, _no, _plain_index, _track, implements
 
 _shape, _ndim = P.shape_of, P.ndim_of
 
@@ -35,10 +35,6 @@ _shape, _ndim = P.shape_of, P.ndim_of
 def _arr(x):
     """A traced value as it is; anything else as a numpy array."""
     return x if isinstance(x, Box) else np.asarray(x)
-
-
-def _traced(*xs):
-    return any(isinstance(x, Box) for x in xs)
 
 
 def _along(x, ax, start=None, stop=None, step=None):
@@ -289,43 +285,29 @@ def _quantile(a, q, axis, keepdims, method, skip_nan, fname):
     return api.reshape(res, out_shape)
 
 
-@implements(np.quantile)
-def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
-             keepdims=False, *, weights=None, interpolation=None):
-    _no(dict(out=out, weights=weights, interpolation=interpolation), "quantile", out=None,
-        weights=None, interpolation=None)
-    return _quantile(a, q, axis, keepdims, method, False, "quantile")
+def _quantile_function(fname, nan, percent):
+    """np.quantile / percentile / nanquantile / nanpercentile: ``q`` in [0, 1] or in
+    percent, nan entries ignored or not; all of them ``_quantile``."""
+    def fn(a, q, axis=None, out=None, overwrite_input=False, method="linear",
+           keepdims=False, *, weights=None, interpolation=None):
+        _no(dict(out=out, weights=weights, interpolation=interpolation), fname, out=None,
+            weights=None, interpolation=None)
+        q = P.divide(_arr(q), 100.0) if percent else q
+        return _quantile(a, q, axis, keepdims, method, nan, fname)
+    fn.__name__ = fname
+    return fn
 
 
-@implements(np.percentile)
-def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
-               keepdims=False, *, weights=None, interpolation=None):
-    _no(dict(out=out, weights=weights, interpolation=interpolation), "percentile", out=None,
-        weights=None, interpolation=None)
-    return _quantile(a, P.divide(_arr(q), 100.0), axis, keepdims, method, False, "percentile")
+quantile = implements(np.quantile)(_quantile_function("quantile", False, False))
+percentile = implements(np.percentile)(_quantile_function("percentile", False, True))
+nanquantile = implements(np.nanquantile)(_quantile_function("nanquantile", True, False))
+nanpercentile = implements(np.nanpercentile)(_quantile_function("nanpercentile", True, True))
 
 
 @implements(np.median)
 def median(a, axis=None, out=None, overwrite_input=False, keepdims=False):
     _no(dict(out=out), "median", out=None)
     return _quantile(a, 0.5, axis, keepdims, "linear", False, "median")
-
-
-@implements(np.nanquantile)
-def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
-                keepdims=False, *, weights=None, interpolation=None):
-    _no(dict(out=out, weights=weights, interpolation=interpolation), "nanquantile", out=None,
-        weights=None, interpolation=None)
-    return _quantile(a, q, axis, keepdims, method, True, "nanquantile")
-
-
-@implements(np.nanpercentile)
-def nanpercentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
-                  keepdims=False, *, weights=None, interpolation=None):
-    _no(dict(out=out, weights=weights, interpolation=interpolation), "nanpercentile",
-        out=None, weights=None, interpolation=None)
-    return _quantile(a, P.divide(_arr(q), 100.0), axis, keepdims, method, True,
-                     "nanpercentile")
 
 
 @implements(np.nanmedian)
@@ -479,7 +461,7 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
         ddof = 1 if not bias else 0
     w = None
     if fweights is not None:
-        w = np.asarray(_plain(fweights, "cov", "fweights"), dtype=float)
+        w = np.asarray(_plain_index(fweights, "cov", "fweights"), dtype=float)
     if aweights is not None:
         aw = _arr(aweights)
         w = aw if w is None else P.multiply(w, aw)
@@ -518,13 +500,6 @@ def corrcoef(x, y=None, rowvar=True, *, dtype=None):
     if P.is_complex(c):
         return P.add(P.clip(P.real(c), -1.0, 1.0), P.multiply(P.clip(P.imag(c), -1.0, 1.0), 1j))
     return P.clip(c, -1.0, 1.0)
-
-
-def _plain(x, fname, arg):
-    if isinstance(x, Box):
-        raise TypeError(f"dualgrad: numpy.{fname}'s {arg} are integer counts; they have no "
-                        "derivative, so they cannot be a traced value")
-    return np.asarray(x)
 
 
 # ---------------------------------------------------------------------------

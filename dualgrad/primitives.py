@@ -242,17 +242,10 @@ def _pow_dx(ans, x, y):
     return multiply(y, power(x, subtract(y, 1)))
 
 
-def _half_over(ans):
-    """0.5 / sqrt(x) given ans = sqrt(x), with 0 at x = 0: the zero subgradient PyTorch's
-    norm and cdist give, so sqrt(sum(d ** 2)) at d = 0 has gradient 0, not 0 * inf = nan."""
-    zero = _raw(ans) == 0
-    if np.any(zero):
-        return where(zero, 0.0, divide(0.5, where(zero, 1.0, ans)))
-    return divide(0.5, ans)
-
-
-def _over(num, den):
-    """num / den, with 0 where den = 0 (hypot at the origin: the zero subgradient)."""
+def divide_or_zero(num, den):
+    """num / den, with 0 where den = 0: the zero subgradient PyTorch's norm and cdist give
+    (sqrt's 0.5 / sqrt(x) at x = 0, so sqrt(sum(d ** 2)) at d = 0 has gradient 0, not
+    0 * inf = nan; hypot at the origin; |z| at z = 0)."""
     zero = _raw(den) == 0
     if np.any(zero):
         return where(zero, 0.0, divide(num, where(zero, 1.0, den)))
@@ -289,7 +282,8 @@ arctan2 = defbinary(np.arctan2,
                     lambda ans, y, x: divide(x, add(square(x), square(y))),
                     lambda ans, y, x: negative(divide(y, add(square(x), square(y)))),
                     domain="nonzero")
-hypot = defbinary(np.hypot, lambda ans, x, y: _over(x, ans), lambda ans, x, y: _over(y, ans),
+hypot = defbinary(np.hypot, lambda ans, x, y: divide_or_zero(x, ans),
+                  lambda ans, x, y: divide_or_zero(y, ans),
                   domain="nonzero")
 logaddexp = defbinary(np.logaddexp, lambda ans, x, y: exp(subtract(x, ans)),
                       lambda ans, x, y: exp(subtract(y, ans)))
@@ -316,7 +310,7 @@ log10 = defunary(np.log10, lambda ans, x: reciprocal(multiply(x, math.log(10.0))
                  domain="positive")
 log1p = defunary(np.log1p, lambda ans, x: reciprocal(add(x, 1.0)), domain="positive",
                  fused=True)
-sqrt = defunary(np.sqrt, lambda ans, x: _half_over(ans), domain="positive", fused=True)
+sqrt = defunary(np.sqrt, lambda ans, x: divide_or_zero(0.5, ans), domain="positive", fused=True)
 cbrt = defunary(np.cbrt, lambda ans, x: divide(1.0, multiply(3.0, square(ans))),
                 domain="positive")
 square = defunary(np.square, lambda ans, x: multiply(2.0, x), fused=True)
@@ -925,7 +919,7 @@ def _abs_deriv(ans, x):
     """|x|'s local derivative: sign(x) for real x; conj(z)/|z| for complex z (d|z| =
     Re(conj(z) dz)/|z|), with 0 at z = 0 as JAX."""
     if is_complex(x):
-        return _over(conjugate(x), ans)
+        return divide_or_zero(conjugate(x), ans)
     return _mask(np.sign(_raw(x)), x)
 
 

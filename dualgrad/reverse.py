@@ -383,7 +383,7 @@ class Tape(Trace):
                     and e.local is None):
                 for argnum, j in e.parents:
                     c = cotangent(e, argnum, g, nb, raw, not keep)
-                    if cts[j] is None:
+                    if cts[j] is None:  # the first contribution: no call (the hot path)
                         cts[j] = c
                     else:
                         merge(cts, j, c)
@@ -396,10 +396,7 @@ class Tape(Trace):
                     c = cotangent(e, argnum, g, nb, raw, not keep)
                 else:
                     c = fit(c, e.args[argnum], e.prim.bcast, nb)
-                if cts[j] is None:
-                    cts[j] = c
-                else:
-                    merge(cts, j, c)
+                merge(cts, j, c)
                 c = None
         if keep:
             self.adjoints = cts
