@@ -91,10 +91,10 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "ufunc", "partials", "fast", "fused",
-                 "domain", "smooth")
+                 "domain", "smooth", "scalar", "batch")
 
     def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, ufunc=None, partials=None,
-                 fast=None, fused=None, domain="real", smooth=True):
+                 fast=None, fused=None, domain="real", smooth=True, scalar=None, batch=None):
         self.name, self.impl, self.jvp, self.vjp = name, impl, jvp, vjp
         self.bcast = bcast        # elementwise with numpy broadcasting
         self.ufunc = ufunc        # the numpy ufunc an elementwise row computes
@@ -106,6 +106,15 @@ class Primitive:
         self.fused = fused        # kernel giving (ans, f'(ans)) in one pass (unary rows)
         self.domain = domain      # test-only hint: where the generated tests sample inputs
         self.smooth = smooth      # test-only hint: second derivatives are tested when True
+        # an elementwise row's scalar form, which dg.jit's code generator (jit_codegen.py)
+        # writes into fused loops: a function of the arguments' source text returning the
+        # expression's, e.g. ``lambda x: f"np.sin({x})"``; None: the row is not fused
+        self.scalar = scalar
+        # the batching rule dg.vmap uses (vmap.py): ``batch(args, dims, **kw)`` gets the
+        # array arguments one level down and their batch axes (an int, or None where an
+        # argument has none; parameters passed by position arrive as keywords) and returns
+        # ``(ans, out_dim)``; None: elementwise rows use the generic rule, others a loop
+        self.batch = batch
 
     def __call__(self, *args, **kw):
         if not _active[0]:  # nothing is being traced: no argument can be a box

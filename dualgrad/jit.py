@@ -41,6 +41,7 @@ import warnings
 import numpy as np
 
 from .core import Box, Primitive, Trace, unbox
+from .jit_codegen import MODES, compile_regions, fuse, mode_default
 from .jit_graph import MISS, Const, Graph, Op, compile_graph, run_traced, same
 from .jit_passes import PIPELINE, optimise
 from .tree import tree_flatten, tree_unflatten
@@ -55,9 +56,11 @@ class Foreign(Exception):
 
 
 # comparisons recorded as graph nodes (no derivative: their results are booleans)
-COMPARE = {op: Primitive(name, op) for op, name in (
-    (operator.lt, "less"), (operator.le, "less_equal"), (operator.gt, "greater"),
-    (operator.ge, "greater_equal"), (operator.eq, "equal"), (operator.ne, "not_equal"))}
+COMPARE = {op: Primitive(name, op, bcast=True, scalar=f"({{}} {sym} {{}})".format)
+           for op, name, sym in (
+    (operator.lt, "less", "<"), (operator.le, "less_equal", "<="),
+    (operator.gt, "greater", ">"), (operator.ge, "greater_equal", ">="),
+    (operator.eq, "equal", "=="), (operator.ne, "not_equal", "!="))}
 
 
 class Var(Box):
@@ -320,15 +323,27 @@ class Compiled:
     passes and the code generation wait for the first replay (as TinyJit captures on the
     second call): a function called once with a signature never pays for them."""
 
-    __slots__ = ("raw", "fast_math", "passes", "_graph", "_summary", "_replay")
+    __slots__ = ("raw", "fast_math", "passes", "codegen", "_graph", "_summary", "replay",
+                 "kernels", "fused", "finish")
 
-    def __init__(self, raw, fast_math, passes):
-        self.raw, self.fast_math, self.passes = raw, fast_math, passes
+    def __init__(self, raw, fast_math, passes, codegen):
+        self.raw, self.fast_math, self.passes, self.codegen = raw, fast_math, passes, codegen
         self._graph = None
+        self.replay = self._first  # ``replay(*leaves)``: the flat outputs, or MISS
+        odef = raw.odef  # ``finish(flat)``: the result the caller gets
+        self.finish = _first_leaf if odef == _LEAF_DEF else (
+            tuple if odef[0] is tuple and all(c == _LEAF_DEF for c in odef[2])
+            else functools.partial(_unflatten, odef))
+
+    def _first(self, *leaves):
+        self._build()
+        return self.replay(*leaves)
 
     def _build(self):
         self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
-        self._replay = compile_graph(self._graph, copies=_copies(self.raw, self._graph))
+        self.kernels = compile_regions(self._graph, self.codegen)
+        self.fused = fuse(self._graph, self.kernels)
+        self.replay = compile_graph(self.fused, copies=_copies(self.raw, self._graph))
 
     @property
     def graph(self):
@@ -342,11 +357,14 @@ class Compiled:
             self._build()
         return self._summary
 
-    @property
-    def replay(self):
-        if self._graph is None:
-            self._build()
-        return self._replay
+
+
+def _first_leaf(out):
+    return out[0]
+
+
+def _unflatten(odef, out):
+    return tree_unflatten(odef, list(out))
 
 
 def _copies(before, after):
@@ -366,12 +384,17 @@ def _copies(before, after):
 
 class Lowered:
     """What ``jit(f).lower(*args)`` returns: the graph ``before`` and ``after`` the passes,
-    the ``summary`` of what each pass removed, and the generated replay ``source``."""
+    the ``summary`` of what each pass removed, the ``fused`` graph (each fusion region one
+    node), the numba source of each of its ``kernels``, and the generated replay
+    ``source`` that calls them."""
 
     def __init__(self, compiled):
         self.before, self.after = compiled.raw, compiled.graph
         self.summary = compiled.summary
+        compiled.graph  # noqa: B018 - builds it
         self.source = compiled.replay.source
+        self.fused = compiled.fused
+        self.kernels = [k.source for k in compiled.kernels if k.fn is not None]
 
     def summary_text(self):
         s = self.summary
@@ -379,7 +402,7 @@ class Lowered:
                  "broadcast": "broadcasts dropped", "cse": "CSE'd", "dce": "dead"}
         parts = [f"{s[k]} {words[k]}" for k in s]
         return (f"{len(self.before)} ops -> {len(self.after)} ops ({', '.join(parts)}); "
-                f"{self.after.guards} guard(s)")
+                f"{self.after.guards} guard(s); {len(self.kernels)} fused kernel(s)")
 
     def as_dot(self):
         return self.after.as_dot()
@@ -394,8 +417,11 @@ class Jitted:
     forgets them, ``lower(*args)`` shows the graph."""
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), fast_math=False,
-                 passes=PIPELINE, retrace_limit=RETRACE_LIMIT):
+                 passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None):
         functools.update_wrapper(self, fun)
+        self.codegen = mode_default() if codegen is None else codegen
+        if self.codegen not in MODES:
+            raise ValueError(f"dg.jit: codegen must be one of {MODES}, got {codegen!r}")
         self.fun = fun
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
             else tuple(static_argnums)
@@ -470,9 +496,7 @@ class Jitted:
                     for comp in entries:
                         out = comp.replay(*args)
                         if out is not MISS:
-                            odef = comp.graph.odef
-                            return out[0] if odef is _LEAF_DEF else tree_unflatten(odef,
-                                                                                   list(out))
+                            return comp.finish(out)
         key, leaves, traced, rebuild = self._split(args, kwargs)
         boxed = any(isinstance(x, Box) for x in leaves)
         entries = self._cache.get(key)
@@ -532,7 +556,8 @@ class Jitted:
                 else:
                     refs.append(Const(o))
             trace.finish()
-            compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes)
+            compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
+                                self.codegen)
             values = [o.value if o.__class__ is Var else
                       (o.raw if o.__class__ is Concrete else o) for o in outs]
         finally:
@@ -569,14 +594,17 @@ def _static(v, what):
 
 
 def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes=PIPELINE,
-        retrace_limit=RETRACE_LIMIT):
+        retrace_limit=RETRACE_LIMIT, codegen=None):
     """``fun`` compiled: recorded once per signature, optimised, replayed (module docstring).
 
     ``static_argnums``/``static_argnames`` name arguments passed as Python values (part of
     the signature: a new value records again; they must be hashable).  ``fast_math=True``
     also applies the rewrites that may change rounding.  ``passes`` lists the optimiser's
     passes to run (jit_passes.PIPELINE); ``retrace_limit`` how many guard failures are
-    recorded again before the function falls back to eager execution.
+    recorded again before the function falls back to eager execution.  ``codegen`` chooses
+    the back end (jit_codegen.py): ``"auto"`` (the default, or ``$DUALGRAD_CODEGEN``) fuses
+    elementwise regions into numba kernels where they are faster on this machine,
+    ``"numba"`` wherever they compile, ``"off"`` replays the graph one primitive at a time.
 
     >>> import dualgrad as dg
     >>> dg.jit(dg.grad(lambda x: x * x * x))(2.0)
@@ -585,8 +613,9 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     if fun is None:
         return functools.partial(jit, static_argnums=static_argnums,
                                  static_argnames=static_argnames, fast_math=fast_math,
-                                 passes=passes, retrace_limit=retrace_limit)
-    return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit)
+                                 passes=passes, retrace_limit=retrace_limit, codegen=codegen)
+    return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit,
+                  codegen)
 
 
 __all__ = ["jit", "Jitted", "GraphTrace", "Lowered", "Graph", "same"]

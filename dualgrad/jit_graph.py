@@ -54,8 +54,8 @@ class Op:
 
     @property
     def name(self):
-        if self.kind == "guard":
-            return "guard"
+        if self.kind in ("guard", "part"):
+            return self.kind
         return "input" if self.prim is None else self.prim.name
 
     def __repr__(self):
@@ -180,6 +180,8 @@ def describe(op, names):
     args = [names[a] if a.__class__ is int else fmt(a.value) for a in op.args]
     if op.kind == "guard":
         return f"{op.kw['how']}({args[0]}) == {fmt(op.ans) if op.kw['how'] != 'bool' else op.ans}"
+    if op.kind == "part":
+        return f"{args[0]}[{op.kw['k']}]"
     sym = _SYMBOLS.get(op.prim.name)
     if sym and len(args) == 2 and not op.kw:
         return f"{args[0]} {sym} {args[1]}"
@@ -311,6 +313,17 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
                 lines.append(f"    if not same({args[0]}, e{i}): return MISS")
             continue
         names[i] = v
+        if op.kind == "part":  # unpacked by its fused node's line
+            continue
+        if op.kind == "fused":  # one generated numba kernel (jit_codegen.py)
+            ns[f"K{i}"] = op.prim.fn
+            outs = [f"v{i + 1 + k}" for k in range(len(op.ans))]
+            lines.append(f"    {', '.join(outs)}, = K{i}({', '.join(args)})")
+            for k, cast in enumerate(op.prim.casts):
+                if cast is not None:
+                    ns[f"c{i + 1 + k}"] = cast
+                    lines.append(f"    {outs[k]} = c{i + 1 + k}({outs[k]})")
+            continue
         if i in plan:
             ns[f"u{i}"] = _out_ufunc(op)
             lines.append(f"    {v} = u{i}({', '.join(args)}, out={names[plan[i]]})")

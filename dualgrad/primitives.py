@@ -32,16 +32,36 @@ SCALARS = frozenset((float, int, bool, np.float64, np.float32, complex))  # shap
 REALS = frozenset((float, int, bool, np.float64, np.float32))  # never complex: no dtype test
 
 
-def defprim(name, impl, jvp=None, vjp=None, ufunc=None, real_only=None, **opts):
+def defprim(name, impl, jvp=None, vjp=None, ufunc=None, real_only=None, scalar=None, **opts):
     """Register a primitive.  ``real_only`` (a reason) makes its rules refuse complex
-    values with a TypeError naming it; the other options are ``Primitive``'s."""
+    values with a TypeError naming it; ``scalar`` is its scalar form (``Primitive``; a
+    numpy ufunc row gets ``ufunc_form(ufunc)``); the other options are ``Primitive``'s."""
     if real_only is not None:
         jvp, vjp = _real_only(name, jvp, real_only), _real_only(name, vjp, real_only)
-    prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, **opts)
+    if scalar is None and ufunc is not None:
+        scalar = ufunc_form(ufunc)
+    prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, scalar=scalar, **opts)
     TABLE[name] = prim
     if ufunc is not None:
         UFUNCS[ufunc] = prim
     return prim
+
+
+_OPERATORS = {np.add: "({} + {})", np.subtract: "({} - {})", np.multiply: "({} * {})",
+              np.true_divide: "({} / {})", np.negative: "(-{})", np.positive: "(+{})"}
+
+
+def ufunc_form(ufunc):
+    """The scalar form of a numpy ufunc row: the operator (``(x + y)``) or the ufunc on
+    scalars (``np.sin(x)``), which numba compiles and plain Python runs.  None for a
+    gufunc (matmul) or a ufunc outside numpy's namespace (scipy.special's)."""
+    if not isinstance(ufunc, np.ufunc) or ufunc.signature is not None \
+            or getattr(np, ufunc.__name__, None) is not ufunc:
+        return None
+    form = _OPERATORS.get(ufunc)
+    if form is not None:
+        return form.format
+    return lambda *args: f"np.{ufunc.__name__}({', '.join(args)})"
 
 
 def _fused(fused, name):
@@ -359,6 +379,7 @@ def _where_jvp(tangents, ans, c, x, y):
 
 
 where = defprim("where", np.where, ufunc=None, bcast=True, smooth=False,
+                scalar=lambda c, x, y: f"({x} if {c} else {y})",
                 jvp=_where_jvp,
                 vjp=(None, lambda g, ans, c, x, y: where(c, g, 0.0),
                      lambda g, ans, c, x, y: where(c, 0.0, g)))
@@ -374,8 +395,14 @@ def _clip_in(x, lo, hi):
     return m
 
 
+def _clip_form(x, lo, hi):
+    if lo != "None":
+        x = f"np.maximum({x}, {lo})"
+    return x if hi == "None" else f"np.minimum({x}, {hi})"
+
+
 clip = defprim(
-    "clip", np.clip, bcast=True, smooth=False, real_only=_NO_ORDER,
+    "clip", np.clip, bcast=True, smooth=False, real_only=_NO_ORDER, scalar=_clip_form,
     jvp=(lambda t, ans, x, lo, hi: multiply(t, _mask(_clip_in(x, lo, hi), ans)),
          lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) < _raw(lo), ans)),
          lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) > _raw(hi), ans))),
@@ -593,7 +620,12 @@ scatter_add = defprim(
         t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v)),),
     vjp=(lambda g, ans, v, idx, shape: _gather_batched(g, idx, ndim_of(g) - ndim_of(ans)),))
 
-astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype),
+def _astype_form(x, dtype):
+    d = np.dtype(dtype)
+    return f"np.{'bool_' if d == bool else d.name}({x})"
+
+
+astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), scalar=_astype_form,
                  jvp=(lambda t, ans, x, dtype: astype(t, dtype=dtype),),
                  vjp=(lambda g, ans, x, dtype: astype(_real_for(g, x), dtype=_raw(x).dtype
                                                       if hasattr(_raw(x), "dtype")

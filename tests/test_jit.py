@@ -31,6 +31,13 @@ def numpy_backend():
         yield
 
 
+@pytest.fixture(autouse=True)
+def replay_only(monkeypatch):
+    """These tests compare jit with eager bit for bit: the replay back end (the numba
+    kernels round differently; test_codegen.py tests them to a few ulps)."""
+    monkeypatch.setenv("DUALGRAD_CODEGEN", "off")
+
+
 # -- signatures, caching, counters ------------------------------------------------------
 
 def test_records_once_per_signature_and_clears():

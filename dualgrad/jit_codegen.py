@@ -1,0 +1,619 @@
+"""``dg.jit``'s back end: fusion regions of the optimised graph compiled to numba kernels.
+
+Replaying a graph one numpy call per primitive makes one pass over memory per primitive.
+This module finds *fusion regions* and writes each as one ``@njit`` loop, so a chain of
+elementwise operations and the reductions that consume it cost one pass::
+
+    v1 = tanh(v0); v2 = sin(v0); v3 = v1 * v2; v4 = sum(v3)      # four passes, three temporaries
+
+becomes (``jit(f).lower(x).kernels[0]``)::
+
+    @njit(cache=True, error_model="numpy")
+    def kernel(a0):
+        s0 = 0.0
+        for i0 in range(1000000):
+            x0 = a0[i0]
+            v1 = np.tanh(x0)
+            v2 = np.sin(x0)
+            v3 = (v1 * v2)
+            s0 += v3
+        return (s0,)
+
+**Regions.**  A region is a connected set of elementwise nodes of one result shape (the
+rows of the primitive table that carry a ``scalar`` form: the broadcasting ufuncs, ``where``,
+comparisons, casts) together with the ``sum``/``max``/``min``/``prod`` nodes that reduce
+them.  A region never contains a node that depends on the region through a node outside it
+(that would be a cycle), so a backward loop that needs a forward reduction (``1/sum(exp(x))``)
+is a second region.  A value leaves a region only if a node outside it, or the graph's
+output, reads it.  Matmuls, gathers, reshapes and everything without a scalar form are
+replayed as before, between the kernels.
+
+**Recompute or store.**  When a second region needs an elementwise value of an earlier one,
+storing it costs a write and a read of the whole array; recomputing it in the second loop
+costs only its own inputs' reads, if the second loop does not read them already.  Values
+made of cheap arithmetic (no transcendental) whose inputs the second region reads anyway
+are recomputed there, as PyTorch's min-cut rematerialisation and tinygrad's scheduler do.
+
+**Code.**  The scalar math is the table's: each row's ``scalar`` form writes its expression.
+Constants are typed with the node's dtype (``np.float32(0.5)``: a Python float in a float32
+loop would silently make float64 code), and every float32 node is rounded to float32, so
+float32 stays float32.  Sums accumulate in float64 sequentially (eager numpy sums pairwise),
+so a fused sum differs from eager by rounding only.  The source is written to a file under
+``~/.cache/dualgrad/kernels`` named by its hash and compiled with ``cache=True``: a second
+process loads the machine code instead of compiling.  ``NUMBA_DISABLE_JIT=1`` runs the same
+source as Python.
+
+**Choice.**  With ``codegen="auto"`` (the default) each kernel is compiled and run once at
+the graph's first replay on the recorded values, checked against them, and timed against
+replaying its nodes: a kernel is used where it is faster on this machine, never on a
+threshold measured elsewhere.  ``codegen="numba"`` uses every kernel that compiles (the
+tests do), ``codegen="off"`` none.  A kernel that fails to compile or disagrees with the
+recorded values falls back to replay, with a warning: never a wrong kernel.
+"""
+
+import hashlib
+import heapq
+import importlib.util
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from .jit_graph import Const, Graph, Op
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_DTYPES = frozenset(_FLOATS + (np.dtype(bool),))
+_INPUT_DTYPES = frozenset(np.dtype(c) for c in (np.float32, np.float64, np.bool_, np.int8,
+                                                 np.int16, np.int32, np.int64, np.uint8))
+_SCALARS = (float, int, bool, np.float64, np.float32, np.bool_, np.int64, np.int32)
+REDUCTIONS = {"sum": ("0.0", "{a} += {v}"), "prod": ("1.0", "{a} *= {v}"),
+              # max/min propagate NaN as numpy does: once the accumulator is NaN it stays
+              "max": ("-np.inf", "if {a} == {a} and not {v} <= {a}: {a} = {v}"),
+              "min": ("np.inf", "if {a} == {a} and not {v} >= {a}: {a} = {v}")}
+CHEAP = frozenset(("add", "subtract", "multiply", "negative", "positive", "square",
+                   "absolute", "fabs", "maximum", "minimum", "where", "less", "less_equal",
+                   "greater", "greater_equal", "equal", "not_equal", "astype"))
+MAX_OPS = 400  # ops per kernel: numba's compile time grows with a function's length
+MODES = ("auto", "numba", "off")
+
+
+def _info(v):
+    """(shape, dtype) of a value a kernel can read, or None."""
+    c = v.__class__
+    if c is np.ndarray:
+        return (v.shape, v.dtype) if v.dtype in _INPUT_DTYPES else None
+    if c is float:
+        return (), np.dtype(np.float64)
+    if c is bool:
+        return (), np.dtype(bool)
+    if c is int:
+        return ((), np.dtype(np.int64)) if -2**62 < v < 2**62 else None
+    if c in _SCALARS:
+        return (), v.dtype
+    return None
+
+
+def _value(ops, a):
+    return ops[a].ans if a.__class__ is int else a.value
+
+
+def _elementwise(op, ops):
+    """The result shape of a node a kernel can compute, or None."""
+    if op.kind != "op" or op.prim.scalar is None:
+        return None
+    out = _info(op.ans)
+    if out is None or out[1] not in _DTYPES or 0 in out[0]:
+        return None
+    for a in op.args:
+        if a.__class__ is Const and a.value is None:
+            continue
+        i = _info(_value(ops, a))
+        if i is None or len(i[0]) > len(out[0]):
+            return None
+    return out[0]
+
+
+def _reduction(op, ops, region_of, regions):
+    """The region a reduction node can join, or None."""
+    if op.kind != "op" or op.prim.name not in REDUCTIONS or len(op.args) != 1:
+        return None
+    a = op.args[0]
+    if a.__class__ is not int or region_of[a] < 0:
+        return None
+    r = regions[region_of[a]]
+    if a in r.reduced or _info(op.ans) is None or ops[a].ans.__class__ is not np.ndarray \
+            or ops[a].ans.dtype not in _FLOATS or len(r.ops) >= MAX_OPS:
+        return None
+    return r
+
+
+class Region:
+    """Nodes fused into one loop: ``ops`` (elementwise, in order), ``reduced`` (reductions
+    of them), the loop ``shape``; ``inputs``/``outputs`` are filled by ``partition``."""
+
+    __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied")
+
+    def __init__(self, index, shape):
+        self.index, self.shape = index, shape
+        self.ops, self.reduced, self.inputs, self.outputs, self.copied = [], [], [], [], []
+
+    @property
+    def size(self):
+        return len(self.ops) + len(self.reduced)
+
+    def __repr__(self):
+        return f"<Region {self.index} shape={self.shape} ops={self.ops} reduced={self.reduced}>"
+
+
+def partition(graph):
+    """The fusion regions of ``graph`` (each with two or more nodes), in graph order.
+
+    An elementwise node joins the latest region of its shape that it can join without a
+    cycle (an argument computed outside the region from the region's own values), else
+    starts one; a reduction joins its argument's region."""
+    ops = graph.ops
+    region_of = [-1] * len(ops)
+    deps = [frozenset()] * len(ops)  # the regions a value depends on, its own included
+    regions, by_shape = [], {}
+    for i, op in enumerate(ops):
+        args = [a for a in op.args if a.__class__ is int]
+        below = frozenset().union(*(deps[a] for a in args))
+        shape = _elementwise(op, ops)
+        target = None
+        if shape is not None:
+            for r in reversed(by_shape.get(shape, ())):
+                if len(r.ops) < MAX_OPS and not any(  # a reduction of r is outside r's loop
+                        (region_of[b] != r.index or b in r.reduced) and r.index in deps[b]
+                        for b in args):
+                    target = r
+                    break
+            if target is None:
+                target = Region(len(regions), shape)
+                regions.append(target)
+                by_shape.setdefault(shape, []).append(target)
+            target.ops.append(i)
+        else:
+            target = _reduction(op, ops, region_of, regions)
+            if target is not None:
+                target.reduced.append(i)
+        if target is not None:
+            region_of[i] = target.index
+            below = below | {target.index}
+        deps[i] = below
+    kept = [r for r in regions if r.size >= 2]
+    _wire(graph, kept)
+    return kept
+
+
+def _wire(graph, regions):
+    """Fill each region's ``inputs`` (values it reads from outside: value numbers and
+    array constants) and ``outputs`` (its values read outside it, or returned)."""
+    ops = graph.ops
+    member = {}
+    for r in regions:
+        for i in r.ops + r.reduced:
+            member[i] = r
+    needed = set(a for a in graph.outputs if a.__class__ is int)
+    for i, op in enumerate(ops):
+        if i not in member:
+            needed.update(a for a in op.args if a.__class__ is int)
+    for r in regions:
+        body = set(r.ops) | set(r.reduced) | set(r.copied)
+        r.inputs, seen = [], set()
+        for i in sorted(body):
+            for a in ops[i].args:
+                key = a if a.__class__ is int else id(a)
+                if key in seen or (a.__class__ is int and a in body):
+                    continue
+                if a.__class__ is int or _is_array_const(a):
+                    seen.add(key)
+                    r.inputs.append(a)
+        needed.update(a for a in r.inputs if a.__class__ is int)
+    for r in regions:
+        r.outputs = [i for i in r.ops + r.reduced if i in needed]
+
+
+def _is_array_const(c):
+    return c.value.__class__ is np.ndarray and c.value.ndim > 0
+
+
+def recompute(graph, regions):
+    """Copy cheap elementwise values into the later regions that read them (module
+    docstring), counting arrays moved: recomputing a value in region ``r`` saves ``r``'s
+    read of it, and its producer's write if nothing else outside the producer reads it;
+    it costs a read of each input of it that ``r`` does not read already."""
+    ops = graph.ops
+    owner = {i: r for r in regions for i in r.ops}
+    readers = {}
+    for i, op in enumerate(ops):
+        for a in op.args:
+            if a.__class__ is int:
+                readers.setdefault(a, set()).add(i)
+    returned = set(a for a in graph.outputs if a.__class__ is int)
+    changed = True
+    while changed:
+        changed = False
+        for r in regions:
+            body = set(r.ops) | set(r.reduced) | set(r.copied)
+            for a in list(r.inputs):
+                src = owner.get(a) if a.__class__ is int else None
+                if src is None or src is r or ops[a].prim.name not in CHEAP:
+                    continue
+                new = [b for b in ops[a].args if b.__class__ is int and b not in r.inputs
+                       and b not in body]
+                mine = set(src.ops) | set(src.reduced)
+                unwritten = a not in returned and readers.get(a, set()) <= (mine | body)
+                if len(new) < 1 + unwritten:
+                    r.copied.append(a)
+                    body.add(a)
+                    changed = True
+            if changed:
+                _wire(graph, regions)
+    return regions
+
+
+# -- kernel source --------------------------------------------------------------------
+
+def _literal(v, dtype):
+    """A scalar constant as source, typed ``dtype`` (a float32 loop stays float32)."""
+    if v is None:
+        return "None"
+    if isinstance(v, (bool, np.bool_)) and dtype == np.dtype(bool):
+        return repr(bool(v))
+    f = float(v)
+    text = "np.inf" if f == np.inf else "-np.inf" if f == -np.inf else (
+        "np.nan" if f != f else repr(f))
+    if dtype == np.dtype(np.float32):
+        return f"np.float32({text})"
+    return text
+
+
+def _dtype_of(v):
+    i = _info(v)
+    return None if i is None else i[1]
+
+
+def _const_dtype(op, ops):
+    """The dtype a scalar constant argument of ``op`` takes (numpy's weak scalars)."""
+    ans = _dtype_of(op.ans)
+    if ans in _FLOATS:
+        return ans
+    for a in op.args:  # a comparison: the other operand's float dtype
+        if a.__class__ is int:
+            d = _dtype_of(ops[a].ans)
+            if d in _FLOATS:
+                return d
+    return np.dtype(np.float64)
+
+
+def _index(shape, loop):
+    """How a value of ``shape`` is indexed inside loops over ``loop`` (broadcasting)."""
+    if not shape:
+        return "[()]"
+    off = len(loop) - len(shape)
+    parts = ["0" if n == 1 and loop[off + k] != 1 else f"i{off + k}"
+             for k, n in enumerate(shape)]
+    return "[" + ", ".join(parts) + ("," if len(parts) == 1 else "") + "]"
+
+
+def _live(graph, region):
+    """The body nodes whose values the region's outputs and reductions need."""
+    ops = graph.ops
+    body = sorted(region.ops + region.copied)
+    inside = set(body)
+    live = set(i for i in region.outputs if i in inside)
+    live.update(ops[j].args[0] for j in region.reduced)
+    for i in reversed(body):
+        if i in live:
+            live.update(a for a in ops[i].args if a.__class__ is int and a in inside)
+    return [i for i in body if i in live]
+
+
+def kernel_source(graph, region):
+    """The numba source of one region's kernel, ``def kernel(a0, a1, ...)``."""
+    ops = graph.ops
+    loop = region.shape
+    d = len(loop)
+    names, pre, loads, body, post = {}, [], [], [], []
+    params = []
+    for k, a in enumerate(region.inputs):
+        p = f"a{k}"
+        params.append(p)
+        v = _value(ops, a)
+        if v.__class__ is not np.ndarray:
+            names[a if a.__class__ is int else id(a)] = p
+        elif v.ndim == 0 or d == 0:
+            pre.append(f"x{k} = {p}[()]")
+            names[a if a.__class__ is int else id(a)] = f"x{k}"
+        else:
+            loads.append(f"x{k} = {p}{_index(v.shape, loop)}")
+            names[a if a.__class__ is int else id(a)] = f"x{k}"
+    idx = _index(loop, loop)
+    for i in _live(graph, region):
+        op = ops[i]
+        cd = _const_dtype(op, ops)
+        args = []
+        for a in op.args:
+            if a.__class__ is int:
+                args.append(names[a])
+            elif _is_array_const(a):
+                args.append(names[id(a)])
+            else:
+                v = a.value
+                args.append(_literal(v.item() if v.__class__ is np.ndarray else v, cd))
+        expr = op.prim.scalar(*args, **(op.kw or {}))
+        if _dtype_of(op.ans) == np.dtype(np.float32):
+            expr = f"np.float32({expr})"
+        names[i] = f"v{i}"
+        body.append(f"v{i} = {expr}")
+        if i in region.outputs:
+            if op.ans.__class__ is np.ndarray and d:
+                pre.append(f"o{i} = np.empty({loop!r}, np.{op.ans.dtype.name})")
+                body.append(f"o{i}{idx} = v{i}")
+    results = {}
+    for j in region.reduced:
+        op = ops[j]
+        init, step = REDUCTIONS[op.prim.name]
+        axes = sorted(set(a % d for a in op.kw["axis"])) if d else []
+        kept = tuple(n for k, n in enumerate(loop) if k not in axes)
+        src = names[op.args[0]]
+        if kept:
+            acc = f"r{j}[" + ", ".join(f"i{k}" for k in range(d) if k not in axes) + \
+                  ("," if len(kept) == 1 else "") + "]"
+            pre.append(f"r{j} = np.full({kept!r}, {init})")
+        else:
+            acc = f"s{j}"
+            pre.append(f"s{j} = {init}")
+        body.extend(step.format(a=acc, v=src).replace(": ", ":\n    ").split("\n"))
+        dt = _dtype_of(op.ans)
+        out = acc.split("[")[0]
+        if kept and op.ans.__class__ is np.ndarray and op.ans.shape != kept:
+            out = f"{out}.reshape({op.ans.shape!r})"
+        if dt == np.dtype(np.float32):
+            out = f"{out}.astype(np.float32)" if kept else f"np.float32({out})"
+        if not kept and op.ans.__class__ is np.ndarray and op.ans.ndim:  # keepdims
+            out = f"np.full({op.ans.shape!r}, {out})"
+        results[j] = out
+    lines = ["import numpy as np", "from numba import njit", "", "",
+             '@njit(cache=True, error_model="numpy")',
+             f"def kernel({', '.join(params)}):"]
+    lines += ["    " + s for s in pre]
+    ind = "    "
+    for k in range(d):
+        lines.append(f"{ind}for i{k} in range({loop[k]}):")
+        ind += "    "
+    lines += [ind + s for s in loads + body]
+    outs = [results[i] if i in results else (f"o{i}" if ops[i].ans.__class__ is np.ndarray
+                                             and d else f"v{i}") for i in region.outputs]
+    lines.append(f"    return ({', '.join(outs)},)")
+    return "\n".join(lines) + "\n"
+
+
+# -- compiling, checking, choosing ------------------------------------------------------
+
+_LOADED = {}
+
+
+def _kernel_dir():
+    from .backend.tuning import cache_dir  # optional: only code generation needs it
+    return os.path.join(cache_dir(), "kernels")
+
+
+def load(src):
+    """The ``kernel`` of ``src``, from a file under the cache directory named by the
+    source's hash (so numba's ``cache=True`` finds its machine code in a later process)."""
+    digest = hashlib.sha256(src.encode()).hexdigest()[:24]
+    fn = _LOADED.get(digest)
+    if fn is not None:
+        return fn
+    name = f"dualgrad_kernel_{digest}"
+    try:
+        folder = _kernel_dir()
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, name + ".py")
+        if not os.path.exists(path):
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(src)
+            os.replace(tmp, path)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # numba's cache looks the module up by name
+        spec.loader.exec_module(module)
+        fn = module.kernel
+    except OSError:  # no writable cache: compile in memory (numba then cannot cache)
+        ns = {}
+        exec(compile(src.replace("cache=True", "cache=False"), f"<{name}>", "exec"), ns)  # noqa: S102
+        fn = ns["kernel"]
+    _LOADED[digest] = fn
+    return fn
+
+
+class Kernel:
+    """A compiled region: ``fn`` (the numba dispatcher), its ``source``, and how each
+    output is turned into the type eager numpy returns (``casts``)."""
+
+    __slots__ = ("region", "fn", "source", "casts", "seconds")
+
+    def __init__(self, region, fn, source, casts):
+        self.region, self.fn, self.source, self.casts = region, fn, source, casts
+        self.seconds = None
+
+    @property
+    def name(self):
+        return f"kernel{self.region.index}"
+
+
+def _cast(ans):
+    """The function that gives a kernel's output the class eager numpy gave it."""
+    c = ans.__class__
+    if c is np.ndarray:
+        return None if ans.ndim else (lambda v, dt=ans.dtype: np.asarray(v, dt))
+    if c in (float, bool, int):
+        return None
+    return c  # np.float64, np.float32, np.bool_...
+
+
+def _inputs(graph, region):
+    return [_value(graph.ops, a) for a in region.inputs]
+
+
+def _replay_region(graph, region, vals):
+    ops = graph.ops
+    env = dict(zip([a if a.__class__ is int else id(a) for a in region.inputs], vals))
+    for i in sorted(region.ops + region.reduced):
+        op = ops[i]
+        args = [env[a] if a.__class__ is int else (env[id(a)] if id(a) in env else a.value)
+                for a in op.args]
+        env[i] = op.prim.impl(*args, **op.kw) if op.kw else op.prim.impl(*args)
+    return [env[i] for i in region.outputs]
+
+
+def _agrees(got, want):
+    for g, w in zip(got, want):
+        g, w = np.asarray(g), np.asarray(w)
+        if g.shape != w.shape or g.dtype != w.dtype:
+            return False
+        if w.dtype.kind == "b":
+            if not np.array_equal(g, w):
+                return False
+            continue
+        tol = 1e-9 if w.dtype == np.float64 else 2e-4
+        finite = np.abs(w[np.isfinite(w)])
+        scale = finite.max() if finite.size else 0.0
+        if not np.allclose(g, w, rtol=tol, atol=tol * scale, equal_nan=True):
+            return False
+    return True
+
+
+def _best(fn, args, budget=0.05):
+    """The fastest of a few timed calls (at least 2, more while under ``budget`` s)."""
+    best, spent, n = np.inf, 0.0, 0
+    while n < 2 or (spent < budget and n < 20):
+        t = time.perf_counter()
+        fn(*args)
+        dt = time.perf_counter() - t
+        best, spent, n = min(best, dt), spent + dt, n + 1
+    return best
+
+
+def build(graph, region, timed):
+    """The region's ``Kernel``, compiled and checked against the recorded values (and, when
+    ``timed``, with ``seconds`` = (kernel, replay)); None where it cannot be used."""
+    src = kernel_source(graph, region)
+    vals = _inputs(graph, region)
+    try:
+        fn = load(src)
+        got = fn(*vals)
+    except Exception as e:  # noqa: BLE001 - numba's typing errors have many classes
+        warnings.warn(f"dg.jit: a fused kernel did not compile ({type(e).__name__}: "
+                      f"{str(e)[:200]}); its {region.size} nodes are replayed instead",
+                      RuntimeWarning, stacklevel=4)
+        return None
+    casts = [_cast(graph.ops[i].ans) for i in region.outputs]
+    got = [v if c is None else c(v) for v, c in zip(got, casts)]
+    if not _agrees(got, [graph.ops[i].ans for i in region.outputs]):
+        warnings.warn("dg.jit: a fused kernel disagreed with the recorded values; its "
+                      f"{region.size} nodes are replayed instead", RuntimeWarning, stacklevel=4)
+        return None
+    k = Kernel(region, fn, src, casts)
+    if timed:
+        k.seconds = (_best(fn, vals), _best(lambda *v: _replay_region(graph, region, v), vals))
+    return k
+
+
+def mode_default():
+    m = os.environ.get("DUALGRAD_CODEGEN", "auto")
+    if m not in MODES:
+        raise ValueError(f"DUALGRAD_CODEGEN must be one of {MODES}, got {m!r}")
+    return m
+
+
+def compile_regions(graph, mode="auto"):
+    """The kernels to use for ``graph`` (module docstring: regions, recompute, choice)."""
+    if mode == "off":
+        return []
+    regions = partition(graph)
+    chosen = []
+    for r in regions:
+        k = build(graph, r, timed=(mode == "auto"))
+        if k is not None and (mode == "numba" or k.seconds[0] < k.seconds[1]):
+            chosen.append(r)
+    if not chosen:
+        return []
+    _wire(graph, chosen)
+    recompute(graph, chosen)
+    kernels = []
+    for r in chosen:
+        if not r.outputs:
+            kernels.append(Kernel(r, None, "", []))  # nothing of it is needed any more
+            continue
+        k = build(graph, r, timed=False)
+        if k is None:  # cannot happen unless the copies broke it; replay is always right
+            return []
+        kernels.append(k)
+    return kernels
+
+
+# -- the graph with kernels ------------------------------------------------------------
+
+def fuse(graph, kernels):
+    """``graph`` with each kernel's region replaced by one ``fused`` node (its ``prim`` the
+    Kernel, its ``ans`` the tuple of outputs) followed by a ``part`` node per output."""
+    if not kernels:
+        return graph
+    ops = graph.ops
+    member = {}
+    for k in kernels:
+        for i in k.region.ops + k.region.reduced:
+            member[i] = k
+    producer = {i: (("k", member[i].region.index) if i in member else ("o", i))
+                for i in range(len(ops))}
+    nodes = {("o", i): i for i in range(len(ops)) if i not in member}
+    for k in kernels:
+        nodes[("k", k.region.index)] = min(k.region.ops + k.region.reduced)
+    kmap = {k.region.index: k for k in kernels}
+    need = {}
+    for n in nodes:
+        if n[0] == "o":
+            args = [a for a in ops[n[1]].args if a.__class__ is int]
+        else:
+            args = [a for a in kmap[n[1]].region.inputs if a.__class__ is int]
+        need[n] = set(producer[a] for a in args) - {n}
+    users = {n: [] for n in nodes}
+    for n, ds in need.items():
+        for m in ds:
+            users[m].append(n)
+    waiting = {n: len(ds) for n, ds in need.items()}
+    ready = [(nodes[n], n) for n in nodes if not waiting[n]]
+    heapq.heapify(ready)
+    new, m = [], {}
+
+    def ref(a):
+        return m[a] if a.__class__ is int else a
+
+    while ready:
+        _, n = heapq.heappop(ready)
+        if n[0] == "o":
+            op = ops[n[1]]
+            m[n[1]] = len(new)
+            new.append(Op(op.kind, op.prim, tuple(ref(a) for a in op.args), op.kw, op.ans))
+        elif kmap[n[1]].fn is not None:
+            k = kmap[n[1]]
+            f = len(new)
+            new.append(Op("fused", k, tuple(ref(a) for a in k.region.inputs), None,
+                          tuple(ops[i].ans for i in k.region.outputs)))
+            for j, i in enumerate(k.region.outputs):
+                m[i] = len(new)
+                new.append(Op("part", None, (f,), {"k": j}, ops[i].ans))
+        for u in users[n]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                heapq.heappush(ready, (nodes[u], u))
+    if len(m) < sum(1 for i in range(len(ops)) if i not in member) + sum(
+            len(k.region.outputs) for k in kernels):
+        raise AssertionError("dg.jit: fusing the graph lost a node")  # a cycle: a bug
+    return Graph(new, [m[i] for i in graph.inputs], [ref(a) for a in graph.outputs],
+                 graph.odef)

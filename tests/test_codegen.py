@@ -1,0 +1,232 @@
+"""dg.jit's numba back end (jit_codegen.py): every row with a scalar form, fused.
+
+Generated from the primitive table: each elementwise row runs inside a fused kernel
+(``codegen="numba"``, so the kernel is used whatever it costs) for its value, its gradient,
+its forward derivative and, where smooth, its Hessian; in float32 and float64; on
+contiguous, strided and broadcast inputs.  Kernels may round differently from numpy
+(numba's libm, sums in another order), so results are compared to a few ulps, and fused
+sums to a bound on the reordering.
+"""
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from test_primitives import ALL
+
+import dualgrad as dg
+from dualgrad import jit_codegen
+from dualgrad.core import Primitive
+from dualgrad.primitives import TABLE
+
+FUSED = [c for c in ALL if TABLE[c.name].scalar is not None and c.fn is TABLE[c.name]]
+ULPS = {np.float64: 64, np.float32: 64}
+
+
+def close(got, want, dtype):
+    """Equal to within a few ulps of ``want``'s magnitude (NaNs where ``want`` has them)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, want.dtype)
+    eps = np.finfo(dtype).eps
+    scale = np.maximum(np.abs(want), np.finfo(dtype).tiny)
+    both = np.isfinite(want)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    assert np.all(got[~both & ~np.isnan(want)] == want[~both & ~np.isnan(want)])
+    err = np.abs(got[both] - want[both]) / (scale[both] * eps)
+    assert err.size == 0 or err.max() <= ULPS[dtype], f"{err.max():.1f} ulps"
+
+
+def _variants(fn, nargs, u, smooth):
+    nums = tuple(range(nargs))
+    out = {"f": lambda *a: fn(*a) * 1.5 - 0.25,
+           "grad": dg.grad(lambda *a: np.sum(fn(*a) * u), argnums=nums),
+           "jacfwd": dg.jacfwd(lambda *a: fn(*a) * 2.0, argnums=nums)}
+    if smooth:
+        out["hessian"] = dg.hessian(lambda *a: np.sum(fn(*a) * u))
+    return out
+
+
+def _layouts(args):
+    """The case's arguments as given, as strided views, and broadcast from a row."""
+    yield "contiguous", args
+    yield "strided", tuple(np.repeat(a, 2, axis=-1)[..., ::2] if a.ndim else a for a in args)
+    if all(a.ndim == 2 and a.shape[0] > 1 for a in args):
+        yield "broadcast", tuple(np.broadcast_to(a[:1], a.shape) for a in args)
+
+
+def _fused_count(jf, args):
+    return len(jf.lower(*args).kernels)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", FUSED, ids=repr)
+def test_every_scalar_row_fuses(case, dtype):
+    fn = TABLE[case.name]
+    base = tuple(a.astype(dtype) for a in case.args)
+    u = np.random.default_rng(3).standard_normal(np.shape(fn(*base))).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a kernel that fails must not hide
+        for layout, args in _layouts(base):
+            for name, g in _variants(fn, len(args), u, case.smooth).items():
+                with np.errstate(all="ignore"):
+                    want = g(*args)
+                jf = dg.jit(g, codegen="numba")
+                with np.errstate(all="ignore"):
+                    jf(*args)
+                    got = jf(*args)  # the first replay builds and uses the kernels
+                for w, o in zip(np.atleast_1d(want) if not isinstance(want, tuple) else want,
+                                np.atleast_1d(got) if not isinstance(got, tuple) else got):
+                    close(o, w, dtype)
+                if name == "f" and layout == "contiguous":
+                    assert _fused_count(jf, args) >= 1, "the row did not fuse"
+
+
+@pytest.mark.parametrize("name", ["sum", "max", "min", "prod"])
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (0, False), (-1, True), ((0, 2), False)])
+def test_reductions_fuse_with_their_producers(name, axis, keepdims):
+    red = getattr(np, {"max": "amax", "min": "amin"}.get(name, name))
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (4, 3, 5))
+    f = lambda x: red(np.sin(x) * x + 1.0, axis=axis, keepdims=keepdims)  # noqa: E731
+    jf = dg.jit(f, codegen="numba")
+    jf(x)
+    got = jf(x)
+    lo = jf.lower(x)
+    assert len(lo.kernels) == 1 and "for i2 in range(5)" in lo.kernels[0]
+    close(got, f(x), np.float64)
+
+
+def test_sum_reordering_is_bounded():
+    x = np.random.default_rng(1).standard_normal(200_000)
+    f = lambda x: np.sum(np.cos(x) * x)  # noqa: E731
+    jf = dg.jit(f, codegen="numba")
+    jf(x)
+    got, want = jf(x), f(x)
+    terms = np.abs(np.cos(x) * x)
+    assert abs(got - want) <= x.size * np.finfo(float).eps * terms.sum()
+    assert type(got) is type(want)
+
+
+def test_nan_and_inf_propagate_through_reductions():
+    x = np.array([1.0, np.nan, 3.0, -np.inf])
+    for red in (np.sum, np.max, np.min, np.prod):
+        f = lambda x, red=red: red(x * 2.0 + 1.0)  # noqa: E731
+        jf = dg.jit(f, codegen="numba")
+        jf(x)
+        got = jf(x)
+        want = f(x)
+        assert np.isnan(got) == np.isnan(want) and (np.isnan(want) or got == want)
+
+
+def test_float32_stays_float32_and_constants_are_typed():
+    x = np.linspace(-1, 1, 7, dtype=np.float32)
+    f = lambda x: np.sum(np.tanh(x) * 0.1 + x * x)  # noqa: E731
+    jf = dg.jit(dg.value_and_grad(f), codegen="numba")
+    jf(x)
+    v, g = jf(x)
+    assert g.dtype == np.float32 and np.asarray(v).dtype == np.float32
+    src = "\n".join(jf.lower(x).kernels)
+    assert "np.float32(0.1)" in src
+    close(g, dg.grad(f)(x), np.float32)
+
+
+def test_scalar_graph_is_one_function():
+    def baydin(x1, x2):
+        return np.log(x1) + x1 * x2 - np.sin(x2)
+    jg = dg.jit(dg.grad(baydin, argnums=(0, 1)), codegen="numba")
+    jg(2.0, 5.0)
+    g = jg(2.0, 5.0)
+    assert g[0] == 5.5 and abs(g[1] - 1.7163378145367738) < 1e-15
+    lo = jg.lower(2.0, 5.0)
+    assert len(lo.kernels) == 1 and "for " not in lo.kernels[0]
+
+
+def test_a_row_that_does_not_compile_falls_back_to_replay():
+    bogus = Primitive("bogus", np.sin, bcast=True, scalar=lambda x: f"no_such_fn({x})")
+    x = np.linspace(0, 1, 5)
+    f = lambda x: bogus(x) * 2.0 + 1.0  # noqa: E731
+    jf = dg.jit(f, codegen="numba")
+    jf(x)
+    with pytest.warns(RuntimeWarning, match="did not compile"):
+        got = jf(x)
+    np.testing.assert_array_equal(got, np.sin(x) * 2.0 + 1.0)
+
+
+def test_a_kernel_that_disagrees_is_not_used():
+    liar = Primitive("liar", np.sin, bcast=True, scalar=lambda x: f"np.cos({x})")
+    x = np.linspace(0, 1, 5)
+    jf = dg.jit(lambda x: liar(x) * 2.0, codegen="numba")
+    jf(x)
+    with pytest.warns(RuntimeWarning, match="disagreed"):
+        got = jf(x)
+    np.testing.assert_array_equal(got, np.sin(x) * 2.0)
+
+
+def test_backward_region_recomputes_cheap_values():
+    x = np.random.default_rng(2).standard_normal(50)
+
+    def f(x):  # the backward loop needs 1/sum(...) first: a second region, which
+        y = x * 3.0 + 1.0  # recomputes y from x rather than reading it
+        return np.log(np.sum(y * y))
+    jg = dg.jit(dg.grad(f), codegen="numba")
+    jg(x)
+    close(jg(x), dg.grad(f)(x), np.float64)
+    graph = jg._cache[next(iter(jg._cache))][0].graph
+    regions = jit_codegen.recompute(graph, jit_codegen.partition(graph))
+    assert len(regions) >= 2 and any(r.copied for r in regions[1:])
+
+
+def test_partition_never_makes_a_cycle():
+    x = np.random.default_rng(4).standard_normal(6)
+
+    def f(x):  # b (outside: a reduction) sits between two elementwise nodes of one shape
+        a = np.sin(x) * 2.0
+        b = np.sum(a)
+        return np.cos(a) * b + a
+    jf = dg.jit(f, codegen="numba")
+    jf(x)
+    close(jf(x), f(x), np.float64)
+
+
+def test_off_and_env_switch():
+    x = np.linspace(0, 1, 5)
+    jf = dg.jit(lambda x: np.sin(x) * 2.0 + 1.0, codegen="off")
+    jf(x)
+    jf(x)
+    assert jf.lower(x).kernels == []
+    with pytest.raises(ValueError, match="codegen"):
+        dg.jit(lambda x: x, codegen="fast")
+
+
+def _run(code, **env):
+    full = dict(os.environ, **env)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=full, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+_PROGRAM = """
+import numpy as np, dualgrad as dg
+x = np.linspace(-1, 1, 11)
+jf = dg.jit(dg.grad(lambda x: np.sum(np.tanh(x) * x)), codegen="numba")
+jf(x); g = jf(x)
+want = (1 - np.tanh(x) ** 2) * x + np.tanh(x)
+assert np.allclose(g, want, rtol=1e-14, atol=1e-15), (g, want)
+k = jf._cache[next(iter(jf._cache))][0].kernels[0].fn
+print(sum(getattr(k, "stats", None).cache_hits.values()) if hasattr(k, "stats") else -1)
+"""
+
+
+def test_second_process_loads_the_cached_machine_code(tmp_path):
+    first = _run(_PROGRAM, XDG_CACHE_HOME=str(tmp_path))
+    second = _run(_PROGRAM, XDG_CACHE_HOME=str(tmp_path))
+    assert int(first) == 0 and int(second) >= 1
+    assert any(f.startswith("dualgrad_kernel_") for f in os.listdir(tmp_path / "dualgrad"
+                                                                      / "kernels"))
+
+
+def test_generated_code_runs_as_python_without_numba(tmp_path):
+    assert int(_run(_PROGRAM, XDG_CACHE_HOME=str(tmp_path), NUMBA_DISABLE_JIT="1")) == -1
