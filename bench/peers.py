@@ -457,6 +457,31 @@ def jax_mlp_small(d):
     return flat, tuple(_j(d[k]) for k in keys)
 
 
+def _per_example_f(np):
+    def f(W1, b1, W2, b2, W3, b3, x, y):  # one example, as bench.workloads.per_example_loss
+        h = np.tanh(np.tanh(x @ W1 + b1) @ W2 + b2)
+        return np.sum((h @ W3 + b3 - y) ** 2)
+    return f
+
+
+_PER_EXAMPLE_KEYS = ("W1", "b1", "W2", "b2", "W3", "b3", "x", "y")
+
+
+def jax_per_example(d):
+    jax, jnp = _mods["jax"], _import("jax.numpy")
+    g = jax.vmap(jax.grad(_per_example_f(jnp), argnums=(0, 1, 2, 3, 4, 5)),
+                 in_axes=(None,) * 6 + (0, 0))
+    return g, tuple(_j(d[k]) for k in _PER_EXAMPLE_KEYS)
+
+
+def torchfunc_per_example(d):
+    torch = _mods["torch"]
+    g = torch.func.vmap(torch.func.grad(_per_example_f(torch), argnums=(0, 1, 2, 3, 4, 5)),
+                        in_dims=(None,) * 6 + (0, 0))
+    args = tuple(_t(d[k]) for k in _PER_EXAMPLE_KEYS)
+    return lambda: g(*args)
+
+
 def jax_rk4(d):
     from .workloads import rk4_loss
     jax, jnp = _mods["jax"], _import("jax.numpy")
@@ -467,7 +492,7 @@ _JAX = {"logreg": jax_logreg, "mlp_small": jax_mlp_small, "rk4": jax_rk4,
         "baydin": jax_baydin, "chain": jax_chain, "mlp_cs231n": jax_mlp_cs231n,
         "mlp_large": jax_mlp_large, "elementwise": jax_elementwise, "hessian": jax_hessian,
         "hvp": jax_hvp, "jacfwd": _jax_jac("jacfwd"), "jacrev": _jax_jac("jacrev"),
-        "gather": jax_gather, "conv": jax_conv}
+        "gather": jax_gather, "conv": jax_conv, "per_example": jax_per_example}
 
 FACTORIES = {
     "torch": {"baydin": torch_baydin, "chain": torch_chain, "mlp_cs231n": torch_mlp_cs231n,
@@ -475,7 +500,8 @@ FACTORIES = {
               "hessian": torch_hessian, "hvp": torch_hvp, "jacfwd": torch_jacfwd,
               "jacrev": torch_jacrev, "gather": torch_gather, "conv": torch_conv},
     "torch.func": {"hessian": torchfunc_hessian, "hvp": torchfunc_hvp,
-                   "jacfwd": torchfunc_jacfwd, "jacrev": torchfunc_jacrev},
+                   "jacfwd": torchfunc_jacfwd, "jacrev": torchfunc_jacrev,
+                   "per_example": torchfunc_per_example},
     "jax": {k: _eager(v) for k, v in _JAX.items()},
     "jax.jit": {k: _jit(v) for k, v in _JAX.items()},
     # autograd has no forward-mode Jacobian (make_jvp is one direction at a time)

@@ -207,9 +207,16 @@ def jacobian():
             return lambda: j(d["x"])
         return dualgrad
 
+    def vmap_jvp(dg):
+        cols = dg.vmap(lambda t: dg.jvp(f, (d["x"],), (t,))[1], out_axes=1)
+        eye = np.eye(n)
+        return lambda: cols(eye)
+
     return [Case(kind, "jacobian", "tanh(A@x) + x^3, n=200", f"{kind} (200x200)", "ratio", d,
                  lambda: f(d["x"]), make(kind), ("J",), target=("ms", 1.5))
-            for kind in ("jacfwd", "jacrev")]
+            for kind in ("jacfwd", "jacrev")] + [
+        Case("vmap_jvp", "jacobian", "tanh(A@x) + x^3, n=200", "vmap of jvp over the "
+             "identity's columns (200x200)", "ratio", d, lambda: f(d["x"]), vmap_jvp, ("J",))]
 
 
 def gather():
@@ -292,6 +299,57 @@ def mlp_small():
                  ("loss", "W1", "b1", "W2", "b2", "W3", "b3"))]
 
 
+def per_example_loss(W1, b1, W2, b2, W3, b3, x, y):
+    """mlp_small's loss of one example: x (3,), y (1,)."""
+    h = np.tanh(np.tanh(x @ W1 + b1) @ W2 + b2)
+    return np.sum((h @ W3 + b3 - y) ** 2)
+
+
+PER_EXAMPLE_N = 256
+
+
+def per_example():
+    """Per-example gradients of every weight of mlp_small, N=256 (``vmap(grad)``), beside
+    the batched gradient of the same (summed) loss and a Python loop of ``dg.grad``."""
+    r = _rng()
+    n = PER_EXAMPLE_N
+    d = {"W1": r.standard_normal((3, 32)) / np.sqrt(3), "b1": np.zeros(32),
+         "W2": r.standard_normal((32, 32)) / np.sqrt(32), "b2": np.zeros(32),
+         "W3": r.standard_normal((32, 1)) / np.sqrt(32), "b3": np.zeros(1),
+         "x": r.standard_normal((n, 3)), "y": r.standard_normal((n, 1))}
+    keys = ("W1", "b1", "W2", "b2", "W3", "b3", "x", "y")
+    args = lambda: [d[k] for k in keys]  # noqa: E731
+    nums = (0, 1, 2, 3, 4, 5)
+
+    def vmapped(dg):
+        g = dg.vmap(dg.grad(per_example_loss, argnums=nums), in_axes=(None,) * 6 + (0, 0))
+        return lambda: g(*args())
+
+    def batched(dg):
+        g = dg.grad(per_example_loss, argnums=nums)  # x (N, 3): the sum over the batch
+        return lambda: g(*args())
+
+    def loop(dg):
+        g = dg.grad(per_example_loss, argnums=nums)
+
+        def run():
+            *w, x, y = args()
+            gs = [g(*w, x[i], y[i]) for i in range(n)]
+            return tuple(np.stack(p) for p in zip(*gs))
+        return run
+
+    forward = lambda: per_example_loss(*args())  # noqa: E731
+    outs = ("W1", "b1", "W2", "b2", "W3", "b3")
+    what = f"mlp_small (3-32-32-1 tanh), N={n}; per-example squared loss"
+    return [Case("per_example", "per_example", what, "vmap(grad) w.r.t. all weights",
+                 "ratio", d, forward, vmapped, outs),
+            Case("per_example_batched", "per_example", what,
+                 "grad of the summed loss (the batched gradient)", "ratio", d, forward,
+                 batched, outs),
+            Case("per_example_loop", "per_example", what, "Python loop of dg.grad", "ratio",
+                 d, forward, loop, outs)]
+
+
 RK4_STEPS, RK4_DT = 100, 0.01
 
 
@@ -362,9 +420,12 @@ WORKLOADS = {
     "baydin": baydin, "chain": chain, "mlp_cs231n": mlp_cs231n, "mlp_large": mlp_large,
     "elementwise": elementwise, "hessian": hessian, "jacobian": jacobian, "gather": gather,
     "conv": conv, "logreg": logreg, "mlp_small": mlp_small, "rk4": rk4,
+    "per_example": per_example,
 }
 # A case name may be given where a workload name is expected (--workloads hvp).
-CASE_TO_WORKLOAD = {"hvp": "hessian", "jacfwd": "jacobian", "jacrev": "jacobian"}
+CASE_TO_WORKLOAD = {"hvp": "hessian", "jacfwd": "jacobian", "jacrev": "jacobian",
+                    "vmap_jvp": "jacobian", "per_example_batched": "per_example",
+                    "per_example_loop": "per_example"}
 
 
 def build(names):

@@ -17,6 +17,7 @@ from . import numpy_tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
 from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .custom import custom_jvp, custom_vjp, stop_gradient
+from .devices import device_get, device_put
 from .forward import Dual
 from .jit import jit
 from .reverse import Tape
@@ -33,6 +34,7 @@ from .transforms import (
     vjp,
 )
 from .tree import tree_flatten, tree_map, tree_unflatten
+from .vmap import vmap
 
 try:  # scipy is optional: with it, scipy.special's ufuncs join the primitive table
     import scipy.special as _scipy_special  # noqa: F401
@@ -47,5 +49,5 @@ __all__ = [
     "Dual", "Tape", "check_grads", "check_jvp", "check_vjp", "custom_jvp", "custom_vjp",
     "grad", "hessian", "hvp", "jacfwd", "jit", "jacrev", "jvp", "linearize", "numerical_jacobian",
     "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
-    "nn", "symcheck",
+    "nn", "symcheck", "vmap", "device_get", "device_put",
 ]

@@ -91,10 +91,11 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "ufunc", "partials", "fast", "fused",
-                 "domain", "smooth", "scalar", "batch")
+                 "domain", "smooth", "scalar", "vector", "batch")
 
     def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, ufunc=None, partials=None,
-                 fast=None, fused=None, domain="real", smooth=True, scalar=None, batch=None):
+                 fast=None, fused=None, domain="real", smooth=True, scalar=None, vector=None,
+                 batch=None):
         self.name, self.impl, self.jvp, self.vjp = name, impl, jvp, vjp
         self.bcast = bcast        # elementwise with numpy broadcasting
         self.ufunc = ufunc        # the numpy ufunc an elementwise row computes
@@ -110,6 +111,9 @@ class Primitive:
         # writes into fused loops: a function of the arguments' source text returning the
         # expression's, e.g. ``lambda x: f"np.sin({x})"``; None: the row is not fused
         self.scalar = scalar
+        # the name of a kernels/vecmath.py function computing the scalar form within a few
+        # ulps in a way LLVM vectorizes (fused loops of it run at SIMD speed), or None
+        self.vector = vector
         # the batching rule dg.vmap uses (vmap.py): ``batch(args, dims, **kw)`` gets the
         # array arguments one level down and their batch axes (an int, or None where an
         # argument has none; parameters passed by position arrive as keywords) and returns

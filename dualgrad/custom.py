@@ -26,6 +26,8 @@ from .forward import JVPTrace
 from .transforms import vjp
 from .tree import tree_map
 
+BATCH = [None]  # dg.vmap's rule for custom functions: (fn, args, dims) -> (ans, 0) (vmap.py)
+
 
 def stop_gradient(x):
     """``x`` with every derivative through it cut: a constant to all transforms.
@@ -42,6 +44,9 @@ def _strip(x):
     value, which is the value, not a derivative."""
     while isinstance(x, Box) and x._trace.read is None:
         x = x.value
+    rebox = getattr(getattr(x, "_trace", None), "rebox", None)
+    if rebox is not None:  # a batch (dg.vmap) is no derivative: keep it, strip below it
+        return rebox(x, _strip(x.value))
     return x
 
 
@@ -99,8 +104,12 @@ class custom_jvp:
                             ".defjvp(rule) first")
         if not any(isinstance(a, Box) for a in args):
             return self.fun(*args)
+        batch = getattr(top_trace(args), "batch_custom", None)
+        if batch is not None:  # dg.vmap: the function and its rule, batched (vmap.py)
+            return batch(self, args)
         prim = Primitive(self.__name__, self.fun, jvp=self._tangent,
-                         vjp=IndexedRules(self._vjp))
+                         vjp=IndexedRules(self._vjp),
+                         batch=lambda args, dims: BATCH[0](self, args, dims))
         return prim(*args)
 
 
@@ -130,6 +139,9 @@ class custom_vjp:
         opaque = getattr(top, "call_opaque", None)
         if opaque is not None:  # a graph being recorded (dg.jit): one node that calls self
             return opaque(self, args)
+        batch = getattr(top, "batch_custom", None)
+        if batch is not None:  # dg.vmap: fwd and bwd, batched (vmap.py)
+            return batch(self, args)
         if isinstance(top, JVPTrace):
             raise TypeError(f"forward mode (jvp/jacfwd/Dual) through the custom_vjp function "
                             f"{self.__name__!r} is not possible; use custom_jvp instead")

@@ -398,7 +398,8 @@ class Lowered:
 
     def summary_text(self):
         s = self.summary
-        words = {"fold": "folded", "simplify": "simplified", "layout": "reshapes collapsed",
+        words = {"fold": "folded", "uniform": "constants made scalar",
+                 "simplify": "simplified", "layout": "reshapes collapsed",
                  "broadcast": "broadcasts dropped", "cse": "CSE'd", "dce": "dead"}
         parts = [f"{s[k]} {words[k]}" for k in s]
         return (f"{len(self.before)} ops -> {len(self.after)} ops ({', '.join(parts)}); "

@@ -51,6 +51,7 @@ tests do), ``codegen="off"`` none.  A kernel that fails to compile or disagrees 
 recorded values falls back to replay, with a warning: never a wrong kernel.
 """
 
+import functools
 import hashlib
 import heapq
 import importlib.util
@@ -312,11 +313,45 @@ def _live(graph, region):
 
 
 def kernel_source(graph, region):
-    """The numba source of one region's kernel, ``def kernel(a0, a1, ...)``."""
+    """The numba source of one region's kernel, ``def kernel(a0, a1, ...)``.
+
+    Where a row names a vectorizable scalar function (``vector``: kernels/vecmath.py) the
+    loop is written twice: ``fast`` with those functions, counting arguments outside their
+    range (``vm.LIMITS``), and ``exact`` with the row's ``scalar`` form, which ``kernel``
+    runs instead when any argument was out of range."""
+    fast = _function(graph, region, "fast", True)
+    head = ["import numpy as np", "from numba import njit", ""]
+    if fast is None:
+        return "\n".join(head + ["", _function(graph, region, "kernel", False)])
+    params = ", ".join(f"a{k}" for k in range(len(region.inputs)))
+    head[-1:] = ["from dualgrad.kernels import vecmath as vm", f"# vecmath {_vecmath()[0]}", ""]
+    return "\n".join(head + ["", _function(graph, region, "exact", False), "", fast, "",
+                             _JIT, f"def kernel({params}):", f"    bad, out = fast({params})",
+                             "    if bad:", f"        return exact({params})",
+                             "    return out", ""])
+
+
+_JIT = '@njit(cache=True, error_model="numpy")'
+
+
+@functools.cache
+def _vecmath():
+    """vecmath's source digest (cached kernels follow its changes) and its LIMITS."""
+    from .kernels import vecmath as vm  # optional: code generation needs numba anyway
+    with open(vm.__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:12], vm.LIMITS
+
+
+def _function(graph, region, fname, fast):
+    """One loop over the region as ``def fname(a0, ...)``; for ``fast``, None when no row
+    of the region has a vectorizable form."""
     ops = graph.ops
+    if fast and not any(ops[i].prim.vector for i in region.ops + region.copied):
+        return None
+    checks = []
     loop = region.shape
     d = len(loop)
-    names, pre, loads, body, post = {}, [], [], [], []
+    names, pre, loads, body = {}, [], [], []
     params = []
     for k, a in enumerate(region.inputs):
         p = f"a{k}"
@@ -343,7 +378,14 @@ def kernel_source(graph, region):
             else:
                 v = a.value
                 args.append(_literal(v.item() if v.__class__ is np.ndarray else v, cd))
-        expr = op.prim.scalar(*args, **(op.kw or {}))
+        if fast and op.prim.vector:
+            expr = f"vm.{op.prim.vector}({', '.join(args)})"
+            limit = _vecmath()[1][op.prim.vector]
+            check = f"bad += abs({args[0]}) >= {limit!r}"
+            if limit < np.inf and check not in checks:
+                checks.append(check)
+        else:
+            expr = op.prim.scalar(*args, **(op.kw or {}))
         if _dtype_of(op.ans) == np.dtype(np.float32):
             expr = f"np.float32({expr})"
         names[i] = f"v{i}"
@@ -376,18 +418,19 @@ def kernel_source(graph, region):
         if not kept and op.ans.__class__ is np.ndarray and op.ans.ndim:  # keepdims
             out = f"np.full({op.ans.shape!r}, {out})"
         results[j] = out
-    lines = ["import numpy as np", "from numba import njit", "", "",
-             '@njit(cache=True, error_model="numpy")',
-             f"def kernel({', '.join(params)}):"]
+    if fast:
+        pre.insert(0, "bad = 0")
+    lines = [_JIT, f"def {fname}({', '.join(params)}):"]
     lines += ["    " + s for s in pre]
     ind = "    "
     for k in range(d):
         lines.append(f"{ind}for i{k} in range({loop[k]}):")
         ind += "    "
-    lines += [ind + s for s in loads + body]
+    lines += [ind + s for s in loads + body + checks]
     outs = [results[i] if i in results else (f"o{i}" if ops[i].ans.__class__ is np.ndarray
                                              and d else f"v{i}") for i in region.outputs]
-    lines.append(f"    return ({', '.join(outs)},)")
+    ret = f"({', '.join(outs)},)"
+    lines.append(f"    return bad, {ret}" if fast else f"    return {ret}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,8 @@ flags its unsafe rewrites.
                 mul(mul(mul(T, 2), 2), 2) -> mul(T, 8) (exact constants only)
     layout      reshape(reshape(x)) -> reshape(x), transpose chains, identity reshapes
     broadcast   broadcast_to(x) feeding an elementwise op that broadcasts anyway
+    uniform     a constant array of one repeated value (a reverse sweep's seed of ones)
+                feeding an elementwise op that broadcasts anyway -> that value as a scalar
     cse         a second op with the same primitive, arguments and parameters
     dce         ops no output and no guard needs
 """
@@ -25,7 +27,7 @@ import numpy as np
 from .jit_graph import Const, Graph, Op
 from .primitives import TABLE
 
-PIPELINE = ("fold", "simplify", "layout", "broadcast", "cse", "dce")
+PIPELINE = ("fold", "uniform", "simplify", "layout", "broadcast", "cse", "dce")
 
 
 def optimise(graph, passes=PIPELINE, fast_math=False):
@@ -184,6 +186,8 @@ def _scalar(a):
 
 def _is(a, target, sign=None):
     v = _scalar(a)
+    if v is None and a.__class__ is Const and isinstance(a.value, np.floating):
+        v = float(a.value)  # a uniform array made scalar (the caller checks the dtype)
     if v is None and sign is None and a.__class__ is Const \
             and a.value.__class__ is np.ndarray and a.value.size <= 1 << 16:
         return bool(np.all(a.value == target))  # a constant array of ones (a sum's seed)
@@ -350,6 +354,37 @@ def broadcast(graph):
     return _rewrite(graph, lambda ops, op, i: _once(rule, ops, op))
 
 
+def _uniform_value(a):
+    """The one value every element of array ``a`` holds, bit for bit, as a numpy scalar of
+    its dtype (which promotes as the array does); None if there is none."""
+    if a.__class__ is not np.ndarray or a.ndim == 0 or a.size == 0 \
+            or a.dtype.kind not in "biuf":
+        return None
+    first = a.reshape(-1)[0]
+    if not np.all(a == first) or (a.dtype.kind == "f" and not np.all(
+            np.signbit(a) == np.signbit(first))):
+        return None
+    return a.dtype.type(first)
+
+
+def uniform(graph):
+    """An elementwise op reads a uniform constant array as a scalar when the result has
+    the same shape without it (``simplify`` then drops a ``* 1``)."""
+    def rule(ops, op, i=None):
+        if not op.prim.bcast or op.ans.__class__ is not np.ndarray:
+            return None
+        args, changed = list(op.args), False
+        for k, a in enumerate(args):
+            v = _uniform_value(a.value) if a.__class__ is Const else None
+            if v is not None:
+                shapes = [np.shape(_value(ops, b)) for j, b in enumerate(args) if j != k]
+                if np.broadcast_shapes(*shapes) == op.ans.shape:
+                    args[k], changed = Const(v), True
+        return Op("op", op.prim, tuple(args), op.kw, op.ans) if changed else None
+
+    return _rewrite(graph, lambda ops, op, i: _once(rule, ops, op))
+
+
 def _once(rule, ops, op):
     """One rewrite per op: the rewritten op is final."""
     if getattr(op, "_done", False):
@@ -366,5 +401,5 @@ class _Final(Op):
         self._done = True
 
 
-PASSES = {"fold": fold, "simplify": simplify, "layout": layout, "broadcast": broadcast,
-          "cse": cse, "dce": dce}
+PASSES = {"fold": fold, "uniform": uniform, "simplify": simplify, "layout": layout,
+          "broadcast": broadcast, "cse": cse, "dce": dce}

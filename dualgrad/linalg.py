@@ -203,7 +203,8 @@ def _eigh_vjp(g, ans, x, uplo):
 
 
 EIGH = defprim("eigh", _eigh_impl, jvp=(_eigh_jvp,), vjp=(_eigh_vjp,),
-               real_only="its rules assume a real symmetric matrix")
+               real_only="its rules assume a real symmetric matrix",
+               batch=P.batch_trailing("eigh"))
 
 
 # ---------------------------------------------------------------------------
@@ -274,7 +275,7 @@ def _svd_vjp(g, ans, x):
 
 
 SVD = defprim("svd", _svd_impl, jvp=(_svd_jvp,), vjp=(_svd_vjp,),
-              real_only="its rules assume a real matrix")
+              real_only="its rules assume a real matrix", batch=P.batch_trailing("svd"))
 
 
 # The extra columns of a full SVD's U (complete QR's Q) span the orthogonal complement of
@@ -285,7 +286,10 @@ ORTHC = defprim(
     "orth_complement", lambda u1, basis: basis,
     jvp=(lambda t, ans, u1, basis: negative(matmul(u1, matmul(_T(t), ans))),),
     vjp=(lambda g, ans, u1, basis: negative(matmul(ans, matmul(_T(g), u1))),),
-    real_only="its rules assume real orthonormal columns")
+    real_only="its rules assume real orthonormal columns",
+    batch=lambda args, dims, basis=None: (ORTHC(*P.batch_all(
+        list(args) + [basis] * (basis is not None), list(dims) + [None] * (basis is not None))),
+        0))
 
 
 # ---------------------------------------------------------------------------
@@ -325,7 +329,7 @@ def _qr_vjp(g, ans, x):
 
 
 QR = defprim("qr", _qr_impl, jvp=(_qr_jvp,), vjp=(_qr_vjp,),
-             real_only="its rules assume a real matrix")
+             real_only="its rules assume a real matrix", batch=P.batch_trailing("qr"))
 
 
 # ---------------------------------------------------------------------------
@@ -376,7 +380,8 @@ def _eig_vjp(g, ans, x):
     return P._real_for(gA, x)
 
 
-EIG = defprim("eig", _eig_impl, jvp=(_eig_jvp,), vjp=(_eig_vjp,))
+EIG = defprim("eig", _eig_impl, jvp=(_eig_jvp,), vjp=(_eig_vjp,),
+              batch=P.batch_trailing("eig"))
 
 
 # ---------------------------------------------------------------------------
@@ -408,7 +413,7 @@ def _pinv_vjp(g, ans, x, rtol):
 
 
 PINV = defprim("pinv", _pinv_impl, jvp=(_pinv_jvp,), vjp=(_pinv_vjp,),
-               real_only="its rules assume a real matrix")
+               real_only="its rules assume a real matrix", batch=P.batch_trailing("pinv"))
 
 
 # ---------------------------------------------------------------------------

@@ -65,7 +65,8 @@ def _softmax_rule(g, ans, x, axis):
 _softmax_fused = kernel_or_rule(lambda g, ans, x, axis: backend.softmax_vjp(g, ans, axis),
                                 _softmax_rule)
 softmax_p = defprim("softmax", lambda x, axis: backend.softmax(x, axis),
-                    jvp=(_softmax_fused,), vjp=(_softmax_fused,))
+                    jvp=(_softmax_fused,), vjp=(_softmax_fused,),
+                    batch=P.batch_trailing("softmax"))
 
 
 def _log_softmax_jvp(t, ans, x, axis):
@@ -79,7 +80,7 @@ def _log_softmax_vjp(g, ans, x, axis):
 log_softmax_p = defprim(
     "log_softmax", lambda x, axis: backend.log_softmax(x, axis), jvp=(_log_softmax_jvp,),
     vjp=(kernel_or_rule(lambda g, ans, x, axis: backend.log_softmax_vjp(g, ans, axis),
-                        _log_softmax_vjp),))
+                        _log_softmax_vjp),), batch=P.batch_trailing("log_softmax"))
 
 
 def _lse_impl(x, axis, keepdims):
@@ -92,8 +93,8 @@ def _lse_weights(x, axis):
     """softmax of x over ``axis``, the local derivative of logsumexp.  Computed as
     exp(x - max) / sum(exp(x - max)), not exp(x - logsumexp), which loses digits when
     |x| is large; the max is a constant (softmax does not depend on the shift)."""
-    raw = np.asarray(unbox(x))
-    m = np.max(raw, axis=axis, keepdims=True) if raw.size else np.zeros(())
+    raw = unbox(x)  # an array, or a batch of them under dg.vmap
+    m = np.max(raw, axis=axis, keepdims=True) if np.size(raw) else np.zeros(())
     e = P.exp(P.subtract(x, np.where(np.isfinite(m), m, 0.0)))
     return P.divide(e, P.sum_(e, axis=axis, keepdims=True))
 
@@ -113,7 +114,8 @@ _one_axis = lambda g, ans, x, axis, keepdims: len(axis) == 1  # noqa: E731
 logsumexp_p = defprim(
     "logsumexp", _lse_impl,
     jvp=(kernel_or_rule(_lse_kernel[0], _lse_traced[0], batched=True, when=_one_axis),),
-    vjp=(kernel_or_rule(_lse_kernel[1], _lse_traced[1], batched=True, when=_one_axis),))
+    vjp=(kernel_or_rule(_lse_kernel[1], _lse_traced[1], batched=True, when=_one_axis),),
+    batch=P.batch_trailing("logsumexp"))
 
 
 def softmax(x, axis=-1):
@@ -225,6 +227,21 @@ def _conv_vjp_w(g, ans, x, w, geo):
     return P.reshape(gw, shape_of(g)[:nb] + shape_of(w))
 
 
+def _conv_batch(args, dims, geo):
+    """conv2d with a batch axis: a batch of inputs is one convolution of B*N images; a
+    batch of weights (an ensemble) is one matrix product with the im2col columns."""
+    (x, w), (dx, dw) = args, dims
+    x = P.bfront(x, dx)
+    xs = shape_of(x)
+    if dw is None:
+        out = conv2d_p(P.reshape(x, (-1,) + xs[-3:]), w, geo=geo)
+        return P.reshape(out, xs[:-3] + shape_of(out)[1:]), 0
+    w = P.bfront(w, dw)
+    ws = shape_of(w)
+    out = P.matmul(P.reshape(w, (ws[0], 1, ws[1], geo.K)), geo.cols(x))
+    return P.reshape(out, shape_of(out)[:-1] + geo.out_hw), 0
+
+
 def _conv_impl(x, w, geo):
     return backend.conv2d(x, w, *geo.params)
 
@@ -234,7 +251,7 @@ conv2d_p = defprim("conv2d", _conv_impl, jvp=_conv_jvp, vjp=(
         g, w, shape_of(x), *geo.params), _conv_vjp_x, batched=True),
     kernel_or_rule(lambda g, ans, x, w, geo: backend.conv2d_grad_weight(
         g, x, shape_of(w), *geo.params), _conv_vjp_w, batched=True,
-        when=lambda g, ans, x, w, geo: ndim_of(x) == 4)))
+        when=lambda g, ans, x, w, geo: ndim_of(x) == 4)), batch=_conv_batch)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, dilation=1):
@@ -294,7 +311,7 @@ def relu(x):
     >>> dg.grad(lambda x: dg.nn.relu(x).sum())(np.array([-1.0, 0.0, 2.0])).tolist()
     [0.0, 0.0, 1.0]
     """
-    return P.where(np.asarray(unbox(x)) > 0, x, 0.0)
+    return P.where(np.greater(unbox(x), 0), x, 0.0)
 
 
 def sigmoid(x):

@@ -73,7 +73,7 @@ def _fused(fused, name):
 
 
 def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None, fused=False,
-             real_only=None):
+             real_only=None, vector=None):
     """An elementwise primitive from its local derivative ``deriv(ans, x)``.
 
     ``fused``: the backend has a kernel computing f(x) and f'(x) in one pass (ReverseDiff's
@@ -85,7 +85,7 @@ def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None, fus
                    jvp=(lambda t, ans, x: multiply(t, deriv(ans, x)),),
                    vjp=(lambda g, ans, x: multiply(g, deriv(ans, x)),),
                    ufunc=ufunc, partials=(deriv,), fast="local", fused=_fused(fused, name),
-                   domain=domain, smooth=smooth, real_only=real_only)
+                   domain=domain, smooth=smooth, real_only=real_only, vector=vector)
 
 
 def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None, fast="local",
@@ -204,7 +204,10 @@ def float_dtype(x):
 
 def _mask(cond, like):
     """A float 0/1 array from a raw boolean condition (constant: no derivative)."""
-    return np.asarray(unbox(cond), dtype=float_dtype(like))
+    c = unbox(cond)
+    if isinstance(c, Box):  # a batch (dg.vmap): one condition per example
+        return astype(c, dtype=float_dtype(like))
+    return np.asarray(c, dtype=float_dtype(like))
 
 
 _raw = unbox
@@ -320,16 +323,17 @@ fmod = defbinary(np.fmod, lambda ans, x, y: _mask(np.ones_like(_raw(ans)), ans),
 # elementwise functions (local derivative in terms of the answer and the input)
 # ---------------------------------------------------------------------------
 
-exp = defunary(np.exp, lambda ans, x: ans, fused=True)
+exp = defunary(np.exp, lambda ans, x: ans, fused=True, vector="exp")
 exp2 = defunary(np.exp2, lambda ans, x: multiply(ans, math.log(2.0)))
-expm1 = defunary(np.expm1, lambda ans, x: add(ans, 1.0), fused=True)
-log = defunary(np.log, lambda ans, x: reciprocal(x), domain="positive", fused=True)
+expm1 = defunary(np.expm1, lambda ans, x: add(ans, 1.0), fused=True, vector="expm1")
+log = defunary(np.log, lambda ans, x: reciprocal(x), domain="positive", fused=True,
+               vector="log")
 log2 = defunary(np.log2, lambda ans, x: reciprocal(multiply(x, math.log(2.0))),
                 domain="positive")
 log10 = defunary(np.log10, lambda ans, x: reciprocal(multiply(x, math.log(10.0))),
                  domain="positive")
 log1p = defunary(np.log1p, lambda ans, x: reciprocal(add(x, 1.0)), domain="positive",
-                 fused=True)
+                 fused=True, vector="log1p")
 sqrt = defunary(np.sqrt, lambda ans, x: divide_or_zero(0.5, ans), domain="positive", fused=True)
 cbrt = defunary(np.cbrt, lambda ans, x: divide(1.0, multiply(3.0, square(ans))),
                 domain="positive")
@@ -342,8 +346,8 @@ absolute = defprim("absolute", np.absolute, ufunc=np.absolute, smooth=False,  # 
                    partials=(lambda ans, x: _abs_deriv(ans, x),), fast="local",
                    fused=_fused("abs", "absolute"))
 fabs = defunary(np.fabs, lambda ans, x: _mask(np.sign(_raw(x)), x), smooth=False)
-sin = defunary(np.sin, lambda ans, x: cos(x), fused=True)
-cos = defunary(np.cos, lambda ans, x: negative(sin(x)), fused=True)
+sin = defunary(np.sin, lambda ans, x: cos(x), fused=True, vector="sin")
+cos = defunary(np.cos, lambda ans, x: negative(sin(x)), fused=True, vector="cos")
 tan = defunary(np.tan, lambda ans, x: add(1.0, square(ans)), domain="unit", fused=True)
 arcsin = defunary(np.arcsin, lambda ans, x: reciprocal(sqrt(subtract(1.0, square(x)))),
                   domain="unit")
@@ -352,7 +356,7 @@ arccos = defunary(np.arccos, lambda ans, x: negative(reciprocal(sqrt(subtract(1.
 arctan = defunary(np.arctan, lambda ans, x: reciprocal(add(1.0, square(x))), fused=True)
 sinh = defunary(np.sinh, lambda ans, x: cosh(x), fused=True)
 cosh = defunary(np.cosh, lambda ans, x: sinh(x), fused=True)
-tanh = defunary(np.tanh, lambda ans, x: subtract(1.0, square(ans)), fused=True)
+tanh = defunary(np.tanh, lambda ans, x: subtract(1.0, square(ans)), fused=True, vector="tanh")
 arcsinh = defunary(np.arcsinh, lambda ans, x: reciprocal(sqrt(add(square(x), 1.0))))
 arccosh = defunary(np.arccosh, lambda ans, x: reciprocal(sqrt(subtract(square(x), 1.0))),
                    domain="above1")
@@ -412,6 +416,93 @@ clip = defprim(
 
 
 # ---------------------------------------------------------------------------
+# batching rules (dg.vmap, vmap.py)
+#
+# ``batch(args, dims, **kw)`` gets the arguments one level down with their batch axis
+# (an int, or None for an argument without one) and returns ``(ans, out_dim)``.  Most
+# rules move the batch axis to the front and call the primitive again: the rows name
+# axes by negative numbers, so the same ``axis`` still means the same axes.  Elementwise
+# rows need no rule of their own: ``align_batched`` is theirs (vmap.py applies it).
+# ---------------------------------------------------------------------------
+
+def bfront(x, d):
+    """``x`` with its batch axis ``d`` moved to the front (``None``: as it is)."""
+    if not d:
+        return x
+    n = ndim_of(x)
+    return transpose(x, axes=(d,) + tuple(i for i in range(n) if i != d))
+
+
+def batch_size(args, dims):
+    return next(shape_of(a)[d] for a, d in zip(args, dims) if d is not None)
+
+
+def align_batched(args, dims):
+    """Batched arguments with the batch axis in front and ranks padded (size-1 axes after
+    it) so numpy's broadcasting lines the rest up; unbatched ones as they are."""
+    nd = max(ndim_of(a) - (d is not None) for a, d in zip(args, dims))
+    out = []
+    for a, d in zip(args, dims):
+        if d is not None:
+            a = bfront(a, d)
+            s = shape_of(a)
+            if len(s) - 1 < nd:
+                a = reshape(a, s[:1] + (1,) * (nd - len(s) + 1) + s[1:])
+        out.append(a)
+    return out
+
+
+def batch_all(args, dims):
+    """Every argument with a batch axis in front, the unbatched ones broadcast to it."""
+    n = batch_size(args, dims)
+    return [bfront(a, d) if d is not None else broadcast_to(a, shape=(n,) + shape_of(a))
+            for a, d in zip(args, dims)]
+
+
+def _shift_axes(kw):
+    """Non-negative ``axis`` parameters moved past the new leading batch axis."""
+    a = kw.get("axis")
+    if a is None or (a.__class__ is int and a < 0):
+        return kw
+    if isinstance(a, tuple):
+        a = tuple(i + 1 if i >= 0 else i for i in a)
+    else:
+        a = a + 1 if a >= 0 else a
+    return dict(kw, axis=a)
+
+
+def batch_trailing(name, n=1):
+    """The rule of a row acting on trailing axes of its arguments (reductions, flip,
+    concatenate, stacked linear algebra, softmax...): batch axes in front, re-apply.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.vmap(lambda x: np.sum(x, axis=0), in_axes=1)(np.ones((2, 3))).tolist()
+    [2.0, 2.0, 2.0]
+    """
+    def rule(args, dims, **kw):
+        k = len(args) if n is None else n  # the array arguments; then parameters
+        return TABLE[name](*batch_all(args[:k], dims[:k]), *args[k:], **_shift_axes(kw)), 0
+    return rule
+
+
+def _batch_reshape(args, dims, shape):
+    x = bfront(args[0], dims[0])
+    return reshape(x, shape=shape_of(x)[:1] + tuple(shape)), 0
+
+
+def _batch_transpose(args, dims, axes):
+    n = ndim_of(args[0]) - 1
+    return transpose(bfront(args[0], dims[0]), axes=(0,) + tuple(a % n + 1 for a in axes)), 0
+
+
+def _batch_broadcast_to(args, dims, shape):
+    x = bfront(args[0], dims[0])
+    s = shape_of(x)
+    x = reshape(x, s[:1] + (1,) * (len(shape) - len(s) + 1) + s[1:])
+    return broadcast_to(x, shape=s[:1] + tuple(shape)), 0
+
+
+# ---------------------------------------------------------------------------
 # reductions (axis: a tuple of negative axes, normalised by numpy_api)
 # ---------------------------------------------------------------------------
 
@@ -436,7 +527,8 @@ def _expanded_shape(s, axis):
 
 sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
                jvp=(lambda t, ans, x, axis, keepdims: sum_(t, axis=axis, keepdims=keepdims),),
-               vjp=(lambda g, ans, x, axis, keepdims: _expand_back(g, ans, x, axis, keepdims),))
+               vjp=(lambda g, ans, x, axis, keepdims: _expand_back(g, ans, x, axis, keepdims),),
+               batch=batch_trailing("sum"))
 
 
 def _extreme_weights(ans, x, axis, keepdims):
@@ -451,9 +543,11 @@ _EXTREME_JVP = (lambda t, ans, x, axis, keepdims: sum_(
 _EXTREME_VJP = (lambda g, ans, x, axis, keepdims: multiply(
     _expand_back(g, ans, x, axis, keepdims), _extreme_weights(ans, x, axis, keepdims)),)
 amax = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
-               smooth=False, jvp=_EXTREME_JVP, vjp=_EXTREME_VJP, real_only=_NO_ORDER)
+               smooth=False, jvp=_EXTREME_JVP, vjp=_EXTREME_VJP, real_only=_NO_ORDER,
+               batch=batch_trailing("max"))
 amin = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
-               smooth=False, jvp=_EXTREME_JVP, vjp=_EXTREME_VJP, real_only=_NO_ORDER)
+               smooth=False, jvp=_EXTREME_JVP, vjp=_EXTREME_VJP, real_only=_NO_ORDER,
+               batch=batch_trailing("min"))
 
 
 def _prod_others(x, axis):
@@ -477,12 +571,14 @@ prod = defprim("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=
                jvp=(lambda t, ans, x, axis, keepdims:
                     sum_(multiply(t, _prod_others(x, axis)), axis=axis, keepdims=keepdims),),
                vjp=(lambda g, ans, x, axis, keepdims:
-                    multiply(_expand_back(g, ans, x, axis, keepdims), _prod_others(x, axis)),))
+                    multiply(_expand_back(g, ans, x, axis, keepdims), _prod_others(x, axis)),),
+               batch=batch_trailing("prod"))
 
 cumsum = defprim("cumsum", lambda x, axis: np.cumsum(x, axis=axis),
                  jvp=(lambda t, ans, x, axis: cumsum(t, axis=axis),),
                  vjp=(lambda g, ans, x, axis: flip(cumsum(flip(g, axis=(axis,)), axis=axis),
-                                                    axis=(axis,)),))
+                                                    axis=(axis,)),),
+                 batch=batch_trailing("cumsum"))
 
 
 def cumprod(x, axis):
@@ -513,7 +609,8 @@ def _batched_shape(t, x, shape):
 
 reshape = defprim("reshape", lambda x, shape: np.reshape(x, shape),
                   jvp=(lambda t, ans, x, shape: reshape(t, _batched_shape(t, x, shape)),),
-                  vjp=(lambda g, ans, x, shape: reshape(g, batch_shape(g, ans) + shape_of(x)),))
+                  vjp=(lambda g, ans, x, shape: reshape(g, batch_shape(g, ans) + shape_of(x)),),
+                  batch=_batch_reshape)
 
 
 def _batched_axes(nb, axes):
@@ -524,17 +621,19 @@ transpose = defprim(
     "transpose", lambda x, axes: np.transpose(x, axes),
     jvp=(lambda t, ans, x, axes: transpose(t, _batched_axes(ndim_of(t) - ndim_of(x), axes)),),
     vjp=(lambda g, ans, x, axes: transpose(
-        g, _batched_axes(ndim_of(g) - ndim_of(ans), tuple(np.argsort(axes)))),))
+        g, _batched_axes(ndim_of(g) - ndim_of(ans), tuple(np.argsort(axes)))),),
+    batch=_batch_transpose)
 
 broadcast_to = defprim(
     "broadcast_to", lambda x, shape: np.broadcast_to(x, shape),
     jvp=(lambda t, ans, x, shape: broadcast_to(
         align_tangent(t, x, ans), batch_shape(t, x) + tuple(shape)),),
-    vjp=(lambda g, ans, x, shape: unbroadcast(g, shape_of(x), ndim_of(g) - ndim_of(ans)),))
+    vjp=(lambda g, ans, x, shape: unbroadcast(g, shape_of(x), ndim_of(g) - ndim_of(ans)),),
+    batch=_batch_broadcast_to)
 
 flip = defprim("flip", lambda x, axis: np.flip(x, axis=axis),
                jvp=(lambda t, ans, x, axis: flip(t, axis=axis),),
-               vjp=(lambda g, ans, x, axis: flip(g, axis=axis),))
+               vjp=(lambda g, ans, x, axis: flip(g, axis=axis),), batch=batch_trailing("flip"))
 
 
 def _concat_jvp(tangents, ans, *xs, axis):
@@ -554,7 +653,8 @@ def _concat_vjp(i):
 
 
 concatenate = defprim("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
-                      jvp=_concat_jvp, vjp=IndexedRules(_concat_vjp))
+                      jvp=_concat_jvp, vjp=IndexedRules(_concat_vjp),
+                      batch=batch_trailing("concatenate", n=None))
 
 
 # -- indexing: a gather, whose transpose is a scatter-add ----------------------
@@ -612,17 +712,21 @@ getitem = defprim(
     "getitem", lambda x, idx: x[idx],
     jvp=(lambda t, ans, x, idx: _gather_batched(t, idx, ndim_of(t) - ndim_of(x)),),
     vjp=(lambda g, ans, x, idx: _scatter_batched(
-        g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans)),))
+        g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans)),),
+    batch=lambda args, dims, idx: (_gather_batched(bfront(args[0], dims[0]), idx, 1), 0))
 
 scatter_add = defprim(
     "scatter_add", _scatter_impl,
     jvp=(lambda t, ans, v, idx, shape: _scatter_batched(
         t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v)),),
-    vjp=(lambda g, ans, v, idx, shape: _gather_batched(g, idx, ndim_of(g) - ndim_of(ans)),))
+    vjp=(lambda g, ans, v, idx, shape: _gather_batched(g, idx, ndim_of(g) - ndim_of(ans)),),
+    batch=lambda args, dims, idx, shape: (_scatter_batched(
+        bfront(args[0], dims[0]), idx, shape_of(args[0])[dims[0]:dims[0] + 1] + tuple(shape),
+        1), 0))
 
 def _astype_form(x, dtype):
     d = np.dtype(dtype)
-    return f"np.{'bool_' if d == bool else d.name}({x})"
+    return f"np.{'bool_' if d.kind == 'b' else d.name}({x})"
 
 
 astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), scalar=_astype_form,
@@ -705,8 +809,39 @@ def _mm_shape(a, b):
     return np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
 
 
+def _matmul_batch(args, dims):
+    """matmul with a batch axis: a batched operand that is a stack of vectors or matrices
+    against a plain matrix is one matrix product; the rest promote 1-D operands as numpy
+    does, line up their leading axes behind the batch axis and broadcast."""
+    (x, y), (dx, dy) = args, dims
+    nx, ny = ndim_of(x) - (dx is not None), ndim_of(y) - (dy is not None)
+    if dy is None and ny == 2:  # (B, ..., k) @ (k, m): one product over all rows
+        x = bfront(x, dx)
+        s = shape_of(x)
+        r = matmul(reshape(x, (-1, s[-1])), y) if len(s) > 2 else matmul(x, y)
+        return reshape(r, s[:-1] + shape_of(y)[-1:]), 0
+    if dx is None and nx == 2 and ny == 1:  # (n, k) @ (B, k)
+        return matmul(bfront(y, dy), _T(x)), 0
+    px, py = dx is not None and nx == 1, dy is not None and ny == 1  # promoted to 2-D
+    if px:
+        x = expand_dims(bfront(x, dx), (-2,))
+    if py:
+        y = expand_dims(bfront(y, dy), (-1,))
+    x, y = align_batched((x, y), (0 if px else dx, 0 if py else dy))
+    if dx is not None and dy is not None and shape_of(x)[-1] == 1:
+        r = multiply(x, y)  # a batch of outer products: no stacked matrix products
+    else:
+        r = matmul(x, y)
+    s = shape_of(r)
+    if py:
+        s = s[:-1]
+    if px:
+        s = s[:-1] if ny == 1 else s[:-2] + s[-1:]  # a vector y left no column axis
+    return reshape(r, s), 0
+
+
 matmul = defprim("matmul", operator.matmul, ufunc=np.matmul, jvp=_matmul_jvp,
-                 vjp=(_matmul_vjp_x, _matmul_vjp_y))
+                 vjp=(_matmul_vjp_x, _matmul_vjp_y), batch=_matmul_batch)
 
 
 def _trace_last2(a):
@@ -725,14 +860,17 @@ def _expand2(g):
 
 inv = defprim("inv", np.linalg.inv,
               jvp=(lambda t, ans, x: negative(matmul(ans, matmul(t, ans))),),
-              vjp=(lambda g, ans, x: negative(matmul(_T(ans), matmul(g, _T(ans)))),))
+              vjp=(lambda g, ans, x: negative(matmul(_T(ans), matmul(g, _T(ans)))),),
+              batch=batch_trailing("inv"))
 det = defprim("det", np.linalg.det,
               jvp=(lambda t, ans, x: multiply(ans, _trace_last2(solve(x, t))),),
-              vjp=(lambda g, ans, x: multiply(_expand2(multiply(g, ans)), _T(inv(x))),))
+              vjp=(lambda g, ans, x: multiply(_expand2(multiply(g, ans)), _T(inv(x))),),
+              batch=batch_trailing("det"))
 logabsdet = defprim("logabsdet", lambda x: np.linalg.slogdet(x)[1],
                     jvp=(lambda t, ans, x: _trace_last2(solve(x, t)),),
                     vjp=(lambda g, ans, x: multiply(_expand2(g), _T(inv(x))),),
-                    real_only="its rules assume a real matrix")
+                    real_only="its rules assume a real matrix",
+                    batch=batch_trailing("logabsdet"))
 
 
 def _solve_jvp(tangents, ans, a, b):
@@ -769,7 +907,20 @@ def _solve_vjp_b(g, ans, a, b, reduce=True):
     return unbroadcast(c, shape_of(b), nb) if reduce else c
 
 
-solve = defprim("solve", np.linalg.solve, jvp=_solve_jvp, vjp=(_solve_vjp_a, _solve_vjp_b))
+def _solve_batch(args, dims):
+    """solve with a batch axis: a vector right-hand side (per example) becomes an n x 1
+    matrix, so numpy never mistakes the batch axis for a matrix axis."""
+    (a, b), (da, db) = args, dims
+    if ndim_of(b) - (db is not None) == 1:
+        b = expand_dims(bfront(b, db), (-1,))
+        a, b = align_batched((a, b), (da, None if db is None else 0))
+        return getitem(solve(a, b), (Ellipsis, 0)), 0
+    a, b = align_batched((a, b), dims)
+    return solve(a, b), 0
+
+
+solve = defprim("solve", np.linalg.solve, jvp=_solve_jvp, vjp=(_solve_vjp_a, _solve_vjp_b),
+                batch=_solve_batch)
 
 
 def _phi(x):
@@ -791,7 +942,8 @@ def _cholesky_vjp(g, L, x):
 
 
 cholesky = defprim("cholesky", np.linalg.cholesky, jvp=(_cholesky_jvp,), vjp=(_cholesky_vjp,),
-                   real_only="its rules assume a real symmetric matrix")
+                   real_only="its rules assume a real symmetric matrix",
+                   batch=batch_trailing("cholesky"))
 
 
 # -- einsum: one multilinear primitive for tensordot, inner and friends --------
@@ -875,7 +1027,18 @@ def _einsum_jvp(tangents, ans, *xs, subscripts):
     return total
 
 
-einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=IndexedRules(_einsum_vjp))
+def _einsum_batch(args, dims, subscripts):
+    """einsum with a batch axis: one more letter, in front of each batched operand and of
+    the output."""
+    ins, out = _einsum_parse(subscripts)
+    b = _fresh_letters(subscripts, 1)
+    ins = [s if d is None else b + s for s, d in zip(ins, dims)]
+    xs = [bfront(x, d) for x, d in zip(args, dims)]
+    return einsum(*xs, subscripts=",".join(ins) + "->" + b + out), 0
+
+
+einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=IndexedRules(_einsum_vjp),
+                 batch=_einsum_batch)
 
 
 # ---------------------------------------------------------------------------
@@ -932,7 +1095,7 @@ def _as_complex_ct(g, x):
 
 
 real = defprim("real", np.real, jvp=(lambda t, ans, x: real(t),),
-               vjp=(lambda g, ans, x: _as_complex_ct(g, x),))
+               vjp=(lambda g, ans, x: _as_complex_ct(g, x),), batch=batch_trailing("real"))
 
 
 def _imag_vjp(g, ans, x):
@@ -941,7 +1104,8 @@ def _imag_vjp(g, ans, x):
     return np.zeros(shape_of(_raw(g)), float_dtype(x))  # imag of a real value is 0
 
 
-imag = defprim("imag", np.imag, jvp=(lambda t, ans, x: imag(t),), vjp=(_imag_vjp,))
+imag = defprim("imag", np.imag, jvp=(lambda t, ans, x: imag(t),), vjp=(_imag_vjp,),
+               batch=batch_trailing("imag"))
 conjugate = defprim("conjugate", np.conjugate, ufunc=np.conjugate,
                     jvp=(lambda t, ans, x: conjugate(t),),
                     vjp=(lambda g, ans, x: conjugate(g),))
@@ -1022,8 +1186,28 @@ def _index_set_vjp_v(g, ans, x, v, idx):
     return unbroadcast(c, shape_of(v), nb)
 
 
+def _index_set_batch(args, dims, idx):
+    """index_set with a batch axis: x (broadcast if unbatched) and v laid out as
+    x[:, idx] wants them, then one write."""
+    (x, v), (dx, dv) = args, dims
+    n = batch_size(args, dims)
+    x = bfront(x, dx) if dx is not None else broadcast_to(x, shape=(n,) + shape_of(x))
+    tshape = np.empty(shape_of(x)[1:], bool)[idx].shape
+    nv = ndim_of(v) - (dv is not None)
+    v = bfront(v, dv) if dv is not None else reshape(v, (1,) + shape_of(v))
+    sv = shape_of(v)
+    if nv < len(tshape):
+        v = reshape(v, sv[:1] + (1,) * (len(tshape) - nv) + sv[1:])
+    v = broadcast_to(v, shape=(n,) + tshape)
+    separated, adv_nd = _layout(idx)
+    if separated:  # x[:, idx] puts the advanced axes first, then the batch axis
+        v = transpose(v, axes=tuple(range(1, 1 + adv_nd)) + (0,)
+                      + tuple(range(1 + adv_nd, 1 + len(tshape))))
+    return index_set(x, v, idx=(slice(None),) + idx), 0
+
+
 index_set = defprim(
     "index_set", _index_set_impl, jvp=_index_set_jvp,
     vjp=(lambda g, ans, x, v, idx: index_set(
         g, 0.0, idx=(slice(None),) * (ndim_of(g) - ndim_of(ans)) + idx),
-         _index_set_vjp_v))
+         _index_set_vjp_v), batch=_index_set_batch)

@@ -150,7 +150,8 @@ _polygamma = _keep_dtype(sc.polygamma, like=1)
 polygamma_p = P.defprim(
     "polygamma", lambda x, n: _polygamma(n, x), real_only=_REAL,
     jvp=(lambda t, ans, x, n: multiply(t, polygamma_p(x, n=n + 1)),),
-    vjp=(lambda g, ans, x, n: multiply(g, polygamma_p(x, n=n + 1)),))
+    vjp=(lambda g, ans, x, n: multiply(g, polygamma_p(x, n=n + 1)),),
+    batch=P.batch_trailing("polygamma"))  # x has the broadcast shape: n lines up
 
 digamma = _unary(sc.digamma, lambda ans, x: polygamma_p(x, n=1), domain="positive",
                  real_only=_REAL, name="digamma")  # scipy calls this ufunc "psi"
@@ -238,7 +239,8 @@ def _ordered(name, ufunc, deriv, real_only=_REAL):
     impl = _keep_dtype(ufunc, like=1)
     prim = P.defprim(name, lambda x, v: impl(v, x), real_only=real_only,
                      jvp=(lambda t, ans, x, v: multiply(t, deriv(ans, x, v)),),
-                     vjp=(lambda g, ans, x, v: multiply(g, deriv(ans, x, v)),))
+                     vjp=(lambda g, ans, x, v: multiply(g, deriv(ans, x, v)),),
+                     batch=P.batch_trailing(name))
 
     def call(v, x, **kw):
         if kw.get("out") is not None:

@@ -114,8 +114,18 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
     return result
 
 
-def _seed(dtype):
+def _seed(dtype, raw=1.0):
+    """The output cotangent 1 for grad: a number, or a 0-d array of the output's own array
+    type when that is not numpy's (a device array stays on its device)."""
+    c = raw.__class__
+    if c not in _HOST_SCALARS and not isinstance(raw, np.ndarray) \
+            and not c.__module__.startswith("dualgrad"):  # not dg.jit's own values
+        return np.ones_like(raw)
     return 1.0 if dtype is FLOAT64 else np.ones((), dtype)[()]
+
+
+_HOST_SCALARS = frozenset((float, int, bool, complex, np.float64, np.float32, np.float16,
+                           np.longdouble, np.complex64, np.complex128))
 
 
 def _check_inputs(args, nums, holomorphic, fname, real_only=False):
@@ -172,7 +182,7 @@ def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
                             "dg.vjp for non-scalar outputs")
         dtype = dtype_of(value)
         _check_output(dtype, holomorphic, "grad")
-        g = _pull(tape, inputs, outs, [_seed(dtype)], 0, once=True)
+        g = _pull(tape, inputs, outs, [_seed(dtype, unbox(value))], 0, once=True)
         g = g[0] if _single(argnums) else tuple(g)
         return ((value, aux) if has_aux else value), g
     return value_and_grad_f

@@ -13,6 +13,7 @@ outside the input read as zero (convolution) or are skipped (pooling).
 """
 
 from numba import njit
+from numba.extending import register_jitable
 
 
 @njit(cache=True)
@@ -76,24 +77,32 @@ def max_pool2d_fwd(x, kh, kw, sh, sw, ph, pw, out, arg):
                 h0, h1 = max(oh * sh - ph, 0), min(oh * sh - ph + kh, H)
                 for ow in range(Wo):
                     w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, W)
-                    best = x[n, c, h0, w0]
-                    bi = h0 * W + w0
-                    nan = False
-                    for ih in range(h0, h1):
-                        for iw in range(w0, w1):
-                            v = x[n, c, ih, iw]
-                            nan |= v != v
-                            if v > best:
-                                best = v
-                                bi = ih * W + iw
-                    if nan:
-                        best, bi = _first_nan(x[n, c], h0, h1, w0, w1)
-                    out[n, c, oh, ow] = best
-                    arg[n, c, oh, ow] = bi
+                    out[n, c, oh, ow], arg[n, c, oh, ow] = window_max(x[n, c], h0, h1, w0, w1)
 
 
-@njit(cache=True)
-def _first_nan(plane, h0, h1, w0, w1):
+@register_jitable(inline="always")
+def window_max(plane, h0, h1, w0, w1):
+    """(max, index in H*W) of plane[h0:h1, w0:w1], the first maximum or NaN winning.
+
+    The scalar loop both targets compile (kernels/cuda.py: one thread per window)."""
+    W = plane.shape[1]
+    best = plane[h0, w0]
+    bi = h0 * W + w0
+    nan = False
+    for ih in range(h0, h1):
+        for iw in range(w0, w1):
+            v = plane[ih, iw]
+            nan |= v != v
+            if v > best:
+                best = v
+                bi = ih * W + iw
+    if nan:
+        return first_nan(plane, h0, h1, w0, w1)
+    return best, bi
+
+
+@register_jitable
+def first_nan(plane, h0, h1, w0, w1):
     for ih in range(h0, h1):
         for iw in range(w0, w1):
             if plane[ih, iw] != plane[ih, iw]:

@@ -5,6 +5,11 @@ Special values follow ``scipy.special``: an all ``-inf`` row has logsumexp
 ``-inf``, log-softmax and softmax NaN; a ``+inf`` entry gives logsumexp ``+inf``;
 NaN propagates.  Sums run left to right in float64.
 
+Each function is written once, as the body for one row ``r`` (``*_row``): plain
+Python that numba compiles here for the CPU (``register_jitable``, inlined into the
+serial ``*_rows`` loops below) and ``kernels/cuda.py`` compiles for the GPU
+(``cuda.jit(device=True)``, one thread per row).
+
     >>> import numpy as np
     >>> out = np.empty((1, 2)); softmax_rows(np.array([[1000.0, 1000.0]]), out); out.tolist()
     [[0.5, 0.5]]
@@ -12,13 +17,17 @@ NaN propagates.  Sums run left to right in float64.
 
 import numpy as np
 from numba import njit
+from numba.extending import register_jitable
+
+# ---------------------------------------------------------------------------
+# One row (1-D views x = x[r], out = out[r]): the scalar math both targets compile
 
 
-@njit(cache=True)
-def _rowmax(row):
-    """max(row) with NaN propagating, as ``np.max``; -inf for an empty row."""
+@register_jitable
+def row_max(x):
+    """max(x) with NaN propagating, as ``np.max``; -inf for an empty row."""
     m = -np.inf
-    for v in row:
+    for v in x:
         if v != v:
             return np.nan
         if v > m:
@@ -26,74 +35,108 @@ def _rowmax(row):
     return m
 
 
-@njit(cache=True)
-def _finite_or_zero(m):
+@register_jitable
+def finite_or_zero(m):
     return m if np.isfinite(m) else 0.0
+
+
+@register_jitable(inline="always")
+def softmax_row(x, out):
+    """out = exp(x - max) / sum(exp(x - max))."""
+    m = row_max(x)
+    s = 0.0
+    for k in range(x.shape[0]):
+        e = np.exp(x[k] - m)
+        out[k] = e
+        s += e
+    for k in range(x.shape[0]):
+        out[k] = out[k] / s
+
+
+@register_jitable(inline="always")
+def log_softmax_row(x, out):
+    """out = (x - m) - log(sum(exp(x - m))), m = max or 0 if not finite."""
+    m = finite_or_zero(row_max(x))
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += np.exp(x[k] - m)
+    ls = np.log(s)
+    for k in range(x.shape[0]):
+        out[k] = (x[k] - m) - ls
+
+
+@register_jitable(inline="always")
+def logsumexp_row(x):
+    """log(sum(exp(x - m))) + m, m = max or 0 if not finite."""
+    m = finite_or_zero(row_max(x))
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += np.exp(x[k] - m)
+    return np.log(s) + m
+
+
+@register_jitable(inline="always")
+def softmax_vjp_row(g, y, out):
+    """out = y * (g - <g, y>)."""
+    s = 0.0
+    for k in range(y.shape[0]):
+        s += g[k] * y[k]
+    for k in range(y.shape[0]):
+        out[k] = y[k] * (g[k] - s)
+
+
+@register_jitable(inline="always")
+def log_softmax_vjp_row(g, y, out):
+    """out = g - exp(y) * sum(g)."""
+    s = 0.0
+    for k in range(y.shape[0]):
+        s += g[k]
+    for k in range(y.shape[0]):
+        out[k] = g[k] - np.exp(y[k]) * s
+
+
+@register_jitable(inline="always")
+def logsumexp_vjp_row(g, x, ans, out):
+    """out = g * exp(x - ans), g and ans scalars."""
+    for k in range(x.shape[0]):
+        out[k] = g * np.exp(x[k] - ans)
+
+
+# ---------------------------------------------------------------------------
+# The CPU kernels: every row in turn
 
 
 @njit(cache=True)
 def softmax_rows(x, out):
-    """out[r] = exp(x[r] - max) / sum(exp(x[r] - max))."""
     for r in range(x.shape[0]):
-        m = _rowmax(x[r])
-        s = 0.0
-        for k in range(x.shape[1]):
-            e = np.exp(x[r, k] - m)
-            out[r, k] = e
-            s += e
-        for k in range(x.shape[1]):
-            out[r, k] = out[r, k] / s
+        softmax_row(x[r], out[r])
 
 
 @njit(cache=True)
 def log_softmax_rows(x, out):
-    """out[r] = (x[r] - m) - log(sum(exp(x[r] - m))), m = max or 0 if not finite."""
     for r in range(x.shape[0]):
-        m = _finite_or_zero(_rowmax(x[r]))
-        s = 0.0
-        for k in range(x.shape[1]):
-            s += np.exp(x[r, k] - m)
-        ls = np.log(s)
-        for k in range(x.shape[1]):
-            out[r, k] = (x[r, k] - m) - ls
+        log_softmax_row(x[r], out[r])
 
 
 @njit(cache=True)
 def logsumexp_rows(x, out):
-    """out[r] = log(sum(exp(x[r] - m))) + m, m = max or 0 if not finite."""
     for r in range(x.shape[0]):
-        m = _finite_or_zero(_rowmax(x[r]))
-        s = 0.0
-        for k in range(x.shape[1]):
-            s += np.exp(x[r, k] - m)
-        out[r] = np.log(s) + m
+        out[r] = logsumexp_row(x[r])
 
 
 @njit(cache=True)
 def softmax_vjp_rows(g, y, out):
-    """out[r] = y[r] * (g[r] - <g[r], y[r]>)."""
     for r in range(y.shape[0]):
-        s = 0.0
-        for k in range(y.shape[1]):
-            s += g[r, k] * y[r, k]
-        for k in range(y.shape[1]):
-            out[r, k] = y[r, k] * (g[r, k] - s)
+        softmax_vjp_row(g[r], y[r], out[r])
 
 
 @njit(cache=True)
 def log_softmax_vjp_rows(g, y, out):
-    """out[r] = g[r] - exp(y[r]) * sum(g[r])."""
     for r in range(y.shape[0]):
-        s = 0.0
-        for k in range(y.shape[1]):
-            s += g[r, k]
-        for k in range(y.shape[1]):
-            out[r, k] = g[r, k] - np.exp(y[r, k]) * s
+        log_softmax_vjp_row(g[r], y[r], out[r])
 
 
 @njit(cache=True)
 def logsumexp_vjp_rows(g, x, ans, out):
-    """out[r] = g[r] * exp(x[r] - ans[r])."""
     for r in range(x.shape[0]):
-        for k in range(x.shape[1]):
-            out[r, k] = g[r] * np.exp(x[r, k] - ans[r])
+        logsumexp_vjp_row(g[r], x[r], ans[r], out[r])
