@@ -41,7 +41,7 @@ import warnings
 import numpy as np
 
 from .core import Box, Primitive, Trace, unbox
-from .jit_codegen import MODES, compile_regions, fuse, mode_default
+from .jit_codegen import MODES, FusionError, compile_regions, fuse, mode_default
 from .jit_graph import MISS, Const, Graph, Op, compile_graph, run_traced, same
 from .jit_passes import PIPELINE, optimise
 from .tree import tree_flatten, tree_unflatten
@@ -342,7 +342,12 @@ class Compiled:
     def _build(self):
         self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
         self.kernels = compile_regions(self._graph, self.codegen)
-        self.fused = fuse(self._graph, self.kernels)
+        try:
+            self.fused = fuse(self._graph, self.kernels)
+        except FusionError as e:  # never a wrong order: replay the graph as it is
+            warnings.warn(f"{e}; replaying without fused kernels", RuntimeWarning,
+                          stacklevel=3)
+            self.kernels, self.fused = [], self._graph
         self.replay = compile_graph(self.fused, copies=_copies(self.raw, self._graph))
 
     @property

@@ -152,37 +152,53 @@ def partition(graph):
     """The fusion regions of ``graph`` (each with two or more nodes), in graph order.
 
     An elementwise node joins the latest region of its shape that it can join without a
-    cycle (an argument computed outside the region from the region's own values), else
-    starts one; a reduction joins its argument's region."""
+    cycle, else starts one; a reduction joins its argument's region.  A cycle is a path
+    from the region back into it through a node outside it: with each region one node of
+    the contracted graph, a value depends on every region its ancestors are in and on
+    everything those regions depend on (``closure``)."""
     ops = graph.ops
     region_of = [-1] * len(ops)
-    deps = [frozenset()] * len(ops)  # the regions a value depends on, its own included
-    regions, by_shape = [], {}
+    deps = [frozenset()] * len(ops)  # the regions a value's ancestors are in (its own too)
+    regions, by_shape, rdeps = [], {}, []  # rdeps[r]: the regions region r reads from
+
+    def closure(found):
+        out, stack = set(), list(found)
+        while stack:
+            q = stack.pop()
+            if q not in out:
+                out.add(q)
+                stack.extend(rdeps[q])
+        return out
+
     for i, op in enumerate(ops):
         args = [a for a in op.args if a.__class__ is int]
-        below = frozenset().union(*(deps[a] for a in args))
         shape = _elementwise(op, ops)
         target = None
         if shape is not None:
             for r in reversed(by_shape.get(shape, ())):
-                if len(r.ops) < MAX_OPS and not any(  # a reduction of r is outside r's loop
-                        (region_of[b] != r.index or b in r.reduced) and r.index in deps[b]
-                        for b in args):
+                if len(r.ops) >= MAX_OPS:
+                    continue
+                ext = [b for b in args if region_of[b] != r.index or b in r.reduced]
+                below = closure(frozenset().union(*(deps[b] for b in ext)))
+                if r.index not in below:  # a reduction of r is outside r's loop
                     target = r
+                    rdeps[r.index] |= below
                     break
             if target is None:
                 target = Region(len(regions), shape)
                 regions.append(target)
                 by_shape.setdefault(shape, []).append(target)
+                rdeps.append(closure(frozenset().union(*(deps[b] for b in args))))
             target.ops.append(i)
         else:
             target = _reduction(op, ops, region_of, regions)
             if target is not None:
                 target.reduced.append(i)
+        mine = frozenset().union(*(deps[a] for a in args))
         if target is not None:
             region_of[i] = target.index
-            below = below | {target.index}
-        deps[i] = below
+            mine = mine | {target.index}
+        deps[i] = mine
     kept = [r for r in regions if r.size >= 2]
     _wire(graph, kept)
     return kept
@@ -602,6 +618,10 @@ def compile_regions(graph, mode="auto"):
 
 # -- the graph with kernels ------------------------------------------------------------
 
+class FusionError(Exception):
+    """The regions cannot be ordered (a bug in ``partition``): the graph is replayed."""
+
+
 def fuse(graph, kernels):
     """``graph`` with each kernel's region replaced by one ``fused`` node (its ``prim`` the
     Kernel, its ``ans`` the tuple of outputs) followed by a ``part`` node per output."""
@@ -657,6 +677,6 @@ def fuse(graph, kernels):
                 heapq.heappush(ready, (nodes[u], u))
     if len(m) < sum(1 for i in range(len(ops)) if i not in member) + sum(
             len(k.region.outputs) for k in kernels):
-        raise AssertionError("dg.jit: fusing the graph lost a node")  # a cycle: a bug
+        raise FusionError("dg.jit: the fusion regions form a cycle")  # a bug: replay instead
     return Graph(new, [m[i] for i in graph.inputs], [ref(a) for a in graph.outputs],
                  graph.odef)

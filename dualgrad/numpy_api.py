@@ -62,7 +62,8 @@ def _axes(axis, nd, name="axis"):
 
 def _no(kwargs, fname, **defaults):
     for k, v in kwargs.items():
-        if k in defaults and (v is defaults[k] or v == defaults[k]):
+        if k in defaults and (v is defaults[k] or (
+                v.__class__ is not np.ndarray and v == defaults[k])):
             continue
         raise TypeError(f"dualgrad: numpy.{fname}({k}=...) is not supported on traced values")
 

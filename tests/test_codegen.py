@@ -230,3 +230,23 @@ def test_second_process_loads_the_cached_machine_code(tmp_path):
 
 def test_generated_code_runs_as_python_without_numba(tmp_path):
     assert int(_run(_PROGRAM, XDG_CACHE_HOME=str(tmp_path), NUMBA_DISABLE_JIT="1")) == -1
+
+
+def test_no_cycle_through_another_region():
+    """Region A -> matmul -> region B, and a node that depends on B only through B's
+    other members must not join A: with each region one node, A and B would read each
+    other (found by GradBench's det under --jit)."""
+    x = np.random.default_rng(5).standard_normal((4, 3))
+
+    def f(x):
+        a = x * 2.0                        # region A, shape (4, 3)
+        b = (a @ np.ones(3)) * 3.0 + 1.0   # region B, shape (4,), after A
+        c = np.sin(x[:, 0]) * 2.0          # also B's shape; independent of A
+        return a + c.reshape(4, 1) * x, b  # reads B: cannot join A
+    jf = dg.jit(f, codegen="numba")
+    jf(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = jf(x)
+    for g, w in zip(got, f(x)):
+        close(g, w, np.float64)

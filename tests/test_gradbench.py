@@ -64,9 +64,9 @@ def fd_jac(f, x, eps=1e-6):
 # the protocol
 # ---------------------------------------------------------------------------
 
-def session(messages, warm=True):
+def session(messages, warm=True, jit=False):
     out = io.StringIO()
-    protocol.Tool(warm=warm).serve([json.dumps(m) + "\n" for m in messages], out.write)
+    protocol.Tool(warm=warm, jit=jit).serve([json.dumps(m) + "\n" for m in messages], out.write)
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
@@ -133,6 +133,30 @@ def test_every_eval_defines_and_runs_its_example():
         for fn in mod.FUNCTIONS.values():
             out = fn.output(fn.run(fn.prepare(mod.example())))
             json.dumps(out)  # JSON-serialisable: plain floats and lists
+
+
+def _leaves(x):
+    return [np.asarray(v, float) for v in (x if isinstance(x, (list, tuple)) else [x])]
+
+
+@pytest.mark.parametrize("name", [e for e in protocol.EVALS if e not in ("particle", "saddle")])
+def test_every_eval_under_jit_matches_eager(name):
+    """``--jit``: each function as dg.jit(function), replayed, gives eager's output."""
+    mod = protocol.load(name)
+    inp = mod.example()
+    for fname, fn in mod.FUNCTIONS.items():
+        want = fn.output(fn.run(fn.prepare(inp)))
+        got, timings = protocol.evaluate(name, fname, inp, jit=True)
+        assert len(timings) >= 1
+        w, g = json.loads(json.dumps(want)), json.loads(json.dumps(got))
+        np.testing.assert_allclose(np.asarray(g, dtype=object).astype(float)
+                                   if not isinstance(g, dict) else 0.0,
+                                   np.asarray(w, dtype=object).astype(float)
+                                   if not isinstance(w, dict) else 0.0,
+                                   rtol=1e-9, atol=1e-12, err_msg=f"{name}.{fname}")
+        assert protocol.jitted(name, fname).trace_count >= 1
+    assert session([{"id": 0, "kind": "start", "eval": name}], jit=True)[0]["tool"] \
+        == "dualgrad-jit"
 
 
 def test_main_over_a_pipe_answers_line_by_line():

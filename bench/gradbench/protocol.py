@@ -16,6 +16,11 @@ object carrying the same ``id``:
 Each eval lives in ``evals/<name>.py`` and exposes ``FUNCTIONS``, a dict from
 the GradBench function name to a :class:`Function`, and ``example()``, a small
 input in the eval's own JSON format (used for the warm-up and by the tests).
+
+``--jit`` runs every function as ``dg.jit(function)``: recorded on its first call with
+an input's signature, optimised and compiled (fused numba kernels, jit_codegen.py), and
+replayed on every later call; the first call of each evaluation is untimed (as the
+warm-up is), so compilation is not scored, as GradBench's JAX tool does with ``jax.jit``.
 """
 
 import importlib
@@ -28,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import dualgrad as dg
+from dualgrad.tree import tree_flatten, tree_unflatten
 
 TOOL = "dualgrad"
 
@@ -72,10 +78,49 @@ def repeat(run, arg, min_runs=1, min_seconds=0.0):
     return result, timings
 
 
-def evaluate(module, function, input):
-    """Run ``function`` of eval ``module`` on a JSON ``input``: (output, timings)."""
+_JITTED = {}
+
+
+class _Jitted:
+    """``run`` under ``dg.jit``, with the Python ints of its input (sizes: ``n``, the
+    number of points...) static, as a JAX tool marks them with ``static_argnums``."""
+
+    def __init__(self, run):
+        def call(static, *arrays):
+            it, st = iter(arrays), dict(static)
+            return run(tree_unflatten(self.tdef, [st[i] if i in st else next(it)
+                                                  for i in range(self.size)]))
+        self.jit = dg.jit(call, static_argnums=0)
+
+    @property
+    def trace_count(self):
+        return self.jit.trace_count
+
+    def __call__(self, arg):
+        leaves, self.tdef = tree_flatten(arg)
+        self.size = len(leaves)
+        static = tuple((i, v) for i, v in enumerate(leaves) if v.__class__ is int)
+        return self.jit(static, *(v for v in leaves if v.__class__ is not int))
+
+
+def jitted(module, function):
+    """``dg.jit`` of a function's run, made once per (eval, function)."""
+    key = (module, function)
+    if key not in _JITTED:
+        _JITTED[key] = _Jitted(load(module).FUNCTIONS[function].run)
+    return _JITTED[key]
+
+
+def evaluate(module, function, input, jit=False):
+    """Run ``function`` of eval ``module`` on a JSON ``input``: (output, timings).  With
+    ``jit``, the function is ``dg.jit``'s, recorded and compiled by two untimed calls."""
     fn = load(module).FUNCTIONS[function]
     arg = fn.prepare(input)
+    if jit:
+        run = jitted(module, function)
+        run(arg)  # records
+        run(arg)  # optimises, compiles and replays
+        fn = Function(run=run, prepare=fn.prepare, output=fn.output, repeated=fn.repeated)
     if fn.repeated:
         result, timings = repeat(fn.run, arg, input.get("min_runs", 1),
                                  input.get("min_seconds", 0.0))
@@ -100,15 +145,15 @@ def warm_up(mod):
 class Tool:
     """The tool side of one GradBench session."""
 
-    def __init__(self, warm=True):
-        self.warm = warm
+    def __init__(self, warm=True, jit=False):
+        self.warm, self.jit = warm, jit
 
     def handle(self, message):
         """The response to one message (a dict)."""
         response = {"id": message["id"]}
         kind = message.get("kind")
         if kind == "start":
-            response["tool"] = TOOL
+            response["tool"] = TOOL + ("-jit" if self.jit else "")
         elif kind == "define":
             t0 = time.perf_counter_ns()
             try:
@@ -125,7 +170,7 @@ class Tool:
         elif kind == "evaluate":
             try:
                 output, timings = evaluate(message["module"], message["function"],
-                                           message["input"])
+                                           message["input"], self.jit)
             except Exception as e:  # noqa: BLE001
                 response["success"] = False
                 response["error"] = _error(e)
@@ -179,6 +224,8 @@ def main(argv=None):
                         help="skip running each eval on a small input at define time")
     parser.add_argument("--no-malloc-tuning", action="store_true",
                         help="leave glibc's malloc thresholds at their defaults")
+    parser.add_argument("--jit", action="store_true",
+                        help="run every function as dg.jit(function) (compilation untimed)")
     args = parser.parse_args(argv)
     if not args.no_malloc_tuning:
         tune_malloc()
@@ -188,6 +235,6 @@ def main(argv=None):
         sys.stdout.flush()
 
     try:
-        Tool(warm=not args.no_warmup).serve(sys.stdin, write)
+        Tool(warm=not args.no_warmup, jit=args.jit).serve(sys.stdin, write)
     except (BrokenPipeError, KeyboardInterrupt):
         pass

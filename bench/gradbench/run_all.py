@@ -296,15 +296,16 @@ def default_lstm_text(gb):
 
 def tool_command(tool, gb, python, eval_name):
     """(cmd, cwd, env, supported) for running ``tool``."""
-    if tool == "dualgrad":
-        return ([sys.executable, "-m", "bench.gradbench"], ROOT, _env({}, ROOT), True)
+    if tool in ("dualgrad", "dualgrad-jit"):
+        jit = ["--jit"] if tool == "dualgrad-jit" else []
+        return ([sys.executable, "-m", "bench.gradbench", *jit], ROOT, _env({}, ROOT), True)
     script, supported = TOOL_MODULES[tool]
     return ([python, str(gb / script)], gb, _env({}, gb / "python" / "gradbench"),
             eval_name in supported)
 
 
 def tool_available(tool, python):
-    if tool == "dualgrad":
+    if tool in ("dualgrad", "dualgrad-jit"):
         return True
     module = {"pytorch": "torch", "jax": "jax"}[tool]
     r = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
@@ -492,7 +493,7 @@ def main(argv=None):
         args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     print(f"wrote {args.out}")
     bad = [(ev, t, r["outcome"]) for ev, ts in results.items() for t, r in ts.items()
-           if t == "dualgrad" and r["outcome"] != "success"]
+           if t in ("dualgrad", "dualgrad-jit") and r["outcome"] != "success"]
     return 1 if bad else 0
 
 
