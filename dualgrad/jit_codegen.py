@@ -436,7 +436,13 @@ def _function(graph, region, fname, fast):
         results[j] = out
     if fast:
         pre.insert(0, "bad = 0")
-    lines = [_JIT, f"def {fname}({', '.join(params)}):"]
+    # A sum or product accumulated in strict order is one dependent chain of adds, which
+    # LLVM cannot vectorize; "reassoc" lets it keep partial sums in vector lanes (the
+    # accumulation order changes, as numpy's pairwise sum changes it).  Inlined vecmath
+    # code keeps its own strict flags.
+    sums = any(ops[j].prim.name in ("sum", "prod") for j in region.reduced)
+    jit = _JIT[:-1] + ', fastmath={"reassoc"})' if sums else _JIT
+    lines = [jit, f"def {fname}({', '.join(params)}):"]
     lines += ["    " + s for s in pre]
     ind = "    "
     for k in range(d):
