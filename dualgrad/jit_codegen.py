@@ -134,11 +134,16 @@ class Region:
     """Nodes fused into one loop: ``ops`` (elementwise, in order), ``reduced`` (reductions
     of them), the loop ``shape``; ``inputs``/``outputs`` are filled by ``partition``."""
 
-    __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied")
+    __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied", "pads")
 
     def __init__(self, index, shape):
         self.index, self.shape = index, shape
         self.ops, self.reduced, self.inputs, self.outputs, self.copied = [], [], [], [], []
+        self.pads = {}  # input -> (v, starts, stops): it is v placed in zeros (``_pad``)
+
+    def source(self, a):
+        """What the kernel is passed for input ``a``: a padded input's unpadded array."""
+        return self.pads[a][0] if a in self.pads else a
 
     @property
     def size(self):
@@ -228,8 +233,37 @@ def _wire(graph, regions):
                     seen.add(key)
                     r.inputs.append(a)
         needed.update(a for a in r.inputs if a.__class__ is int)
+        r.pads = {a: p for a in r.inputs if a.__class__ is int
+                  and (p := _pad(ops, a, r.shape)) is not None}
+        needed.update(v for v, _, _ in r.pads.values() if v.__class__ is int)
     for r in regions:
         r.outputs = [i for i in r.ops + r.reduced if i in needed]
+
+
+def _pad(ops, b, loop):
+    """``(v, starts, stops)`` when value ``b`` is ``scatter_add(v, idx, shape)`` with ``idx``
+    unit-step slices (a reverse sweep's cotangent of ``x[1:]``: ``v`` placed in zeros) and
+    of the loop's shape: a kernel reads ``v`` at shifted indices, 0 outside, instead of the
+    padded copy."""
+    op = ops[b]
+    if op.kind != "op" or op.prim.name != "scatter_add" or not op.kw or len(op.args) != 1:
+        return None
+    idx, shape, v = op.kw.get("idx"), op.kw.get("shape"), op.args[0]
+    vv = _value(ops, v)
+    if not isinstance(idx, tuple) or not all(isinstance(k, slice) for k in idx) \
+            or vv.__class__ is not np.ndarray or vv.dtype not in _FLOATS \
+            or tuple(shape) != loop or len(idx) > len(loop):
+        return None
+    starts, stops = [], []
+    for k, n in enumerate(loop):
+        a, e, step = (idx[k] if k < len(idx) else slice(None)).indices(n)
+        if step != 1 or e < a:
+            return None
+        starts.append(a)
+        stops.append(e)
+    if tuple(e - a for a, e in zip(starts, stops)) != vv.shape:
+        return None
+    return v, tuple(starts), tuple(stops)
 
 
 def _is_array_const(c):
@@ -373,7 +407,16 @@ def _function(graph, region, fname, fast):
         p = f"a{k}"
         params.append(p)
         v = _value(ops, a)
-        if v.__class__ is not np.ndarray:
+        if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
+            _, starts, stops = region.pads[a]
+            inside = " and ".join(f"{lo} <= i{k} < {hi}" for k, (lo, hi)
+                                  in enumerate(zip(starts, stops)) if (lo, hi) != (0, loop[k]))
+            at = ", ".join(f"i{k} - {lo}" if lo else f"i{k}" for k, lo in enumerate(starts))
+            zero = _literal(0.0, v.dtype)
+            loads.append(f"x{k} = {p}[{at}] if {inside} else {zero}" if inside
+                         else f"x{k} = {p}[{at}]")
+            names[a] = f"x{k}"
+        elif v.__class__ is not np.ndarray:
             names[a if a.__class__ is int else id(a)] = p
         elif v.ndim == 0 or d == 0:
             pre.append(f"x{k} = {p}[()]")
@@ -522,7 +565,8 @@ def _cast(ans):
 
 
 def _inputs(graph, region):
-    return [_value(graph.ops, a) for a in region.inputs]
+    """The recorded values a region's kernel is called with."""
+    return [_value(graph.ops, region.source(a)) for a in region.inputs]
 
 
 def _replay_region(graph, region, vals):
@@ -585,7 +629,8 @@ def build(graph, region, timed):
         return None
     k = Kernel(region, fn, src, casts)
     if timed:
-        k.seconds = (_best(fn, vals), _best(lambda *v: _replay_region(graph, region, v), vals))
+        plain = [_value(graph.ops, a) for a in region.inputs]  # the padded arrays themselves
+        k.seconds = (_best(fn, vals), _best(lambda *v: _replay_region(graph, region, v), plain))
     return k
 
 
@@ -640,7 +685,14 @@ def fuse(graph, kernels):
             member[i] = k
     producer = {i: (("k", member[i].region.index) if i in member else ("o", i))
                 for i in range(len(ops))}
-    nodes = {("o", i): i for i in range(len(ops)) if i not in member}
+    live = set(a for a in graph.outputs if a.__class__ is int)  # a padded copy no kernel
+    for k in kernels:  # reads any more (``_pad``) is dropped with what only it read
+        live.update(k.region.source(a) for a in k.region.inputs if a.__class__ is int)
+    for i in range(len(ops) - 1, -1, -1):
+        if i not in member and (i in live or ops[i].kind in ("input", "guard", "call")):
+            live.add(i)
+            live.update(a for a in ops[i].args if a.__class__ is int)
+    nodes = {("o", i): i for i in range(len(ops)) if i not in member and i in live}
     for k in kernels:
         nodes[("k", k.region.index)] = min(k.region.ops + k.region.reduced)
     kmap = {k.region.index: k for k in kernels}
@@ -649,7 +701,8 @@ def fuse(graph, kernels):
         if n[0] == "o":
             args = [a for a in ops[n[1]].args if a.__class__ is int]
         else:
-            args = [a for a in kmap[n[1]].region.inputs if a.__class__ is int]
+            r = kmap[n[1]].region
+            args = [r.source(a) for a in r.inputs if a.__class__ is int]
         need[n] = set(producer[a] for a in args) - {n}
     users = {n: [] for n in nodes}
     for n, ds in need.items():
@@ -672,7 +725,8 @@ def fuse(graph, kernels):
         elif kmap[n[1]].fn is not None:
             k = kmap[n[1]]
             f = len(new)
-            new.append(Op("fused", k, tuple(ref(a) for a in k.region.inputs), None,
+            new.append(Op("fused", k, tuple(ref(k.region.source(a)) for a in k.region.inputs),
+                          None,
                           tuple(ops[i].ans for i in k.region.outputs)))
             for j, i in enumerate(k.region.outputs):
                 m[i] = len(new)
@@ -681,7 +735,7 @@ def fuse(graph, kernels):
             waiting[u] -= 1
             if not waiting[u]:
                 heapq.heappush(ready, (nodes[u], u))
-    if len(m) < sum(1 for i in range(len(ops)) if i not in member) + sum(
+    if len(m) < sum(1 for n in nodes if n[0] == "o") + sum(
             len(k.region.outputs) for k in kernels):
         raise FusionError("dg.jit: the fusion regions form a cycle")  # a bug: replay instead
     return Graph(new, [m[i] for i in graph.inputs], [ref(a) for a in graph.outputs],
