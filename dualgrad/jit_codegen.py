@@ -76,7 +76,7 @@ REDUCTIONS = {"sum": ("0.0", "{a} += {v}"), "prod": ("1.0", "{a} *= {v}"),
 CHEAP = frozenset(("add", "subtract", "multiply", "negative", "positive", "square",
                    "absolute", "fabs", "maximum", "minimum", "where", "less", "less_equal",
                    "greater", "greater_equal", "equal", "not_equal", "astype"))
-MAX_OPS = 400  # ops per kernel: numba's compile time grows with a function's length
+MAX_OPS = 150  # ops per kernel: numba's compile time grows with a function's length
 MODES = ("auto", "numba", "off")
 
 
@@ -396,7 +396,8 @@ def _function(graph, region, fname, fast):
     """One loop over the region as ``def fname(a0, ...)``; for ``fast``, None when no row
     of the region has a vectorizable form."""
     ops = graph.ops
-    if fast and not any(ops[i].prim.vector for i in region.ops + region.copied):
+    if fast and (not region.shape  # scalar code is not vectorized: libm is as fast
+                 or not any(ops[i].prim.vector for i in region.ops + region.copied)):
         return None
     checks = []
     # locals are numbered within the region, so one region repeated by an unrolled loop
@@ -576,7 +577,7 @@ def _inputs(graph, region):
 def _replay_region(graph, region, vals):
     ops = graph.ops
     env = dict(zip([a if a.__class__ is int else id(a) for a in region.inputs], vals))
-    for i in sorted(region.ops + region.reduced):
+    for i in sorted(region.ops + region.copied + region.reduced):
         op = ops[i]
         args = [env[a] if a.__class__ is int else (env[id(a)] if id(a) in env else a.value)
                 for a in op.args]
@@ -615,6 +616,10 @@ def _best(fn, args, budget=0.05):
 def build(graph, region, timed):
     """The region's ``Kernel``, compiled and checked against the recorded values (and, when
     ``timed``, with ``seconds`` = (kernel, replay)); None where it cannot be used."""
+    if not region.outputs:  # nothing of it is needed (its values are recomputed elsewhere)
+        k = Kernel(region, None, "", [])
+        k.seconds = (0.0, 0.0) if timed else None
+        return k
     src = kernel_source(graph, region)
     vals = _inputs(graph, region)
     try:
@@ -649,29 +654,29 @@ def mode_default():
 
 
 def compile_regions(graph, mode="auto"):
-    """The kernels to use for ``graph`` (module docstring: regions, recompute, choice)."""
+    """The kernels to use for ``graph`` (module docstring: regions, recompute, choice).
+
+    Every region is wired as if all were used, then compiled, checked and (``auto``)
+    timed; only if some are refused are the others wired again without them."""
     if mode == "off":
         return []
-    regions = partition(graph)
-    chosen = []
-    for r in regions:
-        k = build(graph, r, timed=(mode == "auto"))
-        if k is not None and (mode == "numba" or k.seconds[0] < k.seconds[1]):
-            chosen.append(r)
-    if not chosen:
-        return []
-    _wire(graph, chosen)
-    recompute(graph, chosen)
-    kernels = []
-    for r in chosen:
-        if not r.outputs:
-            kernels.append(Kernel(r, None, "", []))  # nothing of it is needed any more
-            continue
-        k = build(graph, r, timed=False)
-        if k is None:  # cannot happen unless the copies broke it; replay is always right
+    regions = recompute(graph, partition(graph))
+    kernels = [build(graph, r, timed=(mode == "auto")) for r in regions]
+    chosen = [k for k in kernels
+              if k is not None and (mode == "numba" or k.seconds[0] <= k.seconds[1])]
+    if len(chosen) < len(regions):
+        keep = [k.region for k in chosen]
+        for r in keep:
+            r.copied = []
+        _wire(graph, keep)
+        recompute(graph, keep)
+        chosen = [build(graph, r, timed=False) for r in keep]
+        if any(k is None for k in chosen):  # the rewiring broke one: replay is always right
             return []
-        kernels.append(k)
-    return kernels
+    for k in chosen:
+        if not k.region.outputs:
+            k.fn = None  # nothing of it is needed any more
+    return chosen
 
 
 # -- the graph with kernels ------------------------------------------------------------
@@ -703,6 +708,12 @@ def fuse(graph, kernels):
     for k in kernels:
         nodes[("k", k.region.index)] = min(k.region.ops + k.region.reduced)
     kmap = {k.region.index: k for k in kernels}
+    outside = set(a for a in graph.outputs if a.__class__ is int)  # values not only read
+    for i in live:  # by kernels keep the class eager gave them (casts); others need not
+        if i not in member:
+            outside.update(a for a in ops[i].args if a.__class__ is int)
+    for k in kernels:
+        k.casts = [c if i in outside else None for c, i in zip(k.casts, k.region.outputs)]
     need = {}
     for n in nodes:
         if n[0] == "o":
