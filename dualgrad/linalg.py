@@ -61,11 +61,13 @@ from .primitives import (
     add,
     concatenate,
     defprim,
+    device_like,
     divide,
     expand_dims,
     float_dtype,
     getitem,
     matmul,
+    may_any,
     multiply,
     negative,
     shape_of,
@@ -92,7 +94,14 @@ def _result(name, *parts):
 # ---------------------------------------------------------------------------
 
 def _eye(n, like):
-    return np.eye(n, dtype=float_dtype(like))
+    return np.eye(n, dtype=float_dtype(like), like=device_like(like))
+
+
+def _raw_array(v):
+    """v's raw numbers as an array where they live: numpy's for host values, the device
+    array itself for device ones (never copied to the host)."""
+    r = unbox(v)
+    return r if device_like(r) is not None else np.asarray(r)
 
 
 def _diag(S):
@@ -111,7 +120,7 @@ def _sym(t):
 
 def _tril_strict(x):
     n = shape_of(x)[-1]
-    return multiply(x, np.tril(np.ones((n, n)), -1).astype(float_dtype(x)))
+    return multiply(x, np.tril(np.ones((n, n), like=device_like(x)), -1).astype(float_dtype(x)))
 
 
 def _rows(x, start, stop=None):
@@ -128,10 +137,11 @@ def _pack(*parts):
 
 def _tol(v):
     """Values closer than this count as equal: n·eps·max|v| (each matrix of a stack)."""
-    r = np.abs(np.asarray(unbox(v)))
+    r = np.abs(_raw_array(v))
     n = r.shape[-1]
     eps = np.finfo(r.dtype).eps
-    return n * eps * np.max(r, axis=-1, keepdims=True) if n else np.zeros(r.shape[:-1] + (1,))
+    return n * eps * np.max(r, axis=-1, keepdims=True) if n else \
+        np.zeros(r.shape[:-1] + (1,), like=device_like(r))
 
 
 def _gaps(v, squared=False):
@@ -139,10 +149,10 @@ def _gaps(v, squared=False):
     degenerate pairs, and the raw mask of the degenerate pairs."""
     vj, vi = expand_dims(v, (-2,)), expand_dims(v, (-1,))
     d = multiply(add(vj, vi), subtract(vj, vi)) if squared else subtract(vj, vi)
-    r = np.asarray(unbox(v))
+    r = _raw_array(v)
     n = r.shape[-1]
     near = np.abs(r[..., None, :] - r[..., :, None]) <= _tol(v)[..., None]
-    eye = np.eye(n, dtype=bool)
+    eye = np.eye(n, dtype=bool, like=device_like(r))
     deg = near & ~eye
     off = deg | eye
     return where(off, 0.0, divide(1.0, where(off, 1.0, d))), deg
@@ -151,7 +161,7 @@ def _gaps(v, squared=False):
 def _poison(y, bad):
     """``y`` with NaN where the raw mask ``bad`` is set: an undefined derivative."""
     bad = np.broadcast_to(bad, shape_of(y))
-    if not np.any(bad):
+    if not may_any(bad):
         return y
     return add(y, np.where(bad, np.nan, 0.0).astype(float_dtype(y)))
 
@@ -159,15 +169,15 @@ def _poison(y, bad):
 def _pairs(F, deg, X, nz=None):
     """F ∘ X, NaN where a degenerate pair meets a non-zero entry of X (or of ``nz``)."""
     y = multiply(F, X)
-    if not np.any(deg):
+    if not may_any(deg):
         return y
-    nz = np.asarray(unbox(X)) != 0 if nz is None else nz
+    nz = _raw_array(X) != 0 if nz is None else nz
     return _poison(y, deg & nz)
 
 
 def _inv_small(v):
     """1/v with 0 where |v| is negligible, and that raw mask."""
-    small = np.abs(np.asarray(unbox(v))) <= _tol(v)
+    small = np.abs(_raw_array(v)) <= _tol(v)
     return where(small, 0.0, divide(1.0, where(small, 1.0, v))), small
 
 
@@ -227,7 +237,7 @@ def _svd_jvp(t, ans, x):
     dS = matmul(_T(U), matmul(t, V))
     si, sj = expand_dims(s, (-1,)), expand_dims(s, (-2,))
     F, deg = _gaps(s, squared=True)
-    rdS = np.asarray(unbox(dS))
+    rdS = _raw_array(dS)
     nz = (rdS != 0) | (np.swapaxes(rdS, -1, -2) != 0)
     dSt = _T(dS)
     dU = matmul(U, _pairs(F, deg, add(multiply(dS, sj), multiply(si, dSt)), nz))
@@ -248,8 +258,8 @@ def _svd_jvp(t, ans, x):
 def _cols_over(y, inv, small):
     """y's columns divided by s (NaN for a non-zero column over a zero s)."""
     r = multiply(y, expand_dims(inv, (-2,)))
-    if np.any(small):
-        r = _poison(r, small[..., None, :] & (np.asarray(unbox(y)) != 0))
+    if may_any(small):
+        r = _poison(r, small[..., None, :] & (_raw_array(y) != 0))
     return r
 
 
@@ -344,11 +354,10 @@ def _eig_impl(x):
 
 def _argmax_mask(V):
     """0/1 mask of each column's largest-magnitude entry (LAPACK makes it real)."""
-    r = np.abs(np.asarray(unbox(V)))
+    r = np.abs(_raw_array(V))
     k = np.argmax(r, axis=-2)
-    m = np.zeros(r.shape, bool)
-    np.put_along_axis(m, k[..., None, :], True, axis=-2)
-    return m.astype(float_dtype(V))
+    rows = np.arange(r.shape[-2], like=device_like(r))[:, None]
+    return (rows == k[..., None, :]).astype(float_dtype(V))  # one True per column
 
 
 def _eig_jvp(t, ans, x):
@@ -483,7 +492,7 @@ def qr(a, mode="reduced"):
         if mode == "complete" and m > n:
             q_full = np.linalg.qr(unbox(a), mode="complete")[0]
             Q = N.concatenate([Q, ORTHC(Q, basis=q_full[..., :, n:])], axis=-1)
-            zeros = np.zeros(shape_of(R)[:-2] + (m - n, n), float_dtype(R))
+            zeros = np.zeros(shape_of(R)[:-2] + (m - n, n), float_dtype(R), like=device_like(R))
             R = N.concatenate([R, zeros], axis=-2)
     if mode == "r":
         return R
@@ -534,7 +543,7 @@ def matrix_power(a, n):
     n = int(n)
     if n == 0:
         s = shape_of(a)
-        return np.broadcast_to(np.eye(s[-1], dtype=float_dtype(a)), s).copy()
+        return np.broadcast_to(_eye(s[-1], a), s).copy()
     if n < 0:
         a, n = P.inv(a), -n
     result, base = None, a
@@ -609,7 +618,8 @@ def tensorsolve(a, b, axes=None):
 
 def _triangle(a, lower, unit_diagonal=False):
     n = shape_of(a)[-1]
-    keep = (np.tril if lower else np.triu)(np.ones((n, n)), 0 if not unit_diagonal else
+    keep = (np.tril if lower else np.triu)(np.ones((n, n), like=device_like(a)),
+                                           0 if not unit_diagonal else
                                            (-1 if lower else 1)).astype(float_dtype(a))
     t = multiply(a, keep)
     return add(t, _eye(n, a)) if unit_diagonal else t
@@ -648,7 +658,7 @@ def expm(A):
     2005), built from matmul and solve, so every order of derivative is the approximant's
     (accurate to about machine precision).  The number of squarings is chosen from the
     raw 1-norm (the largest over a stack) and is constant for the derivative."""
-    raw = np.asarray(unbox(A))
+    raw = _raw_array(A)
     n = raw.shape[-1]
     norm1 = float(np.max(np.sum(np.abs(raw), axis=-2))) if raw.size else 0.0
     s = max(0, int(math.ceil(math.log2(norm1 / _THETA13)))) if norm1 > _THETA13 else 0

@@ -1014,7 +1014,8 @@ def _rfft_vjp(g, ans, x, axis, norm):
     n, m = _shape(x)[axis], _shape(ans)[axis]
     pad = list(_shape(g))
     pad[axis] = n - m
-    full = api.concatenate([g, np.zeros(pad, P.float_dtype(g))], axis=axis) if n > m else g
+    full = api.concatenate([g, np.zeros(pad, P.float_dtype(g), like=P.device_like(g))],
+                           axis=axis) if n > m else g
     return P.real(fft_(full, axis=axis, norm=norm))
 
 
@@ -1025,7 +1026,7 @@ rfft_ = P.defprim("rfft", _fft_impl(np.fft.rfft),
 
 
 def _irfft_weights(n, m, axis, like):
-    a = np.full(m, 2.0, np.empty(0, P.float_dtype(like)).real.dtype)
+    a = np.full(m, 2.0, np.empty(0, P.float_dtype(like)).real.dtype, like=P.device_like(like))
     a[0] = 1.0
     if n % 2 == 0:
         a[-1] = 1.0
@@ -1052,7 +1053,8 @@ def _fit_length(a, n, axis):
         return _along(a, axis, 0, n)
     pad = list(_shape(a))
     pad[axis] = n - have
-    return api.concatenate([a, np.zeros(pad, np.result_type(unbox(a), 1.0))], axis=axis)
+    return api.concatenate([a, np.zeros(pad, np.result_type(unbox(a), 1.0),
+                                        like=P.device_like(a))], axis=axis)
 
 
 def _fft_args(a, n, axis, norm, out, fname):

@@ -202,11 +202,39 @@ def float_dtype(x):
     return np.result_type(unbox(x), 1.0)
 
 
+def device_like(x):
+    """The raw array under ``x`` when it is not numpy's (a CuPy array, or any array with
+    ``__array_namespace__`` or ``__cuda_array_interface__``), else None.  Rules pass it
+    as ``like=`` to numpy's constructors (NEP 35), so a constant mask or identity is
+    made where x lives; ``like=None`` is numpy's own path, reached by one class test.
+
+    >>> device_like(np.ones(2)) is None and device_like(2.0) is None
+    True
+    """
+    while isinstance(x, Box):
+        x = x.value
+    c = x.__class__
+    if c is np.ndarray or c in SCALARS:
+        return None
+    return x if backend.is_foreign_array(x) else None
+
+
+def may_any(mask):
+    """``np.any(mask)`` for a host mask; True for a device mask, whose answer would be a
+    copy to the host: the caller then takes its branch-free ``where`` path, which gives
+    the same values (it only skips work when nothing is masked)."""
+    if mask.__class__ is not np.ndarray and device_like(mask) is not None:
+        return True
+    return bool(np.any(mask))
+
+
 def _mask(cond, like):
     """A float 0/1 array from a raw boolean condition (constant: no derivative)."""
     c = unbox(cond)
     if isinstance(c, Box):  # a batch (dg.vmap): one condition per example
         return astype(c, dtype=float_dtype(like))
+    if c.__class__ is not np.ndarray and device_like(c) is not None:
+        return c.astype(float_dtype(like))  # on the device: no host copy
     return np.asarray(c, dtype=float_dtype(like))
 
 
@@ -260,7 +288,7 @@ def _pow_dx(ans, x, y):
             return 0.0  # x ** 0 is constant: exactly 0, even at x = 0 (no 0 * inf)
         return multiply(x, 2.0) if y == 2 else multiply(y, power(x, y - 1))
     zero = (_raw(y) == 0) & (_raw(x) == 0)
-    if np.any(zero):  # 0 * 0 ** -1: take y * 1 ** -1 there, which keeps y's own derivative
+    if may_any(zero):  # 0 * 0 ** -1: take y * 1 ** -1 there, which keeps y's own derivative
         x = where(zero, 1.0, x)
     return multiply(y, power(x, subtract(y, 1)))
 
@@ -270,7 +298,7 @@ def divide_or_zero(num, den):
     (sqrt's 0.5 / sqrt(x) at x = 0, so sqrt(sum(d ** 2)) at d = 0 has gradient 0, not
     0 * inf = nan; hypot at the origin; |z| at z = 0)."""
     zero = _raw(den) == 0
-    if np.any(zero):
+    if may_any(zero):
         return where(zero, 0.0, divide(num, where(zero, 1.0, den)))
     return divide(num, den)
 
@@ -278,7 +306,7 @@ def divide_or_zero(num, den):
 def _select(first, tie, like):
     """0/1 mask of ``first`` with 0.5 where ``tie`` (ties split the derivative evenly)."""
     m = _mask(first, like)
-    if np.any(tie):
+    if may_any(tie):
         m = m + 0.5 * _mask(tie, like)
     return m
 
@@ -391,7 +419,7 @@ where = defprim("where", np.where, ufunc=None, bcast=True, smooth=False,
 
 def _clip_in(x, lo, hi):
     x = _raw(x)
-    m = np.ones(np.shape(x), bool)
+    m = np.ones(np.shape(x), bool, like=device_like(x))
     if lo is not None:
         m &= x >= _raw(lo)
     if hi is not None:
@@ -487,7 +515,9 @@ def batch_trailing(name, n=1):
 
 def _batch_reshape(args, dims, shape):
     x = bfront(args[0], dims[0])
-    return reshape(x, shape=shape_of(x)[:1] + tuple(shape)), 0
+    s = shape_of(x)
+    shape = s[:1] + tuple(shape)
+    return (x if shape == s else reshape(x, shape=shape)), 0
 
 
 def _batch_transpose(args, dims, axes):
@@ -559,7 +589,7 @@ def _prod_others(x, axis):
     xt = transpose(x, perm)
     s = shape_of(xt)
     flat = reshape(xt, s[:len(keep)] + (int(np.prod(s[len(keep):], dtype=int)),))
-    ones = np.ones(shape_of(flat)[:-1] + (1,), dtype=_raw(flat).dtype)
+    ones = np.ones(shape_of(flat)[:-1] + (1,), dtype=_raw(flat).dtype, like=device_like(flat))
     left = concatenate(ones, cumprod(flat[..., :-1], axis=-1), axis=-1)
     right = flip(concatenate(ones, cumprod(flip(flat, axis=(-1,))[..., :-1], axis=-1), axis=-1),
                  axis=(-1,))
@@ -592,7 +622,7 @@ def cumprod(x, axis):
     d = 1
     while d < n:
         ones = np.ones(shape_of(x)[:ndim_of(x) + axis] + (d,) + shape_of(x)[ndim_of(x) + axis + 1:],
-                       float_dtype(x))
+                       float_dtype(x), like=device_like(x))
         shifted = concatenate(ones, getitem(x, (Ellipsis, slice(0, n - d)) + tail), axis=axis)
         x = multiply(x, shifted)
         d *= 2
@@ -640,7 +670,9 @@ def _concat_jvp(tangents, ans, *xs, axis):
     i = next(i for i, t in enumerate(tangents) if t is not None)
     bshape = batch_shape(tangents[i], xs[i])
     dtype = float_dtype(tangents[i])
-    ts = [np.zeros(bshape + shape_of(x), dtype) if t is None else t for t, x in zip(tangents, xs)]
+    like = device_like(tangents[i])
+    ts = [np.zeros(bshape + shape_of(x), dtype, like=like) if t is None else t
+          for t, x in zip(tangents, xs)]
     return concatenate(*ts, axis=axis)
 
 
@@ -702,7 +734,7 @@ def _scatter_batched(v, idx, shape, nb):
 def _scatter_impl(v, idx, shape):
     dtype = float_dtype(v) if not hasattr(v, "dtype") else v.dtype
     if not any(_is_adv(k) and k.dtype != bool for k in idx):
-        out = np.zeros(shape, dtype)
+        out = np.zeros(shape, dtype, like=device_like(v))
         out[idx] = v  # basic or boolean index: every target appears once
         return out
     return backend.index_add(shape, dtype, idx, v)  # numpy's add.at, or a numba kernel
@@ -729,7 +761,13 @@ def _astype_form(x, dtype):
     return f"np.{'bool_' if d.kind == 'b' else d.name}({x})"
 
 
-astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), scalar=_astype_form,
+def _astype_impl(x, dtype):
+    if x.__class__ is not np.ndarray and device_like(x) is not None:
+        return x.astype(dtype)  # on the device: no host copy
+    return np.asarray(x).astype(dtype)
+
+
+astype = defprim("astype", _astype_impl, scalar=_astype_form,
                  jvp=(lambda t, ans, x, dtype: astype(t, dtype=dtype),),
                  vjp=(lambda g, ans, x, dtype: astype(_real_for(g, x), dtype=_raw(x).dtype
                                                       if hasattr(_raw(x), "dtype")
@@ -818,8 +856,9 @@ def _matmul_batch(args, dims):
     if dy is None and ny == 2:  # (B, ..., k) @ (k, m): one product over all rows
         x = bfront(x, dx)
         s = shape_of(x)
-        r = matmul(reshape(x, (-1, s[-1])), y) if len(s) > 2 else matmul(x, y)
-        return reshape(r, s[:-1] + shape_of(y)[-1:]), 0
+        if len(s) == 2:
+            return matmul(x, y), 0
+        return reshape(matmul(reshape(x, (-1, s[-1])), y), s[:-1] + shape_of(y)[-1:]), 0
     if dx is None and nx == 2 and ny == 1:  # (n, k) @ (B, k)
         return matmul(bfront(y, dy), _T(x)), 0
     px, py = dx is not None and nx == 1, dy is not None and ny == 1  # promoted to 2-D
@@ -829,9 +868,14 @@ def _matmul_batch(args, dims):
         y = expand_dims(bfront(y, dy), (-1,))
     x, y = align_batched((x, y), (0 if px else dx, 0 if py else dy))
     if dx is not None and dy is not None and shape_of(x)[-1] == 1:
-        r = multiply(x, y)  # a batch of outer products: no stacked matrix products
+        # a batch of outer products (per-example gradients): no stacked matrix products;
+        # numpy's einsum writes them ~1.7x faster than a broadcast multiply's short rows
+        r = (einsum(x, y, subscripts="...ik,...kj->...ij") if x.__class__ is np.ndarray
+             and y.__class__ is np.ndarray else multiply(x, y))
     else:
         r = matmul(x, y)
+    if not (px or py):
+        return r, 0
     s = shape_of(r)
     if py:
         s = s[:-1]
@@ -846,7 +890,8 @@ matmul = defprim("matmul", operator.matmul, ufunc=np.matmul, jvp=_matmul_jvp,
 
 def _trace_last2(a):
     n = shape_of(a)[-1]
-    return sum_(multiply(a, np.eye(n, dtype=float_dtype(a))), axis=(-2, -1), keepdims=False)
+    return sum_(multiply(a, np.eye(n, dtype=float_dtype(a), like=device_like(a))), axis=(-2, -1),
+                keepdims=False)
 
 
 def _solve_vec(a, b):
@@ -926,7 +971,9 @@ solve = defprim("solve", np.linalg.solve, jvp=_solve_jvp, vjp=(_solve_vjp_a, _so
 def _phi(x):
     """Lower triangle with the diagonal halved (the cholesky derivative's projection)."""
     n = shape_of(x)[-1]
-    return multiply(x, (np.tril(np.ones((n, n))) - 0.5 * np.eye(n)).astype(float_dtype(x)))
+    like = device_like(x)
+    return multiply(x, (np.tril(np.ones((n, n), like=like)) - 0.5 * np.eye(n, like=like))
+                    .astype(float_dtype(x)))
 
 
 def _cholesky_jvp(t, L, x):
@@ -1101,7 +1148,8 @@ real = defprim("real", np.real, jvp=(lambda t, ans, x: real(t),),
 def _imag_vjp(g, ans, x):
     if is_complex(x):  # Im(t) = Re(-i t): the transpose multiplies by -i
         return multiply(g, _complex_one(x, -1j))
-    return np.zeros(shape_of(_raw(g)), float_dtype(x))  # imag of a real value is 0
+    # imag of a real value is 0, made where g lives
+    return np.zeros(shape_of(_raw(g)), float_dtype(x), like=device_like(g))
 
 
 imag = defprim("imag", np.imag, jvp=(lambda t, ans, x: imag(t),), vjp=(_imag_vjp,),
@@ -1133,7 +1181,7 @@ def _abs_jvp(t, ans, x):
 # ---------------------------------------------------------------------------
 
 def _index_set_impl(x, v, idx):
-    out = np.array(x, copy=True)
+    out = np.array(x, copy=True, like=device_like(x))
     out[idx] = v
     return out
 

@@ -99,7 +99,7 @@ def _sign(x):
 def _safe_ratio(x, y):
     """x / y, and 0 where x = y = 0 (xlogy's d/dy at the origin, where x log y is 0)."""
     both = (unbox(x) == 0) & (unbox(y) == 0)
-    if np.any(both):
+    if P.may_any(both):
         y = where(both, 1.0, y)
     return divide(x, y)
 
@@ -107,7 +107,7 @@ def _safe_ratio(x, y):
 def _over_x(f, x):
     """f(x) / x for an odd f with f'(0) = 1/2 (i1, i1e): 1/2 at x = 0."""
     zero = unbox(x) == 0
-    if np.any(zero):
+    if P.may_any(zero):
         return where(zero, 0.5, divide(f(x), where(zero, 1.0, x)))
     return divide(f(x), x)
 

@@ -50,6 +50,14 @@ def wrap(x):
     return x
 
 
+def _index(idx):
+    """An index's numpy data; host index arrays are allowed, as CuPy uploads them (a copy
+    to the device, never from it)."""
+    if isinstance(idx, tuple):
+        return tuple(_index(k) for k in idx)
+    return idx if isinstance(idx, np.ndarray) else unwrap(idx)
+
+
 def _foreign(x):
     t = type(x)
     return t is not StrictArray and hasattr(t, "__array_ufunc__") and \
@@ -97,6 +105,11 @@ class StrictArray:
         return self._a.copy()
 
     # --- NEP 13 / 18 --------------------------------------------------------------
+    def __array_namespace__(self, api_version=None):
+        """numpy: its functions run on a StrictArray through NEP 13/18, as CuPy's own do
+        (what makes dualgrad treat it as a device array: ``primitives.device_like``)."""
+        return np
+
     def __array_ufunc__(self, ufunc, method, *inputs, **kw):
         if any(_foreign(x) for x in inputs):
             return NotImplemented  # a type that wraps arrays (a traced value) goes first
@@ -108,6 +121,9 @@ class StrictArray:
         if any(t is not StrictArray and hasattr(t, "__array_function__") and
                not issubclass(t, np.ndarray) for t in types):
             return NotImplemented
+        if func in _UPLOADS:  # np.asarray(host, like=device): cupy.asarray's explicit copy
+            return wrap(func(*(a._a if isinstance(a, StrictArray) else a for a in args),
+                             **unwrap(kwargs)))
         return wrap(func(*unwrap(args), **unwrap(kwargs)))
 
     # --- the array's own attributes and methods ------------------------------------
@@ -133,16 +149,21 @@ class StrictArray:
         return f"StrictArray({self._a!r})"
 
     def __getitem__(self, idx):
-        return wrap(self._a[unwrap(idx)])
+        return wrap(self._a[_index(idx)])
 
     def __setitem__(self, idx, value):
-        self._a[unwrap(idx)] = unwrap(value)
+        self._a[_index(idx)] = unwrap(value)
 
     def __copy__(self):
         return StrictArray(self._a.copy())
 
     def __deepcopy__(self, memo):
         return StrictArray(self._a.copy())
+
+
+#: what numpy dispatches only through ``like=`` (NEP 35): creating a device array from
+#: host data is CuPy's explicit ``cupy.asarray`` upload, which it allows
+_UPLOADS = frozenset((np.asarray, np.array, np.asanyarray, np.ascontiguousarray))
 
 
 def _method(name):

@@ -189,6 +189,36 @@ def _fast(*arrays, kernel, size):
 
 
 # ---------------------------------------------------------------------------
+# Arrays that are not numpy's: device arrays (CuPy) and other array types
+
+def is_foreign_array(x):
+    """True for an array that is not numpy's and says where its functions live
+    (``__array_namespace__``, ``__cuda_array_interface__``): CuPy, a test stand-in.
+    Its values stay where they are: no ``np.asarray`` of it anywhere on the engine's paths."""
+    c = x.__class__
+    return c is not np.ndarray and not isinstance(x, (np.ndarray, np.generic)) and (
+        hasattr(c, "__array_namespace__") or hasattr(c, "__cuda_array_interface__"))
+
+
+def _elsewhere(*arrays):
+    """None when the call's arrays are host values (numpy arrays pass one class test
+    each: the numpy paths pay nothing more); else the module that computes where they
+    live -- ``cuda`` for GPU arrays (a TypeError naming both kinds when host arrays
+    are mixed in), ``reference`` for any other array type, whose numpy functions reach
+    it through NEP 13/18 and never convert it."""
+    for a in arrays:
+        if a.__class__ is not np.ndarray:
+            break
+    else:
+        return None
+    from . import cuda  # optional: the CUDA module (CuPy, numba-cuda) is for device arrays
+    ops = cuda.ops_for(*arrays)
+    if ops is not None:
+        return ops
+    return reference if any(is_foreign_array(a) for a in arrays) else None
+
+
+# ---------------------------------------------------------------------------
 # Elementwise functions and their local derivatives (the rows: reference.UNARY)
 
 UNARY = reference.UNARY
@@ -216,6 +246,9 @@ def unary(name, x):
     [0.6931471805599453, 1000.0]
     """
     reference.row(name)
+    ops = _elsewhere(x)
+    if ops is not None:
+        return ops.unary(name, x, False)[0]
     x = np.asarray(x)
     return _unary_ops(name, x, False).unary(name, x, False)[0]
 
@@ -228,6 +261,9 @@ def unary_with_grad(name, x):
     ([0.0, 0.0, 2.0], [0.0, 0.0, 1.0])
     """
     reference.row(name)
+    ops = _elsewhere(x)
+    if ops is not None:
+        return ops.unary(name, x, True)
     x = np.asarray(x)
     return _unary_ops(name, x, True).unary(name, x, True)
 
@@ -259,6 +295,9 @@ def fused_unary(name):
     def run(x):
         if x.dtype.char not in "fd":
             return None
+        if x.__class__ is not np.ndarray and is_foreign_array(x):
+            ops = _elsewhere(x)  # the GPU's fused kernel; another array type: the rule
+            return None if ops is reference else ops.unary(name, x, True)
         ops = _fast(x, kernel=kernel, size=x.size)
         return None if ops is None else ops.unary(name, x, True)
     return run
@@ -279,6 +318,11 @@ def index_add(shape, dtype, index, values):
     >>> index_add((3,), np.float64, np.array([0, 2, 0, -1]), np.ones(4)).tolist()
     [2.0, 0.0, 2.0]
     """
+    ops = _elsewhere(values)
+    if ops is not None:
+        shape, dtype = tuple(shape), np.dtype(dtype)
+        return ops.index_add(shape, dtype, index, values,
+                             reference.gather_layout(shape, index, values))
     shape, dtype, values = tuple(shape), np.dtype(dtype), np.asarray(values)
     layout = reference.gather_layout(shape, index, values) if dtype.char in "fd" else None
     if layout is not None:
@@ -314,6 +358,9 @@ def softmax(x, axis=-1):
     >>> softmax(np.array([1000.0, 1000.0])).tolist()
     [0.5, 0.5]
     """
+    ops = _elsewhere(x)
+    if ops is not None:
+        return ops.softmax(x, axis)
     x = np.asarray(x)
     out = _on_rows("softmax", axis, x)
     return reference.softmax(x, axis) if out is None else out
@@ -325,6 +372,9 @@ def log_softmax(x, axis=-1):
     >>> log_softmax(np.array([0.0, 0.0])).tolist() == [-np.log(2)] * 2
     True
     """
+    ops = _elsewhere(x)
+    if ops is not None:
+        return ops.log_softmax(x, axis)
     x = np.asarray(x)
     out = _on_rows("log_softmax", axis, x)
     return reference.log_softmax(x, axis) if out is None else out
@@ -338,6 +388,10 @@ def logsumexp(x, axis=None, keepdims=False):
     >>> float(logsumexp(np.array([-np.inf, -np.inf])))
     -inf
     """
+    ops = _elsewhere(x)
+    if ops is not None:
+        out = ops.logsumexp(x, axis, keepdims)
+        return out[()] if out.ndim == 0 else out
     x = np.asarray(x)
     ops = _fast(x, kernel="softmax.logsumexp", size=x.size)
     out = None if ops is None else ops.logsumexp(x, axis, keepdims)
@@ -352,6 +406,9 @@ def softmax_vjp(g, y, axis=-1):
     >>> softmax_vjp(np.ones(2), np.array([0.5, 0.5])).tolist()
     [0.0, 0.0]
     """
+    ops = _elsewhere(g, y)
+    if ops is not None:
+        return ops.softmax_vjp(g, y, axis)
     g, y = np.asarray(g), np.asarray(y)
     out = _on_rows("softmax_vjp", axis, g, y)
     return reference.softmax_vjp(g, y, axis) if out is None else out
@@ -364,6 +421,9 @@ def log_softmax_vjp(g, y, axis=-1):
     >>> log_softmax_vjp(np.array([1.0, 0.0]), np.log([0.5, 0.5])).tolist()
     [0.5, -0.5]
     """
+    ops = _elsewhere(g, y)
+    if ops is not None:
+        return ops.log_softmax_vjp(g, y, axis)
     g, y = np.asarray(g), np.asarray(y)
     out = _on_rows("log_softmax_vjp", axis, g, y)
     return reference.log_softmax_vjp(g, y, axis) if out is None else out
@@ -376,6 +436,12 @@ def logsumexp_vjp(g, x, ans, axis=None, keepdims=False):
     >>> logsumexp_vjp(1.0, np.zeros(2), np.log(2.0)).tolist()
     [0.5, 0.5]
     """
+    ops = _elsewhere(g, x, ans)
+    if ops is not None:  # the GPU's row kernel takes g and ans of the reduced shape
+        if ops is not reference and not keepdims and \
+                np.shape(g) == np.shape(ans) == reference.reduced_shape(x.shape, axis, False):
+            return ops.logsumexp_vjp(g, x, ans, axis)
+        return reference.logsumexp_vjp(g, x, ans, axis, keepdims)
     g, x, ans = np.asarray(g), np.asarray(x), np.asarray(ans)
     rshape = reference.reduced_shape(x.shape, axis, keepdims)
     ops = _fast(x, g, ans, kernel="softmax.logsumexp_vjp",
@@ -411,6 +477,9 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     >>> conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), padding=1)[0, 0].tolist()
     [[1.0, 2.0, 2.0, 1.0], [2.0, 4.0, 4.0, 2.0], [2.0, 4.0, 4.0, 2.0], [1.0, 2.0, 2.0, 1.0]]
     """
+    ops = _elsewhere(x, w)
+    if ops is not None:
+        return ops.conv2d(x, w, *conv_geometry(x.shape, w.shape, stride, padding, dilation))
     x, w = np.asarray(x), np.asarray(w)
     geo, out_hw = conv_geometry(x.shape, w.shape, stride, padding, dilation)
     return reference.conv2d(x, w, geo, out_hw, im2col=_im2col)
@@ -424,6 +493,10 @@ def conv2d_grad_input(g, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1,
            [2., 4., 2.],
            [1., 2., 1.]])
     """
+    ops = _elsewhere(g, w)
+    if ops is not None:
+        return ops.conv2d_grad_input(
+            g, w, x_shape, *conv_geometry(x_shape, w.shape, stride, padding, dilation))
     g, w = np.asarray(g), np.asarray(w)
     geo, out_hw = conv_geometry(x_shape, w.shape, stride, padding, dilation)
     return reference.conv2d_grad_input(g, w, x_shape, geo, out_hw, col2im=_col2im)
@@ -436,6 +509,10 @@ def conv2d_grad_weight(g, x, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1
     array([[[[4., 4.],
              [4., 4.]]]])
     """
+    ops = _elsewhere(g, x)
+    if ops is not None:
+        return ops.conv2d_grad_weight(
+            g, x, w_shape, *conv_geometry(x.shape, w_shape, stride, padding, dilation))
     g, x = np.asarray(g), np.asarray(x)
     geo, out_hw = conv_geometry(x.shape, w_shape, stride, padding, dilation)
     return reference.conv2d_grad_weight(g, x, w_shape, geo, out_hw, im2col=_im2col)
@@ -453,6 +530,9 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     >>> out[0, 0].tolist(), arg[0, 0].tolist()
     ([[5.0, 7.0], [13.0, 15.0]], [[5, 7], [13, 15]])
     """
+    ops = _elsewhere(x)
+    if ops is not None:
+        return ops.max_pool2d(x, *reference.pool_geometry(x.shape, kernel_size, stride, padding))
     x = np.asarray(x)
     geo, out_hw = reference.pool_geometry(x.shape, kernel_size, stride, padding)
     return (_fast(x, kernel="max_pool2d", size=x.size) or reference).max_pool2d(x, geo, out_hw)
@@ -465,6 +545,9 @@ def max_pool2d_grad(g, argmax, x_shape):
     >>> max_pool2d_grad(np.ones((1, 1, 1, 1)), np.array([[[[3]]]]), (1, 1, 2, 2))[0, 0].tolist()
     [[0.0, 0.0], [0.0, 1.0]]
     """
+    ops = _elsewhere(g, argmax)
+    if ops is not None:
+        return ops.max_pool2d_grad(g, argmax, tuple(x_shape))
     g, argmax, x_shape = np.asarray(g), np.asarray(argmax), tuple(x_shape)
     size = math.prod(g.shape[:g.ndim - argmax.ndim]) * math.prod(x_shape)  # as x's cotangent
     ops = _fast(g, kernel="max_pool2d_grad", size=size) or reference

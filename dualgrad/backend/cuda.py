@@ -120,6 +120,22 @@ def index_add_rows(vals, idx, B, V, D, axis, deterministic=False):
     return out
 
 
+def index_add(shape, dtype, index, values, layout=None):
+    """``reference.index_add`` on the GPU: a gather's transpose (``layout``, from
+    ``reference.gather_layout``) by the row kernel, any other index by CuPy's
+    ``add.at``; the (host) index arrays are uploaded, the values never leave."""
+    xp = array_module()
+    if layout is not None:
+        nb, idx, B, V, D = layout
+        vals = xp.ascontiguousarray(values.astype(dtype, copy=False)).reshape(B, idx.size, D)
+        return index_add_rows(vals, xp.asarray(idx).reshape(-1), B, V, D, nb).reshape(shape)
+    up = (lambda k: xp.asarray(k) if isinstance(k, np.ndarray) else k)
+    index = tuple(up(k) for k in index) if isinstance(index, tuple) else up(index)
+    out = xp.zeros(shape, dtype)
+    xp.add.at(out, index, values)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Softmax family: any axis, moved last so the row kernels run it
 
@@ -137,6 +153,22 @@ def on_rows(kernel, axis, *arrays):
     out = array_module().empty_like(rows[0][0])
     getattr(_k(), kernel + "_rows")(*[r for r, _ in rows], out)
     return rows[0][1](out)
+
+
+def softmax(x, axis):
+    return on_rows("softmax", axis, x)
+
+
+def log_softmax(x, axis):
+    return on_rows("log_softmax", axis, x)
+
+
+def softmax_vjp(g, y, axis):
+    return on_rows("softmax_vjp", axis, g, y)
+
+
+def log_softmax_vjp(g, y, axis):
+    return on_rows("log_softmax_vjp", axis, g, y)
 
 
 def _flat_rows(x, axis):

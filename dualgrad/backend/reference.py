@@ -64,8 +64,18 @@ def row(name):
 
 def _like(a, y):
     """``a`` as an array of y's dtype and shape (derivative rows may give a constant)."""
-    a = np.asarray(a, dtype=y.dtype)
-    return a if a.shape == y.shape else np.full(y.shape, a, dtype=y.dtype)
+    a = np.asarray(a, dtype=y.dtype, like=y)
+    return a if a.shape == y.shape else np.full(y.shape, a, dtype=y.dtype, like=y)
+
+
+def _array(y):
+    """``y`` as an array where it lives: a numpy scalar becomes a 0-d numpy array, any
+    other array type (a device array) is kept as it is, never converted."""
+    c = y.__class__
+    if c is np.ndarray or hasattr(c, "__cuda_array_interface__") or (
+            hasattr(c, "__array_namespace__") and not isinstance(y, np.generic)):
+        return y
+    return np.asarray(y)
 
 
 def unary(name, x, grad):
@@ -73,7 +83,7 @@ def unary(name, x, grad):
     f, df = row(name)
     quiet = np.errstate(over="ignore") if name in OVERFLOW_OK else contextlib.nullcontext()
     with quiet:
-        y = np.asarray(f(x))
+        y = _array(f(x))
         return y, (_like(df(x, y), y) if grad else None)
 
 
@@ -116,7 +126,7 @@ def _is_full(k):
 
 def as_rows(values, dtype, idx, B, D):
     """A gather's values as C-contiguous (B, idx.size, D) of ``dtype``."""
-    return np.ascontiguousarray(values, dtype=dtype).reshape(B, idx.size, D)
+    return np.ascontiguousarray(values, dtype=dtype, like=values).reshape(B, idx.size, D)
 
 
 def index_add(shape, dtype, index, values, layout=None):
@@ -127,9 +137,17 @@ def index_add(shape, dtype, index, values, layout=None):
     if values.size >= INDEX_ADD_FLAT_MIN and (D > 1 or B > 1):
         vals = as_rows(values, dtype, idx, B, D)
         return index_add_rows(vals, idx.reshape(-1), B, V, D, nb).reshape(shape)
-    out = np.zeros(shape, dtype)
+    out = np.zeros(shape, dtype, like=values)
+    if values.__class__ is not np.ndarray:  # values elsewhere (a device): the index goes there
+        index = tuple(_to(k, values) for k in index) if isinstance(index, tuple) else \
+            _to(index, values)
     np.add.at(out, index, values)
     return out
+
+
+def _to(k, like):
+    """An index array made where ``like`` lives (an explicit upload; None: unchanged)."""
+    return np.asarray(k, like=like) if isinstance(k, np.ndarray) else k
 
 
 def index_add_rows(vals, idx, B, V, D, axis):
@@ -139,8 +157,8 @@ def index_add_rows(vals, idx, B, V, D, axis):
         index_error(lo if lo < -V else hi, axis, V)
     rows = np.where(idx < 0, idx + V, idx) if lo < 0 else idx
     flat = (np.arange(B)[:, None, None] * V + rows[:, None]) * D + np.arange(D)
-    out = np.zeros(B * V * D, vals.dtype)
-    np.add.at(out, flat.reshape(-1), vals.reshape(-1))
+    out = np.zeros(B * V * D, vals.dtype, like=vals)
+    np.add.at(out, _to(flat.reshape(-1), vals), vals.reshape(-1))
     return out
 
 
@@ -273,8 +291,8 @@ def im2col(x, kh, kw, geo, out_hw):
     """(N, C, H, W) -> cols (N, C, kh, kw, Ho, Wo): every window, zero padded."""
     sh, sw, ph, pw, dh, dw = geo
     (N, C, H, W), (Ho, Wo) = x.shape, out_hw
-    cols = np.empty((N, C, kh, kw, Ho, Wo), x.dtype)
-    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), x.dtype)
+    cols = np.empty((N, C, kh, kw, Ho, Wo), x.dtype, like=x)  # like: where x lives
+    xp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), x.dtype, like=x)
     xp[:, :, ph:ph + H, pw:pw + W] = x
     for i in range(kh):
         for j in range(kw):
@@ -288,12 +306,12 @@ def col2im(cols, x_shape, geo):
     sh, sw, ph, pw, dh, dw = geo
     N, C, kh, kw, Ho, Wo = cols.shape
     H, W = x_shape[-2:]
-    gxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), cols.dtype)
+    gxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), cols.dtype, like=cols)
     for i in range(kh):
         for j in range(kw):
             gxp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh,
                 j * dw:j * dw + sw * (Wo - 1) + 1:sw] += cols[:, :, i, j]
-    return np.ascontiguousarray(gxp[:, :, ph:ph + H, pw:pw + W])
+    return np.ascontiguousarray(gxp[:, :, ph:ph + H, pw:pw + W], like=gxp)
 
 
 def conv2d(x, w, geo, out_hw, im2col=im2col):
@@ -355,11 +373,11 @@ def max_pool2d(x, geo, out_hw):
     H, W = x.shape[-2:]
     lead = x.shape[:-2]
     low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-    xp = np.full(lead + (H + 2 * ph, W + 2 * pw), low, x.dtype)
+    xp = np.full(lead + (H + 2 * ph, W + 2 * pw), low, x.dtype, like=x)  # where x lives
     xp[..., ph:ph + H, pw:pw + W] = x
-    h0 = (np.arange(Ho) * sh - ph)[:, None]
-    w0 = (np.arange(Wo) * sw - pw)[None, :]
-    out = np.full(lead + (Ho, Wo), low, x.dtype)
+    h0 = (np.arange(Ho, like=x) * sh - ph)[:, None]
+    w0 = (np.arange(Wo, like=x) * sw - pw)[None, :]
+    out = np.full(lead + (Ho, Wo), low, x.dtype, like=x)
     arg = np.broadcast_to(np.maximum(h0, 0) * W + np.maximum(w0, 0), out.shape).copy()
     for i in range(kh):
         for j in range(kw):
@@ -384,7 +402,7 @@ def pool_grad_layout(g, argmax, x_shape):
 def max_pool2d_grad(g, argmax, x_shape):
     """g (batch + argmax.shape) summed onto the argmax positions of x_shape planes."""
     batch, B, P, HW, Ho, Wo = pool_grad_layout(g, argmax, x_shape)
-    flat = (np.arange(B * P) * HW).reshape(B, P, 1) + argmax.reshape(1, P, Ho * Wo)
-    gx = np.zeros(B * P * HW, g.dtype)
+    flat = (np.arange(B * P, like=g) * HW).reshape(B, P, 1) + argmax.reshape(1, P, Ho * Wo)
+    gx = np.zeros(B * P * HW, g.dtype, like=g)
     np.add.at(gx, flat.reshape(-1), g.reshape(-1))
     return gx.reshape(batch + x_shape)
