@@ -793,6 +793,9 @@ NONDIFF_UFUNCS = {
     np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.invert, np.left_shift, np.right_shift,
     np.isnat, np.spacing,
 }
+_COMPARE_UFUNCS = {np.greater: operator.gt, np.greater_equal: operator.ge, np.less: operator.lt,
+                   np.less_equal: operator.le, np.equal: operator.eq,
+                   np.not_equal: operator.ne}
 NONDIFF_FUNCS = {
     np.shape, np.ndim, np.size, np.argmax, np.argmin, np.argsort, np.nonzero, np.argwhere,
     np.flatnonzero, np.count_nonzero, np.zeros_like, np.ones_like, np.empty_like,
@@ -836,6 +839,10 @@ def _array_ufunc(self, ufunc, method, *inputs, **kwargs):
                 _no(kwargs, ufunc.__name__, out=None, where=True, casting="same_kind",
                     order="K", dtype=None, subok=True)
             return prim(*inputs)
+        op = _COMPARE_UFUNCS.get(ufunc)
+        if op is not None and not kwargs and len(inputs) == 2 and (
+                _stage(inputs[0]) is not None or _stage(inputs[1]) is not None):
+            return _compare(op)(*inputs)  # under dg.jit: a graph node, not a guard
         if ufunc in NONDIFF_UFUNCS:
             return ufunc(*_deep_unbox(inputs), **kwargs)
         raise TypeError(f"dualgrad has no derivative rule for {_ufunc_name(ufunc)}{_HOW}")

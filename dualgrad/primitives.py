@@ -229,7 +229,12 @@ def may_any(mask):
 
 
 def _mask(cond, like):
-    """A float 0/1 array from a raw boolean condition (constant: no derivative)."""
+    """A float 0/1 array from a boolean condition (constant: no derivative).  Conditions
+    are comparisons of the rule's arguments themselves (``x > y``, not of their raw
+    values): under ``dg.jit`` a comparison is a graph node and the mask follows new
+    values, where reading the raw values would guard on them (a retrace per new input)."""
+    if isinstance(cond, Box):  # dg.jit's graph or dg.vmap's batch: the mask is traced too
+        return astype(cond, dtype=float_dtype(like))
     c = unbox(cond)
     if isinstance(c, Box):  # a batch (dg.vmap): one condition per example
         return astype(c, dtype=float_dtype(like))
@@ -279,7 +284,7 @@ positive = defprim("positive", operator.pos, ufunc=np.positive, fast="id",
 
 
 def _log_nonzero(x):
-    return log(where(_mask(_raw(x) == 0, x), 1.0, x))
+    return log(where(_mask(x == 0, x), 1.0, x))
 
 
 def _pow_dx(ans, x, y):
@@ -316,18 +321,18 @@ power = defbinary(np.power, _pow_dx,
                   impl=operator.pow, domain="positive", fast="pow")
 _NO_ORDER = "complex numbers have no order"
 maximum = defbinary(np.maximum,
-                    lambda ans, x, y: _select(_raw(x) > _raw(y), _raw(x) == _raw(y), ans),
-                    lambda ans, x, y: _select(_raw(x) < _raw(y), _raw(x) == _raw(y), ans),
+                    lambda ans, x, y: _select(x > y, x == y, ans),
+                    lambda ans, x, y: _select(x < y, x == y, ans),
                     smooth=False, real_only=_NO_ORDER)
 minimum = defbinary(np.minimum,
-                    lambda ans, x, y: _select(_raw(x) < _raw(y), _raw(x) == _raw(y), ans),
-                    lambda ans, x, y: _select(_raw(x) > _raw(y), _raw(x) == _raw(y), ans),
+                    lambda ans, x, y: _select(x < y, x == y, ans),
+                    lambda ans, x, y: _select(x > y, x == y, ans),
                     smooth=False, real_only=_NO_ORDER)
-fmax = defbinary(np.fmax, lambda ans, x, y: _mask(_raw(ans) == _raw(x), x),
-                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False,
+fmax = defbinary(np.fmax, lambda ans, x, y: _mask(ans == x, x),
+                 lambda ans, x, y: _mask(ans != x, y), smooth=False,
                  real_only=_NO_ORDER)
-fmin = defbinary(np.fmin, lambda ans, x, y: _mask(_raw(ans) == _raw(x), x),
-                 lambda ans, x, y: _mask(_raw(ans) != _raw(x), y), smooth=False,
+fmin = defbinary(np.fmin, lambda ans, x, y: _mask(ans == x, x),
+                 lambda ans, x, y: _mask(ans != x, y), smooth=False,
                  real_only=_NO_ORDER)
 arctan2 = defbinary(np.arctan2,
                     lambda ans, y, x: divide(x, add(square(x), square(y))),
@@ -417,14 +422,13 @@ where = defprim("where", np.where, ufunc=None, bcast=True, smooth=False,
                      lambda g, ans, c, x, y: where(c, 0.0, g)))
 
 
-def _clip_in(x, lo, hi):
-    x = _raw(x)
-    m = np.ones(np.shape(x), bool, like=device_like(x))
-    if lo is not None:
-        m &= x >= _raw(lo)
-    if hi is not None:
-        m &= x <= _raw(hi)
-    return m
+def _clip_in(x, lo, hi, like):
+    """The float 0/1 mask of lo <= x <= hi (a bound of None is no bound)."""
+    if lo is None and hi is None:
+        return _mask(np.ones(np.shape(_raw(x)), bool, like=device_like(_raw(x))), like)
+    if lo is None or hi is None:
+        return _mask(x <= hi if lo is None else x >= lo, like)
+    return multiply(_mask(x >= lo, like), _mask(x <= hi, like))
 
 
 def _clip_form(x, lo, hi):
@@ -435,12 +439,12 @@ def _clip_form(x, lo, hi):
 
 clip = defprim(
     "clip", np.clip, bcast=True, smooth=False, real_only=_NO_ORDER, scalar=_clip_form,
-    jvp=(lambda t, ans, x, lo, hi: multiply(t, _mask(_clip_in(x, lo, hi), ans)),
-         lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) < _raw(lo), ans)),
-         lambda t, ans, x, lo, hi: multiply(t, _mask(_raw(x) > _raw(hi), ans))),
-    vjp=(lambda g, ans, x, lo, hi: multiply(g, _mask(_clip_in(x, lo, hi), ans)),
-         lambda g, ans, x, lo, hi: multiply(g, _mask(_raw(x) < _raw(lo), ans)),
-         lambda g, ans, x, lo, hi: multiply(g, _mask(_raw(x) > _raw(hi), ans))))
+    jvp=(lambda t, ans, x, lo, hi: multiply(t, _clip_in(x, lo, hi, ans)),
+         lambda t, ans, x, lo, hi: multiply(t, _mask(x < lo, ans)),
+         lambda t, ans, x, lo, hi: multiply(t, _mask(x > hi, ans))),
+    vjp=(lambda g, ans, x, lo, hi: multiply(g, _clip_in(x, lo, hi, ans)),
+         lambda g, ans, x, lo, hi: multiply(g, _mask(x < lo, ans)),
+         lambda g, ans, x, lo, hi: multiply(g, _mask(x > hi, ans))))
 
 
 # ---------------------------------------------------------------------------

@@ -133,16 +133,24 @@ def test_retrace_limit_warns_and_falls_back_to_eager():
     assert jf.eager
 
 
-def test_rule_masks_are_guarded(numpy_backend):
-    """relu's derivative mask is computed from raw values inside the rule: the graph keeps
-    an exact guard on them, so a new input never reuses an old mask."""
-    f = dg.grad(lambda x: np.sum(np.maximum(x, 0.0) ** 2))
-    jf = dg.jit(f)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for k in range(12):
-            x = np.random.default_rng(k).standard_normal(5)
-            same(jf(x), f(x))
+def test_rule_masks_are_graph_nodes(numpy_backend):
+    """relu's, maximum's and clip's derivative masks are comparisons of the rule's
+    arguments: graph nodes, so new inputs reuse the graph (no retrace) with their own
+    masks; only whether ties exist is guarded (a bool)."""
+    for f in (dg.grad(lambda x: np.sum(np.maximum(x, 0.0) ** 2)),
+              dg.grad(lambda x: np.sum(dg.nn.relu(x) * x)),
+              dg.grad(lambda x: np.sum(np.clip(x, -0.5, 0.5) ** 2))):
+        jf = dg.jit(f)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # no fallback to eager
+            for k in range(12):
+                x = np.random.default_rng(k).standard_normal(5)
+                same(jf(x), f(x))
+        assert jf.trace_count == 1, jf.trace_count
+    jm = dg.jit(dg.grad(lambda x: np.sum(np.maximum(x, 0.0))))
+    same(jm(np.array([1.0, -1.0])), np.array([1.0, 0.0]))
+    same(jm(np.array([0.0, 2.0])), np.array([0.5, 1.0]))  # a tie: the other branch
+    assert jm.trace_count == 2
 
 
 # -- the passes, each alone -------------------------------------------------------------
