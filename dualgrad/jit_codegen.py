@@ -156,54 +156,39 @@ class Region:
 def partition(graph):
     """The fusion regions of ``graph`` (each with two or more nodes), in graph order.
 
-    An elementwise node joins the latest region of its shape that it can join without a
-    cycle, else starts one; a reduction joins its argument's region.  A cycle is a path
-    from the region back into it through a node outside it: with each region one node of
-    the contracted graph, a value depends on every region its ancestors are in and on
-    everything those regions depend on (``closure``)."""
+    An elementwise node joins the latest region of its shape, else starts one; a reduction
+    joins its argument's region.  Regions must not form a cycle once each is one node (a
+    path from a region back into it through nodes outside it, perhaps through other
+    regions).  The invariant that excludes one cheaply: a region reads only values that
+    depend on earlier regions.  ``top[v]`` is the latest region ``v`` depends on (its own
+    included), so a node joins region ``r`` only if every argument from outside ``r``
+    (a reduction of ``r`` is outside its loop) has ``top < r``."""
     ops = graph.ops
     region_of = [-1] * len(ops)
-    deps = [frozenset()] * len(ops)  # the regions a value's ancestors are in (its own too)
-    regions, by_shape, rdeps = [], {}, []  # rdeps[r]: the regions region r reads from
-
-    def closure(found):
-        out, stack = set(), list(found)
-        while stack:
-            q = stack.pop()
-            if q not in out:
-                out.add(q)
-                stack.extend(rdeps[q])
-        return out
-
+    top = [-1] * len(ops)
+    regions, latest = [], {}
     for i, op in enumerate(ops):
         args = [a for a in op.args if a.__class__ is int]
         shape = _elementwise(op, ops)
         target = None
         if shape is not None:
-            for r in reversed(by_shape.get(shape, ())):
-                if len(r.ops) >= MAX_OPS:
-                    continue
-                ext = [b for b in args if region_of[b] != r.index or b in r.reduced]
-                below = closure(frozenset().union(*(deps[b] for b in ext)))
-                if r.index not in below:  # a reduction of r is outside r's loop
-                    target = r
-                    rdeps[r.index] |= below
-                    break
-            if target is None:
-                target = Region(len(regions), shape)
+            r = latest.get(shape)
+            if r is not None and len(r.ops) < MAX_OPS and all(
+                    top[b] < r.index for b in args
+                    if region_of[b] != r.index or b in r.reduced):
+                target = r
+            else:
+                target = latest[shape] = Region(len(regions), shape)
                 regions.append(target)
-                by_shape.setdefault(shape, []).append(target)
-                rdeps.append(closure(frozenset().union(*(deps[b] for b in args))))
             target.ops.append(i)
         else:
             target = _reduction(op, ops, region_of, regions)
             if target is not None:
                 target.reduced.append(i)
-        mine = frozenset().union(*(deps[a] for a in args))
         if target is not None:
-            region_of[i] = target.index
-            mine = mine | {target.index}
-        deps[i] = mine
+            region_of[i] = top[i] = target.index
+        else:
+            top[i] = max((top[a] for a in args), default=-1)
     kept = [r for r in regions if r.size >= 2]
     _wire(graph, kept)
     return kept
@@ -283,6 +268,7 @@ def recompute(graph, regions):
             if a.__class__ is int:
                 readers.setdefault(a, set()).add(i)
     returned = set(a for a in graph.outputs if a.__class__ is int)
+    members = {r.index: set(r.ops) | set(r.reduced) for r in regions}
     changed = True
     while changed:
         changed = False
@@ -294,14 +280,15 @@ def recompute(graph, regions):
                     continue
                 new = [b for b in ops[a].args if b.__class__ is int and b not in r.inputs
                        and b not in body]
-                mine = set(src.ops) | set(src.reduced)
-                unwritten = a not in returned and readers.get(a, set()) <= (mine | body)
+                mine = members[src.index]
+                unwritten = a not in returned and all(
+                    u in mine or u in body for u in readers.get(a, ()))
                 if len(new) < 1 + unwritten:
                     r.copied.append(a)
                     body.add(a)
                     changed = True
-            if changed:
-                _wire(graph, regions)
+        if changed:  # one rewiring per sweep over the regions
+            _wire(graph, regions)
     return regions
 
 
