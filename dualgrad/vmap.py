@@ -60,16 +60,20 @@ class BatchTrace(Trace):
         for i, a in enumerate(args):
             if a.__class__ is BatchBox and a._trace is self:
                 vals[i], dims[i] = a.value, a.bdim
-        if kw and prim.batch is not None and _holds(kw, self):
-            vals, dims, kw = _positional(prim, vals, dims, kw, self)
-        if kw and _holds(kw, self):  # a batched index: one call per example
-            ans, d = _loop(prim, vals, dims, kw, self)
-        elif prim.batch is not None:
-            vals, dims, kw = _keywords(prim, vals, dims, kw)
-            ans, d = prim.batch(vals, dims, **kw)
-        elif prim.bcast or prim is P.astype or (prim.ufunc is not None
-                                                and prim.ufunc.signature is None):
-            ans, d = prim(*P.align_batched(vals, dims), **kw), 0  # elementwise
+        rule = prim.batch
+        if kw and _holds(kw, self):
+            if rule is not None:
+                vals, dims, kw = _positional(prim, vals, dims, kw, self)
+            if _holds(kw, self):  # a batched index: one call per example
+                return BatchBox._make(*_loop(prim, vals, dims, kw, self), self)
+        if rule is not None:
+            if len(vals) > 1 and dims[-1] is None and isinstance(vals[-1], _PARAMS):
+                vals, dims, kw = _keywords(prim, vals, dims, kw)
+            ans, d = rule(vals, dims, **kw) if kw else rule(vals, dims)
+        elif _elementwise(prim):
+            if not _lined_up(vals, dims):
+                vals = P.align_batched(vals, dims)
+            ans, d = prim(*vals, **kw) if kw else prim(*vals), 0
         else:
             ans, d = _loop(prim, vals, dims, kw, self)
         return ans if d is None else BatchBox._make(ans, d, self)
@@ -120,6 +124,33 @@ custom.BATCH[0] = _custom
 
 _PARAMS = (tuple, list, str, bool, type(None), np.dtype)
 _NAMES = {}
+_ELEMENTWISE = {}
+
+
+def _elementwise(prim):
+    """Whether ``prim`` is elementwise (numpy broadcasting): the generic rule is its."""
+    e = _ELEMENTWISE.get(prim)
+    if e is None:
+        e = _ELEMENTWISE[prim] = bool(prim.bcast or prim is P.astype or (
+            prim.ufunc is not None and prim.ufunc.signature is None))
+    return e
+
+
+def _lined_up(vals, dims):
+    """True when numpy's broadcasting already lines the examples up: every batched value
+    has its batch axis in front and the same rank, above every unbatched one's (what
+    ``align_batched`` would leave as it is)."""
+    top = nd = None
+    for v, d in zip(vals, dims):
+        r = v.ndim if v.__class__ is np.ndarray else P.ndim_of(v)
+        if d is None:
+            if nd is None or r > nd:
+                nd = r
+        elif d or (top is not None and r != top):
+            return False
+        else:
+            top = r
+    return top is not None and (nd is None or nd < top)
 
 
 def _keywords(prim, vals, dims, kw):
@@ -185,10 +216,15 @@ class BatchBox(Box):
 
     @property
     def shape(self):
-        s = P.shape_of(self.value)
-        return s[:self.bdim] + s[self.bdim + 1:]
+        v, d = self.value, self.bdim
+        s = v.shape if v.__class__ is np.ndarray else P.shape_of(v)
+        return s[1:] if not d else s[:d] + s[d + 1:]
 
-    ndim = property(lambda self: len(self.shape))
+    @property
+    def ndim(self):
+        v = self.value
+        return (v.ndim if v.__class__ is np.ndarray else P.ndim_of(v)) - 1
+
     size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
     dtype = property(lambda self: dtype_of(self.value))
 
@@ -290,8 +326,19 @@ def _example(tree, trace, i):
     return tree_map(take, tree)
 
 
+_PLAIN = frozenset((int, float, bool, str, type(None)))
+
+
 def _holds(kw, trace):
-    return any(isinstance(x, BatchBox) and x._trace is trace for x in tree_flatten(kw)[0])
+    """Whether a keyword argument holds a value batched by ``trace`` (the parameters'
+    usual ints, strings and tuples of ints are passed over without flattening)."""
+    for x in kw.values():
+        c = x.__class__
+        if c in _PLAIN or (c is tuple and all(y.__class__ in _PLAIN for y in x)):
+            continue
+        if any(isinstance(y, BatchBox) and y._trace is trace for y in tree_flatten(x)[0]):
+            return True
+    return False
 
 
 def _loop(prim, vals, dims, kw, trace):
@@ -390,6 +437,33 @@ def _in_axes(in_axes, args, kwargs):
     return out, tdef, kdef, len(leaves)
 
 
+_ARRAYS = frozenset((np.ndarray, float, int, np.float64, np.float32))
+
+
+def _flat_args(in_axes, args, axis_size):
+    """``(trace, [(arg, axis)...])`` for the common call, without flattening pytrees:
+    each argument an array, a number or a traced value, ``in_axes`` an int, None or one
+    per argument, the sizes agreeing; None for anything else (``_in_axes`` handles it)."""
+    axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
+    if len(axes) != len(args):
+        return None
+    size, out = axis_size, []
+    for a, ax in zip(args, axes):
+        if a.__class__ not in _ARRAYS and not isinstance(a, Box):
+            return None
+        if ax is not None:
+            s = P.shape_of(a)
+            if not -len(s) <= ax < len(s):
+                return None
+            ax = int(ax) % len(s)
+            if size is None:
+                size = s[ax]
+            elif s[ax] != size:
+                return None
+        out.append((a, ax))
+    return None if size is None else (BatchTrace(size), out)
+
+
 def _size(entries, axis_size):
     size, first = axis_size, None
     for leaf, ax, name in entries:
@@ -448,17 +522,28 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
     if axis_size is not None and (not _is_axis(axis_size) or axis_size < 1):
         raise ValueError(f"vmap: axis_size must be a positive int, got {axis_size!r}")
 
+    flat = in_axes is None or _is_axis(in_axes) or (
+        isinstance(in_axes, (tuple, list)) and all(a is None or _is_axis(a) for a in in_axes))
+
     @functools.wraps(f)
     def vmapped(*args, **kwargs):
-        entries, tdef, kdef, npos = _in_axes(in_axes, args, kwargs)
-        trace = BatchTrace(_size(entries, axis_size))
-        try:
+        boxed = _flat_args(in_axes, args, axis_size) if flat and not kwargs else None
+        if boxed is None:  # pytrees, keyword arguments, or an error to explain
+            entries, tdef, kdef, npos = _in_axes(in_axes, args, kwargs)
+            trace = BatchTrace(_size(entries, axis_size))
             boxed = [leaf if ax is None else BatchBox._make(leaf, ax, trace)
                      for leaf, ax, _ in entries]
-            out = f(*tree_unflatten(tdef, boxed[:npos]), **tree_unflatten(kdef, boxed[npos:]))
-            out = tree_map(lift_out, out)
+            boxed = tree_unflatten(tdef, boxed[:npos]), tree_unflatten(kdef, boxed[npos:])
+        else:
+            trace = boxed[0]
+            boxed = [a if ax is None else BatchBox._make(a, ax, trace) for a, ax in boxed[1]], {}
+        try:
+            out = f(*boxed[0], **boxed[1])
+            out = out if out.__class__ is BatchBox else tree_map(lift_out, out)
         finally:
             trace.finish()
+        if out.__class__ is BatchBox and _is_axis(out_axes):  # the common case: one array
+            return _out_leaf(out, out_axes, trace, "")
         leaves, odef = tree_flatten(out)
         spec = tuple(out_axes) if isinstance(out_axes, list) else out_axes
         pairs = _leaf_axes(spec, odef, "", "out_axes")
