@@ -19,20 +19,8 @@ becomes (``jit(f).lower(x).kernels[0]``)::
             s0 += v3
         return (s0,)
 
-**Regions.**  A region is a connected set of elementwise nodes of one result shape (the
-rows of the primitive table that carry a ``scalar`` form: the broadcasting ufuncs, ``where``,
-comparisons, casts) together with the ``sum``/``max``/``min``/``prod`` nodes that reduce
-them.  A region never contains a node that depends on the region through a node outside it
-(that would be a cycle), so a backward loop that needs a forward reduction (``1/sum(exp(x))``)
-is a second region.  A value leaves a region only if a node outside it, or the graph's
-output, reads it.  Matmuls, gathers, reshapes and everything without a scalar form are
-replayed as before, between the kernels.
-
-**Recompute or store.**  When a second region needs an elementwise value of an earlier one,
-storing it costs a write and a read of the whole array; recomputing it in the second loop
-costs only its own inputs' reads, if the second loop does not read them already.  Values
-made of cheap arithmetic (no transcendental) whose inputs the second region reads anyway
-are recomputed there, as PyTorch's min-cut rematerialisation and tinygrad's scheduler do.
+**Regions** (jit_regions.py): maximal sets of elementwise nodes of one shape with the
+reductions that consume them, cycle-free, with cheap values recomputed rather than stored.
 
 **Code.**  The scalar math is the table's: each row's ``scalar`` form writes its expression.
 Constants are typed with the node's dtype (``np.float32(0.5)``: a Python float in a float32
@@ -62,234 +50,19 @@ import warnings
 
 import numpy as np
 
-from .jit_graph import Const, Graph, Op
+from .jit_graph import Graph, Op
+from .jit_regions import (
+    FLOATS,
+    REDUCTIONS,
+    info,
+    is_array_const,
+    partition,
+    recompute,
+    value_of,
+    wire,
+)
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_DTYPES = frozenset(_FLOATS + (np.dtype(bool),))
-_INPUT_DTYPES = frozenset(np.dtype(c) for c in (np.float32, np.float64, np.bool_, np.int8,
-                                                 np.int16, np.int32, np.int64, np.uint8))
-_SCALARS = (float, int, bool, np.float64, np.float32, np.bool_, np.int64, np.int32)
-REDUCTIONS = {"sum": ("0.0", "{a} += {v}"), "prod": ("1.0", "{a} *= {v}"),
-              # max/min propagate NaN as numpy does: once the accumulator is NaN it stays
-              "max": ("-np.inf", "if {a} == {a} and not {v} <= {a}: {a} = {v}"),
-              "min": ("np.inf", "if {a} == {a} and not {v} >= {a}: {a} = {v}")}
-CHEAP = frozenset(("add", "subtract", "multiply", "negative", "positive", "square",
-                   "absolute", "fabs", "maximum", "minimum", "where", "less", "less_equal",
-                   "greater", "greater_equal", "equal", "not_equal", "astype"))
-MAX_OPS = 150  # ops per kernel: numba's compile time grows with a function's length
 MODES = ("auto", "numba", "off")
-
-
-def _info(v):
-    """(shape, dtype) of a value a kernel can read, or None."""
-    c = v.__class__
-    if c is np.ndarray:
-        return (v.shape, v.dtype) if v.dtype in _INPUT_DTYPES else None
-    if c is float:
-        return (), np.dtype(np.float64)
-    if c is bool:
-        return (), np.dtype(bool)
-    if c is int:
-        return ((), np.dtype(np.int64)) if -2**62 < v < 2**62 else None
-    if c in _SCALARS:
-        return (), v.dtype
-    return None
-
-
-def _value(ops, a):
-    return ops[a].ans if a.__class__ is int else a.value
-
-
-def _elementwise(op, ops):
-    """The result shape of a node a kernel can compute, or None."""
-    if op.kind != "op" or op.prim.scalar is None:
-        return None
-    out = _info(op.ans)
-    if out is None or out[1] not in _DTYPES or 0 in out[0]:
-        return None
-    for a in op.args:
-        if a.__class__ is Const and a.value is None:
-            continue
-        i = _info(_value(ops, a))
-        if i is None or len(i[0]) > len(out[0]):
-            return None
-    return out[0]
-
-
-def _reduction(op, ops, region_of, regions):
-    """The region a reduction node can join, or None."""
-    if op.kind != "op" or op.prim.name not in REDUCTIONS or len(op.args) != 1:
-        return None
-    a = op.args[0]
-    if a.__class__ is not int or region_of[a] < 0:
-        return None
-    r = regions[region_of[a]]
-    if a in r.reduced or _info(op.ans) is None or ops[a].ans.__class__ is not np.ndarray \
-            or ops[a].ans.dtype not in _FLOATS or len(r.ops) >= MAX_OPS:
-        return None
-    return r
-
-
-class Region:
-    """Nodes fused into one loop: ``ops`` (elementwise, in order), ``reduced`` (reductions
-    of them), the loop ``shape``; ``inputs``/``outputs`` are filled by ``partition``."""
-
-    __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied", "pads")
-
-    def __init__(self, index, shape):
-        self.index, self.shape = index, shape
-        self.ops, self.reduced, self.inputs, self.outputs, self.copied = [], [], [], [], []
-        self.pads = {}  # input -> (v, starts, stops): it is v placed in zeros (``_pad``)
-
-    def source(self, a):
-        """What the kernel is passed for input ``a``: a padded input's unpadded array."""
-        return self.pads[a][0] if a in self.pads else a
-
-    @property
-    def size(self):
-        return len(self.ops) + len(self.reduced)
-
-    def __repr__(self):
-        return f"<Region {self.index} shape={self.shape} ops={self.ops} reduced={self.reduced}>"
-
-
-def partition(graph):
-    """The fusion regions of ``graph`` (each with two or more nodes), in graph order.
-
-    An elementwise node joins the latest region of its shape, else starts one; a reduction
-    joins its argument's region.  Regions must not form a cycle once each is one node (a
-    path from a region back into it through nodes outside it, perhaps through other
-    regions).  The invariant that excludes one cheaply: a region reads only values that
-    depend on earlier regions.  ``top[v]`` is the latest region ``v`` depends on (its own
-    included), so a node joins region ``r`` only if every argument from outside ``r``
-    (a reduction of ``r`` is outside its loop) has ``top < r``."""
-    ops = graph.ops
-    region_of = [-1] * len(ops)
-    top = [-1] * len(ops)
-    regions, latest = [], {}
-    for i, op in enumerate(ops):
-        args = [a for a in op.args if a.__class__ is int]
-        shape = _elementwise(op, ops)
-        target = None
-        if shape is not None:
-            r = latest.get(shape)
-            if r is not None and len(r.ops) < MAX_OPS and all(
-                    top[b] < r.index for b in args
-                    if region_of[b] != r.index or b in r.reduced):
-                target = r
-            else:
-                target = latest[shape] = Region(len(regions), shape)
-                regions.append(target)
-            target.ops.append(i)
-        else:
-            target = _reduction(op, ops, region_of, regions)
-            if target is not None:
-                target.reduced.append(i)
-        if target is not None:
-            region_of[i] = top[i] = target.index
-        else:
-            top[i] = max((top[a] for a in args), default=-1)
-    kept = [r for r in regions if r.size >= 2]
-    _wire(graph, kept)
-    return kept
-
-
-def _wire(graph, regions):
-    """Fill each region's ``inputs`` (values it reads from outside: value numbers and
-    array constants) and ``outputs`` (its values read outside it, or returned)."""
-    ops = graph.ops
-    member = {}
-    for r in regions:
-        for i in r.ops + r.reduced:
-            member[i] = r
-    needed = set(a for a in graph.outputs if a.__class__ is int)
-    for i, op in enumerate(ops):
-        if i not in member:
-            needed.update(a for a in op.args if a.__class__ is int)
-    for r in regions:
-        body = set(r.ops) | set(r.reduced) | set(r.copied)
-        r.inputs, seen = [], set()
-        for i in sorted(body):
-            for a in ops[i].args:
-                key = a if a.__class__ is int else id(a)
-                if key in seen or (a.__class__ is int and a in body):
-                    continue
-                if a.__class__ is int or _is_array_const(a):
-                    seen.add(key)
-                    r.inputs.append(a)
-        needed.update(a for a in r.inputs if a.__class__ is int)
-        r.pads = {a: p for a in r.inputs if a.__class__ is int
-                  and (p := _pad(ops, a, r.shape)) is not None}
-        needed.update(v for v, _, _ in r.pads.values() if v.__class__ is int)
-    for r in regions:
-        r.outputs = [i for i in r.ops + r.reduced if i in needed]
-
-
-def _pad(ops, b, loop):
-    """``(v, starts, stops)`` when value ``b`` is ``scatter_add(v, idx, shape)`` with ``idx``
-    unit-step slices (a reverse sweep's cotangent of ``x[1:]``: ``v`` placed in zeros) and
-    of the loop's shape: a kernel reads ``v`` at shifted indices, 0 outside, instead of the
-    padded copy."""
-    op = ops[b]
-    if op.kind != "op" or op.prim.name != "scatter_add" or not op.kw or len(op.args) != 1:
-        return None
-    idx, shape, v = op.kw.get("idx"), op.kw.get("shape"), op.args[0]
-    vv = _value(ops, v)
-    if not isinstance(idx, tuple) or not all(isinstance(k, slice) for k in idx) \
-            or vv.__class__ is not np.ndarray or vv.dtype not in _FLOATS \
-            or tuple(shape) != loop or len(idx) > len(loop):
-        return None
-    starts, stops = [], []
-    for k, n in enumerate(loop):
-        a, e, step = (idx[k] if k < len(idx) else slice(None)).indices(n)
-        if step != 1 or e < a:
-            return None
-        starts.append(a)
-        stops.append(e)
-    if tuple(e - a for a, e in zip(starts, stops)) != vv.shape:
-        return None
-    return v, tuple(starts), tuple(stops)
-
-
-def _is_array_const(c):
-    return c.value.__class__ is np.ndarray and c.value.ndim > 0
-
-
-def recompute(graph, regions):
-    """Copy cheap elementwise values into the later regions that read them (module
-    docstring), counting arrays moved: recomputing a value in region ``r`` saves ``r``'s
-    read of it, and its producer's write if nothing else outside the producer reads it;
-    it costs a read of each input of it that ``r`` does not read already."""
-    ops = graph.ops
-    owner = {i: r for r in regions for i in r.ops}
-    readers = {}
-    for i, op in enumerate(ops):
-        for a in op.args:
-            if a.__class__ is int:
-                readers.setdefault(a, set()).add(i)
-    returned = set(a for a in graph.outputs if a.__class__ is int)
-    members = {r.index: set(r.ops) | set(r.reduced) for r in regions}
-    changed = True
-    while changed:
-        changed = False
-        for r in regions:
-            body = set(r.ops) | set(r.reduced) | set(r.copied)
-            for a in list(r.inputs):
-                src = owner.get(a) if a.__class__ is int else None
-                if src is None or src is r or ops[a].prim.name not in CHEAP:
-                    continue
-                new = [b for b in ops[a].args if b.__class__ is int and b not in r.inputs
-                       and b not in body]
-                mine = members[src.index]
-                unwritten = a not in returned and all(
-                    u in mine or u in body for u in readers.get(a, ()))
-                if len(new) < 1 + unwritten:
-                    r.copied.append(a)
-                    body.add(a)
-                    changed = True
-        if changed:  # one rewiring per sweep over the regions
-            _wire(graph, regions)
-    return regions
 
 
 # -- kernel source --------------------------------------------------------------------
@@ -309,19 +82,19 @@ def _literal(v, dtype):
 
 
 def _dtype_of(v):
-    i = _info(v)
+    i = info(v)
     return None if i is None else i[1]
 
 
 def _const_dtype(op, ops):
     """The dtype a scalar constant argument of ``op`` takes (numpy's weak scalars)."""
     ans = _dtype_of(op.ans)
-    if ans in _FLOATS:
+    if ans in FLOATS:
         return ans
     for a in op.args:  # a comparison: the other operand's float dtype
         if a.__class__ is int:
             d = _dtype_of(ops[a].ans)
-            if d in _FLOATS:
+            if d in FLOATS:
                 return d
     return np.dtype(np.float64)
 
@@ -397,7 +170,7 @@ def _function(graph, region, fname, fast):
     for k, a in enumerate(region.inputs):
         p = f"a{k}"
         params.append(p)
-        v = _value(ops, a)
+        v = value_of(ops, a)
         if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
             _, starts, stops = region.pads[a]
             inside = " and ".join(f"{lo} <= i{k} < {hi}" for k, (lo, hi)
@@ -423,7 +196,7 @@ def _function(graph, region, fname, fast):
         for a in op.args:
             if a.__class__ is int:
                 args.append(names[a])
-            elif _is_array_const(a):
+            elif is_array_const(a):
                 args.append(names[id(a)])
             else:
                 v = a.value
@@ -558,7 +331,7 @@ def _cast(ans):
 
 def _inputs(graph, region):
     """The recorded values a region's kernel is called with."""
-    return [_value(graph.ops, region.source(a)) for a in region.inputs]
+    return [value_of(graph.ops, region.source(a)) for a in region.inputs]
 
 
 def _replay_region(graph, region, vals):
@@ -627,7 +400,7 @@ def build(graph, region, timed):
     if timed:  # one timing per source: an unrolled loop's regions are timed once
         k.seconds = _TIMED.get(src)
         if k.seconds is None:
-            plain = [_value(graph.ops, a) for a in region.inputs]  # padded arrays as they are
+            plain = [value_of(graph.ops, a) for a in region.inputs]  # padded arrays as they are
             k.seconds = _TIMED[src] = (_best(fn, vals), _best(
                 lambda *v: _replay_region(graph, region, v), plain))
     return k
@@ -655,7 +428,7 @@ def compile_regions(graph, mode="auto"):
         keep = [k.region for k in chosen]
         for r in keep:
             r.copied = []
-        _wire(graph, keep)
+        wire(graph, keep)
         recompute(graph, keep)
         chosen = [build(graph, r, timed=False) for r in keep]
         if any(k is None for k in chosen):  # the rewiring broke one: replay is always right

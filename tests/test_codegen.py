@@ -18,7 +18,7 @@ import pytest
 from test_primitives import ALL
 
 import dualgrad as dg
-from dualgrad import jit_codegen
+from dualgrad import jit_regions
 from dualgrad.core import Primitive
 from dualgrad.primitives import TABLE
 
@@ -174,7 +174,7 @@ def test_backward_region_recomputes_cheap_values():
     jg(x)
     close(jg(x), dg.grad(f)(x), np.float64)
     graph = jg._cache[next(iter(jg._cache))][0].graph
-    regions = jit_codegen.recompute(graph, jit_codegen.partition(graph))
+    regions = jit_regions.recompute(graph, jit_regions.partition(graph))
     assert len(regions) >= 2 and any(r.copied for r in regions[1:])
 
 
