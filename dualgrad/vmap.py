@@ -55,6 +55,18 @@ class BatchTrace(Trace):
         super().__init__()
         self.size = size
 
+    # jvp's batching rule (JAX's): tangents batched over unbatched primals are forward
+    # mode's batched tangents (transforms.jvp asks through these two methods)
+    def stacked(self, t, like):
+        """Tangent ``t`` (of primal ``like``) with this batch as its leading axis."""
+        if isinstance(t, BatchBox) and t._trace is self:
+            return _move(t.value, t.bdim, 0)
+        return P.broadcast_to(t, (self.size,) + P.shape_of(like))
+
+    def unstacked(self, t):
+        """A tangent with the batch leading, as this trace's value."""
+        return BatchBox._make(t, 0, self)
+
     def process(self, prim, args, kw):
         vals, dims = list(args), [None] * len(args)
         for i, a in enumerate(args):

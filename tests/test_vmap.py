@@ -262,3 +262,24 @@ def test_cs231n_per_example_gradients_match_a_loop():
     b1, b2 = dg.grad(lambda w: np.sum((np.maximum(x @ w[0], 0.0) @ w[1] - y) ** 2))(w)
     np.testing.assert_allclose(g1.sum(0), b1, rtol=1e-10)
     np.testing.assert_allclose(g2.sum(0), b2, rtol=1e-10)
+
+
+def test_vmap_of_jvp_over_tangents_is_one_batched_forward_pass():
+    """JAX's batching rule for jvp: tangents batched over unbatched primals are forward
+    mode's batched tangents; mixed with an unbatched tangent, and against a loop."""
+    rng = np.random.default_rng(11)
+    A = rng.standard_normal((4, 4))
+    x, y = rng.standard_normal(4), rng.standard_normal(4)
+    T = rng.standard_normal((4, 3))  # batch on axis 1
+    ty = rng.standard_normal(4)
+
+    def f(x, y):
+        return np.tanh(A @ x) * y + x ** 3
+
+    got_p, got_t = dg.vmap(lambda t: dg.jvp(f, (x, y), (t, ty)), in_axes=1)(T)
+    for k in range(3):
+        want_p, want_t = dg.jvp(f, (x, y), (T[:, k], ty))
+        np.testing.assert_allclose(got_p[k], want_p, rtol=1e-14)
+        np.testing.assert_allclose(got_t[k], want_t, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="tangents"):
+        dg.vmap(lambda t: dg.jvp(f, (x, y), (t, ty)))(np.ones((3, 5)))
