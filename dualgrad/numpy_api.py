@@ -396,6 +396,18 @@ def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
 # indexing
 # ---------------------------------------------------------------------------
 
+def _jit_index(k):
+    """An integer or boolean array that only dg.jit records (an argument of the jitted
+    function used as an index): its value, which the graph then guards, so new indices
+    record again; None for anything else."""
+    c = unbox(k)
+    read = getattr(c, "read", None)
+    if read is None or c.__class__ is np.ndarray:
+        return None
+    v = read()
+    return v if np.asarray(v).dtype.kind in "biu" else None
+
+
 def _index(idx):
     """numpy's index as a tuple of ints, slices, None, Ellipsis and arrays."""
     if not isinstance(idx, tuple):
@@ -403,7 +415,11 @@ def _index(idx):
     out = []
     for k in idx:
         if isinstance(k, Box):
-            raise TypeError("dualgrad: an index cannot be a traced (differentiated) value")
+            v = _jit_index(k)
+            if v is None:
+                raise TypeError("dualgrad: an index cannot be a traced (differentiated) "
+                                "value")
+            k = v
         if isinstance(k, (list, np.ndarray)):
             k = np.asarray(k)
             if k.dtype != bool and not np.issubdtype(k.dtype, np.integer):
@@ -663,6 +679,8 @@ def sign(x, **kwargs):
 # ---------------------------------------------------------------------------
 
 def _plain_index(x, fname, arg):
+    if isinstance(x, Box) and (v := _jit_index(x)) is not None:
+        x = v
     if isinstance(x, Box):
         raise TypeError(f"dualgrad: numpy.{fname}'s {arg} must be integers; an integer "
                         "array has no derivative, so it cannot be a traced value")

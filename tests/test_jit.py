@@ -387,3 +387,17 @@ def test_corpus_bitwise(case, numpy_backend):
         u = np.random.default_rng(1).standard_normal(np.shape(case.fn(*case.args)))
         gj = dg.grad(lambda *a: np.sum(jf(*a) * u), argnums=tuple(range(len(case.args))))
         same(gj(*case.args), g(*case.args))
+
+
+def test_integer_index_arguments():
+    """An integer array argument used as an index (labels, a gather's indices) is read as
+    a value the graph guards: right for the indices it was recorded with, recorded again
+    for new ones."""
+    E = np.random.default_rng(0).standard_normal((6, 3))
+    g = dg.grad(lambda E, idx: np.sum(E[idx] ** 2))
+    jg = dg.jit(g)
+    for idx in (np.array([0, 2, 2, 5]), np.array([0, 2, 2, 5]), np.array([1, 1, 3, 4])):
+        same(jg(E, idx), g(E, idx))
+    assert jg.trace_count == 2
+    jb = dg.jit(dg.grad(lambda w, y: np.sum(np.bincount(y, weights=w, minlength=4))))
+    same(jb(np.arange(3.0), np.array([0, 3, 3])), np.ones(3))
