@@ -122,20 +122,23 @@ def _live(graph, region):
     return [i for i in body if i in live]
 
 
-def kernel_source(graph, region):
+def kernel_source(graph, region, parallel=False):
     """The numba source of one region's kernel, ``def kernel(a0, a1, ...)``.
 
     Where a row names a vectorizable scalar function (``vector``: kernels/vecmath.py) the
     loop is written twice: ``fast`` with those functions, counting arguments outside their
     range (``vm.LIMITS``), and ``exact`` with the row's ``scalar`` form, which ``kernel``
-    runs instead when any argument was out of range."""
-    fast = _function(graph, region, "fast", True)
-    head = ["import numpy as np", "from numba import njit", ""]
+    runs instead when any argument was out of range.  ``parallel``: the outer loop is a
+    ``prange`` (``parallel_ok`` says where that is race-free)."""
+    fast = _function(graph, region, "fast", True, parallel)
+    head = ["import numpy as np", "from numba import njit" + (", prange" if parallel else ""),
+            ""]
     if fast is None:
-        return "\n".join(head + ["", _function(graph, region, "kernel", False)])
+        return "\n".join(head + ["", _function(graph, region, "kernel", False, parallel)])
     params = ", ".join(f"a{k}" for k in range(len(region.inputs)))
     head[-1:] = ["from dualgrad.kernels import vecmath as vm", f"# vecmath {_vecmath()[0]}", ""]
-    return "\n".join(head + ["", _function(graph, region, "exact", False), "", fast, "",
+    return "\n".join(head + ["", _function(graph, region, "exact", False, parallel), "", fast,
+                             "",
                              _JIT, f"def kernel({params}):", f"    bad, out = fast({params})",
                              "    if bad:", f"        return exact({params})",
                              "    return out", ""])
@@ -152,7 +155,21 @@ def _vecmath():
         return hashlib.sha256(f.read()).hexdigest()[:12], vm.LIMITS
 
 
-def _function(graph, region, fname, fast):
+def parallel_ok(graph, region):
+    """Whether the region's outer loop can run in threads: every reduction is a full sum
+    or product (numba's prange reduces those per thread) or keeps axis 0."""
+    if not region.shape:
+        return False
+    for j in region.reduced:
+        op = graph.ops[j]
+        axes = set(a % len(region.shape) for a in op.kw["axis"])
+        full = len(axes) == len(region.shape)
+        if (full and op.prim.name not in ("sum", "prod")) or (not full and 0 in axes):
+            return False
+    return True
+
+
+def _function(graph, region, fname, fast, parallel=False):
     """One loop over the region as ``def fname(a0, ...)``; for ``fast``, None when no row
     of the region has a vectorizable form."""
     ops = graph.ops
@@ -249,11 +266,14 @@ def _function(graph, region, fname, fast):
     # code keeps its own strict flags.
     sums = any(ops[j].prim.name in ("sum", "prod") for j in region.reduced)
     jit = _JIT[:-1] + ', fastmath={"reassoc"})' if sums else _JIT
+    if parallel:
+        jit = jit[:-1] + ", parallel=True)"
     lines = [jit, f"def {fname}({', '.join(params)}):"]
     lines += ["    " + s for s in pre]
     ind = "    "
     for k in range(d):
-        lines.append(f"{ind}for i{k} in range({loop[k]}):")
+        lines.append(f"{ind}for i{k} in {'prange' if parallel and k == 0 else 'range'}"
+                     f"({loop[k]}):")
         ind += "    "
     lines += [ind + s for s in loads + body + checks]
     outs = [results[i] if i in results else (f"o{local[i]}" if ops[i].ans.__class__ is np.ndarray
@@ -373,36 +393,61 @@ def _best(fn, args, budget=0.05):
     return best
 
 
-def build(graph, region, timed):
-    """The region's ``Kernel``, compiled and checked against the recorded values (and, when
-    ``timed``, with ``seconds`` = (kernel, replay)); None where it cannot be used."""
-    if not region.outputs:  # nothing of it is needed (its values are recomputed elsewhere)
-        k = Kernel(region, None, "", [])
-        k.seconds = (0.0, 0.0) if timed else None
-        return k
-    src = kernel_source(graph, region)
-    vals = _inputs(graph, region)
+def _compile(graph, region, src, vals):
+    """``(fn, casts)`` for ``src``, compiled and checked against the recorded values; None
+    (with a warning) where it does not compile or disagrees."""
     try:
         fn = load(src)
         got = fn(*vals)
     except Exception as e:  # noqa: BLE001 - numba's typing errors have many classes
         warnings.warn(f"dg.jit: a fused kernel did not compile ({type(e).__name__}: "
                       f"{str(e)[:200]}); its {region.size} nodes are replayed instead",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=5)
         return None
     casts = [_cast(graph.ops[i].ans) for i in region.outputs]
     got = [v if c is None else c(v) for v, c in zip(got, casts)]
     if not _agrees(got, [graph.ops[i].ans for i in region.outputs]):
         warnings.warn("dg.jit: a fused kernel disagreed with the recorded values; its "
-                      f"{region.size} nodes are replayed instead", RuntimeWarning, stacklevel=4)
+                      f"{region.size} nodes are replayed instead", RuntimeWarning, stacklevel=5)
         return None
-    k = Kernel(region, fn, src, casts)
+    return fn, casts
+
+
+def _threads_may_pay(region):
+    """Whether a threaded loop is worth compiling at all (the timing then decides): more
+    than one numba thread, and some thousands of elements for each."""
+    import numba  # optional: code generation runs numba anyway
+    n = numba.get_num_threads()
+    return n > 1 and int(np.prod(region.shape)) >= 4096 * n
+
+
+def build(graph, region, timed):
+    """The region's ``Kernel``, compiled and checked against the recorded values (and, when
+    ``timed``, with ``seconds`` = (kernel, replay), the kernel threaded where that was
+    faster); None where it cannot be used."""
+    if not region.outputs:  # nothing of it is needed (its values are recomputed elsewhere)
+        k = Kernel(region, None, "", [])
+        k.seconds = (0.0, 0.0) if timed else None
+        return k
+    src = kernel_source(graph, region)
+    vals = _inputs(graph, region)
+    made = _compile(graph, region, src, vals)
+    if made is None:
+        return None
+    k = Kernel(region, made[0], src, made[1])
     if timed:  # one timing per source: an unrolled loop's regions are timed once
         k.seconds = _TIMED.get(src)
         if k.seconds is None:
             plain = [value_of(graph.ops, a) for a in region.inputs]  # padded arrays as they are
-            k.seconds = _TIMED[src] = (_best(fn, vals), _best(
+            k.seconds = _TIMED[src] = (_best(k.fn, vals), _best(
                 lambda *v: _replay_region(graph, region, v), plain))
+        if parallel_ok(graph, region) and _threads_may_pay(region):
+            psrc = kernel_source(graph, region, parallel=True)
+            par = _compile(graph, region, psrc, vals)
+            if par is not None:
+                t = _TIMED.get(psrc) or _TIMED.setdefault(psrc, (_best(par[0], vals), 0.0))
+                if t[0] < k.seconds[0]:
+                    k.fn, k.source, k.seconds = par[0], psrc, (t[0], k.seconds[1])
     return k
 
 

@@ -18,7 +18,7 @@ import pytest
 from test_primitives import ALL
 
 import dualgrad as dg
-from dualgrad import jit_regions
+from dualgrad import jit_codegen, jit_regions
 from dualgrad.core import Primitive
 from dualgrad.primitives import TABLE
 
@@ -268,3 +268,28 @@ def test_padded_cotangents_are_read_in_place():
     comp = next(c for cs in jh._cache.values() for c in cs)
     assert comp.graph.count("scatter_add") > 0 and comp.fused.count("scatter_add") == 0
     assert any(" if " in k.source and "- 1]" in k.source for k in comp.kernels)
+
+
+def test_threaded_loops_agree_with_serial():
+    """The prange variant (chosen by timing when numba has threads) computes the same
+    values; a max over the outer axis is never threaded."""
+    x = np.random.default_rng(8).standard_normal((64, 7))
+    for f in (lambda x: np.sum(np.sin(x) * x + 1.0),
+              lambda x: np.sum(np.exp(-x * x) * 2.0, axis=-1),
+              lambda x: np.tanh(x) * 3.0 - x):
+        jf = dg.jit(f, codegen="numba")
+        jf(x)
+        jf(x)
+        comp = next(c for cs in jf._cache.values() for c in cs)
+        (k,) = comp.kernels
+        assert jit_codegen.parallel_ok(comp.graph, k.region)
+        src = jit_codegen.kernel_source(comp.graph, k.region, parallel=True)
+        assert "prange(64)" in src and "parallel=True" in src
+        vals = jit_codegen._inputs(comp.graph, k.region)
+        for got, want in zip(jit_codegen.load(src)(*vals), k.fn(*vals)):
+            close(got, want, np.float64)
+    jm = dg.jit(lambda x: np.max(np.sin(x) * 2.0, axis=0), codegen="numba")
+    jm(x)
+    jm(x)
+    comp = next(c for cs in jm._cache.values() for c in cs)
+    assert not jit_codegen.parallel_ok(comp.graph, comp.kernels[0].region)
