@@ -146,7 +146,18 @@ log_ndtr = _unary(sc.log_ndtr, lambda ans, x: exp(subtract(
 # ---------------------------------------------------------------------------
 
 
-_polygamma = _keep_dtype(sc.polygamma, like=1)
+def _polygamma_ufuncs(n, x):
+    """scipy.special.polygamma's formula with ufuncs only (scipy's own begins with
+    ``np.asarray(x)``, a copy to the host for a device array): the same operations in the
+    same order, so the same bits."""
+    if np.ndim(n) or not float(n).is_integer():
+        return sc.polygamma(n, x)  # an array of orders: scipy's own
+    if n == 0:
+        return sc.psi(x)
+    return (-1.0) ** (n + 1) * sc.gamma(n + 1.0) * sc.zeta(n + 1, x)
+
+
+_polygamma = _keep_dtype(_polygamma_ufuncs, like=1)
 polygamma_p = P.defprim(
     "polygamma", lambda x, n: _polygamma(n, x), real_only=_REAL,
     jvp=(lambda t, ans, x, n: multiply(t, polygamma_p(x, n=n + 1)),),
@@ -266,6 +277,8 @@ kv_p, _kv = _ordered("kv", sc.kv, lambda ans, x, v: multiply(
 
 def _like(c, x):
     """A constant order as x's float dtype (a float64 order keeps a float32 x float32)."""
+    if P.device_like(c) is not None:  # an order on the device stays there
+        return c.astype(P.float_dtype(x))
     return np.asarray(c, P.float_dtype(x))
 
 

@@ -5,9 +5,11 @@ copy to the host (``np.asarray``, ``float()``, ``.item()``...) or on a host
 ``numpy.ndarray`` mixed into an operation.  For one case per row of
 ``dualgrad.primitives.TABLE`` (the first of ``tests/test_primitives.py``'s cases),
 ``dg.vjp`` and ``dg.jvp`` run on StrictArray inputs and must give StrictArray results
-equal to the same calls on numpy arrays.  A rule that pulls to the host is listed in
-``HOST_PULLS`` with the reason, as a strict xfail: the list is the engine's GPU to-do,
-and a fixed rule turns its test into an XPASS failure until it leaves the list.
+equal to the same calls on numpy arrays.  Every row passes today; a rule that cannot
+yet stay on the device would be listed in ``HOST_PULLS`` with the reason, as a strict
+xfail (a fixed rule then turns its test into an XPASS failure until it leaves the list).
+Cases that close over a constant array get it on the device, as a user would put it
+there (``_device_constants``).
 """
 
 import numpy as np
@@ -18,19 +20,38 @@ from test_primitives import ALL
 import dualgrad as dg
 
 #: rule -> how it pulls to the host (found by this file; see the module docstring)
-HOST_PULLS = {
-    ('digamma', 'both'): "scipy.special's ufuncs take host arrays (needs cupyx.scipy.special)",
-    ('gammaincc', 'both'): "scipy.special's ufuncs take host arrays (needs cupyx.scipy.special)",
-    ('jv', 'both'): "scipy.special's ufuncs take host arrays (needs cupyx.scipy.special)",
-    ('polygamma', 'both'): "scipy.special's ufuncs take host arrays (needs cupyx.scipy.special)",
-    ('where', 'both'):
-        "not a rule: the test case's condition is a host numpy mask (CuPy refuses it "
-        "too; a user device_puts it)",
-}
+HOST_PULLS = {}
+
+
+def _on_device_of(c, x):
+    """A case's constant array, on the device of its argument (as a user device_puts the
+    constants a function closes over; CuPy refuses to mix host and device arrays)."""
+    return StrictArray(c) if isinstance(dg.core.unbox(x), StrictArray) else c
+
+
+def _device_constants():
+    """The rows whose generated case closes over a host array, with it on the device."""
+    from test_primitives import Case
+
+    P = dg.primitives
+    mask, orders = np.array([True, False, True, True]), np.array([0.5, 1.0, 3.0])
+    base = {c.name: c for c in ALL}
+    out = {"where": Case("where", lambda x, y: P.where(_on_device_of(mask, x), x, y),
+                         *base["where"].args)}
+    if "jv" not in base:  # scipy is not installed: no scipy.special rows
+        return out
+    import scipy.special as sc
+    return out | {
+        "gammaincc": Case("gammaincc",
+                          lambda x: sc.gammaincc(_on_device_of(orders, x), x),
+                          *base["gammaincc"].args),
+        "jv": Case("jv", lambda x: sc.jv(_on_device_of(np.array([0.0, 1.0, 3.0]), x), x),
+                   *base["jv"].args),
+    }
 
 
 def _one_case_per_row():
-    seen = {}
+    seen = _device_constants()
     for case in ALL:
         seen.setdefault(case.name, case)
     return [seen[n] for n in sorted(seen)]
