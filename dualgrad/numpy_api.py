@@ -1031,6 +1031,11 @@ class _ObjectTrace(Trace):
     def __init__(self):
         self.level, self.active = np.inf, True
 
+    @staticmethod
+    def pack(a):
+        """``np.array([x, y])`` of traced values as one traced array (``pack``)."""
+        return pack(a)
+
     def process(self, prim, args, kw):
         new, lifted, changed = [], True, False
         for a in args:

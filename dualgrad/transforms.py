@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from .core import Box, unbox
+from .core import OBJECTS, Box, unbox
 from .forward import Dual, JVPTrace
 from .numpy_api import lift_out
 from .primitives import shape_of
@@ -72,6 +72,8 @@ def _record(f, args, kwargs, nums, has_aux, fname):
             leaves, tdef = tree_flatten(args[i])
             nodes = []
             for leaf in leaves:
+                if leaf.__class__ is np.ndarray and leaf.dtype == object and OBJECTS[0]:
+                    leaf = OBJECTS[0].pack(leaf)  # np.array([x]) of traced values
                 nodes.append(tape.add_input(leaf, f"{fname}: argument {i}"))
             args[i] = tree_unflatten(tdef, nodes)
             # the inputs as recorded: f may write into its arguments (x[0] = v rebinds x)
