@@ -62,6 +62,14 @@ def _lower(x, trace):
     return x.value if isinstance(x, Box) and x._trace is trace else x
 
 
+def _packed(leaf):
+    """``np.array([x, y])`` of traced values (an object array) as one traced array, as
+    primitives see it; any other leaf as it is."""
+    if leaf.__class__ is np.ndarray and leaf.dtype == object and OBJECTS[0]:
+        return OBJECTS[0].pack(leaf)
+    return leaf
+
+
 def _record(f, args, kwargs, nums, has_aux, fname):
     """Run ``f`` with the arguments ``nums`` watched by a fresh tape."""
     tape = Tape(keep_adjoints=False)
@@ -72,9 +80,7 @@ def _record(f, args, kwargs, nums, has_aux, fname):
             leaves, tdef = tree_flatten(args[i])
             nodes = []
             for leaf in leaves:
-                if leaf.__class__ is np.ndarray and leaf.dtype == object and OBJECTS[0]:
-                    leaf = OBJECTS[0].pack(leaf)  # np.array([x]) of traced values
-                nodes.append(tape.add_input(leaf, f"{fname}: argument {i}"))
+                nodes.append(tape.add_input(_packed(leaf), f"{fname}: argument {i}"))
             args[i] = tree_unflatten(tdef, nodes)
             # the inputs as recorded: f may write into its arguments (x[0] = v rebinds x)
             inputs.append((tdef, [(n.index, n.value) for n in nodes]))
@@ -326,6 +332,7 @@ def jvp(f, primals, tangents, has_aux=False):
     try:
         for i, (p, t) in enumerate(zip(primals, tangents)):
             pl, pdef = tree_flatten(p)
+            pl = [_packed(x) for x in pl]
             tl, tdef = tree_flatten(t)
             if pdef != tdef:
                 raise TypeError(f"jvp: primals[{i}] and tangents[{i}] have different tree "
@@ -366,6 +373,7 @@ def _jvp_batched(f, primals, tangents, has_aux, batch):
     try:
         for i, (p, t) in enumerate(zip(primals, tangents)):
             pl, pdef = tree_flatten(p)
+            pl = [_packed(x) for x in pl]
             tl, tdef = tree_flatten(t)
             if pdef != tdef:
                 raise TypeError(f"jvp: primals[{i}] and tangents[{i}] have different tree "
@@ -407,6 +415,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
     @functools.wraps(f)
     def jacfwd_f(*args, **kwargs):
         nums = _argnums(argnums, len(args), "jacfwd")
+        args = [tree_map(_packed, a) if i in nums else a for i, a in enumerate(args)]
         _check_inputs(args, nums, holomorphic, "jacfwd", real_only=True)
         flat = [tree_flatten(args[i]) for i in nums]
         leaves = [leaf for ls, _ in flat for leaf in ls]

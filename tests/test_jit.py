@@ -401,3 +401,18 @@ def test_integer_index_arguments():
     assert jg.trace_count == 2
     jb = dg.jit(dg.grad(lambda w, y: np.sum(np.bincount(y, weights=w, minlength=4))))
     same(jb(np.arange(3.0), np.array([0, 3, 3])), np.ones(3))
+
+
+def test_transforms_of_object_arrays_inside_jit():
+    """np.array([w]) of a traced w handed to grad, jacfwd or jvp inside a jitted function
+    (GradBench's particle builds its starting point so) is packed first."""
+    def f(w):
+        v = np.array([w])
+        g = dg.grad(lambda u: np.sum(u ** 3))(v)
+        j = dg.jacfwd(lambda u: u ** 2)(v)
+        t = dg.jvp(lambda u: np.sin(u), (v,), (np.ones(1),))[1]
+        return g[0] + j[0, 0] + t[0]
+    jf = dg.jit(f)
+    for w in (0.5, 0.5, 1.5):
+        same(jf(w), f(w))
+    assert jf.trace_count == 1
