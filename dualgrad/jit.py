@@ -47,7 +47,12 @@ from .jit_passes import PIPELINE, optimise
 from .tree import tree_flatten, tree_unflatten
 
 RETRACE_LIMIT = 8
+MAX_OPS = 1_000_000  # a recording past this many ops is abandoned: the function runs eagerly
 _LEAF_DEF = tree_flatten(0.0)[1]
+
+
+class TooLong(Exception):
+    """The recording passed ``max_ops`` ops (an unrolled loop of unbounded length)."""
 
 
 class Foreign(Exception):
@@ -76,10 +81,11 @@ class GraphTrace(Trace):
     """A graph being recorded (``dg.jit``): ``process`` appends one ``Op`` per primitive and
     computes its value, as ``Tape.process`` does."""
 
-    __slots__ = ("ops", "reads", "guarded")
+    __slots__ = ("ops", "reads", "guarded", "max_ops")
 
-    def __init__(self):
+    def __init__(self, max_ops=MAX_OPS):
         super().__init__()
+        self.max_ops = max_ops
         self.ops = []
         self.reads = {}     # value number -> its raw value, read by Python (exact guards)
         self.guarded = set()
@@ -112,6 +118,8 @@ class GraphTrace(Trace):
         return self._push("op", prim, refs, kw or None, ans)
 
     def _push(self, kind, prim, refs, kw, ans):
+        if len(self.ops) >= self.max_ops:
+            raise TooLong()
         v = _new(Var)
         v.value, v._trace, v.index = ans, self, len(self.ops)
         self.ops.append(Op(kind, prim, tuple(refs), kw, ans))
@@ -423,7 +431,7 @@ class Jitted:
     forgets them, ``lower(*args)`` shows the graph."""
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), fast_math=False,
-                 passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None):
+                 passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS):
         functools.update_wrapper(self, fun)
         self.codegen = mode_default() if codegen is None else codegen
         if self.codegen not in MODES:
@@ -436,6 +444,7 @@ class Jitted:
         self.fast_math = fast_math
         self.passes = tuple(passes)
         self.retrace_limit = retrace_limit
+        self.max_ops = max_ops
         self.trace_count = 0
         self.retraces = 0
         self.eager = False
@@ -532,6 +541,13 @@ class Jitted:
             compiled, out = self._record(leaves, traced, rebuild)
         except Foreign:
             return self.fun(*args, **kwargs)
+        except TooLong:
+            warnings.warn(f"dg.jit({self.__name__}): the recording passed {self.max_ops} "
+                          "operations (a Python loop unrolled without end?); it runs eagerly "
+                          "from now on (raise max_ops= to record more)", RuntimeWarning,
+                          stacklevel=2)
+            self.eager = True
+            return self.fun(*args, **kwargs)
         self._cache.setdefault(key, []).append(compiled)
         if self.fast_math:  # the rewrites may change bits: every call gives the graph's
             res = compiled.replay(*flat)
@@ -540,7 +556,7 @@ class Jitted:
         return out
 
     def _record(self, leaves, traced, rebuild):
-        trace = GraphTrace()
+        trace = GraphTrace(self.max_ops)
         # Recording allocates a burst of objects that all stay reachable until the graph
         # is built: a cyclic-GC pass in the middle frees nothing, and with a large heap
         # (measured: the bench's process) it costs more than the recording itself.
@@ -600,7 +616,7 @@ def _static(v, what):
 
 
 def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes=PIPELINE,
-        retrace_limit=RETRACE_LIMIT, codegen=None):
+        retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS):
     """``fun`` compiled: recorded once per signature, optimised, replayed (module docstring).
 
     ``static_argnums``/``static_argnames`` name arguments passed as Python values (part of
@@ -611,6 +627,8 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     the back end (jit_codegen.py): ``"auto"`` (the default, or ``$DUALGRAD_CODEGEN``) fuses
     elementwise regions into numba kernels where they are faster on this machine,
     ``"numba"`` wherever they compile, ``"off"`` replays the graph one primitive at a time.
+    ``max_ops`` bounds a recording (memory: every recorded value is kept until the graph
+    is built); past it the function warns once and runs eagerly.
 
     >>> import dualgrad as dg
     >>> dg.jit(dg.grad(lambda x: x * x * x))(2.0)
@@ -619,9 +637,10 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     if fun is None:
         return functools.partial(jit, static_argnums=static_argnums,
                                  static_argnames=static_argnames, fast_math=fast_math,
-                                 passes=passes, retrace_limit=retrace_limit, codegen=codegen)
+                                 passes=passes, retrace_limit=retrace_limit, codegen=codegen,
+                                 max_ops=max_ops)
     return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit,
-                  codegen)
+                  codegen, max_ops)
 
 
 __all__ = ["jit", "Jitted", "GraphTrace", "Lowered", "Graph", "same"]

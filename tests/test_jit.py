@@ -416,3 +416,15 @@ def test_transforms_of_object_arrays_inside_jit():
     for w in (0.5, 0.5, 1.5):
         same(jf(w), f(w))
     assert jf.trace_count == 1
+
+
+def test_a_recording_past_max_ops_runs_eagerly():
+    def f(x):
+        for _ in range(50):
+            x = np.sin(x)
+        return x
+    jf = dg.jit(f, max_ops=20)
+    with pytest.warns(RuntimeWarning, match="passed 20 operations"):
+        same(jf(0.5), f(0.5))
+    same(jf(0.7), f(0.7))  # eager from now on, silently
+    assert jf.eager and jf.trace_count == 0
