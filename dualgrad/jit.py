@@ -47,7 +47,7 @@ from .jit_passes import PIPELINE, optimise
 from .tree import tree_flatten, tree_unflatten
 
 RETRACE_LIMIT = 8
-MAX_OPS = 1_000_000  # a recording past this many ops is abandoned: the function runs eagerly
+MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly
 _LEAF_DEF = tree_flatten(0.0)[1]
 
 
