@@ -28,7 +28,7 @@ def saddle(start, outer, inner):
 
     r1 = argmin(r1_cost, grad0, start)
     r2 = argmax(lambda p: f(r1, p), grad0, start)
-    return np.concatenate((np.asarray(r1, dtype=np.float64), np.asarray(r2, dtype=np.float64)))
+    return np.concatenate((r1, r2))  # float64 arrays (traced ones under dg.jit)
 
 
 def _make(outer, inner):
