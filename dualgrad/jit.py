@@ -528,32 +528,33 @@ class Jitted:
             for c in entries:
                 out = c.replay(*flat)
                 if out is not MISS:
-                    return tree_unflatten(c.graph.odef, list(out))
+                    return c.finish(out)
             self.retraces += 1
             if self.retraces > self.retrace_limit:
-                warnings.warn(f"dg.jit({self.__name__}): recorded {self.retraces} times "
-                              "because its guards (Python control flow on traced values) keep "
-                              "failing; it runs eagerly from now on", RuntimeWarning,
-                              stacklevel=2)
-                self.eager = True
-                return self.fun(*args, **kwargs)
+                return self._give_up(f"recorded {self.retraces} times because its guards "
+                                     "(Python control flow on traced values) keep failing",
+                                     args, kwargs)
         try:
             compiled, out = self._record(leaves, traced, rebuild)
         except Foreign:
             return self.fun(*args, **kwargs)
         except TooLong:
-            warnings.warn(f"dg.jit({self.__name__}): the recording passed {self.max_ops} "
-                          "operations (a Python loop unrolled without end?); it runs eagerly "
-                          "from now on (raise max_ops= to record more)", RuntimeWarning,
-                          stacklevel=2)
-            self.eager = True
-            return self.fun(*args, **kwargs)
+            return self._give_up(f"the recording passed {self.max_ops} operations (a Python "
+                                 "loop unrolled without end?; raise max_ops= to record more)",
+                                 args, kwargs)
         self._cache.setdefault(key, []).append(compiled)
         if self.fast_math:  # the rewrites may change bits: every call gives the graph's
             res = compiled.replay(*flat)
             if res is not MISS:
-                return tree_unflatten(compiled.graph.odef, list(res))
+                return compiled.finish(res)
         return out
+
+    def _give_up(self, why, args, kwargs):
+        """Warn once and run eagerly from now on."""
+        warnings.warn(f"dg.jit({self.__name__}): {why}; it runs eagerly from now on",
+                      RuntimeWarning, stacklevel=3)
+        self.eager = True
+        return self.fun(*args, **kwargs)
 
     def _record(self, leaves, traced, rebuild):
         trace = GraphTrace(self.max_ops)

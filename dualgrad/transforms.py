@@ -324,9 +324,7 @@ def jvp(f, primals, tangents, has_aux=False):
                         f"f), got {type(primals).__name__} and {type(tangents).__name__}")
     if len(primals) != len(tangents):
         raise ValueError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    batch = _tangent_batch(primals, tangents)
-    if batch is not None:  # vmap(jvp) over tangents only: one forward pass, batched tangents
-        return _jvp_batched(f, primals, tangents, has_aux, batch)
+    batch = _tangent_batch(primals, tangents)  # vmap(jvp) over tangents: one batched pass
     trace = JVPTrace()
     args = []
     try:
@@ -337,7 +335,7 @@ def jvp(f, primals, tangents, has_aux=False):
             if pdef != tdef:
                 raise TypeError(f"jvp: primals[{i}] and tangents[{i}] have different tree "
                                 "structures")
-            duals = [Dual._make(x, check_tangent(x, tx, f"jvp: tangents[{i}]"), trace)
+            duals = [Dual._make(x, _seed_tangent(x, tx, f"jvp: tangents[{i}]", batch), trace)
                      for x, tx in zip(pl, tl)]
             args.append(tree_unflatten(pdef, duals))
         out = _lift_outs(f(*args))
@@ -348,13 +346,18 @@ def jvp(f, primals, tangents, has_aux=False):
         out, aux = out
         aux = tree_map(lambda v: _lower(v, trace), aux)
     primal_out = tree_map(lambda v: _lower(v, trace), out)
-    tangent_out = tree_map(lambda v: _tangent_out(v, trace), out)
+    if batch is None:
+        tangent_out = tree_map(lambda v: _tangent_out(v, trace), out)
+    else:
+        tangent_out = tree_map(
+            lambda v: batch.unstacked(_tangent_out(v, trace, (batch.size,))), out)
     return (primal_out, tangent_out, aux) if has_aux else (primal_out, tangent_out)
 
 
 def _tangent_batch(primals, tangents):
     """The batching trace (dg.vmap) of the tangents when only tangents are batched by it,
-    else None: then ``jvp`` is one forward pass with the batch as tangent directions."""
+    else None: then ``jvp`` is one forward pass with the batch as tangent directions
+    (JAX's batching rule for jvp)."""
     tl = [t for t in tree_flatten(list(tangents))[0] if isinstance(t, Box)]
     trace = tl[0]._trace if tl and hasattr(tl[0]._trace, "stacked") else None
     if trace is None or not all(t._trace is trace for t in tl):
@@ -367,36 +370,13 @@ def _tangent_batch(primals, tangents):
     return trace
 
 
-def _jvp_batched(f, primals, tangents, has_aux, batch):
-    trace = JVPTrace()
-    args = []
-    try:
-        for i, (p, t) in enumerate(zip(primals, tangents)):
-            pl, pdef = tree_flatten(p)
-            pl = [_packed(x) for x in pl]
-            tl, tdef = tree_flatten(t)
-            if pdef != tdef:
-                raise TypeError(f"jvp: primals[{i}] and tangents[{i}] have different tree "
-                                "structures")
-            duals = []
-            for x, tx in zip(pl, tl):
-                if not (isinstance(tx, Box) and tx._trace is batch):
-                    tx = check_tangent(x, tx, f"jvp: tangents[{i}]")
-                st = check_tangent(x, batch.stacked(tx, x), f"jvp: tangents[{i}]",
-                                   batch_ok=True)
-                duals.append(Dual._make(x, st, trace))
-            args.append(tree_unflatten(pdef, duals))
-        out = _lift_outs(f(*args))
-    finally:
-        trace.finish()
-    aux = None
-    if has_aux:
-        out, aux = out
-        aux = tree_map(lambda v: _lower(v, trace), aux)
-    primal_out = tree_map(lambda v: _lower(v, trace), out)
-    tangent_out = tree_map(lambda v: batch.unstacked(_tangent_out(v, trace, (batch.size,))),
-                           out)
-    return (primal_out, tangent_out, aux) if has_aux else (primal_out, tangent_out)
+def _seed_tangent(x, tx, name, batch):
+    """Primal ``x``'s checked tangent; under ``batch``, with the batch as its leading axis."""
+    if batch is None:
+        return check_tangent(x, tx, name)
+    if not (isinstance(tx, Box) and tx._trace is batch):
+        tx = check_tangent(x, tx, name)
+    return check_tangent(x, batch.stacked(tx, x), name, batch_ok=True)
 
 
 def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):

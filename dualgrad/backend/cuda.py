@@ -225,34 +225,18 @@ def matmul(a, b):
 
 def conv2d(x, w, geo, out_hw):
     """x (..., N, C, H, W), w (C_out, C, kH, kW) -> (..., N, C_out, Ho, Wo): reference's
-    layout (out[n] = W @ cols[n]), each product one batched cuBLAS GEMM."""
-    lead = x.shape[:-3]
-    Co, C, kh, kw = w.shape
-    Ho, Wo = out_hw
-    cols = im2col(x.reshape((-1,) + x.shape[-3:]), kh, kw, geo, out_hw)
-    out = matmul(w.reshape(Co, C * kh * kw), cols.reshape(len(cols), C * kh * kw, Ho * Wo))
-    return out.reshape(lead + (Co, Ho, Wo))
+    layout and arithmetic (out[n] = W @ cols[n]), each product one batched cuBLAS GEMM."""
+    return reference.conv2d(x, w, geo, out_hw, im2col=im2col, matmul=matmul)
 
 
 def conv2d_grad_input(g, w, x_shape, geo, out_hw):
-    Co, C, kh, kw = w.shape
-    Ho, Wo = out_hw
-    lead = g.shape[:-3]
-    g3 = g.reshape(-1, Co, Ho * Wo)
-    gcols = matmul(g3.transpose(0, 2, 1), w.reshape(Co, C * kh * kw))  # (N, P, K)
-    gcols = gcols.reshape(len(g3), Ho, Wo, C, kh, kw).transpose(0, 3, 4, 5, 1, 2)
-    return col2im(gcols, x_shape, geo).reshape(lead + tuple(x_shape[-3:]))
+    return reference.conv2d_grad_input(g, w, x_shape, geo, out_hw, col2im=col2im,
+                                       matmul=matmul)
 
 
 def conv2d_grad_weight(g, x, w_shape, geo, out_hw):
-    Co, C, kh, kw = w_shape
-    Ho, Wo = out_hw
-    N = x.shape[0]
-    cols = im2col(x, kh, kw, geo, out_hw).reshape(N, C * kh * kw, Ho * Wo)
-    lead = g.shape[:-4]
-    g4 = g.reshape((math.prod(lead), N, Co, Ho * Wo))
-    gw = matmul(g4, cols.transpose(0, 2, 1)).sum(axis=1)
-    return gw.reshape(lead + tuple(w_shape))
+    return reference.conv2d_grad_weight(g, x, w_shape, geo, out_hw, im2col=im2col,
+                                        matmul=matmul)
 
 
 def max_pool2d(x, geo, out_hw):
