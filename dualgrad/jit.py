@@ -40,8 +40,9 @@ import warnings
 
 import numpy as np
 
+from .backend import is_foreign_array
 from .core import Box, Primitive, Trace, unbox
-from .jit_codegen import MODES, FusionError, compile_regions, fuse, mode_default
+from .jit_codegen import MODES, FusionError, compile_regions, fuse, mode_default, target
 from .jit_graph import MISS, Const, Graph, Op, compile_graph, run_traced, same
 from .jit_passes import PIPELINE, optimise
 from .tree import tree_flatten, tree_unflatten
@@ -72,6 +73,26 @@ class Var(Box):
     """A value recorded on a graph; ``index`` is its value number."""
 
     __slots__ = ("index",)
+
+
+def _logical(op, swap=False):
+    """``&``, ``|``, ``^`` of recorded masks (a rule's ``(_raw(y) == 0) & (_raw(x) == 0)``):
+    a node too; boxes of differentiating traces have no such operators."""
+    prim = Primitive(op.__name__.strip("_"), op)
+
+    def method(self, other):
+        v = self._trace.raw_call(prim, (other, self) if swap else (self, other))
+        if v is NotImplemented:
+            raise TypeError(f"unsupported operand type(s) for {op.__name__}: a traced value "
+                            f"and {type(other).__name__}")
+        return v
+    return method
+
+
+for _n, _fn in dict(and_=operator.and_, or_=operator.or_, xor=operator.xor).items():
+    setattr(Var, f"__{_n.strip('_')}__", _logical(_fn))
+    setattr(Var, f"__r{_n.strip('_')}__", _logical(_fn, swap=True))
+Var.__invert__ = lambda self: self._trace.raw_call(Primitive("invert", operator.invert), (self,))
 
 
 _new = object.__new__
@@ -147,6 +168,32 @@ class GraphTrace(Trace):
         c.raw, c.trace, c.index = box.value, self, box.index
         return c
 
+    def raw_call(self, prim, args, kind="call"):
+        """``prim.impl(*args)`` on raw values of this graph (a derivative rule's mask,
+        ``_raw(x) == 0``, ``np.sign(_raw(x))``) as a node of the graph: replays compute it
+        from the new values, where reading the old ones would guard on them bit for bit
+        (and, on a device, copy them to the host).  The node's value comes back as a
+        ``Var``; ``NotImplemented`` where it cannot be a node (an argument nests recorded
+        values, or the result is not an array): then the caller reads the values."""
+        refs, vals = [], []
+        for a in args:
+            c = a.__class__
+            if c is Concrete and a.trace is self:
+                refs.append(a.index)
+                vals.append(a.raw)
+            elif c is Var and a._trace is self:
+                refs.append(a.index)
+                vals.append(a.value)
+            elif c is Concrete or isinstance(a, Box) or _nests(a):
+                return NotImplemented
+            else:
+                refs.append(Const(a))
+                vals.append(a)
+        ans = prim.impl(*vals)
+        if not _is_array(ans):
+            return NotImplemented
+        return self._push(kind, prim, refs, None, ans)
+
     def _own(self, x):
         """x with the derivative levels above our own stripped (comparisons, bool(): no
         derivative); a raw value stays raw."""
@@ -211,6 +258,7 @@ class Concrete:
     ndim = property(lambda self: np.ndim(self.raw))
     size = property(lambda self: np.size(self.raw))
     dtype = property(lambda self: np.result_type(self.raw))
+    __dualgrad_raw__ = property(lambda self: self.raw)  # where it lives (not a read)
 
     def read(self):
         self.trace.reads[self.index] = self.raw
@@ -220,6 +268,11 @@ class Concrete:
         return np.asarray(self.read(), dtype)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if method == "__call__" and "out" not in kw and not _nests(kw):
+            fn = functools.partial(ufunc, **kw) if kw else ufunc
+            v = self.trace.raw_call(Primitive(ufunc.__name__, fn), inputs)
+            if v is not NotImplemented:
+                return v
         inputs = [_read(x) for x in inputs]
         if "out" in kw:
             kw["out"] = tuple(_read(x) for x in kw["out"])
@@ -227,6 +280,11 @@ class Concrete:
 
     def __array_function__(self, func, types, args, kwargs):
         peek = func in _SHAPE_ONLY
+        if not peek and not _nests(kwargs):
+            fn = functools.partial(func, **kwargs) if kwargs else func
+            v = self.trace.raw_call(Primitive(func.__name__, fn), args)
+            if v is not NotImplemented:
+                return v
         return func(*_deep(args, peek), **_deep(kwargs, peek))
 
     def __getattr__(self, name):
@@ -254,6 +312,10 @@ class Concrete:
         return iter(self.read())
 
     def __getitem__(self, key):
+        if not _nests(key):
+            v = self.trace.raw_call(Primitive("getitem", operator.getitem), (self, key))
+            if v is not NotImplemented:
+                return v
         return self.read()[_read(key)]
 
     def __format__(self, spec):
@@ -271,8 +333,24 @@ _SHAPE_ONLY = frozenset((np.shape, np.ndim, np.size, np.result_type, np.zeros_li
                          np.can_cast, np.min_scalar_type))
 
 
+def _is_array(x):
+    return x.__class__ is np.ndarray or isinstance(x, np.generic) or is_foreign_array(x)
+
+
 def _read(x):
     return x.read() if x.__class__ is Concrete else x
+
+
+def _nests(x):
+    """Whether a container (a key, keyword arguments) holds a recorded value."""
+    c = x.__class__
+    if c is Concrete or isinstance(x, Box):
+        return True
+    if c in (tuple, list):
+        return any(_nests(v) for v in x)
+    if c is dict:
+        return any(_nests(v) for v in x.values())
+    return False
 
 
 def _deep(x, peek):
@@ -287,9 +365,16 @@ def _deep(x, peek):
 
 
 def _binop(op, swap=False):
-    if swap:
-        return lambda self, other: op(_read(other), self.read())
-    return lambda self, other: op(self.read(), _read(other))
+    """Concrete's operator ``op``: recorded as a node (a comparison as the COMPARE row,
+    which fused kernels compute), else computed from a read of the values."""
+    prim = COMPARE.get(op) or Primitive(op.__name__.strip("_"), op)
+    kind = "op" if op in COMPARE else "call"
+
+    def method(self, other):
+        args = (other, self) if swap else (self, other)
+        v = self.trace.raw_call(prim, args, kind)
+        return op(*map(_read, args)) if v is NotImplemented else v
+    return method
 
 
 for _name, _fn in dict(add=operator.add, sub=operator.sub, mul=operator.mul,
@@ -321,6 +406,8 @@ def _leaf_key(x):
         return c
     if isinstance(x, np.generic):
         return (c, ())
+    if is_foreign_array(x):  # a device array (CuPy): traced like numpy's, its class keyed
+        return (c, x.shape, x.dtype.str)
     return None  # not an array: a constant of the graph, its value part of the key
 
 
@@ -349,7 +436,12 @@ class Compiled:
 
     def _build(self):
         self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
-        self.kernels = compile_regions(self._graph, self.codegen)
+        where = target(self._graph)
+        if where == "cuda":
+            from . import jit_cuda  # optional: numba-cuda, for graphs of GPU arrays
+            self.kernels = compile_regions(self._graph, self.codegen, jit_cuda.build)
+        else:
+            self.kernels = compile_regions(self._graph, self.codegen if where else "off")
         try:
             self.fused = fuse(self._graph, self.kernels)
         except FusionError as e:  # never a wrong order: replay the graph as it is

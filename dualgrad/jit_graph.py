@@ -211,7 +211,11 @@ def same(a, b):
         return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
     if a.__class__ in (int, bool):
         return a == b
-    return np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(a, "view"):
+        return np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    # a device array (CuPy): its bytes compared where they live; the one bool comes back
+    return a.dtype == b.dtype and a.shape == b.shape and bool(
+        (a.reshape(-1).view(np.uint8) == b.reshape(-1).view(np.uint8)).all())
 
 
 # -- replay ---------------------------------------------------------------------------------

@@ -176,17 +176,21 @@ class _Geometry:
         s, p, d = self.params
         return f"stride={s}, padding={p}, dilation={d}"
 
+    def _mask(self, x):
+        """The padding mask as x's dtype, where x lives (uploaded once per call to a device)."""
+        return np.asarray(self.mask, dtype_of(x), like=P.device_like(x))
+
     def cols(self, x):
         """(..., C, H, W) -> (..., C*kh*kw, Ho*Wo): im2col as a differentiable gather."""
         idx = (slice(None),) * (ndim_of(x) - 2) + (self.i, self.j)
-        c = P.multiply(P.getitem(x, idx), self.mask.astype(dtype_of(x)))
+        c = P.multiply(P.getitem(x, idx), self._mask(x))
         return P.reshape(c, shape_of(x)[:-3] + (self.K, math.prod(self.out_hw)))
 
     def uncols(self, c, x_shape):
         """The transpose of ``cols``: (..., K, Ho*Wo) scatter-added onto (..., C, H, W)."""
         lead = shape_of(c)[:-2]
         c = P.reshape(c, lead + (self.C,) + self.i.shape)
-        c = P.multiply(c, self.mask.astype(dtype_of(c)))
+        c = P.multiply(c, self._mask(c))
         idx = (slice(None),) * (len(lead) + 1) + (self.i, self.j)
         return P.scatter_add(c, idx=idx, shape=lead + tuple(x_shape[-3:]))
 

@@ -216,6 +216,7 @@ def device_like(x):
     c = x.__class__
     if c is np.ndarray or c in SCALARS:
         return None
+    x = getattr(x, "__dualgrad_raw__", x)  # dg.jit's view of a recorded value: the value
     return x if backend.is_foreign_array(x) else None
 
 

@@ -124,10 +124,12 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
 
 def _seed(dtype, raw=1.0):
     """The output cotangent 1 for grad: a number, or a 0-d array of the output's own array
-    type when that is not numpy's (a device array stays on its device)."""
+    type when that is not numpy's (a device array stays on its device; under dg.jit the
+    recorded value says which)."""
+    raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the value it recorded
     c = raw.__class__
     if c not in _HOST_SCALARS and not isinstance(raw, np.ndarray) \
-            and not c.__module__.startswith("dualgrad"):  # not dg.jit's own values
+            and not c.__module__.startswith("dualgrad"):
         return np.ones_like(raw)
     return 1.0 if dtype is FLOAT64 else np.ones((), dtype)[()]
 

@@ -125,12 +125,30 @@ def test_int_float_item_are_exact_guards():
 
 
 def test_retrace_limit_warns_and_falls_back_to_eager():
-    jf = dg.jit(lambda x: x * 2.0 if x > float(np.floor(x)) + 0.5 else x, retrace_limit=3)
-    with pytest.warns(RuntimeWarning, match="eagerly"):
+    jf = dg.jit(lambda x: x * 2.0 if x > round(float(x)) else x, retrace_limit=3)
+    with pytest.warns(RuntimeWarning, match="eagerly"):  # float(x): a guard on x itself
         out = [jf(0.1 * k + 0.3) for k in range(12)]
-    assert out == [(0.1 * k + 0.3) * 2.0 if (0.1 * k + 0.3) % 1 > 0.5 else 0.1 * k + 0.3
-                   for k in range(12)]
+    assert out == [(0.1 * k + 0.3) * 2.0 if (0.1 * k + 0.3) > round(0.1 * k + 0.3)
+                   else 0.1 * k + 0.3 for k in range(12)]
     assert jf.eager
+
+
+def test_raw_values_a_rule_computes_with_are_graph_nodes(numpy_backend):
+    """What a rule or user code computes from raw values (``np.floor(x)``, ``_raw(x) ==
+    0``, ``np.sign(_raw(x))``) is a node of the graph: a new input reuses the graph, and
+    only what Python reads (``float()``, ``bool()``) is guarded."""
+    jf = dg.jit(lambda x: x * 2.0 if x > float(np.floor(x)) + 0.5 else x)
+    xs = [0.1 * k + 0.3 for k in range(12)]
+    assert [jf(x) for x in xs] == [x * 2.0 if x % 1 > 0.5 else x for x in xs]
+    assert jf.trace_count == len({(np.floor(x), x > np.floor(x) + 0.5) for x in xs})
+    for f in (dg.grad(lambda x: np.sum(np.abs(x) * x)),          # np.sign(_raw(x))
+              dg.grad(lambda x: np.sum(np.max(x, axis=0))),      # _raw(x) == max
+              dg.grad(lambda x: np.sum(np.fmod(x, 0.7)))):       # np.trunc(_raw(x) / ..)
+        jf = dg.jit(f)
+        for k in range(6):
+            x = np.random.default_rng(k).standard_normal((3, 4))
+            same(jf(x), f(x))
+        assert jf.trace_count == 1, jf.trace_count
 
 
 def test_rule_masks_are_graph_nodes(numpy_backend):
