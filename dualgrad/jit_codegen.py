@@ -458,8 +458,22 @@ def mode_default():
     return m
 
 
-def compile_regions(graph, mode="auto"):
-    """The kernels to use for ``graph`` (module docstring: regions, recompute, choice).
+def target(graph):
+    """Where ``graph``'s kernels run: ``"cuda"`` when its inputs are GPU arrays
+    (jit_cuda.py), ``"cpu"`` for numpy's, None for other array types (replayed)."""
+    where = "cpu"
+    for op in graph.ops:
+        if op.kind == "input" and op.ans.__class__ is not np.ndarray:
+            if hasattr(op.ans.__class__, "__cuda_array_interface__"):
+                return "cuda"
+            if hasattr(op.ans, "shape"):
+                where = None
+    return where
+
+
+def compile_regions(graph, mode="auto", build=build):
+    """The kernels to use for ``graph`` (module docstring: regions, recompute, choice);
+    ``build`` makes one region's (this module's for the CPU, jit_cuda's for the GPU).
 
     Every region is wired as if all were used, then compiled, checked and (``auto``)
     timed; only if some are refused are the others wired again without them."""

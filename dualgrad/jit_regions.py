@@ -37,10 +37,16 @@ CHEAP = frozenset(("add", "subtract", "multiply", "negative", "positive", "squar
 MAX_OPS = 150  # ops per kernel: numba's compile time grows with a function's length
 
 
+def is_array(v):
+    """A numpy array or a GPU array (``__cuda_array_interface__``: CuPy's, which the CUDA
+    target's kernels read zero-copy)."""
+    return v.__class__ is np.ndarray or hasattr(v.__class__, "__cuda_array_interface__")
+
+
 def info(v):
     """(shape, dtype) of a value a kernel can read, or None."""
     c = v.__class__
-    if c is np.ndarray:
+    if c is np.ndarray or hasattr(c, "__cuda_array_interface__"):
         return (v.shape, v.dtype) if v.dtype in _INPUT_DTYPES else None
     if c is float:
         return (), np.dtype(np.float64)
@@ -81,7 +87,7 @@ def _reduction(op, ops, region_of, regions):
     if a.__class__ is not int or region_of[a] < 0:
         return None
     r = regions[region_of[a]]
-    if a in r.reduced or info(op.ans) is None or ops[a].ans.__class__ is not np.ndarray \
+    if a in r.reduced or info(op.ans) is None or not is_array(ops[a].ans) \
             or ops[a].ans.dtype not in FLOATS or len(r.ops) >= MAX_OPS:
         return None
     return r
@@ -193,7 +199,7 @@ def _pad(ops, b, loop):
     idx, shape, v = op.kw.get("idx"), op.kw.get("shape"), op.args[0]
     vv = value_of(ops, v)
     if not isinstance(idx, tuple) or not all(isinstance(k, slice) for k in idx) \
-            or vv.__class__ is not np.ndarray or vv.dtype not in FLOATS \
+            or not is_array(vv) or vv.dtype not in FLOATS \
             or tuple(shape) != loop or len(idx) > len(loop):
         return None
     starts, stops = [], []
@@ -209,7 +215,7 @@ def _pad(ops, b, loop):
 
 
 def is_array_const(c):
-    return c.value.__class__ is np.ndarray and c.value.ndim > 0
+    return is_array(c.value) and c.value.ndim > 0
 
 
 def recompute(graph, regions):

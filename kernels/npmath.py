@@ -18,9 +18,13 @@ compiles them with ``njit`` and compares them with numpy), and import nothing bu
 
 import math
 
-__all__ = ["abs", "absolute", "exp", "expm1", "isfinite", "log1p", "logaddexp", "sign", "sqrt"]
+__all__ = ["abs", "absolute", "cbrt", "exp", "exp2", "expm1", "fabs", "fmod", "isfinite",
+           "log1p", "logaddexp", "logaddexp2", "power", "reciprocal", "remainder", "sign",
+           "sqrt", "square"]
+BINARY = ("fmod", "logaddexp", "logaddexp2", "power", "remainder")  # two arguments
 
 LOGE2 = math.log(2.0)
+LOG2E = 1.0 / LOGE2
 
 
 def exp(x):
@@ -69,3 +73,67 @@ def logaddexp(x, y):
     if d <= 0:
         return y + math.log1p(math.exp(d))
     return d  # NaN
+
+
+def logaddexp2(x, y):
+    """log2(2**x + 2**y) without overflow: numpy's ``npy_logaddexp2``."""
+    if x == y:
+        return x + 1.0
+    d = x - y
+    if d > 0:
+        return x + math.log1p(2.0 ** -d) * LOG2E
+    if d <= 0:
+        return y + math.log1p(2.0 ** d) * LOG2E
+    return d  # NaN
+
+
+def power(x, y):
+    return x ** y
+
+
+def square(x):
+    return x * x
+
+
+def reciprocal(x):
+    return 1.0 / x if x != 0 else math.copysign(math.inf, x)
+
+
+def exp2(x):
+    return 2.0 ** x
+
+
+def cbrt(x):
+    """The real cube root (negative for negative x), as ``np.cbrt``."""
+    if x != x or x == 0 or not math.isfinite(x):
+        return x  # NaN, +-0 and +-inf are their own cube roots
+    r = math.fabs(x) ** (1.0 / 3.0)
+    r = r - (r * r * r - math.fabs(x)) / (3.0 * r * r)  # one Newton step: to ~1 ulp
+    return math.copysign(r, x)
+
+
+def fabs(x):
+    return math.fabs(x)
+
+
+def fmod(x, y):
+    """C's fmod (the sign of x), NaN for y = 0 or infinite x, as ``np.fmod``."""
+    if y == 0 or not math.isfinite(x) or y != y:
+        return math.nan
+    if not math.isfinite(y):
+        return x
+    return math.copysign(math.fabs(x) % math.fabs(y), x)  # % of magnitudes is exact
+
+
+def remainder(x, y):
+    """Python's modulo (the sign of y), as ``np.remainder``: numpy's ``npy_divmod``."""
+    if y == 0 or not math.isfinite(x) or y != y:
+        return math.nan
+    if not math.isfinite(y):  # x, or y itself where x's sign differs (numpy's divmod)
+        return math.copysign(0.0, y) if x == 0 else (x if (x < 0) == (y < 0) else y)
+    r = math.copysign(math.fabs(x) % math.fabs(y), x)  # fmod, exactly
+    if r == 0:
+        return math.copysign(0.0, y)
+    if (r < 0) != (y < 0):
+        r += y
+    return r

@@ -1,0 +1,311 @@
+"""dg.jit's CUDA target (jit_cuda.py), without a GPU.
+
+1. numba's CUDA simulator, in a pytest process of its own (``NUMBA_ENABLE_CUDASIM`` must
+   be set before numba is imported; :func:`test_under_the_cuda_simulator` runs this file
+   again with it set).  There the ``sim`` tests run ``dg.jit`` with the CUDA target forced
+   on host arrays (the simulator's kernels take numpy arrays; ``use_array_module(np)``
+   allocates with numpy): every row with a scalar form, value and gradient, float32 and
+   float64, and the reductions' block and per-row paths, against eager numpy.
+2. Typing: every generated kernel of those graphs is typed and lowered to NVVM IR for
+   compute capability 9.0 in this process, catching what the simulator (which runs
+   Python) lets through: a numpy function numba-cuda cannot compile, a float64 leak.
+3. ``cuda``-marked tests compare jit on a real GPU with jit on the CPU; skipped here.
+
+Transcendentals are compared to a few ulps and sums to a reordering bound, never bitwise.
+"""
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+import types
+import warnings
+
+import numpy as np
+import pytest
+from test_codegen import FUSED, close
+
+import dualgrad as dg
+from dualgrad import jit_codegen, jit_cuda, jit_regions
+from dualgrad.primitives import TABLE
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+HAVE_NUMBA_CUDA = importlib.util.find_spec("numba.cuda") is not None and \
+    importlib.util.find_spec("cuda") is not None
+needs_cuda_pkg = pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda not installed")
+sim = pytest.mark.skipif(not SIM, reason="runs in the simulator process "
+                         "(test_under_the_cuda_simulator)")
+JIT = importlib.import_module("dualgrad.jit")
+
+
+@needs_cuda_pkg
+@pytest.mark.skipif(SIM, reason="this is the simulator process")
+def test_under_the_cuda_simulator():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                          "-m", "not cuda", __file__], capture_output=True, text=True,
+                         env=env, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=900)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert " passed" in out and "failed" not in out, out[-3000:]
+    print(f"simulator process: {time.perf_counter() - t0:.1f} s; {out.strip().splitlines()[-1]}")
+
+
+@pytest.fixture
+def on_cuda(monkeypatch):
+    """dg.jit's CUDA target on host arrays: the simulator's kernels take numpy arrays."""
+    from dualgrad.backend.cuda import use_array_module
+    monkeypatch.setattr(JIT, "target", lambda graph: "cuda")
+    with use_array_module(np), warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a refused kernel must not hide
+        yield
+
+
+def _kernels(jf):
+    (entries,) = jf._cache.values()
+    return [k for k in entries[0].kernels if k.fn is not None]
+
+
+def _run(g, args):
+    """``g`` jitted with every kernel used: the recording, then two replays (the first
+    builds the kernels); the result and the number of kernels."""
+    jf = dg.jit(g, codegen="numba")
+    with np.errstate(all="ignore"):
+        for _ in range(3):
+            got = jf(*args)
+    return got, len(_kernels(jf))
+
+
+def _pairs(got, want):
+    return zip(got, want) if isinstance(want, tuple) else [(got, want)]
+
+
+# ---------------------------------------------------------------------------
+# The simulator: every scalar row, value and gradient
+
+@sim
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", FUSED, ids=repr)
+def test_sim_every_scalar_row(case, dtype, on_cuda):
+    fn = TABLE[case.name]
+    args = tuple(a.astype(dtype) for a in case.args)
+    nums = tuple(range(len(args)))
+    u = np.random.default_rng(3).standard_normal(np.shape(fn(*args))).astype(dtype)
+    variants = {"f": lambda *a: fn(*a) * 1.5 - 0.25,
+                "grad": dg.grad(lambda *a: np.sum(fn(*a) * u), argnums=nums)}
+    for name, g in variants.items():
+        with np.errstate(all="ignore"):
+            want = g(*args)
+        got, n = _run(g, args)
+        assert n >= 1 or name == "grad", "nothing fused"  # a gradient may fold to one op
+        for w, o in _pairs(got, want):
+            if np.asarray(w).dtype.kind == "f":
+                close(o, w, np.asarray(w).dtype.type)
+            else:
+                np.testing.assert_array_equal(o, w)
+
+
+# ---------------------------------------------------------------------------
+# The simulator: reductions (block tree + second pass; one thread per kept index)
+
+REDUCE = {"sum": np.sum, "prod": np.prod, "max": np.max, "min": np.min}
+
+
+@sim
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("axis,keepdims", [(None, False), (None, True), (0, False),
+                                           (1, True), ((0, 2), False)])
+@pytest.mark.parametrize("name", sorted(REDUCE))
+def test_sim_reductions(name, axis, keepdims, dtype, on_cuda):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3, 5, 7)) * 0.3 + 1.0).astype(dtype)
+    red = REDUCE[name]
+
+    def f(x):
+        return red(np.exp(x) * 0.5 + x, axis=axis, keepdims=keepdims)
+    want = f(x)
+    got, n = _run(f, (x,))
+    assert n == 1
+    assert np.asarray(got).dtype == np.asarray(want).dtype and np.shape(got) == np.shape(want)
+    tol = 1e-12 if dtype == np.float64 else 1e-5  # float64 accumulators, another order
+    np.testing.assert_allclose(got, want, rtol=tol)
+
+
+@sim
+@pytest.mark.parametrize("name", ["max", "min", "sum"])
+def test_sim_reductions_propagate_nan(name, on_cuda):
+    x = np.linspace(-1.0, 1.0, 70).reshape(7, 10)
+    x[3, 4] = np.nan
+    red = REDUCE[name]
+    for axis in (None, 0, 1):
+        got, _ = _run(lambda x: red(x * 2.0 + 1.0, axis=axis), (x,))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(red(x * 2.0 + 1.0, axis=axis)))
+
+
+@sim
+def test_sim_gradient_of_a_model(on_cuda):
+    """The graph a reverse sweep makes (GEMMs replayed between kernels, broadcasts,
+    a softmax's row sums over the last axis, a bias's sum over the batch axis)."""
+    rng = np.random.default_rng(7)
+    w, b, x = rng.standard_normal((4, 3)), rng.standard_normal(3), rng.standard_normal((6, 4))
+
+    def loss(w, b, x):
+        h = np.tanh(x @ w + b)
+        z = h - np.max(h, axis=1, keepdims=True)
+        return -np.sum(z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))) / 6.0
+    g = dg.grad(loss, argnums=(0, 1))
+    got, n = _run(g, (w, b, x))
+    assert n >= 2
+    for o, w_ in zip(got, g(w, b, x)):
+        np.testing.assert_allclose(o, w_, rtol=1e-12, atol=1e-14)
+
+
+@sim
+def test_sim_reductions_over_two_axis_sets_are_replayed(on_cuda):
+    """One region reducing axis 0 and axis 1: no single thread mapping, so that region
+    is replayed (and the result is still right)."""
+    x = np.random.default_rng(8).standard_normal((4, 6))
+
+    def f(x):
+        y = np.exp(x)
+        return np.sum(y, axis=0), np.sum(y, axis=1)
+    lowered = dg.jit(f).lower(x)
+    regions = jit_regions.recompute(lowered.after, jit_regions.partition(lowered.after))
+    assert [jit_cuda.kernel_source(lowered.after, r) for r in regions] == [None]
+    for o, w in zip(_run(f, (x,))[0], f(x)):
+        np.testing.assert_allclose(o, w, rtol=1e-13)
+
+
+# ---------------------------------------------------------------------------
+# Typing: every generated kernel lowered to NVVM IR for sm_90
+
+def _graphs(case, dtype):
+    fn = TABLE[case.name]
+    args = tuple(a.astype(dtype) for a in case.args)
+    u = np.random.default_rng(3).standard_normal(np.shape(fn(*args))).astype(dtype)
+    nums = tuple(range(len(args)))
+    for g in (lambda *a: fn(*a) * 1.5 - 0.25,
+              dg.grad(lambda *a: np.sum(fn(*a) * u), argnums=nums)):
+        with np.errstate(all="ignore"):
+            yield dg.jit(g).lower(*args).after
+
+
+@needs_cuda_pkg
+@pytest.mark.skipif(SIM, reason="the simulator runs Python: typing is this process's")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_generated_kernels_lower_to_nvvm_ir(dtype, monkeypatch):
+    """Each kernel typed with the arguments its launcher passes (recorded by running the
+    launcher with the launch replaced), then lowered for sm_90."""
+    import numba
+    import numba.cuda.dispatcher
+    from numba import types as nt
+    from numba.cuda.compiler import compile_cuda
+
+    from dualgrad.backend.cuda import use_array_module
+    monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    lowered, failed = 0, {}
+    for case in FUSED:
+        for graph in _graphs(case, dtype):
+            for r in jit_regions.recompute(graph, jit_regions.partition(graph)):
+                src = jit_cuda.kernel_source(graph, r)
+                if src is None or not r.outputs:
+                    continue
+                ns = {}
+                exec(compile(src, "<kernel>", "exec"), ns)  # noqa: S102 - generated here
+                kernel, launched = ns["_k"], []
+                ns["_k"] = _Launch(launched)
+                vals = [jit_regions.value_of(graph.ops, r.source(a)) for a in r.inputs]
+                with use_array_module(np), np.errstate(all="ignore"):
+                    try:
+                        ns["kernel"](*vals)
+                    except _Launched:
+                        pass
+                sig = [numba.typeof(v) for v in launched[0]]
+                try:
+                    ir = compile_cuda(kernel.py_func, nt.void, sig, cc=(9, 0)).library \
+                        .get_llvm_str()
+                except Exception as e:  # noqa: BLE001 - numba's typing errors
+                    failed.setdefault(case.name, f"{type(e).__name__}: {str(e)[:300]}")
+                    continue
+                assert "define" in ir, case.name
+                lowered += 1
+    assert not failed, "\n".join(f"{k}: {v}" for k, v in failed.items())
+    assert lowered >= len(FUSED)
+
+
+class _Launched(Exception):
+    pass
+
+
+class _Launch:
+    """Stands in for a kernel: ``_k[blocks, threads](*args)`` records args and stops."""
+
+    def __init__(self, into):
+        self.into = into
+
+    def __getitem__(self, config):
+        def launch(*args):
+            self.into.append(args)
+            raise _Launched()
+        return launch
+
+
+# ---------------------------------------------------------------------------
+# Which target a graph gets
+
+def test_target_follows_the_inputs():
+    class FakeGPUArray:  # what the target test looks at: the class's interface
+        __cuda_array_interface__ = property(lambda self: {})
+        shape, dtype = (3,), np.dtype(np.float64)
+
+    def graph(*values):
+        return types.SimpleNamespace(ops=[types.SimpleNamespace(kind="input", ans=v)
+                                          for v in values])
+    assert jit_codegen.target(graph(np.ones(3), 2.0)) == "cpu"
+    assert jit_codegen.target(graph(np.ones(3), FakeGPUArray())) == "cuda"
+    from strict_array import StrictArray  # another array type: replayed, never compiled
+    assert jit_codegen.target(graph(StrictArray(np.ones(3)))) is None
+
+
+# ---------------------------------------------------------------------------
+# A real GPU: jit there against jit on the CPU
+
+def _gpu():
+    if SIM or importlib.util.find_spec("cupy") is None:
+        return False
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a CUDA device")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_gpu_jit_matches_cpu_jit(dtype):
+    import cupy
+    rng = np.random.default_rng(9)
+    w, b = rng.standard_normal((64, 32)).astype(dtype), rng.standard_normal(32).astype(dtype)
+    x = rng.standard_normal((256, 64)).astype(dtype)
+
+    def loss(w, b, x):
+        h = np.tanh(x @ w + b)
+        z = h - np.max(h, axis=1, keepdims=True)
+        return -np.sum(z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))) / x.shape[0]
+    g = dg.jit(dg.grad(loss, argnums=(0, 1)), codegen="numba")
+    want = [g(w, b, x) for _ in range(3)][-1]
+    cw, cb, cx = dg.device_put((w, b, x), "cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = [g(cw, cb, cx) for _ in range(3)][-1]
+    assert all(isinstance(o, cupy.ndarray) for o in got)
+    (entries,) = [v for k, v in g._cache.items() if "cupy" in repr(k)]
+    assert any(k.fn is not None for k in entries[0].kernels)  # fused CUDA kernels ran
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    for o, w_ in zip(got, want):
+        np.testing.assert_allclose(cupy.asnumpy(o), w_, rtol=tol, atol=tol)
