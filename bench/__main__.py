@@ -4,6 +4,7 @@
     python -m bench --workloads chain,baydin --repeats 31
     python -m bench --quick                          # a smoke run: 3 rounds, short samples
     python -m bench --tools dualgrad,jax.jit         # F (numpy) is always timed
+    python -m bench --device cuda                    # the GPU bench: bench/gpu.py
 
 What it does, per case (see bench/workloads.py and bench/README.md):
 
@@ -89,6 +90,9 @@ def parse_args(argv):
                    help="a checkout of an earlier dualgrad (e.g. a git worktree): its "
                         "package is timed beside this one, in the same run, as the tools "
                         "baseline[numpy] and baseline[numba]")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="cpu: this bench (the default); cuda: the GPU bench of bench/gpu.py, "
+                        "with its own options (python -m bench --device cuda --help)")
     p.add_argument("--_probe-compile", dest="probe_compile", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.repeats is None:
@@ -729,8 +733,20 @@ def to_json(meta, cases, rows, startup):
 
 # ---------------------------------------------------------------------------
 
+def gpu_argv(argv):
+    """The arguments after ``--device cuda`` is taken out, or None for the CPU bench."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--device", default="cpu")
+    known, rest = p.parse_known_args(argv)
+    return rest if known.device == "cuda" else None
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    rest = gpu_argv(argv)
+    if rest is not None:  # the GPU bench: no pinning, its own options (bench/gpu.py)
+        from . import gpu
+        return gpu.main(rest, prog="python -m bench --device cuda")
     args = parse_args(argv)
     if args.probe_compile:
         return probe_compile(args.probe_compile)

@@ -22,7 +22,8 @@ The generated module holds the kernel (``_k``) and a launcher ``kernel(a0, a1, .
 allocates the outputs where the inputs live (CuPy; numpy under numba's simulator, as
 ``backend.cuda.use_array_module`` sets), launches, and returns the outputs as eager CuPy
 would (dtypes, shapes, 0-d arrays for full reductions).  The source is cached as the CPU
-kernels' are (``jit_codegen.load``).  ``build`` compiles it, checks it against the
+kernels' are (``jit_codegen.load``: a file named by its hash), and ``cache=True`` lets
+numba-cuda keep the compiled kernel beside it.  ``build`` compiles it, checks it against the
 recorded values (copied to the host once, explicitly) and with ``timed`` times it against
 replaying its nodes, synchronising the device around every clock read.
 
@@ -180,7 +181,7 @@ def kernel_source(graph, region):
                          f".reshape({shape!r})")
         body.extend(step.format(a=acc, v=src).replace(": ", ":\n    ").split("\n"))
     # -- the kernel
-    lines = ["@cuda.jit", f"def _k({', '.join(params + outs)}):"]
+    lines = ["@cuda.jit(cache=True)", f"def _k({', '.join(params + outs)}):"]
     lines += ["    " + s for s in shared + pre]
     lines.append(f"    for t in range(cuda.grid(1), {n_outer}, cuda.gridsize(1)):")
     ind = "        "
