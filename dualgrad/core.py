@@ -194,6 +194,25 @@ def unbox(x):
     return x
 
 
+def raw_apply(fn, *args):
+    """``fn(*args)`` on raw values (``unbox``'s), for a rule that computes a constant from
+    them with numpy (a basis, a mask).  While ``dg.jit`` records, the call is a node of the
+    graph (replays compute it from new values; nothing is guarded or read back); else it
+    is just the call.
+
+    >>> raw_apply(lambda a, k: a[k:], [1, 2, 3], 1)
+    [2, 3]
+    """
+    for a in args:
+        record = getattr(a.__class__, "__dualgrad_record__", None)
+        if record is not None:
+            v = record(a, fn, args)
+            if v is not NotImplemented:
+                return v
+            break
+    return fn(*args)
+
+
 def no_derivative(name):
     """Rule placeholder that raises when a derivative is actually needed."""
     def rule(*args, **kw):

@@ -260,6 +260,9 @@ class Concrete:
     dtype = property(lambda self: np.result_type(self.raw))
     __dualgrad_raw__ = property(lambda self: self.raw)  # where it lives (not a read)
 
+    def __dualgrad_record__(self, fn, args):  # core.raw_apply: fn(*args) as a node
+        return self.trace.raw_call(Primitive(getattr(fn, "__name__", "raw"), fn), args)
+
     def read(self):
         self.trace.reads[self.index] = self.raw
         return self.raw

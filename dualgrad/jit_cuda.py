@@ -110,6 +110,8 @@ def kernel_source(graph, region):
             loads.append(f"x{k} = {p}[{at}] if {inside} else {zero}" if inside
                          else f"x{k} = {p}[{at}]")
             names[key] = f"x{k}"
+            if SIMULATED:
+                launch_pre.append(f"{p} = xp.ascontiguousarray({p})")
         elif not is_array(v):
             names[key] = p
         elif v.ndim == 0 or d == 0:
@@ -119,6 +121,8 @@ def kernel_source(graph, region):
         else:
             loads.append(f"x{k} = {p}{_index(v.shape, loop)}")
             names[key] = f"x{k}"
+            if SIMULATED:  # the simulator copies only contiguous host arrays (a GPU reads
+                launch_pre.append(f"{p} = xp.ascontiguousarray({p})")  # any strides)
     full_idx = _index(loop, loop) if d else "[0]"
     outs, allocs, finish = [], [], {}
     for i in _live(graph, region):

@@ -55,6 +55,7 @@ import numpy as np
 
 from . import numpy_api as N
 from . import primitives as P
+from .core import raw_apply
 from .numpy_api import implements
 from .primitives import (
     _T,
@@ -448,6 +449,19 @@ def eigvalsh(a, UPLO="L"):
     return eigh(a, UPLO)[0]
 
 
+def _svd_complement(a):
+    """numpy's basis of the orthogonal complement of a's reduced SVD factor (U's for
+    tall a, V's for wide a): the extra columns of the full SVD."""
+    m, n = a.shape[-2:]
+    u, _, vh = np.linalg.svd(a, full_matrices=True)
+    return u[..., :, n:] if m > n else np.swapaxes(vh[..., m:, :], -1, -2)
+
+
+def _qr_complement(a):
+    """The extra columns of a's complete QR (the complement of the reduced Q)."""
+    return np.linalg.qr(a, mode="complete")[0][..., :, a.shape[-1]:]
+
+
 @implements(np.linalg.svd)
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """Reduced SVD from the row; a full one adds the complement (``orth_complement``).
@@ -458,12 +472,11 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     if not compute_uv:
         return s
     if full_matrices and m != n:
-        u_full, _, vh_full = np.linalg.svd(unbox(a), full_matrices=True)
+        basis = raw_apply(_svd_complement, unbox(a))  # under dg.jit: a graph node
         if m > n:
-            U = N.concatenate([U, ORTHC(U, basis=u_full[..., :, n:])], axis=-1)
+            U = N.concatenate([U, ORTHC(U, basis)], axis=-1)
         else:
-            V = N.concatenate([V, ORTHC(V, basis=np.swapaxes(vh_full[..., m:, :], -1, -2))],
-                              axis=-1)
+            V = N.concatenate([V, ORTHC(V, basis)], axis=-1)
     return _result("SVDResult", U, s, _T(V))
 
 
@@ -490,8 +503,7 @@ def qr(a, mode="reduced"):
     else:
         Q, R = _qr_parts(QR(a), a)
         if mode == "complete" and m > n:
-            q_full = np.linalg.qr(unbox(a), mode="complete")[0]
-            Q = N.concatenate([Q, ORTHC(Q, basis=q_full[..., :, n:])], axis=-1)
+            Q = N.concatenate([Q, ORTHC(Q, raw_apply(_qr_complement, unbox(a)))], axis=-1)
             zeros = np.zeros(shape_of(R)[:-2] + (m - n, n), float_dtype(R), like=device_like(R))
             R = N.concatenate([R, zeros], axis=-2)
     if mode == "r":

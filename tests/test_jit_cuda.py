@@ -163,6 +163,47 @@ def test_sim_gradient_of_a_model(on_cuda):
         np.testing.assert_allclose(o, w_, rtol=1e-12, atol=1e-14)
 
 
+def _workloads():
+    """The GPU bench's three gradients (bench/gpu.py), at simulator sizes."""
+    from bench import gpu
+    rng = np.random.default_rng(10)
+    N, D, H, C = 8, 6, 5, 3
+    mlp = dict(W1=rng.standard_normal((D, H)), b1=np.zeros(H), W2=rng.standard_normal((H, C)),
+               b2=np.zeros(C), x=rng.standard_normal((N, D)), labels=rng.integers(0, C, N),
+               rows=np.arange(N))
+    return {"elementwise": (gpu.elementwise_loss, 0, (rng.standard_normal(50),)),
+            "mlp_large": (gpu.mlp_large_loss(dg), (0, 1, 2, 3), tuple(mlp.values())),
+            "conv": (gpu.conv_loss(dg), (0, 1), (rng.standard_normal((2, 3, 6, 6)),
+                                                 rng.standard_normal((4, 3, 3, 3)) / 3))}
+
+
+@sim
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("name", ["elementwise", "mlp_large", "conv"])
+def test_sim_gpu_bench_workloads(name, dtype, on_cuda):
+    """What ``python -m bench --device cuda`` times as dualgrad.jit, fused for the GPU."""
+    loss, argnums, args = _workloads()[name]
+    args = tuple(a.astype(dtype) if a.dtype.kind == "f" else a for a in args)
+    g = dg.grad(loss, argnums=argnums)
+    got, n = _run(g, args)
+    assert n >= 1
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for o, w in zip(got if isinstance(got, tuple) else (got,),
+                    g(*args) if isinstance(got, tuple) else (g(*args),)):
+        assert o.dtype == w.dtype
+        np.testing.assert_allclose(o, w, rtol=tol, atol=tol * np.abs(w).max())
+
+
+@sim
+def test_sim_shifted_reads_of_a_padded_cotangent(on_cuda):
+    """A reverse sweep's cotangent of x[1:] (placed in zeros) read at shifted indices."""
+    x = np.random.default_rng(11).standard_normal(40)
+    g = dg.grad(lambda x: np.sum(np.sin(x[1:]) * np.cos(x[:-1])))
+    got, n = _run(g, (x,))
+    assert n >= 1
+    np.testing.assert_allclose(got, g(x), rtol=1e-13, atol=1e-15)
+
+
 @sim
 def test_sim_reductions_over_two_axis_sets_are_replayed(on_cuda):
     """One region reducing axis 0 and axis 1: no single thread mapping, so that region

@@ -20,10 +20,7 @@ from test_primitives import ALL
 import dualgrad as dg
 
 #: rule -> how it pulls to the host (found by this file; see the module docstring)
-HOST_PULLS = {
-    ("orth_complement", "jit"): "a full SVD's complement basis, computed by numpy from the raw "
-    "matrix, is the row's keyword argument: under dg.jit it is read and guarded, not a node",
-}
+HOST_PULLS = {}
 
 
 def _on_device_of(c, x):
