@@ -481,11 +481,11 @@ def _copies(before, after):
     out = set()
     for k, (a, b) in enumerate(zip(before.outputs, after.outputs)):
         if b.__class__ is Const:
-            if b.value.__class__ is np.ndarray:
+            if _is_array(b.value) and not isinstance(b.value, np.generic):
                 out.add(k)
         elif after.ops[b].kind == "input" and (a.__class__ is Const
                                                or before.ops[a].kind != "input"):
-            if after.ops[b].ans.__class__ is np.ndarray:
+            if _is_array(after.ops[b].ans) and not isinstance(after.ops[b].ans, np.generic):
                 out.add(k)
     return out
 

@@ -350,3 +350,41 @@ def test_gpu_jit_matches_cpu_jit(dtype):
     tol = 1e-10 if dtype == np.float64 else 2e-4
     for o, w_ in zip(got, want):
         np.testing.assert_allclose(cupy.asnumpy(o), w_, rtol=tol, atol=tol)
+
+
+def _cnn(params, x):
+    """tutorials/09_cnn_digits.py's model."""
+    h = dg.nn.conv2d(x, params["conv1_w"], params["conv1_b"], padding=1)
+    h = dg.nn.max_pool2d(dg.nn.relu(h), 2)
+    h = dg.nn.conv2d(h, params["conv2_w"], params["conv2_b"], padding=1)
+    h = dg.nn.max_pool2d(dg.nn.relu(h), 2)
+    h = h.reshape(h.shape[0], -1)
+    return h @ params["fc_w"].T + params["fc_b"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a CUDA device")
+def test_gpu_tutorial_cnn_matches_the_host():
+    """The CNN tutorial's model and loss, eager and jitted, on the GPU and on the host:
+    the same loss and gradients to rounding, and three SGD steps that track each other."""
+    import cupy
+    rng = np.random.default_rng(12)
+    shapes = {"conv1_w": (16, 1, 3, 3), "conv1_b": (16,), "conv2_w": (32, 16, 3, 3),
+              "conv2_b": (32,), "fc_w": (10, 128), "fc_b": (10,)}
+    params = {k: rng.standard_normal(s) * 0.3 for k, s in shapes.items()}
+    x, y = rng.random((16, 1, 8, 8)), rng.integers(0, 10, 16)
+
+    def loss(params, x, y):
+        return dg.nn.cross_entropy(_cnn(params, x), y)
+    for make in (lambda f: f, dg.jit):
+        step = make(dg.value_and_grad(loss))
+        hp, dp = params, dg.device_put(params, "cuda")
+        dx, dy = dg.device_put((x, y), "cuda")
+        for _ in range(3):
+            (hl, hg), (dl, dgr) = step(hp, x, y), step(dp, dx, dy)
+            assert isinstance(dgr["fc_w"], cupy.ndarray)
+            np.testing.assert_allclose(float(dl), hl, rtol=1e-10)
+            for k in shapes:
+                np.testing.assert_allclose(cupy.asnumpy(dgr[k]), hg[k], rtol=1e-8, atol=1e-11)
+            hp = {k: hp[k] - 0.1 * hg[k] for k in shapes}
+            dp = {k: dp[k] - 0.1 * dgr[k] for k in shapes}
