@@ -256,6 +256,7 @@ def test_generated_kernels_lower_to_nvvm_ir(dtype, monkeypatch):
                 if src is None or not r.outputs:
                     continue
                 ns = {}
+                src = src.replace("cache=True", "cache=False")  # no file to cache beside
                 exec(compile(src, "<kernel>", "exec"), ns)  # noqa: S102 - generated here
                 kernel, launched = ns["_k"], []
                 ns["_k"] = _Launch(launched)
