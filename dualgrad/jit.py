@@ -720,8 +720,9 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     also applies the rewrites that may change rounding.  ``passes`` lists the optimiser's
     passes to run (jit_passes.PIPELINE); ``retrace_limit`` how many guard failures are
     recorded again before the function falls back to eager execution.  ``codegen`` chooses
-    the back end (jit_codegen.py): ``"auto"`` (the default, or ``$DUALGRAD_CODEGEN``) fuses
-    elementwise regions into numba kernels where they are faster on this machine,
+    the back end (jit_codegen.py; on CuPy arrays jit_cuda.py's ``@cuda.jit`` kernels):
+    ``"auto"`` (the default, or ``$DUALGRAD_CODEGEN``) fuses elementwise regions into
+    numba kernels where they are faster on this machine,
     ``"numba"`` wherever they compile, ``"off"`` replays the graph one primitive at a time.
     ``max_ops`` bounds a recording (memory: every recorded value is kept until the graph
     is built); past it the function warns once and runs eagerly.

@@ -37,6 +37,10 @@ replaying its nodes: a kernel is used where it is faster on this machine, never 
 threshold measured elsewhere.  ``codegen="numba"`` uses every kernel that compiles (the
 tests do), ``codegen="off"`` none.  A kernel that fails to compile or disagrees with the
 recorded values falls back to replay, with a warning: never a wrong kernel.
+
+**Targets.**  ``target`` says where a graph's kernels run: here for numpy inputs, as
+``@cuda.jit`` kernels (jit_cuda.py, the same regions and scalar forms) for GPU arrays,
+nowhere (replay) for other array types.
 """
 
 import functools
@@ -107,6 +111,33 @@ def _index(shape, loop):
     parts = ["0" if n == 1 and loop[off + k] != 1 else f"i{off + k}"
              for k, n in enumerate(shape)]
     return "[" + ", ".join(parts) + ("," if len(parts) == 1 else "") + "]"
+
+
+def operands(op, ops, names):
+    """The source of each argument of ``op`` in a kernel: a local's name (``names``, keyed by
+    value number or by an array constant's id), or a literal typed for the loop."""
+    cd = _const_dtype(op, ops)
+    args = []
+    for a in op.args:
+        if a.__class__ is int:
+            args.append(names[a])
+        elif is_array_const(a):
+            args.append(names[id(a)])
+        else:
+            v = a.value
+            args.append(_literal(v.item() if hasattr(v, "item") else v, cd))
+    return args
+
+
+def pad_load(k, p, v, pad, loop):
+    """``x{k} = ...``: input ``p`` is the unpadded ``v`` of a padded value (``pad`` is
+    region.pads' entry), read at shifted indices and 0 outside them."""
+    _, starts, stops = pad
+    inside = " and ".join(f"{lo} <= i{q} < {hi}" for q, (lo, hi)
+                          in enumerate(zip(starts, stops)) if (lo, hi) != (0, loop[q]))
+    at = ", ".join(f"i{q} - {lo}" if lo else f"i{q}" for q, lo in enumerate(starts))
+    zero = _literal(0.0, v.dtype)
+    return f"x{k} = {p}[{at}] if {inside} else {zero}" if inside else f"x{k} = {p}[{at}]"
 
 
 def _live(graph, region):
@@ -189,13 +220,7 @@ def _function(graph, region, fname, fast, parallel=False):
         params.append(p)
         v = value_of(ops, a)
         if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
-            _, starts, stops = region.pads[a]
-            inside = " and ".join(f"{lo} <= i{k} < {hi}" for k, (lo, hi)
-                                  in enumerate(zip(starts, stops)) if (lo, hi) != (0, loop[k]))
-            at = ", ".join(f"i{k} - {lo}" if lo else f"i{k}" for k, lo in enumerate(starts))
-            zero = _literal(0.0, v.dtype)
-            loads.append(f"x{k} = {p}[{at}] if {inside} else {zero}" if inside
-                         else f"x{k} = {p}[{at}]")
+            loads.append(pad_load(k, p, v, region.pads[a], loop))
             names[a] = f"x{k}"
         elif v.__class__ is not np.ndarray:
             names[a if a.__class__ is int else id(a)] = p
@@ -208,16 +233,7 @@ def _function(graph, region, fname, fast, parallel=False):
     idx = _index(loop, loop)
     for i in _live(graph, region):
         op = ops[i]
-        cd = _const_dtype(op, ops)
-        args = []
-        for a in op.args:
-            if a.__class__ is int:
-                args.append(names[a])
-            elif is_array_const(a):
-                args.append(names[id(a)])
-            else:
-                v = a.value
-                args.append(_literal(v.item() if v.__class__ is np.ndarray else v, cd))
+        args = operands(op, ops, names)
         if fast and op.prim.vector:
             expr = f"vm.{op.prim.vector}({', '.join(args)})"
             limit = _vecmath()[1][op.prim.vector]

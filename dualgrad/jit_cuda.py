@@ -41,15 +41,15 @@ from .jit_codegen import (
     Kernel,
     _agrees,
     _best,
-    _const_dtype,
     _dtype_of,
     _index,
-    _literal,
     _live,
     _replay_region,
     load,
+    operands,
+    pad_load,
 )
-from .jit_regions import REDUCTIONS, is_array, is_array_const, value_of
+from .jit_regions import REDUCTIONS, is_array, value_of
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 THREADS = 32 if SIMULATED else 256  # a power of two: the block reduction halves it
@@ -102,13 +102,7 @@ def kernel_source(graph, region):
         v = value_of(ops, a)
         key = a if a.__class__ is int else id(a)
         if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
-            _, starts, stops = region.pads[a]
-            inside = " and ".join(f"{lo} <= i{q} < {hi}" for q, (lo, hi)
-                                  in enumerate(zip(starts, stops)) if (lo, hi) != (0, loop[q]))
-            at = ", ".join(f"i{q} - {lo}" if lo else f"i{q}" for q, lo in enumerate(starts))
-            zero = _literal(0.0, v.dtype)
-            loads.append(f"x{k} = {p}[{at}] if {inside} else {zero}" if inside
-                         else f"x{k} = {p}[{at}]")
+            loads.append(pad_load(k, p, v, region.pads[a], loop))
             names[key] = f"x{k}"
             if SIMULATED:
                 launch_pre.append(f"{p} = xp.ascontiguousarray({p})")
@@ -127,17 +121,7 @@ def kernel_source(graph, region):
     outs, allocs, finish = [], [], {}
     for i in _live(graph, region):
         op = ops[i]
-        cd = _const_dtype(op, ops)
-        args = []
-        for a in op.args:
-            if a.__class__ is int:
-                args.append(names[a])
-            elif is_array_const(a):
-                args.append(names[id(a)])
-            else:
-                v = a.value
-                args.append(_literal(v.item() if hasattr(v, "item") else v, cd))
-        expr = op.prim.scalar(*args, **(op.kw or {}))
+        expr = op.prim.scalar(*operands(op, ops, names), **(op.kw or {}))
         if _dtype_of(op.ans) == np.dtype(np.float32):
             expr = f"np.float32({expr})"
         names[i] = f"v{local[i]}"

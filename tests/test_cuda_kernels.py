@@ -18,41 +18,17 @@ Transcendentals are compared to a few ulps, never bitwise; data movement (im2col
 col2im, pooling, ordered scatter-adds) bitwise.
 """
 
-import importlib.util
-import os
-import subprocess
-import sys
-import time
 import types
 
 import numpy as np
 import pytest
+from cuda_helpers import SIM, gpu_present, needs_cuda_pkg, needs_gpu, run_under_simulator, sim
 from test_kernels import sample, ulp_close
 
 from dualgrad.backend import reference as R
 
-SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
-HAVE_NUMBA_CUDA = importlib.util.find_spec("numba.cuda") is not None and \
-    importlib.util.find_spec("cuda") is not None  # numba-cuda needs cuda-bindings
 DTYPES = [np.float32, np.float64]
 NAMES = sorted(R.UNARY)
-needs_cuda_pkg = pytest.mark.skipif(not HAVE_NUMBA_CUDA,
-                                    reason="numba-cuda not installed (pip install numba-cuda)")
-sim = pytest.mark.skipif(not SIM, reason="runs in the simulator process "
-                         "(test_under_the_cuda_simulator)")
-
-
-def _device_present():
-    if SIM or not HAVE_NUMBA_CUDA or importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no driver, no device: CuPy raises its CUDA runtime errors
-        return False
-
-
-needs_gpu = pytest.mark.skipif(not _device_present(), reason="needs CuPy and a CUDA device")
 
 
 # ---------------------------------------------------------------------------
@@ -61,15 +37,7 @@ needs_gpu = pytest.mark.skipif(not _device_present(), reason="needs CuPy and a C
 @needs_cuda_pkg
 @pytest.mark.skipif(SIM, reason="this is the simulator process")
 def test_under_the_cuda_simulator():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                          "-m", "not cuda", __file__], capture_output=True, text=True,
-                         env=env, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=600)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-6000:]
-    assert " passed" in out and "failed" not in out, out[-3000:]
-    print(f"simulator process: {time.perf_counter() - t0:.1f} s; {out.strip().splitlines()[-1]}")
+    run_under_simulator(__file__, timeout=600)
 
 
 def _kernels():
@@ -384,7 +352,7 @@ def _lowered(kernel, *argtypes):
 
 
 @needs_cuda_pkg
-@pytest.mark.skipif(SIM or _device_present(), reason="the simulator process or a real GPU "
+@pytest.mark.skipif(SIM or gpu_present(), reason="the simulator process or a real GPU "
                     "checks these kernels")
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_kernels_lower_to_nvvm_ir(dtype, monkeypatch):

@@ -9,6 +9,7 @@ import types
 
 import numpy as np
 import pytest
+from cuda_helpers import needs_gpu
 from strict_array import StrictArray
 
 import dualgrad as dg
@@ -69,16 +70,8 @@ def test_no_device(monkeypatch):
         dg.device_put(np.ones(2), "cuda")
 
 
-def _gpu():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 @pytest.mark.cuda
-@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a CUDA device")
+@needs_gpu
 def test_round_trip_on_a_real_gpu():
     import cupy
     x = {"a": np.linspace(0, 1, 5)}

@@ -16,42 +16,25 @@ Transcendentals are compared to a few ulps and sums to a reordering bound, never
 
 import importlib
 import importlib.util
-import os
-import subprocess
-import sys
-import time
 import types
 import warnings
 
 import numpy as np
 import pytest
+from cuda_helpers import SIM, needs_cuda_pkg, needs_gpu, run_under_simulator, sim
 from test_codegen import FUSED, close
 
 import dualgrad as dg
 from dualgrad import jit_codegen, jit_cuda, jit_regions
 from dualgrad.primitives import TABLE
 
-SIM = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
-HAVE_NUMBA_CUDA = importlib.util.find_spec("numba.cuda") is not None and \
-    importlib.util.find_spec("cuda") is not None
-needs_cuda_pkg = pytest.mark.skipif(not HAVE_NUMBA_CUDA, reason="numba-cuda not installed")
-sim = pytest.mark.skipif(not SIM, reason="runs in the simulator process "
-                         "(test_under_the_cuda_simulator)")
 JIT = importlib.import_module("dualgrad.jit")
 
 
 @needs_cuda_pkg
 @pytest.mark.skipif(SIM, reason="this is the simulator process")
 def test_under_the_cuda_simulator():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                          "-m", "not cuda", __file__], capture_output=True, text=True,
-                         env=env, cwd=os.path.dirname(os.path.dirname(__file__)), timeout=900)
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-6000:]
-    assert " passed" in out and "failed" not in out, out[-3000:]
-    print(f"simulator process: {time.perf_counter() - t0:.1f} s; {out.strip().splitlines()[-1]}")
+    run_under_simulator(__file__)
 
 
 @pytest.fixture
@@ -316,18 +299,8 @@ def test_target_follows_the_inputs():
 # ---------------------------------------------------------------------------
 # A real GPU: jit there against jit on the CPU
 
-def _gpu():
-    if SIM or importlib.util.find_spec("cupy") is None:
-        return False
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 @pytest.mark.cuda
-@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a CUDA device")
+@needs_gpu
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_gpu_jit_matches_cpu_jit(dtype):
     import cupy
@@ -364,7 +337,7 @@ def _cnn(params, x):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a CUDA device")
+@needs_gpu
 def test_gpu_tutorial_cnn_matches_the_host():
     """The CNN tutorial's model and loss, eager and jitted, on the GPU and on the host:
     the same loss and gradients to rounding, and three SGD steps that track each other."""

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from cuda_helpers import needs_gpu
 from strict_array import HostPull, StrictArray, unwrap
 from test_primitives import ALL
 
@@ -171,16 +172,8 @@ def test_grad_jvp_vjp_results_are_on_the_inputs_device():
     _same(cts, dg.vjp(_model, w, x)[1](u))
 
 
-def _gpu():
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
-
-
 @pytest.mark.cuda
-@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a CUDA device")
+@needs_gpu
 def test_grad_jvp_vjp_results_are_on_the_gpu():
     import cupy
     rng = np.random.default_rng(3)
@@ -203,7 +196,7 @@ def test_grad_jvp_vjp_results_are_on_the_gpu():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not _gpu(), reason="needs CuPy and a CUDA device")
+@needs_gpu
 @pytest.mark.parametrize("case", CASES, ids=repr)
 def test_every_row_on_the_gpu(case):
     """The table's rows on CuPy arrays: eager vjp and jvp, and dg.jit of the vjp, equal
