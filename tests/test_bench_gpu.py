@@ -56,7 +56,9 @@ def test_table_has_every_workload_and_dtype_with_both_dualgrad_tools(report):
         assert timed.match(r[1]) and timed.match(r[2]), r  # dualgrad, dualgrad.jit
         for col, tool in ((3, "torch"), (4, "jax.jit")):
             assert bool(timed.match(r[col])) == HAVE[tool], (tool, r[col])
-        assert r[-1][0] in "✓✗", r  # a verdict, never left blank
+        # a verdict, never left blank; "?" only where the yardstick (PyTorch) is missing
+        assert r[-1][0] in ("✓✗" if HAVE["torch"] or r[0].startswith("elementwise")
+                            else "?"), r
     md = report["stdout"]
     for section in ("## Elementwise bandwidth", "## First calls", "## Gradient checks",
                     "## Tools that did not run"):
