@@ -432,7 +432,24 @@ def _index(idx):
 
 
 def getitem(a, idx):
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    arrays = [k for k in parts if _recorded_integers(k)]
+    if arrays:  # dg.jit: index arrays the graph takes as values (``P.gather``)
+        slots = iter(range(len(arrays)))
+        parts = tuple(P.Slot(next(slots), k.shape, k.dtype) if _recorded_integers(k) else k
+                      for k in parts)
+        return P.gather(a, *arrays, idx=_index(parts))
     return P.getitem(a, idx=_index(idx))
+
+
+def _recorded_integers(k):
+    """An integer array only dg.jit records (an argument of the jitted function): a graph
+    value, where reading it would guard its numbers."""
+    if not isinstance(k, Box):
+        return False
+    c = unbox(k)
+    return getattr(c, "read", None) is not None and c.__class__ is not np.ndarray \
+        and c.dtype.kind in "iu" and c.ndim > 0
 
 
 # ---------------------------------------------------------------------------

@@ -697,7 +697,10 @@ concatenate = defprim("concatenate", lambda *xs, axis: np.concatenate(xs, axis=a
 # -- indexing: a gather, whose transpose is a scatter-add ----------------------
 
 def _is_adv(k):
-    return isinstance(k, np.ndarray)
+    """An index array (numpy's, or a device array: CuPy's, whose duplicates must add up
+    in the scatter just the same)."""
+    return isinstance(k, np.ndarray) or (k.__class__ not in SCALARS and not isinstance(
+        k, (slice, np.generic, type(Ellipsis))) and k is not None and hasattr(k, "dtype"))
 
 
 def _layout(idx):
@@ -713,10 +716,43 @@ def _layout(idx):
     return separated, adv_nd
 
 
-def _gather_batched(t, idx, nb):
+class Slot:
+    """The place of an index array in the index of a ``gather``/``scatter`` row: its
+    ``k``-th array argument, with the shape and dtype the result's layout depends on.
+
+    >>> _fill((Slot(0, (2,), np.dtype(np.int64)), 1), (np.array([0, 3]),))
+    (array([0, 3]), 1)
+    """
+
+    __slots__ = ("k", "shape", "dtype")
+
+    def __init__(self, k, shape, dtype):
+        self.k, self.shape, self.dtype = k, tuple(shape), np.dtype(dtype)
+
+    ndim = property(lambda self: len(self.shape))
+
+    def __eq__(self, other):
+        return other.__class__ is Slot and (self.k, self.shape, self.dtype) == (
+            other.k, other.shape, other.dtype)
+
+    def __hash__(self):
+        return hash((self.k, self.shape, self.dtype.str))
+
+    def __repr__(self):
+        return f"<index {self.k}: {self.dtype}{list(self.shape)}>"
+
+
+def _fill(idx, arrays):
+    """``idx`` with each Slot replaced by its array."""
+    return tuple(arrays[k.k] if k.__class__ is Slot else k for k in idx)
+
+
+def _gather_batched(t, idx, nb, arrays=()):
+    """t[idx] under ``nb`` leading batch axes; ``arrays``: the index arrays of idx's Slots."""
     if nb == 0:
-        return getitem(t, idx)
-    r = getitem(t, (slice(None),) * nb + idx)
+        return gather(t, *arrays, idx=idx) if arrays else getitem(t, idx)
+    full = (slice(None),) * nb + idx
+    r = gather(t, *arrays, idx=full) if arrays else getitem(t, full)
     separated, adv_nd = _layout(idx)
     if separated:  # numpy put the advanced axes before the batch axes: move batch to front
         n = ndim_of(r)
@@ -725,15 +761,17 @@ def _gather_batched(t, idx, nb):
     return r
 
 
-def _scatter_batched(v, idx, shape, nb):
-    if nb == 0:
-        return scatter_add(v, idx=idx, shape=shape)
-    separated, adv_nd = _layout(idx)
-    if separated:
-        n = ndim_of(v)
-        v = transpose(v, tuple(range(nb, nb + adv_nd)) + tuple(range(nb))
-                      + tuple(range(nb + adv_nd, n)))
-    return scatter_add(v, idx=(slice(None),) * nb + idx, shape=shape)
+def _scatter_batched(v, idx, shape, nb, arrays=()):
+    """The transpose of ``_gather_batched``: v added into zeros of ``shape`` at idx."""
+    if nb:
+        separated, adv_nd = _layout(idx)
+        if separated:
+            n = ndim_of(v)
+            v = transpose(v, tuple(range(nb, nb + adv_nd)) + tuple(range(nb))
+                          + tuple(range(nb + adv_nd, n)))
+        idx = (slice(None),) * nb + idx
+    return scatter(v, *arrays, idx=idx, shape=shape) if arrays else \
+        scatter_add(v, idx=idx, shape=shape)
 
 
 def _scatter_impl(v, idx, shape):
@@ -760,6 +798,30 @@ scatter_add = defprim(
     batch=lambda args, dims, idx, shape: (_scatter_batched(
         bfront(args[0], dims[0]), idx, shape_of(args[0])[dims[0]:dims[0] + 1] + tuple(shape),
         1), 0))
+
+# getitem and scatter_add with the index arrays as arguments (Slots in ``idx`` say where):
+# dg.jit records an index array that is an argument of the jitted function this way, so a
+# replay takes the new indices (a training loop's labels) instead of guarding the old ones
+gather = defprim(
+    "gather", lambda x, *arrays, idx: x[_fill(idx, arrays)],
+    jvp=(lambda t, ans, x, *arrays, idx: _gather_batched(
+        t, idx, ndim_of(t) - ndim_of(x), arrays),),
+    vjp=(lambda g, ans, x, *arrays, idx: _scatter_batched(
+        g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans), arrays),),
+    batch=lambda args, dims, idx: NotImplemented if any(d is not None for d in dims[1:])
+    else (_gather_batched(bfront(args[0], dims[0]), idx, 1, args[1:]), 0))
+
+scatter = defprim(
+    "scatter", lambda v, *arrays, idx, shape: _scatter_impl(v, _fill(idx, arrays), shape),
+    jvp=(lambda t, ans, v, *arrays, idx, shape: _scatter_batched(
+        t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v), arrays),),
+    vjp=(lambda g, ans, v, *arrays, idx, shape: _gather_batched(
+        g, idx, ndim_of(g) - ndim_of(ans), arrays),),
+    batch=lambda args, dims, idx, shape: NotImplemented if any(
+        d is not None for d in dims[1:]) else (_scatter_batched(
+            bfront(args[0], dims[0]), idx, shape_of(args[0])[dims[0]:dims[0] + 1]
+            + tuple(shape), 1, args[1:]), 0))
+
 
 def _astype_form(x, dtype):
     d = np.dtype(dtype)

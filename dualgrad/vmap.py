@@ -81,7 +81,9 @@ class BatchTrace(Trace):
         if rule is not None:
             if len(vals) > 1 and dims[-1] is None and isinstance(vals[-1], _PARAMS):
                 vals, dims, kw = _keywords(prim, vals, dims, kw)
-            ans, d = rule(vals, dims, **kw) if kw else rule(vals, dims)
+            res = rule(vals, dims, **kw) if kw else rule(vals, dims)
+            # NotImplemented: the rule does not cover these batch axes (a batched index)
+            ans, d = _loop(prim, vals, dims, kw, self) if res is NotImplemented else res
         elif _elementwise(prim):
             if not _lined_up(vals, dims):
                 vals = P.align_batched(vals, dims)

@@ -127,6 +127,13 @@ CASES = [
     Case("getitem", lambda x: P.getitem(x, idx=(MASK,)),
          RNG.standard_normal((3, 4))),
     Case("getitem", lambda x: P.getitem(x, idx=_idx_sep()), RNG.standard_normal((3, 2, 4))),
+    Case("gather", lambda x: P.gather(x, np.array([0, 2, 2, 1]), idx=(
+        P.Slot(0, (4,), np.int64), slice(1, None))), RNG.standard_normal((3, 4))),
+    Case("gather", lambda x: P.gather(x, np.array([[1], [0]]), np.array([2, 0, 2]), idx=(
+        P.Slot(0, (2, 1), np.int64), slice(None), P.Slot(1, (3,), np.int64))),
+        RNG.standard_normal((3, 2, 4))),
+    Case("scatter", lambda v: P.scatter(v, np.array([0, 3, 0, 1, 3]), idx=(
+        P.Slot(0, (5,), np.int64),), shape=(4, 2)), RNG.standard_normal((5, 2))),
     Case("scatter_add", lambda v: P.scatter_add(v, idx=(np.array([0, 3, 0, 1, 3]),),
                                                 shape=(4, 3)), RNG.standard_normal((5, 3))),
     Case("astype", lambda x: P.astype(x, dtype=np.float64), RNG.standard_normal((3,))),

@@ -243,3 +243,21 @@ def test_jit_never_hands_out_its_own_device_constants():
     assert all(isinstance(g, StrictArray) for g in first)
     assert first[1] is not first[2]
     np.testing.assert_array_equal(first[2].get(), [2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("pattern", ["x[i]", "x[i, 1:]", "x[:, j]", "x[i, j]", "x[i, None, j]"])
+def test_index_arrays_on_the_device(pattern):
+    """Integer index arrays living on the device, with repeated entries: the scatter in
+    the gradient adds the repeats up (as on the host), eagerly and under dg.jit."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((5, 4))
+    i, j = np.array([0, 2, 2, 4, 2]), np.array([1, 1, 3, 0, 1])
+
+    def f(x, i, j):
+        return np.sum(eval(pattern) ** 2)  # noqa: S307 - the test's own patterns
+    want = dg.grad(f)(x, i, j)
+    dev = [StrictArray(a) for a in (x, i, j)]
+    _same(dg.grad(f)(*dev), want)
+    jf = dg.jit(dg.grad(f))
+    for _ in range(3):
+        _same(jf(*dev), want)
