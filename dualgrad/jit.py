@@ -17,9 +17,11 @@ side effect in ``f`` (a print, appending to a list) happens only while recording
 
 **Guards.** What Python reads from a traced value is recorded with it: ``bool()`` of a
 comparison (``if x > 0``, ``while err > tol``) records a ``bool`` guard; ``int()``,
-``float()``, ``.item()`` and ``range(n)`` an ``exact`` guard, and so does any raw value a
-derivative rule reads (``unbox`` hands rules a ``Concrete`` value that notes the read: the
-0/1 masks of ``maximum``, ``abs``, ``where`` depend on the values).  Replay checks every
+``float()``, ``.item()`` and ``range(n)`` an ``exact`` guard, and so does any raw value
+Python reads in a derivative rule (``unbox`` hands rules a ``Concrete`` value that notes
+the read).  What a rule computes from raw values with numpy (``np.sign(x)`` for ``abs``,
+``x == max`` for ``max``'s ties) is recorded as graph nodes instead (``raw_call``), and so
+is an integer index array argument (the ``gather`` row): replays compute them anew.  Replay checks every
 guard and on a mismatch records again for the new pattern, caching both.  After
 ``retrace_limit`` (8) such retraces the function warns once and runs eagerly from then on:
 a jitted function never returns a result computed on the wrong branch.
