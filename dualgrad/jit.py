@@ -21,8 +21,9 @@ comparison (``if x > 0``, ``while err > tol``) records a ``bool`` guard; ``int()
 Python reads in a derivative rule (``unbox`` hands rules a ``Concrete`` value that notes
 the read).  What a rule computes from raw values with numpy (``np.sign(x)`` for ``abs``,
 ``x == max`` for ``max``'s ties) is recorded as graph nodes instead (``raw_call``), and so
-is an integer index array argument (the ``gather`` row): replays compute them anew.  Replay checks every
-guard and on a mismatch records again for the new pattern, caching both.  After
+is an integer index array argument (the ``gather`` row): replays compute them anew.
+Replay checks every guard and on a mismatch records again for the new pattern, caching
+both.  After
 ``retrace_limit`` (8) such retraces the function warns once and runs eagerly from then on:
 a jitted function never returns a result computed on the wrong branch.
 
@@ -170,7 +171,7 @@ class GraphTrace(Trace):
         c.raw, c.trace, c.index = box.value, self, box.index
         return c
 
-    def raw_call(self, prim, args, kind="call"):
+    def raw_call(self, prim, args, kind="raw"):
         """``prim.impl(*args)`` on raw values of this graph (a derivative rule's mask,
         ``_raw(x) == 0``, ``np.sign(_raw(x))``) as a node of the graph: replays compute it
         from the new values, where reading the old ones would guard on them bit for bit
@@ -373,7 +374,7 @@ def _binop(op, swap=False):
     """Concrete's operator ``op``: recorded as a node (a comparison as the COMPARE row,
     which fused kernels compute), else computed from a read of the values."""
     prim = COMPARE.get(op) or Primitive(op.__name__.strip("_"), op)
-    kind = "op" if op in COMPARE else "call"
+    kind = "op" if op in COMPARE else "raw"
 
     def method(self, other):
         args = (other, self) if swap else (self, other)

@@ -3,9 +3,10 @@
 A ``Graph`` is a list of ``Op``s in execution order.  Op ``i`` defines value ``i``; its
 arguments are value numbers (``int``) or ``Const``s.  Kinds: ``"input"`` (a flattened
 argument leaf), ``"op"`` (a primitive), ``"call"`` (an opaque function recorded as one
-node, e.g. a ``custom_vjp``: replayed by calling it, so outer transforms see its rule) and
-``"guard"`` (a check on a value that Python control flow read while recording: ``bool``
-for a branch, ``exact`` for a value read by ``int()``, ``float()`` or a rule's mask).
+node, e.g. a ``custom_vjp``: replayed by calling it, so outer transforms see its rule),
+``"raw"`` (numpy applied to raw values, a derivative rule's mask: no derivative flows
+through it) and ``"guard"`` (a check on a value that Python control flow read while
+recording: ``bool`` for a branch, ``exact`` for a value read by ``int()``, ``float()``).
 
 ``compile_graph`` turns a graph into one straight-line Python function, generated once::
 
@@ -76,10 +77,11 @@ class Graph:
         self.ops, self.inputs, self.outputs, self.odef = ops, inputs, outputs, odef
 
     def __len__(self):
-        return sum(1 for op in self.ops if op.kind in ("op", "call"))
+        return sum(1 for op in self.ops if op.kind in ("op", "call", "raw"))
 
     def count(self, name):
-        return sum(1 for op in self.ops if op.kind in ("op", "call") and op.prim.name == name)
+        return sum(1 for op in self.ops
+                   if op.kind in ("op", "call", "raw") and op.prim.name == name)
 
     @property
     def guards(self):
@@ -377,6 +379,8 @@ def run_traced(graph, leaves):
             continue
         if op.kind == "call":
             vals[i] = op.prim.impl(*args)
+        elif op.kind == "raw":  # on raw values, as the rule computed it (an outer jit's
+            vals[i] = op.prim.impl(*[unbox(a) for a in args])  # Concrete records it again)
         else:
             vals[i] = op.prim(*args, **op.kw) if op.kw else op.prim(*args)
     return [get(a) for a in graph.outputs]

@@ -133,6 +133,17 @@ def test_retrace_limit_warns_and_falls_back_to_eager():
     assert jf.eager
 
 
+def test_raw_nodes_carry_no_derivative_under_an_outer_transform(numpy_backend):
+    """grad of a jitted gradient replays the graph under the outer transform: a rule's raw
+    nodes (abs's sign, max's ties) stay constants there, as in the eager rule."""
+    x = np.array([-1.5, 0.5, 2.0, 2.0])
+    for f in (lambda x: np.sum(np.abs(x) * x), lambda x: np.max(x) * np.sum(x ** 2)):
+        inner = dg.jit(dg.grad(f))
+        inner(x)  # recorded: the outer grad below replays its graph
+        outer = dg.jacfwd(inner)(x)
+        np.testing.assert_allclose(outer, dg.hessian(f)(x), rtol=1e-13)
+
+
 def test_index_arrays_passed_in_are_graph_values(numpy_backend):
     """An integer index array that is an argument (a batch's labels) is a value of the
     graph: new labels replay the same graph, with their own gather and scatter."""
