@@ -405,7 +405,7 @@ def _jit_index(k):
     if read is None or c.__class__ is np.ndarray:
         return None
     v = read()
-    return v if np.asarray(v).dtype.kind in "biu" else None
+    return v if np.result_type(v).kind in "biu" else None
 
 
 def _index(idx):
@@ -1161,7 +1161,8 @@ def _rebind(box, new, what):
 def _setitem(self, key, value):
     check_live(self, "setitem")
     raw = unbox(self)
-    if raw.__class__ is not np.ndarray:
+    raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
+    if raw.__class__ is not np.ndarray and P.device_like(raw) is None:
         raise TypeError(f"dualgrad: {type(raw).__name__!r} object does not support item "
                         "assignment (a traced number is immutable, as in numpy)")
     if isinstance(value, (list, tuple)) or (value.__class__ is np.ndarray

@@ -1250,20 +1250,30 @@ def _index_set_impl(x, v, idx):
     return out
 
 
+def _index_like(idx):
+    """The device an index's arrays live on (``like=`` for arrays built to match it)."""
+    for k in idx:
+        if _is_adv(k) and (d := device_like(k)) is not None:
+            return d
+    return None
+
+
 def _target_shape(x, idx):
-    return np.empty(shape_of(x), bool)[idx].shape
+    return np.empty(shape_of(x), bool, like=_index_like(idx))[idx].shape
 
 
 def _winners(x, idx):
-    """Boolean mask over x[idx]: False for an entry a later one overwrites; None if none."""
+    """Boolean mask over x[idx]: False for an entry a later one overwrites; None if none
+    (where the index lives on a device, the mask is always made: no value is read back)."""
     if not any(_is_adv(k) and k.dtype != bool for k in idx):
         return None
+    like = _index_like(idx)
     tshape = _target_shape(x, idx)
-    ids = np.arange(int(np.prod(tshape, dtype=np.int64))).reshape(tshape)
-    label = np.full(shape_of(x), -1, np.intp)
+    ids = np.arange(int(np.prod(tshape, dtype=np.int64)), like=like).reshape(tshape)
+    label = np.full(shape_of(x), -1, np.intp, like=like)
     label[idx] = ids
     win = label[idx] == ids
-    return None if win.all() else win
+    return win if like is not None or not win.all() else None
 
 
 def _onto_target(t, v, bshape, tshape):

@@ -144,6 +144,24 @@ def test_raw_nodes_carry_no_derivative_under_an_outer_transform(numpy_backend):
         np.testing.assert_allclose(outer, dg.hessian(f)(x), rtol=1e-13)
 
 
+def test_functional_index_updates_record(numpy_backend):
+    """``y[i] = v`` on a traced array inside a jitted function (dg.jit used to refuse it,
+    mistaking the recorded array for a number)."""
+    def f(x, v, i):
+        y = x * 1.0
+        y[i] = v * 2.0
+        y[1:3] += v[:2]
+        return np.sum(y ** 2)
+    g = dg.grad(f, argnums=(0, 1))
+    x, v, i = np.arange(5.0), np.array([1.0, 2.0, 3.0]), np.array([0, 2, 2])
+    jg = dg.jit(g)
+    for _ in range(3):
+        for got, want in zip(jg(x, v, i), g(x, v, i)):
+            same(got, want)
+    with pytest.raises(TypeError, match="does not support item assignment"):
+        dg.jit(dg.grad(lambda s: s.__setitem__(0, 1.0)))(2.0)
+
+
 def test_index_arrays_passed_in_are_graph_values(numpy_backend):
     """An integer index array that is an argument (a batch's labels) is a value of the
     graph: new labels replay the same graph, with their own gather and scatter."""
