@@ -606,11 +606,14 @@ def run(dev, opts):
 # Report
 
 def fmt_time(s):
+    """Three significant digits in µs, ms or s, the unit chosen after rounding (999.6 µs
+    is 1 ms, never "1e+03 µs")."""
     if s is None:
         return DASH
-    if s < 1e-3:
-        return f"{s * 1e6:.3g} µs"
-    return f"{s * 1e3:.3g} ms" if s < 1 else f"{s:.3g} s"
+    for scale, unit in ((1e6, "µs"), (1e3, "ms")):
+        if float(f"{s * scale:.3g}") < 1000:
+            return f"{s * scale:.3g} {unit}"
+    return f"{s:.3g} s"
 
 
 def cell(r):

@@ -229,3 +229,9 @@ def test_peers_without_the_gpu_are_reported_unavailable():
     assert tr.status == "unavailable" and "sees no CUDA device" in tr.reason
     assert jx.status == "unavailable" and "has no gpu backend" in jx.reason
     assert gpu.verdict(case, gpu.WORKLOADS["elementwise"]).startswith("✗ not met: dualgrad.jit")
+
+
+def test_times_are_written_without_exponents():
+    for s, text in ((9.996e-4, "1 ms"), (5e-7, "0.5 µs"), (0.9996, "1 s"), (12.3456, "12.3 s"),
+                    (1.5e-3, "1.5 ms")):
+        assert gpu.fmt_time(s) == text
