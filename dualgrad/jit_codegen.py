@@ -54,11 +54,13 @@ import warnings
 
 import numpy as np
 
+from .backend import is_foreign_array
 from .jit_graph import Graph, Op
 from .jit_regions import (
     FLOATS,
     REDUCTIONS,
     info,
+    is_array,
     is_array_const,
     partition,
     recompute,
@@ -356,13 +358,19 @@ class Kernel:
 
 
 def _cast(ans):
-    """The function that gives a kernel's output the class eager numpy gave it."""
+    """The function that gives a kernel's output the class eager computation gave it
+    (nothing for a device array: the CUDA launcher returns CuPy's own classes)."""
     c = ans.__class__
     if c is np.ndarray:
         return None if ans.ndim else (lambda v, dt=ans.dtype: np.asarray(v, dt))
-    if c in (float, bool, int):
+    if c in (float, bool, int) or is_array(ans):
         return None
     return c  # np.float64, np.float32, np.bool_...
+
+
+def _host(v):
+    """A host copy of a device value (explicit: ``.get()``), to check a kernel once."""
+    return v.get() if is_array(v) and v.__class__ is not np.ndarray else v
 
 
 def _inputs(graph, region):
@@ -383,7 +391,7 @@ def _replay_region(graph, region, vals):
 
 def _agrees(got, want):
     for g, w in zip(got, want):
-        g, w = np.asarray(g), np.asarray(w)
+        g, w = np.asarray(_host(g)), np.asarray(_host(w))
         if g.shape != w.shape or g.dtype != w.dtype:
             return False
         if w.dtype.kind == "b":
@@ -437,14 +445,19 @@ def _threads_may_pay(region):
     return n > 1 and int(np.prod(region.shape)) >= 4096 * n
 
 
+def unused(region, timed):
+    """The Kernel of a region nothing reads (its values are recomputed elsewhere)."""
+    k = Kernel(region, None, "", [])
+    k.seconds = (0.0, 0.0) if timed else None
+    return k
+
+
 def build(graph, region, timed):
     """The region's ``Kernel``, compiled and checked against the recorded values (and, when
     ``timed``, with ``seconds`` = (kernel, replay), the kernel threaded where that was
     faster); None where it cannot be used."""
-    if not region.outputs:  # nothing of it is needed (its values are recomputed elsewhere)
-        k = Kernel(region, None, "", [])
-        k.seconds = (0.0, 0.0) if timed else None
-        return k
+    if not region.outputs:
+        return unused(region, timed)
     src = kernel_source(graph, region)
     vals = _inputs(graph, region)
     made = _compile(graph, region, src, vals)
@@ -480,9 +493,9 @@ def target(graph):
     where = "cpu"
     for op in graph.ops:
         if op.kind == "input" and op.ans.__class__ is not np.ndarray:
-            if hasattr(op.ans.__class__, "__cuda_array_interface__"):
+            if is_array(op.ans):  # numpy's or a GPU array: here, the GPU's
                 return "cuda"
-            if hasattr(op.ans, "shape"):
+            if is_foreign_array(op.ans):
                 where = None
     return where
 

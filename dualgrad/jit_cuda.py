@@ -39,15 +39,15 @@ import numpy as np
 
 from .jit_codegen import (
     Kernel,
-    _agrees,
     _best,
+    _compile,
     _dtype_of,
     _index,
     _live,
     _replay_region,
-    load,
     operands,
     pad_load,
+    unused,
 )
 from .jit_regions import REDUCTIONS, is_array, value_of
 
@@ -205,11 +205,6 @@ def kernel_source(graph, region):
     return "\n".join(head + lines) + "\n\n\n" + "\n".join(launcher) + "\n"
 
 
-def _host(v):
-    """A host copy of a kernel's or the recording's value (explicit: ``.get()``)."""
-    return v.get() if hasattr(v, "get") and not isinstance(v, np.ndarray) else v
-
-
 def synchronize():
     """Wait for the device (CuPy's current one); nothing under the simulator."""
     from .backend.cuda import array_module  # optional: only the CUDA target needs it
@@ -228,43 +223,20 @@ def _synced(fn):
 
 def build(graph, region, timed):
     """The region's ``Kernel`` on the GPU, compiled, checked against the recorded values
-    and (``timed``) timed against replaying its nodes; None where it cannot be used."""
-    import warnings
+    (jit_codegen's ``_compile``, on host copies) and (``timed``) timed against replaying
+    its nodes; None where it cannot be used."""
     if not region.outputs:
-        k = Kernel(region, None, "", [])
-        k.seconds = (0.0, 0.0) if timed else None
-        return k
+        return unused(region, timed)
     src = kernel_source(graph, region)
     if src is None:
         return None
     vals = [value_of(graph.ops, region.source(a)) for a in region.inputs]
-    try:
-        fn = load(src)
-        got = fn(*vals)
-    except Exception as e:  # noqa: BLE001 - numba-cuda's typing errors have many classes
-        warnings.warn(f"dg.jit: a fused CUDA kernel did not compile ({type(e).__name__}: "
-                      f"{str(e)[:200]}); its {region.size} nodes are replayed instead",
-                      RuntimeWarning, stacklevel=5)
+    made = _compile(graph, region, src, vals)
+    if made is None:
         return None
-    want = [graph.ops[i].ans for i in region.outputs]
-    casts = [_cast(w) for w in want]
-    got = [v if c is None else c(v) for v, c in zip(got, casts)]
-    if not _agrees([np.asarray(_host(g)) for g in got], [np.asarray(_host(w)) for w in want]):
-        warnings.warn("dg.jit: a fused CUDA kernel disagreed with the recorded values; its "
-                      f"{region.size} nodes are replayed instead", RuntimeWarning, stacklevel=5)
-        return None
-    k = Kernel(region, fn, src, casts)
+    k = Kernel(region, made[0], src, made[1])
     if timed:
         plain = [value_of(graph.ops, a) for a in region.inputs]
-        k.seconds = (_best(_synced(fn), vals),
+        k.seconds = (_best(_synced(k.fn), vals),
                      _best(_synced(lambda *v: _replay_region(graph, region, v)), plain))
     return k
-
-
-def _cast(ans):
-    """What gives a kernel's output the class eager computation gave it: numpy's scalar
-    classes for host scalars (the simulator), nothing for arrays of any kind."""
-    c = ans.__class__
-    if c is np.ndarray:
-        return None if ans.ndim else (lambda v, dt=ans.dtype: np.asarray(v, dt))
-    return None if is_array(ans) else c  # np.float64, float, np.bool_...

@@ -697,10 +697,9 @@ concatenate = defprim("concatenate", lambda *xs, axis: np.concatenate(xs, axis=a
 # -- indexing: a gather, whose transpose is a scatter-add ----------------------
 
 def _is_adv(k):
-    """An index array (numpy's, or a device array: CuPy's, whose duplicates must add up
-    in the scatter just the same)."""
-    return isinstance(k, np.ndarray) or (k.__class__ not in SCALARS and not isinstance(
-        k, (slice, np.generic, type(Ellipsis))) and k is not None and hasattr(k, "dtype"))
+    """An index array: numpy's, a device array (CuPy's, whose duplicates must add up in
+    the scatter just the same) or a ``Slot`` standing for one."""
+    return isinstance(k, np.ndarray) or k.__class__ is Slot or backend.is_foreign_array(k)
 
 
 def _layout(idx):
