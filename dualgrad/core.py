@@ -20,13 +20,19 @@ not the 2 an engine that mixes the two perturbations would give.
 """
 
 import itertools
+import threading
 
 import numpy as np
 
 from . import buffers as _buffers
 
-_next_level = itertools.count(1)
-_active = [0]  # how many traces are recording now; 0 means every value in flight is raw
+_next_level = itertools.count(1)  # next() of a count is atomic: no two traces share a level
+# How many traces are recording now, in all threads; 0 means every value in flight is raw.
+# One count for the process, not one per thread: a Tape may be shared by threads, and a box
+# made in one thread may be used in another.  ``+= 1`` is not atomic, so it changes under
+# a lock (traces start and stop rarely; the hot path only reads it).
+_active = [0]
+_active_lock = threading.Lock()
 
 
 def tracing():
@@ -43,13 +49,15 @@ class Trace:
     def __init__(self, level=None):
         self.level = next(_next_level) if level is None else level
         self.active = True
-        _active[0] += 1
+        with _active_lock:
+            _active[0] += 1
 
     def finish(self):
         """Stop recording: boxes of this trace used later are leaked tracers."""
-        if self.active:
-            self.active = False
-            _active[0] -= 1
+        with _active_lock:
+            if self.active:
+                self.active = False
+                _active[0] -= 1
 
     def process(self, prim, args, kw):  # pragma: no cover - abstract
         raise NotImplementedError

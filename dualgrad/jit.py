@@ -36,9 +36,11 @@ from the graph.  Where the graph cannot be used (no graph yet for that signature
 fails, a value of an outer trace was captured) it runs ``f`` itself.
 """
 
+import collections
 import functools
 import gc
 import operator
+import threading
 import warnings
 
 import numpy as np
@@ -46,12 +48,13 @@ import numpy as np
 from .backend import is_foreign_array
 from .core import Box, Primitive, Trace, unbox
 from .jit_codegen import MODES, FusionError, compile_regions, fuse, mode_default, target
-from .jit_graph import MISS, Const, Graph, Op, compile_graph, run_traced, same
+from .jit_graph import MISS, Const, Graph, Op, compile_graph, evaluate, run_traced, same
 from .jit_passes import PIPELINE, optimise
 from .tree import tree_flatten, tree_unflatten
 
 RETRACE_LIMIT = 8
 MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly
+MAX_SIGNATURES = 64  # signatures a jitted function keeps compiled (least recently used go)
 _LEAF_DEF = tree_flatten(0.0)[1]
 
 
@@ -425,9 +428,9 @@ class Compiled:
     second call): a function called once with a signature never pays for them."""
 
     __slots__ = ("raw", "fast_math", "passes", "codegen", "_graph", "_summary", "replay",
-                 "kernels", "fused", "finish")
+                 "kernels", "fused", "finish", "kept", "lean", "_lock")
 
-    def __init__(self, raw, fast_math, passes, codegen):
+    def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True):
         self.raw, self.fast_math, self.passes, self.codegen = raw, fast_math, passes, codegen
         self._graph = None
         self.replay = self._first  # ``replay(*leaves)``: the flat outputs, or MISS
@@ -435,10 +438,38 @@ class Compiled:
         self.finish = _first_leaf if odef == _LEAF_DEF else (
             tuple if odef[0] is tuple and all(c == _LEAF_DEF for c in odef[2])
             else functools.partial(_unflatten, odef))
+        # Memory (a jitted function's cache): ``lean`` keeps after the build only what replay
+        # needs, the optimised graph's structure, constants, guards and kernels
+        # (``Graph.drop_values``); ``keep_values`` False drops the recorded values at once
+        # and computes them again from the first replay's own leaves, for the passes and
+        # the kernels' checks, so a signature called once holds no intermediate either.
+        self.kept, self.lean = keep_values, lean
+        self._lock = threading.Lock()
+        if not keep_values:
+            raw.drop_values()
 
     def _first(self, *leaves):
-        self._build()
-        return self.replay(*leaves)
+        with self._lock:  # threads meeting an unbuilt graph: one builds, the rest wait
+            if self.replay != self._first:
+                return self.replay(*leaves)
+            if self.kept:
+                self._build()
+                return self.replay(*leaves)
+            vals = evaluate(self.raw, leaves)  # what recording computed, from these leaves
+            if vals is MISS:
+                return MISS
+            outs = []
+            for a in self.raw.outputs:  # never an alias of a leaf or a Const
+                v = vals[a] if a.__class__ is int else a.value
+                if _is_array(v) and not isinstance(v, np.generic) and (
+                        a.__class__ is Const or self.raw.ops[a].kind == "input"):
+                    v = v.copy()
+                outs.append(v)
+            for op, v in zip(self.raw.ops, vals):
+                if op.kind != "guard":
+                    op.ans = v
+            self._build()
+            return outs
 
     def _build(self):
         self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
@@ -455,6 +486,10 @@ class Compiled:
                           stacklevel=3)
             self.kernels, self.fused = [], self._graph
         self.replay = compile_graph(self.fused, copies=_copies(self.raw, self._graph))
+        if self.lean:  # replay needs none of the values: they go now
+            self._graph.drop_values()
+            self.fused = None
+            self.raw = None
 
     @property
     def graph(self):
@@ -529,7 +564,8 @@ class Jitted:
     forgets them, ``lower(*args)`` shows the graph."""
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), fast_math=False,
-                 passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS):
+                 passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
+                 max_signatures=MAX_SIGNATURES):
         functools.update_wrapper(self, fun)
         self.codegen = mode_default() if codegen is None else codegen
         if self.codegen not in MODES:
@@ -543,16 +579,28 @@ class Jitted:
         self.passes = tuple(passes)
         self.retrace_limit = retrace_limit
         self.max_ops = max_ops
+        if max_signatures is not None and (
+                isinstance(max_signatures, bool) or not isinstance(max_signatures, int)
+                or max_signatures < 1):
+            raise ValueError("dg.jit: max_signatures must be a positive int or None (no "
+                             f"bound), got {max_signatures!r}")
+        self.max_signatures = max_signatures
         self.trace_count = 0
         self.retraces = 0
         self.eager = False
-        self._cache = {}
+        # signature -> its Compiled graphs (one per guard pattern), least recently used first
+        self._cache = collections.OrderedDict()
         self._plain = not self.static_argnums and not self.static_argnames
+        # Threads: replays run concurrently; a signature being recorded is recorded once,
+        # the other threads that need it wait for it (``_recording``: key -> Event).
+        self._lock = threading.Lock()
+        self._recording = {}
 
     def clear_cache(self):
-        self._cache.clear()
-        self.retraces = 0
-        self.eager = False
+        with self._lock:
+            self._cache.clear()
+            self.retraces = 0
+            self.eager = False
 
     @property
     def cache_size(self):
@@ -604,11 +652,16 @@ class Jitted:
                 else:
                     break
             else:
-                entries = self._cache.get(tuple(key))
+                key = tuple(key)
+                entries = self._cache.get(key)
                 if entries:
                     for comp in entries:
                         out = comp.replay(*args)
                         if out is not MISS:
+                            try:  # used now: the least recently used go first
+                                self._cache.move_to_end(key)
+                            except KeyError:  # another thread dropped it meanwhile
+                                pass
                             return comp.finish(out)
         key, leaves, traced, rebuild = self._split(args, kwargs)
         boxed = any(isinstance(x, Box) for x in leaves)
@@ -622,30 +675,67 @@ class Jitted:
                         return tree_unflatten(c.graph.odef, out)
             return self.fun(*args, **kwargs)
         flat = [x for x, t in zip(leaves, traced) if t]
-        if entries:
-            for c in entries:
-                out = c.replay(*flat)
-                if out is not MISS:
-                    return c.finish(out)
-            self.retraces += 1
-            if self.retraces > self.retrace_limit:
-                return self._give_up(f"recorded {self.retraces} times because its guards "
-                                     "(Python control flow on traced values) keep failing",
-                                     args, kwargs)
+        tried = ()
+        while True:
+            entries = self._cache.get(key)
+            if entries:
+                for c in entries:
+                    if c not in tried:
+                        out = c.replay(*flat)
+                        if out is not MISS:
+                            self._touch(key)
+                            return c.finish(out)
+                tried = list(entries)
+            with self._lock:  # record it, unless another thread is recording it now
+                me = threading.get_ident()
+                flight = self._recording.get(key)
+                if flight is None or flight[0] == me:  # free, or our own recursion
+                    if self._cache.get(key) is not entries:  # one came in: replay it
+                        continue
+                    if flight is None:
+                        flight = self._recording[key] = (me, threading.Event())
+                    else:
+                        flight = None
+                    break
+            flight[1].wait()  # it was being recorded: try what it recorded
         try:
-            compiled, out = self._record(leaves, traced, rebuild)
-        except Foreign:
-            return self.fun(*args, **kwargs)
-        except TooLong:
-            return self._give_up(f"the recording passed {self.max_ops} operations (a Python "
-                                 "loop unrolled without end?; raise max_ops= to record more)",
-                                 args, kwargs)
-        self._cache.setdefault(key, []).append(compiled)
+            if entries:
+                self.retraces += 1
+                if self.retraces > self.retrace_limit:
+                    return self._give_up(f"recorded {self.retraces} times because its guards "
+                                         "(Python control flow on traced values) keep "
+                                         "failing", args, kwargs)
+            try:
+                compiled, out = self._record(leaves, traced, rebuild)
+            except Foreign:
+                return self.fun(*args, **kwargs)
+            except TooLong:
+                return self._give_up(f"the recording passed {self.max_ops} operations (a "
+                                     "Python loop unrolled without end?; raise max_ops= to "
+                                     "record more)", args, kwargs)
+            with self._lock:
+                self._cache.setdefault(key, []).append(compiled)
+                self._cache.move_to_end(key)
+                while self.max_signatures is not None \
+                        and len(self._cache) > self.max_signatures:
+                    self._cache.popitem(last=False)  # the least recently used signature
+        finally:
+            if flight is not None:
+                with self._lock:
+                    del self._recording[key]
+                flight[1].set()
         if self.fast_math:  # the rewrites may change bits: every call gives the graph's
             res = compiled.replay(*flat)
             if res is not MISS:
                 return compiled.finish(res)
         return out
+
+    def _touch(self, key):
+        """Mark ``key``'s signature used now (the cache drops the least recently used)."""
+        try:
+            self._cache.move_to_end(key)
+        except KeyError:  # another thread dropped it meanwhile
+            pass
 
     def _give_up(self, why, args, kwargs):
         """Warn once and run eagerly from now on."""
@@ -678,7 +768,7 @@ class Jitted:
                     refs.append(Const(o))
             trace.finish()
             compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
-                                self.codegen)
+                                self.codegen, lean=True, keep_values=self.fast_math)
             values = [o.value if o.__class__ is Var else
                       (o.raw if o.__class__ is Concrete else o) for o in outs]
         finally:

@@ -63,6 +63,25 @@ class Op:
         return f"<Op {self.kind} {self.name} {self.args}>"
 
 
+def shell(v):
+    """``v`` without its numbers: an array of its class, shape and dtype that repeats one
+    element (a read-only, zero-stride view of a one-element copy), or ``v`` itself when it
+    is not an array or holds at most one element.
+
+    A compiled graph keeps what replay needs and no recorded intermediate: its ops' values
+    become shells, which the analyses (regions, printing) read shapes and dtypes from.
+
+    >>> s = shell(np.arange(6.0).reshape(2, 3))
+    >>> s.shape, s.dtype, s.strides
+    ((2, 3), dtype('float64'), (0, 0))
+    """
+    c = v.__class__
+    if (c is not np.ndarray and not hasattr(c, "__cuda_array_interface__")) or v.size <= 1 \
+            or not any(v.strides):
+        return v
+    return np.broadcast_to(v.reshape(-1)[:1].copy().reshape(()), v.shape)
+
+
 class Graph:
     """Ops in execution order, the input values, the outputs (value numbers or Consts)
     and the output pytree structure.
@@ -86,6 +105,15 @@ class Graph:
     @property
     def guards(self):
         return sum(1 for op in self.ops if op.kind == "guard")
+
+    def drop_values(self):
+        """Replace every recorded value but the guards' by its ``shell``: what replay
+        needs (the ops, their constants, the guards' expected values) stays."""
+        for op in self.ops:
+            if op.kind == "guard":
+                continue
+            ans = op.ans
+            op.ans = tuple(shell(a) for a in ans) if ans.__class__ is tuple else shell(ans)
 
     def users(self):
         """Value number -> how many ops (and outputs) read it."""
@@ -355,6 +383,16 @@ def run_traced(graph, leaves):
     """Replay ``graph`` on traced leaves one primitive at a time, so the transforms tracing
     them record every primitive (``grad(jit(f))``: the derivative rules come from the
     graph's own primitives).  Returns the flat outputs, or ``MISS`` when a guard fails."""
+    vals = evaluate(graph, leaves)
+    if vals is MISS:
+        return MISS
+    return [vals[a] if a.__class__ is int else a.value for a in graph.outputs]
+
+
+def evaluate(graph, leaves):
+    """Every value of ``graph`` on these leaves (raw or traced), one primitive at a time:
+    a list indexed by value number (``None`` at guards), or ``MISS`` when a guard fails.
+    On raw leaves it computes what recording computed, call for call."""
     vals = [None] * len(graph.ops)
     it = iter(leaves)
 
@@ -383,4 +421,4 @@ def run_traced(graph, leaves):
             vals[i] = op.prim.impl(*[unbox(a) for a in args])  # Concrete records it again)
         else:
             vals[i] = op.prim(*args, **op.kw) if op.kw else op.prim(*args)
-    return [get(a) for a in graph.outputs]
+    return vals

@@ -15,6 +15,7 @@ topological sort is needed, and the sweep is a plain loop (no recursion).
     3.5
 """
 
+import threading
 import weakref
 
 import numpy as np
@@ -252,10 +253,13 @@ class Tape(Trace):
         print(tape)             # the evaluation trace as a table
     """
 
-    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints")
+    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "_lock")
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
+        # Threads may record on one tape: a new entry's row number and its append are one
+        # step under this lock (each thread's values are computed outside it).
+        self._lock = threading.Lock()
         self.entries = []
         self.adjoints = None
         self.names = {}
@@ -273,8 +277,10 @@ class Tape(Trace):
         """Append an input entry for ``value`` (checked: a float or complex value, named
         ``what`` in the error); returns the traced value to compute with."""
         check_differentiable(value, what)
-        node = Node(value, self, len(self.entries))
-        self.entries.append(Entry(None, (), None, (), value))
+        e = Entry(None, (), None, (), value)
+        with self._lock:
+            node = Node(value, self, len(self.entries))
+            self.entries.append(e)
         if name is not None:
             self.names[node.index] = name
         return node
@@ -287,8 +293,10 @@ class Tape(Trace):
 
     def record(self, prim, vals, kw, parents, ans):
         """Append one entry to the Wengert list; returns the traced result."""
-        index = len(self.entries)
-        self.entries.append(Entry(prim, vals, kw, parents, ans))
+        e = Entry(prim, vals, kw, parents, ans)
+        with self._lock:
+            index = len(self.entries)
+            self.entries.append(e)
         return Node(ans, self, index)
 
     def process(self, prim, args, kw):
@@ -316,7 +324,6 @@ class Tape(Trace):
         node = _new(Node)
         node.value = ans
         node._trace = self
-        node.index = len(self.entries)
         e = _new(Entry)  # the hot path: Entry(...) without the cost of a Python __init__
         e.prim = prim
         e.args = vals
@@ -324,7 +331,9 @@ class Tape(Trace):
         e.parents = parents
         e.ans = ans
         e.local = local
-        self.entries.append(e)
+        with self._lock:
+            node.index = len(self.entries)
+            self.entries.append(e)
         return node
 
     # -- forward and reverse over the list ---------------------------------------
@@ -432,7 +441,8 @@ class Tape(Trace):
             leaf = ref()
             if leaf is not None and leaf.index < len(cts) and cts[leaf.index] is not None:
                 c = cts[leaf.index]
-                leaf.grad = c if leaf.grad is None else leaf.grad + c
+                with self._lock:  # two threads' backward() add both of their parts
+                    leaf.grad = c if leaf.grad is None else leaf.grad + c
 
     def __len__(self):
         return len(self.entries)

@@ -26,6 +26,7 @@ one is an error (one answer per example: use ``np.where``).
 import functools
 import inspect
 import operator
+import threading
 import warnings
 
 import numpy as np
@@ -263,19 +264,29 @@ class BatchBox(Box):
                           for a in args], **kwargs)
         if func in NONDIFF_FUNCS:
             return _nondiff_loop(func, args, kwargs)
-        if func in _RUNNING and _raw_only((args, kwargs)):
+        running = _running()
+        if func in running and _raw_only((args, kwargs)):
             # np.linalg.svd(unbox(a)) inside dualgrad's own svd: raw numbers per example
             return _nondiff_loop(func, args, kwargs)
-        _RUNNING[func] = _RUNNING.get(func, 0) + 1
+        running[func] = running.get(func, 0) + 1
         try:
             return _array_function(self, func, types, args, kwargs)
         finally:
-            _RUNNING[func] -= 1
-            if not _RUNNING[func]:
-                del _RUNNING[func]
+            running[func] -= 1
+            if not running[func]:
+                del running[func]
 
 
-_RUNNING = {}  # numpy functions being computed on batched values now (re-entry: raw)
+_THREAD = threading.local()
+
+
+def _running():
+    """The numpy functions this thread is computing on batched values now (a re-entry
+    from inside one of them is dualgrad's own raw computation); per thread."""
+    r = getattr(_THREAD, "running", None)
+    if r is None:
+        r = _THREAD.running = {}
+    return r
 
 
 def _raw_only(tree):
