@@ -10,20 +10,32 @@ temporaries per gradient, so a large gradient can spend most of its time in the 
 Two mechanisms here, both used only for raw real floating-point arrays of at least
 ``LARGE`` bytes and only by dualgrad's own code:
 
-- ``cache``: a size-keyed cache of buffers (shape, dtype) that dualgrad hands out and
-  keeps a reference to.  A buffer is free again exactly when nobody else refers to it
-  (``sys.getrefcount``), whoever it was handed to: a tape's intermediate, a cotangent, a
+- ``cache``: free lists of raw buffers keyed by (shape, dtype).  ``cache.take`` pops one
+  (O(1); a fresh one when the list is empty) and hands out an array over it whose numpy
+  ``base`` is a small owner object; when the last array or view over the memory dies, the
+  owner dies and puts the raw buffer back on its free list.  So the cache holds only
+  buffers nobody can observe: while the array, a view of it or a weak reference to it is
+  alive, its memory is not reused (a weak reference to a dead array is dead before the
+  memory goes back), whoever it was handed to: a tape's intermediate, a cotangent, a
   gradient returned to the user.  Steady-state gradient calls then take the same buffers
-  again and ask the kernel for nothing.  ``cache.limit`` bounds what it keeps (bytes;
-  ``DUALGRAD_BUFFER_CACHE_MB``, default 1024); ``cache.clear()`` lets everything go.
-  Buffers are allocated with numpy's huge-page advice switched off for that one
-  allocation (``numpy._core.multiarray._set_madvise_hugepage``; numpy's setting is restored
-  at once, so numpy's behaviour elsewhere is unchanged); ``DUALGRAD_HUGEPAGES=1`` keeps
-  numpy's advice for them too.
-- ``free(a, n)``: whether an array may be overwritten in place: it owns its memory, is
-  writeable, and exactly ``n`` references to it exist besides the caller's argument (and
-  the cache's).  A user's array, a primal value the tape still holds, a view's base, a
-  cotangent shared by two entries: each has a reference more, so none is ever written.
+  again and ask the kernel for nothing.  ``cache.limit`` bounds the free buffers it keeps
+  (bytes; ``DUALGRAD_BUFFER_CACHE_MB``, default 1024; the least recently taken shapes go
+  first); buffers in use are not counted, they belong to their holders.
+  ``cache.clear()`` drops every free buffer.  Buffers are allocated with numpy's huge-page
+  advice switched off for that one allocation
+  (``numpy._core.multiarray._set_madvise_hugepage``; numpy's setting is restored at once,
+  so numpy's behaviour elsewhere is unchanged); ``DUALGRAD_HUGEPAGES=1`` keeps numpy's
+  advice for them too.
+- ``free(a, n)``: whether an array may be overwritten in place: it is writeable, owns its
+  memory or is a cached buffer whose owner only it holds, nobody holds a weak reference
+  to it, and exactly ``n`` references to it exist besides the caller's argument.  A
+  user's array, a primal value the tape still holds, a view or a view's base, a cotangent
+  shared by two entries: each has a reference more, so none is ever written.
+
+Threads: an owner can die in any thread (its ``__del__`` runs wherever the last
+reference goes), so a returned buffer is queued on a lock-free deque and filed under the
+cache's lock by whoever holds it next; ``take`` files the queue first.  A buffer returned
+while another thread holds the lock waits in the queue until the next take or return.
 
 ``DUALGRAD_BUFFERS=0`` switches both off (the engine then allocates as numpy does); they
 are off by themselves where reference counts do not say this (not CPython, or a
@@ -34,6 +46,9 @@ import math
 import operator
 import os
 import sys
+import threading
+from collections import deque
+from weakref import getweakrefcount
 
 import numpy as np
 
@@ -76,66 +91,97 @@ def _probe():
 _BASE = _probe() - 1
 
 
+class _Owner:
+    """The numpy base of a handed-out buffer: numpy reads the memory through
+    ``__array_interface__``, and the owner's death returns the raw buffer.
+
+    ``raw`` is ``(array, its __array_interface__)``: the array owns the memory and is
+    never handed out itself.  No ``__weakref__`` slot: nothing can watch an owner."""
+
+    __slots__ = ("__array_interface__", "raw", "key", "cache")
+
+    def __del__(self):
+        self.cache._give(self.key, self.raw)
+
+
 class BufferCache:
-    """Large buffers dualgrad allocated, keyed by (shape, dtype), reused once free."""
+    """Free raw buffers keyed by (shape, dtype); ``take`` hands one out, its death gives
+    it back."""
 
     def __init__(self, limit):
-        self.limit = limit   # bytes kept at most
-        self.bins = {}       # (shape, dtype) -> [arrays]; dict order: least recently used first
-        self.ids = set()     # id() of every array held in a bin
-        self.nbytes = 0
+        self.limit = limit   # bytes of free buffers kept at most
+        self.free = {}       # (shape, dtype) -> deque of raws, never empty; LRU keys first
+        self.nbytes = 0      # bytes on the free lists
         self.hits = 0
         self.misses = 0
+        self._lock = threading.Lock()
+        self._returned = deque()  # (key, raw) given back, not yet filed
 
     def take(self, shape, dtype):
-        """A buffer of this shape and dtype that nobody else refers to (contents arbitrary)."""
+        """An array of this shape and dtype nobody else can observe (contents arbitrary)."""
         key = (shape, dtype)
-        bin_ = self.bins.get(key)
-        if bin_ is not None:
-            for b in bin_:
-                if _nrefs(b) == 2:  # the bin and this loop: free
-                    self.hits += 1
-                    if len(self.bins) > 1:  # most recently used last
-                        del self.bins[key]
-                        self.bins[key] = bin_
-                    return b
-        self.misses += 1
-        b = fresh(shape, dtype)
-        size = b.nbytes
-        if self.nbytes + size > self.limit:
-            self._evict(self.nbytes + size - self.limit)
-        if self.nbytes + size <= self.limit:
-            if bin_ is None:
-                bin_ = self.bins[key] = []
-            bin_.append(b)
-            self.ids.add(id(b))
-            self.nbytes += size
-        return b
+        with self._lock:
+            if self._returned:
+                self._file()
+            q = self.free.get(key)
+            if q:
+                raw = q.pop()  # the most recently returned: likeliest in the CPU cache
+                self.nbytes -= raw[0].nbytes
+                self.hits += 1
+                del self.free[key]
+                if q:          # most recently used last
+                    self.free[key] = q
+            else:
+                raw = None
+                self.misses += 1
+        if raw is None:
+            a = fresh(shape, dtype)
+            raw = (a, a.__array_interface__)
+        owner = _Owner()
+        owner.__array_interface__ = raw[1]
+        owner.raw, owner.key, owner.cache = raw, key, self
+        return np.asarray(owner)
 
-    def _evict(self, need):
-        """Stop tracking buffers, least recently used first, until ``need`` bytes are gone.
+    def _give(self, key, raw):
+        """An owner died (in any thread, maybe inside ``take``): file its buffer."""
+        self._returned.append((key, raw))
+        if self._lock.acquire(False):  # never wait: this thread may hold it already
+            try:
+                self._file()
+            finally:
+                self._lock.release()
 
-        A buffer still in use simply stays with its holders."""
-        for key in list(self.bins):
-            bin_ = self.bins[key]
-            while bin_ and need > 0:
-                b = bin_.pop(0)
-                self.ids.discard(id(b))
-                self.nbytes -= b.nbytes
-                need -= b.nbytes
-            if not bin_:
-                del self.bins[key]
-            if need <= 0:
-                return
+    def _file(self):
+        """Move the returned buffers onto their free lists, then keep within the limit
+        (least recently used keys first, their oldest buffers first).  Lock held."""
+        returned, free = self._returned, self.free
+        while returned:
+            key, raw = returned.popleft()
+            q = free.get(key)
+            if q is None:
+                q = free[key] = deque()
+            q.append(raw)
+            self.nbytes += raw[0].nbytes
+        while self.nbytes > self.limit:
+            key = next(iter(free))
+            q = free[key]
+            self.nbytes -= q.popleft()[0].nbytes
+            if not q:
+                del free[key]
 
     def clear(self):
-        """Forget every buffer (those still in use stay with their holders)."""
-        self.bins.clear()
-        self.ids.clear()
-        self.nbytes = 0
+        """Drop every free buffer (those in use stay with their holders)."""
+        with self._lock:
+            self._returned.clear()
+            self.free.clear()
+            self.nbytes = 0
+
+    def __len__(self):
+        """Free buffers kept."""
+        return sum(map(len, list(self.free.values())))
 
     def __repr__(self):
-        return (f"<BufferCache {len(self.ids)} buffers, {self.nbytes / 2**20:.1f} of "
+        return (f"<BufferCache {len(self)} free buffers, {self.nbytes / 2**20:.1f} of "
                 f"{self.limit / 2**20:.0f} MiB, {self.hits} hits, {self.misses} misses>")
 
 
@@ -143,10 +189,16 @@ cache = BufferCache(int(float(os.environ.get("DUALGRAD_BUFFER_CACHE_MB", "1024")
 
 
 def free(a, n):
-    """True if ndarray ``a`` may be overwritten: it owns its memory, is writeable, and
-    exactly ``n`` references to it exist besides this call's argument (and the cache's)."""
-    return (a.__class__ is np.ndarray and a.base is None and a.flags.writeable
-            and _nrefs(a) == n + 1 + (id(a) in cache.ids))
+    """True if ndarray ``a`` may be overwritten: it is writeable, owns its memory (or is
+    a cached buffer whose owner only ``a`` holds), has no weak reference, and exactly
+    ``n`` references to it exist besides this call's argument."""
+    if a.__class__ is not np.ndarray or not a.flags.writeable or _nrefs(a) != n + 1 \
+            or getweakrefcount(a):
+        return False
+    b = a.base
+    # a cached buffer: ``a`` and this local hold the owner, nobody else (np.asarray(b)
+    # would make a second array over the same memory)
+    return b is None or (b.__class__ is _Owner and _nrefs(b) == 2)
 
 
 def _reliable():
@@ -160,7 +212,13 @@ def _reliable():
     b = held[0]
     ok = ok and free(b, 3) and not free(b, 2)
     del held, b
-    return ok and free(a, 1) and not free(a.reshape(2, 2), 0)
+    ok = ok and free(a, 1) and not free(a.reshape(2, 2), 0)
+    c = BufferCache(0).take((4,), np.dtype(np.float64))  # a cached buffer
+    ok = ok and c.base.__class__ is _Owner and free(c, 1)
+    owner = c.base
+    ok = ok and not free(c, 1)
+    del owner
+    return ok and free(c, 1) and not free(c[1:], 0)
 
 
 ENABLED = os.environ.get("DUALGRAD_BUFFERS", "1") != "0" and _reliable()

@@ -3,10 +3,17 @@ outputs written into dead buffers, cached buffers reused across calls.
 
 Whatever it reuses, a gradient must be bitwise the gradient the plain allocator gives
 (the same numpy loops run in the same order), no user array or primal value may change,
-and a gradient handed out earlier must never be overwritten by a later call.  Most tests
-lower ``buffers.LARGE`` to 0 so that the small arrays of the random programs take every
-fast path; two run at the real threshold on large arrays.
+and a gradient handed out earlier must never be overwritten by a later call while anyone
+can still observe it (a reference, a view, a weak reference).  Most tests lower
+``buffers.LARGE`` to 0 so that the small arrays of the random programs take every fast
+path; those named "real threshold" run on large arrays without patching.
 """
+
+import gc
+import queue
+import sys
+import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -48,6 +55,31 @@ def test_reference_counts_are_read_right():
     v = a[1:]
     assert not buffers.free(a, 1) and not buffers.free(v, 1)  # a view and its base
     assert not buffers.free(np.ones(3)[::2], 0)
+    del v
+    w = weakref.ref(a)
+    assert not buffers.free(a, 1)      # a weak reference may still look at it
+    del w
+    assert buffers.free(a, 1)
+
+
+def test_reference_counts_of_cached_buffers():
+    """A cached buffer's numpy base is its owner: a view of the array, a second array over
+    the owner, or a weak reference veto writing into it."""
+    if not buffers.ENABLED:
+        pytest.skip("buffers off")
+    cache = buffers.BufferCache(limit=1 << 20)
+    a = cache.take((5,), np.dtype(np.float64))
+    assert buffers.free(a, 1)
+    v = a[1:]
+    assert not buffers.free(a, 1) and not buffers.free(v, 1)
+    del v
+    twin = np.asarray(a.base)          # the same memory through the owner
+    assert not buffers.free(a, 1) and not buffers.free(twin, 1)
+    del twin
+    w = weakref.ref(a)
+    assert not buffers.free(a, 1)
+    del w
+    assert buffers.free(a, 1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -187,15 +219,243 @@ def test_large_arrays_at_the_real_threshold(monkeypatch):
     np.testing.assert_allclose(want, ref)
 
 
+# -- the cache: what it may reuse, how fast it finds it, what it keeps ---------------------
+
+F64 = np.dtype(np.float64)
+
+
+def _f(x):
+    return np.sum(np.sin(x) * x + np.exp(-x * x))
+
+
+def _df(x):
+    return np.sin(x) + x * np.cos(x) - 2.0 * x * np.exp(-x * x)
+
+
+def test_weakly_held_gradient_is_not_reused():
+    """The issue's case at the real threshold: ``w = weakref.ref(g); del g`` and the next
+    gradient.  Either ``w()`` is dead or it still reads its own values."""
+    if not buffers.ENABLED:
+        pytest.skip("buffers off")
+    r = np.random.default_rng(2)
+    x, x2 = r.random(200_000), r.random(200_000) + 1.0
+    assert x.nbytes >= buffers.LARGE
+    g = dg.grad(_f)(x)
+    assert g.base.__class__ is buffers._Owner    # a cached buffer: the case at stake
+    want = g.copy()
+    w = weakref.ref(g)
+    del g
+    hits = buffers.cache.hits
+    g2 = dg.grad(_f)(x2)
+    assert buffers.cache.hits > hits             # the dead buffers were taken again
+    assert w() is None or np.array_equal(w(), want)
+    assert w() is None                           # CPython: dead at ``del g``
+    np.testing.assert_allclose(g2, _df(x2), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(want, dg.grad(_f)(x))
+
+
+def test_views_of_a_gradient_are_not_overwritten():
+    if not buffers.ENABLED:
+        pytest.skip("buffers off")
+    r = np.random.default_rng(3)
+    x = r.random(200_000)
+    g = dg.grad(_f)(x)
+    want = g.copy()
+    views = [g[::2], g[1:], g.reshape(400, 500).T, g.view()]
+    keep = [v.copy() for v in views]
+    del g
+    for k in range(3):
+        dg.grad(_f)(x + k + 1.0)
+    for v, c in zip(views, keep):
+        np.testing.assert_array_equal(v, c)
+    np.testing.assert_array_equal(views[3], want)
+
+
+def test_a_dead_buffer_is_reused():
+    cache = buffers.BufferCache(limit=1 << 20)
+    a = cache.take((1000,), F64)
+    ptr = a.ctypes.data
+    b = cache.take((1000,), F64)
+    assert b.ctypes.data != ptr and cache.hits == 0 and cache.misses == 2
+    assert len(cache) == 0 and cache.nbytes == 0  # in use: not the cache's
+    v = a[10:]
+    del a
+    assert len(cache) == 0                         # the view keeps it
+    del v
+    assert len(cache) == 1 and cache.nbytes == 8000
+    c = cache.take((1000,), F64)
+    assert c.ctypes.data == ptr and cache.hits == 1
+    assert c.dtype == F64 and c.shape == (1000,) and c.flags.writeable
+    assert c.flags.c_contiguous and c.flags.aligned
+    assert cache.take((1000,), np.dtype(np.float32)).ctypes.data != ptr  # another key
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.longdouble])
+@pytest.mark.parametrize("shape", [(), (0,), (3, 4), (2, 1, 5)])
+def test_taken_arrays_have_the_asked_shape_and_dtype(dtype, shape):
+    cache = buffers.BufferCache(limit=1 << 20)
+    for _ in range(2):  # a miss, then a hit
+        a = cache.take(shape, np.dtype(dtype))
+        assert a.shape == shape and a.dtype == np.dtype(dtype) and a.flags.writeable
+        a[...] = 1.5
+        assert np.all(a == 1.5)
+        del a
+    assert cache.hits == 1
+
+
+def test_gradients_reuse_buffers_at_the_real_threshold(monkeypatch):
+    if not buffers.ENABLED:
+        pytest.skip("buffers off")
+    x = np.linspace(-2.0, 2.0, 100_000)
+    want = _plain(monkeypatch, dg.grad(_f), x)
+    dg.grad(_f)(x)
+    hits = buffers.cache.hits
+    g = dg.grad(_f)(x)
+    assert buffers.cache.hits > hits
+    np.testing.assert_array_equal(g, want)
+    np.testing.assert_allclose(g, _df(x), rtol=1e-12, atol=1e-15)
+
+
+def _work(fn):
+    """What ``fn()`` executes: Python lines and calls of C functions (sys.settrace and
+    sys.setprofile), a count that does not depend on the machine's speed."""
+    n = [0, 0]
+
+    def trace(frame, event, arg):
+        if event == "line":
+            n[0] += 1
+        return trace
+
+    def profile(frame, event, arg):
+        if event == "c_call":
+            n[1] += 1
+
+    sys.settrace(trace)
+    sys.setprofile(profile)
+    try:
+        out = fn()
+    finally:
+        sys.settrace(None)
+        sys.setprofile(None)
+    return tuple(n), out
+
+
+def test_take_does_not_scan():
+    """Taking a buffer costs the same with 3 or 3,000 buffers of its shape alive (the old
+    cache looked at every one of them), and with 3 or 3,000 free."""
+    cache = buffers.BufferCache(limit=1 << 30)
+    shape = (32,)
+    work = {}
+    for n in (3, 3000):
+        live = [cache.take(shape, F64) for _ in range(n)]
+        work["miss", n], extra = _work(lambda: cache.take(shape, F64))
+        del extra
+        gc.collect()
+        live.clear()                               # all n + 1 free now
+        assert len(cache) == n + 1
+        work["hit", n], a = _work(lambda: cache.take(shape, F64))
+        assert len(cache) == n
+        del a
+        cache.clear()
+    assert work["miss", 3] == work["miss", 3000]
+    assert work["hit", 3] == work["hit", 3000]
+
+
 def test_cache_limit_and_clear():
     cache = buffers.BufferCache(limit=3 * 8000)
-    a = cache.take((1000,), np.dtype(np.float64))
-    assert cache.take((1000,), np.dtype(np.float64)) is not a  # a is still held here
+    held = [cache.take((1000,), F64) for _ in range(5)]  # in use: beyond the limit is fine
+    assert cache.nbytes == 0
+    held.clear()                                          # 5 freed, 3 kept
+    assert len(cache) == 3 and cache.nbytes == 3 * 8000
+    a = cache.take((1000,), F64)
+    assert cache.hits == 1 and cache.nbytes == 2 * 8000
+    big = cache.take((2000,), F64)
     del a
-    b = cache.take((1000,), np.dtype(np.float64))  # the first one is free again
-    assert cache.hits == 1
-    cache.take((2000,), np.dtype(np.float64))      # over the limit: the oldest go
-    assert cache.nbytes <= cache.limit
-    b[:] = 1.0  # still usable by its holder after eviction
+    assert cache.nbytes == 3 * 8000
+    del big               # 16000 more: two of the least recently taken shape go
+    assert cache.nbytes == cache.limit
+    assert list(cache.free) == [((1000,), F64), ((2000,), F64)]
+    assert len(cache.free[(1000,), F64]) == 1
+    huge = cache.take((4000,), F64)
+    del huge                                  # larger than the limit: not kept
+    assert cache.nbytes <= cache.limit and ((4000,), F64) not in cache.free
     cache.clear()
-    assert cache.nbytes == 0 and not cache.ids
+    assert cache.nbytes == 0 and len(cache) == 0 and not cache.free
+    b = cache.take((1000,), F64)
+    b[:] = 1.0
+    assert "0 free buffers" in repr(cache) and "misses" in repr(cache)
+
+
+def test_threads_take_and_return_concurrently():
+    """4 threads take buffers, fill them with their own pattern, and let them die in
+    random order, some in another thread (an owner's death runs where the last reference
+    goes).  No two live arrays share memory, nothing is lost or counted twice."""
+    cache = buffers.BufferCache(limit=40 * 8 * 512)
+    handoff = queue.Queue()
+    errors = []
+    n_iter, shapes = 400, [(512,), (256, 2), (128,)]
+
+    def worker(tid):
+        rng = np.random.default_rng(tid)
+        mine = []
+        try:
+            for i in range(n_iter):
+                a = cache.take(shapes[rng.integers(3)], F64)
+                a[...] = tid * 10_000 + i
+                mine.append((a, tid * 10_000 + i))
+                if rng.random() < 0.3:
+                    handoff.put(mine.pop(rng.integers(len(mine))))
+                if rng.random() < 0.5 and mine:
+                    b, val = mine.pop(rng.integers(len(mine)))
+                    if not np.all(b == val):
+                        errors.append((tid, i))
+                try:
+                    b, val = handoff.get_nowait()  # someone else's: dies here
+                    if not np.all(b == val):
+                        errors.append((tid, i, "handoff"))
+                except queue.Empty:
+                    pass
+            for b, val in mine:
+                if not np.all(b == val):
+                    errors.append((tid, "end"))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    while not handoff.empty():
+        b, val = handoff.get()
+        assert np.all(b == val)
+        del b
+    assert not errors
+    assert cache.hits + cache.misses == 4 * n_iter
+    assert cache.hits > 0
+    cache.take((1,), F64)                  # files anything still queued
+    kept = [raw for q in cache.free.values() for raw in q]
+    assert cache.nbytes == sum(raw[0].nbytes for raw in kept) <= cache.limit
+    assert len({raw[0].ctypes.data for raw in kept}) == len(kept)
+
+
+def test_gradients_from_threads_at_the_real_threshold():
+    """Threads share the module's cache: every gradient is the single-threaded one."""
+    if not buffers.ENABLED:
+        pytest.skip("buffers off")
+    xs = [np.linspace(-1.0, 1.0, 20_000) * (k + 1) for k in range(4)]
+    want = [dg.grad(_f)(x) for x in xs]
+    bad = []
+
+    def worker(k):
+        for i in range(15):
+            g = dg.grad(_f)(xs[(k + i) % 4])
+            if not np.array_equal(g, want[(k + i) % 4]):
+                bad.append((k, i))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad
