@@ -9,7 +9,8 @@ prints the Wengert list as the evaluation-trace tables of the literature (the pr
 trace with one tangent column per input direction, then the adjoint trace), and the
 gradient by forward mode, reverse mode and sympy side by side.  The expression is parsed
 with ``ast`` against a whitelist (``dualgrad.symbolic.parse``), never ``eval``-ed.
-Bad input is a one-line error and exit status 2; a disagreement is exit status 1.
+Bad input (a malformed expression, or a point outside its domain or where it overflows) is
+a one-line error and exit status 2; a disagreement is exit status 1.
 """
 
 import argparse
@@ -82,6 +83,14 @@ def optimised(expr, point):
     return beside(left, right) + "\n\n" + lo.summary_text()
 
 
+def _arithmetic(err):
+    """An ArithmeticError in words: its message, or its kind when it has none."""
+    what = {ZeroDivisionError: "division by zero", OverflowError: "overflow"}.get(
+        type(err), type(err).__name__)
+    detail = err.args[-1] if err.args else ""
+    return f"{what} ({detail})" if detail and str(detail) != what else what
+
+
 def report(text, at_items, digits=3, dot=None, optimise=False):
     """The full report for ``text`` at ``at_items`` as a string; the second value says
     whether forward mode, reverse mode and sympy agree."""
@@ -100,12 +109,19 @@ def report(text, at_items, digits=3, dot=None, optimise=False):
         check = symbolic.compare(expr, point)
     except symbolic.DomainError as err:
         raise UsageError(str(err)) from None
+    except ArithmeticError as err:  # a Python float overflowing in a derivative rule
+        raise UsageError(f"{text} cannot be differentiated at "
+                         f"{', '.join(at_items)}: {_arithmetic(err)}") from None
     parts = [f"f({', '.join(expr.variables)}) = {expr}",
              "at " + ", ".join(f"{k} = {v:g}" for k, v in point.items()), "",
              evaluation_trace(tape, y, digits=digits), "",
              adjoint_trace(tape, y, digits=digits), "", str(check)]
     if optimise:
-        parts += ["", optimised(expr, point)]
+        try:
+            parts += ["", optimised(expr, point)]
+        except ArithmeticError as err:
+            raise UsageError(f"--optimise: the gradient's graph cannot be recorded at "
+                             f"{', '.join(at_items)}: {_arithmetic(err)}") from None
     if dot is not None:
         try:
             with open(dot, "w", encoding="utf-8") as fh:

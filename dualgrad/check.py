@@ -43,9 +43,58 @@ _NO_COMPLEX = ("the finite-difference checks take real arguments and outputs onl
 
 
 def _real_args(args, fname):
+    """The arguments' checks shared by every checker: a tuple of real arguments, at least
+    one of them floating-point (integer, bool and object arguments are constants, so
+    with no float argument there would be nothing to check, and the check would pass)."""
+    if not isinstance(args, (tuple, list)):
+        raise TypeError(f"{fname}: args must be a tuple of arguments for f, got "
+                        f"{type(args).__name__}")
     for i, a in enumerate(args):
         if np.iscomplexobj(unbox(a)):
             raise TypeError(f"{fname}: argument {i} is complex; {_NO_COMPLEX}")
+    if not any(_is_float(a) for a in args):
+        got = ", ".join(_dtype_name(a) for a in args) or "no arguments"
+        raise TypeError(f"{fname}: no argument is floating-point (got {got}), so there is "
+                        "nothing to differentiate; pass floats (1.0 rather than 1, or "
+                        "x.astype(float))")
+
+
+def _dtype_name(a):
+    try:
+        return str(np.result_type(unbox(a)))
+    except TypeError:
+        return type(a).__name__
+
+
+def _check_options(fname, atol=None, rtol=None, eps=None, order=None, modes=None,
+                   trials=None):
+    """The checkers' options: a positive int ``order``/``trials``, ``modes`` drawn from
+    'fwd' and 'rev', non-negative tolerances and a positive step; returns ``modes`` as a
+    tuple (a single name is accepted for a one-mode check)."""
+    for name, v in (("order", order), ("trials", trials)):
+        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
+                              or v < 1):
+            raise (ValueError if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                   else TypeError)(f"{fname}: {name} must be a positive int, got {v!r}")
+    for name, v, low in (("atol", atol, 0.0), ("rtol", rtol, 0.0), ("eps", eps, None)):
+        if v is None:
+            continue
+        if not isinstance(v, (int, float, np.integer, np.floating)) or isinstance(v, bool):
+            raise TypeError(f"{fname}: {name} must be a number, got {v!r}")
+        if not (v >= 0.0 if low is not None else v > 0.0) or not np.isfinite(v):
+            raise ValueError(f"{fname}: {name} must be a finite "
+                             f"{'non-negative' if low is not None else 'positive'} number, "
+                             f"got {v!r}")
+    if modes is None:
+        return None
+    modes = (modes,) if isinstance(modes, str) else modes
+    if not isinstance(modes, (tuple, list, set, frozenset)) or not modes:
+        raise TypeError(f"{fname}: modes must be a non-empty tuple of 'fwd' and/or 'rev', got "
+                        f"{modes!r}")
+    for mode in modes:
+        if mode not in ("fwd", "rev"):
+            raise ValueError(f"{fname}: modes must contain 'fwd' and/or 'rev', got {mode!r}")
+    return tuple(modes)
 
 
 def numerical_jacobian(f, args, eps=None):
@@ -60,6 +109,7 @@ def numerical_jacobian(f, args, eps=None):
     array([[2., 0.],
            [0., 6.]])
     """
+    _check_options("numerical_jacobian", eps=eps)
     _real_args(args, "numerical_jacobian")
     args = [np.asarray(a, dtype=np.float64) if _is_float(a) else a for a in args]
     m = _eval64(f, args).size
@@ -122,13 +172,17 @@ def check_grads(f, args, order=1, modes=("fwd", "rev"), atol=None, rtol=None, ep
 
     >>> import numpy as np, dualgrad as dg
     >>> dg.check_grads(np.sin, (np.array([0.5, 1.0]),), order=2)
+
+    Integer, bool and object arguments are held constant; with no floating-point
+    argument there is nothing to check, and that is an error rather than a pass:
+
+    >>> dg.check_grads(np.sin, (1,))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: check_grads: no argument is floating-point (got int64), so there is ...
     """
-    if not isinstance(args, (tuple, list)):
-        raise TypeError("check_grads: args must be a tuple of arguments for f")
+    modes = _check_options("check_grads", atol, rtol, eps, order=order, modes=modes)
     _real_args(args, "check_grads")
-    for mode in modes:
-        if mode not in ("fwd", "rev"):
-            raise ValueError(f"check_grads: modes must contain 'fwd' and/or 'rev', got {mode!r}")
     atol, rtol = _tolerances(args, atol, rtol)
     args = tuple(args)
     g = _as_vector_fn(f)
@@ -183,6 +237,7 @@ def check_jvp(f, args, jvp_fn=None, atol=None, rtol=None, eps=None, trials=3):
     >>> import numpy as np, dualgrad as dg
     >>> dg.check_jvp(np.tanh, (np.array([0.1, 2.0]),))
     """
+    _check_options("check_jvp", atol, rtol, eps, trials=trials)
     _real_args(args, "check_jvp")
     atol, rtol = _tolerances(args, atol, rtol)
     jvp_fn = jvp_fn or (lambda p, t: jvp(f, p, t))
@@ -207,6 +262,7 @@ def check_vjp(f, args, vjp_fn=None, atol=None, rtol=None, eps=None, trials=3):
     >>> import numpy as np, dualgrad as dg
     >>> dg.check_vjp(lambda x: np.cumsum(x ** 2), (np.array([0.1, 2.0]),))
     """
+    _check_options("check_vjp", atol, rtol, eps, trials=trials)
     _real_args(args, "check_vjp")
     atol, rtol = _tolerances(args, atol, rtol)
     vjp_fn = vjp_fn or (lambda *p: vjp(f, *p))

@@ -244,13 +244,26 @@ class Expression:
         with np.errstate(all="ignore"):
             for t in self.operations:
                 fn = _OPERATORS[t.op][0] if t.op in _OPERATORS else FUNCTIONS[t.op][0]
-                v = fn(*[vals[a] for a in t.args])
+                try:
+                    v = fn(*[vals[a] for a in t.args])
+                except ArithmeticError as err:  # Python floats: 1000.0 ** 1000.0, 1.0 / 0.0
+                    if not check:
+                        raise
+                    raise DomainError(self._arithmetic_message(t, err, env)) from None
                 if check:
                     raw = unbox(v)
                     if not np.all(np.isfinite(raw)):
                         raise DomainError(self._domain_message(t, raw, env))
                 vals[t] = v
         return vals[self.root]
+
+    def _arithmetic_message(self, t, err, env):
+        """``_domain_message`` for an error Python's float arithmetic raised, where numpy
+        would have given inf or nan."""
+        if isinstance(err, ZeroDivisionError):
+            point = ", ".join(f"{k} = {_short(unbox(v))}" for k, v in env.items())
+            return f"{t} divides by zero at {point}: the point is outside the domain of division"
+        return self._domain_message(t, np.inf, env)
 
     def _domain_message(self, t, raw, env):
         point = ", ".join(f"{k} = {_short(unbox(v))}" for k, v in env.items())

@@ -29,19 +29,80 @@ from .validate import FLOAT64, check_differentiable, check_tangent, dtype_of
 # ---------------------------------------------------------------------------
 
 
+def _is_index(a):
+    """An int or a numpy integer, not a bool (``argnums=True`` is a mistake, not 1)."""
+    return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))
+
+
 def _argnums(argnums, nargs, fname):
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    """``argnums`` checked against a call with ``nargs`` positional arguments, as a tuple
+    of non-negative indices.  An int (numpy's too) or a tuple/list of distinct ints.
+
+    >>> _argnums(np.int64(-1), 2, "grad")
+    (1,)
+    >>> _argnums((0, 0), 2, "grad")
+    Traceback (most recent call last):
+    ...
+    ValueError: grad: argnums=(0, 0) names argument 0 twice; each argument once
+    """
+    if _is_index(argnums):
+        nums = (argnums,)
+    elif isinstance(argnums, (tuple, list)):
+        nums = tuple(argnums)
+    else:
+        raise TypeError(f"{fname}: argnums must be an int or a tuple of ints, got "
+                        f"{argnums!r} of type {type(argnums).__name__}")
     if not nums:
-        raise ValueError(f"{fname}: argnums must name at least one argument")
+        raise ValueError(f"{fname}: argnums must name at least one argument, got {argnums!r}")
     for a in nums:
-        if not isinstance(a, int) or not -nargs <= a < nargs:
+        if not _is_index(a):
+            raise TypeError(f"{fname}: argnums must be an int or a tuple of ints, got "
+                            f"{argnums!r} (an entry of type {type(a).__name__})")
+        if not -nargs <= a < nargs:
             raise ValueError(f"{fname}: argnums={argnums!r} is out of range for a function "
                              f"called with {nargs} positional argument(s)")
-    return tuple(a % nargs for a in nums)
+    out = tuple(int(a) % nargs for a in nums)
+    if len(set(out)) != len(out):
+        twice = next(a for a in out if out.count(a) > 1)
+        raise ValueError(f"{fname}: argnums={argnums!r} names argument {twice} twice; each "
+                         "argument once")
+    return out
 
 
 def _single(argnums):
-    return isinstance(argnums, int)
+    return _is_index(argnums)
+
+
+def _check_outputs(outs, odef, fname, what="the function"):
+    """f's output leaves are arrays or numbers: ``None``, a string or any other object is
+    a TypeError naming its type (not a numpy error from deep inside the sweep).
+
+    >>> _check_outputs(["loss"], None, "grad")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: grad: the function must return an array, a number or ...; got a str ('loss')
+    """
+    if not outs:
+        got = "None" if odef == tree_flatten(None)[1] else "a pytree with no arrays in it"
+        raise TypeError(f"{fname}: {what} must return an array, a number or a pytree of "
+                        f"them; got {got}")
+    for leaf in outs:
+        raw = unbox(leaf)
+        c = raw.__class__
+        if c is float or c is np.ndarray and raw.dtype.kind in "biufc":
+            continue
+        if isinstance(raw, (int, float, complex, np.number, np.bool_)):
+            continue
+        dt = getattr(raw, "dtype", None)  # a device array, or dg.jit's recorded value
+        if not isinstance(raw, (str, bytes, np.ndarray)) and isinstance(dt, np.dtype) \
+                and dt.kind in "biufc":
+            continue
+        shown = repr(raw)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        kind = f"an array of dtype {raw.dtype}" if c is np.ndarray else \
+            f"a {type(raw).__name__}"
+        raise TypeError(f"{fname}: {what} must return an array, a number or a pytree of "
+                        f"them; got {kind} ({shown})")
 
 
 # ---------------------------------------------------------------------------
@@ -95,6 +156,7 @@ def _record(f, args, kwargs, nums, has_aux, fname):
         out, aux = out
         aux = tree_map(lambda v: _lower(v, tape), aux)
     outs, odef = tree_flatten(out)
+    _check_outputs(outs, odef, fname)
     return tape, inputs, outs, odef, aux
 
 
@@ -347,6 +409,7 @@ def jvp(f, primals, tangents, has_aux=False):
     if has_aux:
         out, aux = out
         aux = tree_map(lambda v: _lower(v, trace), aux)
+    _check_outputs(*tree_flatten(out), "jvp")
     primal_out = tree_map(lambda v: _lower(v, trace), out)
     if batch is None:
         tangent_out = tree_map(lambda v: _tangent_out(v, trace), out)
@@ -433,6 +496,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
                 out, aux = out
                 aux = tree_map(lambda v, tr=trace: _lower(v, tr), aux)
             outs, odef = tree_flatten(out)
+            _check_outputs(outs, odef, "jacfwd")
             values = [_lower(o, trace) for o in outs]
             if holomorphic:
                 for v in values:
