@@ -51,6 +51,7 @@ from .jit_codegen import MODES, FusionError, compile_regions, fuse, mode_default
 from .jit_graph import MISS, Const, Graph, Op, compile_graph, evaluate, run_traced, same
 from .jit_passes import PIPELINE, optimise
 from .tree import tree_flatten, tree_unflatten
+from .validate import check_not_a_dataclass
 
 RETRACE_LIMIT = 8
 MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly
@@ -622,8 +623,10 @@ class Jitted:
         keys = []
         for x in leaves:
             k = _leaf_key(x)
-            keys.append(("c", type(x), _static(x, f"argument leaf {x!r:.60}")) if k is None
-                        else k)
+            if k is None:
+                check_not_a_dataclass(x, "dg.jit: an argument")
+                k = ("c", type(x), _static(x, f"argument leaf {x!r:.60}"))
+            keys.append(k)
         key = (nargs, static, skw, tuple(svals), _freeze(tdef), tuple(keys))
         if not static and not skw and not kwargs and all(
                 x.__class__ in (np.ndarray, float, int) for x in args):
@@ -805,7 +808,8 @@ def _static(v, what):
 
 
 def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes=PIPELINE,
-        retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS):
+        retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
+        max_signatures=MAX_SIGNATURES):
     """``fun`` compiled: recorded once per signature, optimised, replayed (module docstring).
 
     ``static_argnums``/``static_argnames`` name arguments passed as Python values (part of
@@ -818,7 +822,13 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     numba kernels where they are faster on this machine,
     ``"numba"`` wherever they compile, ``"off"`` replays the graph one primitive at a time.
     ``max_ops`` bounds a recording (memory: every recorded value is kept until the graph
-    is built); past it the function warns once and runs eagerly.
+    is built); past it the function warns once and runs eagerly.  ``max_signatures`` bounds
+    how many signatures stay compiled (64; ``None``: no bound): a new one past it drops the
+    least recently used.  A compiled signature holds its graph's structure, constants,
+    guards and kernels, never the values recorded with it.
+
+    Threads may call a jitted function at once: replays run side by side, and a signature
+    is recorded once, the other threads that need it waiting for that recording.
 
     >>> import dualgrad as dg
     >>> dg.jit(dg.grad(lambda x: x * x * x))(2.0)
@@ -828,9 +838,9 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
         return functools.partial(jit, static_argnums=static_argnums,
                                  static_argnames=static_argnames, fast_math=fast_math,
                                  passes=passes, retrace_limit=retrace_limit, codegen=codegen,
-                                 max_ops=max_ops)
+                                 max_ops=max_ops, max_signatures=max_signatures)
     return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit,
-                  codegen, max_ops)
+                  codegen, max_ops, max_signatures)
 
 
 __all__ = ["jit", "Jitted", "GraphTrace", "Lowered", "Graph", "same"]

@@ -27,14 +27,19 @@ def dtype_of(x):
     return x.dtype if isinstance(x, (np.ndarray, np.generic)) else np.result_type(x)
 
 
+def check_not_a_dataclass(x, name):
+    """A leaf that is a dataclass instance was not registered as a pytree: say how to."""
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        raise TypeError(f"{name} is a dataclass ({type(x).__name__}) that is not a pytree: "
+                        "register it with dg.tree.register_dataclass(cls) (or as a "
+                        "decorator), or make it frozen (frozen dataclasses are pytrees)")
+
+
 def check_differentiable(x, name):
     c = x.__class__
     if c is float or c is np.ndarray and x.dtype.kind in "fc":
         return
-    if dataclasses.is_dataclass(x):
-        raise TypeError(f"{name} is a dataclass ({type(x).__name__}) that is not a pytree: "
-                        "register it with dg.tree.register_dataclass(cls) (or as a "
-                        "decorator), or make it frozen (frozen dataclasses are pytrees)")
+    check_not_a_dataclass(x, name)
     dt = dtype_of(x)
     if dt.kind not in "fc":
         raise TypeError(f"{name} has dtype {dt}, but derivatives need floating-point (real "

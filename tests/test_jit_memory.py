@@ -1,0 +1,115 @@
+"""What a jitted function keeps: a bounded number of signatures (least recently used go
+first), and for each the graph, its constants, guards and kernels, never the values
+recorded with it."""
+
+import gc
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import dualgrad as dg
+
+
+def f(x):
+    return np.sum(np.tanh(x) * np.sin(x) + np.exp(-x * x) * x)
+
+
+def df(x):
+    return (1 - np.tanh(x) ** 2) * np.sin(x) + np.tanh(x) * np.cos(x) \
+        + np.exp(-x * x) * (1 - 2 * x * x)
+
+
+def test_least_recently_used_signature_goes_first():
+    jf = dg.jit(dg.grad(f), max_signatures=2, codegen="off")
+    a, b, c = (np.linspace(0, 1, n) for n in (3, 4, 5))
+    jf(a)
+    jf(b)
+    jf(a)          # a used more recently than b
+    jf(c)          # a third signature: b goes
+    assert jf.cache_size == 2 and jf.trace_count == 3
+    np.testing.assert_allclose(jf(a), df(a), rtol=1e-13)
+    assert jf.trace_count == 3   # still compiled
+    np.testing.assert_allclose(jf(b), df(b), rtol=1e-13)
+    assert jf.trace_count == 4   # recorded again
+    assert dg.jit(f).max_signatures == 64
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "8"])
+def test_max_signatures_is_checked(bad):
+    with pytest.raises(ValueError, match="max_signatures"):
+        dg.jit(f, max_signatures=bad)
+
+
+def _held(make):
+    """Bytes still allocated after ``make()`` returns and garbage is collected."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        keep = make()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - base, keep
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("calls", [1, 3])
+def test_a_cached_signature_holds_its_constants_not_its_intermediates(calls):
+    n = 200_000  # 1.6 MB per float64 array; the gradient records a dozen of them
+    w = np.linspace(0.5, 1.5, n)
+    x = np.linspace(-2, 2, n)
+
+    def loss(x):  # w: a constant of the graph
+        return np.sum(np.tanh(x * w) * np.sin(x) + np.exp(-x * x) * w)
+    want = dg.grad(loss)(x)
+
+    def make():
+        jg = dg.jit(dg.grad(loss), codegen="off")
+        for _ in range(calls):
+            got = jg(x)
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        del got
+        return jg
+    held, jg = _held(make)
+    assert jg.cache_size == 1
+    assert held <= 2 * w.nbytes, \
+        f"{held / 1e6:.1f} MB held for {w.nbytes / 1e6:.1f} MB of constants"
+
+
+def test_first_replay_rebuilds_from_its_own_leaves():
+    def g(x):
+        if np.sum(x) > 0:  # a guard: the recording holds for positive sums only
+            return np.sin(x) * 2.0
+        return np.cos(x)
+    jg = dg.jit(g, codegen="off")
+    pos, neg = np.linspace(0.1, 1, 4), -np.linspace(0.1, 1, 4)
+    np.testing.assert_array_equal(jg(pos), np.sin(pos) * 2.0)
+    np.testing.assert_array_equal(jg(neg), np.cos(neg))      # first replay misses: records
+    np.testing.assert_array_equal(jg(pos * 2), np.sin(pos * 2) * 2.0)  # builds from these
+    np.testing.assert_array_equal(jg(neg * 2), np.cos(neg * 2))
+    assert jg.trace_count == 2
+
+
+def test_first_replay_never_returns_an_alias():
+    x = np.arange(3.0)
+    jf = dg.jit(lambda x, y: (x, y * 1.0, np.ones(2)))
+    jf(x, x)
+    a, b, c = jf(x, x)
+    assert a is not x and not np.shares_memory(a, x)
+    a[0] = 7.0
+    c[0] = 7.0
+    a2, _, c2 = jf(x, x)
+    assert x[0] == 0.0 and c2[0] == 1.0
+
+
+def test_a_dataclass_argument_gets_the_pytree_message():
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Params:
+        w: np.ndarray
+    with pytest.raises(TypeError, match="register_dataclass"):
+        dg.jit(lambda p: np.sum(p.w))(Params(np.ones(2)))
+    with pytest.raises(TypeError, match="register_dataclass"):
+        dg.grad(lambda p: np.sum(p.w))(Params(np.ones(2)))
