@@ -89,27 +89,62 @@ def _lse_impl(x, axis, keepdims):
     return backend.logsumexp(x, axis=raw, keepdims=keepdims)
 
 
-def _lse_weights(x, axis):
+def _lse_weights(x, ans, axis, keepdims):
     """softmax of x over ``axis``, the local derivative of logsumexp.  Computed as
     exp(x - max) / sum(exp(x - max)), not exp(x - logsumexp), which loses digits when
-    |x| is large; the max is a constant (softmax does not depend on the shift)."""
+    |x| is large; the max is a constant (softmax does not depend on the shift).  Rows
+    whose logsumexp is +inf: ``_at_inf``."""
     raw = unbox(x)  # an array, or a batch of them under dg.vmap
-    m = np.max(raw, axis=axis, keepdims=True) if np.size(raw) else np.zeros(())
-    e = P.exp(P.subtract(x, np.where(np.isfinite(m), m, 0.0)))
-    return P.divide(e, P.sum_(e, axis=axis, keepdims=True))
+    top = _top_rows(ans, axis, keepdims)
+    xs = x if top is None else P.where(top, 0.0, x)  # finite rows: no inf/inf behind where
+    m = np.max(unbox(xs), axis=axis, keepdims=True) if np.size(raw) else np.zeros(())
+    e = P.exp(P.subtract(xs, np.where(np.isfinite(m), m, 0.0)))
+    w = P.divide(e, P.sum_(e, axis=axis, keepdims=True))
+    return w if top is None else _at_inf(w, x, ans, axis, keepdims, top)
+
+
+def _top_rows(ans, axis, keepdims):
+    """Where logsumexp is +inf (x has a +inf entry), in x's rank; None when nowhere."""
+    top = unbox(ans) == np.inf  # a comparison: a batch of them under dg.vmap
+    if not np.any(top):
+        return None
+    return top if keepdims else P.expand_dims(top, axis)
+
+
+def _at_inf(w, x, ans, axis, keepdims, top):
+    """Weights of the rows whose logsumexp is +inf: 1 for each +inf entry and 0 for the
+    rest (``P.log_share``: JAX's limit for logaddexp, which logsumexp of two entries is),
+    where softmax would give inf/inf = nan.
+
+    >>> import dualgrad as dg
+    >>> dg.grad(dg.nn.logsumexp)(np.array([np.inf, 1.0])).tolist()
+    [1.0, 0.0]
+    """
+    a = ans if keepdims else P.expand_dims(ans, axis)
+    return P.where(top, P.exp(P.log_share(x, a)), w)
 
 
 def _lse_rule(weights):
     def jvp(t, ans, x, axis, keepdims):
-        return P.sum_(P.multiply(t, weights(x, axis)), axis=axis, keepdims=keepdims)
+        w = weights(x, ans, axis, keepdims)
+        return P.sum_(P.multiply(t, w), axis=axis, keepdims=keepdims)
 
     def vjp(g, ans, x, axis, keepdims):
-        return P.multiply(P._expand_back(g, ans, x, axis, keepdims), weights(x, axis))
+        return P.multiply(P._expand_back(g, ans, x, axis, keepdims),
+                          weights(x, ans, axis, keepdims))
     return jvp, vjp
 
 
+def _kernel_weights(x, ans, axis, keepdims):
+    """``_lse_weights`` by the fused softmax kernel (raw arrays, one axis)."""
+    top = _top_rows(ans, axis, keepdims)
+    if top is None:
+        return backend.softmax(x, axis[0])
+    return _at_inf(backend.softmax(np.where(top, 0.0, x), axis[0]), x, ans, axis, keepdims, top)
+
+
 _lse_traced = _lse_rule(_lse_weights)
-_lse_kernel = _lse_rule(lambda x, axis: backend.softmax(x, axis[0]))  # the fused kernel
+_lse_kernel = _lse_rule(_kernel_weights)  # the fused kernel
 _one_axis = lambda g, ans, x, axis, keepdims: len(axis) == 1  # noqa: E731
 logsumexp_p = defprim(
     "logsumexp", _lse_impl,

@@ -84,6 +84,9 @@ def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
     _no(dict(out=out, **kw), "mean", out=None, where=True)
     axes = _axes(axis, _ndim(a))
     n = int(np.prod([_shape(a)[i] for i in axes], dtype=np.int64))
+    if n == 0:  # numpy's nan with its warning; the derivative is JAX's: zeros of a's shape
+        warnings.warn("Mean of empty slice.", RuntimeWarning, stacklevel=2)
+        return P.multiply(sum(a, axes, dtype, keepdims=keepdims), np.nan)
     return P.divide(sum(a, axes, dtype, keepdims=keepdims), float(n))
 
 
@@ -92,8 +95,14 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
     _no(dict(out=out, **kw), "var", out=None, where=True)
     axes = _axes(axis, _ndim(a))
     n = int(np.prod([_shape(a)[i] for i in axes], dtype=np.int64))
-    d = P.subtract(a, mean(a, axes, dtype, keepdims=True))
-    return P.divide(sum(_abs2(d), axes, keepdims=keepdims), float(n - ddof))
+    with warnings.catch_warnings():  # n = 0: one warning, numpy's below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        d = P.subtract(a, mean(a, axes, dtype, keepdims=True))
+    ss = sum(_abs2(d), axes, keepdims=keepdims)
+    if n - ddof <= 0:  # numpy: ss / 0, so nan for n = 0 and inf otherwise (no ZeroDivision)
+        warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=2)
+        return P.multiply(ss, np.inf)
+    return P.divide(ss, float(n - ddof))
 
 
 def _abs2(x):

@@ -247,6 +247,8 @@ def _quantile(a, q, axis, keepdims, method, skip_nan, fname):
     keep = [i for i in range(nd) if i not in axes]
     kshape = tuple(shape[i] for i in keep)
     m = int(np.prod([shape[i] for i in axes], dtype=np.int64))
+    if m == 0:
+        return _empty_quantile(a, rq, axes, keepdims, fname)
     a2 = api.reshape(P.transpose(a, axes=tuple(keep + axes)), kshape + (m,))
     raw = np.asarray(unbox(a2))
     nan = np.isnan(raw)
@@ -283,6 +285,19 @@ def _quantile(a, q, axis, keepdims, method, skip_nan, fname):
     out_shape = rq.shape + (tuple(1 if i in axes else n for i, n in enumerate(shape))
                             if keepdims else kshape)
     return api.reshape(res, out_shape)
+
+
+def _empty_quantile(a, rq, axes, keepdims, fname):
+    """A quantile over an axis of length 0: nan (numpy's median and nan-quantiles, with
+    their warnings), a sum times nan so the derivative is JAX's, zeros of a's shape.
+    numpy's quantile and percentile raise IndexError there; this says why instead."""
+    if fname in ("quantile", "percentile"):
+        raise ValueError(f"dualgrad: numpy.{fname} over an axis of length 0 has no value "
+                         f"(numpy raises IndexError; nan{fname} gives nan)")
+    warnings.warn("Mean of empty slice" if fname == "median" else "All-NaN slice encountered",
+                  RuntimeWarning, stacklevel=4)
+    base = P.multiply(api.sum(a, axis=tuple(axes), keepdims=keepdims), np.nan)
+    return api.broadcast_to(base, rq.shape + _shape(base)) if rq.shape else base
 
 
 def _quantile_function(fname, nan, percent):

@@ -342,10 +342,31 @@ arctan2 = defbinary(np.arctan2,
 hypot = defbinary(np.hypot, lambda ans, x, y: divide_or_zero(x, ans),
                   lambda ans, x, y: divide_or_zero(y, ans),
                   domain="nonzero")
-logaddexp = defbinary(np.logaddexp, lambda ans, x, y: exp(subtract(x, ans)),
-                      lambda ans, x, y: exp(subtract(y, ans)))
-logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: exp2(subtract(x, ans)),
-                       lambda ans, x, y: exp2(subtract(y, ans)))
+
+
+def log_share(x, ans):
+    """``x - ans``: the log of term x's share of a log-sum-exp ``ans`` (``logaddexp``,
+    ``logsumexp``), whose partials are ``exp(x - ans)``.  Where x is the +inf that makes
+    ans +inf the share is 1, JAX's limit (softplus'(inf) = 1, d/dx logaddexp(inf, 1) = 1),
+    not exp(inf - inf) = nan; at -inf it stays nan, as in JAX.  Raw values (the
+    first-order sweep) are patched only where that happens; traced ones go through two
+    ``where`` nodes so the rule stays differentiable.
+
+    >>> float(log_share(np.inf, np.inf)), float(log_share(1.0, np.inf))
+    (0.0, -inf)
+    """
+    with np.errstate(invalid="ignore"):  # inf - inf: replaced below
+        d = subtract(x, ans)
+    if not isinstance(d, Box):
+        bad = (x == ans) & (ans == np.inf)
+        return np.where(bad, 0.0, d)[()] if may_any(bad) else d
+    return where(x == ans, where(ans == np.inf, 0.0, d), d)
+
+
+logaddexp = defbinary(np.logaddexp, lambda ans, x, y: exp(log_share(x, ans)),
+                      lambda ans, x, y: exp(log_share(y, ans)))
+logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: exp2(log_share(x, ans)),
+                       lambda ans, x, y: exp2(log_share(y, ans)))
 remainder = defbinary(np.remainder, lambda ans, x, y: _mask(np.ones_like(_raw(ans)), ans),
                       lambda ans, x, y: negative(_mask(np.floor_divide(_raw(x), _raw(y)), ans)),
                       domain="positive", smooth=False)
@@ -586,7 +607,10 @@ amin = defprim("min", lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=ke
 
 
 def _prod_others(x, axis):
-    """prod of every entry but this one along ``axis`` (zero-safe: no division)."""
+    """prod of every entry but this one along ``axis`` (zero-safe: no division).  An
+    empty x has no entries to weigh: zeros of its shape (the scan below needs one)."""
+    if 0 in shape_of(x):
+        return np.zeros(shape_of(x), float_dtype(x), like=device_like(x))
     n = len(shape_of(x))
     axis = tuple(sorted(a % n for a in axis))
     keep = tuple(a for a in range(n) if a not in axis)
