@@ -328,7 +328,7 @@ def conv2d_grad_input(g, w, x_shape, geo, out_hw, col2im=col2im, matmul=np.matmu
     Co, C, kh, kw = w.shape
     Ho, Wo = out_hw
     lead = g.shape[:-3]
-    g3 = g.reshape(-1, Co, Ho * Wo)
+    g3 = g.reshape((math.prod(lead), Co, Ho * Wo))  # not -1: ambiguous when empty
     gcols = matmul(g3.transpose(0, 2, 1), w.reshape(Co, C * kh * kw))  # (N, P, K)
     gcols = gcols.reshape(len(g3), Ho, Wo, C, kh, kw).transpose(0, 3, 4, 5, 1, 2)
     return col2im(gcols, x_shape, geo).reshape(lead + tuple(x_shape[-3:]))
