@@ -429,7 +429,7 @@ class Compiled:
     second call): a function called once with a signature never pays for them."""
 
     __slots__ = ("raw", "fast_math", "passes", "codegen", "_graph", "_summary", "replay",
-                 "kernels", "fused", "finish", "kept", "lean", "_lock")
+                 "kernels", "fused", "finish", "kept", "lean", "_lock", "used")
 
     def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True):
         self.raw, self.fast_math, self.passes, self.codegen = raw, fast_math, passes, codegen
@@ -445,6 +445,7 @@ class Compiled:
         # and computes them again from the first replay's own leaves, for the passes and
         # the kernels' checks, so a signature called once holds no intermediate either.
         self.kept, self.lean = keep_values, lean
+        self.used = False  # replayed since the cache's last eviction pass (Jitted._evict)
         self._lock = threading.Lock()
         if not keep_values:
             raw.drop_values()
@@ -661,10 +662,7 @@ class Jitted:
                     for comp in entries:
                         out = comp.replay(*args)
                         if out is not MISS:
-                            try:  # used now: the least recently used go first
-                                self._cache.move_to_end(key)
-                            except KeyError:  # another thread dropped it meanwhile
-                                pass
+                            comp.used = True  # (_evict)
                             return comp.finish(out)
         key, leaves, traced, rebuild = self._split(args, kwargs)
         boxed = any(isinstance(x, Box) for x in leaves)
@@ -686,7 +684,7 @@ class Jitted:
                     if c not in tried:
                         out = c.replay(*flat)
                         if out is not MISS:
-                            self._touch(key)
+                            c.used = True
                             return c.finish(out)
                 tried = list(entries)
             with self._lock:  # record it, unless another thread is recording it now
@@ -719,9 +717,7 @@ class Jitted:
             with self._lock:
                 self._cache.setdefault(key, []).append(compiled)
                 self._cache.move_to_end(key)
-                while self.max_signatures is not None \
-                        and len(self._cache) > self.max_signatures:
-                    self._cache.popitem(last=False)  # the least recently used signature
+                self._evict()
         finally:
             if flight is not None:
                 with self._lock:
@@ -733,12 +729,20 @@ class Jitted:
                 return compiled.finish(res)
         return out
 
-    def _touch(self, key):
-        """Mark ``key``'s signature used now (the cache drops the least recently used)."""
-        try:
-            self._cache.move_to_end(key)
-        except KeyError:  # another thread dropped it meanwhile
-            pass
+    def _evict(self):
+        """Drop signatures past ``max_signatures``, least recently used first, as a
+        second-chance clock: a replay only sets its graph's ``used`` flag (one store on the
+        hot path), and here the oldest signature whose graphs were used since the last pass
+        has its flags cleared and goes to the back, until the oldest one unused goes."""
+        cache = self._cache
+        while self.max_signatures is not None and len(cache) > self.max_signatures:
+            key, entries = next(iter(cache.items()))
+            if any(c.used for c in entries):
+                for c in entries:
+                    c.used = False
+                cache.move_to_end(key)
+            else:
+                del cache[key]
 
     def _give_up(self, why, args, kwargs):
         """Warn once and run eagerly from now on."""
@@ -821,11 +825,12 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     ``"auto"`` (the default, or ``$DUALGRAD_CODEGEN``) fuses elementwise regions into
     numba kernels where they are faster on this machine,
     ``"numba"`` wherever they compile, ``"off"`` replays the graph one primitive at a time.
-    ``max_ops`` bounds a recording (memory: every recorded value is kept until the graph
-    is built); past it the function warns once and runs eagerly.  ``max_signatures`` bounds
-    how many signatures stay compiled (64; ``None``: no bound): a new one past it drops the
-    least recently used.  A compiled signature holds its graph's structure, constants,
-    guards and kernels, never the values recorded with it.
+    ``max_ops`` bounds a recording (memory: every value is kept while it records); past it
+    the function warns once and runs eagerly.  ``max_signatures`` bounds how many
+    signatures stay compiled (64; ``None``: no bound): a new one past it drops the least
+    recently used (as a second-chance clock approximates it: ``Jitted._evict``).  A
+    compiled signature holds its graph's structure, constants, guards and kernels, never
+    the values recorded with it.
 
     Threads may call a jitted function at once: replays run side by side, and a signature
     is recorded once, the other threads that need it waiting for that recording.

@@ -257,9 +257,7 @@ class Tape(Trace):
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
-        # Threads may record on one tape: a new entry's row number and its append are one
-        # step under this lock (each thread's values are computed outside it).
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # backward()'s accumulation into leaf.grad
         self.entries = []
         self.adjoints = None
         self.names = {}
@@ -277,10 +275,7 @@ class Tape(Trace):
         """Append an input entry for ``value`` (checked: a float or complex value, named
         ``what`` in the error); returns the traced value to compute with."""
         check_differentiable(value, what)
-        e = Entry(None, (), None, (), value)
-        with self._lock:
-            node = Node(value, self, len(self.entries))
-            self.entries.append(e)
+        node = Node(value, self, self._append(Entry(None, (), None, (), value)))
         if name is not None:
             self.names[node.index] = name
         return node
@@ -293,11 +288,17 @@ class Tape(Trace):
 
     def record(self, prim, vals, kw, parents, ans):
         """Append one entry to the Wengert list; returns the traced result."""
-        e = Entry(prim, vals, kw, parents, ans)
-        with self._lock:
-            index = len(self.entries)
-            self.entries.append(e)
-        return Node(ans, self, index)
+        return Node(ans, self, self._append(Entry(prim, vals, kw, parents, ans)))
+
+    def _append(self, e):
+        """Append entry ``e``; returns its row.  Threads may record on one tape: the list
+        only grows, and ``append`` is atomic, so the row is the old length unless another
+        thread appended in between, and then it is found after that length (no lock:
+        one comparison on the hot path, ``process`` has it inline)."""
+        entries = self.entries
+        i = len(entries)
+        entries.append(e)
+        return i if entries[i] is e else entries.index(e, i)
 
     def process(self, prim, args, kw):
         vals = []
@@ -331,9 +332,10 @@ class Tape(Trace):
         e.parents = parents
         e.ans = ans
         e.local = local
-        with self._lock:
-            node.index = len(self.entries)
-            self.entries.append(e)
+        entries = self.entries  # _append, inline
+        i = len(entries)
+        entries.append(e)
+        node.index = i if entries[i] is e else entries.index(e, i)
         return node
 
     # -- forward and reverse over the list ---------------------------------------
