@@ -751,7 +751,7 @@ class Jitted:
         self.eager = True
         return self.fun(*args, **kwargs)
 
-    def _record(self, leaves, traced, rebuild):
+    def _record(self, leaves, traced, rebuild, lean=True):
         trace = GraphTrace(self.max_ops)
         # Recording allocates a burst of objects that all stay reachable until the graph
         # is built: a cyclic-GC pass in the middle frees nothing, and with a large heap
@@ -775,7 +775,7 @@ class Jitted:
                     refs.append(Const(o))
             trace.finish()
             compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
-                                self.codegen, lean=True, keep_values=self.fast_math)
+                                self.codegen, lean=lean, keep_values=self.fast_math or not lean)
             values = [o.value if o.__class__ is Var else
                       (o.raw if o.__class__ is Concrete else o) for o in outs]
         finally:
@@ -788,7 +788,7 @@ class Jitted:
     def lower(self, *args, **kwargs):
         """Record ``f`` for these arguments (without caching) and return the graphs."""
         key, leaves, traced, rebuild = self._split(args, kwargs)
-        compiled, _ = self._record(leaves, traced, rebuild)
+        compiled, _ = self._record(leaves, traced, rebuild, lean=False)
         self.trace_count -= 1
         return Lowered(compiled)
 

@@ -113,3 +113,12 @@ def test_a_dataclass_argument_gets_the_pytree_message():
         dg.jit(lambda p: np.sum(p.w))(Params(np.ones(2)))
     with pytest.raises(TypeError, match="register_dataclass"):
         dg.grad(lambda p: np.sum(p.w))(Params(np.ones(2)))
+
+
+def test_lower_keeps_the_recorded_values_it_shows():
+    from dualgrad.jit_graph import compile_graph
+    c = np.arange(3.0)
+    x = np.linspace(0, 1, 3)
+    lo = dg.jit(lambda x: x * (c * 2.0 + 1.0)).lower(x)
+    np.testing.assert_array_equal(lo.before.ops[-1].ans, x * (c * 2.0 + 1.0))
+    np.testing.assert_array_equal(compile_graph(lo.after)(x)[0], x * (c * 2.0 + 1.0))
