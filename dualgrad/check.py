@@ -66,13 +66,16 @@ def _dtype_name(a):
         return type(a).__name__
 
 
-def _check_options(fname, atol=None, rtol=None, eps=None, order=None, modes=None,
-                   trials=None):
+_UNSET = object()
+
+
+def _check_options(fname, atol=None, rtol=None, eps=None, order=_UNSET, modes=_UNSET,
+                   trials=_UNSET):
     """The checkers' options: a positive int ``order``/``trials``, ``modes`` drawn from
     'fwd' and 'rev', non-negative tolerances and a positive step; returns ``modes`` as a
     tuple (a single name is accepted for a one-mode check)."""
     for name, v in (("order", order), ("trials", trials)):
-        if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
+        if v is not _UNSET and (not isinstance(v, (int, np.integer)) or isinstance(v, bool)
                               or v < 1):
             raise (ValueError if isinstance(v, (int, np.integer)) and not isinstance(v, bool)
                    else TypeError)(f"{fname}: {name} must be a positive int, got {v!r}")
@@ -85,7 +88,7 @@ def _check_options(fname, atol=None, rtol=None, eps=None, order=None, modes=None
             raise ValueError(f"{fname}: {name} must be a finite "
                              f"{'non-negative' if low is not None else 'positive'} number, "
                              f"got {v!r}")
-    if modes is None:
+    if modes is _UNSET:
         return None
     modes = (modes,) if isinstance(modes, str) else modes
     if not isinstance(modes, (tuple, list, set, frozenset)) or not modes:

@@ -199,7 +199,7 @@ def reduced_shape(shape, axis, keepdims):
 
 def _shift(x, axis):
     """The row max with non-finite maxima set to 0 (scipy's logsumexp shift)."""
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    m = np.asarray(np.max(x, axis=axis, keepdims=True, initial=-np.inf))  # 0-d x: a scalar
     m[~np.isfinite(m)] = 0
     return m
 
