@@ -17,6 +17,8 @@ import argparse
 import math
 import sys
 
+import numpy as np
+
 from . import symbolic
 from .jit import jit
 from .reverse import Tape
@@ -102,11 +104,12 @@ def report(text, at_items, digits=3, dot=None, optimise=False):
         raise UsageError(f"the expression {text!r} has no variables to differentiate by")
     point = parse_point(at_items, expr.variables)
     try:
-        with Tape() as tape:
-            xs = [tape.watch(v, name) for name, v in point.items()]
-            y = expr(*xs)
-        tape.gradient(y, xs)
-        check = symbolic.compare(expr, point)
+        with np.errstate(all="ignore"):  # a non-finite value is reported below, in one line
+            with Tape() as tape:
+                xs = [tape.watch(v, name) for name, v in point.items()]
+                y = expr(*xs)
+            tape.gradient(y, xs)
+            check = symbolic.compare(expr, point)
     except symbolic.DomainError as err:
         raise UsageError(str(err)) from None
     except ArithmeticError as err:  # a Python float overflowing in a derivative rule

@@ -64,6 +64,12 @@ def test_injection_runs_nothing(tmp_path):
     (["lambda: 1"], "lambda"),
     (["x", "--at", "x"], "NAME=VALUE"),
     (["3 + 4"], "no variables"),
+    # Python floats raise where numpy gives inf: the same one-line error, not a traceback
+    (["x**x", "--at", "x=1000"], "x**x overflows (infinite) at x = 1000"),
+    (["x**y", "--at", "x=10", "y=400"], "overflows"),
+    (["x/y", "--at", "x=1", "y=0"], "x/y divides by zero at x = 1, y = 0"),
+    (["x**x", "--at", "x=143"], "derivative of x**x is not finite"),
+    (["x**x", "--at", "x=1000", "--optimise"], "overflows"),
 ])
 def test_bad_input_is_one_line(args, fragment, capsys):
     assert main(args) == 2
@@ -76,3 +82,22 @@ def test_console_output_ascii_fallback(capsys):
     assert main(["x*x", "--at", "x=3", "--ascii"]) == 0
     out = capsys.readouterr().out
     assert "bar_x = bar_v0 = 6" in out and out.isascii()
+
+
+def test_overflow_exits_2_as_a_process():
+    """The issue's case end to end: exit status 2 (bad input), not 1 (a disagreement)."""
+    res = run("x**x", "--at", "x=1000")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith("dualgrad: error:") and res.stderr.count("\n") == 1
+    assert "Traceback" not in res.stderr and "OverflowError" not in res.stderr
+    res = run("x**x", "--at", "x=143")  # finite, its derivative not: no numpy warning lines
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+
+
+def test_arithmetic_errors_in_words():
+    from dualgrad.__main__ import _arithmetic
+    assert _arithmetic(OverflowError(34, "Numerical result out of range")) == \
+        "overflow (Numerical result out of range)"
+    assert _arithmetic(ZeroDivisionError("float division by zero")) == \
+        "division by zero (float division by zero)"
+    assert _arithmetic(FloatingPointError()) == "FloatingPointError"
