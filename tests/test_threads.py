@@ -148,3 +148,26 @@ def test_trace_bookkeeping_is_back_to_rest_after_threads():
     before = core._active[0]
     run_threads(lambda k: [dg.grad(f)(np.ones(3), 1.0 + k) for _ in range(200)])
     assert core._active[0] == before  # starts and stops of traces counted exactly
+
+
+def test_use_backend_is_per_thread():
+    from dualgrad import backend
+    outer = backend.get_backend()
+    seen = {}
+    inside = threading.Event()
+    done = threading.Event()
+
+    def chooser():
+        with backend.use_backend("numpy"):
+            seen["chooser"] = backend.get_backend()
+            inside.set()
+            done.wait(5)
+        seen["after"] = backend.get_backend()
+
+    t = threading.Thread(target=chooser)
+    t.start()
+    inside.wait(5)
+    seen["other"] = backend.get_backend()
+    done.set()
+    t.join()
+    assert seen == {"chooser": "numpy", "other": outer, "after": outer}

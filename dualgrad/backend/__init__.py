@@ -37,6 +37,7 @@ import glob
 import hashlib
 import math
 import os
+import threading
 import time
 import warnings
 
@@ -85,6 +86,9 @@ def get_backend():
     >>> get_backend() in ("numpy", "numba")
     True
     """
+    here = getattr(_thread, "name", None)  # use_backend's, in this thread
+    if here is not None:
+        return here
     if _state["name"] is None:
         name = os.environ.get("DUALGRAD_BACKEND", "").strip().lower()
         if name:
@@ -99,7 +103,8 @@ def get_backend():
 
 
 def set_backend(name):
-    """Make ``name`` (``"numpy"`` or ``"numba"``) the active backend.
+    """Make ``name`` (``"numpy"`` or ``"numba"``) the active backend, in every thread (a
+    ``use_backend`` block in progress keeps its own).
 
     >>> old = get_backend(); set_backend("numpy"); get_backend()
     'numpy'
@@ -111,20 +116,27 @@ def set_backend(name):
     _state["name"] = name
 
 
+_thread = threading.local()  # use_backend's choice, per thread (None: the process's)
+
+
 @contextlib.contextmanager
 def use_backend(name):
-    """Run a block with another backend, restoring the previous one after.
+    """Run a block with another backend, restoring the previous one after.  The choice is
+    this thread's: other threads keep theirs, as numpy's ``errstate`` does.
 
     >>> with use_backend("numpy"):
     ...     get_backend()
     'numpy'
     """
-    old = get_backend()
-    set_backend(name)
+    _check_name(name, "use_backend(name)")
+    if name == "numba" and _numba_ops() is None:
+        raise ImportError("use_backend('numba'): numba cannot be imported (pip install numba)")
+    old = getattr(_thread, "name", None)
+    _thread.name = name
     try:
         yield
     finally:
-        _state["name"] = old
+        _thread.name = old
 
 
 # ---------------------------------------------------------------------------
@@ -175,7 +187,7 @@ def _fast(*arrays, kernel, size):
     """``numba_ops`` if numba is active, all arrays are float32/float64 of one dtype and
     ``kernel`` wins at ``size`` on this machine (:func:`_use`); else None (the caller
     takes ``reference``)."""
-    if (_state["name"] or get_backend()) != "numba":
+    if (getattr(_thread, "name", None) or _state["name"] or get_backend()) != "numba":
         return None
     dt = arrays[0].dtype
     if dt.char not in "fd":
