@@ -470,10 +470,13 @@ class Compiled:
             for op, v in zip(self.raw.ops, vals):
                 if op.kind != "guard":
                     op.ans = v
+            self.kept = True
             self._build()
             return outs
 
     def _build(self):
+        if not self.kept:  # the passes compare rewrites against the recorded values
+            raise RuntimeError("dg.jit internal error: a graph built without its values")
         self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
         where = target(self._graph)
         if where == "cuda":
@@ -489,13 +492,19 @@ class Compiled:
             self.kernels, self.fused = [], self._graph
         self.replay = compile_graph(self.fused, copies=_copies(self.raw, self._graph))
         if self.lean:  # replay needs none of the values: they go now
+            self.kept = False
             self._graph.drop_values()
             self.fused = None
             self.raw = None
 
     @property
     def graph(self):
+        """The optimised graph; before the first replay of a graph whose values were
+        dropped, the graph as recorded (outer transforms replay either one primitive at a
+        time: ``run_traced``)."""
         if self._graph is None:
+            if not self.kept:
+                return self.raw
             self._build()
         return self._graph
 

@@ -122,3 +122,18 @@ def test_lower_keeps_the_recorded_values_it_shows():
     lo = dg.jit(lambda x: x * (c * 2.0 + 1.0)).lower(x)
     np.testing.assert_array_equal(lo.before.ops[-1].ans, x * (c * 2.0 + 1.0))
     np.testing.assert_array_equal(compile_graph(lo.after)(x)[0], x * (c * 2.0 + 1.0))
+
+
+def test_outer_transforms_before_the_first_replay_use_the_recorded_graph():
+    c = np.array([-0.0, 1.0, 2.0])
+    f = lambda x: np.sum(np.sin(x * (c * 2.0 + 1.0)) + 0.0) * x[0]
+    jf = dg.jit(f, codegen="off")
+    x = np.linspace(0.1, 1, 3)
+    jf(x)  # recorded; its values dropped, nothing built yet
+    comp = next(iter(jf._cache.values()))[0]
+    np.testing.assert_allclose(dg.grad(jf)(x), dg.grad(f)(x), rtol=1e-14)
+    np.testing.assert_allclose(dg.jvp(jf, (x,), (np.ones(3),))[1],
+                               dg.jvp(f, (x,), (np.ones(3),))[1], rtol=1e-14)
+    assert comp._graph is None
+    np.testing.assert_array_equal(jf(x), f(x))  # the first replay builds it
+    np.testing.assert_allclose(dg.grad(jf)(x), dg.grad(f)(x), rtol=1e-14)
