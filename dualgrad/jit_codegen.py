@@ -10,14 +10,22 @@ becomes (``jit(f).lower(x).kernels[0]``)::
 
     @njit(cache=True, error_model="numpy")
     def kernel(a0):
+        n0 = a0.shape[0]
         s0 = 0.0
-        for i0 in range(1000000):
+        for i0 in range(n0):
             x0 = a0[i0]
             v1 = np.tanh(x0)
             v2 = np.sin(x0)
             v3 = (v1 * v2)
             s0 += v3
         return (s0,)
+
+**Generic over shape.**  A source names no length: loop extents are read from the inputs'
+shapes and outputs are allocated from them (``extents``), so every shape of one structure
+(the nodes, dtypes, rank, and which input axes broadcast) shares one source, one file and
+one compiled kernel, as numba's code is shared over array sizes.  Broadcasting is written
+into the source (``a1[0, i1]`` for a row read down the rows), so a different pattern of
+size-1 axes is a different kernel.
 
 **Regions** (jit_regions.py): maximal sets of elementwise nodes of one shape with the
 reductions that consume them, cycle-free, with cheap values recomputed rather than stored.
@@ -125,6 +133,8 @@ def operands(op, ops, names):
             args.append(names[a])
         elif is_array_const(a):
             args.append(names[id(a)])
+        elif id(a) in names:  # a lifted scalar (jit_regions.is_lifted), typed for the loop
+            args.append(f"np.{cd.name}({names[id(a)]})")
         else:
             v = a.value
             args.append(_literal(v.item() if hasattr(v, "item") else v, cd))
@@ -133,13 +143,62 @@ def operands(op, ops, names):
 
 def pad_load(k, p, v, pad, loop):
     """``x{k} = ...``: input ``p`` is the unpadded ``v`` of a padded value (``pad`` is
-    region.pads' entry), read at shifted indices and 0 outside them."""
+    region.pads' entry), read at shifted indices and 0 outside them.
+
+    The offsets are in the source (not arguments): the zeros before (``lo``) and after
+    (``tail``) the data along each axis, the upper bound written from the extent ``n{q}``.
+    So ``x[1:]``'s and ``x[:-1]``'s cotangents, which pad one element at one end whatever
+    the length, give one source for every length; a slice such as ``x[2:5]`` (a tail that
+    grows with the length) gives one source per length, which is correct, only not shared."""
     _, starts, stops = pad
-    inside = " and ".join(f"{lo} <= i{q} < {hi}" for q, (lo, hi)
-                          in enumerate(zip(starts, stops)) if (lo, hi) != (0, loop[q]))
+    inside = []
+    for q, (lo, hi) in enumerate(zip(starts, stops)):
+        tail = loop[q] - hi
+        upper = f" < n{q} - {tail}" if tail else ""
+        if lo and upper:
+            inside.append(f"{lo} <= i{q}{upper}")
+        elif lo or upper:
+            inside.append(f"{lo} <= i{q}" if lo else f"i{q}{upper}")
+    inside = " and ".join(inside)
     at = ", ".join(f"i{q} - {lo}" if lo else f"i{q}" for q, lo in enumerate(starts))
     zero = _literal(0.0, v.dtype)
     return f"x{k} = {p}[{at}] if {inside} else {zero}" if inside else f"x{k} = {p}[{at}]"
+
+
+def extents(ops, region):
+    """The source of each loop extent ``n0, n1, ...``, read from the inputs' shapes, so the
+    kernel is generic over shape as numba's compiled code is over array size: what a
+    source fixes is the structure (the nodes, dtypes, rank, and which input axes are
+    broadcast: ``_index`` writes ``0`` for those, ``i{k}`` for the rest), never a length.
+
+    Axis ``k``'s extent is the first input that spans it (an axis indexed ``i{k}`` has the
+    loop's length there), else a padded input's length plus its zeros; an axis no input
+    spans (none known: a region's result shape comes from its inputs) keeps its length in
+    the source."""
+    loop = region.shape
+    d = len(loop)
+    got = [None] * d
+    for j, a in enumerate(region.inputs):
+        v = value_of(ops, a)
+        if (a.__class__ is int and a in region.pads) or not is_array(v) or not d:
+            continue
+        off = d - v.ndim
+        for q, n in enumerate(v.shape):
+            if n == loop[off + q] and got[off + q] is None:
+                got[off + q] = f"a{j}.shape[{q}]"
+    for j, a in enumerate(region.inputs):
+        if a.__class__ is int and a in region.pads:
+            _, starts, stops = region.pads[a]
+            for q in range(d):
+                extra = loop[q] - (stops[q] - starts[q])
+                if got[q] is None:
+                    got[q] = f"a{j}.shape[{q}] + {extra}" if extra else f"a{j}.shape[{q}]"
+    return [g if g is not None else repr(n) for g, n in zip(got, loop)]
+
+
+def _tuple(items):
+    """``(a, b)`` / ``(a,)`` / ``()`` as source."""
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def _live(graph, region):
@@ -215,7 +274,9 @@ def _function(graph, region, fname, fast, parallel=False):
     local = {i: n for n, i in enumerate(sorted(region.ops + region.copied + region.reduced))}
     loop = region.shape
     d = len(loop)
-    names, pre, loads, body = {}, [], [], []
+    names, loads, body = {}, [], []
+    pre = [f"n{k} = {e}" for k, e in enumerate(extents(ops, region))]
+    shape = _tuple([f"n{k}" for k in range(d)])
     params = []
     for k, a in enumerate(region.inputs):
         p = f"a{k}"
@@ -250,27 +311,27 @@ def _function(graph, region, fname, fast, parallel=False):
         body.append(f"v{local[i]} = {expr}")
         if i in region.outputs:
             if op.ans.__class__ is np.ndarray and d:
-                pre.append(f"o{local[i]} = np.empty({loop!r}, np.{op.ans.dtype.name})")
+                pre.append(f"o{local[i]} = np.empty({shape}, np.{op.ans.dtype.name})")
                 body.append(f"o{local[i]}{idx} = v{local[i]}")
     results = {}
     for j in region.reduced:
         op = ops[j]
         init, step = REDUCTIONS[op.prim.name]
         axes = sorted(set(a % d for a in op.kw["axis"])) if d else []
-        kept = tuple(n for k, n in enumerate(loop) if k not in axes)
+        kept = [f"n{k}" for k in range(d) if k not in axes]
         src = names[op.args[0]]
         if kept:
             acc = f"r{local[j]}[" + ", ".join(f"i{k}" for k in range(d) if k not in axes) + \
                   ("," if len(kept) == 1 else "") + "]"
-            pre.append(f"r{local[j]} = np.full({kept!r}, {init})")
+            pre.append(f"r{local[j]} = np.full({_tuple(kept)}, {init})")
         else:
             acc = f"s{local[j]}"
             pre.append(f"s{local[j]} = {init}")
         body.extend(step.format(a=acc, v=src).replace(": ", ":\n    ").split("\n"))
         dt = _dtype_of(op.ans)
         out = acc.split("[")[0]
-        if kept and op.ans.__class__ is np.ndarray and op.ans.shape != kept:
-            out = f"{out}.reshape({op.ans.shape!r})"
+        if kept and op.ans.__class__ is np.ndarray and op.ans.ndim != len(kept):  # keepdims
+            out = f"{out}.reshape({_tuple(['1' if k in axes else f'n{k}' for k in range(d)])})"
         if dt == np.dtype(np.float32):
             out = f"{out}.astype(np.float32)" if kept else f"np.float32({out})"
         if not kept and op.ans.__class__ is np.ndarray and op.ans.ndim:  # keepdims
@@ -291,7 +352,7 @@ def _function(graph, region, fname, fast, parallel=False):
     ind = "    "
     for k in range(d):
         lines.append(f"{ind}for i{k} in {'prange' if parallel and k == 0 else 'range'}"
-                     f"({loop[k]}):")
+                     f"(n{k}):")
         ind += "    "
     lines += [ind + s for s in loads + body + checks]
     outs = [results[i] if i in results else (f"o{local[i]}" if ops[i].ans.__class__ is np.ndarray
@@ -304,7 +365,7 @@ def _function(graph, region, fname, fast, parallel=False):
 # -- compiling, checking, choosing ------------------------------------------------------
 
 _LOADED = {}  # source digest -> compiled kernel
-_TIMED = {}  # source -> (kernel seconds, replay seconds) on the recorded values
+_TIMED = {}  # (source, size class) -> (kernel seconds, replay seconds): ``timing``
 
 
 def _kernel_dir():
@@ -417,6 +478,26 @@ def _best(fn, args, budget=0.05):
     return best
 
 
+def timing(src, region, measure):
+    """``(kernel s, replay s)`` for ``src`` at the region's size, ``measure()``-d once per
+    source and power-of-two size class (the element count's bit length).
+
+    One source serves every shape of its structure (``load`` compiles it once; numba then
+    specialises by rank, dtype and layout, never by length), but whether it beats replay
+    depends on the size: at tens of elements both are call overhead (one dispatch against
+    one numpy call per node), at millions memory traffic (one pass against one per node).
+    So a timing decides for shapes within a factor of two of the timed one (an unrolled
+    loop's regions, or a batch that varies a little, are timed once) and a very different
+    size is timed anew: 200 shapes from 10 to 30,000 elements are timed in at most 12
+    classes.  Timing every shape would cost up to 0.1 s (``_best``'s budget, twice) per
+    region per shape."""
+    key = (src, int(np.prod(region.shape, dtype=np.int64)).bit_length())
+    t = _TIMED.get(key)
+    if t is None:
+        t = _TIMED[key] = measure()
+    return t
+
+
 def _compile(graph, region, src, vals):
     """``(fn, casts)`` for ``src``, compiled and checked against the recorded values; None
     (with a warning) where it does not compile or disagrees."""
@@ -464,17 +545,15 @@ def build(graph, region, timed):
     if made is None:
         return None
     k = Kernel(region, made[0], src, made[1])
-    if timed:  # one timing per source: an unrolled loop's regions are timed once
-        k.seconds = _TIMED.get(src)
-        if k.seconds is None:
-            plain = [value_of(graph.ops, a) for a in region.inputs]  # padded arrays as they are
-            k.seconds = _TIMED[src] = (_best(k.fn, vals), _best(
-                lambda *v: _replay_region(graph, region, v), plain))
+    if timed:
+        plain = [value_of(graph.ops, a) for a in region.inputs]  # padded arrays as they are
+        k.seconds = timing(src, region, lambda: (_best(k.fn, vals), _best(
+            lambda *v: _replay_region(graph, region, v), plain)))
         if parallel_ok(graph, region) and _threads_may_pay(region):
             psrc = kernel_source(graph, region, parallel=True)
             par = _compile(graph, region, psrc, vals)
             if par is not None:
-                t = _TIMED.get(psrc) or _TIMED.setdefault(psrc, (_best(par[0], vals), 0.0))
+                t = timing(psrc, region, lambda: (_best(par[0], vals), 0.0))
                 if t[0] < k.seconds[0]:
                     k.fn, k.source, k.seconds = par[0], psrc, (t[0], k.seconds[1])
     return k

@@ -45,8 +45,11 @@ from .jit_codegen import (
     _index,
     _live,
     _replay_region,
+    _tuple,
+    extents,
     operands,
     pad_load,
+    timing,
     unused,
 )
 from .jit_regions import REDUCTIONS, is_array, value_of
@@ -78,10 +81,6 @@ def _axes(graph, region):
     return found or ()
 
 
-def _blocks(n):
-    return max(1, min(MAX_BLOCKS, (n + THREADS - 1) // THREADS))
-
-
 def kernel_source(graph, region):
     """The source of one region's CUDA kernel and launcher, or None where the region
     cannot be one kernel (reductions over different axes)."""
@@ -92,8 +91,8 @@ def kernel_source(graph, region):
     loop = region.shape
     d = len(loop)
     outer = [k for k in range(d) if k not in inner]
-    n_outer = int(np.prod([loop[k] for k in outer], dtype=np.int64))
-    nb = _blocks(n_outer)
+    ext = [f"n{k}" for k in range(d)]  # the extents: launcher locals, kernel arguments
+    n_outer = " * ".join(ext[k] for k in outer) or "1"
     local = {i: n for n, i in enumerate(sorted(region.ops + region.copied + region.reduced))}
     names, params, pre, loads, body, launch_pre = {}, [], [], [], [], []
     for k, a in enumerate(region.inputs):
@@ -128,7 +127,7 @@ def kernel_source(graph, region):
         body.append(f"v{local[i]} = {expr}")
         if i in region.outputs and is_array(op.ans):
             outs.append(f"o{local[i]}")
-            allocs.append(f"o{local[i]} = xp.empty({tuple(loop) or (1,)!r}, "
+            allocs.append(f"o{local[i]} = xp.empty({_tuple(ext) if d else '(1,)'}, "
                           f"np.{op.ans.dtype.name})")
             body.append(f"o{local[i]}{full_idx} = v{local[i]}")
             finish[i] = f"o{local[i]}" if d else f"o{local[i]}.reshape(())"
@@ -148,12 +147,13 @@ def kernel_source(graph, region):
         if len(axes) < d:  # over the inner axes, one thread per kept index
             acc = f"q{local[j]}"
             before_inner.append(f"{acc} = {init}")
-            kept = tuple(loop[k] for k in outer)
             at = "[" + ", ".join(f"i{k}" for k in outer) + ("," if len(outer) == 1 else "") + "]"
             after_inner.append(f"r{local[j]}{at} = {acc}")
             outs.append(f"r{local[j]}")
-            allocs.append(f"r{local[j]} = xp.empty({kept!r}, np.{dt.name})")
-            finish[j] = f"r{local[j]}.reshape({op.ans.shape!r})" if op.ans.shape != kept \
+            allocs.append(f"r{local[j]} = xp.empty({_tuple([ext[k] for k in outer])}, "
+                          f"np.{dt.name})")
+            keep = _tuple(["1" if k in axes else ext[k] for k in range(d)])  # keepdims
+            finish[j] = f"r{local[j]}.reshape({keep})" if op.ans.ndim != len(outer) \
                 else f"r{local[j]}"
         else:  # over everything: per-thread partial, block tree, one partial per block
             acc = f"s{local[j]}"
@@ -163,25 +163,25 @@ def kernel_source(graph, region):
             tail.append((f"h{local[j]}[tid] = {acc}", f"h{local[j]}[tid] = {comb}",
                          f"p{local[j]}[cuda.blockIdx.x] = h{local[j]}[0]"))
             outs.append(f"p{local[j]}")
-            allocs.append(f"p{local[j]} = xp.empty({nb}, np.float64)")
+            allocs.append(f"p{local[j]} = xp.empty(nb, np.float64)")
             shape = op.ans.shape if is_array(op.ans) else ()
             finish[j] = (f"p{local[j]}.{_FINISH[name]}().astype(np.{dt.name})"
                          f".reshape({shape!r})")
         body.extend(step.format(a=acc, v=src).replace(": ", ":\n    ").split("\n"))
     # -- the kernel
-    lines = ["@cuda.jit(cache=True)", f"def _k({', '.join(params + outs)}):"]
+    lines = ["@cuda.jit(cache=True)", f"def _k({', '.join(params + outs + ext)}):"]
     lines += ["    " + s for s in shared + pre]
     lines.append(f"    for t in range(cuda.grid(1), {n_outer}, cuda.gridsize(1)):")
     ind = "        "
     rest = "t"
     for k in reversed(outer):  # the kept multi-index of t, last axis fastest
-        lines.append(f"{ind}i{k} = {rest} % {loop[k]}")
+        lines.append(f"{ind}i{k} = {rest} % n{k}")
         if k != outer[0]:
-            lines.append(f"{ind}u{k} = {rest} // {loop[k]}")
+            lines.append(f"{ind}u{k} = {rest} // n{k}")
             rest = f"u{k}"
     lines += [ind + s for s in before_inner]
     for k in inner:
-        lines.append(f"{ind}for i{k} in range({loop[k]}):")
+        lines.append(f"{ind}for i{k} in range(n{k}):")
         ind += "    "
     lines += [ind + s for s in loads + body]
     lines += ["        " + s for s in after_inner]
@@ -196,8 +196,11 @@ def kernel_source(graph, region):
     # -- the launcher
     ins = ", ".join(params)
     launcher = [f"def kernel({ins}):", "    xp = array_module()"]
-    launcher += ["    " + s for s in launch_pre + allocs]
-    launcher.append(f"    _k[{nb}, {THREADS}]({', '.join(params + outs)})")
+    launcher += ["    " + s for s in launch_pre]
+    launcher += [f"    {n} = {e}" for n, e in zip(ext, extents(ops, region))]
+    launcher.append(f"    nb = max(1, min({MAX_BLOCKS}, ({n_outer} + {THREADS - 1}) // {THREADS}))")
+    launcher += ["    " + s for s in allocs]
+    launcher.append(f"    _k[nb, {THREADS}]({', '.join(params + outs + ext)})")
     launcher.append(f"    return ({', '.join(finish[i] for i in region.outputs)},)")
     head = ["from numba import cuda, float64", "",
             "from dualgrad.backend.cuda import array_module",
@@ -235,8 +238,9 @@ def build(graph, region, timed):
     if made is None:
         return None
     k = Kernel(region, made[0], src, made[1])
-    if timed:
+    if timed:  # once per source and size class, as the CPU's (jit_codegen.timing)
         plain = [value_of(graph.ops, a) for a in region.inputs]
-        k.seconds = (_best(_synced(k.fn), vals),
-                     _best(_synced(lambda *v: _replay_region(graph, region, v)), plain))
+        k.seconds = timing(src, region, lambda: (
+            _best(_synced(k.fn), vals),
+            _best(_synced(lambda *v: _replay_region(graph, region, v)), plain)))
     return k

@@ -177,7 +177,7 @@ def wire(graph, regions):
                 key = a if a.__class__ is int else id(a)
                 if key in seen or (a.__class__ is int and a in body):
                     continue
-                if a.__class__ is int or is_array_const(a):
+                if a.__class__ is int or is_array_const(a) or is_lifted(a):
                     seen.add(key)
                     r.inputs.append(a)
         needed.update(a for a in r.inputs if a.__class__ is int)
@@ -216,6 +216,27 @@ def _pad(ops, b, loop):
 
 def is_array_const(c):
     return is_array(c.value) and c.value.ndim > 0
+
+
+#: scalar constants kernels keep as literals (``is_lifted``)
+_LITERAL = frozenset((0.0, 1.0, -1.0, 2.0, 0.5))
+
+
+def is_lifted(c):
+    """Whether the scalar constant ``c`` is a kernel argument rather than a literal in its
+    source.  A graph's numbers are often its shape's (``np.mean``'s 1/n, a loss's
+    1/batch), and a literal would make one kernel source per shape, against generic
+    kernels (jit_codegen.py).  Literal stay bools, ±inf and NaN, and 0, ±1, 2 and 0.5,
+    which are a rule's structure (masks, ``x * 2``, ``x > 0``) far more often than data
+    and where LLVM can use the value (``x * 1``, ``x * 2`` as ``x + x``); a shape whose
+    1/n is one of them gets a kernel of its own, which is still right."""
+    if c.__class__ is not Const:
+        return False
+    i = info(c.value)
+    if i is None or i[0] != () or i[1].kind not in "fiu" or is_array(c.value):
+        return False
+    f = float(c.value)
+    return f == f and abs(f) != np.inf and f not in _LITERAL
 
 
 def recompute(graph, regions):
