@@ -54,10 +54,11 @@ nowhere (replay) for other array types.
 import functools
 import hashlib
 import heapq
-import importlib.util
 import os
 import sys
+import tempfile
 import time
+import types
 import warnings
 
 import numpy as np
@@ -375,32 +376,67 @@ def _kernel_dir():
 
 def load(src):
     """The ``kernel`` of ``src``, from a file under the cache directory named by the
-    source's hash (so numba's ``cache=True`` finds its machine code in a later process)."""
+    source's hash, so that numba's cache finds its machine code in a later process.
+
+    The file is used only if it holds exactly ``src`` (else it is rewritten whole); the
+    code run is always ``src``, never what the file says.  numba's cache is dualgrad's
+    checked one (``dualgrad.kernels.diskcache``): stamped with the file's SHA-256, every
+    file sealed with its own.  No writable folder: compiled in memory, not cached."""
     digest = hashlib.sha256(src.encode()).hexdigest()[:24]
     fn = _LOADED.get(digest)
     if fn is not None:
         return fn
     name = f"dualgrad_kernel_{digest}"
-    try:
-        folder = _kernel_dir()
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, name + ".py")
-        if not os.path.exists(path):
-            tmp = f"{path}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(src)
-            os.replace(tmp, path)
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # numba's cache looks the module up by name
-        spec.loader.exec_module(module)
-        fn = module.kernel
-    except OSError:  # no writable cache: compile in memory (numba then cannot cache)
+    path = _filed(src, name)
+    code = src.replace("cache=True", "cache=False")  # numba's own cache: never
+    if path is None:
         ns = {}
-        exec(compile(src.replace("cache=True", "cache=False"), f"<{name}>", "exec"), ns)  # noqa: S102
+        exec(compile(code, f"<{name}>", "exec"), ns)  # noqa: S102
         fn = ns["kernel"]
+    else:
+        from .kernels.diskcache import attach  # optional: code generation needs numba
+        module = types.ModuleType(name)
+        module.__file__ = path
+        sys.modules[name] = module  # numba's cache looks the module up by name
+        exec(compile(code, path, "exec"), module.__dict__)  # noqa: S102
+        if "cache=True" in src:
+            for v in list(vars(module).values()):
+                if getattr(getattr(v, "py_func", None), "__module__", None) == name:
+                    attach(v)
+        fn = module.kernel
     _LOADED[digest] = fn
     return fn
+
+
+def _filed(src, name):
+    """The path of ``name.py`` in the kernel folder, holding exactly ``src``: compared if
+    it is there, else written whole (a uniquely named temporary file in the same folder,
+    then ``os.replace``: a crash or a racing process leaves no half file).  None (and
+    one warning per process) when the folder cannot be written."""
+    data = src.encode()
+    try:
+        folder = _kernel_dir()
+        path = os.path.join(folder, name + ".py")
+        try:
+            with open(path, "rb") as f:
+                if f.read() == data:
+                    return path
+        except OSError:
+            pass  # absent or unreadable: write it
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+    except OSError as e:
+        from .backend.tuning import unwritable
+        unwritable(_kernel_dir(), e)
+        return None
 
 
 class Kernel:

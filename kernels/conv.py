@@ -12,8 +12,9 @@ outside the input read as zero (convolution) or are skipped (pooling).
     [0.0, 5.0, 5.0, 0.0]
 """
 
-from numba import njit
 from numba.extending import register_jitable
+
+from .diskcache import njit
 
 
 @njit(cache=True)

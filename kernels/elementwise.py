@@ -15,8 +15,9 @@ functions on whole arrays as its numpy reference.
     [1.0, 1.0, 1.0]
 """
 
-from numba import njit
 from numba.extending import register_jitable
+
+from .diskcache import njit
 
 
 def compile_unary(f, df):

@@ -8,7 +8,7 @@
     [2.0, 0.0, 2.0]
 """
 
-from numba import njit
+from .diskcache import njit
 
 
 @njit(cache=True)

@@ -16,8 +16,9 @@ serial ``*_rows`` loops below) and ``kernels/cuda.py`` compiles for the GPU
 """
 
 import numpy as np
-from numba import njit
 from numba.extending import register_jitable
+
+from .diskcache import njit
 
 # ---------------------------------------------------------------------------
 # One row (1-D views x = x[r], out = out[r]): the scalar math both targets compile

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -197,8 +198,9 @@ def test_bad_rules_in_a_cache_file_are_dropped(cache):
     key = tuning.machine_key()
     path = tuning.cache_path(key)
     os.makedirs(os.path.dirname(path))
-    with open(path, "w") as f:
-        json.dump({"key": key, "rules": {"k/d": "fast", "ok/d": [5, None]}}, f)
+    data = {"key": key, "rules": {"k/d": "fast", "ok/d": [5, None]}}
+    with open(path, "w") as f:  # whole (its digest agrees), but one rule is malformed
+        json.dump(dict(data, digest=tuning._digest(data)), f)
     speed["now"] = (1.0, 2.0)
     probed = []
     t = make_table(probed)
@@ -209,11 +211,13 @@ def test_unwritable_cache_never_breaks(cache, monkeypatch, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(tuning, "_warned", threading.Lock())  # a fresh process's state
     d, speed = cache
     speed["now"] = (2.0, 1.0)
     probed = []
     t = make_table(probed)
-    assert t.rule("k/d") == (100, None) and t.rule("k/d") == (100, None)
+    with pytest.warns(RuntimeWarning, match="cannot write its cache"):
+        assert t.rule("k/d") == (100, None) and t.rule("k/d") == (100, None)
     assert probed == ["k/d"]  # kept in memory
 
 

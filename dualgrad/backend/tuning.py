@@ -20,8 +20,12 @@ numpy, numba, llvm target and Python versions and a hash of the kernel sources.
 - ``0`` or ``off``: measure nothing: every kernel with a threshold takes numpy
   (the conservative choice; set the backend to ``numpy`` for the same effect).
 
-A cache file that is corrupt, from another key or unwritable is ignored: the
-rules are then measured again (and kept in memory).
+A cache file that is corrupt (its ``digest``, the SHA-256 of the rest, disagrees),
+from another key or unwritable is ignored: the rules are then measured again (and kept
+in memory).  Files are written whole (a uniquely named temporary file in the same
+folder, then ``os.replace``).  An unwritable cache folder -- here, for the generated
+kernels or for numba's files (``dualgrad.kernels.diskcache``) -- means no disk cache,
+with one warning per process (:func:`unwritable`).
 
     >>> decide([512, 4096, 32768], [1.0, 8.0, 64.0], [2.0, 6.0, 40.0])
     (4096, None)
@@ -41,7 +45,7 @@ import warnings
 
 import numpy as np
 
-SCHEMA = 1
+SCHEMA = 2  # 2: the file carries a digest of its content
 ENV = "DUALGRAD_TUNING"
 MARGIN = 1.10  # numba must be at least 10% faster than numpy at a size to take it
 
@@ -212,7 +216,8 @@ def load(path, key):
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        if not isinstance(data, dict) or data.get("key") != key:
+        if not isinstance(data, dict) or data.get("key") != key \
+                or data.pop("digest", None) != _digest(data):
             return {}, {}
         rules = data.get("rules", {})
         if not isinstance(rules, dict):
@@ -232,6 +237,7 @@ def save(path, key, rules, timings):
         data = {"key": key, "rules": {k: (None if r is None else list(r))
                                       for k, r in sorted(rules.items())},
                 "timings": timings}
+        data["digest"] = _digest(data)
         fd, tmp = tempfile.mkstemp(prefix=".tuning-", suffix=".tmp", dir=os.path.dirname(path))
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -241,8 +247,28 @@ def save(path, key, rules, timings):
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return True
-    except (OSError, TypeError, ValueError):
+    except OSError as e:
+        unwritable(os.path.dirname(path), e)
         return False
+    except (TypeError, ValueError):
+        return False
+
+
+def _digest(data):
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+_warned = threading.Lock()
+
+
+def unwritable(path, error):
+    """Warn, once per process, that dualgrad's disk caches are off: ``path`` cannot be
+    written (``error``).  Called by every cache that fails to write: the tuning rules,
+    the generated kernels (``jit_codegen.load``) and numba's files."""
+    if _warned.acquire(blocking=False):
+        warnings.warn(f"dualgrad: cannot write its cache at {path} ({error}); kernels and "
+                      "tuning are not cached on disk in this process (set XDG_CACHE_HOME "
+                      "to a writable folder)", RuntimeWarning, stacklevel=3)
 
 
 # ---------------------------------------------------------------------------
