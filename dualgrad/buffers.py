@@ -95,13 +95,14 @@ class _Owner:
     """The numpy base of a handed-out buffer: numpy reads the memory through
     ``__array_interface__``, and the owner's death returns the raw buffer.
 
-    ``raw`` is ``(array, its __array_interface__)``: the array owns the memory and is
-    never handed out itself.  No ``__weakref__`` slot: nothing can watch an owner."""
+    ``raw`` is ``(array, its __array_interface__, (shape, dtype), nbytes)``: the array
+    owns the memory and is never handed out itself.  No ``__weakref__`` slot: nothing
+    can watch an owner."""
 
-    __slots__ = ("__array_interface__", "raw", "key", "cache")
+    __slots__ = ("__array_interface__", "raw", "cache")
 
     def __del__(self):
-        self.cache._give(self.key, self.raw)
+        self.cache._give(self.raw)
 
 
 class BufferCache:
@@ -115,57 +116,74 @@ class BufferCache:
         self.hits = 0
         self.misses = 0
         self._lock = threading.Lock()
-        self._returned = deque()  # (key, raw) given back, not yet filed
+        self._returned = deque()  # raws given back while the lock was held, not yet filed
 
     def take(self, shape, dtype):
         """An array of this shape and dtype nobody else can observe (contents arbitrary)."""
         key = (shape, dtype)
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             if self._returned:
                 self._file()
-            q = self.free.get(key)
+            free = self.free
+            q = free.get(key)
             if q:
                 raw = q.pop()  # the most recently returned: likeliest in the CPU cache
-                self.nbytes -= raw[0].nbytes
+                self.nbytes -= raw[3]
                 self.hits += 1
-                del self.free[key]
-                if q:          # most recently used last
-                    self.free[key] = q
+                if not q:
+                    del free[key]
+                elif len(free) > 1:  # most recently used last
+                    del free[key]
+                    free[key] = q
             else:
                 raw = None
                 self.misses += 1
+        finally:
+            lock.release()
         if raw is None:
             a = fresh(shape, dtype)
-            raw = (a, a.__array_interface__)
+            raw = (a, a.__array_interface__, key, a.nbytes)
         owner = _Owner()
         owner.__array_interface__ = raw[1]
-        owner.raw, owner.key, owner.cache = raw, key, self
+        owner.raw = raw
+        owner.cache = self
         return np.asarray(owner)
 
-    def _give(self, key, raw):
-        """An owner died (in any thread, maybe inside ``take``): file its buffer."""
-        self._returned.append((key, raw))
-        if self._lock.acquire(False):  # never wait: this thread may hold it already
-            try:
+    def _give(self, raw):
+        """An owner died (in any thread, maybe inside ``take`` or ``_file``): file its
+        buffer, or queue it when the lock is held (never wait: it may be this thread's)."""
+        lock = self._lock
+        if not lock.acquire(False):
+            self._returned.append(raw)
+            return
+        try:
+            q = self.free.get(raw[2])
+            if q is None:
+                q = self.free[raw[2]] = deque()
+            q.append(raw)
+            self.nbytes += raw[3]
+            if self.nbytes > self.limit or self._returned:
                 self._file()
-            finally:
-                self._lock.release()
+        finally:
+            lock.release()
 
     def _file(self):
-        """Move the returned buffers onto their free lists, then keep within the limit
-        (least recently used keys first, their oldest buffers first).  Lock held."""
+        """File the queued buffers, then keep within the limit (least recently used keys
+        first, their oldest buffers first).  Lock held."""
         returned, free = self._returned, self.free
         while returned:
-            key, raw = returned.popleft()
-            q = free.get(key)
+            raw = returned.popleft()
+            q = free.get(raw[2])
             if q is None:
-                q = free[key] = deque()
+                q = free[raw[2]] = deque()
             q.append(raw)
-            self.nbytes += raw[0].nbytes
+            self.nbytes += raw[3]
         while self.nbytes > self.limit:
             key = next(iter(free))
             q = free[key]
-            self.nbytes -= q.popleft()[0].nbytes
+            self.nbytes -= q.popleft()[3]
             if not q:
                 del free[key]
 
@@ -241,19 +259,33 @@ def large(vals):
 _OPS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
         operator.truediv: np.true_divide, operator.neg: np.negative,
         operator.pos: np.positive}
+_ROWS = {}  # primitive -> its one-output ufunc (np.power for ``**``), or None: fixed per row
+
+
+def _row_ufunc(prim):
+    u = prim.ufunc  # an elementwise row with one output
+    if u is None or u.nout != 1 or u.signature is not None or u is np.conjugate:
+        return None
+    impl = prim.impl
+    if impl is u or _OPS.get(impl) is u or (impl is operator.pow and u is np.power):
+        return u
+    return None
+
+
 def forward(prim, vals):
     """``prim(*vals)`` computed into a cached buffer, or ``None`` where numpy should
     allocate (not an elementwise real-float row, mixed dtypes, small, ...).
 
     Bitwise the same as ``prim.impl(*vals)``: the same numpy loop, with ``out=`` and
     ``casting="no"`` (anything numpy would promote falls back)."""
-    u = prim.ufunc  # an elementwise row with one output
-    if u is None or u.nout != 1 or u.signature is not None or u is np.conjugate:
+    try:
+        u = _ROWS[prim]
+    except KeyError:
+        u = _ROWS[prim] = _row_ufunc(prim)
+    if u is None:
         return None
-    impl = prim.impl
-    if impl is not u and _OPS.get(impl) is not u:
-        if impl is operator.pow and u is np.power and len(vals) == 2 \
-                and vals[1].__class__ in (int, float) and vals[1] == 2:
+    if u is np.power and prim.impl is operator.pow:
+        if len(vals) == 2 and vals[1].__class__ in (int, float) and vals[1] == 2:
             u, vals = np.square, vals[:1]  # what ndarray.__pow__ does for ** 2
         else:
             return None
