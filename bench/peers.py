@@ -494,6 +494,14 @@ _JAX = {"logreg": jax_logreg, "mlp_small": jax_mlp_small, "rk4": jax_rk4,
         "hvp": jax_hvp, "jacfwd": _jax_jac("jacfwd"), "jacrev": _jax_jac("jacrev"),
         "gather": jax_gather, "conv": jax_conv, "per_example": jax_per_example}
 
+def autograd_fluidsim(d):
+    from .workloads import fluidsim_loss
+    ag, anp = _ag()
+    g = ag.grad(lambda vx, vy: fluidsim_loss(vx, vy, d["smoke"], d["target"], np=anp),
+                argnum=(0, 1))
+    return lambda: g(d["vx"], d["vy"])
+
+
 FACTORIES = {
     "torch": {"baydin": torch_baydin, "chain": torch_chain, "mlp_cs231n": torch_mlp_cs231n,
               "mlp_large": torch_mlp_large, "elementwise": torch_elementwise,
@@ -509,5 +517,5 @@ FACTORIES = {
                  "mlp_cs231n": autograd_mlp_cs231n, "mlp_large": autograd_mlp_large,
                  "elementwise": autograd_elementwise, "hessian": autograd_hessian,
                  "hvp": autograd_hvp, "jacrev": autograd_jacrev, "gather": autograd_gather,
-                 "conv": autograd_conv},
+                 "conv": autograd_conv, "fluidsim": autograd_fluidsim},
 }

@@ -384,6 +384,85 @@ def rk4():
                  lambda: rk4_loss(d["p"]), dualgrad, ("p",))]
 
 
+# fluidsim: Stam's "stable fluids" on a periodic grid, the shape of HIPS autograd's
+# examples/fluidsim (issue 21).  The tape holds thousands of grid-sized temporaries at
+# once, all of one shape: the case that made the old buffer cache's take() scan.
+
+FLUID_N, FLUID_STEPS, FLUID_JACOBI = 100, 50, 10
+
+
+def _fluid_diff(a, axis, np=np):
+    """a[k+1] - a[k-1] along ``axis``, wrapping around (twice the central difference)."""
+    return np.roll(a, -1, axis=axis) - np.roll(a, 1, axis=axis)
+
+
+def fluid_project(vx, vy, np=np):
+    """Remove most of the divergence of (vx, vy): FLUID_JACOBI Jacobi sweeps of the
+    pressure Poisson equation, then subtract the pressure gradient."""
+    h = 1.0 / vx.shape[0]
+    div = -0.5 * h * (_fluid_diff(vx, 0, np) + _fluid_diff(vy, 1, np))
+    p = np.zeros(vx.shape)
+    for _ in range(FLUID_JACOBI):
+        p = (div + np.roll(p, 1, axis=0) + np.roll(p, -1, axis=0)
+             + np.roll(p, 1, axis=1) + np.roll(p, -1, axis=1)) / 4.0
+    return vx - 0.5 * _fluid_diff(p, 0, np) / h, vy - 0.5 * _fluid_diff(p, 1, np) / h
+
+
+def fluid_advect(f, vx, vy, np=np):
+    """Carry ``f`` along the flow: each cell takes the value of ``f`` at the point the
+    flow came from, interpolated bilinearly between its four neighbouring cells
+    (semi-Lagrangian; vx moves along axis 0, vy along axis 1; periodic edges)."""
+    rows, cols = f.shape
+    i, j = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    si, sj = np.reshape(i - vx, (-1,)), np.reshape(j - vy, (-1,))   # where it came from
+    i0, j0 = np.floor(si), np.floor(sj)
+    wi, wj = si - i0, sj - j0                   # weights of the lower/right neighbours
+    i0, j0 = np.mod(i0.astype(int), rows), np.mod(j0.astype(int), cols)
+    i1, j1 = np.mod(i0 + 1, rows), np.mod(j0 + 1, cols)
+    out = ((1.0 - wi) * ((1.0 - wj) * f[i0, j0] + wj * f[i0, j1])
+           + wi * ((1.0 - wj) * f[i1, j0] + wj * f[i1, j1]))
+    return np.reshape(out, (rows, cols))
+
+
+def fluidsim_loss(vx, vy, smoke, target, np=np):
+    """FLUID_STEPS steps (self-advect the velocity, project it, advect the smoke); the
+    mean squared distance of the final smoke from ``target``."""
+    for _ in range(FLUID_STEPS):
+        vx, vy = fluid_advect(vx, vx, vy, np), fluid_advect(vy, vx, vy, np)
+        vx, vy = fluid_project(vx, vy, np)
+        smoke = fluid_advect(smoke, vx, vy, np)
+    return np.mean((target - smoke) ** 2)
+
+
+def fluidsim_data(n=FLUID_N):
+    """Initial velocities (the parameters: a smooth swirl plus noise, about a cell per
+    step), a smoke ring, and a target image (a bar), float64 n x n."""
+    r = _rng()
+    y, x = np.mgrid[0:n, 0:n] / n
+    vx = 2.0 * np.sin(2 * np.pi * y) + 0.3 * r.standard_normal((n, n))
+    vy = 2.0 * np.cos(2 * np.pi * x) + 0.3 * r.standard_normal((n, n))
+    rad = np.hypot(x - 0.5, y - 0.5)
+    smoke = np.exp(-((rad - 0.25) / 0.06) ** 2)
+    target = ((np.abs(x - 0.5) < 0.1) & (np.abs(y - 0.5) < 0.35)).astype(np.float64)
+    return {"vx": vx, "vy": vy, "smoke": smoke, "target": target}
+
+
+def fluidsim(n=FLUID_N):
+    d = fluidsim_data(n)
+
+    def dualgrad(dg):
+        g = dg.grad(fluidsim_loss, argnums=(0, 1))
+        return lambda: g(d["vx"], d["vy"], d["smoke"], d["target"])
+
+    return [Case("fluidsim", "fluidsim",
+                 f"2-D fluid, {n}x{n}, {FLUID_STEPS} steps of advection "
+                 f"(bilinear, np.floor indices) and projection ({FLUID_JACOBI} Jacobi "
+                 "sweeps); mean squared distance to a target", "grad w.r.t. the initial "
+                 "velocities vx, vy", "us_per_call", d,
+                 lambda: fluidsim_loss(d["vx"], d["vy"], d["smoke"], d["target"]),
+                 dualgrad, ("vx", "vy"))]
+
+
 class JitShim:
     """dualgrad with every transform compiled: ``dg.jit(dg.grad(f))`` where a workload
     says ``dg.grad(f)`` (the tool ``dualgrad.jit``); the same code builds both columns."""
@@ -420,7 +499,7 @@ WORKLOADS = {
     "baydin": baydin, "chain": chain, "mlp_cs231n": mlp_cs231n, "mlp_large": mlp_large,
     "elementwise": elementwise, "hessian": hessian, "jacobian": jacobian, "gather": gather,
     "conv": conv, "logreg": logreg, "mlp_small": mlp_small, "rk4": rk4,
-    "per_example": per_example,
+    "per_example": per_example, "fluidsim": fluidsim,
 }
 # A case name may be given where a workload name is expected (--workloads hvp).
 CASE_TO_WORKLOAD = {"hvp": "hessian", "jacfwd": "jacobian", "jacrev": "jacobian",
