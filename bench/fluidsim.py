@@ -1,19 +1,21 @@
 """``python -m bench.fluidsim``: the fluid-simulation gradient with dualgrad's buffer cache
-on and off, side by side in one process (issue 21, item 3), and HIPS autograd where it is
+on and off, side by side in one run (issue 21, item 3), and HIPS autograd where it is
 installed (``pip install -e ".[bench]"``).
 
-The workload is ``bench.workloads.fluidsim``: 50 steps of a 100 x 100 periodic fluid
+The workload is ``bench.workloads.fluidsim``: 50 steps of an n x n periodic fluid
 (advection by bilinear interpolation at ``np.floor`` indices, projection by 10 Jacobi
 sweeps), the gradient of a distance to a target image w.r.t. the initial velocities.
-Every field is 80 kB, above ``buffers.LARGE``, so every elementwise temporary of the
-forward and reverse sweeps goes through the cache, thousands of them alive at once.
+At n = 100 every field is 80 kB, above ``buffers.LARGE``, so every elementwise
+temporary of the forward and reverse sweeps goes through the cache, about 5,000 of one
+shape alive at once.
 
-Measured: each tool is called twice to warm up, then ``--repeats`` rounds, one call of
-every tool per round in a rotated order (a slow phase of a shared machine hits all
-alike); the table gives the median seconds per gradient.  "cache off" is
-``buffers.ENABLED = False`` (what ``DUALGRAD_BUFFERS=0`` does at import): numpy allocates
-every temporary.  Both dualgrad gradients must be bitwise equal, autograd's within 1e-9.
-``--out`` writes the markdown (default ``bench/results/fluidsim.md``).
+Measured: each tool runs in its own interpreter (cache on: ``DUALGRAD_BUFFERS=1``, off:
+``=0``, so neither mode's heap is shaped by the other's), is called twice to warm up,
+then ``--repeats`` rounds, one call of every tool per round in a rotated order (a slow
+phase of a shared machine hits all alike); the table gives median wall and CPU seconds
+per gradient and minor page faults.  Both dualgrad gradients must be bitwise equal,
+autograd's within 1e-9.  ``--out`` writes the markdown (default
+``bench/results/fluidsim.md``).
 """
 
 import os
