@@ -34,10 +34,20 @@ reductions that consume them, cycle-free, with cheap values recomputed rather th
 Constants are typed with the node's dtype (``np.float32(0.5)``: a Python float in a float32
 loop would silently make float64 code), and every float32 node is rounded to float32, so
 float32 stays float32.  Sums accumulate in float64 sequentially (eager numpy sums pairwise),
-so a fused sum differs from eager by rounding only.  The source is written to a file under
-``~/.cache/dualgrad/kernels`` named by its hash and compiled with ``cache=True``: a second
-process loads the machine code instead of compiling.  ``NUMBA_DISABLE_JIT=1`` runs the same
+so a fused sum differs from eager by rounding only.  ``NUMBA_DISABLE_JIT=1`` runs the same
 source as Python.
+
+**Disk cache.**  The source is filed under ``$XDG_CACHE_HOME/dualgrad/kernels`` (default
+``~/.cache``) by its hash, and numba's machine code for it under ``dualgrad/numba`` (or the
+user's ``NUMBA_CACHE_DIR``), so a second process loads the machine code instead of
+compiling.  No cache file can change a result: the file is used only if it holds exactly
+the source (else it is rewritten), the code compiled is always the source itself, numba's
+entries are stamped with the SHA-256 of that source and sealed with their own
+(``dualgrad.kernels.diskcache``: a damaged entry is compiled again), and every file is
+written whole (temporary file, then ``os.replace``).  An unwritable folder means no disk
+cache, with one warning.  ``tests/test_cache_integrity.py`` truncates, randomises and
+flips each kind of file, edits the source, races four processes on one empty folder, and
+checks the next process's values.
 
 **Choice.**  With ``codegen="auto"`` (the default) each kernel is compiled and run once at
 the graph's first replay on the recorded values, checked against them, and timed against
@@ -64,6 +74,7 @@ import warnings
 import numpy as np
 
 from .backend import is_foreign_array
+from .backend.tuning import cache_dir, unwritable
 from .jit_graph import Graph, Op
 from .jit_regions import (
     FLOATS,
@@ -370,7 +381,6 @@ _TIMED = {}  # (source, size class) -> (kernel seconds, replay seconds): ``timin
 
 
 def _kernel_dir():
-    from .backend.tuning import cache_dir  # optional: only code generation needs it
     return os.path.join(cache_dir(), "kernels")
 
 
@@ -434,7 +444,6 @@ def _filed(src, name):
                 os.unlink(tmp)
         return path
     except OSError as e:
-        from .backend.tuning import unwritable
         unwritable(_kernel_dir(), e)
         return None
 

@@ -22,10 +22,12 @@ The generated module holds the kernel (``_k``) and a launcher ``kernel(a0, a1, .
 allocates the outputs where the inputs live (CuPy; numpy under numba's simulator, as
 ``backend.cuda.use_array_module`` sets), launches, and returns the outputs as eager CuPy
 would (dtypes, shapes, 0-d arrays for full reductions).  The source is cached as the CPU
-kernels' are (``jit_codegen.load``: a file named by its hash), and ``cache=True`` lets
-numba-cuda keep the compiled kernel beside it.  ``build`` compiles it, checks it against the
-recorded values (copied to the host once, explicitly) and with ``timed`` times it against
-replaying its nodes, synchronising the device around every clock read.
+kernels' are (``jit_codegen.load``: a file named by its hash, used only if it holds
+exactly the source), and ``cache=True`` lets numba-cuda keep the compiled kernel in
+dualgrad's checked cache (``dualgrad.kernels.diskcache``).  ``build`` compiles it,
+checks it against the recorded values (copied to the host once, explicitly) and with
+``timed`` times it against replaying its nodes, synchronising the device around every
+clock read.
 
     >>> import numpy as np, dualgrad as dg
     >>> from dualgrad import jit_cuda

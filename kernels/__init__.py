@@ -4,12 +4,15 @@ Nothing here knows about autodiff: arrays in, arrays out, and outputs are
 preallocated by the caller (``dualgrad.backend.numba_ops``, the only module that calls
 these).  Every kernel is ``@njit(cache=True)``, serial: measured on the
 project's workloads, ``parallel=True`` did not pay for itself with one thread.
+``njit`` here is ``diskcache.njit``: numba's cache kept in dualgrad's cache folder (never
+``__pycache__`` beside this source), checked, and rebuilt when damaged.
 ``NUMBA_DISABLE_JIT=1`` runs them all as plain Python, for debugging.
 
     elementwise  compile_unary(f, df): fused value + derivative maps
     scatter      index_add_rows: the scatter-add behind the VJP of a gather
     softmax      softmax / log_softmax / logsumexp rows and their VJPs
     conv         im2col / col2im around BLAS, max_pool2d forward and backward
+    diskcache    numba's disk cache for these and for dg.jit's generated kernels
 """
 
 from . import conv, elementwise, scatter, softmax

@@ -28,6 +28,7 @@ import hashlib
 import os
 import pickle
 import tempfile
+import warnings
 
 import numba
 from numba.core import config
@@ -182,7 +183,7 @@ def _checked_file(base):
 @functools.cache
 def _checked(base):
     """numba's cache class ``base`` with dualgrad's locator and checked files; a load that
-    fails in any way is a miss, a save that cannot write turns the cache off."""
+    fails in any way is a miss, a save that fails turns this function's cache off."""
 
     impl = type("CheckedImpl", (base._impl_class,), {"_locator_classes": [_Locator]})
 
@@ -207,6 +208,11 @@ def _checked(base):
             except OSError as e:
                 from dualgrad.backend.tuning import unwritable
                 unwritable(self._cache_path, e)
+                self.disable()
+            except Exception as e:  # noqa: BLE001  (never fail a call over its cache)
+                warnings.warn(f"dualgrad: numba's cache could not save {self._name} "
+                              f"({type(e).__name__}: {e}); not cached", RuntimeWarning,
+                              stacklevel=2)
                 self.disable()
 
     return CheckedCache

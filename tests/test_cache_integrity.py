@@ -248,3 +248,23 @@ def test_a_damaged_tuning_file_is_measured_again(tmp_path, monkeypatch, damage):
     with open(path, "wb") as f:
         f.write(damage(data))
     assert tuning.load(path, key) == ({}, {})
+
+
+def test_numba_cudas_cache_class_gets_the_same_checks(tmp_path, monkeypatch):
+    """dg.jit's CUDA kernels (``@cuda.jit(cache=True)``) take the same checked cache; the
+    plumbing, without a GPU: sealed files, keyed data, a damaged index is a miss."""
+    cuda_dispatcher = pytest.importorskip("numba.cuda.dispatcher")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    source = tmp_path / "k.py"
+    source.write_text("def k(x):\n    return x\n")
+    namespace = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    c = diskcache._checked(cuda_dispatcher.CUDACache)(namespace["k"])
+    assert c.cache_path.startswith(str(tmp_path / "dualgrad" / "numba"))
+    c._impl.locator.ensure_cache_path()
+    c._cache_file.save(("sig", 1), {"ptx": "..."})
+    assert c._cache_file.load(("sig", 1)) == {"ptx": "..."}
+    assert c._cache_file.load(("sig", 2)) is None
+    (index,) = pathlib.Path(c.cache_path).glob("*.nbi")
+    index.write_bytes(flipped(index.read_bytes()))
+    assert c._cache_file.load(("sig", 1)) is None

@@ -11,7 +11,8 @@ kernels' layout (flat, C-contiguous rows, preallocated outputs) and back.  A fut
 ``@cuda.jit`` twins.
 
 Importing this module imports numba (and compiles nothing: kernels are
-``@njit(cache=True)``, compiled or loaded from numba's cache on first call).
+``@njit(cache=True)``, compiled or loaded from the disk cache on first call:
+``dualgrad.kernels.diskcache``).
 """
 
 
