@@ -293,3 +293,130 @@ def test_threaded_loops_agree_with_serial():
     jm(x)
     comp = next(c for cs in jm._cache.values() for c in cs)
     assert not jit_codegen.parallel_ok(comp.graph, comp.kernels[0].region)
+
+
+# ---------------------------------------------------------------------------
+# Kernels generic over shape: one source per structure, whatever the lengths
+
+def _sources(jf):
+    return {k.source for cs in jf._cache.values() for c in cs for k in c.kernels
+            if k.fn is not None}
+
+
+def _kernel_modules():
+    return sum(1 for k in sys.modules if k.startswith("dualgrad_kernel_"))
+
+
+def _bias_loss(x, b):
+    """Broadcasting (a row bias), an axis reduction with keepdims, a mean (its 1/n a
+    constant of each recording) and a full sum."""
+    z = np.tanh(x * 1.5 + b)
+    m = np.max(z, axis=1, keepdims=True)
+    return np.sum(np.log(np.sum(np.exp(z - m), axis=1)) + m[:, 0]) / x.shape[0] \
+        + np.mean(z * z)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_one_kernel_per_structure_over_many_shapes(dtype):
+    """Twelve shapes of one rank compile the kernels of the first: no new source, no new
+    compiled kernel, no new module; every result right against eager."""
+    g = dg.grad(_bias_loss, argnums=(0, 1))
+    jg = dg.jit(g, codegen="numba")
+    rng = np.random.default_rng(12)
+    shapes = [(3, 5), (4, 7), (9, 3), (5, 40), (17, 6), (3, 3), (31, 11), (6, 64), (40, 5),
+              (7, 7), (12, 29), (100, 3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a refused kernel must not hide
+        for k, shape in enumerate(shapes):
+            x = rng.standard_normal(shape).astype(dtype)
+            b = rng.standard_normal(shape[1]).astype(dtype)
+            for _ in range(3):
+                got = jg(x, b)
+            for o, w in zip(got, g(x, b)):
+                assert o.dtype == w.dtype
+                np.testing.assert_allclose(o, w, rtol=1e-11 if dtype == np.float64 else 2e-4,
+                                           atol=1e-13 if dtype == np.float64 else 2e-6)
+            if k == 0:
+                first = _sources(jg)
+                loaded, modules = len(jit_codegen._LOADED), _kernel_modules()
+                assert len(first) >= 2, "the gradient did not fuse"
+    assert _sources(jg) == first
+    assert len(jit_codegen._LOADED) == loaded and _kernel_modules() == modules
+    assert jg.cache_size == len(shapes)
+    text = "\n".join(first)
+    assert "range(n0)" in text and "/ 3" not in text and "0.333" not in text  # no lengths
+
+
+def test_size_one_axes_are_part_of_the_structure():
+    """Which axes broadcast is in the source: y of shape (n, m), (1, m) and (n, 1) give
+    three kernels, each shared by every length with its pattern, all right; a length-1
+    axis on both operands is an ordinary axis."""
+    rng = np.random.default_rng(13)
+    f = lambda x, y: np.sum(np.tanh(x * y) + x, axis=0)  # noqa: E731
+    seen = {}
+    for n, m in [(4, 6), (9, 5), (2, 11)]:
+        for pattern, ys in {"full": (n, m), "row": (1, m), "column": (n, 1)}.items():
+            x, y = rng.standard_normal((n, m)), rng.standard_normal(ys)
+            jf = dg.jit(f, codegen="numba")
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                jf(x, y)
+                got = jf(x, y)
+            close(got, f(x, y), np.float64)
+            (src,) = _sources(jf)
+            seen.setdefault(pattern, set()).add(src)
+    assert all(len(s) == 1 for s in seen.values()), {p: len(s) for p, s in seen.items()}
+    full, row, column = (next(iter(seen[p])) for p in ("full", "row", "column"))
+    assert len({full, row, column}) == 3
+    assert "a1[0, i1]" in row and "a1[i0, 0]" in column and "a1[i0, i1]" in full
+    x = rng.standard_normal((1, 6))  # (1, m) with (1, m): both span axis 0
+    jf = dg.jit(f, codegen="numba")
+    jf(x, x + 1.0)
+    close(jf(x, x + 1.0), f(x, x + 1.0), np.float64)
+
+
+def test_padded_reads_share_a_kernel_over_lengths():
+    """x[1:] and x[:-1]'s cotangents pad one element at one end whatever the length:
+    their shifted reads are one source for every length."""
+    g = dg.grad(lambda x: np.sum(np.sin(x[1:]) * np.cos(x[:-1])))
+    jg = dg.jit(g, codegen="numba")
+    for n in (10, 23, 64):
+        x = np.random.default_rng(n).standard_normal(n)
+        jg(x)
+        close(jg(x), g(x), np.float64)
+        if n == 10:
+            first = _sources(jg)
+    assert _sources(jg) == first and any(" if " in s for s in first)
+
+
+def test_timing_is_kept_per_source_and_size_class():
+    """A timing decides for shapes within a factor of two of the one timed, never for a
+    very different size (jit_codegen.timing)."""
+    from types import SimpleNamespace
+    calls = []
+
+    def measure():
+        calls.append(1)
+        return (len(calls), 0.0)
+    src = "# a source no kernel has: test_timing_is_kept_per_source_and_size_class\n"
+    try:
+        for shape in [(40, 25), (31, 32), (63, 16), (4, 5), (1000, 1000), (800, 1200)]:
+            jit_codegen.timing(src, SimpleNamespace(shape=shape), measure)
+        assert len(calls) == 3  # 992 to 1008 elements (512..1023), 20, 1e6 and 960,000
+    finally:
+        for key in [k for k in jit_codegen._TIMED if k[0] == src]:
+            del jit_codegen._TIMED[key]
+
+
+def test_auto_over_many_shapes_is_right():
+    """codegen="auto" (the default): each size class timed, kernels used or not by that
+    timing; every shape's result right."""
+    g = dg.grad(_bias_loss, argnums=(0, 1))
+    jg = dg.jit(g)
+    rng = np.random.default_rng(14)
+    for shape in [(3, 4), (60, 70), (5, 9), (300, 40)]:
+        x, b = rng.standard_normal(shape), rng.standard_normal(shape[1])
+        for _ in range(3):
+            got = jg(x, b)
+        for o, w in zip(got, g(x, b)):
+            np.testing.assert_allclose(o, w, rtol=1e-11, atol=1e-13)

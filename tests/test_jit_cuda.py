@@ -203,6 +203,57 @@ def test_sim_reductions_over_two_axis_sets_are_replayed(on_cuda):
         np.testing.assert_allclose(o, w, rtol=1e-13)
 
 
+SHAPES = [(3, 5), (4, 7), (9, 3), (5, 40), (17, 6)]
+
+
+def _bias_loss(x, b):
+    z = np.tanh(x * 1.5 + b)
+    m = np.max(z, axis=1, keepdims=True)
+    return np.sum(np.log(np.sum(np.exp(z - m), axis=1)) + m[:, 0]) / x.shape[0] \
+        + np.mean(z * z)
+
+
+@sim
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_sim_one_kernel_per_structure_over_many_shapes(dtype, on_cuda):
+    """Shapes of one rank share the CUDA kernels of the first (launch sizes, allocations
+    and loop bounds come from the inputs' shapes); every result right."""
+    g = dg.grad(_bias_loss, argnums=(0, 1))
+    jg = dg.jit(g, codegen="numba")
+    rng = np.random.default_rng(21)
+    for k, shape in enumerate(SHAPES):
+        x = rng.standard_normal(shape).astype(dtype)
+        b = rng.standard_normal(shape[1]).astype(dtype)
+        for _ in range(3):
+            got = jg(x, b)
+        for o, w in zip(got, g(x, b)):
+            assert o.dtype == w.dtype
+            np.testing.assert_allclose(o, w, rtol=1e-11 if dtype == np.float64 else 2e-4,
+                                       atol=1e-13 if dtype == np.float64 else 2e-6)
+        sources = {k.source for cs in jg._cache.values() for c in cs for k in c.kernels
+                   if k.fn is not None}
+        if k == 0:
+            first, loaded = sources, len(jit_codegen._LOADED)
+            assert len(first) >= 2 and all("_k[nb, " in s for s in first)
+    assert sources == first and len(jit_codegen._LOADED) == loaded
+
+
+def test_cuda_sources_are_generic_over_shape():
+    """Without the simulator: the CUDA target writes one source for every shape of a
+    structure (no length, no block count in it), a different one for another broadcast
+    pattern."""
+    def sources(x, b):
+        graph = dg.jit(dg.grad(_bias_loss, argnums=(0, 1))).lower(x, b).after
+        regions = jit_regions.recompute(graph, jit_regions.partition(graph))
+        return [jit_cuda.kernel_source(graph, r) for r in regions if r.outputs]
+    rng = np.random.default_rng(22)
+    each = [sources(rng.standard_normal(s), rng.standard_normal(s[1])) for s in SHAPES]
+    assert all(s == each[0] for s in each) and len(each[0]) >= 2
+    assert not any(str(n) in "".join(each[0]) for n in (17, 40))
+    other = sources(rng.standard_normal((6, 4)), rng.standard_normal((6, 1)))  # a column
+    assert other != each[0]
+
+
 # ---------------------------------------------------------------------------
 # Typing: every generated kernel lowered to NVVM IR for sm_90
 
