@@ -10,8 +10,8 @@ changes three things:
   disk cache (one warning per process, from ``dualgrad.backend.tuning.unwritable``).
 * **Fresh.** A cached entry is used only for the exact source it was compiled from: the
   index is stamped with the SHA-256 of the function's file and of every ``kernels/*.py``
-  (numba's stamp is the file's mtime and size before 0.61, and never covers the helpers a
-  kernel calls from another file).
+  (numba's own stamp is the file's mtime and size in older releases and in numba-cuda,
+  and never covers the helpers a kernel calls from another file).
 * **Whole.** Each file carries the SHA-256 of its content and each data file the index key
   it was saved for, checked before anything is unpickled.  A truncated, random, flipped or
   mismatched file is a cache miss: the kernel is compiled again and the file rewritten.
@@ -42,8 +42,9 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 def njit(*args, cache=False, **kwargs):
     """``numba.njit``, with ``cache=True`` meaning dualgrad's checked cache (``attach``)."""
     if args and callable(args[0]):
-        return attach(numba.njit(*args, **kwargs)) if cache else numba.njit(*args, **kwargs)
-    return lambda f: njit(f, *args, cache=cache, **kwargs)
+        return njit(*args[1:], cache=cache, **kwargs)(args[0])
+    jit = numba.njit(*args, **kwargs)
+    return (lambda f: attach(jit(f))) if cache else jit
 
 
 def attach(dispatcher):
