@@ -106,7 +106,7 @@ def _lse_weights(x, ans, axis, keepdims):
 def _top_rows(ans, axis, keepdims):
     """Where logsumexp is +inf (x has a +inf entry), in x's rank; None when nowhere."""
     top = unbox(ans) == np.inf  # a comparison: a batch of them under dg.vmap
-    if not np.any(top):
+    if not P.may_any(top):  # (a device mask: no copy to the host, the where path)
         return None
     return top if keepdims else P.expand_dims(top, axis)
 

@@ -199,7 +199,9 @@ def reduced_shape(shape, axis, keepdims):
 
 def _shift(x, axis):
     """The row max with non-finite maxima set to 0 (scipy's logsumexp shift)."""
-    m = np.asarray(np.max(x, axis=axis, keepdims=True, initial=-np.inf))  # 0-d x: a scalar
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    if isinstance(m, np.generic):  # a 0-d numpy x gives a scalar (np.asarray would pull a
+        m = np.array(m)            # device array to the host)
     m[~np.isfinite(m)] = 0
     return m
 
