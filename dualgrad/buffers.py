@@ -8,7 +8,8 @@ default) answers by compacting memory synchronously.  A reverse sweep makes many
 temporaries per gradient, so a large gradient can spend most of its time in the kernel.
 
 Two mechanisms here, both used only for raw real floating-point arrays of at least
-``LARGE`` bytes and only by dualgrad's own code:
+``LARGE`` bytes (the cache: ``CACHED`` bytes, where fresh memory page-faults) and only by
+dualgrad's own code:
 
 - ``cache``: free lists of raw buffers keyed by (shape, dtype).  ``cache.take`` pops one
   (O(1); a fresh one when the list is empty) and hands out an array over it whose numpy
@@ -55,6 +56,16 @@ import numpy as np
 #: Arrays smaller than this (bytes) are left to numpy: its small-block cache and malloc's
 #: heap serve them without page faults, and the bookkeeping would cost more than it saves.
 LARGE = 1 << 16
+#: Fresh arrays smaller than this (bytes) are numpy's even when large: a cached buffer
+#: costs an owner object, its wrapping and its return (about 2 us), which pays only where
+#: numpy's fresh memory page-faults.  Measured, not assumed: on an AMD EPYC the fluid
+#: simulation's 80-320 kB arrays came from malloc's heap with no page fault and the cache
+#: made its gradient 1.14-1.17x slower (bench/results/fluidsim.md), while 1.28 MB arrays
+#: (lse at n=160,000, bench/results/pagefaults.md) page-faulted and ran 2.4x faster from
+#: the cache.  Where that crossover lies depends on the C library's mmap threshold, so it
+#: is a setting: ``DUALGRAD_BUFFER_CACHE_MIN_KB`` (default 1024).  In-place reuse
+#: (``free``) costs nothing and starts at ``LARGE``.
+CACHED = int(float(os.environ.get("DUALGRAD_BUFFER_CACHE_MIN_KB", "1024")) * 1024)
 
 HUGEPAGES = os.environ.get("DUALGRAD_HUGEPAGES", "0") == "1"
 _madvise = getattr(getattr(getattr(np, "_core", None), "multiarray", None),
@@ -203,6 +214,14 @@ class BufferCache:
                 f"{self.limit / 2**20:.0f} MiB, {self.hits} hits, {self.misses} misses>")
 
 
+def take(shape, dtype):
+    """A buffer nobody else can observe: ``cache.take`` from ``CACHED`` bytes on, else a
+    fresh numpy array (what numpy would allocate anyway)."""
+    if math.prod(shape) * dtype.itemsize < CACHED:
+        return np.empty(shape, dtype)
+    return cache.take(shape, dtype)
+
+
 cache = BufferCache(int(float(os.environ.get("DUALGRAD_BUFFER_CACHE_MB", "1024")) * 2**20))
 
 
@@ -306,7 +325,7 @@ def forward(prim, vals):
         return None
     if not same:
         shape = np.broadcast_shapes(*[v.shape for v in vals if v.__class__ is np.ndarray])
-    if math.prod(shape) * dt.itemsize < LARGE:
+    if math.prod(shape) * dt.itemsize < CACHED:
         return None
     try:
         return u(*vals, out=cache.take(shape, dt), casting="no")

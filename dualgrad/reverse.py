@@ -179,7 +179,7 @@ def _in_place(e, argnum, g, last, dead):
     if kind == "neg" or kind == "sub":
         if last and buffers.free(g, 2):
             return np.negative(g, out=g)
-        return np.negative(g, out=buffers.cache.take(g.shape, g.dtype))
+        return np.negative(g, out=buffers.take(g.shape, g.dtype))
     if kind == "pow" and argnum == 0 and vals[1].__class__ in (int, float) and vals[1] == 2:
         x = vals[0]  # d/dx x**2 = x * 2.0, computed as the rule does, in place
         if x.__class__ is not np.ndarray or x.shape != g.shape or x.dtype != g.dtype:
@@ -188,7 +188,7 @@ def _in_place(e, argnum, g, last, dead):
                 and ans.dtype == x.dtype and buffers.free(ans, 2):
             out = ans
         else:
-            out = buffers.cache.take(x.shape, x.dtype)
+            out = buffers.take(x.shape, x.dtype)
         np.multiply(x, 2.0, out=out)
         return np.multiply(g, out, out=out)
     if kind == "mul":
@@ -218,7 +218,7 @@ def _in_place(e, argnum, g, last, dead):
         return op(g, d, out=ans)
     if last and d is not g and g.shape == rs and g.dtype == rd and buffers.free(g, 2):
         return op(g, d, out=g)
-    return op(g, d, out=buffers.cache.take(rs, rd))
+    return op(g, d, out=buffers.take(rs, rd))
 
 
 def _accumulate_in_place(cts, j, c):
@@ -235,7 +235,7 @@ def _accumulate_in_place(cts, j, c):
         elif c.shape == rs and c.dtype == rd and buffers.free(c, 2):
             cts[j] = np.add(prev, c, out=c)
         else:
-            cts[j] = np.add(prev, c, out=buffers.cache.take(rs, rd))
+            cts[j] = np.add(prev, c, out=buffers.take(rs, rd))
     else:
         prev = None
         accumulate(cts, j, c)

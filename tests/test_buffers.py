@@ -31,6 +31,7 @@ def everywhere(monkeypatch):
     if not buffers.ENABLED:
         pytest.skip("reference counts are not reliable here: the buffers are off")
     monkeypatch.setattr(buffers, "LARGE", 0)
+    monkeypatch.setattr(buffers, "CACHED", 0)
 
 
 def _plain(monkeypatch, fn, *args):
@@ -92,6 +93,7 @@ def test_random_programs_same_as_plain_allocation(program, xs, dtype):
         if not buffers.ENABLED:
             return
         mp.setattr(buffers, "LARGE", 0)
+        mp.setattr(buffers, "CACHED", 0)
         x = np.reshape(np.array(xs, dtype), (2, 3))
         x0 = x.copy()
         f = lambda x: run(program, x)
@@ -239,7 +241,7 @@ def test_weakly_held_gradient_is_not_reused():
         pytest.skip("buffers off")
     r = np.random.default_rng(2)
     x, x2 = r.random(200_000), r.random(200_000) + 1.0
-    assert x.nbytes >= buffers.LARGE
+    assert x.nbytes >= buffers.CACHED >= buffers.LARGE
     g = dg.grad(_f)(x)
     assert g.base.__class__ is buffers._Owner    # a cached buffer: the case at stake
     want = g.copy()
@@ -306,7 +308,7 @@ def test_taken_arrays_have_the_asked_shape_and_dtype(dtype, shape):
 def test_gradients_reuse_buffers_at_the_real_threshold(monkeypatch):
     if not buffers.ENABLED:
         pytest.skip("buffers off")
-    x = np.linspace(-2.0, 2.0, 100_000)
+    x = np.linspace(-2.0, 2.0, 200_000)  # 1.6 MB: above CACHED
     want = _plain(monkeypatch, dg.grad(_f), x)
     dg.grad(_f)(x)
     hits = buffers.cache.hits
