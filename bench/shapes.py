@@ -1,6 +1,6 @@
 """One jitted gradient called with many shapes of one rank under ``codegen="auto"``.
 
-    python -m bench.shapes                     # 200 shapes, float64, into bench/results/
+    python -m bench.shapes                     # 200 shapes, float64: bench/results/shapes.md
     python -m bench.shapes --shapes 20 --no-write
 
 Issue 21 measured 213 s, 1.04 GB of RSS growth, 200 kernel sources and 200 ``sys.modules``
@@ -66,7 +66,7 @@ dtype = np.dtype({dtype!r})
 g = dg.grad(loss, argnums=(0, 1))
 jg = dg.jit(g, codegen="auto")
 r0, t0 = rss(), time.perf_counter()
-worst = 0.0
+worst, r_first = 0.0, None
 for n, m in shapes:
     x = rng.standard_normal((n, m)).astype(dtype)
     b = rng.standard_normal(m).astype(dtype)
@@ -76,6 +76,8 @@ for n, m in shapes:
     for o, w in zip(got, want):
         err = float(np.max(np.abs(o - w)) / max(np.max(np.abs(w)), 1e-300))
         worst = max(worst, err)
+    if r_first is None:  # numba and LLVM's one-time cost: the first kernels compiled
+        r_first = rss()
 wall = time.perf_counter() - t0
 r1 = rss()
 kernels = set(k.source for es in jg._cache.values() for c in es for k in c.kernels
@@ -83,7 +85,8 @@ kernels = set(k.source for es in jg._cache.values() for c in es for k in c.kerne
 folder = jit_codegen._kernel_dir()
 files = sum(len(fs) for _, _, fs in os.walk(folder)) if os.path.isdir(folder) else 0
 print(json.dumps({{"shapes": len(shapes), "wall_s": wall, "rss_growth_mb": (r1 - r0) / 2**20,
-                  "rss_start_mb": r0 / 2**20, "signatures": jg.cache_size
+                  "rss_start_mb": r0 / 2**20,
+                  "rss_after_first_mb": (r_first - r0) / 2**20, "signatures": jg.cache_size
                   if hasattr(jg, "cache_size") else None,
                   "kernel_sources_in_use": len(kernels), "loaded": len(jit_codegen._LOADED),
                   "modules": sum(1 for k in sys.modules if k.startswith("dualgrad_kernel_")),
@@ -104,9 +107,9 @@ def lscpu_model():
     return cpu_model()
 
 
-def run(n, dtype):
+def run(n, dtype, buffers):
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, XDG_CACHE_HOME=tmp)
+        env = dict(os.environ, XDG_CACHE_HOME=tmp, DUALGRAD_BUFFERS="1" if buffers else "0")
         code = _CHILD.format(root=str(ROOT), n=n, dtype=dtype)
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            env=env, timeout=3600)
@@ -119,12 +122,14 @@ def markdown(meta, res):
     lines = [f"# dg.jit over many shapes — {meta['when']}", "",
              f"- CPU: {meta['cpu']}, {meta['cores']} logical cores, load average at start "
              f"{meta['load']}", f"- Command: `{meta['command']}`; git {meta['git']}", "",
-             "| dtype | shapes | wall | RSS growth | kernel sources in use | loaded kernels "
-             "| dualgrad_kernel_* modules | cache files | timings kept | worst rel. error |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for dt, r in res.items():
-        lines.append(f"| {dt} | {r['shapes']} | {r['wall_s']:.1f} s | "
-                     f"{r['rss_growth_mb']:.0f} MB | {r['kernel_sources_in_use']} | "
+             "| dtype | buffers | shapes | wall | RSS growth | of it, the first shape "
+             "| kernel sources in use | loaded kernels | dualgrad_kernel_* modules | cache files "
+             "| timings kept | worst rel. error |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (dt, buf), r in res.items():
+        lines.append(f"| {dt} | {buf} | {r['shapes']} | {r['wall_s']:.1f} s | "
+                     f"{r['rss_growth_mb']:.0f} MB | {r['rss_after_first_mb']:.0f} MB | "
+                     f"{r['kernel_sources_in_use']} | "
                      f"{r['loaded']} | {r['modules']} | {r['cache_files']} | {r['timed']} | "
                      f"{r['worst_rel_err']:.1e} |")
     lines += ["", "Issue 21's targets: ≤ 20 s and ≤ 100 MB of RSS growth for 200 shapes "
@@ -136,6 +141,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.shapes", description=__doc__)
     p.add_argument("--shapes", type=int, default=200)
     p.add_argument("--dtypes", default="float64", help="comma list (float64,float32)")
+    p.add_argument("--buffers", default="on", help="comma list (on,off): dualgrad's buffer "
+                   "cache on, or off (DUALGRAD_BUFFERS=0: its free buffers are not counted)")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--out", default=str(RESULTS))
     a = p.parse_args(argv)
@@ -148,16 +155,16 @@ def main(argv=None):
             "load": [round(x, 2) for x in os.getloadavg()],
             "command": "python -m bench.shapes " + " ".join(argv or sys.argv[1:]),
             "git": git + ("+uncommitted" if dirty else "")}
-    res = {dt: run(a.shapes, dt) for dt in a.dtypes.split(",")}
+    res = {(dt, buf): run(a.shapes, dt, buf == "on") for dt in a.dtypes.split(",")
+           for buf in a.buffers.split(",")}
     text = markdown(meta, res)
     print(text)
     if not a.no_write:
         out = Path(a.out)
         out.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        (out / f"shapes-{stamp}.md").write_text(text)
-        (out / f"shapes-{stamp}.json").write_text(json.dumps({"meta": meta, "results": res},
-                                                              indent=1))
+        (out / "shapes.md").write_text(text)
+        rows = [dict(r, dtype=dt, buffers=buf) for (dt, buf), r in res.items()]
+        (out / "shapes.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,11 @@ shapes and outputs are allocated from them (``extents``), so every shape of one 
 (the nodes, dtypes, rank, and which input axes broadcast) shares one source, one file and
 one compiled kernel, as numba's code is shared over array sizes.  Broadcasting is written
 into the source (``a1[0, i1]`` for a row read down the rows), so a different pattern of
-size-1 axes is a different kernel.
+size-1 axes is a different kernel.  Scalar constants are arguments too (``np.mean``'s 1/n
+differs with every length; jit_regions.is_lifted), except 0, ±1, 2, 0.5 and the
+non-finite, which stay literals.  What stays in a source and can vary with shape: a padded
+read's offsets where a slice does not cut a fixed count from an end (``pad_load``), and a
+loop axis no input spans (none known).
 
 **Regions** (jit_regions.py): maximal sets of elementwise nodes of one shape with the
 reductions that consume them, cycle-free, with cheap values recomputed rather than stored.
@@ -137,7 +141,8 @@ def _index(shape, loop):
 
 def operands(op, ops, names):
     """The source of each argument of ``op`` in a kernel: a local's name (``names``, keyed by
-    value number or by an array constant's id), or a literal typed for the loop."""
+    value number or by an array constant's id), a lifted scalar's parameter cast to the
+    loop's type, or a literal typed for the loop."""
     cd = _const_dtype(op, ops)
     args = []
     for a in op.args:
@@ -376,7 +381,7 @@ def _function(graph, region, fname, fast, parallel=False):
 
 # -- compiling, checking, choosing ------------------------------------------------------
 
-_LOADED = {}  # source digest -> compiled kernel
+_LOADED = {}  # source digest -> compiled kernel: one per structure (sources name no length)
 _TIMED = {}  # (source, size class) -> (kernel seconds, replay seconds): ``timing``
 
 

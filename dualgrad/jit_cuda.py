@@ -19,9 +19,13 @@ CPU target writes them), compiled with ``np`` bound to ``kernels.cuda.NP`` (nump
   replayed instead.
 
 The generated module holds the kernel (``_k``) and a launcher ``kernel(a0, a1, ...)`` that
-allocates the outputs where the inputs live (CuPy; numpy under numba's simulator, as
-``backend.cuda.use_array_module`` sets), launches, and returns the outputs as eager CuPy
-would (dtypes, shapes, 0-d arrays for full reductions).  The source is cached as the CPU
+reads the loop extents from the inputs' shapes (``jit_codegen.extents``), picks the block
+count from them, allocates the outputs where the inputs live (CuPy; numpy under numba's
+simulator, as ``backend.cuda.use_array_module`` sets), launches with the extents as
+arguments, and returns the outputs as eager CuPy would (dtypes, shapes, 0-d arrays for
+full reductions).  So, as on the CPU, a source names no length: every shape of one
+structure (nodes, dtypes, rank, broadcast axes) shares one kernel; only ``THREADS`` and
+``MAX_BLOCKS`` are written in, constants of the process.  The source is cached as the CPU
 kernels' are (``jit_codegen.load``: a file named by its hash, used only if it holds
 exactly the source), and ``cache=True`` lets numba-cuda keep the compiled kernel in
 dualgrad's checked cache (``dualgrad.kernels.diskcache``).  ``build`` compiles it,

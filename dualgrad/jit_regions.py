@@ -158,8 +158,9 @@ def partition(graph):
 
 
 def wire(graph, regions):
-    """Fill each region's ``inputs`` (values it reads from outside: value numbers and
-    array constants) and ``outputs`` (its values read outside it, or returned)."""
+    """Fill each region's ``inputs`` (values it reads from outside: value numbers, array
+    constants and lifted scalar constants, ``is_lifted``) and ``outputs`` (its values read
+    outside it, or returned)."""
     ops = graph.ops
     member = {}
     for r in regions:
