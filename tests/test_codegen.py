@@ -128,7 +128,8 @@ def test_float32_stays_float32_and_constants_are_typed():
     v, g = jf(x)
     assert g.dtype == np.float32 and np.asarray(v).dtype == np.float32
     src = "\n".join(jf.lower(x).kernels)
-    assert "np.float32(0.1)" in src
+    # 0.1 is an argument (jit_regions.is_lifted), cast for the loop; 1.0 a typed literal
+    assert "(v0 * np.float32(a1))" in src and "np.float32(1.0)" in src
     close(g, dg.grad(f)(x), np.float32)
 
 
@@ -265,8 +266,9 @@ def test_padded_cotangents_are_read_in_place():
     want = dg.hvp(rosenbrock, (x,), (v,))
     for g, w in zip(got, want):
         close(np.asarray(g).reshape(-1), np.asarray(w).reshape(-1), np.float64)
+    lo = jh.lower((x,), (v,))  # a cached signature keeps no fused graph: lower's does
+    assert lo.after.count("scatter_add") > 0 and lo.fused.count("scatter_add") == 0
     comp = next(c for cs in jh._cache.values() for c in cs)
-    assert comp.graph.count("scatter_add") > 0 and comp.fused.count("scatter_add") == 0
     assert any(" if " in k.source and "- 1]" in k.source for k in comp.kernels)
 
 
