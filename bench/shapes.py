@@ -19,8 +19,9 @@ compiles, checks, times and uses its kernels.  It runs in a fresh interpreter wi
 kernel cache (``XDG_CACHE_HOME`` in a temporary folder): the first shape pays numba's
 compile, as the issue's run did.  It reports wall time; RSS (``VmRSS`` from
 ``/proc/self/status``): numba's own first compile (a one-line ``@njit``: LLVM's start-up,
-paid by any numba user, counted apart), then the growth from there to the end and the
-first shape's share of it (compiling dualgrad's kernels); the distinct kernel sources in
+paid by any numba user, counted apart), then the growth from there to the end, the first
+shape's share of it (compiling dualgrad's kernels) and the second half's (what each new
+shape keeps, once the kernels are compiled); the distinct kernel sources in
 use, the kernels loaded, ``dualgrad_kernel_*`` modules and files in the kernel cache, the
 worst relative error against eager, and the CPU (``lscpu``'s model name).  Not a test:
 nothing is asserted.
@@ -78,8 +79,10 @@ dtype = np.dtype({dtype!r})
 g = dg.grad(loss, argnums=(0, 1))
 jg = dg.jit(g, codegen="auto")
 r0, t0 = rss(), time.perf_counter()
-worst, r_first = 0.0, None
-for n, m in shapes:
+worst, r_first, r_half = 0.0, None, None
+for k, (n, m) in enumerate(shapes):
+    if k == len(shapes) // 2:
+        r_half = rss()
     x = rng.standard_normal((n, m)).astype(dtype)
     b = rng.standard_normal(m).astype(dtype)
     for _ in range(3):
@@ -98,7 +101,8 @@ folder = jit_codegen._kernel_dir()
 files = sum(len(fs) for _, _, fs in os.walk(folder)) if os.path.isdir(folder) else 0
 print(json.dumps({{"shapes": len(shapes), "wall_s": wall, "rss_growth_mb": (r1 - r0) / 2**20,
                   "rss_start_mb": r0 / 2**20, "numba_first_compile_mb": (r0 - r_imports) / 2**20,
-                  "rss_after_first_mb": (r_first - r0) / 2**20, "signatures": jg.cache_size
+                  "rss_after_first_mb": (r_first - r0) / 2**20,
+                  "rss_second_half_mb": (r1 - r_half) / 2**20, "signatures": jg.cache_size
                   if hasattr(jg, "cache_size") else None,
                   "kernel_sources_in_use": len(kernels), "loaded": len(jit_codegen._LOADED),
                   "modules": sum(1 for k in sys.modules if k.startswith("dualgrad_kernel_")),
@@ -135,14 +139,15 @@ def markdown(meta, res):
              f"- CPU: {meta['cpu']}, {meta['cores']} logical cores, load average at start "
              f"{meta['load']}", f"- Command: `{meta['command']}`; git {meta['git']}", "",
              "| dtype | buffers | shapes | wall | numba's first compile | RSS growth after it "
-             "| of it, the first shape "
+             "| of it, the first shape | of it, the second half "
              "| kernel sources in use | loaded kernels | dualgrad_kernel_* modules | cache files "
              "| timings kept | worst rel. error |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for (dt, buf), r in res.items():
         lines.append(f"| {dt} | {buf} | {r['shapes']} | {r['wall_s']:.1f} s | "
                      f"{r['numba_first_compile_mb']:.0f} MB | "
                      f"{r['rss_growth_mb']:.0f} MB | {r['rss_after_first_mb']:.0f} MB | "
+                     f"{r['rss_second_half_mb']:.0f} MB | "
                      f"{r['kernel_sources_in_use']} | "
                      f"{r['loaded']} | {r['modules']} | {r['cache_files']} | {r['timed']} | "
                      f"{r['worst_rel_err']:.1e} |")
