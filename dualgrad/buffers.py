@@ -8,8 +8,7 @@ default) answers by compacting memory synchronously.  A reverse sweep makes many
 temporaries per gradient, so a large gradient can spend most of its time in the kernel.
 
 Two mechanisms here, both used only for raw real floating-point arrays of at least
-``LARGE`` bytes (the cache: ``CACHED`` bytes, where fresh memory page-faults) and only by
-dualgrad's own code:
+``LARGE`` bytes and only by dualgrad's own code:
 
 - ``cache``: free lists of raw buffers keyed by (shape, dtype).  ``cache.take`` pops one
   (O(1); a fresh one when the list is empty) and hands out an array over it whose numpy
@@ -19,7 +18,10 @@ dualgrad's own code:
   alive, its memory is not reused (a weak reference to a dead array is dead before the
   memory goes back), whoever it was handed to: a tape's intermediate, a cotangent, a
   gradient returned to the user.  Steady-state gradient calls then take the same buffers
-  again and ask the kernel for nothing.  ``cache.limit`` bounds the free buffers it keeps
+  again and ask the kernel for nothing.  Whether that pays for a shape (a cached buffer
+  costs about 2 us; numpy's fresh memory costs page faults, or nothing where malloc's heap
+  serves it) is measured in the process, per (shape, dtype), by the first calls
+  (``_choose``): no size threshold is assumed.  ``cache.limit`` bounds the free buffers it keeps
   (bytes; ``DUALGRAD_BUFFER_CACHE_MB``, default 1024; the least recently taken shapes go
   first); buffers in use are not counted, they belong to their holders.
   ``cache.clear()`` drops every free buffer.  Buffers are allocated with numpy's huge-page
@@ -46,9 +48,11 @@ free-threaded build).
 import math
 import operator
 import os
+import statistics
 import sys
 import threading
 from collections import deque
+from time import perf_counter
 from weakref import getweakrefcount
 
 import numpy as np
@@ -56,16 +60,10 @@ import numpy as np
 #: Arrays smaller than this (bytes) are left to numpy: its small-block cache and malloc's
 #: heap serve them without page faults, and the bookkeeping would cost more than it saves.
 LARGE = 1 << 16
-#: Fresh arrays smaller than this (bytes) are numpy's even when large: a cached buffer
-#: costs an owner object, its wrapping and its return (about 2 us), which pays only where
-#: numpy's fresh memory page-faults.  Measured, not assumed: on an AMD EPYC the fluid
-#: simulation's 80-320 kB arrays came from malloc's heap with no page fault and the cache
-#: made its gradient 1.14-1.17x slower (bench/results/fluidsim.md), while 1.28 MB arrays
-#: (lse at n=160,000, bench/results/pagefaults.md) page-faulted and ran 2.4x faster from
-#: the cache.  Where that crossover lies depends on the C library's mmap threshold, so it
-#: is a setting: ``DUALGRAD_BUFFER_CACHE_MIN_KB`` (default 1024).  In-place reuse
-#: (``free``) costs nothing and starts at ``LARGE``.
-CACHED = int(float(os.environ.get("DUALGRAD_BUFFER_CACHE_MIN_KB", "1024")) * 1024)
+
+#: None: each (shape, dtype) uses cached buffers where they measured faster here
+#: (``_choose``); True: always (the tests' small arrays); False: never.
+FORCE = None
 
 HUGEPAGES = os.environ.get("DUALGRAD_HUGEPAGES", "0") == "1"
 _madvise = getattr(getattr(getattr(np, "_core", None), "multiarray", None),
@@ -165,6 +163,8 @@ class BufferCache:
     def _give(self, raw):
         """An owner died (in any thread, maybe inside ``take`` or ``_file``): file its
         buffer, or queue it when the lock is held (never wait: it may be this thread's)."""
+        if FORCE is not True and _CHOICE.get(raw[2]) is False:
+            return  # numpy's allocation serves this shape: the memory goes back to malloc
         lock = self._lock
         if not lock.acquire(False):
             self._returned.append(raw)
@@ -198,6 +198,18 @@ class BufferCache:
             if not q:
                 del free[key]
 
+    def drop(self, key):
+        """Drop the free buffers of one (shape, dtype): nothing will take them (numpy's
+        allocation measured faster there), and kept they would only hold heap memory
+        (pinned between malloc's other chunks, they made it fault on every gradient); the
+        buffers of that shape still in use are not filed when they come back (``_give``)."""
+        with self._lock:
+            if self._returned:
+                self._file()
+            q = self.free.pop(key, None)
+            if q:
+                self.nbytes -= sum(raw[3] for raw in q)
+
     def clear(self):
         """Drop every free buffer (those in use stay with their holders)."""
         with self._lock:
@@ -214,12 +226,67 @@ class BufferCache:
                 f"{self.limit / 2**20:.0f} MiB, {self.hits} hits, {self.misses} misses>")
 
 
+def pays(a):
+    """Whether saving ``a``'s shape an allocation pays (``_choose``; not measured yet:
+    yes): the sweep then writes cotangents into free buffers, else it lets numpy
+    allocate them as eager code does."""
+    return FORCE is True or (FORCE is None and _CHOICE.get((a.shape, a.dtype)) is not False)
+
+
 def take(shape, dtype):
-    """A buffer nobody else can observe: ``cache.take`` from ``CACHED`` bytes on, else a
-    fresh numpy array (what numpy would allocate anyway)."""
-    if math.prod(shape) * dtype.itemsize < CACHED:
+    """A buffer nobody else can observe: a cached one where they pay for this shape
+    (``_choose``), else a fresh numpy array (what numpy would allocate anyway)."""
+    if FORCE is False or (FORCE is None and _CHOICE.get((shape, dtype)) is False):
         return np.empty(shape, dtype)
     return cache.take(shape, dtype)
+
+
+# -- where cached buffers pay, measured here ----------------------------------------------
+# A cached buffer costs an owner object, its wrapping and its return (about 2 us); it pays
+# only where numpy's fresh memory is slow, i.e. page-faults.  Whether it does depends on the
+# C library (glibc's mmap and trim thresholds move as a process runs), the kernel's
+# huge-page settings and what else the process holds: on an AMD EPYC a fluid simulation's
+# 80-320 kB arrays came from malloc's heap with no page fault (the cache made its gradient
+# 1.14-1.17x slower), while 1.28 MB arrays in another program faulted on every gradient (the
+# cache made it 2.4x faster).  So no threshold is assumed: the first calls of ``forward`` for
+# each (shape, dtype) alternate between a cached buffer and numpy's allocation, timing the
+# ufunc with its allocation, and the faster one (medians) is used from then on.
+
+_CHOICE = {}  # (shape, dtype) -> True (cached buffers), False (numpy's), or a _Probe
+PROBES = 5    # timed calls of each kind per shape before choosing
+_GIVE_UP = 8 * PROBES  # a shape whose buffers never come back (no hits): numpy's
+
+
+class _Probe:
+    __slots__ = ("cached", "fresh", "calls")
+
+    def __init__(self):
+        self.cached, self.fresh, self.calls = [], [], 0
+
+
+def _choose(key, probe, u, vals):
+    """``u(*vals)`` while shape ``key`` is being measured: alternately into a cached
+    buffer (timed only when it was a reused one: a fresh one costs numpy's allocation and
+    more) and as numpy allocates; the choice is made once both have ``PROBES`` times."""
+    probe.calls += 1
+    if probe.calls & 1:
+        q = cache.free.get(key)
+        hit = bool(q)
+        t = perf_counter()
+        out = u(*vals, out=cache.take(*key), casting="no")
+        if hit:
+            probe.cached.append(perf_counter() - t)
+    else:
+        t = perf_counter()
+        out = u(*vals)
+        probe.fresh.append(perf_counter() - t)
+    if len(probe.cached) >= PROBES and len(probe.fresh) >= PROBES:
+        _CHOICE[key] = statistics.median(probe.cached) < statistics.median(probe.fresh)
+    elif probe.calls >= _GIVE_UP:
+        _CHOICE[key] = False
+    if _CHOICE[key] is False:
+        cache.drop(key)
+    return out
 
 
 cache = BufferCache(int(float(os.environ.get("DUALGRAD_BUFFER_CACHE_MB", "1024")) * 2**20))
@@ -267,12 +334,14 @@ def large(vals):
     """Worth a look by ``forward``: buffers on, and one of the first two arguments a
     large raw array (a quick test: most calls on small values stop here)."""
     v = vals[0] if vals else None
-    if v.__class__ is np.ndarray and v.nbytes >= LARGE:
-        return ENABLED
-    if len(vals) > 1:
+    if not (v.__class__ is np.ndarray and v.nbytes >= LARGE):
+        if len(vals) < 2:
+            return False
         v = vals[1]
-        return v.__class__ is np.ndarray and v.nbytes >= LARGE and ENABLED
-    return False
+        if not (v.__class__ is np.ndarray and v.nbytes >= LARGE):
+            return False
+    # a shape where numpy's allocation measured faster (``_choose``) stops here too
+    return ENABLED and (FORCE is True or _CHOICE.get((v.shape, v.dtype)) is not False)
 
 
 _OPS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
@@ -325,8 +394,19 @@ def forward(prim, vals):
         return None
     if not same:
         shape = np.broadcast_shapes(*[v.shape for v in vals if v.__class__ is np.ndarray])
-    if math.prod(shape) * dt.itemsize < CACHED:
+    if math.prod(shape) * dt.itemsize < LARGE:
         return None
+    if FORCE is not True:
+        choice = _CHOICE.get((shape, dt))
+        if choice is False or FORCE is False:
+            return None
+        if choice is not True:
+            if choice is None:
+                choice = _CHOICE.setdefault((shape, dt), _Probe())
+            try:
+                return _choose((shape, dt), choice, u, vals)
+            except TypeError:
+                return None
     try:
         return u(*vals, out=cache.take(shape, dt), casting="no")
     except TypeError:

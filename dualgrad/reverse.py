@@ -227,7 +227,7 @@ def _accumulate_in_place(cts, j, c):
     prev = cts[j]
     if prev.__class__ is np.ndarray and c.__class__ is np.ndarray \
             and prev.dtype.kind == "f" and c.dtype.kind == "f" \
-            and max(prev.nbytes, c.nbytes) >= buffers.LARGE:
+            and max(prev.nbytes, c.nbytes) >= buffers.LARGE and buffers.pays(prev):
         rd = prev.dtype if prev.dtype == c.dtype else np.result_type(prev, c)
         rs = prev.shape if prev.shape == c.shape else np.broadcast_shapes(prev.shape, c.shape)
         if prev.shape == rs and prev.dtype == rd and buffers.free(prev, 2):
@@ -391,7 +391,7 @@ class Tape(Trace):
             if not keep:
                 cts[i] = None
             if not (fast and g.__class__ is np.ndarray and g.nbytes >= buffers.LARGE
-                    and e.local is None):
+                    and e.local is None and buffers.pays(g)):
                 for argnum, j in e.parents:
                     c = cotangent(e, argnum, g, nb, raw, not keep)
                     if cts[j] is None:  # the first contribution: no call (the hot path)

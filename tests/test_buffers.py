@@ -25,13 +25,20 @@ import dualgrad as dg
 from dualgrad import buffers
 
 
+@pytest.fixture(autouse=True)
+def cached(monkeypatch):
+    """Cached buffers for every large array: what these tests check must hold wherever
+    the cache is used (which shapes use it is measured per process: test_choice_...)."""
+    monkeypatch.setattr(buffers, "FORCE", True)
+
+
 @pytest.fixture
 def everywhere(monkeypatch):
     """Every array counts as large: the fast paths run on the tests' small arrays."""
     if not buffers.ENABLED:
         pytest.skip("reference counts are not reliable here: the buffers are off")
     monkeypatch.setattr(buffers, "LARGE", 0)
-    monkeypatch.setattr(buffers, "CACHED", 0)
+    monkeypatch.setattr(buffers, "FORCE", True)
 
 
 def _plain(monkeypatch, fn, *args):
@@ -93,7 +100,7 @@ def test_random_programs_same_as_plain_allocation(program, xs, dtype):
         if not buffers.ENABLED:
             return
         mp.setattr(buffers, "LARGE", 0)
-        mp.setattr(buffers, "CACHED", 0)
+        mp.setattr(buffers, "FORCE", True)
         x = np.reshape(np.array(xs, dtype), (2, 3))
         x0 = x.copy()
         f = lambda x: run(program, x)
@@ -241,7 +248,7 @@ def test_weakly_held_gradient_is_not_reused():
         pytest.skip("buffers off")
     r = np.random.default_rng(2)
     x, x2 = r.random(200_000), r.random(200_000) + 1.0
-    assert x.nbytes >= buffers.CACHED >= buffers.LARGE
+    assert x.nbytes >= buffers.LARGE
     g = dg.grad(_f)(x)
     assert g.base.__class__ is buffers._Owner    # a cached buffer: the case at stake
     want = g.copy()
@@ -308,7 +315,7 @@ def test_taken_arrays_have_the_asked_shape_and_dtype(dtype, shape):
 def test_gradients_reuse_buffers_at_the_real_threshold(monkeypatch):
     if not buffers.ENABLED:
         pytest.skip("buffers off")
-    x = np.linspace(-2.0, 2.0, 200_000)  # 1.6 MB: above CACHED
+    x = np.linspace(-2.0, 2.0, 100_000)
     want = _plain(monkeypatch, dg.grad(_f), x)
     dg.grad(_f)(x)
     hits = buffers.cache.hits
@@ -461,3 +468,45 @@ def test_gradients_from_threads_at_the_real_threshold():
     for t in threads:
         t.join()
     assert not bad
+
+
+def test_choice_per_shape_is_measured_and_followed(monkeypatch):
+    """With FORCE None each shape's first calls alternate between a cached buffer and
+    numpy's allocation, timed; the faster is used from then on.  Every result along the
+    way is the plain allocator's, bit for bit."""
+    if not buffers.ENABLED:
+        pytest.skip("buffers off")
+    monkeypatch.setattr(buffers, "FORCE", None)
+    monkeypatch.setattr(buffers, "_CHOICE", {})
+    x = np.linspace(-2.0, 2.0, 20_000)  # 160 kB
+    want = _plain(monkeypatch, dg.grad(_f), x)
+    key = (x.shape, x.dtype)
+    for _ in range(4 * buffers.PROBES):
+        np.testing.assert_array_equal(dg.grad(_f)(x), want)
+    assert buffers._CHOICE[key] in (True, False)
+    # a clock on which taking a cached buffer is slow: numpy's allocation is chosen
+    now = [0.0]
+
+    def clock():
+        now[0] += 1.0
+        return now[0]
+    real_take = buffers.cache.take
+
+    def slow_take(*a):
+        now[0] += 1000.0
+        return real_take(*a)
+    monkeypatch.setattr(buffers, "perf_counter", clock)
+    monkeypatch.setattr(buffers.cache, "take", slow_take)
+    y = np.ones(20_000)
+    probe = buffers._CHOICE[key] = buffers._Probe()
+    for _ in range(buffers._GIVE_UP):
+        if buffers._CHOICE[key] is not probe:
+            break
+        np.testing.assert_array_equal(buffers._choose(key, probe, np.add, (y, y)), y + y)
+    assert buffers._CHOICE[key] is False and probe.cached and probe.fresh
+    assert buffers.take(*key).base is None             # numpy's own array
+    assert buffers.forward(dg.core.Primitive("add", np.add, ufunc=np.add), [y, y]) is None
+    assert key not in buffers.cache.free                # its free buffers were dropped
+    a = real_take(*key)                                 # one taken before the choice...
+    del a                                               # ...comes back: not filed
+    assert key not in buffers.cache.free
