@@ -137,6 +137,19 @@ def pin(args, argv):
 # ---------------------------------------------------------------------------
 # Machine and versions
 
+def lscpu_model():
+    """lscpu's "Model name" (the same as /proc/cpuinfo's where both exist), else
+    ``cpu_model()``."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return cpu_model()
+
+
 def cpu_model():
     """The CPU's model name from /proc/cpuinfo, else platform's guess (None if neither)."""
     try:

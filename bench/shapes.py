@@ -36,7 +36,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .__main__ import cpu_model
+from .__main__ import lscpu_model
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -109,18 +109,6 @@ print(json.dumps({{"shapes": len(shapes), "wall_s": wall, "rss_growth_mb": (r1 -
                   "cache_files": files, "timed": len(jit_codegen._TIMED),
                   "worst_rel_err": worst}}))
 '''
-
-
-def lscpu_model():
-    """lscpu's "Model name" (the same as /proc/cpuinfo's where both exist)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return cpu_model()
 
 
 def run(n, dtype, buffers):

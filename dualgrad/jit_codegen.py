@@ -70,7 +70,6 @@ import hashlib
 import heapq
 import os
 import sys
-import tempfile
 import time
 import types
 import warnings
@@ -78,7 +77,7 @@ import warnings
 import numpy as np
 
 from .backend import is_foreign_array
-from .backend.tuning import cache_dir, unwritable
+from .backend.tuning import cache_dir, unwritable, write_atomic
 from .jit_graph import Graph, Op
 from .jit_regions import (
     FLOATS,
@@ -438,15 +437,7 @@ def _filed(src, name):
                     return path
         except OSError:
             pass  # absent or unreadable: write it
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, data)
         return path
     except OSError as e:
         unwritable(_kernel_dir(), e)

@@ -230,6 +230,22 @@ def load(path, key):
         return {}, {}
 
 
+def write_atomic(path, data):
+    """Write bytes ``data`` to ``path`` whole: a uniquely named temporary file in the same
+    folder (made if absent), then ``os.replace``, so a crash or a racing process leaves
+    no half file under ``path``.  Raises OSError where the folder cannot be written."""
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def save(path, key, rules, timings):
     """Write atomically (temp file + rename); False (and nothing raised) if it cannot."""
     try:
@@ -238,14 +254,7 @@ def save(path, key, rules, timings):
                                       for k, r in sorted(rules.items())},
                 "timings": timings}
         data["digest"] = _digest(data)
-        fd, tmp = tempfile.mkstemp(prefix=".tuning-", suffix=".tmp", dir=os.path.dirname(path))
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomic(path, json.dumps(data, indent=1, sort_keys=True).encode("utf-8"))
         return True
     except OSError as e:
         unwritable(os.path.dirname(path), e)
