@@ -685,23 +685,21 @@ class Jitted:
                         return tree_unflatten(c.graph.odef, out)
             return self.fun(*args, **kwargs)
         flat = [x for x, t in zip(leaves, traced) if t]
-        tried = ()
+        tried = []  # the graphs of this signature replayed, each once (their guards failed)
         while True:
-            entries = self._cache.get(key)
-            if entries:
-                for c in entries:
-                    if c not in tried:
-                        out = c.replay(*flat)
-                        if out is not MISS:
-                            c.used = True
-                            return c.finish(out)
-                tried = list(entries)
+            for c in tuple(self._cache.get(key) or ()):
+                if c not in tried:
+                    tried.append(c)
+                    out = c.replay(*flat)
+                    if out is not MISS:
+                        c.used = True
+                        return c.finish(out)
             with self._lock:  # record it, unless another thread is recording it now
                 me = threading.get_ident()
                 flight = self._recording.get(key)
                 if flight is None or flight[0] == me:  # free, or our own recursion
-                    if self._cache.get(key) is not entries:  # one came in: replay it
-                        continue
+                    if any(c not in tried for c in self._cache.get(key) or ()):
+                        continue  # one came in meanwhile (a list grows in place): replay it
                     if flight is None:
                         flight = self._recording[key] = (me, threading.Event())
                     else:
@@ -709,7 +707,7 @@ class Jitted:
                     break
             flight[1].wait()  # it was being recorded: try what it recorded
         try:
-            if entries:
+            if tried:
                 self.retraces += 1
                 if self.retraces > self.retrace_limit:
                     return self._give_up(f"recorded {self.retraces} times because its guards "
