@@ -170,15 +170,23 @@ class BufferCache:
             self._returned.append(raw)
             return
         try:
-            q = self.free.get(raw[2])
-            if q is None:
-                q = self.free[raw[2]] = deque()
-            q.append(raw)
-            self.nbytes += raw[3]
+            self._keep(raw)
             if self.nbytes > self.limit or self._returned:
                 self._file()
         finally:
             lock.release()
+
+    def _keep(self, raw):
+        """Put ``raw`` on its free list (lock held), unless its shape is still being
+        measured (``_choose``) and already has ``PROBE_KEEP`` free buffers: a shape used
+        for a few calls only then holds a few buffers, not all it ever had at once."""
+        q = self.free.get(raw[2])
+        if q is None:
+            q = self.free[raw[2]] = deque()
+        elif FORCE is None and len(q) >= PROBE_KEEP and _CHOICE.get(raw[2]) is not True:
+            return
+        q.append(raw)
+        self.nbytes += raw[3]
 
     def _file(self):
         """File the queued buffers, then keep within the limit (least recently used keys
@@ -186,11 +194,8 @@ class BufferCache:
         returned, free = self._returned, self.free
         while returned:
             raw = returned.popleft()
-            q = free.get(raw[2])
-            if q is None:
-                q = free[raw[2]] = deque()
-            q.append(raw)
-            self.nbytes += raw[3]
+            if FORCE is True or _CHOICE.get(raw[2]) is not False:
+                self._keep(raw)
         while self.nbytes > self.limit:
             key = next(iter(free))
             q = free[key]
@@ -254,6 +259,7 @@ def take(shape, dtype):
 
 _CHOICE = {}  # (shape, dtype) -> True (cached buffers), False (numpy's), or a _Probe
 PROBES = 5    # timed calls of each kind per shape before choosing
+PROBE_KEEP = 2  # free buffers a shape keeps while it is measured (BufferCache._keep)
 _GIVE_UP = 8 * PROBES  # a shape whose buffers never come back (no hits): numpy's
 
 

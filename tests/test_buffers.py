@@ -510,3 +510,17 @@ def test_choice_per_shape_is_measured_and_followed(monkeypatch):
     a = real_take(*key)                                 # one taken before the choice...
     del a                                               # ...comes back: not filed
     assert key not in buffers.cache.free
+
+
+def test_a_shape_being_measured_keeps_few_free_buffers(monkeypatch):
+    monkeypatch.setattr(buffers, "FORCE", None)
+    monkeypatch.setattr(buffers, "_CHOICE", {})
+    cache = buffers.BufferCache(limit=1 << 30)
+    key = ((1000,), F64)
+    held = [cache.take(*key) for _ in range(6)]
+    del held                                       # six come back while it is measured
+    assert len(cache) == buffers.PROBE_KEEP
+    buffers._CHOICE[key] = True                    # measured: cached buffers pay here
+    held = [cache.take(*key) for _ in range(6)]
+    del held
+    assert len(cache) == 6
