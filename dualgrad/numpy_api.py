@@ -101,6 +101,8 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
     ss = sum(_abs2(d), axes, keepdims=keepdims)
     if n - ddof <= 0:  # numpy: ss / 0, so nan for n = 0 and inf otherwise (no ZeroDivision)
         warnings.warn("Degrees of freedom <= 0 for slice", RuntimeWarning, stacklevel=2)
+        if n == 0:  # nan, with JAX's zero tangent (ss of nothing is 0, its tangent too)
+            return P.add(P.multiply(ss, 0.0), np.nan)
         return P.multiply(ss, np.inf)
     return P.divide(ss, float(n - ddof))
 

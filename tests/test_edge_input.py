@@ -23,7 +23,7 @@ import dualgrad as dg
 from dualgrad import scipy_special as S
 from dualgrad.tree import tree_flatten
 
-inf = np.inf
+inf, nan = np.inf, np.nan
 
 
 @pytest.fixture(autouse=True)
@@ -310,3 +310,15 @@ def test_fused_kernels_agree_with_the_reference_at_infinity(name):
     limits = {"softplus": [1.0, 0.0], "sigmoid": [0.0, 0.0], "tanh": [0.0, 0.0],
               "exp": [inf, 0.0]}[name]
     assert d0[:2].tolist() == limits
+
+
+@pytest.mark.parametrize("fn,want", [(np.var, 0.0), (np.mean, nan), (np.std, nan),
+                                     (np.sum, 0.0)], ids=["var", "mean", "std", "sum"])
+def test_tangents_over_an_empty_axis_are_jaxs(fn, want):
+    """jax.jvp over axis 0 of zeros((0, 3)) (x64): var's tangent is 0 (the sum of nothing,
+    its value nan), mean's and std's nan, sum's 0."""
+    x = np.zeros((0, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _, tan = dg.jvp(lambda x: fn(x, axis=0), (x,), (np.ones_like(x),))
+    np.testing.assert_array_equal(tan, np.full(3, want))
