@@ -163,7 +163,7 @@ class BufferCache:
     def _give(self, raw):
         """An owner died (in any thread, maybe inside ``take`` or ``_file``): file its
         buffer, or queue it when the lock is held (never wait: it may be this thread's)."""
-        if FORCE is not True and _CHOICE.get(raw[2]) is False:
+        if declined(raw[2]):
             return  # numpy's allocation serves this shape: the memory goes back to malloc
         lock = self._lock
         if not lock.acquire(False):
@@ -194,7 +194,7 @@ class BufferCache:
         returned, free = self._returned, self.free
         while returned:
             raw = returned.popleft()
-            if FORCE is True or _CHOICE.get(raw[2]) is not False:
+            if not declined(raw[2]):
                 self._keep(raw)
         while self.nbytes > self.limit:
             key = next(iter(free))
@@ -231,17 +231,22 @@ class BufferCache:
                 f"{self.limit / 2**20:.0f} MiB, {self.hits} hits, {self.misses} misses>")
 
 
+def declined(key):
+    """Whether (shape, dtype) ``key`` leaves allocation to numpy: ``FORCE`` False, or
+    numpy's allocation measured faster for it (``_choose``; not measured yet: no)."""
+    return FORCE is False or (FORCE is None and _CHOICE.get(key) is False)
+
+
 def pays(a):
-    """Whether saving ``a``'s shape an allocation pays (``_choose``; not measured yet:
-    yes): the sweep then writes cotangents into free buffers, else it lets numpy
-    allocate them as eager code does."""
-    return FORCE is True or (FORCE is None and _CHOICE.get((a.shape, a.dtype)) is not False)
+    """Whether saving ``a``'s shape an allocation pays: the sweep then writes cotangents
+    into free buffers, else it lets numpy allocate them as eager code does."""
+    return not declined((a.shape, a.dtype))
 
 
 def take(shape, dtype):
     """A buffer nobody else can observe: a cached one where they pay for this shape
     (``_choose``), else a fresh numpy array (what numpy would allocate anyway)."""
-    if FORCE is False or (FORCE is None and _CHOICE.get((shape, dtype)) is False):
+    if declined((shape, dtype)):
         return np.empty(shape, dtype)
     return cache.take(shape, dtype)
 
@@ -347,7 +352,7 @@ def large(vals):
         if not (v.__class__ is np.ndarray and v.nbytes >= LARGE):
             return False
     # a shape where numpy's allocation measured faster (``_choose``) stops here too
-    return ENABLED and (FORCE is True or _CHOICE.get((v.shape, v.dtype)) is not False)
+    return ENABLED and not declined((v.shape, v.dtype))
 
 
 _OPS = {operator.add: np.add, operator.sub: np.subtract, operator.mul: np.multiply,
@@ -402,17 +407,14 @@ def forward(prim, vals):
         shape = np.broadcast_shapes(*[v.shape for v in vals if v.__class__ is np.ndarray])
     if math.prod(shape) * dt.itemsize < LARGE:
         return None
-    if FORCE is not True:
-        choice = _CHOICE.get((shape, dt))
-        if choice is False or FORCE is False:
+    key = (shape, dt)
+    if declined(key):
+        return None
+    if FORCE is None and _CHOICE.get(key) is not True:  # still being measured
+        try:
+            return _choose(key, _CHOICE.setdefault(key, _Probe()), u, vals)
+        except TypeError:
             return None
-        if choice is not True:
-            if choice is None:
-                choice = _CHOICE.setdefault((shape, dt), _Probe())
-            try:
-                return _choose((shape, dt), choice, u, vals)
-            except TypeError:
-                return None
     try:
         return u(*vals, out=cache.take(shape, dt), casting="no")
     except TypeError:
