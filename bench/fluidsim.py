@@ -137,7 +137,7 @@ def main(argv=None):
     if args.worker:
         return worker(args.worker, int(args.sizes))
 
-    from dualgrad import buffers
+    from dualgrad.core import buffers
     if not buffers.ENABLED:
         raise SystemExit("the buffer cache is off here (DUALGRAD_BUFFERS=0, or reference "
                          "counts are not reliable): nothing to compare")

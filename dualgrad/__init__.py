@@ -16,6 +16,8 @@ from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to 
 from . import numpy_tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
 from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
+from .core import tree as tree  # dg.tree: pytrees (register_dataclass, ...)
+from .core.tree import tree_flatten, tree_map, tree_unflatten
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .devices import device_get, device_put
 from .forward import Dual
@@ -33,7 +35,6 @@ from .transforms import (
     value_and_grad,
     vjp,
 )
-from .tree import tree_flatten, tree_map, tree_unflatten
 from .vmap import vmap
 
 try:  # scipy is optional: with it, scipy.special's ufuncs join the primitive table

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 
 from .backend import cuda as _cuda
-from .tree import tree_map
+from .core.tree import tree_map
 
 DEVICES = ("cpu", "cuda")
 _NUMBERS = (bool, int, float, complex, np.generic)

@@ -15,9 +15,9 @@ one pass then computes k directional derivatives.
 
 import numpy as np
 
-from .core import Box, Trace
+from .core.trace import Box, Trace
+from .core.validate import check_tangent
 from .primitives import REALS, add, align_tangent, broadcast_tangent, is_complex
-from .validate import check_tangent
 
 
 class JVPTrace(Trace):

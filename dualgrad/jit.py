@@ -46,12 +46,12 @@ import warnings
 import numpy as np
 
 from .backend import is_foreign_array
-from .core import Box, Primitive, Trace, unbox
+from .core.trace import Box, Primitive, Trace, unbox
+from .core.tree import tree_flatten, tree_unflatten
+from .core.validate import check_not_a_dataclass
 from .jit_codegen import MODES, FusionError, compile_regions, fuse, mode_default, target
 from .jit_graph import MISS, Const, Graph, Op, compile_graph, evaluate, run_traced, same
 from .jit_passes import PIPELINE, optimise
-from .tree import tree_flatten, tree_unflatten
-from .validate import check_not_a_dataclass
 
 RETRACE_LIMIT = 8
 MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly

@@ -55,7 +55,7 @@ import numpy as np
 
 from . import numpy_api as N
 from . import primitives as P
-from .core import raw_apply
+from .core.trace import raw_apply
 from .numpy_api import implements
 from .primitives import (
     _T,

@@ -22,10 +22,10 @@ import numpy as np
 
 from . import backend
 from . import primitives as P
-from .core import tracing, unbox
+from .core.trace import tracing, unbox
+from .core.validate import dtype_of
 from .numpy_api import _axes
 from .primitives import defprim, ndim_of, shape_of
-from .validate import dtype_of
 
 __all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", "relu",
            "sigmoid", "softmax", "softplus"]

@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from . import primitives as P
-from .core import OBJECTS, Box, Trace, check_live, unbox
+from .core.trace import OBJECTS, Box, Trace, check_live, unbox
 
 HANDLED = {}  # numpy function -> dualgrad implementation
 

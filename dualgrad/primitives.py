@@ -24,7 +24,7 @@ import operator
 import numpy as np
 
 from . import backend
-from .core import Box, IndexedRules, Primitive, unbox
+from .core.trace import Box, IndexedRules, Primitive, unbox
 
 TABLE = {}   # name -> Primitive
 UFUNCS = {}  # numpy ufunc -> Primitive (the elementwise rows)

@@ -20,11 +20,11 @@ import weakref
 
 import numpy as np
 
-from . import buffers
-from .core import Box, Trace, tracing, unlift
+from .core import buffers
+from .core.trace import Box, Trace, tracing, unlift
+from .core.validate import check_differentiable, seed_cotangent
 from .forward import push_tangents
 from .primitives import SCALARS, add, fit_cotangent, shape_of, unbroadcast
-from .validate import check_differentiable, seed_cotangent
 
 
 class Entry:

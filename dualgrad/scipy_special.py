@@ -43,7 +43,7 @@ import scipy.special as sc
 
 from . import nn
 from . import primitives as P
-from .core import Box, unbox
+from .core.trace import Box, unbox
 from .numpy_api import HANDLED, _axes
 from .primitives import (
     add,

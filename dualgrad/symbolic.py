@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core import unbox
+from .core.trace import unbox
 from .transforms import grad, hessian, jacfwd, jacrev, jvp, value_and_grad
 
 __all__ = ["CONSTANTS", "FUNCTIONS", "DomainError", "Expression", "ExpressionError",

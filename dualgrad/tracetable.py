@@ -12,9 +12,9 @@ import unicodedata
 
 import numpy as np
 
-from .core import unbox
+from .core.trace import unbox
+from .core.validate import seed_cotangent
 from .reverse import Node, Tape, accumulate, cotangent
-from .validate import seed_cotangent
 
 _SYMBOLS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "^",
             "matmul": "@"}

@@ -16,13 +16,13 @@ import functools
 
 import numpy as np
 
-from .core import OBJECTS, Box, unbox
+from .core.trace import OBJECTS, Box, unbox
+from .core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
+from .core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
 from .forward import Dual, JVPTrace
 from .numpy_api import lift_out
 from .primitives import shape_of
 from .reverse import Node, Tape
-from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
-from .validate import FLOAT64, check_differentiable, check_tangent, dtype_of
 
 # ---------------------------------------------------------------------------
 # argument checks

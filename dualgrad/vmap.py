@@ -33,11 +33,11 @@ import numpy as np
 
 from . import custom
 from . import primitives as P
-from .core import Box, Trace, unbox
+from .core.trace import Box, Trace, unbox
+from .core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
+from .core.validate import dtype_of
 from .custom import custom_jvp, custom_vjp
 from .numpy_api import NONDIFF_FUNCS, NONDIFF_UFUNCS, _array_function, _array_ufunc, lift_out
-from .tree import LEAF, tree_flatten, tree_map, tree_unflatten
-from .validate import dtype_of
 
 
 class BatchingFallbackWarning(RuntimeWarning):

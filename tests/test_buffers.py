@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from test_programs import run, step
 
 import dualgrad as dg
-from dualgrad import buffers
+from dualgrad.core import buffers
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from test_primitives import ALL
 
 import dualgrad as dg
 from dualgrad import scipy_special as S
-from dualgrad.tree import tree_flatten
+from dualgrad.core.tree import tree_flatten
 
 inf, nan = np.inf, np.nan
 

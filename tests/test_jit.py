@@ -10,9 +10,9 @@ from test_primitives import ALL
 
 import dualgrad as dg
 from dualgrad import jit_passes
+from dualgrad.core.tree import tree_flatten
 from dualgrad.jit_graph import Const, Graph, Op, compile_graph
 from dualgrad.primitives import TABLE
-from dualgrad.tree import tree_flatten
 
 
 def same(a, b):

@@ -48,7 +48,7 @@ def _held(make):
     try:
         base = tracemalloc.get_traced_memory()[0]
         keep = make()
-        dg.buffers.cache.clear()  # eager's reusable buffers (buffers.py) are not the jit's
+        dg.core.buffers.cache.clear()  # eager's reusable buffers (buffers.py) are not the jit's
         gc.collect()
         return tracemalloc.get_traced_memory()[0] - base, keep
     finally:

@@ -145,7 +145,7 @@ def test_a_jitted_function_records_each_signature_once_across_threads():
 
 
 def test_trace_bookkeeping_is_back_to_rest_after_threads():
-    from dualgrad import core
+    from dualgrad.core import trace as core
     before = core._active[0]
     run_threads(lambda k: [dg.grad(f)(np.ones(3), 1.0 + k) for _ in range(200)])
     assert core._active[0] == before  # starts and stops of traces counted exactly

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import dualgrad as dg
-from dualgrad.core import tracing
+from dualgrad.core.trace import tracing
 
 # -- float64 stays float64 ------------------------------------------------------
 

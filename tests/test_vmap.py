@@ -16,7 +16,7 @@ from test_primitives import ALL
 
 import dualgrad as dg
 from dualgrad import primitives as P
-from dualgrad.core import Primitive
+from dualgrad.core.trace import Primitive
 from dualgrad.vmap import BatchingFallbackWarning
 
 B = 3

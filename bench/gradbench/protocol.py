@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 import dualgrad as dg
-from dualgrad.tree import tree_flatten, tree_unflatten
+from dualgrad.core.tree import tree_flatten, tree_unflatten
 
 TOOL = "dualgrad"
 

@@ -1,6 +1,6 @@
 """Pytrees: nested tuples, lists and dicts of arrays, flattened to a list of leaves.
 
-    >>> from dualgrad.tree import tree_flatten, tree_unflatten
+    >>> from dualgrad import tree_flatten, tree_unflatten
     >>> leaves, treedef = tree_flatten({"w": 1.0, "b": (2.0, 3.0)})
     >>> leaves
     [2.0, 3.0, 1.0]

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from .core import unbox
+from .trace import unbox
 
 FLOAT64 = np.dtype(np.float64)
 
