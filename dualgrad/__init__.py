@@ -15,11 +15,11 @@ from . import nn  # the functional layer; its rows join the primitive table
 from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
 from . import numpy_tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
 from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
+from .backend.devices import device_get, device_put
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .core import tree as tree  # dg.tree: pytrees (register_dataclass, ...)
 from .core.tree import tree_flatten, tree_map, tree_unflatten
 from .custom import custom_jvp, custom_vjp, stop_gradient
-from .devices import device_get, device_put
 from .forward import Dual
 from .jit import jit
 from .reverse import Tape

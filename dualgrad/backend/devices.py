@@ -15,8 +15,8 @@ import sys
 
 import numpy as np
 
-from .backend import cuda as _cuda
-from .core.tree import tree_map
+from ..core.tree import tree_map
+from . import cuda as _cuda
 
 DEVICES = ("cpu", "cuda")
 _NUMBERS = (bool, int, float, complex, np.generic)
