@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .jit_graph import Const, Graph, Op
-from .primitives import TABLE
+from .rules.table import TABLE
 
 PIPELINE = ("fold", "uniform", "simplify", "layout", "broadcast", "cse", "dce")
 

@@ -54,10 +54,10 @@ import math
 import numpy as np
 
 from . import numpy_api as N
-from . import primitives as P
 from .core.trace import raw_apply
 from .numpy_api import implements
-from .primitives import (
+from .rules import table as P
+from .rules.table import (
     _T,
     add,
     concatenate,

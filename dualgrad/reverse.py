@@ -24,7 +24,7 @@ from .core import buffers
 from .core.trace import Box, Trace, tracing, unlift
 from .core.validate import check_differentiable, seed_cotangent
 from .forward import push_tangents
-from .primitives import SCALARS, add, fit_cotangent, shape_of, unbroadcast
+from .rules.table import SCALARS, add, fit_cotangent, shape_of, unbroadcast
 
 
 class Entry:

@@ -20,7 +20,7 @@ from test_primitives import ALL
 import dualgrad as dg
 from dualgrad import jit_codegen, jit_regions
 from dualgrad.core.trace import Primitive
-from dualgrad.primitives import TABLE
+from dualgrad.rules.table import TABLE
 
 FUSED = [c for c in ALL if TABLE[c.name].scalar is not None and c.fn is TABLE[c.name]]
 ULPS = {np.float64: 64, np.float32: 64}

@@ -12,7 +12,7 @@ import dualgrad as dg
 from dualgrad import jit_passes
 from dualgrad.core.tree import tree_flatten
 from dualgrad.jit_graph import Const, Graph, Op, compile_graph
-from dualgrad.primitives import TABLE
+from dualgrad.rules.table import TABLE
 
 
 def same(a, b):

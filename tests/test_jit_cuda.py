@@ -26,7 +26,7 @@ from test_codegen import FUSED, close
 
 import dualgrad as dg
 from dualgrad import jit_codegen, jit_cuda, jit_regions
-from dualgrad.primitives import TABLE
+from dualgrad.rules.table import TABLE
 
 JIT = importlib.import_module("dualgrad.jit")
 

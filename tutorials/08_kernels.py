@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit
 
 import dualgrad as dg
-from dualgrad.primitives import defprim, multiply
+from dualgrad.rules.table import defprim, multiply
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 FIG_DIR = Path(os.environ.get("DUALGRAD_TUTORIAL_FIGURES", HERE / "figures"))

@@ -23,8 +23,8 @@ import operator
 
 import numpy as np
 
-from . import backend
-from .core.trace import Box, IndexedRules, Primitive, unbox
+from .. import backend
+from ..core.trace import Box, IndexedRules, Primitive, unbox
 
 TABLE = {}   # name -> Primitive
 UFUNCS = {}  # numpy ufunc -> Primitive (the elementwise rows)
