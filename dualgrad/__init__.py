@@ -10,10 +10,6 @@ Forward mode is dual numbers (``forward.py``), reverse mode a Wengert list
 the transforms (``transforms.py``) nest in any order.
 """
 
-from . import linalg as linalg  # dg.linalg: eigh/svd/qr/eig/pinv rows, expm, ...
-from . import nn  # the functional layer; its rows join the primitive table
-from . import numpy_api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
-from . import numpy_tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
 from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .backend.devices import device_get, device_put
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
@@ -22,6 +18,14 @@ from .core.tree import tree_flatten, tree_map, tree_unflatten
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .forward import Dual
 from .jit import jit
+from .numpy import api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
+from .numpy import (
+    linalg as linalg,  # dg.linalg: eigh/svd/qr/eig/pinv rows, expm, ...
+)
+from .numpy import (
+    nn,  # the functional layer; its rows join the primitive table
+)
+from .numpy import tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
 from .reverse import Tape
 from .symbolic import symcheck
 from .transforms import (

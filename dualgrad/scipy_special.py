@@ -41,9 +41,9 @@ import math
 import numpy as np
 import scipy.special as sc
 
-from . import nn
 from .core.trace import Box, unbox
-from .numpy_api import HANDLED, _axes
+from .numpy import nn
+from .numpy.api import HANDLED, _axes
 from .rules import table as P
 from .rules.table import (
     add,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import dualgrad as dg
-from dualgrad import nn
+from dualgrad.numpy import nn
 
 RNG = np.random.default_rng(1)
 

@@ -53,11 +53,9 @@ import math
 
 import numpy as np
 
-from . import numpy_api as N
-from .core.trace import raw_apply
-from .numpy_api import implements
-from .rules import table as P
-from .rules.table import (
+from ..core.trace import raw_apply
+from ..rules import table as P
+from ..rules.table import (
     _T,
     add,
     concatenate,
@@ -78,6 +76,8 @@ from .rules.table import (
     unbox,
     where,
 )
+from . import api as N
+from .api import implements
 
 _E = Ellipsis
 _ALL = slice(None)

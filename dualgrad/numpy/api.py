@@ -23,8 +23,8 @@ import warnings
 
 import numpy as np
 
-from .core.trace import OBJECTS, Box, Trace, check_live, unbox
-from .rules import table as P
+from ..core.trace import OBJECTS, Box, Trace, check_live, unbox
+from ..rules import table as P
 
 HANDLED = {}  # numpy function -> dualgrad implementation
 

@@ -24,10 +24,10 @@ import warnings
 
 import numpy as np
 
-from . import numpy_api as api
-from .core.trace import Box, unbox
-from .numpy_api import _axes, _gather, _no, _plain_index, _track, implements
-from .rules import table as P
+from ..core.trace import Box, unbox
+from ..rules import table as P
+from . import api
+from .api import _axes, _gather, _no, _plain_index, _track, implements
 
 _shape, _ndim = P.shape_of, P.ndim_of
 

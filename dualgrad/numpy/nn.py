@@ -20,12 +20,12 @@ import math
 
 import numpy as np
 
-from . import backend
-from .core.trace import tracing, unbox
-from .core.validate import dtype_of
-from .numpy_api import _axes
-from .rules import table as P
-from .rules.table import defprim, ndim_of, shape_of
+from .. import backend
+from ..core.trace import tracing, unbox
+from ..core.validate import dtype_of
+from ..rules import table as P
+from ..rules.table import defprim, ndim_of, shape_of
+from .api import _axes
 
 __all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", "relu",
            "sigmoid", "softmax", "softplus"]
