@@ -13,11 +13,11 @@ the transforms (``transforms.py``) nest in any order.
 from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .backend.devices import device_get, device_put
 from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
+from .compiler.api import jit
 from .core import tree as tree  # dg.tree: pytrees (register_dataclass, ...)
 from .core.tree import tree_flatten, tree_map, tree_unflatten
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .forward import Dual
-from .jit import jit
 from .numpy import api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
 from .numpy import (
     linalg as linalg,  # dg.linalg: eigh/svd/qr/eig/pinv rows, expm, ...

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from . import symbolic
-from .jit import jit
+from .compiler.api import jit
 from .reverse import Tape
 from .tracetable import adjoint_trace, evaluation_trace, to_ascii, to_dot
 from .transforms import grad

@@ -18,7 +18,8 @@ import pytest
 from test_primitives import ALL
 
 import dualgrad as dg
-from dualgrad import jit_codegen, jit_regions
+from dualgrad.compiler import codegen as jit_codegen
+from dualgrad.compiler import regions as jit_regions
 from dualgrad.core.trace import Primitive
 from dualgrad.rules.table import TABLE
 

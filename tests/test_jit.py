@@ -9,9 +9,9 @@ import pytest
 from test_primitives import ALL
 
 import dualgrad as dg
-from dualgrad import jit_passes
+from dualgrad.compiler import passes as jit_passes
+from dualgrad.compiler.graph import Const, Graph, Op, compile_graph
 from dualgrad.core.tree import tree_flatten
-from dualgrad.jit_graph import Const, Graph, Op, compile_graph
 from dualgrad.rules.table import TABLE
 
 

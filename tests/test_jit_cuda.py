@@ -14,8 +14,6 @@
 Transcendentals are compared to a few ulps and sums to a reordering bound, never bitwise.
 """
 
-import importlib
-import importlib.util
 import types
 import warnings
 
@@ -25,10 +23,11 @@ from cuda_helpers import SIM, needs_cuda_pkg, needs_gpu, run_under_simulator, si
 from test_codegen import FUSED, close
 
 import dualgrad as dg
-from dualgrad import jit_codegen, jit_cuda, jit_regions
+from dualgrad.compiler import api as JIT
+from dualgrad.compiler import codegen as jit_codegen
+from dualgrad.compiler import emit_cuda as jit_cuda
+from dualgrad.compiler import regions as jit_regions
 from dualgrad.rules.table import TABLE
-
-JIT = importlib.import_module("dualgrad.jit")
 
 
 @needs_cuda_pkg

@@ -117,7 +117,7 @@ def test_a_dataclass_argument_gets_the_pytree_message():
 
 
 def test_lower_keeps_the_recorded_values_it_shows():
-    from dualgrad.jit_graph import compile_graph
+    from dualgrad.compiler.graph import compile_graph
     c = np.arange(3.0)
     x = np.linspace(0, 1, 3)
     lo = dg.jit(lambda x: x * (c * 2.0 + 1.0)).lower(x)

@@ -45,13 +45,13 @@ import warnings
 
 import numpy as np
 
-from .backend import is_foreign_array
-from .core.trace import Box, Primitive, Trace, unbox
-from .core.tree import tree_flatten, tree_unflatten
-from .core.validate import check_not_a_dataclass
-from .jit_codegen import MODES, FusionError, compile_regions, fuse, mode_default, target
-from .jit_graph import MISS, Const, Graph, Op, compile_graph, evaluate, run_traced, same
-from .jit_passes import PIPELINE, optimise
+from ..backend import is_foreign_array
+from ..core.trace import Box, Primitive, Trace, unbox
+from ..core.tree import tree_flatten, tree_unflatten
+from ..core.validate import check_not_a_dataclass
+from .codegen import MODES, FusionError, compile_regions, fuse, mode_default, target
+from .graph import MISS, Const, Graph, Op, compile_graph, evaluate, run_traced, same
+from .passes import PIPELINE, optimise
 
 RETRACE_LIMIT = 8
 MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly
@@ -480,7 +480,7 @@ class Compiled:
         self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
         where = target(self._graph)
         if where == "cuda":
-            from . import jit_cuda  # optional: numba-cuda, for graphs of GPU arrays
+            from . import emit_cuda as jit_cuda  # optional: numba-cuda, for graphs of GPU arrays
             self.kernels = compile_regions(self._graph, self.codegen, jit_cuda.build)
         else:
             self.kernels = compile_regions(self._graph, self.codegen if where else "off")

@@ -43,7 +43,7 @@ import os
 
 import numpy as np
 
-from .jit_codegen import (
+from .codegen import (
     Kernel,
     _best,
     _compile,
@@ -58,7 +58,7 @@ from .jit_codegen import (
     timing,
     unused,
 )
-from .jit_regions import REDUCTIONS, is_array, value_of
+from .regions import REDUCTIONS, is_array, value_of
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 THREADS = 32 if SIMULATED else 256  # a power of two: the block reduction halves it
@@ -216,7 +216,7 @@ def kernel_source(graph, region):
 
 def synchronize():
     """Wait for the device (CuPy's current one); nothing under the simulator."""
-    from .backend.cuda import array_module  # optional: only the CUDA target needs it
+    from ..backend.cuda import array_module  # optional: only the CUDA target needs it
     xp = array_module()
     if xp is not np:
         xp.cuda.Device().synchronize()

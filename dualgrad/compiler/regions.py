@@ -20,7 +20,7 @@ at shifted indices rather than copied (``_pad``).
 
 import numpy as np
 
-from .jit_graph import Const
+from .graph import Const
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _DTYPES = frozenset(FLOATS + (np.dtype(bool),))

@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-from .jit_graph import Const, Graph, Op
-from .rules.table import TABLE
+from ..rules.table import TABLE
+from .graph import Const, Graph, Op
 
 PIPELINE = ("fold", "uniform", "simplify", "layout", "broadcast", "cse", "dce")
 

@@ -76,10 +76,10 @@ import warnings
 
 import numpy as np
 
-from .backend import is_foreign_array
-from .backend.tuning import cache_dir, unwritable, write_atomic
-from .jit_graph import Graph, Op
-from .jit_regions import (
+from ..backend import is_foreign_array
+from ..backend.tuning import cache_dir, unwritable, write_atomic
+from .graph import Graph, Op
+from .regions import (
     FLOATS,
     REDUCTIONS,
     info,
@@ -258,7 +258,7 @@ _JIT = '@njit(cache=True, error_model="numpy")'
 @functools.cache
 def _vecmath():
     """vecmath's source digest (cached kernels follow its changes) and its LIMITS."""
-    from .kernels import vecmath as vm  # optional: code generation needs numba anyway
+    from ..kernels import vecmath as vm  # optional: code generation needs numba anyway
     with open(vm.__file__, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()[:12], vm.LIMITS
 
@@ -408,7 +408,7 @@ def load(src):
         exec(compile(code, f"<{name}>", "exec"), ns)  # noqa: S102
         fn = ns["kernel"]
     else:
-        from .kernels.diskcache import attach  # optional: code generation needs numba
+        from ..kernels.diskcache import attach  # optional: code generation needs numba
         module = types.ModuleType(name)
         module.__file__ = path
         sys.modules[name] = module  # numba's cache looks the module up by name

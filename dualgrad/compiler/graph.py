@@ -27,7 +27,7 @@ import operator
 
 import numpy as np
 
-from .core.trace import unbox
+from ..core.trace import unbox
 
 MISS = object()  # what a replay returns when a guard fails
 
