@@ -12,12 +12,9 @@ the transforms (``transforms.py``) nest in any order.
 
 from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .backend.devices import device_get, device_put
-from .check import check_grads, check_jvp, check_vjp, numerical_jacobian
 from .compiler.api import jit
 from .core import tree as tree  # dg.tree: pytrees (register_dataclass, ...)
 from .core.tree import tree_flatten, tree_map, tree_unflatten
-from .custom import custom_jvp, custom_vjp, stop_gradient
-from .forward import Dual
 from .numpy import api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
 from .numpy import (
     linalg as linalg,  # dg.linalg: eigh/svd/qr/eig/pinv rows, expm, ...
@@ -26,9 +23,11 @@ from .numpy import (
     nn,  # the functional layer; its rows join the primitive table
 )
 from .numpy import tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
-from .reverse import Tape
 from .symbolic import symcheck
-from .transforms import (
+from .transforms.batching import vmap
+from .transforms.check import check_grads, check_jvp, check_vjp, numerical_jacobian
+from .transforms.custom import custom_jvp, custom_vjp, stop_gradient
+from .transforms.derivatives import (
     grad,
     hessian,
     hvp,
@@ -39,7 +38,8 @@ from .transforms import (
     value_and_grad,
     vjp,
 )
-from .vmap import vmap
+from .transforms.forward import Dual
+from .transforms.reverse import Tape
 
 try:  # scipy is optional: with it, scipy.special's ufuncs join the primitive table
     import scipy.special as _scipy_special  # noqa: F401

@@ -21,9 +21,9 @@ import numpy as np
 
 from . import symbolic
 from .compiler.api import jit
-from .reverse import Tape
 from .tracetable import adjoint_trace, evaluation_trace, to_ascii, to_dot
-from .transforms import grad
+from .transforms.derivatives import grad
+from .transforms.reverse import Tape
 
 DEFAULT_EXPR = "log(x1) + x1*x2 - sin(x2)"
 DEFAULT_AT = ("x1=2", "x2=5")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .core.trace import unbox
-from .transforms import grad, hessian, jacfwd, jacrev, jvp, value_and_grad
+from .transforms.derivatives import grad, hessian, jacfwd, jacrev, jvp, value_and_grad
 
 __all__ = ["CONSTANTS", "FUNCTIONS", "DomainError", "Expression", "ExpressionError",
            "SymReport", "UnknownNameError", "from_sympy", "parse", "symcheck"]

@@ -14,7 +14,7 @@ import numpy as np
 
 from .core.trace import unbox
 from .core.validate import seed_cotangent
-from .reverse import Node, Tape, accumulate, cotangent
+from .transforms.reverse import Node, Tape, accumulate, cotangent
 
 _SYMBOLS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "^",
             "matmul": "@"}

@@ -17,7 +17,7 @@ from test_primitives import ALL
 import dualgrad as dg
 from dualgrad.core.trace import Primitive
 from dualgrad.rules import table as P
-from dualgrad.vmap import BatchingFallbackWarning
+from dualgrad.transforms.batching import BatchingFallbackWarning
 
 B = 3
 

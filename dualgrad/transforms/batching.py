@@ -31,13 +31,13 @@ import warnings
 
 import numpy as np
 
+from ..core.trace import Box, Trace, unbox
+from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
+from ..core.validate import dtype_of
+from ..numpy.api import NONDIFF_FUNCS, NONDIFF_UFUNCS, _array_function, _array_ufunc, lift_out
+from ..rules import table as P
 from . import custom
-from .core.trace import Box, Trace, unbox
-from .core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
-from .core.validate import dtype_of
 from .custom import custom_jvp, custom_vjp
-from .numpy.api import NONDIFF_FUNCS, NONDIFF_UFUNCS, _array_function, _array_ufunc, lift_out
-from .rules import table as P
 
 
 class BatchingFallbackWarning(RuntimeWarning):

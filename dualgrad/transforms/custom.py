@@ -21,10 +21,10 @@ import functools
 
 import numpy as np
 
-from .core.trace import Box, IndexedRules, Primitive, top_trace, unbox
-from .core.tree import tree_map
+from ..core.trace import Box, IndexedRules, Primitive, top_trace, unbox
+from ..core.tree import tree_map
+from .derivatives import vjp
 from .forward import JVPTrace
-from .transforms import vjp
 
 BATCH = [None]  # dg.vmap's rule for custom functions: (fn, args, dims) -> (ans, 0) (vmap.py)
 

@@ -20,11 +20,11 @@ import weakref
 
 import numpy as np
 
-from .core import buffers
-from .core.trace import Box, Trace, tracing, unlift
-from .core.validate import check_differentiable, seed_cotangent
+from ..core import buffers
+from ..core.trace import Box, Trace, tracing, unlift
+from ..core.validate import check_differentiable, seed_cotangent
+from ..rules.table import SCALARS, add, fit_cotangent, shape_of, unbroadcast
 from .forward import push_tangents
-from .rules.table import SCALARS, add, fit_cotangent, shape_of, unbroadcast
 
 
 class Entry:

@@ -15,9 +15,9 @@ one pass then computes k directional derivatives.
 
 import numpy as np
 
-from .core.trace import Box, Trace
-from .core.validate import check_tangent
-from .rules.table import REALS, add, align_tangent, broadcast_tangent, is_complex
+from ..core.trace import Box, Trace
+from ..core.validate import check_tangent
+from ..rules.table import REALS, add, align_tangent, broadcast_tangent, is_complex
 
 
 class JVPTrace(Trace):

@@ -10,9 +10,9 @@ h = 1e-3 that is far below the tolerances used here, and far above rounding.
 
 import numpy as np
 
-from .core.trace import unbox
-from .core.tree import tree_flatten
-from .transforms import jacfwd, jacrev, jvp, vjp
+from ..core.trace import unbox
+from ..core.tree import tree_flatten
+from .derivatives import jacfwd, jacrev, jvp, vjp
 
 _FULL_LIMIT = 400  # inputs up to this size get a full numerical Jacobian
 

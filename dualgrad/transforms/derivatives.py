@@ -16,13 +16,13 @@ import functools
 
 import numpy as np
 
-from .core.trace import OBJECTS, Box, unbox
-from .core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
-from .core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
+from ..core.trace import OBJECTS, Box, unbox
+from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
+from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
+from ..numpy.api import lift_out
+from ..rules.table import shape_of
 from .forward import Dual, JVPTrace
-from .numpy.api import lift_out
 from .reverse import Node, Tape
-from .rules.table import shape_of
 
 # ---------------------------------------------------------------------------
 # argument checks
