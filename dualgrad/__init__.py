@@ -10,24 +10,23 @@ Forward mode is dual numbers (``forward.py``), reverse mode a Wengert list
 the transforms (``transforms.py``) nest in any order.
 """
 
-from . import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
 from .backend.devices import device_get, device_put
-from .compiler.api import jit
+from .compiler import jit
 from .core import tree as tree  # dg.tree: pytrees (register_dataclass, ...)
 from .core.tree import tree_flatten, tree_map, tree_unflatten
-from .numpy import api as _numpy_api  # noqa: F401  (attaches numpy support to boxes)
-from .numpy import (
-    linalg as linalg,  # dg.linalg: eigh/svd/qr/eig/pinv rows, expm, ...
-)
-from .numpy import (
-    nn,  # the functional layer; its rows join the primitive table
-)
-from .numpy import tail as _numpy_tail  # noqa: F401  (diff, median, fft, ...)
-from .symbolic import symcheck
-from .transforms.batching import vmap
-from .transforms.check import check_grads, check_jvp, check_vjp, numerical_jacobian
-from .transforms.custom import custom_jvp, custom_vjp, stop_gradient
-from .transforms.derivatives import (
+from .numpy import linalg as linalg  # dg.linalg: eigh/svd/qr/eig/pinv rows, expm, ...
+from .numpy import nn as nn  # dg.nn: the functional layer (softmax, logsumexp, conv, ...)
+from .teach import symbolic as symbolic  # dg.symbolic: the sympy referee
+from .teach import tracetable as _tracetable  # noqa: F401  (print(tape): the trace table)
+from .teach.symbolic import symcheck
+from .transforms import (
+    Dual,
+    Tape,
+    check_grads,
+    check_jvp,
+    check_vjp,
+    custom_jvp,
+    custom_vjp,
     grad,
     hessian,
     hvp,
@@ -35,18 +34,20 @@ from .transforms.derivatives import (
     jacrev,
     jvp,
     linearize,
+    numerical_jacobian,
+    stop_gradient,
     value_and_grad,
     vjp,
+    vmap,
 )
-from .transforms.forward import Dual
-from .transforms.reverse import Tape
 
 try:  # scipy is optional: with it, scipy.special's ufuncs join the primitive table
     import scipy.special as _scipy_special  # noqa: F401
 except ImportError:
     pass
 else:
-    from . import scipy_special  # noqa: F401  # optional: only when scipy imports
+    from . import scipy as scipy  # noqa: F401  # optional: only when scipy imports
+    from .scipy import special as scipy_special  # noqa: F401  # optional: scipy, as above
 
 __version__ = "0.1.0"
 

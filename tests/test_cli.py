@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dualgrad.__main__ import main
+from dualgrad.teach.cli import main
 
 
 def run(*args, cwd=None):
@@ -95,7 +95,7 @@ def test_overflow_exits_2_as_a_process():
 
 
 def test_arithmetic_errors_in_words():
-    from dualgrad.__main__ import _arithmetic
+    from dualgrad.teach.cli import _arithmetic
     assert _arithmetic(OverflowError(34, "Numerical result out of range")) == \
         "overflow (Numerical result out of range)"
     assert _arithmetic(ZeroDivisionError("float division by zero")) == \

@@ -20,8 +20,8 @@ import scipy.special as sc
 from test_primitives import ALL
 
 import dualgrad as dg
-from dualgrad import scipy_special as S
 from dualgrad.core.tree import tree_flatten
+from dualgrad.scipy import special as S
 
 inf, nan = np.inf, np.nan
 

@@ -225,7 +225,7 @@ CASES = [
 if "polygamma" in P.TABLE:  # scipy.special's rows with a constant order (scipy_special.py)
     import scipy.special as sc
 
-    from dualgrad import scipy_special as S
+    from dualgrad.scipy import special as S
     CASES += [
         Case("polygamma", lambda x: S.polygamma(1, x), sample("positive", (3, 4))),
         Case("polygamma", lambda x: S.polygamma(np.array([0, 2, 3]), x), sample("positive", ())),

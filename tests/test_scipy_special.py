@@ -16,7 +16,7 @@ sc = pytest.importorskip("scipy.special")
 stats = pytest.importorskip("scipy.stats")
 
 import dualgrad as dg  # noqa: E402
-from dualgrad import scipy_special as S  # noqa: E402
+from dualgrad.scipy import special as S  # noqa: E402
 
 # -- Black-Scholes: a European call, greeks by differentiation vs closed forms ----------
 

@@ -8,7 +8,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dualgrad as dg
-from dualgrad.symbolic import DomainError, ExpressionError, UnknownNameError, from_sympy, parse
+from dualgrad.teach.symbolic import (
+    DomainError,
+    ExpressionError,
+    UnknownNameError,
+    from_sympy,
+    parse,
+)
 
 # Each template keeps its argument inside the domain of every function it uses, so any
 # tree built from them is finite and smooth for x, y in [-1.5, 1.5].

@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import dualgrad as dg
-from dualgrad.tracetable import format_tape, labels, replay_tangents
+from dualgrad.teach.tracetable import format_tape, labels, replay_tangents
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 FIG_DIR = Path(os.environ.get("DUALGRAD_TUTORIAL_FIGURES", HERE / "figures"))

@@ -34,8 +34,8 @@ checks it against the recorded values (copied to the host once, explicitly) and 
 clock read.
 
     >>> import numpy as np, dualgrad as dg
-    >>> from dualgrad import jit_cuda
-    >>> jit_cuda.THREADS in (32, 256)
+    >>> from dualgrad.compiler import emit_cuda
+    >>> emit_cuda.THREADS in (32, 256)
     True
 """
 

@@ -12,9 +12,9 @@ import unicodedata
 
 import numpy as np
 
-from .core.trace import unbox
-from .core.validate import seed_cotangent
-from .transforms.reverse import Node, Tape, accumulate, cotangent
+from ..core.trace import unbox
+from ..core.validate import seed_cotangent
+from ..transforms.reverse import Node, Tape, accumulate, cotangent
 
 _SYMBOLS = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "power": "^",
             "matmul": "@"}
@@ -116,7 +116,7 @@ def number(x, digits=3):
     """A value as the literature prints it: ``digits`` decimals, trailing zeros dropped,
     Unicode minus; very large or small magnitudes in scientific notation.
 
-    >>> from dualgrad.tracetable import number
+    >>> from dualgrad.teach.tracetable import number
     >>> [number(v) for v in (2.0, 10.693147, -0.958924, 5.5, 1e-5, -0.0)]
     ['2', '10.693', '\u22120.959', '5.5', '1e\u221205', '0']
     """
@@ -223,7 +223,7 @@ def evaluation_trace(tape, output, directions=None, digits=3):
     ``(title, {input entry index: tangent})``.  Tangents come from ``replay_tangents``.
 
     >>> import numpy as np, dualgrad as dg
-    >>> from dualgrad.tracetable import evaluation_trace, to_ascii
+    >>> from dualgrad.teach.tracetable import evaluation_trace, to_ascii
     >>> with dg.Tape() as tape:
     ...     x = tape.watch(2.0, "x")
     ...     y = x * np.sin(x)
@@ -330,7 +330,7 @@ def adjoint_trace(tape, output, digits=3):
     them, ending with the input adjoints \u0078\u0304k.
 
     >>> import numpy as np, dualgrad as dg
-    >>> from dualgrad.tracetable import adjoint_trace, to_ascii
+    >>> from dualgrad.teach.tracetable import adjoint_trace, to_ascii
     >>> with dg.Tape() as tape:
     ...     x = tape.watch(2.0, "x")
     ...     y = x * np.sin(x)
@@ -385,7 +385,7 @@ def to_dot(tape, output=None, digits=3, title=None):
     after a sweep, adjoint), one edge per argument read.
 
     >>> import numpy as np, dualgrad as dg
-    >>> from dualgrad.tracetable import to_dot
+    >>> from dualgrad.teach.tracetable import to_dot
     >>> with dg.Tape() as tape:
     ...     x = tape.watch(2.0, "x")
     ...     y = np.sin(x)

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .core.trace import unbox
-from .transforms.derivatives import grad, hessian, jacfwd, jacrev, jvp, value_and_grad
+from ..core.trace import unbox
+from ..transforms.derivatives import grad, hessian, jacfwd, jacrev, jvp, value_and_grad
 
 __all__ = ["CONSTANTS", "FUNCTIONS", "DomainError", "Expression", "ExpressionError",
            "SymReport", "UnknownNameError", "from_sympy", "parse", "symcheck"]
@@ -193,7 +193,7 @@ class Expression:
     height 2, ...), as in the evaluation traces of Baydin et al. (2018).
 
     >>> import dualgrad as dg
-    >>> from dualgrad.symbolic import parse
+    >>> from dualgrad.teach.symbolic import parse
     >>> f = parse("log(x1) + x1*x2 - sin(x2)")
     >>> f.variables
     ('x1', 'x2')
@@ -425,13 +425,13 @@ def parse(text, variables=None):
     error (``UnknownNameError``).  ``None`` accepts every name that is not a function or
     a constant, ordered by first appearance.
 
-    >>> from dualgrad.symbolic import parse
+    >>> from dualgrad.teach.symbolic import parse
     >>> parse("x**2 / y", variables=["y", "x"])(2.0, 3.0)
     np.float64(4.5)
     >>> parse("__import__('os').system('echo hi')")
     Traceback (most recent call last):
     ...
-    dualgrad.symbolic.ExpressionError: attribute access (.system) is not allowed ...
+    dualgrad.teach.symbolic.ExpressionError: attribute access (.system) is not allowed ...
     """
     if not isinstance(text, str):
         raise TypeError(f"parse: expected expression text (str), got {type(text).__name__}")
@@ -486,7 +486,7 @@ def from_sympy(expr, variables):
     built by walking the sympy tree; dualgrad can differentiate it.
 
     >>> import sympy, dualgrad as dg
-    >>> from dualgrad.symbolic import from_sympy
+    >>> from dualgrad.teach.symbolic import from_sympy
     >>> x, y = sympy.symbols("x y")
     >>> f = from_sympy(sympy.log(x) + x * y - sympy.sin(y), [x, y])
     >>> dg.grad(f)(2.0, 5.0)
