@@ -30,6 +30,12 @@ numba's libm and numpy's SIMD loops round differently).
 
 Choose with ``DUALGRAD_BACKEND=numpy|numba`` (default: numba if it imports),
 ``set_backend(name)`` or ``with use_backend(name):``.
+
+The module is one idea, kept whole: every dispatched kernel beside the one table of
+measured rules (``TUNED``) and the probes that fill it, which name those kernels.  The
+modules it dispatches to (``reference``, ``numba_ops``, ``cuda``) hold the work.
+
+May import: ``core`` (``devices`` only), ``dualgrad.kernels`` and the standard library.
 """
 
 import contextlib

@@ -1,7 +1,8 @@
 """Teaching and checking: what shows how autodiff works.
 
 - ``tracetable``: a tape printed as the evaluation and adjoint traces of the literature;
-- ``symbolic``: the sympy referee (``dg.symcheck``) and its expression parser;
+- ``expression``: scalar expressions read safely from text (a whitelist, never ``eval``);
+- ``symbolic``: the sympy referee (``dg.symcheck``), ``from_sympy``;
 - ``cli``: ``python -m dualgrad``.
 
 May import: every layer below.

@@ -8,7 +8,7 @@
 prints the Wengert list as the evaluation-trace tables of the literature (the primal
 trace with one tangent column per input direction, then the adjoint trace), and the
 gradient by forward mode, reverse mode and sympy side by side.  The expression is parsed
-with ``ast`` against a whitelist (``dualgrad.teach.symbolic.parse``), never ``eval``-ed.
+with ``ast`` against a whitelist (``dualgrad.teach.expression.parse``), never ``eval``-ed.
 Bad input (a malformed expression, or a point outside its domain or where it overflows) is
 a one-line error and exit status 2; a disagreement is exit status 1.
 """
