@@ -17,9 +17,9 @@ import weakref
 
 import numpy as np
 import pytest
+from cases import run, step
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_programs import run, step
 
 import dualgrad as dg
 from dualgrad.core import buffers

@@ -15,29 +15,13 @@ import warnings
 
 import numpy as np
 import pytest
-from test_primitives import ALL
+from cases import FUSED, close
 
 import dualgrad as dg
 from dualgrad.compiler import codegen as jit_codegen
 from dualgrad.compiler import regions as jit_regions
 from dualgrad.core.trace import Primitive
 from dualgrad.rules.table import TABLE
-
-FUSED = [c for c in ALL if TABLE[c.name].scalar is not None and c.fn is TABLE[c.name]]
-ULPS = {np.float64: 64, np.float32: 64}
-
-
-def close(got, want, dtype):
-    """Equal to within a few ulps of ``want``'s magnitude (NaNs where ``want`` has them)."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, (got.dtype, want.dtype)
-    eps = np.finfo(dtype).eps
-    scale = np.maximum(np.abs(want), np.finfo(dtype).tiny)
-    both = np.isfinite(want)
-    assert np.array_equal(np.isnan(got), np.isnan(want))
-    assert np.all(got[~both & ~np.isnan(want)] == want[~both & ~np.isnan(want)])
-    err = np.abs(got[both] - want[both]) / (scale[both] * eps)
-    assert err.size == 0 or err.max() <= ULPS[dtype], f"{err.max():.1f} ulps"
 
 
 def _variants(fn, nargs, u, smooth):

@@ -22,8 +22,8 @@ import types
 
 import numpy as np
 import pytest
+from cases import sample, ulp_close
 from cuda_helpers import SIM, gpu_present, needs_cuda_pkg, needs_gpu, run_under_simulator, sim
-from test_kernels import sample, ulp_close
 
 from dualgrad.backend import reference as R
 

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.special as sc
-from test_primitives import ALL
+from cases import ALL
 
 import dualgrad as dg
 from dualgrad.core.tree import tree_flatten

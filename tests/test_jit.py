@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_primitives import ALL
+from cases import ALL
 
 import dualgrad as dg
 from dualgrad.compiler import passes as jit_passes

@@ -19,8 +19,8 @@ import warnings
 
 import numpy as np
 import pytest
+from cases import FUSED, close
 from cuda_helpers import SIM, needs_cuda_pkg, needs_gpu, run_under_simulator, sim
-from test_codegen import FUSED, close
 
 import dualgrad as dg
 from dualgrad.compiler import api as JIT

@@ -21,6 +21,7 @@ import sys
 
 import numpy as np
 import pytest
+from cases import INDEPENDENT, sample, ulp_close
 
 from dualgrad import backend
 
@@ -60,14 +61,6 @@ def rng(seed=0):
 
 def tol(dtype):
     return dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-15)
-
-
-def ulp_close(actual, desired, ulps=4, dtype=np.float64, scale=1.0):
-    """Equal to ``ulps`` units in the last place of ``dtype`` (relative), or of ``scale``
-    (absolute, for values that cancel towards 0, like tanh' = 1 - y*y).  inf and NaN
-    must match exactly."""
-    eps = np.finfo(dtype).eps
-    np.testing.assert_allclose(actual, desired, rtol=ulps * eps, atol=ulps * eps * scale)
 
 
 needs_numba = pytest.mark.skipif(not HAVE_NUMBA, reason="numba not importable")
@@ -128,41 +121,7 @@ def test_works_without_numba():
 # ---------------------------------------------------------------------------
 # Elementwise: UNARY rows
 
-# An independent definition of each row (math module, float64) and its domain.
-INDEPENDENT = {
-    "sin": (math.sin, math.cos, "real"),
-    "cos": (math.cos, lambda x: -math.sin(x), "real"),
-    "tan": (math.tan, lambda x: 1 / math.cos(x) ** 2, "unit"),
-    "exp": (math.exp, math.exp, "real"),
-    "expm1": (math.expm1, math.exp, "real"),
-    "log": (math.log, lambda x: 1 / x, "positive"),
-    "log1p": (math.log1p, lambda x: 1 / (1 + x), "positive"),
-    "tanh": (math.tanh, lambda x: 1 / math.cosh(x) ** 2, "real"),
-    "sigmoid": (lambda x: 1 / (1 + math.exp(-x)),
-                lambda x: math.exp(-x) / (1 + math.exp(-x)) ** 2, "real"),
-    "sqrt": (math.sqrt, lambda x: 1 / (2 * math.sqrt(x)), "positive"),
-    "square": (lambda x: x * x, lambda x: 2 * x, "real"),
-    "reciprocal": (lambda x: 1 / x, lambda x: -1 / x ** 2, "positive"),
-    "negative": (lambda x: -x, lambda x: -1.0, "real"),
-    "abs": (abs, lambda x: math.copysign(1.0, x), "real"),
-    "arctan": (math.atan, lambda x: 1 / (1 + x * x), "real"),
-    "sinh": (math.sinh, math.cosh, "real"),
-    "cosh": (math.cosh, math.sinh, "real"),
-    "softplus": (lambda x: math.log(1 + math.exp(x)),
-                 lambda x: 1 / (1 + math.exp(-x)), "real"),
-    "relu": (lambda x: max(x, 0.0), lambda x: float(x > 0), "real"),
-}
 NAMES = sorted(backend.UNARY)
-
-
-def sample(name, shape, dtype, seed=0):
-    x = rng(seed).uniform(-3, 3, shape)
-    dom = INDEPENDENT[name][2]
-    if dom == "positive":
-        x = np.abs(x) + 0.1
-    elif dom == "unit":
-        x = x / 3.3
-    return x.astype(dtype)
 
 
 def test_table_is_complete():

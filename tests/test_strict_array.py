@@ -16,9 +16,9 @@ import sys
 
 import numpy as np
 import pytest
+from cases import ALL
 from cuda_helpers import needs_gpu
 from strict_array import HostPull, StrictArray, unwrap
-from test_primitives import ALL
 
 import dualgrad as dg
 
@@ -37,7 +37,7 @@ def _on_device_of(c, x):
 
 def _device_constants():
     """The rows whose generated case closes over a host array, with it on the device."""
-    from test_primitives import Case
+    from cases import Case
 
     P = dg.rules.table
     mask, orders = np.array([True, False, True, True]), np.array([0.5, 1.0, 3.0])

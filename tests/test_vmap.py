@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
-from test_primitives import ALL
+from cases import ALL
 
 import dualgrad as dg
 from dualgrad.core.trace import Primitive
