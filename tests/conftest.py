@@ -1,0 +1,37 @@
+"""Fixtures that several test modules use (pytest finds them here by name).
+
+Shared cases and plain helpers live in ``cases.py``; what is here is built afresh for
+each test, so no test sees another's custom rules.
+"""
+
+import numpy as np
+import pytest
+
+import dualgrad as dg
+
+
+@pytest.fixture
+def softplus():
+    """log(1 + e^x) with a custom JVP, ``t * sigmoid(x)``: finite where the naive chain
+    rule through ``log(1 + exp(x))`` overflows (x = 1000), and written with
+    differentiable functions, so its own derivatives (order 2, jit, vmap) work too."""
+    @dg.custom_jvp
+    def softplus(x):
+        return np.logaddexp(0.0, x)
+
+    @softplus.defjvp
+    def _(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return softplus(x), t * dg.nn.sigmoid(x)
+    return softplus
+
+
+@pytest.fixture
+def clip_grad():
+    """The identity with a custom VJP that clips the cotangent to [-1, 1]."""
+    @dg.custom_vjp
+    def clip_grad(x):
+        return x
+
+    clip_grad.defvjp(lambda x: (x, None), lambda res, g: (np.clip(g, -1.0, 1.0),))
+    return clip_grad
