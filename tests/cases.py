@@ -7,11 +7,14 @@ Each test module imports what it shares from here, never from another test modul
 * ``FUSED`` (the cases a fused kernel runs) and ``close`` (equal to a few ulps);
 * ``INDEPENDENT`` (each backend unary row by the ``math`` module, with its domain),
   ``sample`` (inputs in that domain) and ``ulp_close``;
-* ``step`` and ``run``: the random numpy programs of the hypothesis tests.
+* ``bias_loss``: a loss with broadcasting and reductions, the jit's shape-reuse workload;
+* ``step`` and ``run``: the random numpy programs of the hypothesis tests;
+* ``run_threads``: a function run on several threads started together.
 """
 
 import functools
 import math
+import threading
 import zlib
 
 import numpy as np
@@ -283,6 +286,15 @@ def close(got, want, dtype):
     assert err.size == 0 or err.max() <= ULPS[dtype], f"{err.max():.1f} ulps"
 
 
+def bias_loss(x, b):
+    """Broadcasting (a row bias), an axis reduction with keepdims, a mean (its 1/n a
+    constant of each recording) and a full sum."""
+    z = np.tanh(x * 1.5 + b)
+    m = np.max(z, axis=1, keepdims=True)
+    return np.sum(np.log(np.sum(np.exp(z - m), axis=1)) + m[:, 0]) / x.shape[0] \
+        + np.mean(z * z)
+
+
 # ---------------------------------------------------------------------------
 # The backend's unary rows (test_kernels.py, test_cuda_kernels.py)
 
@@ -378,3 +390,26 @@ def run(program, x):
             values.append(BINARY[s[1]](values[s[2] % len(values)], values[s[3] % len(values)]))
         values[-1] = np.tanh(values[-1])  # keep the values of long programs in range
     return np.sum(values[-1] * W)
+
+
+# ---------------------------------------------------------------------------
+# Threads (test_threads.py, test_buffers.py)
+
+def run_threads(work, n=4):
+    """``work(k)`` on ``n`` threads at once (started together); re-raises the first error."""
+    errors = []
+    start = threading.Barrier(n)
+
+    def body(k):
+        try:
+            start.wait()
+            work(k)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=body, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]

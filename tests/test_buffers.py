@@ -12,12 +12,11 @@ path; those named "real threshold" run on large arrays without patching.
 import gc
 import queue
 import sys
-import threading
 import weakref
 
 import numpy as np
 import pytest
-from cases import run, step
+from cases import run, run_threads, step
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -430,11 +429,7 @@ def test_threads_take_and_return_concurrently():
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker)
     while not handoff.empty():
         b, val = handoff.get()
         assert np.all(b == val)
@@ -462,11 +457,7 @@ def test_gradients_from_threads_at_the_real_threshold():
             if not np.array_equal(g, want[(k + i) % 4]):
                 bad.append((k, i))
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_threads(worker)
     assert not bad
 
 

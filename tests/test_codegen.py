@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cases import FUSED, close
+from cases import FUSED, bias_loss, close
 
 import dualgrad as dg
 from dualgrad.compiler import codegen as jit_codegen
@@ -294,20 +294,11 @@ def _kernel_modules():
     return sum(1 for k in sys.modules if k.startswith("dualgrad_kernel_"))
 
 
-def _bias_loss(x, b):
-    """Broadcasting (a row bias), an axis reduction with keepdims, a mean (its 1/n a
-    constant of each recording) and a full sum."""
-    z = np.tanh(x * 1.5 + b)
-    m = np.max(z, axis=1, keepdims=True)
-    return np.sum(np.log(np.sum(np.exp(z - m), axis=1)) + m[:, 0]) / x.shape[0] \
-        + np.mean(z * z)
-
-
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_one_kernel_per_structure_over_many_shapes(dtype):
     """Twelve shapes of one rank compile the kernels of the first: no new source, no new
     compiled kernel, no new module; every result right against eager."""
-    g = dg.grad(_bias_loss, argnums=(0, 1))
+    g = dg.grad(bias_loss, argnums=(0, 1))
     jg = dg.jit(g, codegen="numba")
     rng = np.random.default_rng(12)
     shapes = [(3, 5), (4, 7), (9, 3), (5, 40), (17, 6), (3, 3), (31, 11), (6, 64), (40, 5),
@@ -398,7 +389,7 @@ def test_timing_is_kept_per_source_and_size_class():
 def test_auto_over_many_shapes_is_right():
     """codegen="auto" (the default): each size class timed, kernels used or not by that
     timing; every shape's result right."""
-    g = dg.grad(_bias_loss, argnums=(0, 1))
+    g = dg.grad(bias_loss, argnums=(0, 1))
     jg = dg.jit(g)
     rng = np.random.default_rng(14)
     for shape in [(3, 4), (60, 70), (5, 9), (300, 40)]:

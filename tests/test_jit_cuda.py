@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cases import FUSED, close
+from cases import FUSED, bias_loss, close
 from cuda_helpers import SIM, needs_cuda_pkg, needs_gpu, run_under_simulator, sim
 
 import dualgrad as dg
@@ -205,19 +205,12 @@ def test_sim_reductions_over_two_axis_sets_are_replayed(on_cuda):
 SHAPES = [(3, 5), (4, 7), (9, 3), (5, 40), (17, 6)]
 
 
-def _bias_loss(x, b):
-    z = np.tanh(x * 1.5 + b)
-    m = np.max(z, axis=1, keepdims=True)
-    return np.sum(np.log(np.sum(np.exp(z - m), axis=1)) + m[:, 0]) / x.shape[0] \
-        + np.mean(z * z)
-
-
 @sim
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_sim_one_kernel_per_structure_over_many_shapes(dtype, on_cuda):
     """Shapes of one rank share the CUDA kernels of the first (launch sizes, allocations
     and loop bounds come from the inputs' shapes); every result right."""
-    g = dg.grad(_bias_loss, argnums=(0, 1))
+    g = dg.grad(bias_loss, argnums=(0, 1))
     jg = dg.jit(g, codegen="numba")
     rng = np.random.default_rng(21)
     for k, shape in enumerate(SHAPES):
@@ -242,7 +235,7 @@ def test_cuda_sources_are_generic_over_shape():
     structure (no length, no block count in it), a different one for another broadcast
     pattern."""
     def sources(x, b):
-        graph = dg.jit(dg.grad(_bias_loss, argnums=(0, 1))).lower(x, b).after
+        graph = dg.jit(dg.grad(bias_loss, argnums=(0, 1))).lower(x, b).after
         regions = jit_regions.recompute(graph, jit_regions.partition(graph))
         return [jit_cuda.kernel_source(graph, r) for r in regions if r.outputs]
     rng = np.random.default_rng(22)

@@ -11,6 +11,7 @@ import threading
 
 import numpy as np
 import pytest
+from cases import run_threads
 
 import dualgrad as dg
 
@@ -25,26 +26,6 @@ def fast_switching():
         yield
     finally:
         sys.setswitchinterval(before)
-
-
-def run_threads(work, n=THREADS):
-    """``work(k)`` on ``n`` threads at once (started together); re-raises the first error."""
-    errors = []
-    start = threading.Barrier(n)
-
-    def body(k):
-        try:
-            start.wait()
-            work(k)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
-    threads = [threading.Thread(target=body, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def f(x, a):
