@@ -188,6 +188,16 @@ def _operands(tape, i, names, digits):
     return args
 
 
+def _rule_arguments(tape, i, names):
+    """Entry ``i``'s arguments for its rule, then its result's name: a traced argument
+    as its name (a ``Formula``), a constant as its value (a rule may branch on it)."""
+    e = tape.entries[i]
+    args = list(e.args)
+    for argnum, j in e.parents:
+        args[argnum] = Formula(names[j])
+    return args + [names[i]]
+
+
 def describe_pretty(tape, i, names, digits=3):
     """Entry ``i`` as in the literature: 'ln v\u22121', 'v\u22121 \u00d7 v0', 'sin v0'."""
     prim, kw = tape.entries[i].prim, tape.entries[i].kw
@@ -285,42 +295,151 @@ def evaluation_trace(tape, output, directions=None, digits=3):
     return "\n".join(lines)
 
 
-def _contribution(name, argnum, args, g, out):
-    """The text of ``v\u0304i \u2202vi/\u2202vj`` worked out for common primitives."""
-    a = args[0] if args else ""
-    b = args[1] if len(args) > 1 else ""
-    table = {
-        ("add", 0): f"{g} {TIMES} 1", ("add", 1): f"{g} {TIMES} 1",
-        ("subtract", 0): f"{g} {TIMES} 1", ("subtract", 1): f"{g} {TIMES} ({MINUS}1)",
-        ("multiply", 0): f"{g} {TIMES} {b}", ("multiply", 1): f"{g} {TIMES} {a}",
-        ("divide", 0): f"{g} / {b}", ("divide", 1): f"{MINUS}{g} {TIMES} {a} / {b}\u00b2",
-        ("negative", 0): f"{g} {TIMES} ({MINUS}1)",
-        ("log", 0): f"{g} / {a}",
-        ("exp", 0): f"{g} {TIMES} exp {a}",
-        ("sin", 0): f"{g} {TIMES} cos {a}",
-        ("cos", 0): f"{MINUS}{g} {TIMES} sin {a}",
-        ("tan", 0): f"{g} / cos\u00b2 {a}",
-        ("sinh", 0): f"{g} {TIMES} cosh {a}",
-        ("cosh", 0): f"{g} {TIMES} sinh {a}",
-        ("tanh", 0): f"{g} {TIMES} (1 {MINUS} tanh\u00b2 {a})",
-        ("sqrt", 0): f"{g} / (2 \u221a{a})",
-        ("square", 0): f"{g} {TIMES} 2 {TIMES} {a}",
-        ("absolute", 0): f"{g} {TIMES} sign {a}",
-        ("arctan", 0): f"{g} / (1 + {a}\u00b2)",
-        ("arcsin", 0): f"{g} / \u221a(1 {MINUS} {a}\u00b2)",
-        ("power", 1): f"{g} {TIMES} {out} {TIMES} ln {a}",
-    }
-    if (name, argnum) == ("power", 0):
-        try:
-            c = float(b.replace(MINUS, "-").strip("()"))
-        except ValueError:
-            return f"{g} {TIMES} {b} {TIMES} {a}^({b} {MINUS} 1)"
-        if c == 2:
-            return f"{g} {TIMES} 2 {TIMES} {a}"
-        cm1 = number(c - 1, 6)
-        cm1 = f"({cm1})" if cm1.startswith(MINUS) else cm1
-        return f"{g} {TIMES} {b} {TIMES} {a}^{cm1}"
-    return table.get((name, argnum))
+class Formula:
+    """A derivative rule written out: the row's own VJP run on names instead of numbers.
+
+    ``adjoint_trace`` calls the rule the sweep ran (``prim.vjp[argnum]``, from ``rules/``)
+    with the adjoint, the result and the arguments as ``Formula`` values, so the table
+    prints that rule and no second copy of it.  A rule that does more than arithmetic and
+    the elementwise functions below (a reduction, an index, a keyword) raises TypeError,
+    and the line then shows the value alone.  A guard that asks whether a name equals a
+    number (``x == 0``) is answered False: the text is the rule where the guard is off.
+
+    >>> import numpy as np
+    >>> from dualgrad.teach.tracetable import Formula
+    >>> g, x = Formula("g"), Formula("x")
+    >>> print(g * np.cos(x), g / (2.0 * x), -(g * x ** 2))
+    g \u00d7 cos x g / (2 \u00d7 x) \u2212(g \u00d7 x\u00b2)
+    """
+
+    __slots__ = ("text", "rank", "over")
+    __array_priority__ = 10_000.0  # numpy scalars and arrays defer to it
+
+    def __init__(self, text, rank=9, over=None):
+        self.text, self.rank = text, rank  # rank: 9 a name, 7 a power, 6 unary, 5 x /, 4 + -
+        self.over = over  # for ``1 / d``: ``d``, so that ``g x (1 / d)`` reads ``g / d``
+
+    def __str__(self):
+        return self.text
+
+    __repr__ = __str__
+
+    @staticmethod
+    def of(x):
+        if isinstance(x, Formula):
+            return x
+        if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
+            s = number(x) if float(x).is_integer() else f"{x:.7g}".replace("-", MINUS)
+            return Formula(s, 6 if s.startswith(MINUS) else 9)
+        raise TypeError(f"no formula for {type(x).__name__}")
+
+    def _in(self, rank, strict=False):
+        return f"({self.text})" if self.rank < rank or (strict and self.rank == rank) \
+            else self.text
+
+    @classmethod
+    def infix(cls, a, sym, b, rank):
+        a, b = cls.of(a), cls.of(b)
+        if sym == TIMES and b.over is not None:  # g x (1 / d) -> g / d
+            return cls.infix(a, "/", b.over, 5)
+        right_strict = sym in (MINUS, "/")
+        return cls(f"{a._in(rank)} {sym} {b._in(rank, right_strict)}", rank)
+
+    def __add__(self, o):
+        return Formula.infix(self, "+", o, 4)
+
+    def __radd__(self, o):
+        return Formula.infix(o, "+", self, 4)
+
+    def __sub__(self, o):
+        return Formula.infix(self, MINUS, o, 4)
+
+    def __rsub__(self, o):
+        return Formula.infix(o, MINUS, self, 4)
+
+    def __mul__(self, o):
+        return Formula.infix(self, TIMES, o, 5)
+
+    def __rmul__(self, o):
+        return Formula.infix(o, TIMES, self, 5)
+
+    def __truediv__(self, o):
+        return Formula.infix(self, "/", o, 5)
+
+    def __rtruediv__(self, o):
+        f = Formula.infix(o, "/", self, 5)
+        if f.text.startswith("1 / "):
+            f.over = self
+        return f
+
+    def __pow__(self, o):
+        o = Formula.of(o)
+        if o.text == "2":
+            return Formula(f"{self._in(8)}\u00b2", 7)
+        return Formula(f"{self._in(8)}^{o._in(8)}", 7)
+
+    def __neg__(self):
+        return Formula(f"{MINUS}{self._in(6, True)}", 6)
+
+    def __pos__(self):
+        return self
+
+    def __eq__(self, o):
+        return False
+
+    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        raise TypeError("a formula has no truth value")
+
+    _FUNCTIONS = {"log": "ln", "arcsin": "asin", "arccos": "acos", "arctan": "atan",
+                  "arcsinh": "asinh", "arccosh": "acosh", "arctanh": "atanh",
+                  "absolute": "abs"}
+    _NAMED = frozenset({"sin", "cos", "tan", "exp", "exp2", "expm1", "log", "log2",
+                        "log10", "log1p", "sinh", "cosh", "tanh", "arcsin", "arccos",
+                        "arctan", "arcsinh", "arccosh", "arctanh", "absolute"})
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if method != "__call__" or kw:
+            return NotImplemented
+        name = ufunc.__name__
+        if len(inputs) == 2:
+            a, b = inputs
+            ops = {"add": "__add__", "subtract": "__sub__", "multiply": "__mul__",
+                   "divide": "__truediv__", "true_divide": "__truediv__", "power": "__pow__"}
+            if name not in ops:
+                return NotImplemented
+            if isinstance(a, Formula):
+                return getattr(a, ops[name])(b)
+            return getattr(Formula.of(a), ops[name])(b)
+        (a,) = inputs
+        if name == "negative":
+            return -a
+        if name == "square":
+            return a ** 2
+        if name == "reciprocal":
+            return 1.0 / a
+        if name == "sqrt":
+            return Formula(f"\u221a{a._in(8)}", 8)
+        if name in self._NAMED:
+            return Formula(f"{self._FUNCTIONS.get(name, name)} {a._in(8)}", 8)
+        return NotImplemented
+
+
+def _contribution(e, argnum, args, g):
+    """The text of ``v\u0304i \u2202vi/\u2202vj``: the row's VJP rule for argument
+    ``argnum`` run on ``Formula`` names; None where the rule is more than a formula."""
+    rules = e.prim.vjp
+    rule = rules[argnum] if rules is not None else None
+    if rule is None or e.kw:
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            out = rule(Formula(g), Formula(args[-1]), *args[:-1])
+    except (TypeError, ValueError, AttributeError, IndexError, KeyError):
+        return None
+    return out.text if isinstance(out, Formula) else None
 
 
 def adjoint_trace(tape, output, digits=3):
@@ -339,7 +458,7 @@ def adjoint_trace(tape, output, digits=3):
     Reverse adjoint trace
     bar_v2 = bar_y = 1
     bar_v0 = bar_v2 dv2/dv0 = bar_v2 * v1 = 0.909
-    bar_v1 = bar_v2 dv2/dv1 = bar_v2 * v0 = 2
+    bar_v1 = bar_v2 dv2/dv1 = v0 * bar_v2 = 2
     bar_v0 = bar_v0 + bar_v1 dv1/dv0 = bar_v0 + bar_v1 * cos v0 = 0.077
     bar_x = bar_v0 = 0.077
     """
@@ -360,7 +479,7 @@ def adjoint_trace(tape, output, digits=3):
             g = adj[i] if i < len(adj) else None
             if e.prim is None or g is None:
                 continue
-            args = _operands(tape, i, {k: v for k, v in labels(tape).items()}, digits)
+            args = _rule_arguments(tape, i, names)
             gi = barred(names[i])
             for argnum, j in e.parents:
                 c = cotangent(e, argnum, g, 0, True)  # the sweep's own step
@@ -369,9 +488,10 @@ def adjoint_trace(tape, output, digits=3):
                 accumulate(running, j, c)
                 lhs = f"{gj} + " if acc else ""
                 line = f"{gj} = {lhs}{gi} {PARTIAL}{names[i]}/{PARTIAL}{names[j]}"
-                formula = _contribution(e.prim.name, argnum, args, gi, names[i])
+                formula = _contribution(e, argnum, args, gi)
                 if formula is not None:
-                    line += f" = {lhs}{formula}"
+                    line += f" = {lhs}({formula})" if lhs and formula.startswith(MINUS) \
+                        else f" = {lhs}{formula}"
                 lines.append(f"{line} = {number(running[j], digits)}")
     for j in _inputs(tape):
         a = adj[j] if j < len(adj) and adj[j] is not None else 0.0
