@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.trace import OBJECTS, Box, Trace, check_live, unbox
 from ..rules import table as P
+from ..rules.table import normalize_axes as _axes
 
 HANDLED = {}  # numpy function -> dualgrad implementation
 
@@ -42,22 +43,6 @@ _shape, _ndim = P.shape_of, P.ndim_of
 
 def _size(x):
     return int(np.prod(_shape(x), dtype=np.int64))
-
-
-def _axes(axis, nd, name="axis"):
-    """numpy's axis argument as a tuple of negative axes (None: all axes)."""
-    if axis is None:
-        return tuple(range(-nd, 0))
-    if not isinstance(axis, (tuple, list)):
-        axis = (axis,)
-    out = []
-    for a in axis:
-        a = operator.index(a)
-        if not -nd <= a < nd:
-            raise np.exceptions.AxisError(f"{name}={a} is out of bounds for an array of "
-                                          f"dimension {nd}")
-        out.append(a - nd if a >= 0 else a)
-    return tuple(out)
 
 
 def _no(kwargs, fname, **defaults):

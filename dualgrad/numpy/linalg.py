@@ -7,13 +7,13 @@
     True
 
 Five rows (``eigh``, ``svd``, ``qr``, ``eig``, ``pinv``) and one helper row
-(``orth_complement``); everything else is built from them and from ``primitives.py``:
-``eigvalsh``, ``svdvals`` and ``svd(compute_uv=False)``, full ``svd``/complete ``qr``,
-wide ``qr``, ``eigvals``, ``lstsq``, ``matrix_power``, ``cond``, ``norm``'s 2/-2/'nuc',
-``matrix_norm``/``vector_norm``, ``tensorsolve``/``tensorinv``, and the scipy.linalg
-equivalents at the bottom.  Rules follow Giles (2008), "An extended collection of matrix
-derivative results"; Townsend (2016) for the SVD; Walter/Townsend and JAX's
-``qr_jvp_rule`` for QR; JAX's ``_eig_vec_jvp`` (normalised eigenvectors) for ``eig``;
+(``orth_complement``), in ``rules/linalg.py``; everything else is built from them and the
+rest of the table: ``eigvalsh``, ``svdvals`` and ``svd(compute_uv=False)``, full
+``svd``/complete ``qr``, wide ``qr``, ``eigvals``, ``lstsq``, ``matrix_power``, ``cond``,
+``norm``'s 2/-2/'nuc', ``matrix_norm``/``vector_norm``, ``tensorsolve``/``tensorinv``, and
+the scipy.linalg equivalents at the bottom.  Rules follow Giles (2008), "An extended
+collection of matrix derivative results"; Townsend (2016) for the SVD; Walter/Townsend and
+JAX's ``qr_jvp_rule`` for QR; JAX's ``_eig_vec_jvp`` (normalised eigenvectors) for ``eig``;
 Golub & Pereyra (1973) for ``pinv``.
 
 A decomposition has several outputs and a row has one, so each row returns its outputs
@@ -55,26 +55,34 @@ import numpy as np
 
 from ..core.trace import raw_apply
 from ..rules import table as P
+from ..rules.linalg import (
+    EIG,
+    EIGH,
+    ORTHC,
+    PINV,
+    QR,
+    SVD,
+    eye_like,
+    packed_row,
+    packed_rows,
+    qr_parts,
+    raw_array,
+    real_only_matrix,
+    svd_parts,
+)
 from ..rules.table import (
-    _T,
     add,
-    concatenate,
-    defprim,
     device_like,
     divide,
-    expand_dims,
     float_dtype,
     getitem,
     matmul,
-    may_any,
+    mT,
     multiply,
-    negative,
     shape_of,
     solve,
     subtract,
-    sum_,
     unbox,
-    where,
 )
 from . import api as N
 from .api import implements
@@ -83,347 +91,14 @@ _E = Ellipsis
 _ALL = slice(None)
 
 
+
+
 def _result(name, *parts):
     """numpy's named result tuple (numpy 2), or a plain tuple (numpy 1)."""
     mod = getattr(np.linalg, "_linalg", None)
     cls = getattr(mod, name, None)
     return cls(*parts) if cls is not None else tuple(parts)
 
-
-# ---------------------------------------------------------------------------
-# helpers for the rules (written with primitives: they differentiate again)
-# ---------------------------------------------------------------------------
-
-def _eye(n, like):
-    return np.eye(n, dtype=float_dtype(like), like=device_like(like))
-
-
-def _raw_array(v):
-    """v's raw numbers as an array where they live: numpy's for host values, the device
-    array itself for device ones (never copied to the host)."""
-    r = unbox(v)
-    return r if device_like(r) is not None else np.asarray(r)
-
-
-def _diag(S):
-    """The diagonal of the last two axes: (..., n, n) -> (..., n)."""
-    return sum_(multiply(S, _eye(shape_of(S)[-1], S)), axis=(-1,), keepdims=False)
-
-
-def _diag_embed(v):
-    """(..., n) -> (..., n, n) with ``v`` on the diagonal."""
-    return multiply(expand_dims(v, (-1,)), _eye(shape_of(v)[-1], v))
-
-
-def _sym(t):
-    return multiply(0.5, add(t, _T(t)))
-
-
-def _tril_strict(x):
-    n = shape_of(x)[-1]
-    return multiply(x, np.tril(np.ones((n, n), like=device_like(x)), -1).astype(float_dtype(x)))
-
-
-def _rows(x, start, stop=None):
-    return getitem(x, (_E, slice(start, stop), _ALL))
-
-
-def _row(x, i):
-    return getitem(x, (_E, i, _ALL))
-
-
-def _pack(*parts):
-    return concatenate(*parts, axis=-2)
-
-
-def _tol(v):
-    """Values closer than this count as equal: n·eps·max|v| (each matrix of a stack)."""
-    r = np.abs(_raw_array(v))
-    n = r.shape[-1]
-    eps = np.finfo(r.dtype).eps
-    return n * eps * np.max(r, axis=-1, keepdims=True) if n else \
-        np.zeros(r.shape[:-1] + (1,), like=device_like(r))
-
-
-def _gaps(v, squared=False):
-    """F_ij = 1/(v_j - v_i) (or 1/(v_j² - v_i²)) off the diagonal, 0 on it and at
-    degenerate pairs, and the raw mask of the degenerate pairs."""
-    vj, vi = expand_dims(v, (-2,)), expand_dims(v, (-1,))
-    d = multiply(add(vj, vi), subtract(vj, vi)) if squared else subtract(vj, vi)
-    r = _raw_array(v)
-    n = r.shape[-1]
-    near = np.abs(r[..., None, :] - r[..., :, None]) <= _tol(v)[..., None]
-    eye = np.eye(n, dtype=bool, like=device_like(r))
-    deg = near & ~eye
-    off = deg | eye
-    return where(off, 0.0, divide(1.0, where(off, 1.0, d))), deg
-
-
-def _poison(y, bad):
-    """``y`` with NaN where the raw mask ``bad`` is set: an undefined derivative."""
-    bad = np.broadcast_to(bad, shape_of(y))
-    if not may_any(bad):
-        return y
-    return add(y, np.where(bad, np.nan, 0.0).astype(float_dtype(y)))
-
-
-def _pairs(F, deg, X, nz=None):
-    """F ∘ X, NaN where a degenerate pair meets a non-zero entry of X (or of ``nz``)."""
-    y = multiply(F, X)
-    if not may_any(deg):
-        return y
-    nz = _raw_array(X) != 0 if nz is None else nz
-    return _poison(y, deg & nz)
-
-
-def _inv_small(v):
-    """1/v with 0 where |v| is negligible, and that raw mask."""
-    small = np.abs(_raw_array(v)) <= _tol(v)
-    return where(small, 0.0, divide(1.0, where(small, 1.0, v))), small
-
-
-def _real_only_matrix(x, name):
-    if P.is_complex(x):
-        raise TypeError(f"dualgrad has no derivative rule for numpy.linalg.{name} of a "
-                        "complex matrix (real matrices only; eig handles complex results)")
-
-
-# ---------------------------------------------------------------------------
-# eigh: symmetric eigendecomposition, packed as [w; V] of shape (..., n + 1, n)
-# ---------------------------------------------------------------------------
-
-def _eigh_impl(x, uplo):
-    w, v = np.linalg.eigh(x, UPLO=uplo)
-    return np.concatenate([w[..., None, :], v], axis=-2)
-
-
-def _eigh_jvp(t, ans, x, uplo):
-    w, V = _row(ans, 0), _rows(ans, 1)
-    S = matmul(_T(V), matmul(_sym(t), V))
-    F, deg = _gaps(w)
-    dV = matmul(V, _pairs(F, deg, S))
-    return _pack(expand_dims(_diag(S), (-2,)), dV)
-
-
-def _eigh_vjp(g, ans, x, uplo):
-    w, V = _row(ans, 0), _rows(ans, 1)
-    gw, gV = _row(g, 0), _rows(g, 1)
-    F, deg = _gaps(w)
-    inner = add(_diag_embed(gw), _pairs(F, deg, matmul(_T(V), gV)))
-    return _sym(matmul(V, matmul(inner, _T(V))))
-
-
-EIGH = defprim("eigh", _eigh_impl, jvp=(_eigh_jvp,), vjp=(_eigh_vjp,),
-               real_only="its rules assume a real symmetric matrix",
-               batch=P.batch_trailing("eigh"))
-
-
-# ---------------------------------------------------------------------------
-# svd (reduced): packed as [U; s; V] of shape (..., m + 1 + n, k), k = min(m, n)
-# ---------------------------------------------------------------------------
-
-def _svd_impl(x):
-    u, s, vh = np.linalg.svd(x, full_matrices=False)
-    return np.concatenate([u, s[..., None, :], np.swapaxes(vh, -1, -2)], axis=-2)
-
-
-def _svd_parts(ans, x):
-    m = shape_of(x)[-2]
-    return _rows(ans, 0, m), _row(ans, m), _rows(ans, m + 1)
-
-
-def _svd_jvp(t, ans, x):
-    U, s, V = _svd_parts(ans, x)
-    m, n = shape_of(x)[-2:]
-    dS = matmul(_T(U), matmul(t, V))
-    si, sj = expand_dims(s, (-1,)), expand_dims(s, (-2,))
-    F, deg = _gaps(s, squared=True)
-    rdS = _raw_array(dS)
-    nz = (rdS != 0) | (np.swapaxes(rdS, -1, -2) != 0)
-    dSt = _T(dS)
-    dU = matmul(U, _pairs(F, deg, add(multiply(dS, sj), multiply(si, dSt)), nz))
-    dV = matmul(V, _pairs(F, deg, add(multiply(si, dS), multiply(dSt, sj)), nz))
-    if m != n:
-        inv, small = _inv_small(s)
-        if m > n:
-            tV = matmul(t, V)
-            perp = subtract(tV, matmul(U, matmul(_T(U), tV)))
-            dU = add(dU, _cols_over(perp, inv, small))
-        else:
-            tU = matmul(_T(t), U)
-            perp = subtract(tU, matmul(V, matmul(_T(V), tU)))
-            dV = add(dV, _cols_over(perp, inv, small))
-    return _pack(dU, expand_dims(_diag(dS), (-2,)), dV)
-
-
-def _cols_over(y, inv, small):
-    """y's columns divided by s (NaN for a non-zero column over a zero s)."""
-    r = multiply(y, expand_dims(inv, (-2,)))
-    if may_any(small):
-        r = _poison(r, small[..., None, :] & (_raw_array(y) != 0))
-    return r
-
-
-def _svd_vjp(g, ans, x):
-    U, s, V = _svd_parts(ans, x)
-    gU, gs, gV = _svd_parts(g, x)
-    m, n = shape_of(x)[-2:]
-    si, sj = expand_dims(s, (-1,)), expand_dims(s, (-2,))
-    F, deg = _gaps(s, squared=True)
-    Y = _pairs(F, deg, matmul(_T(U), gU))
-    Z = _pairs(F, deg, matmul(_T(V), gV))
-    gdS = add(add(multiply(add(Y, _T(Y)), sj), multiply(si, add(Z, _T(Z)))), _diag_embed(gs))
-    gA = matmul(U, matmul(gdS, _T(V)))
-    if m != n:
-        inv, small = _inv_small(s)
-        if m > n:
-            perp = subtract(gU, matmul(U, matmul(_T(U), gU)))
-            gA = add(gA, matmul(_cols_over(perp, inv, small), _T(V)))
-        else:
-            perp = subtract(gV, matmul(V, matmul(_T(V), gV)))
-            gA = add(gA, matmul(U, _T(_cols_over(perp, inv, small))))
-    return gA
-
-
-SVD = defprim("svd", _svd_impl, jvp=(_svd_jvp,), vjp=(_svd_vjp,),
-              real_only="its rules assume a real matrix", batch=P.batch_trailing("svd"))
-
-
-# The extra columns of a full SVD's U (complete QR's Q) span the orthogonal complement of
-# the first k; only that span is determined by A.  This row returns numpy's basis of it
-# and differentiates it with the choice that has no rotation inside the complement:
-# dU2 = -U1 dU1ᵀ U2 (so U1ᵀU2 = 0 and U2ᵀdU2 = 0 hold to first order).
-ORTHC = defprim(
-    "orth_complement", lambda u1, basis: basis,
-    jvp=(lambda t, ans, u1, basis: negative(matmul(u1, matmul(_T(t), ans))),),
-    vjp=(lambda g, ans, u1, basis: negative(matmul(ans, matmul(_T(g), u1))),),
-    real_only="its rules assume real orthonormal columns",
-    batch=lambda args, dims, basis=None: (ORTHC(*P.batch_all(
-        list(args) + [basis] * (basis is not None), list(dims) + [None] * (basis is not None))),
-        0))
-
-
-# ---------------------------------------------------------------------------
-# qr (reduced, m >= n): packed as [Q; Rᵀ] of shape (..., m + n, n)
-# ---------------------------------------------------------------------------
-
-def _qr_impl(x):
-    q, r = np.linalg.qr(x)
-    return np.concatenate([q, np.swapaxes(r, -1, -2)], axis=-2)
-
-
-def _qr_parts(ans, x):
-    m = shape_of(x)[-2]
-    return _rows(ans, 0, m), _T(_rows(ans, m))
-
-
-def _qr_jvp(t, ans, x):
-    Q, R = _qr_parts(ans, x)
-    B = _T(solve(_T(R), _T(t)))            # dA R⁻¹
-    C = matmul(_T(Q), B)
-    L = _tril_strict(C)
-    W = subtract(L, _T(L))                  # skew-symmetric
-    dQ = add(matmul(Q, subtract(W, C)), B)
-    dR = matmul(subtract(C, W), R)
-    return _pack(dQ, _T(dR))
-
-
-def _qr_vjp(g, ans, x):
-    Q, R = _qr_parts(ans, x)
-    gQ, gR = _qr_parts(g, x)
-    QtgQ = matmul(_T(Q), gQ)
-    gRRt = matmul(gR, _T(R))
-    M = subtract(QtgQ, gRRt)
-    K = add(_tril_strict(subtract(M, _T(M))), gRRt)
-    gB = add(matmul(Q, subtract(K, QtgQ)), gQ)
-    return _T(solve(R, _T(gB)))             # gB R⁻ᵀ
-
-
-QR = defprim("qr", _qr_impl, jvp=(_qr_jvp,), vjp=(_qr_vjp,),
-             real_only="its rules assume a real matrix", batch=P.batch_trailing("qr"))
-
-
-# ---------------------------------------------------------------------------
-# eig (general, complex results as JAX): packed as [w; V] of shape (..., n + 1, n)
-# ---------------------------------------------------------------------------
-
-def _eig_impl(x):
-    w, v = np.linalg.eig(x)
-    ct = np.result_type(x.dtype, np.complex64)
-    return np.concatenate([w[..., None, :], v], axis=-2).astype(ct, copy=False)
-
-
-def _argmax_mask(V):
-    """0/1 mask of each column's largest-magnitude entry (LAPACK makes it real)."""
-    r = np.abs(_raw_array(V))
-    k = np.argmax(r, axis=-2)
-    rows = np.arange(r.shape[-2], like=device_like(r))[:, None]
-    return (rows == k[..., None, :]).astype(float_dtype(V))  # one True per column
-
-
-def _eig_jvp(t, ans, x):
-    w, V = _row(ans, 0), _rows(ans, 1)
-    Pm = solve(V, matmul(t, V))             # V⁻¹ dA V
-    F, deg = _gaps(w)
-    U = matmul(V, _pairs(F, deg, Pm))
-    mask = _argmax_mask(V)
-    c_re = negative(P.real(sum_(multiply(P.conjugate(V), U), axis=(-2,), keepdims=False)))
-    vk = P.real(sum_(multiply(mask, V), axis=(-2,), keepdims=False))
-    c_im = negative(divide(P.imag(sum_(multiply(mask, U), axis=(-2,), keepdims=False)), vk))
-    c = add(c_re, multiply(c_im, P._complex_one(V, 1j)))
-    dV = add(U, multiply(V, expand_dims(c, (-2,))))
-    return _pack(expand_dims(_diag(Pm), (-2,)), dV)
-
-
-def _eig_vjp(g, ans, x):
-    w, V = _row(ans, 0), _rows(ans, 1)
-    gw, gV = _row(g, 0), _rows(g, 1)
-    mask = _argmax_mask(V)
-    h = sum_(multiply(gV, V), axis=(-2,), keepdims=False)
-    vk = P.real(sum_(multiply(mask, V), axis=(-2,), keepdims=False))
-    gU = subtract(gV, multiply(P.conjugate(V), expand_dims(P.real(h), (-2,))))
-    gU = subtract(gU, multiply(mask, expand_dims(
-        multiply(divide(P.imag(h), vk), P._complex_one(V, 1j)), (-2,))))
-    F, deg = _gaps(w)
-    gP = add(_pairs(F, deg, matmul(_T(V), gU)), _diag_embed(gw))
-    gA = solve(_T(V), matmul(gP, _T(V)))    # V⁻ᵀ gP Vᵀ
-    return P._real_for(gA, x)
-
-
-EIG = defprim("eig", _eig_impl, jvp=(_eig_jvp,), vjp=(_eig_vjp,),
-              batch=P.batch_trailing("eig"))
-
-
-# ---------------------------------------------------------------------------
-# pinv (Golub & Pereyra: the derivative at constant rank)
-# ---------------------------------------------------------------------------
-
-def _pinv_impl(x, rtol):
-    return np.linalg.pinv(x) if rtol is None else np.linalg.pinv(x, rcond=rtol)
-
-
-def _pinv_jvp(t, ans, x, rtol):
-    Pm, tT = ans, _T(t)
-    m, n = shape_of(x)[-2:]
-    left = subtract(_eye(m, x), matmul(x, Pm))     # I - A A⁺
-    right = subtract(_eye(n, x), matmul(Pm, x))    # I - A⁺ A
-    r = negative(matmul(Pm, matmul(t, Pm)))
-    r = add(r, matmul(matmul(Pm, _T(Pm)), matmul(tT, left)))
-    return add(r, matmul(right, matmul(tT, matmul(_T(Pm), Pm))))
-
-
-def _pinv_vjp(g, ans, x, rtol):
-    Pm, gT = ans, _T(g)
-    m, n = shape_of(x)[-2:]
-    left = subtract(_eye(m, x), matmul(x, Pm))
-    right = subtract(_eye(n, x), matmul(Pm, x))
-    r = negative(matmul(_T(Pm), matmul(g, _T(Pm))))
-    r = add(r, matmul(left, matmul(gT, matmul(Pm, _T(Pm)))))
-    return add(r, matmul(matmul(_T(Pm), Pm), matmul(gT, right)))
-
-
-PINV = defprim("pinv", _pinv_impl, jvp=(_pinv_jvp,), vjp=(_pinv_vjp,),
-               real_only="its rules assume a real matrix", batch=P.batch_trailing("pinv"))
 
 
 # ---------------------------------------------------------------------------
@@ -439,9 +114,9 @@ def _square(a, name):
 @implements(np.linalg.eigh)
 def eigh(a, UPLO="L"):
     _square(a, "eigh")
-    _real_only_matrix(a, "eigh")
+    real_only_matrix(a, "eigh")
     r = EIGH(a, uplo=UPLO)
-    return _result("EighResult", _row(r, 0), _rows(r, 1))
+    return _result("EighResult", packed_row(r, 0), packed_rows(r, 1))
 
 
 @implements(np.linalg.eigvalsh)
@@ -466,9 +141,9 @@ def _qr_complement(a):
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     """Reduced SVD from the row; a full one adds the complement (``orth_complement``).
     ``hermitian=True`` computes the general SVD (the same singular values)."""
-    _real_only_matrix(a, "svd")
+    real_only_matrix(a, "svd")
     m, n = shape_of(a)[-2:]
-    U, s, V = _svd_parts(SVD(a), a)
+    U, s, V = svd_parts(SVD(a), a)
     if not compute_uv:
         return s
     if full_matrices and m != n:
@@ -477,7 +152,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
             U = N.concatenate([U, ORTHC(U, basis)], axis=-1)
         else:
             V = N.concatenate([V, ORTHC(V, basis)], axis=-1)
-    return _result("SVDResult", U, s, _T(V))
+    return _result("SVDResult", U, s, mT(V))
 
 
 def svdvals(x):
@@ -492,16 +167,16 @@ if hasattr(np.linalg, "svdvals"):
 def qr(a, mode="reduced"):
     """Reduced QR from the row (m >= n); wide matrices as [Q R1, Q R2] with R2 = QᵀA2;
     ``mode='complete'`` adds the complement of Q (``orth_complement``)."""
-    _real_only_matrix(a, "qr")
+    real_only_matrix(a, "qr")
     if mode not in ("reduced", "complete", "r"):
         raise TypeError(f"dualgrad: numpy.linalg.qr(mode={mode!r}) has no derivative rule "
                         "(use mode='reduced', 'complete' or 'r')")
     m, n = shape_of(a)[-2:]
     if m < n:
         Q, R1 = qr(getitem(a, (_E, _ALL, slice(0, m))))
-        R = N.concatenate([R1, matmul(_T(Q), getitem(a, (_E, _ALL, slice(m, None))))], -1)
+        R = N.concatenate([R1, matmul(mT(Q), getitem(a, (_E, _ALL, slice(m, None))))], -1)
     else:
-        Q, R = _qr_parts(QR(a), a)
+        Q, R = qr_parts(QR(a), a)
         if mode == "complete" and m > n:
             Q = N.concatenate([Q, ORTHC(Q, raw_apply(_qr_complement, unbox(a)))], axis=-1)
             zeros = np.zeros(shape_of(R)[:-2] + (m - n, n), float_dtype(R), like=device_like(R))
@@ -516,7 +191,7 @@ def eig(a):
     """Always complex (as JAX), eigenvectors normalised as LAPACK's."""
     _square(a, "eig")
     r = EIG(a)
-    return _result("EigResult", _row(r, 0), _rows(r, 1))
+    return _result("EigResult", packed_row(r, 0), packed_rows(r, 1))
 
 
 @implements(np.linalg.eigvals)
@@ -526,7 +201,7 @@ def eigvals(a):
 
 @implements(np.linalg.pinv)
 def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
-    _real_only_matrix(a, "pinv")
+    real_only_matrix(a, "pinv")
     tol = rcond if rtol is np._NoValue or rtol is None else rtol
     return PINV(a, rtol=tol)
 
@@ -555,7 +230,7 @@ def matrix_power(a, n):
     n = int(n)
     if n == 0:
         s = shape_of(a)
-        return np.broadcast_to(_eye(s[-1], a), s).copy()
+        return np.broadcast_to(eye_like(s[-1], a), s).copy()
     if n < 0:
         a, n = P.inv(a), -n
     result, base = None, a
@@ -634,7 +309,7 @@ def _triangle(a, lower, unit_diagonal=False):
                                            0 if not unit_diagonal else
                                            (-1 if lower else 1)).astype(float_dtype(a))
     t = multiply(a, keep)
-    return add(t, _eye(n, a)) if unit_diagonal else t
+    return add(t, eye_like(n, a)) if unit_diagonal else t
 
 
 def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False,
@@ -642,7 +317,7 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     """scipy.linalg.solve_triangular: only ``a``'s triangle is read (and differentiated)."""
     t = _triangle(a, lower, unit_diagonal)
     if trans in (1, "T", 2, "C"):
-        t = _T(t)
+        t = mT(t)
     return solve(t, b)
 
 
@@ -650,13 +325,13 @@ def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
     """scipy.linalg.cho_factor: (c, lower); c's other triangle is zero (scipy's is junk)."""
     if lower:
         return N.cholesky(a), True
-    return _T(N.cholesky(_T(a))), False  # reads a's upper triangle, as scipy does
+    return mT(N.cholesky(mT(a))), False  # reads a's upper triangle, as scipy does
 
 
 def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
     c, lower = c_and_lower
-    L = _triangle(c, True) if lower else _T(_triangle(c, False))
-    return solve(_T(L), solve(L, b))
+    L = _triangle(c, True) if lower else mT(_triangle(c, False))
+    return solve(mT(L), solve(L, b))
 
 
 _PADE13 = (64764752532480000.0, 32382376266240000.0, 7771770303897600.0,
@@ -670,13 +345,13 @@ def expm(A):
     2005), built from matmul and solve, so every order of derivative is the approximant's
     (accurate to about machine precision).  The number of squarings is chosen from the
     raw 1-norm (the largest over a stack) and is constant for the derivative."""
-    raw = _raw_array(A)
+    raw = raw_array(A)
     n = raw.shape[-1]
     norm1 = float(np.max(np.sum(np.abs(raw), axis=-2))) if raw.size else 0.0
     s = max(0, int(math.ceil(math.log2(norm1 / _THETA13)))) if norm1 > _THETA13 else 0
     X = multiply(A, 2.0 ** -s) if s else A
     b = _PADE13
-    ident = _eye(n, A)
+    ident = eye_like(n, A)
     X2 = matmul(X, X)
     X4 = matmul(X2, X2)
     X6 = matmul(X4, X2)

@@ -7,8 +7,8 @@ gather and linear weights), the ``nan*`` reductions (``where`` masks), statistic
 (``average``, ``cov``, ``corrcoef``), array building (``append``, ``insert``,
 ``delete``, ``kron``, ``linspace``...), polynomials, ``convolve``, ``interp``,
 ``piecewise`` and the FFT.  Everything here is a composition of rows, so its
-derivatives (of any order, in both modes) come from the rows' rules; the only new
-rows are the four FFTs at the end, which are linear maps with the rules written out.
+derivatives (of any order, in both modes) come from the rows' rules, and the four FFTs
+at the end call the FFT rows (``rules/fft.py``: linear maps with the rules written out).
 
 An index computed from raw values (a sort order, a ``searchsorted`` bin, a ``nan``
 mask) is a constant; the values moved or weighted through it keep their derivative::
@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.trace import Box, unbox
 from ..rules import table as P
+from ..rules.fft import fft_, ifft_, irfft_, rfft_
 from . import api
 from .api import _axes, _gather, _no, _plain_index, _track, implements
 
@@ -997,66 +998,6 @@ def vander(x, N=None, increasing=False):
     v = api.cumprod(api.concatenate([np.ones((rows, 1), P.float_dtype(x)), cols], axis=1),
                     axis=1)
     return v if increasing else api.flip(v, 1)
-
-
-# ---------------------------------------------------------------------------
-# the FFT: four linear rows, their rules written out
-#
-# fft(x)_j = sum_k x_k w^(jk), w = exp(-2 pi i / n): the DFT matrix F is symmetric, so
-# under JAX's pairing Re(sum(u * t)) (no conjugate) the VJP of fft is fft itself, and
-# likewise ifft; ``norm`` scales F and F^T alike.  rfft keeps the first n//2 + 1 rows of
-# F applied to a real x: its transpose zero-pads the cotangent to n, applies fft and
-# keeps the real part (x is real).  irfft(y) = Re(sum_j a_j y_j w^(-jk)) / n with a_j = 1
-# for j = 0 and the Nyquist term, 2 otherwise: R-linear in y, so its JVP is irfft of the
-# tangent, and its transpose is a * ifft(u) on the first n//2 + 1 entries.
-# ---------------------------------------------------------------------------
-
-def _fft_impl(fn):
-    return lambda x, axis, norm: fn(x, axis=axis, norm=norm)
-
-
-fft_ = P.defprim("fft", _fft_impl(np.fft.fft),
-                 jvp=(lambda t, ans, x, axis, norm: fft_(t, axis=axis, norm=norm),),
-                 vjp=(lambda g, ans, x, axis, norm: fft_(g, axis=axis, norm=norm),),
-                 batch=P.batch_trailing("fft"))
-ifft_ = P.defprim("ifft", _fft_impl(np.fft.ifft),
-                  jvp=(lambda t, ans, x, axis, norm: ifft_(t, axis=axis, norm=norm),),
-                  vjp=(lambda g, ans, x, axis, norm: ifft_(g, axis=axis, norm=norm),),
-                  batch=P.batch_trailing("ifft"))
-
-
-def _rfft_vjp(g, ans, x, axis, norm):
-    n, m = _shape(x)[axis], _shape(ans)[axis]
-    pad = list(_shape(g))
-    pad[axis] = n - m
-    full = api.concatenate([g, np.zeros(pad, P.float_dtype(g), like=P.device_like(g))],
-                           axis=axis) if n > m else g
-    return P.real(fft_(full, axis=axis, norm=norm))
-
-
-rfft_ = P.defprim("rfft", _fft_impl(np.fft.rfft),
-                  jvp=(lambda t, ans, x, axis, norm: rfft_(t, axis=axis, norm=norm),),
-                  vjp=(_rfft_vjp,),  # a real input only: numpy_tail.rfft refuses complex
-                  batch=P.batch_trailing("rfft"))
-
-
-def _irfft_weights(n, m, axis, like):
-    a = np.full(m, 2.0, np.empty(0, P.float_dtype(like)).real.dtype, like=P.device_like(like))
-    a[0] = 1.0
-    if n % 2 == 0:
-        a[-1] = 1.0
-    return _on_axis(a, axis, -axis)
-
-
-def _irfft_vjp(g, ans, y, n, axis, norm):
-    m = _shape(y)[axis]
-    c = _along(ifft_(g, axis=axis, norm=norm), axis, 0, m)
-    return P.multiply(c, _irfft_weights(n, m, axis, g))
-
-
-irfft_ = P.defprim("irfft", lambda y, n, axis, norm: np.fft.irfft(y, n, axis, norm),
-                   jvp=(lambda t, ans, y, n, axis, norm: irfft_(t, n=n, axis=axis, norm=norm),),
-                   vjp=(_irfft_vjp,), batch=P.batch_trailing("irfft"))
 
 
 def _fit_length(a, n, axis):

@@ -9,5 +9,11 @@ May import: ``core`` and ``backend`` (never the numpy surface, the compiler or t
 transforms above).
 """
 
+from . import fft as fft  # noqa: F401  (the FFT rows)
+from . import linalg as linalg  # noqa: F401  (the decompositions)
+from . import nn as nn  # noqa: F401  (softmax, logsumexp, conv2d)
 from . import table as table  # noqa: F401
 from .table import TABLE as TABLE  # noqa: F401  (every row, by name)
+
+# special (scipy.special's rows) needs scipy, an optional dependency: dualgrad.scipy
+# imports it.

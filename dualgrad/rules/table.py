@@ -190,6 +190,23 @@ def broadcast_tangent(t, ans):
     return t
 
 
+def normalize_axes(axis, nd, name="axis"):
+    """numpy's axis argument as a tuple of negative axes (None: all axes), the form the
+    rows take (negative axes still name the same axes under leading batch axes)."""
+    if axis is None:
+        return tuple(range(-nd, 0))
+    if not isinstance(axis, (tuple, list)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        a = operator.index(a)
+        if not -nd <= a < nd:
+            raise np.exceptions.AxisError(f"{name}={a} is out of bounds for an array of "
+                                          f"dimension {nd}")
+        out.append(a - nd if a >= 0 else a)
+    return tuple(out)
+
+
 def batch_shape(t, x):
     """The leading batch shape of tangent/cotangent ``t`` over primal ``x``."""
     return shape_of(t)[:ndim_of(t) - ndim_of(x)]
@@ -229,7 +246,7 @@ def may_any(mask):
     return bool(np.any(mask))
 
 
-def _mask(cond, like):
+def float_mask(cond, like):
     """A float 0/1 array from a boolean condition (constant: no derivative).  Conditions
     are comparisons of the rule's arguments themselves (``x > y``, not of their raw
     values): under ``dg.jit`` a comparison is a graph node and the mask follows new
@@ -285,7 +302,7 @@ positive = defprim("positive", operator.pos, ufunc=np.positive, fast="id",
 
 
 def _log_nonzero(x):
-    return log(where(_mask(x == 0, x), 1.0, x))
+    return log(where(float_mask(x == 0, x), 1.0, x))
 
 
 def _pow_dx(ans, x, y):
@@ -311,9 +328,9 @@ def divide_or_zero(num, den):
 
 def _select(first, tie, like):
     """0/1 mask of ``first`` with 0.5 where ``tie`` (ties split the derivative evenly)."""
-    m = _mask(first, like)
+    m = float_mask(first, like)
     if may_any(tie):
-        m = m + 0.5 * _mask(tie, like)
+        m = m + 0.5 * float_mask(tie, like)
     return m
 
 
@@ -329,11 +346,11 @@ minimum = defbinary(np.minimum,
                     lambda ans, x, y: _select(x < y, x == y, ans),
                     lambda ans, x, y: _select(x > y, x == y, ans),
                     smooth=False, real_only=_NO_ORDER)
-fmax = defbinary(np.fmax, lambda ans, x, y: _mask(ans == x, x),
-                 lambda ans, x, y: _mask(ans != x, y), smooth=False,
+fmax = defbinary(np.fmax, lambda ans, x, y: float_mask(ans == x, x),
+                 lambda ans, x, y: float_mask(ans != x, y), smooth=False,
                  real_only=_NO_ORDER)
-fmin = defbinary(np.fmin, lambda ans, x, y: _mask(ans == x, x),
-                 lambda ans, x, y: _mask(ans != x, y), smooth=False,
+fmin = defbinary(np.fmin, lambda ans, x, y: float_mask(ans == x, x),
+                 lambda ans, x, y: float_mask(ans != x, y), smooth=False,
                  real_only=_NO_ORDER)
 arctan2 = defbinary(np.arctan2,
                     lambda ans, y, x: divide(x, add(square(x), square(y))),
@@ -367,11 +384,12 @@ logaddexp = defbinary(np.logaddexp, lambda ans, x, y: exp(log_share(x, ans)),
                       lambda ans, x, y: exp(log_share(y, ans)))
 logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: exp2(log_share(x, ans)),
                        lambda ans, x, y: exp2(log_share(y, ans)))
-remainder = defbinary(np.remainder, lambda ans, x, y: _mask(np.ones_like(_raw(ans)), ans),
-                      lambda ans, x, y: negative(_mask(np.floor_divide(_raw(x), _raw(y)), ans)),
+remainder = defbinary(np.remainder, lambda ans, x, y: float_mask(np.ones_like(_raw(ans)), ans),
+                      lambda ans, x, y: negative(
+                          float_mask(np.floor_divide(_raw(x), _raw(y)), ans)),
                       domain="positive", smooth=False)
-fmod = defbinary(np.fmod, lambda ans, x, y: _mask(np.ones_like(_raw(ans)), ans),
-                 lambda ans, x, y: negative(_mask(np.trunc(_raw(x) / _raw(y)), ans)),
+fmod = defbinary(np.fmod, lambda ans, x, y: float_mask(np.ones_like(_raw(ans)), ans),
+                 lambda ans, x, y: negative(float_mask(np.trunc(_raw(x) / _raw(y)), ans)),
                  domain="positive", smooth=False)
 
 # ---------------------------------------------------------------------------
@@ -400,7 +418,7 @@ absolute = defprim("absolute", np.absolute, ufunc=np.absolute, smooth=False,  # 
                    vjp=(lambda g, ans, x: multiply(g, _abs_deriv(ans, x)),),
                    partials=(lambda ans, x: _abs_deriv(ans, x),), fast="local",
                    fused=_fused("abs", "absolute"))
-fabs = defunary(np.fabs, lambda ans, x: _mask(np.sign(_raw(x)), x), smooth=False)
+fabs = defunary(np.fabs, lambda ans, x: float_mask(np.sign(_raw(x)), x), smooth=False)
 sin = defunary(np.sin, lambda ans, x: cos(x), fused=True, vector="sin")
 cos = defunary(np.cos, lambda ans, x: negative(sin(x)), fused=True, vector="cos")
 tan = defunary(np.tan, lambda ans, x: add(1.0, square(ans)), domain="unit", fused=True)
@@ -447,10 +465,10 @@ where = defprim("where", np.where, ufunc=None, bcast=True, smooth=False,
 def _clip_in(x, lo, hi, like):
     """The float 0/1 mask of lo <= x <= hi (a bound of None is no bound)."""
     if lo is None and hi is None:
-        return _mask(np.ones(np.shape(_raw(x)), bool, like=device_like(_raw(x))), like)
+        return float_mask(np.ones(np.shape(_raw(x)), bool, like=device_like(_raw(x))), like)
     if lo is None or hi is None:
-        return _mask(x <= hi if lo is None else x >= lo, like)
-    return multiply(_mask(x >= lo, like), _mask(x <= hi, like))
+        return float_mask(x <= hi if lo is None else x >= lo, like)
+    return multiply(float_mask(x >= lo, like), float_mask(x <= hi, like))
 
 
 def _clip_form(x, lo, hi):
@@ -462,11 +480,11 @@ def _clip_form(x, lo, hi):
 clip = defprim(
     "clip", np.clip, bcast=True, smooth=False, real_only=_NO_ORDER, scalar=_clip_form,
     jvp=(lambda t, ans, x, lo, hi: multiply(t, _clip_in(x, lo, hi, ans)),
-         lambda t, ans, x, lo, hi: multiply(t, _mask(x < lo, ans)),
-         lambda t, ans, x, lo, hi: multiply(t, _mask(x > hi, ans))),
+         lambda t, ans, x, lo, hi: multiply(t, float_mask(x < lo, ans)),
+         lambda t, ans, x, lo, hi: multiply(t, float_mask(x > hi, ans))),
     vjp=(lambda g, ans, x, lo, hi: multiply(g, _clip_in(x, lo, hi, ans)),
-         lambda g, ans, x, lo, hi: multiply(g, _mask(x < lo, ans)),
-         lambda g, ans, x, lo, hi: multiply(g, _mask(x > hi, ans))))
+         lambda g, ans, x, lo, hi: multiply(g, float_mask(x < lo, ans)),
+         lambda g, ans, x, lo, hi: multiply(g, float_mask(x > hi, ans))))
 
 
 # ---------------------------------------------------------------------------
@@ -562,7 +580,7 @@ def _batch_broadcast_to(args, dims, shape):
 # reductions (axis: a tuple of negative axes, normalised by numpy_api)
 # ---------------------------------------------------------------------------
 
-def _expand_back(g, ans, x, axis, keepdims):
+def expand_back(g, ans, x, axis, keepdims):
     """Broadcast a reduced cotangent back to (batch axes) + x.shape."""
     if not keepdims:
         g = expand_dims(g, axis)
@@ -583,7 +601,7 @@ def _expanded_shape(s, axis):
 
 sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
                jvp=(lambda t, ans, x, axis, keepdims: sum_(t, axis=axis, keepdims=keepdims),),
-               vjp=(lambda g, ans, x, axis, keepdims: _expand_back(g, ans, x, axis, keepdims),),
+               vjp=(lambda g, ans, x, axis, keepdims: expand_back(g, ans, x, axis, keepdims),),
                batch=batch_trailing("sum"))
 
 
@@ -591,13 +609,13 @@ def _extreme_weights(ans, x, axis, keepdims):
     """0/1 weights of the entries attaining the max/min, ties sharing equally."""
     a = _raw(ans) if keepdims else np.expand_dims(_raw(ans), axis)
     m = (_raw(x) == a)
-    return _mask(m / np.sum(m, axis=axis, keepdims=True), x)
+    return float_mask(m / np.sum(m, axis=axis, keepdims=True), x)
 
 
 _EXTREME_JVP = (lambda t, ans, x, axis, keepdims: sum_(
     multiply(t, _extreme_weights(ans, x, axis, keepdims)), axis=axis, keepdims=keepdims),)
 _EXTREME_VJP = (lambda g, ans, x, axis, keepdims: multiply(
-    _expand_back(g, ans, x, axis, keepdims), _extreme_weights(ans, x, axis, keepdims)),)
+    expand_back(g, ans, x, axis, keepdims), _extreme_weights(ans, x, axis, keepdims)),)
 amax = defprim("max", lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
                smooth=False, jvp=_EXTREME_JVP, vjp=_EXTREME_VJP, real_only=_NO_ORDER,
                batch=batch_trailing("max"))
@@ -630,7 +648,7 @@ prod = defprim("prod", lambda x, axis, keepdims: np.prod(x, axis=axis, keepdims=
                jvp=(lambda t, ans, x, axis, keepdims:
                     sum_(multiply(t, _prod_others(x, axis)), axis=axis, keepdims=keepdims),),
                vjp=(lambda g, ans, x, axis, keepdims:
-                    multiply(_expand_back(g, ans, x, axis, keepdims), _prod_others(x, axis)),),
+                    multiply(expand_back(g, ans, x, axis, keepdims), _prod_others(x, axis)),),
                batch=batch_trailing("prod"))
 
 cumsum = defprim("cumsum", lambda x, axis: np.cumsum(x, axis=axis),
@@ -859,7 +877,7 @@ def _astype_impl(x, dtype):
 
 astype = defprim("astype", _astype_impl, scalar=_astype_form,
                  jvp=(lambda t, ans, x, dtype: astype(t, dtype=dtype),),
-                 vjp=(lambda g, ans, x, dtype: astype(_real_for(g, x), dtype=_raw(x).dtype
+                 vjp=(lambda g, ans, x, dtype: astype(real_for(g, x), dtype=_raw(x).dtype
                                                       if hasattr(_raw(x), "dtype")
                                                       else np.float64),))
 
@@ -868,9 +886,13 @@ astype = defprim("astype", _astype_impl, scalar=_astype_form,
 # linear algebra
 # ---------------------------------------------------------------------------
 
-def _T(x):
+def mT(x):
+    """x with its last two axes swapped (numpy's ``x.mT``): a stack of matrices transposed."""
     n = ndim_of(x)
     return transpose(x, tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+_T = mT  # the old name, until tests/ uses mT
 
 
 def _as2d(x, n, side):
@@ -892,7 +914,7 @@ def _matmul_jvp(tangents, ans, x, y):
     tx, ty = tangents
     nx, ny = ndim_of(x), ndim_of(y)
     if nx == 2 and ny == 1:  # matrix @ vector: all k directions in one matrix product
-        out = None if ty is None else matmul(ty, _T(x))
+        out = None if ty is None else matmul(ty, mT(x))
         if tx is not None:
             r = matmul(tx, y)
             out = r if out is None else add(out, r)
@@ -912,10 +934,10 @@ def _matmul_vjp_x(g, ans, x, y):
     nb = ndim_of(g) - ndim_of(ans)
     nx, ny = ndim_of(x), ndim_of(y)
     if nx > 1 and ny > 1:
-        return unbroadcast(matmul(g, _T(y)), shape_of(x), nb)
+        return unbroadcast(matmul(g, mT(y)), shape_of(x), nb)
     x2, y2 = _as2d(x, nx, 0), _as2d(y, ny, 1)
     g2 = reshape(g, batch_shape(g, ans) + _mm_shape(x2, y2))
-    c = unbroadcast(matmul(g2, _T(y2)), shape_of(x2), nb)
+    c = unbroadcast(matmul(g2, mT(y2)), shape_of(x2), nb)
     return reshape(c, batch_shape(g, ans) + shape_of(x))
 
 
@@ -925,10 +947,10 @@ def _matmul_vjp_y(g, ans, x, y):
     if nx == 2 and ny == 1:  # all k cotangent rows in one matrix product
         return matmul(g, x)
     if nx > 1 and ny > 1:
-        return unbroadcast(matmul(_T(x), g), shape_of(y), nb)
+        return unbroadcast(matmul(mT(x), g), shape_of(y), nb)
     x2, y2 = _as2d(x, nx, 0), _as2d(y, ny, 1)
     g2 = reshape(g, batch_shape(g, ans) + _mm_shape(x2, y2))
-    c = unbroadcast(matmul(_T(x2), g2), shape_of(y2), nb)
+    c = unbroadcast(matmul(mT(x2), g2), shape_of(y2), nb)
     return reshape(c, batch_shape(g, ans) + shape_of(y))
 
 
@@ -950,7 +972,7 @@ def _matmul_batch(args, dims):
             return matmul(x, y), 0
         return reshape(matmul(reshape(x, (-1, s[-1])), y), s[:-1] + shape_of(y)[-1:]), 0
     if dx is None and nx == 2 and ny == 1:  # (n, k) @ (B, k)
-        return matmul(bfront(y, dy), _T(x)), 0
+        return matmul(bfront(y, dy), mT(x)), 0
     px, py = dx is not None and nx == 1, dy is not None and ny == 1  # promoted to 2-D
     if px:
         x = expand_dims(bfront(x, dx), (-2,))
@@ -992,15 +1014,15 @@ def _expand2(g):
 
 inv = defprim("inv", np.linalg.inv,
               jvp=(lambda t, ans, x: negative(matmul(ans, matmul(t, ans))),),
-              vjp=(lambda g, ans, x: negative(matmul(_T(ans), matmul(g, _T(ans)))),),
+              vjp=(lambda g, ans, x: negative(matmul(mT(ans), matmul(g, mT(ans)))),),
               batch=batch_trailing("inv"))
 det = defprim("det", np.linalg.det,
               jvp=(lambda t, ans, x: multiply(ans, _trace_last2(solve(x, t))),),
-              vjp=(lambda g, ans, x: multiply(_expand2(multiply(g, ans)), _T(inv(x))),),
+              vjp=(lambda g, ans, x: multiply(_expand2(multiply(g, ans)), mT(inv(x))),),
               batch=batch_trailing("det"))
 logabsdet = defprim("logabsdet", lambda x: np.linalg.slogdet(x)[1],
                     jvp=(lambda t, ans, x: _trace_last2(solve(x, t)),),
-                    vjp=(lambda g, ans, x: multiply(_expand2(g), _T(inv(x))),),
+                    vjp=(lambda g, ans, x: multiply(_expand2(g), mT(inv(x))),),
                     real_only="its rules assume a real matrix",
                     batch=batch_trailing("logabsdet"))
 
@@ -1029,13 +1051,13 @@ def _solve_vjp_a(g, ans, a, b):
     if ndim_of(b) == 1:
         c = negative(multiply(expand_dims(gb, (-1,)), expand_dims(ans, (-2,))))
     else:
-        c = negative(matmul(gb, _T(ans)))
+        c = negative(matmul(gb, mT(ans)))
     return unbroadcast(c, shape_of(a), nb)
 
 
 def _solve_vjp_b(g, ans, a, b, reduce=True):
     nb = ndim_of(g) - ndim_of(ans)
-    c = _solve_vec(_T(a), g) if ndim_of(b) == 1 else solve(_T(a), g)
+    c = _solve_vec(mT(a), g) if ndim_of(b) == 1 else solve(mT(a), g)
     return unbroadcast(c, shape_of(b), nb) if reduce else c
 
 
@@ -1064,15 +1086,15 @@ def _phi(x):
 
 
 def _cholesky_jvp(t, L, x):
-    s = multiply(0.5, add(t, _T(t)))
-    return matmul(L, _phi(solve(L, _T(solve(L, s)))))
+    s = multiply(0.5, add(t, mT(t)))
+    return matmul(L, _phi(solve(L, mT(solve(L, s)))))
 
 
 def _cholesky_vjp(g, L, x):
-    p = _phi(matmul(_T(L), g))
-    y = solve(_T(L), p)
-    a = _T(solve(_T(L), _T(y)))
-    return multiply(0.5, add(a, _T(a)))
+    p = _phi(matmul(mT(L), g))
+    y = solve(mT(L), p)
+    a = mT(solve(mT(L), mT(y)))
+    return multiply(0.5, add(a, mT(a)))
 
 
 cholesky = defprim("cholesky", np.linalg.cholesky, jvp=(_cholesky_jvp,), vjp=(_cholesky_vjp,),
@@ -1193,7 +1215,7 @@ einsum = defprim("einsum", _einsum_impl, jvp=_einsum_jvp, vjp=IndexedRules(_eins
 
 
 
-def _real_for(c, x):
+def real_for(c, x):
     """``c``, or its real part when ``x`` is real (a real value's cotangent is real)."""
     return real(c) if is_complex(c) and not is_complex(x) else c
 
@@ -1218,14 +1240,14 @@ def fit_cotangent(c, x):
     return c if np.result_type(_raw(c)) == dx else astype(c, dtype=dx)
 
 
-def _complex_one(x, value=1.0):
+def complex_one(x, value=1.0):
     """``value`` as a scalar of x's complex dtype (complex64 stays complex64)."""
     return np.asarray(value, float_dtype(x))[()]
 
 
 def _as_complex_ct(g, x):
     """A real cotangent ``g`` of a complex argument ``x``, in x's complex dtype."""
-    return multiply(g, _complex_one(x)) if is_complex(x) and not is_complex(g) else g
+    return multiply(g, complex_one(x)) if is_complex(x) and not is_complex(g) else g
 
 
 real = defprim("real", np.real, jvp=(lambda t, ans, x: real(t),),
@@ -1234,7 +1256,7 @@ real = defprim("real", np.real, jvp=(lambda t, ans, x: real(t),),
 
 def _imag_vjp(g, ans, x):
     if is_complex(x):  # Im(t) = Re(-i t): the transpose multiplies by -i
-        return multiply(g, _complex_one(x, -1j))
+        return multiply(g, complex_one(x, -1j))
     # imag of a real value is 0, made where g lives
     return np.zeros(shape_of(_raw(g)), float_dtype(x), like=device_like(g))
 
@@ -1251,7 +1273,7 @@ def _abs_deriv(ans, x):
     Re(conj(z) dz)/|z|), with 0 at z = 0 as JAX."""
     if is_complex(x):
         return divide_or_zero(conjugate(x), ans)
-    return _mask(np.sign(_raw(x)), x)
+    return float_mask(np.sign(_raw(x)), x)
 
 
 def _abs_jvp(t, ans, x):
