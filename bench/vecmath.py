@@ -14,7 +14,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
@@ -22,6 +21,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from dualgrad.teach.timing import median_time  # noqa: E402
 from kernels import vecmath as vm  # noqa: E402
 
 NAMES = ["exp", "expm1", "log", "log1p", "sin", "cos", "tanh", "sigmoid"]
@@ -57,13 +57,8 @@ def _numpy_fused(x, v, g):
 
 
 def median_ns(f, n, reps=15):
-    f()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)) * 1e9 / n
+    """ns per element of a call of f() on n elements (the median of reps calls)."""
+    return median_time(f, reps) * 1e9 / n
 
 
 def cpu_name():

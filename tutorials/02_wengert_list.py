@@ -27,13 +27,13 @@
 
 # %%
 import os
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 import dualgrad as dg
+from dualgrad.teach.timing import median_time
 from dualgrad.teach.tracetable import format_tape, labels, replay_tangents
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
@@ -178,20 +178,11 @@ print("saved", FIG_DIR / "02_tape_graph.png")
 # We time both on $f(x) = \tanh(A \sin x)$ with $A \in \mathbb{R}^{m \times n}$, once with
 # $m = 1$ and growing $n$, once with $n = 1$ and growing $m$, and, to show the pass counts
 # directly, also one `dg.jvp` per column and one `dg.vjp` per row in a Python loop.
-# Timings are medians of a few repeats and depend on the machine; the *shape* of the
-# curves is the point.
+# Timings are medians of a few repeats (`median_time`, from `dualgrad.teach.timing`: one
+# untimed warm-up call, then the median of the timed ones, which a few slow outliers do not
+# move) and depend on the machine; the *shape* of the curves is the point.
 
 # %%
-def median_time(fn, repeats=5):
-    fn()  # warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def make_problem(n, m, rng):
     A = rng.standard_normal((m, n)) / np.sqrt(n)
     return (lambda x: np.tanh(A @ np.sin(x))), rng.standard_normal(n)

@@ -33,7 +33,6 @@
 
 # %%
 import os
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -42,6 +41,7 @@ from numba import njit
 
 import dualgrad as dg
 from dualgrad.rules.table import defprim, multiply
+from dualgrad.teach.timing import median_time
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 FIG_DIR = Path(os.environ.get("DUALGRAD_TUTORIAL_FIGURES", HERE / "figures"))
@@ -174,31 +174,22 @@ for name, fn in (("numpy formula", phi_numpy), ("numba kernel", phi)):
 # %% [markdown]
 # ## Benchmark
 #
-# We time, on $10^6$ float64 values (medians of repeats, after a warm-up run that also
-# triggers numba's compilation): the plain value, and the gradient of
+# We time, on $10^6$ float64 values (`median_time`: the median of 7 timed calls, after a
+# warm-up call that also triggers numba's compilation; a median, so that a few slow calls
+# do not move it): the plain value, and the gradient of
 # $\sum_i \phi(x_i)$ by `dg.grad`, each with the numpy formula and the kernel. The
 # numbers depend on the machine; the script prints its own.
 
 # %%
-def median_time(fn, repeats=7):
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 xb = np.random.default_rng(1).standard_normal(1_000_000)
 grad_numpy = dg.grad(lambda x: np.sum(phi_numpy(x)))
 grad_kernel = dg.grad(lambda x: np.sum(phi(x)))
 assert np.allclose(grad_numpy(xb), grad_kernel(xb), rtol=1e-12, atol=1e-14)
 timings = {
-    ("value", "numpy"): median_time(lambda: phi_numpy(xb)),
-    ("value", "numba kernel"): median_time(lambda: phi(xb)),
-    ("gradient", "numpy"): median_time(lambda: grad_numpy(xb)),
-    ("gradient", "numba kernel"): median_time(lambda: grad_kernel(xb)),
+    ("value", "numpy"): median_time(lambda: phi_numpy(xb), repeats=7),
+    ("value", "numba kernel"): median_time(lambda: phi(xb), repeats=7),
+    ("gradient", "numpy"): median_time(lambda: grad_numpy(xb), repeats=7),
+    ("gradient", "numba kernel"): median_time(lambda: grad_kernel(xb), repeats=7),
 }
 for (what, how), t in timings.items():
     print(f"{what:8s} {how:12s}: {t * 1e3:7.2f} ms")
