@@ -21,7 +21,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 import dualgrad as dg
-from dualgrad.rules import table as P
+from dualgrad import rules as P
 
 RNG = np.random.default_rng(0)
 
@@ -79,7 +79,7 @@ MASK = RNG.standard_normal((3, 4)) > 0
 
 
 def _symm(a):
-    return P.multiply(0.5, P.add(a, P._T(a)))
+    return P.multiply(0.5, P.add(a, P.mT(a)))
 
 
 def _squared(x):
@@ -87,7 +87,7 @@ def _squared(x):
 
 
 def _projector(u):
-    return P.matmul(u, P._T(u))
+    return P.matmul(u, P.mT(u))
 
 
 def _spectral(rng, w):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import dualgrad as dg
-from dualgrad.rules import table as P
+from dualgrad import rules as P
 
 RNG = np.random.default_rng(7)
 X = np.array([0.7, -1.3, 2.1])

@@ -15,7 +15,7 @@ import pytest
 from cases import ALL, RNG
 
 import dualgrad as dg
-from dualgrad.rules import table as P
+from dualgrad import rules as P
 
 
 @pytest.fixture(autouse=True, params=["numba", "numpy"])

@@ -39,7 +39,7 @@ def _device_constants():
     """The rows whose generated case closes over a host array, with it on the device."""
     from cases import Case
 
-    P = dg.rules.table
+    P = dg.rules
     mask, orders = np.array([True, False, True, True]), np.array([0.5, 1.0, 3.0])
     base = {c.name: c for c in ALL}
     out = {"where": Case("where", lambda x, y: P.where(_on_device_of(mask, x), x, y),

@@ -15,8 +15,8 @@ import pytest
 from cases import ALL
 
 import dualgrad as dg
+from dualgrad import rules as P
 from dualgrad.core.trace import Primitive
-from dualgrad.rules import table as P
 from dualgrad.transforms.batching import BatchingFallbackWarning
 
 B = 3

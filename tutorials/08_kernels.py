@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit
 
 import dualgrad as dg
-from dualgrad.rules.table import defprim, multiply
+from dualgrad.rules import defprim, multiply
 from dualgrad.teach.timing import median_time
 
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()

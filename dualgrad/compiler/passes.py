@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from ..rules.table import TABLE
+from ..rules import TABLE
 from .graph import Const, Graph, Op
 
 PIPELINE = ("fold", "uniform", "simplify", "layout", "broadcast", "cse", "dce")

@@ -23,9 +23,9 @@ import warnings
 
 import numpy as np
 
+from .. import rules as P
 from ..core.trace import OBJECTS, Box, Trace, check_live, unbox
-from ..rules import table as P
-from ..rules.table import normalize_axes as _axes
+from ..rules import normalize_axes as _axes
 
 HANDLED = {}  # numpy function -> dualgrad implementation
 

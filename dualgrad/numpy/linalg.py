@@ -53,8 +53,22 @@ import math
 
 import numpy as np
 
+from .. import rules as P
 from ..core.trace import raw_apply
-from ..rules import table as P
+from ..rules import (
+    add,
+    device_like,
+    divide,
+    float_dtype,
+    getitem,
+    matmul,
+    mT,
+    multiply,
+    shape_of,
+    solve,
+    subtract,
+    unbox,
+)
 from ..rules.linalg import (
     EIG,
     EIGH,
@@ -69,20 +83,6 @@ from ..rules.linalg import (
     raw_array,
     real_only_matrix,
     svd_parts,
-)
-from ..rules.table import (
-    add,
-    device_like,
-    divide,
-    float_dtype,
-    getitem,
-    matmul,
-    mT,
-    multiply,
-    shape_of,
-    solve,
-    subtract,
-    unbox,
 )
 from . import api as N
 from .api import implements

@@ -21,10 +21,10 @@ import math
 import numpy as np
 
 from .. import backend
+from .. import rules as P
 from ..core.trace import unbox
-from ..rules import table as P
+from ..rules import ndim_of, shape_of
 from ..rules.nn import Geometry, conv2d_p, log_softmax_p, logsumexp_p, softmax_p
-from ..rules.table import ndim_of, shape_of
 from .api import _axes
 
 __all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", "relu",

@@ -24,8 +24,8 @@ import warnings
 
 import numpy as np
 
+from .. import rules as P
 from ..core.trace import Box, unbox
-from ..rules import table as P
 from ..rules.fft import fft_, ifft_, irfft_, rfft_
 from . import api
 from .api import _axes, _gather, _no, _plain_index, _track, implements

@@ -1,5 +1,6 @@
-"""The matrix decompositions as rows: ``eigh``, ``svd``, ``qr``, ``eig``, ``pinv`` and the
-helper row ``orth_complement``, with the helpers their rules are written with.
+"""Linear algebra rows: ``matmul``, ``inv``, ``det``, ``logabsdet``, ``solve``,
+``cholesky``, and the matrix decompositions ``eigh``, ``svd``, ``qr``, ``eig``, ``pinv``
+with the helper row ``orth_complement``.
 
 A decomposition has several outputs and a row has one, so each row returns its outputs
 *packed* along the second-to-last axis and the numpy-facing function
@@ -9,30 +10,250 @@ some outputs sends exact zeros to the rest.  The rules, their sources and what t
 at degenerate points are described in ``dualgrad.numpy.linalg``'s docstring.
 """
 
+import operator
+
 import numpy as np
 
-from . import table as P
+from .. import rules as P  # the rows by name (P.real): rules/__init__ binds them first
+from .elementwise import add, divide, multiply, negative, subtract, where
+from .indexing import getitem
+from .reductions import expand_dims, sum_
+from .structure import concatenate, reshape, transpose
 from .table import (
-    add,
-    concatenate,
+    align_batched,
+    batch_shape,
+    batch_trailing,
+    bfront,
     defprim,
     device_like,
-    divide,
-    expand_dims,
     float_dtype,
-    getitem,
-    matmul,
     may_any,
-    mT,
-    multiply,
-    negative,
+    ndim_of,
     shape_of,
-    solve,
-    subtract,
-    sum_,
     unbox,
-    where,
+    unbroadcast,
 )
+
+# ---------------------------------------------------------------------------
+# linear algebra
+# ---------------------------------------------------------------------------
+
+def mT(x):
+    """x with its last two axes swapped (numpy's ``x.mT``): a stack of matrices transposed."""
+    n = ndim_of(x)
+    return transpose(x, tuple(range(n - 2)) + (n - 1, n - 2))
+
+
+def _as2d(x, n, side):
+    """Promote a 1-D matmul operand to 2-D as numpy does: (1, m) left, (m, 1) right."""
+    return x if n > 1 else expand_dims(x, (-2,) if side == 0 else (-1,))
+
+
+def _lift(t, nd, bnd):
+    """Insert size-1 axes after a tangent's batch axes so matmul's broadcasting lines up."""
+    nb = ndim_of(t) - nd
+    pad = bnd - (nd - 2)
+    if nb == 0 or pad <= 0:
+        return t
+    s = shape_of(t)
+    return reshape(t, s[:nb] + (1,) * pad + s[nb:])
+
+
+def _matmul_jvp(tangents, ans, x, y):
+    tx, ty = tangents
+    nx, ny = ndim_of(x), ndim_of(y)
+    if nx == 2 and ny == 1:  # matrix @ vector: all k directions in one matrix product
+        out = None if ty is None else matmul(ty, mT(x))
+        if tx is not None:
+            r = matmul(tx, y)
+            out = r if out is None else add(out, r)
+        return out
+    bnd = max(nx, ny, 2) - 2
+    out = None
+    if tx is not None:
+        out = matmul(_lift(_as2d(tx, nx, 0), max(nx, 2), bnd), _as2d(y, ny, 1))
+    if ty is not None:
+        r = matmul(_as2d(x, nx, 0), _lift(_as2d(ty, ny, 1), max(ny, 2), bnd))
+        out = r if out is None else add(out, r)
+    t = tx if tx is not None else ty
+    return reshape(out, batch_shape(t, x if tx is not None else y) + shape_of(ans))
+
+
+def _matmul_vjp_x(g, ans, x, y):
+    nb = ndim_of(g) - ndim_of(ans)
+    nx, ny = ndim_of(x), ndim_of(y)
+    if nx > 1 and ny > 1:
+        return unbroadcast(matmul(g, mT(y)), shape_of(x), nb)
+    x2, y2 = _as2d(x, nx, 0), _as2d(y, ny, 1)
+    g2 = reshape(g, batch_shape(g, ans) + _mm_shape(x2, y2))
+    c = unbroadcast(matmul(g2, mT(y2)), shape_of(x2), nb)
+    return reshape(c, batch_shape(g, ans) + shape_of(x))
+
+
+def _matmul_vjp_y(g, ans, x, y):
+    nb = ndim_of(g) - ndim_of(ans)
+    nx, ny = ndim_of(x), ndim_of(y)
+    if nx == 2 and ny == 1:  # all k cotangent rows in one matrix product
+        return matmul(g, x)
+    if nx > 1 and ny > 1:
+        return unbroadcast(matmul(mT(x), g), shape_of(y), nb)
+    x2, y2 = _as2d(x, nx, 0), _as2d(y, ny, 1)
+    g2 = reshape(g, batch_shape(g, ans) + _mm_shape(x2, y2))
+    c = unbroadcast(matmul(mT(x2), g2), shape_of(y2), nb)
+    return reshape(c, batch_shape(g, ans) + shape_of(y))
+
+
+def _mm_shape(a, b):
+    sa, sb = shape_of(a), shape_of(b)
+    return np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1])
+
+
+def _matmul_batch(args, dims):
+    """matmul with a batch axis: a batched operand that is a stack of vectors or matrices
+    against a plain matrix is one matrix product; the rest promote 1-D operands as numpy
+    does, line up their leading axes behind the batch axis and broadcast."""
+    (x, y), (dx, dy) = args, dims
+    nx, ny = ndim_of(x) - (dx is not None), ndim_of(y) - (dy is not None)
+    if dy is None and ny == 2:  # (B, ..., k) @ (k, m): one product over all rows
+        x = bfront(x, dx)
+        s = shape_of(x)
+        if len(s) == 2:
+            return matmul(x, y), 0
+        return reshape(matmul(reshape(x, (-1, s[-1])), y), s[:-1] + shape_of(y)[-1:]), 0
+    if dx is None and nx == 2 and ny == 1:  # (n, k) @ (B, k)
+        return matmul(bfront(y, dy), mT(x)), 0
+    px, py = dx is not None and nx == 1, dy is not None and ny == 1  # promoted to 2-D
+    if px:
+        x = expand_dims(bfront(x, dx), (-2,))
+    if py:
+        y = expand_dims(bfront(y, dy), (-1,))
+    x, y = align_batched((x, y), (0 if px else dx, 0 if py else dy))
+    if dx is not None and dy is not None and shape_of(x)[-1] == 1:
+        r = multiply(x, y)  # a batch of outer products: no stacked matrix products
+    else:
+        r = matmul(x, y)
+    if not (px or py):
+        return r, 0
+    s = shape_of(r)
+    if py:
+        s = s[:-1]
+    if px:
+        s = s[:-1] if ny == 1 else s[:-2] + s[-1:]  # a vector y left no column axis
+    return reshape(r, s), 0
+
+
+matmul = defprim("matmul", operator.matmul, ufunc=np.matmul, jvp=_matmul_jvp,
+                 vjp=(_matmul_vjp_x, _matmul_vjp_y), batch=_matmul_batch)
+
+
+def _trace_last2(a):
+    n = shape_of(a)[-1]
+    return sum_(multiply(a, np.eye(n, dtype=float_dtype(a), like=device_like(a))), axis=(-2, -1),
+                keepdims=False)
+
+
+def _solve_vec(a, b):
+    """solve(a, b) for a batch of vectors b (..., n), whatever numpy thinks of its rank."""
+    return getitem(solve(a, expand_dims(b, (-1,))), (Ellipsis, 0))
+
+
+def _expand2(g):
+    return expand_dims(g, (-2, -1))
+
+
+inv = defprim("inv", np.linalg.inv,
+              jvp=(lambda t, ans, x: negative(matmul(ans, matmul(t, ans))),),
+              vjp=(lambda g, ans, x: negative(matmul(mT(ans), matmul(g, mT(ans)))),),
+              batch=batch_trailing("inv"))
+det = defprim("det", np.linalg.det,
+              jvp=(lambda t, ans, x: multiply(ans, _trace_last2(solve(x, t))),),
+              vjp=(lambda g, ans, x: multiply(_expand2(multiply(g, ans)), mT(inv(x))),),
+              batch=batch_trailing("det"))
+logabsdet = defprim("logabsdet", lambda x: np.linalg.slogdet(x)[1],
+                    jvp=(lambda t, ans, x: _trace_last2(solve(x, t)),),
+                    vjp=(lambda g, ans, x: multiply(_expand2(g), mT(inv(x))),),
+                    real_only="its rules assume a real matrix",
+                    batch=batch_trailing("logabsdet"))
+
+
+def _solve_jvp(tangents, ans, a, b):
+    """d(a⁻¹b) = a⁻¹(db − da·ans).  The tangents' leading batch axes go in front of every
+    axis of ``ans`` (which may itself be batched: a cotangent under forward mode), so
+    each tangent is lifted to ans's rank before the products broadcast."""
+    ta, tb = tangents
+    vec = ndim_of(b) == 1
+    ans_m = expand_dims(ans, (-1,)) if vec else ans  # (..., M, K), K = 1 for a vector b
+    rank = ndim_of(ans_m)
+    rhs = None
+    if ta is not None:
+        rhs = negative(matmul(_lift(ta, ndim_of(a), rank - 2), ans_m))
+    if tb is not None:
+        tb = _lift(expand_dims(tb, (-1,)) if vec else tb, ndim_of(b) + vec, rank - 2)
+        rhs = tb if rhs is None else add(rhs, tb)
+    out = solve(a, rhs)
+    return getitem(out, (Ellipsis, 0)) if vec else out
+
+
+def _solve_vjp_a(g, ans, a, b):
+    nb = ndim_of(g) - ndim_of(ans)
+    gb = _solve_vjp_b(g, ans, a, b, reduce=False)
+    if ndim_of(b) == 1:
+        c = negative(multiply(expand_dims(gb, (-1,)), expand_dims(ans, (-2,))))
+    else:
+        c = negative(matmul(gb, mT(ans)))
+    return unbroadcast(c, shape_of(a), nb)
+
+
+def _solve_vjp_b(g, ans, a, b, reduce=True):
+    nb = ndim_of(g) - ndim_of(ans)
+    c = _solve_vec(mT(a), g) if ndim_of(b) == 1 else solve(mT(a), g)
+    return unbroadcast(c, shape_of(b), nb) if reduce else c
+
+
+def _solve_batch(args, dims):
+    """solve with a batch axis: a vector right-hand side (per example) becomes an n x 1
+    matrix, so numpy never mistakes the batch axis for a matrix axis."""
+    (a, b), (da, db) = args, dims
+    if ndim_of(b) - (db is not None) == 1:
+        b = expand_dims(bfront(b, db), (-1,))
+        a, b = align_batched((a, b), (da, None if db is None else 0))
+        return getitem(solve(a, b), (Ellipsis, 0)), 0
+    a, b = align_batched((a, b), dims)
+    return solve(a, b), 0
+
+
+solve = defprim("solve", np.linalg.solve, jvp=_solve_jvp, vjp=(_solve_vjp_a, _solve_vjp_b),
+                batch=_solve_batch)
+
+
+def _phi(x):
+    """Lower triangle with the diagonal halved (the cholesky derivative's projection)."""
+    n = shape_of(x)[-1]
+    like = device_like(x)
+    return multiply(x, (np.tril(np.ones((n, n), like=like)) - 0.5 * np.eye(n, like=like))
+                    .astype(float_dtype(x)))
+
+
+def _cholesky_jvp(t, L, x):
+    s = multiply(0.5, add(t, mT(t)))
+    return matmul(L, _phi(solve(L, mT(solve(L, s)))))
+
+
+def _cholesky_vjp(g, L, x):
+    p = _phi(matmul(mT(L), g))
+    y = solve(mT(L), p)
+    a = mT(solve(mT(L), mT(y)))
+    return multiply(0.5, add(a, mT(a)))
+
+
+cholesky = defprim("cholesky", np.linalg.cholesky, jvp=(_cholesky_jvp,), vjp=(_cholesky_vjp,),
+                   real_only="its rules assume a real symmetric matrix",
+                   batch=batch_trailing("cholesky"))
+
+
+# ---------------------------------------------------------------------------
+# the decompositions
+# ---------------------------------------------------------------------------
 
 _E = Ellipsis
 _ALL = slice(None)

@@ -37,10 +37,21 @@ value, its tangent and its cotangent have the primal's dtype.
 import numpy as np
 import scipy.special as sc
 
+from .. import rules as P
 from ..core.trace import Box, unbox
 from ..numpy import nn
 from ..numpy.api import HANDLED
-from ..rules import table as P
+from ..rules import (
+    add,
+    divide,
+    exp,
+    log,
+    multiply,
+    negative,
+    normalize_axes,
+    square,
+    subtract,
+)
 from ..rules.special import (
     LOG_SQRT_2PI,
     gammainc_p,
@@ -55,17 +66,6 @@ from ..rules.special import (
     polygamma_p,
     yv_p,
     zeta_p,
-)
-from ..rules.table import (
-    add,
-    divide,
-    exp,
-    log,
-    multiply,
-    negative,
-    normalize_axes,
-    square,
-    subtract,
 )
 
 __all__ = ["log_softmax", "logsumexp", "norm", "polygamma", "softmax"]

@@ -31,11 +31,11 @@ import warnings
 
 import numpy as np
 
+from .. import rules as P
 from ..core.trace import Box, Trace, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import dtype_of
 from ..numpy.api import NONDIFF_FUNCS, NONDIFF_UFUNCS, _array_function, _array_ufunc, lift_out
-from ..rules import table as P
 from . import custom
 from .custom import custom_jvp, custom_vjp
 

@@ -20,7 +20,7 @@ from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
 from ..numpy.api import lift_out
-from ..rules.table import shape_of
+from ..rules import shape_of
 from .forward import Dual, JVPTrace
 from .reverse import Node, Tape
 

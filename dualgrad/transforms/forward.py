@@ -17,7 +17,7 @@ import numpy as np
 
 from ..core.trace import Box, Trace
 from ..core.validate import check_tangent
-from ..rules.table import REALS, add, align_tangent, broadcast_tangent, is_complex
+from ..rules import REALS, add, align_tangent, broadcast_tangent, is_complex
 
 
 class JVPTrace(Trace):

@@ -23,7 +23,7 @@ import numpy as np
 from ..core import buffers
 from ..core.trace import Box, Trace, tracing, unlift
 from ..core.validate import check_differentiable, seed_cotangent
-from ..rules.table import SCALARS, add, fit_cotangent, shape_of, unbroadcast
+from ..rules import SCALARS, add, fit_cotangent, shape_of, unbroadcast
 from .forward import push_tangents
 
 

@@ -1,0 +1,247 @@
+"""Indexing: ``getitem`` (a gather, whose transpose is a scatter-add), ``scatter_add``,
+their forms ``gather``/``scatter`` with the index arrays as arguments (for ``dg.jit``),
+and ``index_set``, the functional ``x[idx] = v``.
+"""
+
+import numpy as np
+
+from .. import backend
+from .elementwise import add, where
+from .structure import broadcast_to, reshape, transpose
+from .table import (
+    batch_shape,
+    batch_size,
+    bfront,
+    defprim,
+    device_like,
+    float_dtype,
+    ndim_of,
+    shape_of,
+    unbroadcast,
+)
+
+# -- indexing: a gather, whose transpose is a scatter-add ----------------------
+
+def _is_adv(k):
+    """An index array: numpy's, a device array (CuPy's, whose duplicates must add up in
+    the scatter just the same) or a ``Slot`` standing for one."""
+    return isinstance(k, np.ndarray) or k.__class__ is Slot or backend.is_foreign_array(k)
+
+
+def _layout(idx):
+    """(separated, adv_ndim): whether numpy moves the advanced-index axes to the front."""
+    arrays = [k for k in idx if _is_adv(k)]
+    if not arrays:
+        return False, 0
+    pos = [i for i, k in enumerate(idx) if _is_adv(k) or isinstance(k, (int, np.integer))]
+    separated = pos[-1] - pos[0] + 1 != len(pos)
+    adv_nd = max((1 if k.dtype == bool else k.ndim) for k in arrays) if arrays else 0
+    if any(k.dtype == bool and k.ndim > 1 for k in arrays):
+        adv_nd = 1
+    return separated, adv_nd
+
+
+class Slot:
+    """The place of an index array in the index of a ``gather``/``scatter`` row: its
+    ``k``-th array argument, with the shape and dtype the result's layout depends on.
+
+    >>> _fill((Slot(0, (2,), np.dtype(np.int64)), 1), (np.array([0, 3]),))
+    (array([0, 3]), 1)
+    """
+
+    __slots__ = ("k", "shape", "dtype")
+
+    def __init__(self, k, shape, dtype):
+        self.k, self.shape, self.dtype = k, tuple(shape), np.dtype(dtype)
+
+    ndim = property(lambda self: len(self.shape))
+
+    def __eq__(self, other):
+        return other.__class__ is Slot and (self.k, self.shape, self.dtype) == (
+            other.k, other.shape, other.dtype)
+
+    def __hash__(self):
+        return hash((self.k, self.shape, self.dtype.str))
+
+    def __repr__(self):
+        return f"<index {self.k}: {self.dtype}{list(self.shape)}>"
+
+
+def _fill(idx, arrays):
+    """``idx`` with each Slot replaced by its array."""
+    return tuple(arrays[k.k] if k.__class__ is Slot else k for k in idx)
+
+
+def _gather_batched(t, idx, nb, arrays=()):
+    """t[idx] under ``nb`` leading batch axes; ``arrays``: the index arrays of idx's Slots."""
+    if nb == 0:
+        return gather(t, *arrays, idx=idx) if arrays else getitem(t, idx)
+    full = (slice(None),) * nb + idx
+    r = gather(t, *arrays, idx=full) if arrays else getitem(t, full)
+    separated, adv_nd = _layout(idx)
+    if separated:  # numpy put the advanced axes before the batch axes: move batch to front
+        n = ndim_of(r)
+        r = transpose(r, tuple(range(adv_nd, adv_nd + nb)) + tuple(range(adv_nd))
+                      + tuple(range(adv_nd + nb, n)))
+    return r
+
+
+def _scatter_batched(v, idx, shape, nb, arrays=()):
+    """The transpose of ``_gather_batched``: v added into zeros of ``shape`` at idx."""
+    if nb:
+        separated, adv_nd = _layout(idx)
+        if separated:
+            n = ndim_of(v)
+            v = transpose(v, tuple(range(nb, nb + adv_nd)) + tuple(range(nb))
+                          + tuple(range(nb + adv_nd, n)))
+        idx = (slice(None),) * nb + idx
+    return scatter(v, *arrays, idx=idx, shape=shape) if arrays else \
+        scatter_add(v, idx=idx, shape=shape)
+
+
+def _scatter_impl(v, idx, shape):
+    dtype = float_dtype(v) if not hasattr(v, "dtype") else v.dtype
+    if not any(_is_adv(k) and k.dtype != bool for k in idx):
+        out = np.zeros(shape, dtype, like=device_like(v))
+        out[idx] = v  # basic or boolean index: every target appears once
+        return out
+    return backend.index_add(shape, dtype, idx, v)  # numpy's add.at, or a numba kernel
+
+
+getitem = defprim(
+    "getitem", lambda x, idx: x[idx],
+    jvp=(lambda t, ans, x, idx: _gather_batched(t, idx, ndim_of(t) - ndim_of(x)),),
+    vjp=(lambda g, ans, x, idx: _scatter_batched(
+        g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans)),),
+    batch=lambda args, dims, idx: (_gather_batched(bfront(args[0], dims[0]), idx, 1), 0))
+
+scatter_add = defprim(
+    "scatter_add", _scatter_impl,
+    jvp=(lambda t, ans, v, idx, shape: _scatter_batched(
+        t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v)),),
+    vjp=(lambda g, ans, v, idx, shape: _gather_batched(g, idx, ndim_of(g) - ndim_of(ans)),),
+    batch=lambda args, dims, idx, shape: (_scatter_batched(
+        bfront(args[0], dims[0]), idx, shape_of(args[0])[dims[0]:dims[0] + 1] + tuple(shape),
+        1), 0))
+
+# getitem and scatter_add with the index arrays as arguments (Slots in ``idx`` say where):
+# dg.jit records an index array that is an argument of the jitted function this way, so a
+# replay takes the new indices (a training loop's labels) instead of guarding the old ones
+gather = defprim(
+    "gather", lambda x, *arrays, idx: x[_fill(idx, arrays)],
+    jvp=(lambda t, ans, x, *arrays, idx: _gather_batched(
+        t, idx, ndim_of(t) - ndim_of(x), arrays),),
+    vjp=(lambda g, ans, x, *arrays, idx: _scatter_batched(
+        g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans), arrays),),
+    batch=lambda args, dims, idx: NotImplemented if any(d is not None for d in dims[1:])
+    else (_gather_batched(bfront(args[0], dims[0]), idx, 1, args[1:]), 0))
+
+scatter = defprim(
+    "scatter", lambda v, *arrays, idx, shape: _scatter_impl(v, _fill(idx, arrays), shape),
+    jvp=(lambda t, ans, v, *arrays, idx, shape: _scatter_batched(
+        t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v), arrays),),
+    vjp=(lambda g, ans, v, *arrays, idx, shape: _gather_batched(
+        g, idx, ndim_of(g) - ndim_of(ans), arrays),),
+    batch=lambda args, dims, idx, shape: NotImplemented if any(
+        d is not None for d in dims[1:]) else (_scatter_batched(
+            bfront(args[0], dims[0]), idx, shape_of(args[0])[dims[0]:dims[0] + 1]
+            + tuple(shape), 1, args[1:]), 0))
+
+
+# ---------------------------------------------------------------------------
+# functional index updates: what ``y[idx] = v`` on a traced y records (numpy_api.py)
+#
+# ``index_set(x, v, idx)`` is a copy of x with x[idx] = v (JAX's x.at[idx].set(v)); v
+# broadcasts to x[idx]'s shape.  Where an integer index repeats a position, numpy's last
+# write wins, so only that entry of v has a derivative there (``_winners``).
+# ---------------------------------------------------------------------------
+
+def _index_set_impl(x, v, idx):
+    out = np.array(x, copy=True, like=device_like(x))
+    out[idx] = v
+    return out
+
+
+def _index_like(idx):
+    """The device an index's arrays live on (``like=`` for arrays built to match it)."""
+    for k in idx:
+        if _is_adv(k) and (d := device_like(k)) is not None:
+            return d
+    return None
+
+
+def _target_shape(x, idx):
+    return np.empty(shape_of(x), bool, like=_index_like(idx))[idx].shape
+
+
+def _winners(x, idx):
+    """Boolean mask over x[idx]: False for an entry a later one overwrites; None if none
+    (where the index lives on a device, the mask is always made: no value is read back)."""
+    if not any(_is_adv(k) and k.dtype != bool for k in idx):
+        return None
+    like = _index_like(idx)
+    tshape = _target_shape(x, idx)
+    ids = np.arange(int(np.prod(tshape, dtype=np.int64)), like=like).reshape(tshape)
+    label = np.full(shape_of(x), -1, np.intp, like=like)
+    label[idx] = ids
+    win = label[idx] == ids
+    return win if like is not None or not win.all() else None
+
+
+def _onto_target(t, v, bshape, tshape):
+    """Tangent ``t`` of v (batch axes first) broadcast to (batch) + x[idx]'s shape."""
+    nv = ndim_of(v)
+    if nv < len(tshape):
+        t = reshape(t, bshape + (1,) * (len(tshape) - nv) + shape_of(t)[len(bshape):])
+    return broadcast_to(t, bshape + tshape) if shape_of(t) != bshape + tshape else t
+
+
+def _index_set_jvp(tangents, ans, x, v, idx):
+    tx, tv = tangents
+    nb = ndim_of(tx) - ndim_of(x) if tx is not None else ndim_of(tv) - ndim_of(v)
+    bshape = shape_of(tx if tx is not None else tv)[:nb]
+    out = None if tx is None else index_set(tx, 0.0, idx=(slice(None),) * nb + idx)
+    if tv is not None:
+        t = _onto_target(tv, v, bshape, _target_shape(x, idx))
+        win = _winners(x, idx)
+        if win is not None:
+            t = where(win, t, 0.0)
+        s = _scatter_batched(t, idx, bshape + shape_of(x), nb)
+        out = s if out is None else add(out, s)
+    return out
+
+
+def _index_set_vjp_v(g, ans, x, v, idx):
+    nb = ndim_of(g) - ndim_of(ans)
+    c = _gather_batched(g, idx, nb)
+    win = _winners(x, idx)
+    if win is not None:
+        c = where(win, c, 0.0)
+    return unbroadcast(c, shape_of(v), nb)
+
+
+def _index_set_batch(args, dims, idx):
+    """index_set with a batch axis: x (broadcast if unbatched) and v laid out as
+    x[:, idx] wants them, then one write."""
+    (x, v), (dx, dv) = args, dims
+    n = batch_size(args, dims)
+    x = bfront(x, dx) if dx is not None else broadcast_to(x, shape=(n,) + shape_of(x))
+    tshape = np.empty(shape_of(x)[1:], bool)[idx].shape
+    nv = ndim_of(v) - (dv is not None)
+    v = bfront(v, dv) if dv is not None else reshape(v, (1,) + shape_of(v))
+    sv = shape_of(v)
+    if nv < len(tshape):
+        v = reshape(v, sv[:1] + (1,) * (len(tshape) - nv) + sv[1:])
+    v = broadcast_to(v, shape=(n,) + tshape)
+    separated, adv_nd = _layout(idx)
+    if separated:  # x[:, idx] puts the advanced axes first, then the batch axis
+        v = transpose(v, axes=tuple(range(1, 1 + adv_nd)) + (0,)
+                      + tuple(range(1 + adv_nd, 1 + len(tshape))))
+    return index_set(x, v, idx=(slice(None),) + idx), 0
+
+
+index_set = defprim(
+    "index_set", _index_set_impl, jvp=_index_set_jvp,
+    vjp=(lambda g, ans, x, v, idx: index_set(
+        g, 0.0, idx=(slice(None),) * (ndim_of(g) - ndim_of(ans)) + idx),
+         _index_set_vjp_v), batch=_index_set_batch)
