@@ -214,7 +214,7 @@ print("saved", FIG_DIR / "01_tangent_lines.png")
 #   one elementary operation at a time, in program order.
 # * One pass = one directional derivative $J v$. Cheap when there are few inputs.
 # * `dg.Dual` and `dg.jvp` are this idea over numpy arrays, with the rules for every
-#   primitive kept in one table (`dualgrad/primitives.py`).
+#   primitive kept in one table (`dualgrad/rules/`).
 #
 # Next: reverse mode, where the program is recorded as a Wengert list and swept
 # backwards.

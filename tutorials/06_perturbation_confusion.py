@@ -137,7 +137,7 @@ assert answer_tagged == 1.0
 # Inside the inner derivative, $x$ carries the outer (older) tag, so when the inner
 # addition splits its arguments for the inner tag, $x$ is a constant with tangent 0:
 # $x + y$ has inner tangent 1. This is exactly dualgrad's mechanism: every transform
-# opens a *trace* with a *level* (`dualgrad/core.py`), and a primitive unboxes only the
+# opens a *trace* with a *level* (`dualgrad/core/trace.py`), and a primitive unboxes only the
 # argument of the highest level, treating lower levels as constants.
 #
 # ## dualgrad: all four nestings

@@ -16,7 +16,7 @@
 #
 # Every operation dualgrad differentiates is a **primitive**: an implementation on raw
 # arrays plus a forward rule (JVP) and a reverse rule (VJP), registered once in a table
-# (`dualgrad/primitives.py`). numpy code built from many small primitives pays for each
+# (`dualgrad/rules/`). numpy code built from many small primitives pays for each
 # one twice: numpy makes a temporary array per operation, and dualgrad records a tape
 # entry per operation and runs a rule per entry on the way back.
 #
@@ -96,7 +96,7 @@ def elementwise(kernel):
 # ## Registering the primitives
 #
 # `defprim(name, impl, jvp=(rule,), vjp=(rule,))` registers a primitive with one rule per
-# argument. Rule signatures, as in every row of `dualgrad/primitives.py`:
+# argument. Rule signatures, as in every row of `dualgrad/rules/`:
 #
 # * `jvp[i](t, ans, *args)`: the tangent of the output, given the tangent `t` of argument
 #   `i`;
