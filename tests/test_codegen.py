@@ -1,4 +1,4 @@
-"""dg.jit's numba back end (jit_codegen.py): every row with a scalar form, fused.
+"""dg.jit's numba back end (emit_cpu, kernel, fuse): every row with a scalar form, fused.
 
 Generated from the primitive table: each elementwise row runs inside a fused kernel
 (``codegen="numba"``, so the kernel is used whatever it costs) for its value, its gradient,
@@ -18,7 +18,8 @@ import pytest
 from cases import FUSED, bias_loss, close
 
 import dualgrad as dg
-from dualgrad.compiler import codegen as jit_codegen
+from dualgrad.compiler import emit_cpu
+from dualgrad.compiler import kernel as jit_kernel
 from dualgrad.compiler import regions as jit_regions
 from dualgrad.core.trace import Primitive
 from dualgrad.rules.table import TABLE
@@ -269,17 +270,17 @@ def test_threaded_loops_agree_with_serial():
         jf(x)
         comp = next(c for cs in jf._cache.values() for c in cs)
         (k,) = comp.kernels
-        assert jit_codegen.parallel_ok(comp.graph, k.region)
-        src = jit_codegen.kernel_source(comp.graph, k.region, parallel=True)
+        assert emit_cpu.parallel_ok(comp.graph, k.region)
+        src = emit_cpu.kernel_source(comp.graph, k.region, parallel=True)
         assert "prange(n0)" in src and "parallel=True" in src
-        vals = jit_codegen._inputs(comp.graph, k.region)
-        for got, want in zip(jit_codegen.load(src)(*vals), k.fn(*vals)):
+        vals = jit_kernel._inputs(comp.graph, k.region)
+        for got, want in zip(jit_kernel.load(src)(*vals), k.fn(*vals)):
             close(got, want, np.float64)
     jm = dg.jit(lambda x: np.max(np.sin(x) * 2.0, axis=0), codegen="numba")
     jm(x)
     jm(x)
     comp = next(c for cs in jm._cache.values() for c in cs)
-    assert not jit_codegen.parallel_ok(comp.graph, comp.kernels[0].region)
+    assert not emit_cpu.parallel_ok(comp.graph, comp.kernels[0].region)
 
 
 # ---------------------------------------------------------------------------
@@ -316,10 +317,10 @@ def test_one_kernel_per_structure_over_many_shapes(dtype):
                                            atol=1e-13 if dtype == np.float64 else 2e-6)
             if k == 0:
                 first = _sources(jg)
-                loaded, modules = len(jit_codegen._LOADED), _kernel_modules()
+                loaded, modules = len(jit_kernel._LOADED), _kernel_modules()
                 assert len(first) >= 2, "the gradient did not fuse"
     assert _sources(jg) == first
-    assert len(jit_codegen._LOADED) == loaded and _kernel_modules() == modules
+    assert len(jit_kernel._LOADED) == loaded and _kernel_modules() == modules
     assert jg.cache_size == len(shapes)
     text = "\n".join(first)
     assert "range(n0)" in text and "/ 3" not in text and "0.333" not in text  # no lengths
@@ -369,7 +370,7 @@ def test_padded_reads_share_a_kernel_over_lengths():
 
 def test_timing_is_kept_per_source_and_size_class():
     """A timing decides for shapes within a factor of two of the one timed, never for a
-    very different size (jit_codegen.timing)."""
+    very different size (jit_kernel.timing)."""
     from types import SimpleNamespace
     calls = []
 
@@ -379,11 +380,11 @@ def test_timing_is_kept_per_source_and_size_class():
     src = "# a source no kernel has: test_timing_is_kept_per_source_and_size_class\n"
     try:
         for shape in [(40, 25), (31, 32), (63, 16), (4, 5), (1000, 1000), (800, 1200)]:
-            jit_codegen.timing(src, SimpleNamespace(shape=shape), measure)
+            jit_kernel.timing(src, SimpleNamespace(shape=shape), measure)
         assert len(calls) == 3  # 992 to 1008 elements (512..1023), 20, 1e6 and 960,000
     finally:
-        for key in [k for k in jit_codegen._TIMED if k[0] == src]:
-            del jit_codegen._TIMED[key]
+        for key in [k for k in jit_kernel._TIMED if k[0] == src]:
+            del jit_kernel._TIMED[key]
 
 
 def test_auto_over_many_shapes_is_right():

@@ -24,8 +24,9 @@ from cuda_helpers import SIM, needs_cuda_pkg, needs_gpu, run_under_simulator, si
 
 import dualgrad as dg
 from dualgrad.compiler import api as JIT
-from dualgrad.compiler import codegen as jit_codegen
 from dualgrad.compiler import emit_cuda as jit_cuda
+from dualgrad.compiler import fuse as jit_fuse
+from dualgrad.compiler import kernel as jit_kernel
 from dualgrad.compiler import regions as jit_regions
 from dualgrad.rules.table import TABLE
 
@@ -225,9 +226,9 @@ def test_sim_one_kernel_per_structure_over_many_shapes(dtype, on_cuda):
         sources = {k.source for cs in jg._cache.values() for c in cs for k in c.kernels
                    if k.fn is not None}
         if k == 0:
-            first, loaded = sources, len(jit_codegen._LOADED)
+            first, loaded = sources, len(jit_kernel._LOADED)
             assert len(first) >= 2 and all("_k[nb, " in s for s in first)
-    assert sources == first and len(jit_codegen._LOADED) == loaded
+    assert sources == first and len(jit_kernel._LOADED) == loaded
 
 
 def test_cuda_sources_are_generic_over_shape():
@@ -333,10 +334,10 @@ def test_target_follows_the_inputs():
     def graph(*values):
         return types.SimpleNamespace(ops=[types.SimpleNamespace(kind="input", ans=v)
                                           for v in values])
-    assert jit_codegen.target(graph(np.ones(3), 2.0)) == "cpu"
-    assert jit_codegen.target(graph(np.ones(3), FakeGPUArray())) == "cuda"
+    assert jit_fuse.target(graph(np.ones(3), 2.0)) == "cpu"
+    assert jit_fuse.target(graph(np.ones(3), FakeGPUArray())) == "cuda"
     from strict_array import StrictArray  # another array type: replayed, never compiled
-    assert jit_codegen.target(graph(StrictArray(np.ones(3)))) is None
+    assert jit_fuse.target(graph(StrictArray(np.ones(3)))) is None
 
 
 # ---------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from ..backend import is_foreign_array
 from ..core.trace import Box, Primitive, Trace, unbox
 from ..core.tree import tree_flatten, tree_unflatten
 from ..core.validate import check_not_a_dataclass
-from .codegen import MODES, FusionError, compile_regions, fuse, mode_default, target
+from .fuse import MODES, FusionError, compile_regions, fuse, mode_default, target
 from .graph import MISS, Const, Graph, Op, compile_graph, evaluate, run_traced, same
 from .passes import PIPELINE, optimise
 

@@ -43,21 +43,8 @@ import os
 
 import numpy as np
 
-from .codegen import (
-    Kernel,
-    _best,
-    _compile,
-    _dtype_of,
-    _index,
-    _live,
-    _replay_region,
-    _tuple,
-    extents,
-    operands,
-    pad_load,
-    timing,
-    unused,
-)
+from .emit_cpu import _dtype_of, _index, _live, _tuple, extents, operands, pad_load
+from .kernel import Kernel, _best, _compile, _replay_region, timing, unused
 from .regions import REDUCTIONS, is_array, value_of
 
 SIMULATED = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
