@@ -44,7 +44,7 @@ def test_a_missing_rule_names_the_function_and_how_to_give_one():
 
 def test_a_scipy_ufunc_without_a_rule_is_named_as_scipys():
     special = pytest.importorskip("scipy.special")
-    from dualgrad.numpy.api import _ufunc_name
+    from dualgrad.numpy.dispatch import _ufunc_name
     assert _ufunc_name(special.jv) == "scipy.special.jv"
     assert _ufunc_name(np.sin) == "numpy.sin"
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import dualgrad as dg
-from dualgrad.numpy import api as numpy_api
+from dualgrad.numpy import dispatch as numpy_api
 
 X = np.array([0.3, 1.7, -2.4, 0.9])       # away from integers and from each other
 Y = np.array([1.2, -0.6, 2.1, 0.47])

@@ -1,15 +1,38 @@
 """The numpy surface on traced values.
 
 What makes ``np.sin(x)``, ``x @ w``, ``x[i] = v`` and ``np.linalg.solve(a, b)`` work when
-``x`` is traced: the Box's operators and methods, numpy's functions and ufuncs (through
-``__array_function__`` and ``__array_ufunc__``), ``np.linalg`` (also ``dg.linalg``), the
-functional layer ``dg.nn``, object arrays of traced values and in-place updates.  Each
-function here is built from rows of ``rules``.
+``x`` is traced.  Each function here is built from rows of ``rules``:
+
+- ``dispatch``: how numpy reaches dualgrad (``__array_ufunc__``, ``__array_function__``,
+  ``HANDLED`` and ``@implements``), the functions computed on raw values, and the errors;
+- ``api``: the Box's operators and methods, object arrays of traced values
+  (``np.array([x, y])``) and in-place updates (``x[i] = v``, ``x += y``, ``np.add.at``);
+- ``indexing``: ``x[i]``, numpy's index normalised;
+- numpy's functions by concept: ``shapes`` (and joining, splitting), ``elementwise``
+  (``where``, ``clip``, ``astype``, complex parts), ``reductions``, ``gather`` (moving
+  entries: ``roll``, ``take``, ``sort``, ``pad``...), ``statistics``, ``products``
+  (``einsum``, ``dot``...), ``linalg`` (every ``np.linalg`` function; also ``dg.linalg``),
+  ``creation`` (``*_like``, ``linspace``...), ``differences`` (``diff``, ``gradient``,
+  ``interp``...), ``polynomials`` (and ``convolve``), ``fft``;
+- ``nn``: the functional layer ``dg.nn`` (``softmax``, ``logsumexp``, ``conv2d``...).
+
+Importing this package registers every function (``HANDLED``).
 
 May import: ``core``, ``backend`` and ``rules``.
 """
 
 from . import api as api  # noqa: F401  (attaches numpy support to boxes)
+from . import creation as creation  # noqa: F401
+from . import differences as differences  # noqa: F401
+from . import dispatch as dispatch  # noqa: F401
+from . import elementwise as elementwise  # noqa: F401
+from . import fft as fft  # noqa: F401
+from . import gather as gather  # noqa: F401
+from . import indexing as indexing  # noqa: F401
 from . import linalg as linalg  # noqa: F401
 from . import nn as nn  # noqa: F401
-from . import tail as tail  # noqa: F401
+from . import polynomials as polynomials  # noqa: F401
+from . import products as products  # noqa: F401
+from . import reductions as reductions  # noqa: F401
+from . import shapes as shapes  # noqa: F401
+from . import statistics as statistics  # noqa: F401

@@ -65,7 +65,6 @@ from ..rules import (
     mT,
     multiply,
     shape_of,
-    solve,
     subtract,
     unbox,
 )
@@ -84,11 +83,16 @@ from ..rules.linalg import (
     real_only_matrix,
     svd_parts,
 )
-from . import api as N
-from .api import implements
+from . import indexing, reductions
+from .dispatch import implements
+from .products import dot, outer
+from .reductions import _abs2
+from .shapes import concatenate, ravel, reshape, squeeze, swapaxes, transpose
 
 _E = Ellipsis
 _ALL = slice(None)
+_shape, _ndim = P.shape_of, P.ndim_of
+_axes = P.normalize_axes
 
 
 
@@ -104,6 +108,91 @@ def _result(name, *parts):
 # ---------------------------------------------------------------------------
 # the numpy functions
 # ---------------------------------------------------------------------------
+
+@implements(np.linalg.det)
+def det(a):
+    return P.det(a)
+
+
+@implements(np.linalg.slogdet)
+def slogdet(a):
+    if P.is_complex(a):  # the sign would be a phase e^{i theta(a)}: not a constant
+        raise TypeError("dualgrad has no derivative rule for numpy.linalg.slogdet of a complex "
+                        "matrix (use np.linalg.det)")
+    return np.sign(np.linalg.det(unbox(a))), P.logabsdet(a)
+
+
+@implements(np.linalg.inv)
+def inv(a):
+    return P.inv(a)
+
+
+@implements(np.linalg.solve)
+def solve(a, b):
+    return P.solve(a, b)
+
+
+@implements(np.linalg.cholesky)
+def cholesky(a, upper=False):
+    L = P.cholesky(a)
+    return swapaxes(L, -1, -2) if upper else L
+
+
+@implements(np.linalg.multi_dot)
+def multi_dot(arrays, *, out=None):
+    r = arrays[0]
+    for b in arrays[1:]:
+        r = dot(r, b)
+    return r
+
+
+@implements(np.linalg.outer)
+def linalg_outer(x1, x2, /):
+    if _ndim(x1) != 1 or _ndim(x2) != 1:
+        raise ValueError("Input arrays must be one-dimensional")
+    return outer(x1, x2)
+
+
+@implements(np.linalg.norm)
+def norm(x, ord=None, axis=None, keepdims=False):
+    nd = _ndim(x)
+    if axis is None and ord is not None:
+        axis = tuple(range(nd)) if nd == 2 else (0 if nd == 1 else None)
+        if axis is None:
+            raise ValueError("Improper number of dimensions to norm.")
+    axes = _axes(axis, nd)
+    if ord is None or (len(axes) == 1 and ord == 2) or (len(axes) == 2 and ord == "fro"):
+        return P.sqrt(reductions.sum(_abs2(x), axes, keepdims=keepdims))
+    ax = P.absolute(x)
+    if len(axes) == 1:
+        if ord == np.inf:
+            return reductions.max(ax, axes, keepdims=keepdims)
+        if ord == -np.inf:
+            return reductions.min(ax, axes, keepdims=keepdims)
+        if ord == 0:
+            return np.sum(unbox(x) != 0, axis=axes, keepdims=keepdims).astype(float)
+        if ord == 1:
+            return reductions.sum(ax, axes, keepdims=keepdims)
+        return P.power(reductions.sum(P.power(ax, float(ord)), axes, keepdims=keepdims),
+                       1.0 / ord)
+    if ord in (1, -1, np.inf, -np.inf):
+        inner_ax, outer_ax = (axes[0], axes[1]) if ord in (1, -1) else (axes[1], axes[0])
+        s = reductions.sum(ax, inner_ax, keepdims=True)
+        r = (reductions.max if ord > 0 else reductions.min)(s, outer_ax, keepdims=True)
+        return r if keepdims else squeeze(r, axis=axes)
+    if ord in (2, -2, "nuc"):  # singular values: the svd row (linalg.py packs U, s, V)
+        a0, a1 = (a % nd for a in axes)
+        rest = [i for i in range(nd) if i not in (a0, a1)]
+        xm = P.transpose(x, axes=tuple(rest + [a0, a1]))
+        s = indexing.getitem(P.TABLE["svd"](xm), (Ellipsis, _shape(x)[a0], slice(None)))
+        r = reductions.sum(s, -1) if ord == "nuc" else \
+            (reductions.max if ord == 2 else reductions.min)(s, -1)
+        return reshape(r, tuple(1 if i in (a0, a1) else n for i, n in
+                                enumerate(_shape(x)))) if keepdims else r
+    raise ValueError(f"Invalid norm order {ord!r} for matrices.")
+
+
+# -- the decompositions and what is built on them ------------------------------------
 
 def _square(a, name):
     s = shape_of(a)
@@ -149,9 +238,9 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     if full_matrices and m != n:
         basis = raw_apply(_svd_complement, unbox(a))  # under dg.jit: a graph node
         if m > n:
-            U = N.concatenate([U, ORTHC(U, basis)], axis=-1)
+            U = concatenate([U, ORTHC(U, basis)], axis=-1)
         else:
-            V = N.concatenate([V, ORTHC(V, basis)], axis=-1)
+            V = concatenate([V, ORTHC(V, basis)], axis=-1)
     return _result("SVDResult", U, s, mT(V))
 
 
@@ -174,13 +263,13 @@ def qr(a, mode="reduced"):
     m, n = shape_of(a)[-2:]
     if m < n:
         Q, R1 = qr(getitem(a, (_E, _ALL, slice(0, m))))
-        R = N.concatenate([R1, matmul(mT(Q), getitem(a, (_E, _ALL, slice(m, None))))], -1)
+        R = concatenate([R1, matmul(mT(Q), getitem(a, (_E, _ALL, slice(m, None))))], -1)
     else:
         Q, R = qr_parts(QR(a), a)
         if mode == "complete" and m > n:
-            Q = N.concatenate([Q, ORTHC(Q, raw_apply(_qr_complement, unbox(a)))], axis=-1)
+            Q = concatenate([Q, ORTHC(Q, raw_apply(_qr_complement, unbox(a)))], axis=-1)
             zeros = np.zeros(shape_of(R)[:-2] + (m - n, n), float_dtype(R), like=device_like(R))
-            R = N.concatenate([R, zeros], axis=-2)
+            R = concatenate([R, zeros], axis=-2)
     if mode == "r":
         return R
     return _result("QRResult", Q, R)
@@ -216,9 +305,9 @@ def lstsq(a, b, rcond=None):
         float_dtype(a)).eps), b)
     if rank == n and m > n:
         r = subtract(b, matmul(a, x))
-        res = N.sum(multiply(r, r), axis=0)
+        res = reductions.sum(multiply(r, r), axis=0)
         if P.ndim_of(b) == 1:
-            res = N.reshape(res, (1,))
+            res = reshape(res, (1,))
     else:
         res = np.empty((0,), float_dtype(a))
     return x, res, rank, svdvals(a)
@@ -247,30 +336,30 @@ def matrix_power(a, n):
 def cond(x, p=None):
     if p is None or p in (2, -2):
         s = svdvals(x)
-        hi, lo = N.max(s, axis=-1), N.min(s, axis=-1)
+        hi, lo = reductions.max(s, axis=-1), reductions.min(s, axis=-1)
         return divide(lo, hi) if p == -2 else divide(hi, lo)
-    return multiply(N.norm(x, p, axis=(-2, -1)), N.norm(P.inv(x), p, axis=(-2, -1)))
+    return multiply(norm(x, p, axis=(-2, -1)), norm(P.inv(x), p, axis=(-2, -1)))
 
 
 def matrix_norm(x, /, *, keepdims=False, ord="fro"):
-    return N.norm(x, ord, axis=(-2, -1), keepdims=keepdims)
+    return norm(x, ord, axis=(-2, -1), keepdims=keepdims)
 
 
 def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
     if axis is None:
-        r = N.norm(N.ravel(x), ord, axis=0)
-        return N.reshape(r, (1,) * P.ndim_of(x)) if keepdims else r
+        r = norm(ravel(x), ord, axis=0)
+        return reshape(r, (1,) * P.ndim_of(x)) if keepdims else r
     if isinstance(axis, (tuple, list)) and len(axis) > 1:  # one vector per axis group
         nd = P.ndim_of(x)
         axes = [a % nd for a in axis]
         rest = [i for i in range(nd) if i not in axes]
-        moved = N.transpose(x, rest + axes)
+        moved = transpose(x, rest + axes)
         shp = [shape_of(x)[i] for i in rest]
-        r = N.norm(N.reshape(moved, tuple(shp) + (-1,)), ord, axis=-1)
+        r = norm(reshape(moved, tuple(shp) + (-1,)), ord, axis=-1)
         if keepdims:
-            r = N.reshape(r, tuple(1 if i in axes else shape_of(x)[i] for i in range(nd)))
+            r = reshape(r, tuple(1 if i in axes else shape_of(x)[i] for i in range(nd)))
         return r
-    return N.norm(x, ord, axis=axis, keepdims=keepdims)
+    return norm(x, ord, axis=axis, keepdims=keepdims)
 
 
 if hasattr(np.linalg, "matrix_norm"):
@@ -282,8 +371,8 @@ if hasattr(np.linalg, "matrix_norm"):
 def tensorinv(a, ind=2):
     s = shape_of(a)
     rows = int(np.prod(s[:ind], dtype=np.int64))
-    ia = P.inv(N.reshape(a, (rows, -1)))
-    return N.reshape(ia, s[ind:] + s[:ind])
+    ia = P.inv(reshape(a, (rows, -1)))
+    return reshape(ia, s[ind:] + s[:ind])
 
 
 @implements(np.linalg.tensorsolve)
@@ -292,11 +381,11 @@ def tensorsolve(a, b, axes=None):
     if axes is not None:
         order = [k for k in range(an) if k not in [x % an for x in axes]] + \
             [x % an for x in axes]
-        a = N.transpose(a, order)
+        a = transpose(a, order)
     old = shape_of(a)[-(an - P.ndim_of(b)):]
     size = int(np.prod(old, dtype=np.int64))
-    x = solve(N.reshape(a, (-1, size)), N.ravel(b))
-    return N.reshape(x, old)
+    x = solve(reshape(a, (-1, size)), ravel(b))
+    return reshape(x, old)
 
 
 # ---------------------------------------------------------------------------
@@ -324,8 +413,8 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
 def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
     """scipy.linalg.cho_factor: (c, lower); c's other triangle is zero (scipy's is junk)."""
     if lower:
-        return N.cholesky(a), True
-    return mT(N.cholesky(mT(a))), False  # reads a's upper triangle, as scipy does
+        return cholesky(a), True
+    return mT(cholesky(mT(a))), False  # reads a's upper triangle, as scipy does
 
 
 def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):

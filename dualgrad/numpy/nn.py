@@ -24,8 +24,8 @@ from .. import backend
 from .. import rules as P
 from ..core.trace import unbox
 from ..rules import ndim_of, shape_of
+from ..rules import normalize_axes as _axes
 from ..rules.nn import Geometry, conv2d_p, log_softmax_p, logsumexp_p, softmax_p
-from .api import _axes
 
 __all__ = ["conv2d", "cross_entropy", "log_softmax", "logsumexp", "max_pool2d", "relu",
            "sigmoid", "softmax", "softplus"]

@@ -40,7 +40,7 @@ import scipy.special as sc
 from .. import rules as P
 from ..core.trace import Box, unbox
 from ..numpy import nn
-from ..numpy.api import HANDLED
+from ..numpy.dispatch import HANDLED
 from ..rules import (
     add,
     divide,

@@ -35,7 +35,10 @@ from .. import rules as P
 from ..core.trace import Box, Trace, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import dtype_of
-from ..numpy.api import NONDIFF_FUNCS, NONDIFF_UFUNCS, _array_function, _array_ufunc, lift_out
+from ..numpy.api import lift_out
+from ..numpy.dispatch import NONDIFF_FUNCS, NONDIFF_UFUNCS
+from ..numpy.dispatch import array_function as _array_function
+from ..numpy.dispatch import array_ufunc as _array_ufunc
 from . import custom
 from .custom import custom_jvp, custom_vjp
 

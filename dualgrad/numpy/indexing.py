@@ -1,0 +1,86 @@
+"""Indexing traced arrays: ``x[i]``, ``x[mask]``, ``x[:, idx]``.
+
+numpy's index is normalised into a tuple of ints, slices, ``None``, ``Ellipsis`` and
+integer or boolean arrays, and ``getitem`` applies the ``getitem`` row with it (under
+``dg.jit``, an integer array that is an argument of the jitted function is a value of the
+graph: the ``gather`` row).  An index is never differentiated: a traced index is an error.
+"""
+
+import numpy as np
+
+from .. import rules as P
+from ..core.trace import Box, unbox
+
+
+def _jit_index(k):
+    """An integer or boolean array that only dg.jit records (an argument of the jitted
+    function used as an index): its value, which the graph then guards, so new indices
+    record again; None for anything else."""
+    c = unbox(k)
+    read = getattr(c, "read", None)
+    if read is None or c.__class__ is np.ndarray:
+        return None
+    v = read()
+    return v if np.result_type(v).kind in "biu" else None
+
+
+def _index(idx):
+    """numpy's index as a tuple of ints, slices, None, Ellipsis and arrays."""
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    out = []
+    for k in idx:
+        if isinstance(k, Box):
+            v = _jit_index(k)
+            if v is None:
+                raise TypeError("dualgrad: an index cannot be a traced (differentiated) "
+                                "value")
+            k = v
+        if isinstance(k, (list, np.ndarray)):
+            k = np.asarray(k)
+            if k.dtype != bool and not np.issubdtype(k.dtype, np.integer):
+                if k.size:
+                    raise IndexError("arrays used as indices must be of integer or boolean "
+                                     "type")
+                k = k.astype(np.intp)
+        out.append(k)
+    return tuple(out)
+
+
+def getitem(a, idx):
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    arrays = [k for k in parts if _recorded_integers(k)]
+    if arrays:  # dg.jit: index arrays the graph takes as values (``P.gather``)
+        slots = iter(range(len(arrays)))
+        parts = tuple(P.Slot(next(slots), k.shape, k.dtype) if _recorded_integers(k) else k
+                      for k in parts)
+        return P.gather(a, *arrays, idx=_index(parts))
+    return P.getitem(a, idx=_index(idx))
+
+
+def _recorded_integers(k):
+    """An integer array only dg.jit records (an argument of the jitted function): a graph
+    value, where reading it would guard its numbers."""
+    if not isinstance(k, Box):
+        return False
+    c = unbox(k)
+    return getattr(c, "read", None) is not None and c.__class__ is not np.ndarray \
+        and c.dtype.kind in "iu" and c.ndim > 0
+
+
+def _along(x, ax, start=None, stop=None, step=None):
+    """``x[..., start:stop:step, ...]`` on (negative) axis ``ax``."""
+    return getitem(x, (Ellipsis, slice(start, stop, step)) + (slice(None),) * (-ax - 1))
+
+
+# ---------------------------------------------------------------------------
+# an index computed from raw values: integers, never traced
+# ---------------------------------------------------------------------------
+
+def _plain_index(x, fname, arg):
+    if isinstance(x, Box) and (v := _jit_index(x)) is not None:
+        x = v
+    if isinstance(x, Box):
+        raise TypeError(f"dualgrad: numpy.{fname}'s {arg} must be integers; an integer "
+                        "array has no derivative, so it cannot be a traced value")
+    return np.asarray(x)
