@@ -49,6 +49,7 @@ from ..backend import is_foreign_array
 from ..core.trace import Box, Primitive, Trace, unbox
 from ..core.tree import tree_flatten, tree_unflatten
 from ..core.validate import check_not_a_dataclass
+from ..numpy.box import ArrayBox
 from .fuse import MODES, FusionError, compile_regions, fuse, mode_default, target
 from .graph import MISS, Const, Graph, Op, compile_graph, evaluate, run_traced, same
 from .passes import PIPELINE, optimise
@@ -76,7 +77,7 @@ COMPARE = {op: Primitive(name, op, bcast=True, scalar=f"({{}} {sym} {{}})".forma
     (operator.eq, "equal", "=="), (operator.ne, "not_equal", "!="))}
 
 
-class Var(Box):
+class Var(ArrayBox):
     """A value recorded on a graph; ``index`` is its value number."""
 
     __slots__ = ("index",)

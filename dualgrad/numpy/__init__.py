@@ -5,9 +5,10 @@ What makes ``np.sin(x)``, ``x @ w``, ``x[i] = v`` and ``np.linalg.solve(a, b)`` 
 
 - ``dispatch``: how numpy reaches dualgrad (``__array_ufunc__``, ``__array_function__``,
   ``HANDLED`` and ``@implements``), the functions computed on raw values, and the errors;
-- ``api``: the Box's operators and methods, object arrays of traced values
-  (``np.array([x, y])``) and in-place updates (``x[i] = v``, ``x += y``, ``np.add.at``);
-- ``indexing``: ``x[i]``, numpy's index normalised;
+- ``box``: ``ArrayBox``, the base class of every traced value: operators, methods,
+  attributes and the numpy protocols;
+- ``indexing`` (``x[i]``), ``inplace`` (``x[i] = v``, ``x += y``, ``np.add.at``) and
+  ``objects`` (``np.array([x, y])`` of traced values: object arrays, packed back);
 - numpy's functions by concept: ``shapes`` (and joining, splitting), ``elementwise``
   (``where``, ``clip``, ``astype``, complex parts), ``reductions``, ``gather`` (moving
   entries: ``roll``, ``take``, ``sort``, ``pad``...), ``statistics``, ``products``
@@ -16,12 +17,12 @@ What makes ``np.sin(x)``, ``x @ w``, ``x[i] = v`` and ``np.linalg.solve(a, b)`` 
   ``interp``...), ``polynomials`` (and ``convolve``), ``fft``;
 - ``nn``: the functional layer ``dg.nn`` (``softmax``, ``logsumexp``, ``conv2d``...).
 
-Importing this package registers every function (``HANDLED``).
+Importing this package registers every function (``HANDLED``) and the object trace.
 
 May import: ``core``, ``backend`` and ``rules``.
 """
 
-from . import api as api  # noqa: F401  (attaches numpy support to boxes)
+from . import box as box  # noqa: F401  (ArrayBox, the base class of every traced value)
 from . import creation as creation  # noqa: F401
 from . import differences as differences  # noqa: F401
 from . import dispatch as dispatch  # noqa: F401
@@ -29,8 +30,10 @@ from . import elementwise as elementwise  # noqa: F401
 from . import fft as fft  # noqa: F401
 from . import gather as gather  # noqa: F401
 from . import indexing as indexing  # noqa: F401
+from . import inplace as inplace  # noqa: F401
 from . import linalg as linalg  # noqa: F401
 from . import nn as nn  # noqa: F401
+from . import objects as objects  # noqa: F401  (the object trace: core's OBJECTS[0])
 from . import polynomials as polynomials  # noqa: F401
 from . import products as products  # noqa: F401
 from . import reductions as reductions  # noqa: F401

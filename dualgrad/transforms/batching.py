@@ -35,10 +35,11 @@ from .. import rules as P
 from ..core.trace import Box, Trace, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import dtype_of
-from ..numpy.api import lift_out
+from ..numpy.box import ArrayBox
 from ..numpy.dispatch import NONDIFF_FUNCS, NONDIFF_UFUNCS
 from ..numpy.dispatch import array_function as _array_function
 from ..numpy.dispatch import array_ufunc as _array_ufunc
+from ..numpy.objects import lift_out
 from . import custom
 from .custom import custom_jvp, custom_vjp
 
@@ -220,7 +221,7 @@ def _move(x, src, dst):
     return P.transpose(x, axes=tuple(order))
 
 
-class BatchBox(Box):
+class BatchBox(ArrayBox):
     """A batched value: ``value`` holds every example, stacked along axis ``bdim``.
     Its ``shape`` and ``ndim`` are one example's."""
 

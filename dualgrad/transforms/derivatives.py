@@ -19,7 +19,7 @@ import numpy as np
 from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
-from ..numpy.api import lift_out
+from ..numpy.objects import lift_out
 from ..rules import shape_of
 from .forward import Dual, JVPTrace
 from .reverse import Node, Tape

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..core.trace import Box, Trace
 from ..core.validate import check_tangent
+from ..numpy.box import ArrayBox
 from ..rules import REALS, add, align_tangent, broadcast_tangent, is_complex
 
 
@@ -107,7 +108,7 @@ class RootTrace(JVPTrace):
 _ROOT = RootTrace()
 
 
-class Dual(Box):
+class Dual(ArrayBox):
     """A forward-mode value: ``Dual(primal, tangent)``.
 
     ``tangent`` has the primal's shape, or one extra leading axis of k

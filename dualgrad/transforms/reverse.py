@@ -23,6 +23,7 @@ import numpy as np
 from ..core import buffers
 from ..core.trace import Box, Trace, tracing, unlift
 from ..core.validate import check_differentiable, seed_cotangent
+from ..numpy.box import ArrayBox
 from ..rules import SCALARS, add, fit_cotangent, shape_of, unbroadcast
 from .forward import push_tangents
 
@@ -48,7 +49,7 @@ class Entry:
         return f"<Entry {name} parents={[j for _, j in self.parents]}>"
 
 
-class Node(Box):
+class Node(ArrayBox):
     """A value recorded on a tape; ``index`` is its row in the Wengert list.
 
     ``grad`` is filled in by ``backward()`` for watched values (PyTorch style).

@@ -1,0 +1,239 @@
+"""ArrayBox: a traced value that behaves like a numpy array.
+
+``core.Box`` is the bare mechanism (a value one level down and the trace it belongs to);
+``ArrayBox`` adds what makes plain numpy code run on it: the arithmetic operators (each
+one row of the table), indexing and in-place updates, comparisons, ``len``/``iter``/
+``bool``, ``.shape``/``.ndim``/``.dtype``/``.T``, the common methods (``.sum()``,
+``.reshape()``...), and the NEP 13/18 protocols that send ``np.sin(x)`` and ``np.sum(x)``
+to dualgrad (dispatch.py).  Every traced value is one: ``Dual`` (forward mode), ``Node``
+(reverse mode), ``Var`` (``dg.jit``), ``BatchBox`` (``dg.vmap``) and ``Elem`` (an entry of
+an object array, objects.py) derive from it.
+
+A conversion that would drop the derivative (``float(x)``, ``int(x)``, ``x.item()``) is a
+``TypeError`` that says what to write instead; under ``dg.jit`` it is the number, kept as
+a guard.
+"""
+
+import operator
+import sys
+
+import numpy as np
+
+from .. import rules as P
+from ..core.trace import OBJECTS, Box, check_live, unbox
+from . import creation, elementwise, gather, products, reductions, shapes
+from .dispatch import _compare, _stage, array_function, array_ufunc
+from .indexing import getitem
+from .inplace import _inplace, _setitem
+
+
+def _op(prim):
+    def op(self, other):
+        if not self._trace.active:
+            check_live(self, prim.name)
+        return prim(self, other)
+    return op
+
+
+def _swap(prim):
+    def op(self, other):
+        if not self._trace.active:
+            check_live(self, prim.name)
+        return prim(other, self)
+    return op
+
+
+def _method(fn):
+    def method(self, *args, **kw):
+        if not self._trace.active:
+            check_live(self, fn.__name__)
+        return fn(self, *args, **kw)
+    return method
+
+
+def _unary(prim):
+    def op(self):
+        if not self._trace.active:
+            check_live(self, prim.name)
+        return prim(self)
+    return op
+
+
+def _shape_args(args):
+    return args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+
+
+def _no_number(what, instead):
+    def refuse(self, *args):
+        raise TypeError(f"dualgrad: {what} of a traced value would drop its derivative; "
+                        f"{instead}, or use dg.stop_gradient(x) if no derivative is wanted")
+    refuse.__name__ = what
+    return refuse
+
+
+def _guarded(how, refuse):
+    """int()/float()/.item() of a value a graph records (``dg.jit``) is its number, kept
+    as a guard; of a value a derivative traces it stays an error."""
+    def convert(self, *args):
+        t = self._trace
+        if t.read is not None and t.active and not args:
+            return t.guard(how, self)
+        return refuse(self, *args)
+    convert.__name__ = refuse.__name__
+    return convert
+
+
+def _no_float_array(self):
+    raise TypeError(
+        "dualgrad: a traced value cannot be stored in a plain float array (np.array(..., "
+        "dtype=float), np.asarray(x, float), np.float64(x), out[i] = x into an array made by "
+        "np.zeros/np.empty, rng.normal(loc=x) and the other numpy.random Generator methods): "
+        "its derivative would be lost. Leave out the dtype (np.array([...]) of traced values "
+        "works), write into a traced array instead (y = np.zeros_like(x) with x traced, then "
+        "y[i] = v), collect the pieces in a list and np.stack them, or reparameterise a "
+        "random draw (loc + scale * rng.standard_normal(shape)). Use dg.stop_gradient(x) if "
+        "no derivative is wanted.")
+
+
+def _ufunc_methods(taken):
+    """``x.sin()`` for each unary numpy ufunc with a row (numpy's object loops call it for
+    ``np.sin`` of an object array of traced values), but for names in ``taken``."""
+    return {u.__name__: (lambda u: lambda self: u(self))(u) for u in P.UFUNCS
+            if u.nin == 1 and getattr(np, u.__name__, None) is u and u.__name__ not in taken}
+
+
+class ArrayBox(Box):
+    """A traced value with numpy's operators, methods and protocols (the base of every
+    traced value: Dual, Node, Var, BatchBox, Elem)."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__  # == is elementwise, as numpy's; a box hashes by identity
+
+    # -- arithmetic: each operator is one row ----------------------------------------------
+    __add__, __radd__ = _op(P.add), _swap(P.add)
+    __sub__, __rsub__ = _op(P.subtract), _swap(P.subtract)
+    __mul__, __rmul__ = _op(P.multiply), _swap(P.multiply)
+    __truediv__, __rtruediv__ = _op(P.divide), _swap(P.divide)
+    __matmul__, __rmatmul__ = _op(P.matmul), _swap(P.matmul)
+    __mod__, __rmod__ = _op(P.remainder), _swap(P.remainder)
+    __rpow__ = _swap(P.power)
+    __neg__, __pos__, __abs__ = _unary(P.negative), _unary(P.positive), _unary(P.absolute)
+
+    def __pow__(self, other):
+        """``x ** 2`` of an array is ``square(x)`` (bitwise the same in numpy): one fused
+        value-and-derivative pass where the backend has a kernel, instead of a power rule."""
+        if not self._trace.active:
+            check_live(self, "power")
+        if other.__class__ in (int, float) and other == 2 \
+                and self.value.__class__ is np.ndarray:
+            return P.square(self)  # arrays only: a Python float stays a float
+        return P.power(self, other)
+
+    # -- in place: the box stands for the new value (inplace.py) ---------------------------
+    __iadd__, __isub__ = _inplace(P.add, "+="), _inplace(P.subtract, "-=")
+    __imul__, __itruediv__ = _inplace(P.multiply, "*="), _inplace(P.divide, "/=")
+    __ipow__, __imatmul__ = _inplace(__pow__, "**="), _inplace(P.matmul, "@=")
+    __imod__ = _inplace(P.remainder, "%=")
+
+    # -- comparisons and bool(): no derivative; under dg.jit recorded (dispatch.py) --------
+    __lt__, __le__ = _compare(operator.lt), _compare(operator.le)
+    __gt__, __ge__ = _compare(operator.gt), _compare(operator.ge)
+    __eq__, __ne__ = _compare(operator.eq), _compare(operator.ne)
+
+    def __bool__(self):
+        stage = _stage(self)
+        if stage is not None:
+            return stage.guard("bool", self)
+        return bool(unbox(self.value))
+
+    # -- indexing and iteration --------------------------------------------------------------
+    __getitem__ = _method(getitem)
+    __setitem__ = _setitem
+
+    def __len__(self):
+        return len(unbox(self.value))
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    # -- numpy's protocols ---------------------------------------------------------------------
+    __array_ufunc__ = array_ufunc
+    __array_function__ = array_function
+
+    def __array__(self, dtype=None, copy=None):
+        """``np.array(x)`` / ``np.asarray(x)`` of a traced x: an object array of its entries
+        (objects.py), which the first primitive that meets it packs into one traced array."""
+        if dtype is not None and np.dtype(dtype) != object:
+            caller = sys._getframe(1).f_code  # only on the way to an error
+            if caller.co_name in ("_mean", "_var", "_std") and "numpy" in caller.co_filename:
+                fn = caller.co_name[1:]
+                raise TypeError(
+                    f"dualgrad: np.{fn}([...]) (np.mean, np.var, np.std) of a list of traced "
+                    "numbers cannot carry a "
+                    f"derivative (numpy finishes it with np.float64(...)); write "
+                    f"np.{fn}(np.stack([...])) instead (a list of traced arrays works as it is)")
+            if np.dtype(dtype).kind in "iub":
+                raise TypeError(
+                    f"dualgrad: converting a traced value to {np.dtype(dtype)} (np.int64(x), "
+                    f"np.asarray(x, int)): integers have no derivative; x.astype("
+                    f"{np.dtype(dtype)}) gives the raw integers, or use dg.stop_gradient(x)")
+            _no_float_array(self)
+        check_live(self, "numpy.array")
+        return OBJECTS[0].elements(self)
+
+    # -- attributes --------------------------------------------------------------------------
+    shape = property(lambda self: np.shape(unbox(self.value)))
+    ndim = property(lambda self: np.ndim(unbox(self.value)))
+    size = property(lambda self: int(np.size(unbox(self.value))))
+    dtype = property(lambda self: np.result_type(unbox(self.value)))
+    T = property(_method(shapes.transpose))
+    mT = property(_method(lambda self: shapes.swapaxes(self, -1, -2)))
+    real = property(_unary(P.real))
+    imag = property(_unary(P.imag))
+
+    # -- methods: the numpy functions of the same names ----------------------------------------
+    sum, mean = _method(reductions.sum), _method(reductions.mean)
+    var, std = _method(reductions.var), _method(reductions.std)
+    prod, max, min = _method(reductions.prod), _method(reductions.max), _method(reductions.min)
+    cumsum, cumprod = _method(reductions.cumsum), _method(reductions.cumprod)
+    dot = _method(products.dot)
+    clip, astype = _method(elementwise.clip), _method(elementwise.astype)
+    trace, diagonal = _method(gather.trace), _method(gather.diagonal)
+    repeat, take = _method(gather.repeat), _method(gather.take)
+    squeeze, swapaxes = _method(shapes.squeeze), _method(shapes.swapaxes)
+    ravel = flatten = _method(shapes.ravel)
+    conj = conjugate = _unary(P.conjugate)
+    reshape = _method(lambda self, *shape, **kw: shapes.reshape(self, _shape_args(shape), **kw))
+    transpose = _method(lambda self, *axes: shapes.transpose(self, _shape_args(axes) or None))
+
+    def copy(self, order="C"):
+        """x.copy(), as np.copy(x)."""
+        return creation.copy(self)
+
+    # -- conversions that would drop the derivative: refused (under dg.jit: guarded) ----------
+    __float__ = _guarded("float", _no_number(
+        "float()", "keep it an array (Python's math module calls float(): use np.sin, np.exp, "
+        "np.sqrt, ... instead of math.sin, math.exp, math.sqrt; storing it into a plain numpy "
+        "array, out[i] = x, calls float() too: make out traced with out = np.zeros_like(x) for "
+        "a traced x, or collect the pieces in a list and np.array/np.stack them)"))
+    __int__ = _guarded("int", _no_number(
+        "int()", "integers have no derivative: keep it an array"))
+    __complex__ = _guarded("complex", _no_number(
+        "complex()", "keep it an array (x + 0j is complex and traced)"))
+    __index__ = _guarded("index", _no_number(
+        "using it as an integer (an index, a size, range())",
+        "compute indices and sizes from plain values"))
+    item = _guarded("item", _no_number("x.item()", "keep x as a 0-d array"))
+    __round__ = _no_number("round()", "np.round(x) rounds and keeps an array (derivative 0)")
+    tolist = _no_number("x.tolist()", "keep x an array (np.stack/np.concatenate build arrays)")
+
+    def __format__(self, spec):
+        """Formatting only reads the number: f"{loss:.4f}" inside a traced function prints
+        its value."""
+        return format(unbox(self), spec)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.value!r})"
+
+    # numpy's object loops call x.sin() for np.sin of an object array of traced values
+    locals().update(_ufunc_methods(taken=locals()))
