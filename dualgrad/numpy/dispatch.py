@@ -93,7 +93,7 @@ def _deep_unbox(x):
 # ---------------------------------------------------------------------------
 
 def _stage(x):
-    """The graph being recorded (``dg.jit``, jit.py) under x's derivative levels, or None:
+    """The graph being recorded (``dg.jit``, compiler/) under x's derivative levels, or None:
     it records comparisons and ``bool()`` as guards, so Python control flow replays right."""
     while isinstance(x, Box):
         t = x._trace

@@ -1,4 +1,5 @@
-"""Matrix decompositions and the linear algebra built on them, differentiable to any order.
+"""``np.linalg`` on traced values: every function dualgrad differentiates, differentiable to
+any order (also ``dg.linalg``, with the scipy.linalg equivalents at the bottom).
 
     >>> import numpy as np, dualgrad as dg
     >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
@@ -6,7 +7,9 @@
     >>> bool(np.allclose(g, np.outer(*[np.linalg.eigh(A)[1][:, -1]] * 2)))
     True
 
-Five rows (``eigh``, ``svd``, ``qr``, ``eig``, ``pinv``) and one helper row
+``det``, ``slogdet``, ``inv``, ``solve`` and ``cholesky`` are one row each (``multi_dot``
+is ``dot``s, ``outer`` and most of ``norm`` are products and reductions).  Five rows
+(``eigh``, ``svd``, ``qr``, ``eig``, ``pinv``) and one helper row
 (``orth_complement``), in ``rules/linalg.py``; everything else is built from them and the
 rest of the table: ``eigvalsh``, ``svdvals`` and ``svd(compute_uv=False)``, full
 ``svd``/complete ``qr``, wide ``qr``, ``eigvals``, ``lstsq``, ``matrix_power``, ``cond``,
@@ -95,8 +98,6 @@ _shape, _ndim = P.shape_of, P.ndim_of
 _axes = P.normalize_axes
 
 
-
-
 def _result(name, *parts):
     """numpy's named result tuple (numpy 2), or a plain tuple (numpy 1)."""
     mod = getattr(np.linalg, "_linalg", None)
@@ -180,7 +181,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
         s = reductions.sum(ax, inner_ax, keepdims=True)
         r = (reductions.max if ord > 0 else reductions.min)(s, outer_ax, keepdims=True)
         return r if keepdims else squeeze(r, axis=axes)
-    if ord in (2, -2, "nuc"):  # singular values: the svd row (linalg.py packs U, s, V)
+    if ord in (2, -2, "nuc"):  # singular values: the svd row (rules/linalg.py packs U, s, V)
         a0, a1 = (a % nd for a in axes)
         rest = [i for i in range(nd) if i not in (a0, a1)]
         xm = P.transpose(x, axes=tuple(rest + [a0, a1]))
