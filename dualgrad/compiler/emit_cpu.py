@@ -45,143 +45,56 @@ import hashlib
 
 import numpy as np
 
-from .kernel import Kernel, _best, _compile, _inputs, _replay_region, timing, unused
-from .regions import FLOATS, REDUCTIONS, info, is_array, is_array_const, value_of
-
-# -- kernel source --------------------------------------------------------------------
-
-def _literal(v, dtype):
-    """A scalar constant as source, typed ``dtype`` (a float32 loop stays float32)."""
-    if v is None:
-        return "None"
-    if isinstance(v, (bool, np.bool_)) and dtype == np.dtype(bool):
-        return repr(bool(v))
-    f = float(v)
-    text = "np.inf" if f == np.inf else "-np.inf" if f == -np.inf else (
-        "np.nan" if f != f else repr(f))
-    if dtype == np.dtype(np.float32):
-        return f"np.float32({text})"
-    return text
+from .kernel import _best, _compile, _inputs, checked, timing, unused
+from .loops import Loop, Target, dtype_of, extents, source_tuple
 
 
-def _dtype_of(v):
-    i = info(v)
-    return None if i is None else i[1]
+class Numba(Target):
+    """The CPU's spelling of a loop (loops.py): nested ``for`` loops over every axis, the
+    first a ``prange`` when ``parallel``; with ``fast``, vecmath's functions where a row
+    names one (``vector``), each argument's range counted in ``bad``."""
 
+    def __init__(self, fast=False, parallel=False):
+        super().__init__()
+        self.fast, self.parallel = fast, parallel
 
-def _const_dtype(op, ops):
-    """The dtype a scalar constant argument of ``op`` takes (numpy's weak scalars)."""
-    ans = _dtype_of(op.ans)
-    if ans in FLOATS:
-        return ans
-    for a in op.args:  # a comparison: the other operand's float dtype
-        if a.__class__ is int:
-            d = _dtype_of(ops[a].ans)
-            if d in FLOATS:
-                return d
-    return np.dtype(np.float64)
+    def math(self, op, args):
+        if not (self.fast and op.prim.vector):
+            return super().math(op, args)
+        limit = _vecmath()[1][op.prim.vector]
+        check = f"bad += abs({args[0]}) >= {limit!r}"
+        if limit < np.inf and check not in self.checks:
+            self.checks.append(check)
+        return f"vm.{op.prim.vector}({', '.join(args)})"
 
+    def stores(self, op, d):
+        return op.ans.__class__ is np.ndarray and d > 0
 
-def _index(shape, loop):
-    """How a value of ``shape`` is indexed inside loops over ``loop`` (broadcasting)."""
-    if not shape:
-        return "[()]"
-    off = len(loop) - len(shape)
-    parts = ["0" if n == 1 and loop[off + k] != 1 else f"i{off + k}"
-             for k, n in enumerate(shape)]
-    return "[" + ", ".join(parts) + ("," if len(parts) == 1 else "") + "]"
+    def accumulator(self, n, axes, d):
+        kept = [f"i{k}" for k in range(d) if k not in axes]
+        if not kept:
+            return f"s{n}"
+        return f"r{n}[" + ", ".join(kept) + ("," if len(kept) == 1 else "") + "]"
 
+    def declare(self, name, params, loop):
+        # A sum or product accumulated in strict order is one dependent chain of adds,
+        # which LLVM cannot vectorize; "reassoc" lets it keep partial sums in vector lanes
+        # (the accumulation order changes, as numpy's pairwise sum changes it).  Inlined
+        # vecmath code keeps its own strict flags.
+        jit = _JIT
+        if any(r.op.prim.name in ("sum", "prod") for r in loop.reductions):
+            jit = jit[:-1] + ', fastmath={"reassoc"})'
+        if self.parallel:
+            jit = jit[:-1] + ", parallel=True)"
+        return [jit, f"def {name}({', '.join(params)}):"]
 
-def operands(op, ops, names):
-    """The source of each argument of ``op`` in a kernel: a local's name (``names``, keyed by
-    value number or by an array constant's id), a lifted scalar's parameter cast to the
-    loop's type, or a literal typed for the loop."""
-    cd = _const_dtype(op, ops)
-    args = []
-    for a in op.args:
-        if a.__class__ is int:
-            args.append(names[a])
-        elif is_array_const(a):
-            args.append(names[id(a)])
-        elif id(a) in names:  # a lifted scalar (jit_regions.is_lifted), typed for the loop
-            args.append(f"np.{cd.name}({names[id(a)]})")
-        else:
-            v = a.value
-            args.append(_literal(v.item() if hasattr(v, "item") else v, cd))
-    return args
-
-
-def pad_load(k, p, v, pad, loop):
-    """``x{k} = ...``: input ``p`` is the unpadded ``v`` of a padded value (``pad`` is
-    region.pads' entry), read at shifted indices and 0 outside them.
-
-    The offsets are in the source (not arguments): the zeros before (``lo``) and after
-    (``tail``) the data along each axis, the upper bound written from the extent ``n{q}``.
-    So ``x[1:]``'s and ``x[:-1]``'s cotangents, which pad one element at one end whatever
-    the length, give one source for every length; a slice such as ``x[2:5]`` (a tail that
-    grows with the length) gives one source per length, which is correct, only not shared."""
-    _, starts, stops = pad
-    inside = []
-    for q, (lo, hi) in enumerate(zip(starts, stops)):
-        tail = loop[q] - hi
-        upper = f" < n{q} - {tail}" if tail else ""
-        if lo and upper:
-            inside.append(f"{lo} <= i{q}{upper}")
-        elif lo or upper:
-            inside.append(f"{lo} <= i{q}" if lo else f"i{q}{upper}")
-    inside = " and ".join(inside)
-    at = ", ".join(f"i{q} - {lo}" if lo else f"i{q}" for q, lo in enumerate(starts))
-    zero = _literal(0.0, v.dtype)
-    return f"x{k} = {p}[{at}] if {inside} else {zero}" if inside else f"x{k} = {p}[{at}]"
-
-
-def extents(ops, region):
-    """The source of each loop extent ``n0, n1, ...``, read from the inputs' shapes, so the
-    kernel is generic over shape as numba's compiled code is over array size: what a
-    source fixes is the structure (the nodes, dtypes, rank, and which input axes are
-    broadcast: ``_index`` writes ``0`` for those, ``i{k}`` for the rest), never a length.
-
-    Axis ``k``'s extent is the first input that spans it (an axis indexed ``i{k}`` has the
-    loop's length there), else a padded input's length plus its zeros; an axis no input
-    spans (none known: a region's result shape comes from its inputs) keeps its length in
-    the source."""
-    loop = region.shape
-    d = len(loop)
-    got = [None] * d
-    for j, a in enumerate(region.inputs):
-        v = value_of(ops, a)
-        if (a.__class__ is int and a in region.pads) or not is_array(v) or not d:
-            continue
-        off = d - v.ndim
-        for q, n in enumerate(v.shape):
-            if n == loop[off + q] and got[off + q] is None:
-                got[off + q] = f"a{j}.shape[{q}]"
-    for j, a in enumerate(region.inputs):
-        if a.__class__ is int and a in region.pads:
-            _, starts, stops = region.pads[a]
-            for q in range(d):
-                extra = loop[q] - (stops[q] - starts[q])
-                if got[q] is None:
-                    got[q] = f"a{j}.shape[{q}] + {extra}" if extra else f"a{j}.shape[{q}]"
-    return [g if g is not None else repr(n) for g, n in zip(got, loop)]
-
-
-def _tuple(items):
-    """``(a, b)`` / ``(a,)`` / ``()`` as source."""
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
-def _live(graph, region):
-    """The body nodes whose values the region's outputs and reductions need."""
-    ops = graph.ops
-    body = sorted(region.ops + region.copied)
-    inside = set(body)
-    live = set(i for i in region.outputs if i in inside)
-    live.update(ops[j].args[0] for j in region.reduced)
-    for i in reversed(body):
-        if i in live:
-            live.update(a for a in ops[i].args if a.__class__ is int and a in inside)
-    return [i for i in body if i in live]
+    def outer(self, loop):
+        lines, ind = [], "    "
+        for k in loop.outer:
+            lines.append(f"{ind}for i{k} in {'prange' if self.parallel and k == 0 else 'range'}"
+                         f"(n{k}):")
+            ind += "    "
+        return lines, ind
 
 
 def kernel_source(graph, region, parallel=False):
@@ -238,96 +151,33 @@ def _function(graph, region, fname, fast, parallel=False):
     if fast and (not region.shape  # scalar code is not vectorized: libm is as fast
                  or not any(ops[i].prim.vector for i in region.ops + region.copied)):
         return None
-    checks = []
-    # locals are numbered within the region, so one region repeated by an unrolled loop
-    # (an LSTM's steps, RK4's stages) gives one source, compiled once (``load``)
-    local = {i: n for n, i in enumerate(sorted(region.ops + region.copied + region.reduced))}
-    loop = region.shape
-    d = len(loop)
-    names, loads, body = {}, [], []
-    pre = [f"n{k} = {e}" for k, e in enumerate(extents(ops, region))]
-    shape = _tuple([f"n{k}" for k in range(d)])
-    params = []
-    for k, a in enumerate(region.inputs):
-        p = f"a{k}"
-        params.append(p)
-        v = value_of(ops, a)
-        if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
-            loads.append(pad_load(k, p, v, region.pads[a], loop))
-            names[a] = f"x{k}"
-        elif v.__class__ is not np.ndarray:
-            names[a if a.__class__ is int else id(a)] = p
-        elif v.ndim == 0 or d == 0:
-            pre.append(f"x{k} = {p}[()]")
-            names[a if a.__class__ is int else id(a)] = f"x{k}"
-        else:
-            loads.append(f"x{k} = {p}{_index(v.shape, loop)}")
-            names[a if a.__class__ is int else id(a)] = f"x{k}"
-    idx = _index(loop, loop)
-    for i in _live(graph, region):
-        op = ops[i]
-        args = operands(op, ops, names)
-        if fast and op.prim.vector:
-            expr = f"vm.{op.prim.vector}({', '.join(args)})"
-            limit = _vecmath()[1][op.prim.vector]
-            check = f"bad += abs({args[0]}) >= {limit!r}"
-            if limit < np.inf and check not in checks:
-                checks.append(check)
-        else:
-            expr = op.prim.scalar(*args, **(op.kw or {}))
-        if _dtype_of(op.ans) == np.dtype(np.float32):
-            expr = f"np.float32({expr})"
-        names[i] = f"v{local[i]}"
-        body.append(f"v{local[i]} = {expr}")
-        if i in region.outputs:
-            if op.ans.__class__ is np.ndarray and d:
-                pre.append(f"o{local[i]} = np.empty({shape}, np.{op.ans.dtype.name})")
-                body.append(f"o{local[i]}{idx} = v{local[i]}")
+    loop = Loop(graph, region, Numba(fast, parallel))
+    d = loop.d
+    shape = source_tuple([f"n{k}" for k in range(d)])
+    pre = [f"n{k} = {e}" for k, e in enumerate(extents(ops, region))] + loop.pre
+    pre += [f"{o} = np.empty({shape}, np.{ops[i].ans.dtype.name})"
+            for i, o in loop.stored.items()]
     results = {}
-    for j in region.reduced:
-        op = ops[j]
-        init, step = REDUCTIONS[op.prim.name]
-        axes = sorted(set(a % d for a in op.kw["axis"])) if d else []
+    for red in loop.reductions:
+        op, axes = red.op, red.axes
         kept = [f"n{k}" for k in range(d) if k not in axes]
-        src = names[op.args[0]]
-        if kept:
-            acc = f"r{local[j]}[" + ", ".join(f"i{k}" for k in range(d) if k not in axes) + \
-                  ("," if len(kept) == 1 else "") + "]"
-            pre.append(f"r{local[j]} = np.full({_tuple(kept)}, {init})")
-        else:
-            acc = f"s{local[j]}"
-            pre.append(f"s{local[j]} = {init}")
-        body.extend(step.format(a=acc, v=src).replace(": ", ":\n    ").split("\n"))
-        dt = _dtype_of(op.ans)
-        out = acc.split("[")[0]
+        out = red.acc.split("[")[0]
+        pre.append(f"{out} = np.full({source_tuple(kept)}, {red.init})" if kept
+                   else f"{out} = {red.init}")
         if kept and op.ans.__class__ is np.ndarray and op.ans.ndim != len(kept):  # keepdims
-            out = f"{out}.reshape({_tuple(['1' if k in axes else f'n{k}' for k in range(d)])})"
-        if dt == np.dtype(np.float32):
+            keep = source_tuple(["1" if k in axes else f"n{k}" for k in range(d)])
+            out = f"{out}.reshape({keep})"
+        if dtype_of(op.ans) == np.dtype(np.float32):
             out = f"{out}.astype(np.float32)" if kept else f"np.float32({out})"
         if not kept and op.ans.__class__ is np.ndarray and op.ans.ndim:  # keepdims
             out = f"np.full({op.ans.shape!r}, {out})"
-        results[j] = out
+        results[red.j] = out
     if fast:
         pre.insert(0, "bad = 0")
-    # A sum or product accumulated in strict order is one dependent chain of adds, which
-    # LLVM cannot vectorize; "reassoc" lets it keep partial sums in vector lanes (the
-    # accumulation order changes, as numpy's pairwise sum changes it).  Inlined vecmath
-    # code keeps its own strict flags.
-    sums = any(ops[j].prim.name in ("sum", "prod") for j in region.reduced)
-    jit = _JIT[:-1] + ', fastmath={"reassoc"})' if sums else _JIT
-    if parallel:
-        jit = jit[:-1] + ", parallel=True)"
-    lines = [jit, f"def {fname}({', '.join(params)}):"]
-    lines += ["    " + s for s in pre]
-    ind = "    "
-    for k in range(d):
-        lines.append(f"{ind}for i{k} in {'prange' if parallel and k == 0 else 'range'}"
-                     f"(n{k}):")
-        ind += "    "
-    lines += [ind + s for s in loads + body + checks]
-    outs = [results[i] if i in results else (f"o{local[i]}" if ops[i].ans.__class__ is np.ndarray
-                                             and d else f"v{local[i]}") for i in region.outputs]
+    outs = [results[i] if i in results else loop.stored.get(i, f"v{loop.local[i]}")
+            for i in region.outputs]
     ret = f"({', '.join(outs)},)"
+    lines = loop.lines(fname, loop.params, head=pre)
     lines.append(f"    return bad, {ret}" if fast else f"    return {ret}")
     return "\n".join(lines) + "\n"
 
@@ -339,28 +189,20 @@ def _threads_may_pay(region):
     n = numba.get_num_threads()
     return n > 1 and int(np.prod(region.shape)) >= 4096 * n
 
+
 def build(graph, region, timed):
     """The region's ``Kernel``, compiled and checked against the recorded values (and, when
     ``timed``, with ``seconds`` = (kernel, replay), the kernel threaded where that was
     faster); None where it cannot be used."""
     if not region.outputs:
         return unused(region, timed)
-    src = kernel_source(graph, region)
-    vals = _inputs(graph, region)
-    made = _compile(graph, region, src, vals)
-    if made is None:
-        return None
-    k = Kernel(region, made[0], src, made[1])
-    if timed:
-        plain = [value_of(graph.ops, a) for a in region.inputs]  # padded arrays as they are
-        k.seconds = timing(src, region, lambda: (_best(k.fn, vals), _best(
-            lambda *v: _replay_region(graph, region, v), plain)))
-        if parallel_ok(graph, region) and _threads_may_pay(region):
-            psrc = kernel_source(graph, region, parallel=True)
-            par = _compile(graph, region, psrc, vals)
-            if par is not None:
-                t = timing(psrc, region, lambda: (_best(par[0], vals), 0.0))
-                if t[0] < k.seconds[0]:
-                    k.fn, k.source, k.seconds = par[0], psrc, (t[0], k.seconds[1])
+    k = checked(graph, region, kernel_source(graph, region), timed)
+    if k is not None and timed and parallel_ok(graph, region) and _threads_may_pay(region):
+        vals = _inputs(graph, region)
+        psrc = kernel_source(graph, region, parallel=True)
+        par = _compile(graph, region, psrc, vals)
+        if par is not None:
+            t = timing(psrc, region, lambda: (_best(par[0], vals), 0.0))
+            if t[0] < k.seconds[0]:
+                k.fn, k.source, k.seconds = par[0], psrc, (t[0], k.seconds[1])
     return k
-

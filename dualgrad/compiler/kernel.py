@@ -194,22 +194,24 @@ def timing(src, region, measure):
     return t
 
 
-def _compile(graph, region, src, vals):
+def _compile(graph, region, src, vals, stacklevel=5):
     """``(fn, casts)`` for ``src``, compiled and checked against the recorded values; None
-    (with a warning) where it does not compile or disagrees."""
+    (with a warning, pointing ``stacklevel`` frames up) where it does not compile or
+    disagrees."""
     try:
         fn = load(src)
         got = fn(*vals)
     except Exception as e:  # noqa: BLE001 - numba's typing errors have many classes
         warnings.warn(f"dg.jit: a fused kernel did not compile ({type(e).__name__}: "
                       f"{str(e)[:200]}); its {region.size} nodes are replayed instead",
-                      RuntimeWarning, stacklevel=5)
+                      RuntimeWarning, stacklevel=stacklevel)
         return None
     casts = [_cast(graph.ops[i].ans) for i in region.outputs]
     got = [v if c is None else c(v) for v, c in zip(got, casts)]
     if not _agrees(got, [graph.ops[i].ans for i in region.outputs]):
         warnings.warn("dg.jit: a fused kernel disagreed with the recorded values; its "
-                      f"{region.size} nodes are replayed instead", RuntimeWarning, stacklevel=5)
+                      f"{region.size} nodes are replayed instead", RuntimeWarning,
+                      stacklevel=stacklevel)
         return None
     return fn, casts
 
@@ -220,3 +222,20 @@ def unused(region, timed):
     k.seconds = (0.0, 0.0) if timed else None
     return k
 
+
+def checked(graph, region, src, timed, clock=None):
+    """The ``Kernel`` of ``src`` for ``region``, compiled and checked against the recorded
+    values and, when ``timed``, with ``seconds`` = (kernel, replay) at the region's size
+    class (``clock`` wraps each timed call: the CUDA target synchronises the device);
+    None where it does not compile or disagrees."""
+    vals = _inputs(graph, region)
+    made = _compile(graph, region, src, vals, stacklevel=6)
+    if made is None:
+        return None
+    k = Kernel(region, made[0], src, made[1])
+    if timed:
+        wrap = clock or (lambda fn: fn)
+        plain = [value_of(graph.ops, a) for a in region.inputs]  # padded arrays as they are
+        k.seconds = timing(src, region, lambda: (_best(wrap(k.fn), vals), _best(
+            wrap(lambda *v: _replay_region(graph, region, v)), plain)))
+    return k
