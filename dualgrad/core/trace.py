@@ -99,11 +99,11 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "ufunc", "partials", "fast", "fused",
-                 "domain", "smooth", "scalar", "vector", "batch")
+                 "domain", "smooth", "scalar", "vector", "batch", "dtype")
 
     def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, ufunc=None, partials=None,
                  fast=None, fused=None, domain="real", smooth=True, scalar=None, vector=None,
-                 batch=None):
+                 batch=None, dtype=None):
         self.name, self.impl, self.jvp, self.vjp = name, impl, jvp, vjp
         self.bcast = bcast        # elementwise with numpy broadcasting
         self.ufunc = ufunc        # the numpy ufunc an elementwise row computes
@@ -127,6 +127,14 @@ class Primitive:
         # argument has none; parameters passed by position arrive as keywords) and returns
         # ``(ans, out_dim)``; None: elementwise rows use the generic rule, others a loop
         self.batch = batch
+        # the dtype rule (rules/table.py): ``dtype(*args, **kw)`` gives the dtype of
+        # ``impl(*args, **kw)`` from the arguments alone; None: not declared
+        self.dtype = dtype
+
+    def dtype_of(self, *args, **kw):
+        """The dtype this primitive gives for ``args`` (arrays, or anything with a dtype;
+        Python numbers weakly typed, as numpy treats them), by its row's dtype rule."""
+        return np.dtype(self.dtype(*args, **kw))
 
     def __call__(self, *args, **kw):
         if not _active[0]:  # nothing is being traced: no argument can be a box

@@ -28,6 +28,8 @@ from .table import (
     float_mask,
     is_complex,
     may_any,
+    param_dtype,
+    real_dtype,
     shape_of,
 )
 
@@ -184,7 +186,7 @@ absolute = defprim("absolute", np.absolute, ufunc=np.absolute, smooth=False,  # 
                    jvp=(lambda t, ans, x: _abs_jvp(t, ans, x),),
                    vjp=(lambda g, ans, x: multiply(g, _abs_deriv(ans, x)),),
                    partials=(lambda ans, x: _abs_deriv(ans, x),), fast="local",
-                   fused=_fused("abs", "absolute"))
+                   fused=_fused("abs", "absolute"), dtype=real_dtype)  # |z| is real
 fabs = defunary(np.fabs, lambda ans, x: float_mask(np.sign(_raw(x)), x), smooth=False)
 sin = defunary(np.sin, lambda ans, x: cos(x), fused=True, vector="sin")
 cos = defunary(np.cos, lambda ans, x: negative(sin(x)), fused=True, vector="cos")
@@ -265,7 +267,7 @@ def _astype_impl(x, dtype):
     return np.asarray(x).astype(dtype)
 
 
-astype = defprim("astype", _astype_impl, scalar=_astype_form,
+astype = defprim("astype", _astype_impl, scalar=_astype_form, dtype=param_dtype("dtype"),
                  jvp=(lambda t, ans, x, dtype: astype(t, dtype=dtype),),
                  vjp=(lambda g, ans, x, dtype: astype(real_for(g, x), dtype=_raw(x).dtype
                                                       if hasattr(_raw(x), "dtype")
@@ -324,7 +326,8 @@ def _as_complex_ct(g, x):
 
 
 real = defprim("real", np.real, jvp=(lambda t, ans, x: real(t),),
-               vjp=(lambda g, ans, x: _as_complex_ct(g, x),), batch=batch_trailing("real"))
+               vjp=(lambda g, ans, x: _as_complex_ct(g, x),), batch=batch_trailing("real"),
+               dtype=real_dtype)
 
 
 def _imag_vjp(g, ans, x):
@@ -335,7 +338,7 @@ def _imag_vjp(g, ans, x):
 
 
 imag = defprim("imag", np.imag, jvp=(lambda t, ans, x: imag(t),), vjp=(_imag_vjp,),
-               batch=batch_trailing("imag"))
+               batch=batch_trailing("imag"), dtype=real_dtype)
 conjugate = defprim("conjugate", np.conjugate, ufunc=np.conjugate,
                     jvp=(lambda t, ans, x: conjugate(t),),
                     vjp=(lambda g, ans, x: conjugate(g),))

@@ -41,11 +41,11 @@ def _fft_impl(fn):
 fft_ = P.defprim("fft", _fft_impl(np.fft.fft),
                  jvp=(lambda t, ans, x, axis, norm: fft_(t, axis=axis, norm=norm),),
                  vjp=(lambda g, ans, x, axis, norm: fft_(g, axis=axis, norm=norm),),
-                 batch=P.batch_trailing("fft"))
+                 batch=P.batch_trailing("fft"), dtype=P.complex_dtype)
 ifft_ = P.defprim("ifft", _fft_impl(np.fft.ifft),
                   jvp=(lambda t, ans, x, axis, norm: ifft_(t, axis=axis, norm=norm),),
                   vjp=(lambda g, ans, x, axis, norm: ifft_(g, axis=axis, norm=norm),),
-                  batch=P.batch_trailing("ifft"))
+                  batch=P.batch_trailing("ifft"), dtype=P.complex_dtype)
 
 
 def _rfft_vjp(g, ans, x, axis, norm):
@@ -60,7 +60,7 @@ def _rfft_vjp(g, ans, x, axis, norm):
 rfft_ = P.defprim("rfft", _fft_impl(np.fft.rfft),
                   jvp=(lambda t, ans, x, axis, norm: rfft_(t, axis=axis, norm=norm),),
                   vjp=(_rfft_vjp,),  # a real input only: numpy_tail.rfft refuses complex
-                  batch=P.batch_trailing("rfft"))
+                  batch=P.batch_trailing("rfft"), dtype=P.complex_dtype)
 
 
 def _irfft_weights(n, m, axis, like):
@@ -79,4 +79,4 @@ def _irfft_vjp(g, ans, y, n, axis, norm):
 
 irfft_ = P.defprim("irfft", lambda y, n, axis, norm: np.fft.irfft(y, n, axis, norm),
                    jvp=(lambda t, ans, y, n, axis, norm: irfft_(t, n=n, axis=axis, norm=norm),),
-                   vjp=(_irfft_vjp,), batch=P.batch_trailing("irfft"))
+                   vjp=(_irfft_vjp,), batch=P.batch_trailing("irfft"), dtype=P.real_dtype)

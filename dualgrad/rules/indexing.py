@@ -9,6 +9,7 @@ from .. import backend
 from .elementwise import add, where
 from .structure import broadcast_to, reshape, transpose
 from .table import (
+    arg_dtype,
     batch_shape,
     batch_size,
     bfront,
@@ -109,14 +110,14 @@ def _scatter_impl(v, idx, shape):
 
 
 getitem = defprim(
-    "getitem", lambda x, idx: x[idx],
+    "getitem", lambda x, idx: x[idx], dtype=arg_dtype(0),
     jvp=(lambda t, ans, x, idx: _gather_batched(t, idx, ndim_of(t) - ndim_of(x)),),
     vjp=(lambda g, ans, x, idx: _scatter_batched(
         g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans)),),
     batch=lambda args, dims, idx: (_gather_batched(bfront(args[0], dims[0]), idx, 1), 0))
 
 scatter_add = defprim(
-    "scatter_add", _scatter_impl,
+    "scatter_add", _scatter_impl, dtype=arg_dtype(0),
     jvp=(lambda t, ans, v, idx, shape: _scatter_batched(
         t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v)),),
     vjp=(lambda g, ans, v, idx, shape: _gather_batched(g, idx, ndim_of(g) - ndim_of(ans)),),
@@ -128,7 +129,7 @@ scatter_add = defprim(
 # dg.jit records an index array that is an argument of the jitted function this way, so a
 # replay takes the new indices (a training loop's labels) instead of guarding the old ones
 gather = defprim(
-    "gather", lambda x, *arrays, idx: x[_fill(idx, arrays)],
+    "gather", lambda x, *arrays, idx: x[_fill(idx, arrays)], dtype=arg_dtype(0),
     jvp=(lambda t, ans, x, *arrays, idx: _gather_batched(
         t, idx, ndim_of(t) - ndim_of(x), arrays),),
     vjp=(lambda g, ans, x, *arrays, idx: _scatter_batched(
@@ -138,6 +139,7 @@ gather = defprim(
 
 scatter = defprim(
     "scatter", lambda v, *arrays, idx, shape: _scatter_impl(v, _fill(idx, arrays), shape),
+    dtype=arg_dtype(0),
     jvp=(lambda t, ans, v, *arrays, idx, shape: _scatter_batched(
         t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v), arrays),),
     vjp=(lambda g, ans, v, *arrays, idx, shape: _gather_batched(
@@ -241,7 +243,7 @@ def _index_set_batch(args, dims, idx):
 
 
 index_set = defprim(
-    "index_set", _index_set_impl, jvp=_index_set_jvp,
+    "index_set", _index_set_impl, jvp=_index_set_jvp, dtype=arg_dtype(0),  # v cast to x's
     vjp=(lambda g, ans, x, v, idx: index_set(
         g, 0.0, idx=(slice(None),) * (ndim_of(g) - ndim_of(ans)) + idx),
          _index_set_vjp_v), batch=_index_set_batch)

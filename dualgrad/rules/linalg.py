@@ -24,11 +24,13 @@ from .table import (
     batch_shape,
     batch_trailing,
     bfront,
+    complex_dtype,
     defprim,
     device_like,
     float_dtype,
     may_any,
     ndim_of,
+    real_dtype,
     shape_of,
     unbox,
     unbroadcast,
@@ -173,7 +175,7 @@ logabsdet = defprim("logabsdet", lambda x: np.linalg.slogdet(x)[1],
                     jvp=(lambda t, ans, x: _trace_last2(solve(x, t)),),
                     vjp=(lambda g, ans, x: multiply(_expand2(g), mT(inv(x))),),
                     real_only="its rules assume a real matrix",
-                    batch=batch_trailing("logabsdet"))
+                    batch=batch_trailing("logabsdet"), dtype=real_dtype)
 
 
 def _solve_jvp(tangents, ans, a, b):
@@ -560,7 +562,7 @@ def _eig_vjp(g, ans, x):
 
 
 EIG = defprim("eig", _eig_impl, jvp=(_eig_jvp,), vjp=(_eig_vjp,),
-              batch=P.batch_trailing("eig"))
+              batch=P.batch_trailing("eig"), dtype=complex_dtype)
 
 
 # ---------------------------------------------------------------------------

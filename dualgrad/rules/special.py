@@ -63,12 +63,12 @@ def _keep_dtype(fn, like=None):
 
 def _unary(ufunc, deriv, domain="real", real_only=None, name=None):
     return P.defunary(ufunc, deriv, domain=domain, impl=_keep_dtype(ufunc), name=name,
-                      real_only=real_only)
+                      real_only=real_only, dtype=P.float_result)
 
 
 def _binary(ufunc, dx, dy, domain="real", real_only=None):
     return P.defbinary(ufunc, dx, dy, domain=domain, impl=_keep_dtype(ufunc),
-                       real_only=real_only)
+                       real_only=real_only, dtype=P.float_result)
 
 
 def _sign(x):
@@ -139,7 +139,7 @@ def _polygamma_ufuncs(n, x):
 
 _polygamma = _keep_dtype(_polygamma_ufuncs, like=1)
 polygamma_p = P.defprim(
-    "polygamma", lambda x, n: _polygamma(n, x), real_only=_REAL,
+    "polygamma", lambda x, n: _polygamma(n, x), real_only=_REAL, dtype=P.float_result,
     jvp=(lambda t, ans, x, n: multiply(t, polygamma_p(x, n=n + 1)),),
     vjp=(lambda g, ans, x, n: multiply(g, polygamma_p(x, n=n + 1)),),
     batch=P.batch_trailing("polygamma"))  # x has the broadcast shape: n lines up
@@ -220,7 +220,7 @@ def _ordered(name, ufunc, deriv, real_only=_REAL):
     """A row ``name(x, v=...)`` for ``ufunc(v, x)``, differentiable in x; scipy's ufunc
     (or function) reaches it with the order ``v`` a constant."""
     impl = _keep_dtype(ufunc, like=1)
-    return P.defprim(name, lambda x, v: impl(v, x), real_only=real_only,
+    return P.defprim(name, lambda x, v: impl(v, x), real_only=real_only, dtype=P.float_result,
                      jvp=(lambda t, ans, x, v: multiply(t, deriv(ans, x, v)),),
                      vjp=(lambda g, ans, x, v: multiply(g, deriv(ans, x, v)),),
                      batch=P.batch_trailing(name))

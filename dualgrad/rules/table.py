@@ -38,15 +38,20 @@ SCALARS = frozenset((float, int, bool, np.float64, np.float32, complex))  # shap
 REALS = frozenset((float, int, bool, np.float64, np.float32))  # never complex: no dtype test
 
 
-def defprim(name, impl, jvp=None, vjp=None, ufunc=None, real_only=None, scalar=None, **opts):
+def defprim(name, impl, jvp=None, vjp=None, ufunc=None, real_only=None, scalar=None,
+            dtype=None, **opts):
     """Register a primitive.  ``real_only`` (a reason) makes its rules refuse complex
     values with a TypeError naming it; ``scalar`` is its scalar form (``Primitive``; a
-    numpy ufunc row gets ``ufunc_form(ufunc)``); the other options are ``Primitive``'s."""
+    numpy ufunc row gets ``ufunc_form(ufunc)``); ``dtype`` is its dtype rule (below: a
+    numpy ufunc row gets ``ufunc_dtype(ufunc)``, any other ``promote``); the other
+    options are ``Primitive``'s."""
     if real_only is not None:
         jvp, vjp = _real_only(name, jvp, real_only), _real_only(name, vjp, real_only)
     if scalar is None and ufunc is not None:
         scalar = ufunc_form(ufunc)
-    prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, scalar=scalar, **opts)
+    if dtype is None:
+        dtype = ufunc_dtype(ufunc) if isinstance(ufunc, np.ufunc) else promote
+    prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, scalar=scalar, dtype=dtype, **opts)
     TABLE[name] = prim
     if ufunc is not None:
         UFUNCS[ufunc] = prim
@@ -79,7 +84,7 @@ def _fused(fused, name):
 
 
 def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None, fused=False,
-             real_only=None, vector=None):
+             real_only=None, vector=None, dtype=None):
     """An elementwise primitive from its local derivative ``deriv(ans, x)``.
 
     ``fused``: the backend has a kernel computing f(x) and f'(x) in one pass (ReverseDiff's
@@ -91,11 +96,12 @@ def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None, fus
                    jvp=(lambda t, ans, x: P.multiply(t, deriv(ans, x)),),
                    vjp=(lambda g, ans, x: P.multiply(g, deriv(ans, x)),),
                    ufunc=ufunc, partials=(deriv,), fast="local", fused=_fused(fused, name),
-                   domain=domain, smooth=smooth, real_only=real_only, vector=vector)
+                   domain=domain, smooth=smooth, real_only=real_only, vector=vector,
+                   dtype=dtype)
 
 
 def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None, fast="local",
-              real_only=None):
+              real_only=None, dtype=None):
     """A broadcasting elementwise primitive from its two local partials."""
     return defprim(name or ufunc.__name__, impl or ufunc,
                    jvp=(lambda t, ans, x, y: P.multiply(t, dx(ans, x, y)),
@@ -103,7 +109,7 @@ def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None, f
                    vjp=(lambda g, ans, x, y: P.multiply(g, dx(ans, x, y)),
                         lambda g, ans, x, y: P.multiply(g, dy(ans, x, y))),
                    ufunc=ufunc, bcast=True, partials=(dx, dy), fast=fast, domain=domain,
-                   smooth=smooth, real_only=real_only)
+                   smooth=smooth, real_only=real_only, dtype=dtype)
 
 
 def is_complex(x):
@@ -265,6 +271,85 @@ def float_mask(cond, like):
     if c.__class__ is not np.ndarray and device_like(c) is not None:
         return c.astype(float_dtype(like))  # on the device: no host copy
     return np.asarray(c, dtype=float_dtype(like))
+
+
+# ---------------------------------------------------------------------------
+# dtype rules (as JAX's ``unop``/``binop`` dtype rules): ``dtype(*args, **params)`` gives
+# the dtype of a row's result from its arguments alone, ``prim.dtype_of(x, y)``.  The
+# arguments are arrays or anything with a ``dtype``; a Python number is weakly typed, as
+# numpy's promotion treats it (float32 times 2.0 is float32).  Other positional
+# arguments (an index, a shape) do not take part.
+# ---------------------------------------------------------------------------
+
+_WEAK = frozenset((bool, int, float, complex))
+
+
+def _typed(args):
+    """The arguments that take part in promotion: dtypes, and Python numbers as they are."""
+    for a in args:
+        if a.__class__ in _WEAK:
+            yield a
+        else:
+            d = getattr(a, "dtype", None)
+            if d is not None:
+                yield d
+
+
+def promote(*args, **params):
+    """numpy's result dtype for the arguments (``np.result_type``): the default rule.
+
+    >>> promote(np.ones(2, np.float32), 2.0), promote(np.ones(2, np.float32), 2j)
+    (dtype('float32'), dtype('complex64'))
+    """
+    return np.result_type(*_typed(args))
+
+
+def ufunc_dtype(ufunc):
+    """The rule of a row computing the numpy ufunc ``ufunc``: numpy's own loop selection
+    (an integer ``sqrt`` is float64, ``absolute`` of a complex value is real)."""
+    def rule(*args, **params):
+        ins = tuple(_loop_type(a) for a in _typed(args))
+        return ufunc.resolve_dtypes(ins + (None,) * ufunc.nout)[ufunc.nin]
+    return rule
+
+
+def _loop_type(a):
+    """What ``ufunc.resolve_dtypes`` takes: a dtype, or a Python number's type (weak)."""
+    if a.__class__ is bool:
+        return np.dtype(bool)
+    return a.__class__ if a.__class__ in _WEAK else a
+
+
+def arg_dtype(i=0):
+    """The rule "argument ``i``'s dtype": a gather, a copy or an update of it keeps it
+    (a Python number: its float dtype, as ``float_dtype``)."""
+    def rule(*args, **params):
+        d = getattr(args[i], "dtype", None)
+        return np.dtype(d) if d is not None else float_dtype(args[i])
+    return rule
+
+
+def param_dtype(name):
+    """The rule "the dtype named by parameter ``name``" (``astype(x, dtype=...)``)."""
+    return lambda *args, **params: np.dtype(params[name])
+
+
+def real_dtype(*args, **params):
+    """The real dtype of the promoted arguments: complex64 -> float32, float32 stays
+    (``real``, ``imag``, ``abs`` of a complex value, ``irfft``, ``logabsdet``)."""
+    return np.empty(0, promote(*args)).real.dtype
+
+
+def complex_dtype(*args, **params):
+    """The complex dtype of the promoted arguments: float32 -> complex64, float64 ->
+    complex128 (``fft``, ``rfft``, ``eig``, whose results are complex for real input)."""
+    return np.result_type(promote(*args), np.complex64)
+
+
+def float_result(*args, **params):
+    """numpy's result dtype, at least floating: float32 stays, an integer is float64
+    (scipy.special's rows, computed by ``rules/special._keep_dtype``)."""
+    return np.result_type(*_typed(args), 1.0)
 
 
 _raw = unbox
