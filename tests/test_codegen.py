@@ -22,7 +22,7 @@ from dualgrad.compiler import emit_cpu
 from dualgrad.compiler import kernel as jit_kernel
 from dualgrad.compiler import regions as jit_regions
 from dualgrad.core.trace import Primitive
-from dualgrad.rules.table import TABLE
+from dualgrad.rules import TABLE
 
 
 def _variants(fn, nargs, u, smooth):

@@ -12,7 +12,7 @@ import dualgrad as dg
 from dualgrad.compiler import passes as jit_passes
 from dualgrad.compiler.graph import Const, Graph, Op, compile_graph
 from dualgrad.core.tree import tree_flatten
-from dualgrad.rules.table import TABLE
+from dualgrad.rules import TABLE
 
 
 def same(a, b):

@@ -3,7 +3,7 @@
 ``StrictArray`` (``tests/strict_array.py``) raises where CuPy would: on an implicit
 copy to the host (``np.asarray``, ``float()``, ``.item()``...) or on a host
 ``numpy.ndarray`` mixed into an operation.  For one case per row of
-``dualgrad.rules.table.TABLE`` (the first of ``tests/test_primitives.py``'s cases),
+``dualgrad.rules.TABLE`` (the first of ``tests/test_primitives.py``'s cases),
 ``dg.vjp``, ``dg.jvp`` and ``dg.jit`` of the vjp run on StrictArray inputs and must
 give StrictArray results equal to the same calls on numpy arrays.  A rule that cannot
 yet stay on the device is listed in ``HOST_PULLS`` with the reason, as a strict
@@ -29,7 +29,7 @@ HOST_PULLS = {}
 def _on_device_of(c, x):
     """A case's constant array, on the device of its argument (as a user device_puts the
     constants a function closes over; CuPy refuses to mix host and device arrays)."""
-    d = dg.rules.table.device_like(x)
+    d = dg.rules.device_like(x)
     if d is None:
         return c
     return StrictArray(c) if isinstance(d, StrictArray) else sys.modules["cupy"].asarray(c)
