@@ -58,7 +58,7 @@ def cases(n):
 def measure(fun, shapes, codegen, calls):
     import dualgrad as dg
     xs = [np.linspace(-2, 2, int(np.prod(s))).reshape(s) for s in shapes]
-    wants = [dg.grad(fun)(x) for x in xs]  # eager, before: its reusable buffers (buffers.py)
+    wants = [dg.grad(fun)(x) for x in xs]  # eager, before: its reusable buffers (core/buffers.py)
     gc.collect()                            # are not the jit's
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]

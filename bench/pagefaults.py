@@ -8,7 +8,7 @@ thread, because page faults depend on the state of the process's heap: in one pr
 the tools would disturb each other.  The settings are numpy's default
 (``NUMPY_MADVISE_HUGEPAGE`` unset: huge-page advice on large arrays) and
 ``NUMPY_MADVISE_HUGEPAGE=0``; for dualgrad also with its buffers off
-(``DUALGRAD_BUFFERS=0``: every temporary fresh from numpy, as before buffers.py).
+(``DUALGRAD_BUFFERS=0``: every temporary fresh from numpy, as before core/buffers.py).
 Per call it reports the median and mean wall time, the median of
 ``resource.getrusage(RUSAGE_SELF).ru_minflt`` (minor page faults) and of the kernel
 (system) time, and the spread of the samples (max / median).  Samples are single calls

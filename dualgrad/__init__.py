@@ -5,9 +5,10 @@
     >>> dg.grad(f)(2.0, 5.0)
     5.5
 
-Forward mode is dual numbers (``forward.py``), reverse mode a Wengert list
-(``reverse.py``); both share one table of primitives (``primitives.py``), and
-the transforms (``transforms.py``) nest in any order.
+Forward mode is dual numbers (``transforms/forward.py``), reverse mode a Wengert list
+(``transforms/reverse.py``); both share one table of primitives (``rules/``), and the
+transforms (``transforms/derivatives.py``) nest in any order.  The layers are folders:
+core < backend < rules < numpy < compiler < transforms < scipy < teach.
 """
 
 from .backend.devices import device_get, device_put

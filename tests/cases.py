@@ -195,7 +195,7 @@ CASES = [
     # complex rows on real inputs (identity and zero); complex inputs: test_complex.py
     Case("real", lambda x: P.real(x), np.random.default_rng(1).standard_normal((3, 4))),
     Case("imag", lambda x: P.imag(x), np.random.default_rng(2).standard_normal((3, 4))),
-    # the decompositions (dualgrad/linalg.py), on gauge-invariant outputs where the
+    # the decompositions (dualgrad/rules/linalg.py), on gauge-invariant outputs where the
     # vectors have a sign/phase freedom; distinct eigenvalues and singular values
     *(lambda L, r: [
         Case("eigh", lambda a: _squared(L.EIGH(_symm(a), uplo="L")), _spectral(r, [-1, .5, 2])),
@@ -219,7 +219,7 @@ CASES = [
     ])(dg.linalg, np.random.default_rng(12)),
 ]
 
-if "polygamma" in P.TABLE:  # scipy.special's rows with a constant order (scipy_special.py)
+if "polygamma" in P.TABLE:  # scipy.special's rows with a constant order (rules/special.py)
     import scipy.special as sc
 
     from dualgrad.scipy import special as S
@@ -237,7 +237,7 @@ if "polygamma" in P.TABLE:  # scipy.special's rows with a constant order (scipy_
     ]
 
 def _fft_case(name, n_in, **kw):
-    """An FFT row (numpy_tail.py) on x + iy (or x alone), as its real and imaginary parts
+    """An FFT row (rules/fft.py) on x + iy (or x alone), as its real and imaginary parts
     in x's dtype: numpy's FFT computes in single precision at least."""
     fn = P.TABLE[name]
     if n_in == 1:
@@ -254,7 +254,7 @@ def _fft_case(name, n_in, **kw):
     return Case(name, f, *(RNG.standard_normal(shape) for _ in range(n_in)))
 
 
-CASES += [  # the FFT rows (numpy_tail.py)
+CASES += [  # the FFT rows (rules/fft.py)
     _fft_case("fft", 2, axis=-1, norm=None),
     _fft_case("fft", 2, axis=-2, norm="ortho"),
     _fft_case("ifft", 2, axis=-1, norm="forward"),

@@ -1,4 +1,4 @@
-"""The first-order sweep's allocator (dualgrad/buffers.py): in-place accumulation, rule
+"""The first-order sweep's allocator (dualgrad/core/buffers.py): in-place accumulation, rule
 outputs written into dead buffers, cached buffers reused across calls.
 
 Whatever it reuses, a gradient must be bitwise the gradient the plain allocator gives

@@ -1,6 +1,6 @@
 """Every numpy function dualgrad lets through without a rule of its own, audited.
 
-``numpy_api`` computes some functions on raw values (``NONDIFF_FUNCS``,
+``numpy/dispatch.py`` computes some functions on raw values (``NONDIFF_FUNCS``,
 ``NONDIFF_UFUNCS``: comparisons, rounding, argsort...) and builds others from an
 index computed on raw values (``bincount``, ``histogram``, ``unique``...).  Letting a
 traced value through is right only where the derivative really is zero.  So for every

@@ -81,7 +81,7 @@ def test_full_like_is_differentiable_in_the_fill_value():
     with pytest.raises(TypeError, match="copyto"):  # a plain array filled in place
         dg.grad(lambda v: np.sum(np.full_like(np.ones(3), v)))(1.0)
     # np.full(3, v) without a dtype: numpy's np.asarray(v) is an object array of v (see
-    # numpy_api.py, "arrays built from traced values"), so it differentiates
+    # numpy/objects.py, "arrays built from traced values"), so it differentiates
     assert dg.grad(lambda v: np.sum(np.full(3, v) * v))(1.5) == 9.0
 
 

@@ -20,7 +20,7 @@ are Python functions, and no protocol dispatches them (they are not ufuncs, and 
 does not route them through ``__array_function__``).  Each starts with ``np.asarray(x)``
 and computes on the result with numpy and scipy's array-API helpers; dualgrad does not
 promise a derivative through that (``np.asarray`` of a traced value is an object array of
-traced entries: see numpy_api), and scipy's own versions refuse a traced value or
+traced entries: see numpy/objects.py), and scipy's own versions refuse a traced value or
 compute it slowly entry by entry.  This module has drop-in versions with scipy's
 signatures, built from rows (no monkey-patching of scipy): ``from dualgrad.scipy_special
 import logsumexp, softmax, log_softmax, polygamma``.  ``scipy.stats.norm.cdf`` is the same

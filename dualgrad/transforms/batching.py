@@ -115,7 +115,7 @@ class BatchTrace(Trace):
         return BatchBox._make(value, box.bdim, self)
 
     def batch_custom(self, fn, args):
-        """A custom_jvp/custom_vjp function of batched arguments (custom.py)."""
+        """A custom_jvp/custom_vjp function of batched arguments (transforms/custom.py)."""
         vals = [a.value if isinstance(a, BatchBox) and a._trace is self else a for a in args]
         dims = [a.bdim if isinstance(a, BatchBox) and a._trace is self else None for a in args]
         return tree_map(lambda o: BatchBox._make(o, 0, self), _custom(fn, vals, dims)[0])

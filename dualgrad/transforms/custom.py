@@ -26,7 +26,7 @@ from ..core.tree import tree_map
 from .derivatives import vjp
 from .forward import JVPTrace
 
-BATCH = [None]  # dg.vmap's rule for custom functions: (fn, args, dims) -> (ans, 0) (vmap.py)
+BATCH = [None]  # dg.vmap's rule for custom functions: (fn, args, dims) -> (ans, 0) (batching.py)
 
 
 def stop_gradient(x):
@@ -105,7 +105,7 @@ class custom_jvp:
         if not any(isinstance(a, Box) for a in args):
             return self.fun(*args)
         batch = getattr(top_trace(args), "batch_custom", None)
-        if batch is not None:  # dg.vmap: the function and its rule, batched (vmap.py)
+        if batch is not None:  # dg.vmap: the function and its rule, batched (batching.py)
             return batch(self, args)
         prim = Primitive(self.__name__, self.fun, jvp=self._tangent,
                          vjp=IndexedRules(self._vjp),
@@ -140,7 +140,7 @@ class custom_vjp:
         if opaque is not None:  # a graph being recorded (dg.jit): one node that calls self
             return opaque(self, args)
         batch = getattr(top, "batch_custom", None)
-        if batch is not None:  # dg.vmap: fwd and bwd, batched (vmap.py)
+        if batch is not None:  # dg.vmap: fwd and bwd, batched (batching.py)
             return batch(self, args)
         if isinstance(top, JVPTrace):
             raise TypeError(f"forward mode (jvp/jacfwd/Dual) through the custom_vjp function "

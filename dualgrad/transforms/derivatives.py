@@ -110,7 +110,7 @@ def _check_outputs(outs, odef, fname, what="the function"):
 # ---------------------------------------------------------------------------
 
 def _lift_outs(out):
-    """f's output with object arrays of traced values packed (numpy_api.lift_out); a
+    """f's output with object arrays of traced values packed (numpy/objects.lift_out); a
     single traced value or plain array, the common case, as it is."""
     c = out.__class__
     if c is Node or c is Dual or c is float or (c is np.ndarray and out.dtype.kind != "O"):

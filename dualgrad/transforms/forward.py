@@ -75,7 +75,7 @@ def push_tangents(prim, tangents, ans, primals, kw):
 
 def _real_onto_real(prim, t, ans):
     """A real output's tangent is real: a complex one means the rule does not handle the
-    complex argument it was given (see "complex numbers" in primitives.py)."""
+    complex argument it was given (see "complex numbers" in rules/table.py)."""
     if t is not None and t.__class__ not in REALS and is_complex(t) and not is_complex(ans):
         raise TypeError(f"dualgrad has no derivative rule for {prim.name!r} of complex values "
                         "(a complex tangent reached its real output)")

@@ -320,7 +320,7 @@ class Tape(Trace):
             ans, local = r  # value and f'(x) in one pass: the sweep's step is one multiply
         elif not kw and (vals[0].__class__ is np.ndarray or vals[-1].__class__ is np.ndarray) \
                 and buffers.large(vals) and (r := buffers.forward(prim, vals)) is not None:
-            ans = r  # a large elementwise result, in a cached buffer (buffers.py)
+            ans = r  # a large elementwise result, in a cached buffer (core/buffers.py)
         else:
             ans = prim.impl(*vals, **kw) if kw else prim.impl(*vals)
         node = _new(Node)
@@ -365,7 +365,7 @@ class Tape(Trace):
         ``once``: the list is swept only this once (a transform's tape), so each entry,
         its values and its f'(x) are dropped as soon as it is swept.
 
-        A first-order sweep (nothing traced) allocates like a framework (buffers.py):
+        A first-order sweep (nothing traced) allocates like a framework (core/buffers.py):
         large cotangents are accumulated in place when nobody else holds them, and the
         elementwise rows write their cotangents into a dead buffer (f'(x)'s own, the
         cotangent's, the dead result's, or a cached one) instead of a fresh array.
@@ -450,4 +450,4 @@ class Tape(Trace):
     def __len__(self):
         return len(self.entries)
 
-    # __str__ (the evaluation trace as a table) is attached by tracetable.py
+    # __str__ (the evaluation trace as a table) is attached by teach/tracetable.py
