@@ -1,4 +1,4 @@
-"""The decompositions and what is built on them (dualgrad/rules/linalg.py and dualgrad/numpy/linalg.py).
+"""The decompositions and what is built on them (rules/linalg.py, numpy/linalg.py).
 
 Each function: gradients by both modes against finite differences, Hessians in all four
 nestings, stacked (batched) matrices, the behaviour at degenerate points that the module

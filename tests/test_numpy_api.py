@@ -71,7 +71,8 @@ ROWS = {
                      [:, -1], POS),
     "astype_float32_roundtrip": (lambda x: x.astype(np.float64) * 2, A),
     "iteration_len": (lambda x: sum(row * i for i, row in enumerate(x)) * len(x), A),
-    # the long tail (numpy/statistics.py, differences.py, ...); NANS and INFS are fixed nan / inf patterns
+    # the long tail (numpy/statistics.py, differences.py, ...); NANS and INFS are fixed nan /
+    # inf patterns
     "diff_ediff1d": (lambda x: (np.diff(x, 2, axis=0, prepend=0.5), np.diff(x, append=x[:, :1]),
                                 np.ediff1d(x, to_end=[1.0], to_begin=x[0, 0])), A),
     "gradient": (lambda x, h: (np.gradient(x, 0.3, h), np.gradient(x, axis=1, edge_order=2),

@@ -1,4 +1,5 @@
-"""The numpy long tail (dualgrad/numpy/: statistics, differences, polynomials, ...) at its edges: nan handling, even and odd medians,
+"""The numpy long tail (numpy/statistics.py, differences.py, polynomials.py, fft.py, ...)
+at its edges: nan handling, even and odd medians,
 quantile endpoints and methods, interp outside its range, the FFT against the dense DFT
 matrix (JAX's conventions for complex values), einsum's repeated indices, copies, and the
 casts that have no derivative.  The smooth interior is covered by the rows of

@@ -1,6 +1,6 @@
 """scipy.special on traced values (dualgrad/scipy/special.py).
 
-The rows themselves are tested from the table (test_primitives.py, from tests/cases.py: finite differences,
+The rows themselves are tested from the table (test_primitives.py: finite differences,
 the dot-product identity, second order, both backends).  Here: a program written with
 scipy (Black-Scholes and its greeks against the closed forms), the functions scipy
 writes in Python (logsumexp, softmax, polygamma, scipy.stats.norm), the errors, and a
