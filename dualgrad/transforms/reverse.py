@@ -157,7 +157,7 @@ def accumulate(cts, j, c):
         cts[j] = add(prev, c)
 
 
-# -- the first-order sweep's allocation (buffers.py) -------------------------------------
+# -- the first-order sweep's allocation (core/buffers.py) --------------------------------
 # Each helper counts the references it knows of before it writes into an array with
 # buffers.free(); anything else holding the array vetoes it.  The sweep's loop holds ``g``,
 # ``c`` and the entry ``e``; a one-shot sweep has already dropped the entry from the list,
