@@ -23,7 +23,7 @@ from cases import FUSED, bias_loss, close
 from cuda_helpers import SIM, needs_cuda_pkg, needs_gpu, run_under_simulator, sim
 
 import dualgrad as dg
-from dualgrad.compiler import api as JIT
+from dualgrad.compiler import compiled as JIT
 from dualgrad.compiler import emit_cuda as jit_cuda
 from dualgrad.compiler import fuse as jit_fuse
 from dualgrad.compiler import kernel as jit_kernel

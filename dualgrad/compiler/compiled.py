@@ -1,0 +1,175 @@
+"""One recorded graph made runnable: ``Compiled`` optimises it, fuses its kernels and
+generates its replay at the first replay, and ``Lowered`` shows each stage.
+
+    recorded graph --optimise (passes.py)--> optimised graph
+        --compile_regions, fuse (fuse.py)--> fused graph --compile_graph (graph.py)--> replay
+
+The call that records a graph already has its result, so all of this waits for the
+second call with the signature (as TinyJit captures on the second call).  A compiled
+signature keeps what replay needs and no recorded value (``lean``), so a jitted
+function's cache holds structure, constants, guards and kernels, never intermediates.
+"""
+
+import functools
+import threading
+import warnings
+
+import numpy as np
+
+from ..core.tree import tree_flatten, tree_unflatten
+from .fuse import FusionError, compile_regions, fuse, target
+from .graph import MISS, Const, compile_graph, evaluate
+from .passes import optimise
+from .record import _is_array
+
+_LEAF_DEF = tree_flatten(0.0)[1]
+
+
+class Compiled:
+    """One recorded graph; optimised and compiled to its replay function on first use.
+
+    The call that records a graph already has its result (recording computes it), so the
+    passes and the code generation wait for the first replay (as TinyJit captures on the
+    second call): a function called once with a signature never pays for them."""
+
+    __slots__ = ("raw", "fast_math", "passes", "codegen", "_graph", "_summary", "replay",
+                 "kernels", "fused", "finish", "kept", "lean", "_lock", "used")
+
+    def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True):
+        self.raw, self.fast_math, self.passes, self.codegen = raw, fast_math, passes, codegen
+        self._graph = None
+        self.replay = self._first  # ``replay(*leaves)``: the flat outputs, or MISS
+        odef = raw.odef  # ``finish(flat)``: the result the caller gets
+        self.finish = _first_leaf if odef == _LEAF_DEF else (
+            tuple if odef[0] is tuple and all(c == _LEAF_DEF for c in odef[2])
+            else functools.partial(_unflatten, odef))
+        # Memory (a jitted function's cache): ``lean`` keeps after the build only what replay
+        # needs, the optimised graph's structure, constants, guards and kernels
+        # (``Graph.drop_values``); ``keep_values`` False drops the recorded values at once
+        # and computes them again from the first replay's own leaves, for the passes and
+        # the kernels' checks, so a signature called once holds no intermediate either.
+        self.kept, self.lean = keep_values, lean
+        self.used = False  # replayed since the cache's last eviction pass (Jitted._evict)
+        self._lock = threading.Lock()
+        if not keep_values:
+            raw.drop_values()
+
+    def _first(self, *leaves):
+        with self._lock:  # threads meeting an unbuilt graph: one builds, the rest wait
+            if self.replay != self._first:
+                return self.replay(*leaves)
+            if self.kept:
+                self._build()
+                return self.replay(*leaves)
+            vals = evaluate(self.raw, leaves)  # what recording computed, from these leaves
+            if vals is MISS:
+                return MISS
+            outs = []
+            for a in self.raw.outputs:  # never an alias of a leaf or a Const
+                v = vals[a] if a.__class__ is int else a.value
+                if _is_array(v) and not isinstance(v, np.generic) and (
+                        a.__class__ is Const or self.raw.ops[a].kind == "input"):
+                    v = v.copy()
+                outs.append(v)
+            for op, v in zip(self.raw.ops, vals):
+                if op.kind != "guard":
+                    op.ans = v
+            self.kept = True
+            self._build()
+            return outs
+
+    def _build(self):
+        if not self.kept:  # the passes compare rewrites against the recorded values
+            raise RuntimeError("dg.jit internal error: a graph built without its values")
+        self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
+        where = target(self._graph)
+        if where == "cuda":
+            from . import emit_cuda as jit_cuda  # optional: numba-cuda, for graphs of GPU arrays
+            self.kernels = compile_regions(self._graph, self.codegen, jit_cuda.build)
+        else:
+            self.kernels = compile_regions(self._graph, self.codegen if where else "off")
+        try:
+            self.fused = fuse(self._graph, self.kernels)
+        except FusionError as e:  # never a wrong order: replay the graph as it is
+            warnings.warn(f"{e}; replaying without fused kernels", RuntimeWarning,
+                          stacklevel=3)
+            self.kernels, self.fused = [], self._graph
+        self.replay = compile_graph(self.fused, copies=_copies(self.raw, self._graph))
+        if self.lean:  # replay needs none of the values: they go now
+            self.kept = False
+            self._graph.drop_values()
+            self.fused = None
+            self.raw = None
+
+    @property
+    def graph(self):
+        """The optimised graph; before the first replay of a graph whose values were
+        dropped, the graph as recorded (outer transforms replay either one primitive at a
+        time: ``run_traced``)."""
+        if self._graph is None:
+            if not self.kept:
+                return self.raw
+            self._build()
+        return self._graph
+
+    @property
+    def summary(self):
+        if self._graph is None:
+            self._build()
+        return self._summary
+
+
+def _first_leaf(out):
+    return out[0]
+
+
+def _unflatten(odef, out):
+    return tree_unflatten(odef, list(out))
+
+
+def _copies(before, after):
+    """Output positions the optimiser turned into an input or a constant array: replay
+    copies them, so the caller never gets an alias of its argument or of the graph."""
+    out = set()
+    for k, (a, b) in enumerate(zip(before.outputs, after.outputs)):
+        if b.__class__ is Const:
+            if _is_array(b.value) and not isinstance(b.value, np.generic):
+                out.add(k)
+        elif after.ops[b].kind == "input" and (a.__class__ is Const
+                                               or before.ops[a].kind != "input"):
+            if _is_array(after.ops[b].ans) and not isinstance(after.ops[b].ans, np.generic):
+                out.add(k)
+    return out
+
+
+class Lowered:
+    """What ``jit(f).lower(*args)`` returns: the graph ``before`` and ``after`` the passes,
+    the ``summary`` of what each pass removed, the ``fused`` graph (each fusion region one
+    node), the numba source of each of its ``kernels``, and the generated replay
+    ``source`` that calls them."""
+
+    def __init__(self, compiled):
+        self.before, self.after = compiled.raw, compiled.graph
+        self.summary = compiled.summary
+        compiled.graph  # noqa: B018 - builds it
+        self.source = compiled.replay.source
+        self.fused = compiled.fused
+        self.kernels = [k.source for k in compiled.kernels if k.fn is not None]
+
+    def summary_text(self):
+        s = self.summary
+        words = {"fold": "folded", "uniform": "constants made scalar",
+                 "simplify": "simplified", "layout": "reshapes collapsed",
+                 "broadcast": "broadcasts dropped", "cse": "CSE'd", "dce": "dead"}
+        parts = [f"{s[k]} {words[k]}" for k in s]
+        return (f"{len(self.before)} ops -> {len(self.after)} ops ({', '.join(parts)}); "
+                f"{self.after.guards} guard(s); {len(self.kernels)} fused kernel(s)")
+
+    def as_dot(self):
+        return self.after.as_dot()
+
+    def __str__(self):
+        return (f"before ({len(self.before)} ops):\n{self.before}\n\n"
+                f"after ({len(self.after)} ops):\n{self.after}\n\n{self.summary_text()}")
+
+

@@ -1,0 +1,381 @@
+"""Recording a function as a graph: ``GraphTrace``, the trace ``dg.jit`` runs ``f`` on.
+
+A ``GraphTrace`` is a trace like ``Tape`` whose boxes (``Var``) carry concrete values, so
+Python control flow works while recording; each primitive becomes one ``Op`` of a
+``Graph`` (graph.py), computed as it is recorded.
+
+**Guards.** What Python reads from a traced value is recorded with it: ``bool()`` of a
+comparison (``if x > 0``, ``while err > tol``) records a ``bool`` guard; ``int()``,
+``float()``, ``.item()`` and ``range(n)`` an ``exact`` guard, and so does any raw value
+Python reads in a derivative rule (``unbox`` hands rules a ``Concrete`` value that notes
+the read).  What a rule computes from raw values with numpy (``np.sign(x)`` for ``abs``,
+``x == max`` for ``max``'s ties) is recorded as graph nodes instead (``raw_call``), and so
+is an integer index array argument (the ``gather`` row): replays compute them anew.
+A value of an outer trace met while recording (captured by a closure) raises ``Foreign``,
+and a recording past ``max_ops`` ops ``TooLong``: ``dg.jit`` then runs ``f`` eagerly.
+
+    >>> import numpy as np
+    >>> from dualgrad import rules
+    >>> t = GraphTrace()
+    >>> x = t.input(np.arange(3.0))
+    >>> y = t.process(rules.TABLE["multiply"], (x, 2.0), None)
+    >>> print(t.graph([y.index], None))
+    v0 = input     float64[3]
+    v1 = v0 * 2.0  float64[3]
+    out = v1
+"""
+
+import functools
+import operator
+
+import numpy as np
+
+from ..backend import is_foreign_array
+from ..core.trace import Box, Primitive, Trace, unbox
+from ..numpy.box import ArrayBox
+from .graph import Const, Graph, Op
+
+MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly
+
+
+class TooLong(Exception):
+    """The recording passed ``max_ops`` ops (an unrolled loop of unbounded length)."""
+
+
+class Foreign(Exception):
+    """Recording met a value traced by an outer transform (captured by a closure): the
+    graph could not be replayed without it, so this call runs eagerly."""
+
+
+# comparisons recorded as graph nodes (no derivative: their results are booleans)
+COMPARE = {op: Primitive(name, op, bcast=True, scalar=f"({{}} {sym} {{}})".format)
+           for op, name, sym in (
+    (operator.lt, "less", "<"), (operator.le, "less_equal", "<="),
+    (operator.gt, "greater", ">"), (operator.ge, "greater_equal", ">="),
+    (operator.eq, "equal", "=="), (operator.ne, "not_equal", "!="))}
+
+
+class Var(ArrayBox):
+    """A value recorded on a graph; ``index`` is its value number."""
+
+    __slots__ = ("index",)
+
+
+def _logical(op, swap=False):
+    """``&``, ``|``, ``^`` of recorded masks (a rule's ``(_raw(y) == 0) & (_raw(x) == 0)``):
+    a node too; boxes of differentiating traces have no such operators."""
+    prim = Primitive(op.__name__.strip("_"), op)
+
+    def method(self, other):
+        v = self._trace.raw_call(prim, (other, self) if swap else (self, other))
+        if v is NotImplemented:
+            raise TypeError(f"unsupported operand type(s) for {op.__name__}: a traced value "
+                            f"and {type(other).__name__}")
+        return v
+    return method
+
+
+for _n, _fn in dict(and_=operator.and_, or_=operator.or_, xor=operator.xor).items():
+    setattr(Var, f"__{_n.strip('_')}__", _logical(_fn))
+    setattr(Var, f"__r{_n.strip('_')}__", _logical(_fn, swap=True))
+Var.__invert__ = lambda self: self._trace.raw_call(Primitive("invert", operator.invert), (self,))
+
+
+_new = object.__new__
+
+
+class GraphTrace(Trace):
+    """A graph being recorded (``dg.jit``): ``process`` appends one ``Op`` per primitive and
+    computes its value, as ``Tape.process`` does."""
+
+    __slots__ = ("ops", "reads", "guarded", "max_ops")
+
+    def __init__(self, max_ops=MAX_OPS):
+        super().__init__()
+        self.max_ops = max_ops
+        self.ops = []
+        self.reads = {}     # value number -> its raw value, read by Python (exact guards)
+        self.guarded = set()
+
+    def input(self, value):
+        v = _new(Var)
+        v.value, v._trace, v.index = value, self, len(self.ops)
+        self.ops.append(Op("input", None, (), None, value))
+        return v
+
+    def _arg(self, a, refs, vals):
+        c = a.__class__
+        if c is Var and a._trace is self:
+            refs.append(a.index)
+            vals.append(a.value)
+        elif c is Concrete and a.trace is self:  # a raw value a rule took from us: a ref
+            refs.append(a.index)
+            vals.append(a.raw)
+        else:
+            if isinstance(a, Box) or c is Concrete:
+                raise Foreign()
+            refs.append(Const(a))
+            vals.append(a)
+
+    def process(self, prim, args, kw):
+        refs, vals = [], []
+        for a in args:
+            self._arg(a, refs, vals)
+        ans = prim.impl(*vals, **kw) if kw else prim.impl(*vals)
+        return self._push("op", prim, refs, kw or None, ans)
+
+    def _push(self, kind, prim, refs, kw, ans):
+        if len(self.ops) >= self.max_ops:
+            raise TooLong()
+        v = _new(Var)
+        v.value, v._trace, v.index = ans, self, len(self.ops)
+        self.ops.append(Op(kind, prim, tuple(refs), kw, ans))
+        return v
+
+    def call_opaque(self, fn, args):
+        """``fn(*args)`` as one node (a ``custom_vjp``): replay calls ``fn`` itself, so an
+        outer ``grad`` of the jitted function meets ``fn``'s own rule."""
+        refs, vals = [], []
+        for a in args:
+            self._arg(a, refs, vals)
+        ans = fn(*vals)
+        if isinstance(ans, Box):
+            raise Foreign()
+        return self._push("call", Primitive(getattr(fn, "__name__", "call"), fn), refs, None,
+                          ans)
+
+    # -- what Python reads from a traced value (numpy_api.py and core.unbox call these) --
+    def read(self, box):
+        """``unbox`` of one of our values, while recording: a ``Concrete`` that notes a
+        read of the value (an exact guard) unless only its shape or dtype is looked at."""
+        if not self.active:
+            return unbox(box.value)
+        c = _new(Concrete)
+        c.raw, c.trace, c.index = box.value, self, box.index
+        return c
+
+    def raw_call(self, prim, args, kind="raw"):
+        """``prim.impl(*args)`` on raw values of this graph (a derivative rule's mask,
+        ``_raw(x) == 0``, ``np.sign(_raw(x))``) as a node of the graph: replays compute it
+        from the new values, where reading the old ones would guard on them bit for bit
+        (and, on a device, copy them to the host).  The node's value comes back as a
+        ``Var``; ``NotImplemented`` where it cannot be a node (an argument nests recorded
+        values, or the result is not an array): then the caller reads the values."""
+        refs, vals = [], []
+        for a in args:
+            c = a.__class__
+            if c is Concrete and a.trace is self:
+                refs.append(a.index)
+                vals.append(a.raw)
+            elif c is Var and a._trace is self:
+                refs.append(a.index)
+                vals.append(a.value)
+            elif c is Concrete or isinstance(a, Box) or _nests(a):
+                return NotImplemented
+            else:
+                refs.append(Const(a))
+                vals.append(a)
+        ans = prim.impl(*vals)
+        if not _is_array(ans):
+            return NotImplemented
+        return self._push(kind, prim, refs, None, ans)
+
+    def _own(self, x):
+        """x with the derivative levels above our own stripped (comparisons, bool(): no
+        derivative); a raw value stays raw."""
+        while isinstance(x, Box) and x._trace is not self:
+            if x._trace.level < self.level:
+                raise Foreign()
+            x = x.value
+        return x
+
+    def compare(self, op, a, b):
+        return COMPARE[op](self._own(a), self._own(b))
+
+    def guard(self, how, box):
+        """``bool()`` (how="bool") or ``int()``/``float()``/``.item()`` (how="exact") of a
+        traced value: the concrete answer, recorded as a guard on the value."""
+        x = self._own(box)
+        raw = x.value if x.__class__ is Var else x
+        if how == "bool":
+            ans = bool(raw)
+        else:
+            ans = raw
+            raw = {"int": int, "float": float, "index": operator.index,
+                   "item": lambda r: r.item() if hasattr(r, "item") else r,
+                   "complex": complex}[how](raw)
+        if x.__class__ is Var:
+            kind = "bool" if how == "bool" else "exact"
+            self.ops.append(Op("guard", None, (x.index,), {"how": kind}, ans))
+        return ans if how == "bool" else raw
+
+    def graph(self, outputs, odef):
+        """The recorded graph; every raw value Python read gets an exact guard just after
+        the op that made it (replay checks it as early as possible)."""
+        ops = []
+        m = {}
+        after = {}
+        for i, raw in self.reads.items():
+            after.setdefault(i, []).append(raw)
+        for i, op in enumerate(self.ops):
+            m[i] = len(ops)
+            ops.append(Op(op.kind, op.prim, tuple(m[a] if a.__class__ is int else a
+                                                  for a in op.args), op.kw, op.ans))
+            if op.kind == "guard":
+                m.pop(i)
+            for raw in after.get(i, ()):
+                ops.append(Op("guard", None, (m[i],), {"how": "exact"}, raw))
+        inputs = [m[i] for i, op in enumerate(self.ops) if op.kind == "input"]
+        outs = [m[a] if a.__class__ is int else a for a in outputs]
+        return Graph(ops, inputs, outs, odef)
+
+
+class Concrete:
+    """The raw value of graph value ``index``, as ``unbox`` hands it to a derivative rule
+    while a graph is recorded.  Its shape and dtype are free to look at; anything that
+    reads the numbers (arithmetic, comparisons, a numpy function, ``bool``, conversion to
+    an array) marks the value read, and the graph then guards it bit for bit: the rule's
+    mask was computed from these numbers, so the graph holds only for them.  Passed back
+    into a primitive it is the graph value itself, not a constant."""
+
+    __slots__ = ("raw", "trace", "index")
+
+    shape = property(lambda self: np.shape(self.raw))
+    ndim = property(lambda self: np.ndim(self.raw))
+    size = property(lambda self: np.size(self.raw))
+    dtype = property(lambda self: np.result_type(self.raw))
+    __dualgrad_raw__ = property(lambda self: self.raw)  # where it lives (not a read)
+
+    def __dualgrad_record__(self, fn, args):  # core.raw_apply: fn(*args) as a node
+        return self.trace.raw_call(Primitive(getattr(fn, "__name__", "raw"), fn), args)
+
+    def read(self):
+        self.trace.reads[self.index] = self.raw
+        return self.raw
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.read(), dtype)
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kw):
+        if method == "__call__" and "out" not in kw and not _nests(kw):
+            fn = functools.partial(ufunc, **kw) if kw else ufunc
+            v = self.trace.raw_call(Primitive(ufunc.__name__, fn), inputs)
+            if v is not NotImplemented:
+                return v
+        inputs = [_read(x) for x in inputs]
+        if "out" in kw:
+            kw["out"] = tuple(_read(x) for x in kw["out"])
+        return getattr(ufunc, method)(*inputs, **kw)
+
+    def __array_function__(self, func, types, args, kwargs):
+        peek = func in _SHAPE_ONLY
+        if not peek and not _nests(kwargs):
+            fn = functools.partial(func, **kwargs) if kwargs else func
+            v = self.trace.raw_call(Primitive(func.__name__, fn), args)
+            if v is not NotImplemented:
+                return v
+        return func(*_deep(args, peek), **_deep(kwargs, peek))
+
+    def __getattr__(self, name):
+        return getattr(self.read(), name)
+
+    def __bool__(self):
+        return bool(self.read())
+
+    def __float__(self):
+        return float(self.read())
+
+    def __int__(self):
+        return int(self.read())
+
+    def __index__(self):
+        return operator.index(self.read())
+
+    def __complex__(self):
+        return complex(self.read())
+
+    def __len__(self):
+        return len(self.raw)
+
+    def __iter__(self):
+        return iter(self.read())
+
+    def __getitem__(self, key):
+        if not _nests(key):
+            v = self.trace.raw_call(Primitive("getitem", operator.getitem), (self, key))
+            if v is not NotImplemented:
+                return v
+        return self.read()[_read(key)]
+
+    def __format__(self, spec):
+        return format(self.raw, spec)  # printing happens while recording only
+
+    def __repr__(self):
+        return f"Concrete({self.raw!r})"
+
+    __hash__ = None
+
+
+# numpy functions that look only at shapes and dtypes
+_SHAPE_ONLY = frozenset((np.shape, np.ndim, np.size, np.result_type, np.zeros_like,
+                         np.ones_like, np.empty_like, np.iscomplexobj, np.isrealobj,
+                         np.can_cast, np.min_scalar_type))
+
+
+def _is_array(x):
+    return x.__class__ is np.ndarray or isinstance(x, np.generic) or is_foreign_array(x)
+
+
+def _read(x):
+    return x.read() if x.__class__ is Concrete else x
+
+
+def _nests(x):
+    """Whether a container (a key, keyword arguments) holds a recorded value."""
+    c = x.__class__
+    if c is Concrete or isinstance(x, Box):
+        return True
+    if c in (tuple, list):
+        return any(_nests(v) for v in x)
+    if c is dict:
+        return any(_nests(v) for v in x.values())
+    return False
+
+
+def _deep(x, peek):
+    c = x.__class__
+    if c is Concrete:
+        return x.raw if peek else x.read()
+    if c in (tuple, list):
+        return c(_deep(v, peek) for v in x)
+    if c is dict:
+        return {k: _deep(v, peek) for k, v in x.items()}
+    return x
+
+
+def _binop(op, swap=False):
+    """Concrete's operator ``op``: recorded as a node (a comparison as the COMPARE row,
+    which fused kernels compute), else computed from a read of the values."""
+    prim = COMPARE.get(op) or Primitive(op.__name__.strip("_"), op)
+    kind = "op" if op in COMPARE else "raw"
+
+    def method(self, other):
+        args = (other, self) if swap else (self, other)
+        v = self.trace.raw_call(prim, args, kind)
+        return op(*map(_read, args)) if v is NotImplemented else v
+    return method
+
+
+for _name, _fn in dict(add=operator.add, sub=operator.sub, mul=operator.mul,
+                       truediv=operator.truediv, floordiv=operator.floordiv,
+                       mod=operator.mod, pow=operator.pow, matmul=operator.matmul,
+                       and_=operator.and_, or_=operator.or_, xor=operator.xor).items():
+    _n = _name.rstrip("_")
+    setattr(Concrete, f"__{_n}__", _binop(_fn))
+    setattr(Concrete, f"__r{_n}__", _binop(_fn, swap=True))
+for _name, _fn in dict(lt=operator.lt, le=operator.le, gt=operator.gt, ge=operator.ge,
+                       eq=operator.eq, ne=operator.ne).items():
+    setattr(Concrete, f"__{_name}__", _binop(_fn))
+for _name, _fn in dict(neg=operator.neg, pos=operator.pos, abs=operator.abs,
+                       invert=operator.invert).items():
+    setattr(Concrete, f"__{_name}__", (lambda fn: lambda self: fn(self.read()))(_fn))
