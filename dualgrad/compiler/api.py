@@ -49,7 +49,7 @@ from ..core.validate import check_not_a_dataclass
 from .compiled import Compiled, Lowered
 from .fuse import MODES, mode_default
 from .graph import MISS, Const, Graph, run_traced, same
-from .passes import PIPELINE
+from .passes import PIPELINE, pipeline
 from .record import MAX_OPS, Concrete, Foreign, GraphTrace, TooLong, Var
 
 RETRACE_LIMIT = 8
@@ -81,7 +81,7 @@ class Jitted:
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), fast_math=False,
                  passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
-                 max_signatures=MAX_SIGNATURES):
+                 max_signatures=MAX_SIGNATURES, exclude=()):
         functools.update_wrapper(self, fun)
         self.codegen = mode_default() if codegen is None else codegen
         if self.codegen not in MODES:
@@ -92,7 +92,7 @@ class Jitted:
         self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) \
             else tuple(static_argnames)
         self.fast_math = fast_math
-        self.passes = tuple(passes)
+        self.passes, self.exclude = pipeline(passes, exclude)  # names checked now
         self.retrace_limit = retrace_limit
         self.max_ops = max_ops
         if max_signatures is not None and (
@@ -287,7 +287,8 @@ class Jitted:
                     refs.append(Const(o))
             trace.finish()
             compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
-                                self.codegen, lean=lean, keep_values=self.fast_math or not lean)
+                                self.codegen, lean=lean, keep_values=self.fast_math or not lean,
+                                exclude=self.exclude)
             values = [o.value if o.__class__ is Var else
                       (o.raw if o.__class__ is Concrete else o) for o in outs]
         finally:
@@ -325,15 +326,17 @@ def _static(v, what):
 
 def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes=PIPELINE,
         retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
-        max_signatures=MAX_SIGNATURES):
+        max_signatures=MAX_SIGNATURES, exclude=()):
     """``fun`` compiled: recorded once per signature, optimised, replayed (module docstring).
 
     ``static_argnums``/``static_argnames`` name arguments passed as Python values (part of
     the signature: a new value records again; they must be hashable).  ``fast_math=True``
     also applies the rewrites that may change rounding.  ``passes`` lists the optimiser's
-    passes to run (jit_passes.PIPELINE); ``retrace_limit`` how many guard failures are
+    passes to run (passes.PIPELINE); ``exclude`` names passes, or rewrites of the
+    ``simplify`` pass (passes.REWRITES: ``"local_mul_one"``...), to leave out; an unknown
+    name in either is a ValueError.  ``retrace_limit`` how many guard failures are
     recorded again before the function falls back to eager execution.  ``codegen`` chooses
-    the back end (jit_codegen.py; on CuPy arrays jit_cuda.py's ``@cuda.jit`` kernels):
+    the back end (fuse.py, emit_cpu.py; on CuPy arrays emit_cuda.py's ``@cuda.jit`` kernels):
     ``"auto"`` (the default, or ``$DUALGRAD_CODEGEN``) fuses elementwise regions into
     numba kernels where they are faster on this machine,
     ``"numba"`` wherever they compile, ``"off"`` replays the graph one primitive at a time.
@@ -355,9 +358,10 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
         return functools.partial(jit, static_argnums=static_argnums,
                                  static_argnames=static_argnames, fast_math=fast_math,
                                  passes=passes, retrace_limit=retrace_limit, codegen=codegen,
-                                 max_ops=max_ops, max_signatures=max_signatures)
+                                 max_ops=max_ops, max_signatures=max_signatures,
+                                 exclude=exclude)
     return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit,
-                  codegen, max_ops, max_signatures)
+                  codegen, max_ops, max_signatures, exclude)
 
 
 __all__ = ["jit", "Jitted", "GraphTrace", "Lowered", "Graph", "same"]

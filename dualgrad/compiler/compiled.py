@@ -32,11 +32,13 @@ class Compiled:
     passes and the code generation wait for the first replay (as TinyJit captures on the
     second call): a function called once with a signature never pays for them."""
 
-    __slots__ = ("raw", "fast_math", "passes", "codegen", "_graph", "_summary", "replay",
-                 "kernels", "fused", "finish", "kept", "lean", "_lock", "used")
+    __slots__ = ("raw", "fast_math", "passes", "exclude", "codegen", "_graph", "_summary",
+                 "replay", "kernels", "fused", "finish", "kept", "lean", "_lock", "used")
 
-    def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True):
+    def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True,
+                 exclude=frozenset()):
         self.raw, self.fast_math, self.passes, self.codegen = raw, fast_math, passes, codegen
+        self.exclude = exclude  # the rewrites ``simplify`` leaves out (passes.pipeline)
         self._graph = None
         self.replay = self._first  # ``replay(*leaves)``: the flat outputs, or MISS
         odef = raw.odef  # ``finish(flat)``: the result the caller gets
@@ -81,7 +83,8 @@ class Compiled:
     def _build(self):
         if not self.kept:  # the passes compare rewrites against the recorded values
             raise RuntimeError("dg.jit internal error: a graph built without its values")
-        self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math)
+        self._graph, self._summary = optimise(self.raw, self.passes, self.fast_math,
+                                                  self.exclude)
         where = target(self._graph)
         if where == "cuda":
             from . import emit_cuda as jit_cuda  # optional: numba-cuda, for graphs of GPU arrays

@@ -1,23 +1,34 @@
 """The optimiser: small passes over a ``Graph``, each one a function you can switch off.
 
 Shaped like Theano/PyTensor's rewrites: one function per pass, a pipeline that lists them
-by name, a test per pass (tests/test_jit.py).  Every pass keeps the dtype, the broadcast
-shape and the bits of every value the graph returns, so a jitted function equals the
-eager one bit for bit.  The one exception is opt-in: ``fast_math=True`` also applies the
-rewrites that can change rounding (``x + 0.0 -> x``, which is wrong for ``x = -0.0``;
-reassociating ``(x * 3) * 5 -> x * 15``, which rounds once instead of twice), as Theano
-flags its unsafe rewrites.
+by name, a test per pass (tests/test_jit.py, tests/test_passes.py).  Every pass keeps the
+dtype, the broadcast shape and the bits of every value the graph returns, so a jitted
+function equals the eager one bit for bit.  The one exception is opt-in: ``fast_math=True``
+also applies the rewrites that can change rounding (``x + 0.0 -> x``, which is wrong for
+``x = -0.0``; reassociating ``(x * 3) * 5 -> x * 15``, which rounds once instead of twice),
+as Theano flags its unsafe rewrites.
 
     pass        what it removes
     fold        ops whose arguments are all constants (computed once, at compile time)
-    simplify    x*1, 1*x, x-0, x+(-0.0), x/1, x**1, --x, x**2 -> square(x),
+    uniform     a constant array of one repeated value (a reverse sweep's seed of ones)
+                feeding an elementwise op that broadcasts anyway -> that value as a scalar
+    simplify    the algebraic identities, one named rewrite each (``REWRITES``):
+                x*1, x+(-0.0), x-0, x/1, x**1, x**2 -> square(x), +x, --x, and
                 mul(mul(mul(T, 2), 2), 2) -> mul(T, 8) (exact constants only)
     layout      reshape(reshape(x)) -> reshape(x), transpose chains, identity reshapes
     broadcast   broadcast_to(x) feeding an elementwise op that broadcasts anyway
-    uniform     a constant array of one repeated value (a reverse sweep's seed of ones)
-                feeding an elementwise op that broadcasts anyway -> that value as a scalar
     cse         a second op with the same primitive, arguments and parameters
     dce         ops no output and no guard needs
+
+``dg.jit(f, passes=...)`` runs the passes it lists, in its order; ``exclude=`` leaves out
+passes or rewrites by name, as PyTensor's ``optimizer_excluding``::
+
+    >>> import numpy as np, dualgrad as dg
+    >>> f = lambda x: np.sin(x) * 1.0
+    >>> len(dg.jit(f).lower(np.ones(3)).after)
+    1
+    >>> len(dg.jit(f, exclude=("local_mul_one",)).lower(np.ones(3)).after)
+    2
 """
 
 import math
@@ -30,15 +41,42 @@ from .graph import Const, Graph, Op
 PIPELINE = ("fold", "uniform", "simplify", "layout", "broadcast", "cse", "dce")
 
 
-def optimise(graph, passes=PIPELINE, fast_math=False):
-    """Run the passes in order; returns ``(graph, summary)``, where ``summary`` maps each
-    pass to the number of ops it removed or rewrote."""
+def optimise(graph, passes=PIPELINE, fast_math=False, exclude=frozenset()):
+    """Run the passes in order, ``simplify`` without the rewrites ``exclude`` names;
+    returns ``(graph, summary)``, where ``summary`` maps each pass to the number of ops it
+    removed or rewrote."""
     summary = {}
     for name in passes:
         fn = PASSES[name]
-        graph, n = fn(graph, fast_math) if name == "simplify" else fn(graph)
+        graph, n = fn(graph, fast_math, exclude) if name == "simplify" else fn(graph)
         summary[name] = n
     return graph, summary
+
+
+def pipeline(passes=PIPELINE, exclude=()):
+    """``(passes, rewrites left out)`` for ``dg.jit``'s ``passes`` (pass names, run in that
+    order) and ``exclude`` (a name or names of passes or of ``simplify``'s rewrites to leave
+    out); an unknown name is a ValueError that names its argument.
+
+    >>> pipeline(exclude="cse")
+    (('fold', 'uniform', 'simplify', 'layout', 'broadcast', 'dce'), frozenset())
+    >>> pipeline(exclude=["local_pow_two"])[1]
+    frozenset({'local_pow_two'})
+    """
+    passes = tuple(passes)
+    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    for name in passes:
+        if name not in PASSES:
+            also = (f" ({name!r} is a rewrite of 'simplify': leave it out with exclude=)"
+                    if name in REWRITES else "")
+            raise ValueError(f"dg.jit: passes= names no pass {name!r}{also}; the passes are "
+                             f"{', '.join(PASSES)}")
+    for name in exclude:
+        if name not in PASSES and name not in REWRITES:
+            raise ValueError(f"dg.jit: exclude= names no pass or rewrite {name!r}; the passes "
+                             f"are {', '.join(PASSES)}, the rewrites {', '.join(REWRITES)}")
+    return (tuple(p for p in passes if p not in exclude),
+            frozenset(n for n in exclude if n in REWRITES))
 
 
 # -- rebuilding: passes map old value numbers to new references ---------------------------
@@ -246,51 +284,131 @@ def _chain(ops, op, fast_math):
     return None
 
 
-def simplify(graph, fast_math=False):
-    """The exact algebraic rewrites (see the module docstring); a rewrite happens only if
-    the value it keeps has the op's type, dtype and shape."""
-    square = TABLE["square"]
+def _keep(ops, x, op):
+    """``x``, if it can stand for ``op``'s value (``_keeps``), else None."""
+    return x if _keeps(_value(ops, x), op.ans) else None
 
-    def keep(ops, x, op):
-        return x if _keeps(_value(ops, x), op.ans) else None
+
+#: name -> (the primitives it rewrites, the rewrite), in the order ``simplify`` tries them
+REWRITES = {}
+
+
+def rewrite(*prims):
+    """Register the function as a named rewrite of the nodes of ``prims``: called as
+    ``fn(ops, op, fast_math)``, it returns None (no change), a reference that stands for
+    the node's value, or a replacement ``Op``.  Its name is what ``exclude=`` takes."""
+    def register(fn):
+        REWRITES[fn.__name__] = (prims, fn)
+        return fn
+    return register
+
+
+@rewrite("multiply")
+def local_mul_one(ops, op, fast_math):
+    """x * 1 -> x, 1 * x -> x."""
+    if op.kw:
+        return None
+    for k in (0, 1):
+        if _is(op.args[k], 1):
+            r = _keep(ops, _other(op, k), op)
+            if r is not None:
+                return r
+    return None
+
+
+@rewrite("multiply")
+def local_mul_chain(ops, op, fast_math):
+    """(y * c1) * c2 -> y * (c1 * c2) where exact: mul(mul(mul(T, 2), 2), 2) -> mul(T, 8)."""
+    return None if op.kw else _chain(ops, op, fast_math)
+
+
+@rewrite("add")
+def local_add_zero(ops, op, fast_math):
+    """x + (-0.0) -> x, 0 + x -> x for integers; x + 0.0 -> x only with ``fast_math``
+    (-0.0 + 0.0 is 0.0)."""
+    if op.kw:
+        return None
+    for k in (0, 1):
+        x = _other(op, k)
+        if _is(op.args[k], 0) and (_is(op.args[k], 0, -1.0) or _integer(_value(ops, x))
+                                   or fast_math):
+            r = _keep(ops, x, op)  # x + (-0.0) == x for every x; x + 0.0 is not
+            if r is not None:
+                return r
+    return None
+
+
+@rewrite("add")
+def local_add_chain(ops, op, fast_math):
+    """(y + c1) + c2 -> y + (c1 + c2) for integers (which wrap the same either way), any
+    constants with ``fast_math``."""
+    return None if op.kw else _chain(ops, op, fast_math)
+
+
+@rewrite("subtract")
+def local_sub_zero(ops, op, fast_math):
+    """x - 0.0 -> x (x - 0.0 == x + (-0.0) == x for every x); x - (-0.0) only for integers
+    or with ``fast_math``."""
+    a = op.args
+    if not op.kw and _is(a[1], 0) and (_is(a[1], 0, 1.0) or _integer(_value(ops, a[0]))
+                                       or fast_math):
+        return _keep(ops, a[0], op)
+    return None
+
+
+@rewrite("divide")
+def local_div_one(ops, op, fast_math):
+    """x / 1 -> x."""
+    return _keep(ops, op.args[0], op) if not op.kw and _is(op.args[1], 1) else None
+
+
+@rewrite("power")
+def local_pow_one(ops, op, fast_math):
+    """x ** 1 -> x."""
+    return _keep(ops, op.args[0], op) if not op.kw and _is(op.args[1], 1) else None
+
+
+@rewrite("power")
+def local_pow_two(ops, op, fast_math):
+    """x ** 2 -> square(x) for an array x (numpy's own fast path for x**2, bit for bit)."""
+    x = op.args[0]
+    if not op.kw and _is(op.args[1], 2) and x.__class__ is int \
+            and ops[x].ans.__class__ is np.ndarray and _keeps(np.square(ops[x].ans), op.ans):
+        return Op("op", TABLE["square"], (x,), None, op.ans)
+    return None
+
+
+@rewrite("positive")
+def local_positive(ops, op, fast_math):
+    """+x -> x."""
+    return _keep(ops, op.args[0], op) if op.args[0].__class__ is int else None
+
+
+@rewrite("negative")
+def local_neg_neg(ops, op, fast_math):
+    """-(-x) -> x."""
+    x = op.args[0]
+    if x.__class__ is int and ops[x].kind == "op" and ops[x].prim is op.prim:
+        return _keep(ops, ops[x].args[0], op)
+    return None
+
+
+def simplify(graph, fast_math=False, exclude=frozenset()):
+    """The algebraic rewrites (``REWRITES``) but those ``exclude`` names: for each node, its
+    primitive's rewrites in table order, the first that applies wins (and the node it
+    gives is simplified again).  A rewrite happens only if the value it keeps has the
+    op's type, dtype and shape."""
+    by_prim = {}
+    for name, (prims, fn) in REWRITES.items():
+        if name not in exclude:
+            for p in prims:
+                by_prim.setdefault(p, []).append(fn)
 
     def rule(ops, op, i=None):
-        name, args = op.prim.name, op.args
-        if name == "multiply" and not op.kw:
-            for k in (0, 1):
-                if _is(args[k], 1):
-                    r = keep(ops, _other(op, k), op)
-                    if r is not None:
-                        return r
-            return _chain(ops, op, fast_math)
-        if name == "add" and not op.kw:
-            for k in (0, 1):
-                x = _other(op, k)
-                if _is(args[k], 0) and (_is(args[k], 0, -1.0) or _integer(_value(ops, x))
-                                        or fast_math):
-                    r = keep(ops, x, op)  # x + (-0.0) == x for every x; x + 0.0 is not
-                    if r is not None:
-                        return r
-            return _chain(ops, op, fast_math)
-        if name == "subtract" and not op.kw and _is(args[1], 0) and (
-                _is(args[1], 0, 1.0) or _integer(_value(ops, args[0])) or fast_math):
-            return keep(ops, args[0], op)  # x - 0.0 == x + (-0.0) == x for every x
-        if name == "divide" and not op.kw and _is(args[1], 1):
-            return keep(ops, args[0], op)
-        if name == "power" and not op.kw:
-            if _is(args[1], 1):
-                return keep(ops, args[0], op)
-            x = args[0]
-            if _is(args[1], 2) and x.__class__ is int and ops[x].ans.__class__ is np.ndarray \
-                    and _keeps(np.square(ops[x].ans), op.ans):
-                return Op("op", square, (x,), None, op.ans)  # numpy's own x**2 fast path
-        if name in ("negative", "positive") and args[0].__class__ is int:
-            x = args[0]
-            if name == "positive":
-                return keep(ops, x, op)
-            inner = ops[x]
-            if inner.kind == "op" and inner.prim is op.prim:
-                return keep(ops, inner.args[0], op)
+        for fn in by_prim.get(op.prim.name, ()):
+            r = fn(ops, op, fast_math)
+            if r is not None:
+                return r
         return None
     return _rewrite(graph, rule)
 
