@@ -87,8 +87,8 @@ class Compiled:
                                                   self.exclude)
         where = target(self._graph)
         if where == "cuda":
-            from . import emit_cuda as jit_cuda  # optional: numba-cuda, for graphs of GPU arrays
-            self.kernels = compile_regions(self._graph, self.codegen, jit_cuda.build)
+            from . import emit_cuda  # optional: numba-cuda, for graphs of GPU arrays
+            self.kernels = compile_regions(self._graph, self.codegen, emit_cuda.build)
         else:
             self.kernels = compile_regions(self._graph, self.codegen if where else "off")
         try:

@@ -38,7 +38,7 @@ def mode_default():
 
 def target(graph):
     """Where ``graph``'s kernels run: ``"cuda"`` when its inputs are GPU arrays
-    (jit_cuda.py), ``"cpu"`` for numpy's, None for other array types (replayed)."""
+    (emit_cuda.py), ``"cpu"`` for numpy's, None for other array types (replayed)."""
     where = "cpu"
     for op in graph.ops:
         if op.kind == "input" and op.ans.__class__ is not np.ndarray:
@@ -50,8 +50,8 @@ def target(graph):
 
 
 def compile_regions(graph, mode="auto", build=emit_cpu.build):
-    """The kernels to use for ``graph`` (module docstring: regions, recompute, choice);
-    ``build`` makes one region's (this module's for the CPU, jit_cuda's for the GPU).
+    """The kernels to use for ``graph`` (regions.py: regions, recompute; above: choice);
+    ``build`` makes one region's (emit_cpu's for the CPU, emit_cuda's for the GPU).
 
     Every region is wired as if all were used, then compiled, checked and (``auto``)
     timed; only if some are refused are the others wired again without them."""

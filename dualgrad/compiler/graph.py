@@ -349,7 +349,7 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
         names[i] = v
         if op.kind == "part":  # unpacked by its fused node's line
             continue
-        if op.kind == "fused":  # one generated numba kernel (jit_codegen.py)
+        if op.kind == "fused":  # one generated numba kernel (emit_cpu.py, emit_cuda.py)
             ns[f"K{i}"] = op.prim.fn
             outs = [f"v{i + 1 + k}" for k in range(len(op.ans))]
             lines.append(f"    {', '.join(outs)}, = K{i}({', '.join(args)})")

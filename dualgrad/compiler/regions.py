@@ -7,7 +7,7 @@ them (``partition``).  With each region one node, the graph must stay acyclic, s
 backward loop that needs a forward reduction (``1/sum(exp(x))``) is a second region.  A
 value leaves a region only if a node outside it, or the graph's output, reads it
 (``wire``).  Matmuls, gathers, reshapes and everything without a scalar form are replayed
-as before, between the kernels (jit_codegen.py writes and compiles them).
+as before, between the kernels (emit_cpu.py and emit_cuda.py write them).
 
 **Recompute or store.**  When a later region needs an elementwise value of an earlier one,
 storing it costs a write and a read of the whole array; recomputing it in the later loop
@@ -227,7 +227,7 @@ def is_lifted(c):
     """Whether the scalar constant ``c`` is a kernel argument rather than a literal in its
     source.  A graph's numbers are often its shape's (``np.mean``'s 1/n, a loss's
     1/batch), and a literal would make one kernel source per shape, against generic
-    kernels (jit_codegen.py).  Literal stay bools, ±inf and NaN, and 0, ±1, 2 and 0.5,
+    kernels (emit_cpu.py).  Literal stay bools, ±inf and NaN, and 0, ±1, 2 and 0.5,
     which are a rule's structure (masks, ``x * 2``, ``x > 0``) far more often than data
     and where LLVM can use the value (``x * 1``, ``x * 2`` as ``x + x``); a shape whose
     1/n is one of them gets a kernel of its own, which is still right."""
