@@ -5,8 +5,8 @@
 
 Issue 21 measured 213 s, 1.04 GB of RSS growth, 200 kernel sources and 200 ``sys.modules``
 entries for 200 shapes of one function: every shape compiled its own kernels, because the
-generated source spelled out the shape.  Kernels are now generic over shape (jit_codegen's
-module docstring: same structure, dtype and rank give one source), so the shapes share a
+generated source spelled out the shape.  Kernels are now generic over shape (the
+compiler's loop builder: same structure, dtype and rank give one source), so the shapes share a
 few compiled kernels and each new shape pays for recording, optimising, checking and a
 short timing only.
 
@@ -52,7 +52,7 @@ def rss():
 
 import numpy as np
 import dualgrad as dg
-from dualgrad import jit_codegen
+from dualgrad.compiler import kernel as jit_kernel
 import numba
 
 r_imports = rss()  # numba's own first compile (LLVM's start-up), apart from dualgrad's
@@ -97,16 +97,16 @@ wall = time.perf_counter() - t0
 r1 = rss()
 kernels = set(k.source for es in jg._cache.values() for c in es for k in c.kernels
               if k.fn is not None)
-folder = jit_codegen._kernel_dir()
+folder = jit_kernel._kernel_dir()
 files = sum(len(fs) for _, _, fs in os.walk(folder)) if os.path.isdir(folder) else 0
 print(json.dumps({{"shapes": len(shapes), "wall_s": wall, "rss_growth_mb": (r1 - r0) / 2**20,
                   "rss_start_mb": r0 / 2**20, "numba_first_compile_mb": (r0 - r_imports) / 2**20,
                   "rss_after_first_mb": (r_first - r0) / 2**20,
                   "rss_second_half_mb": (r1 - r_half) / 2**20, "signatures": jg.cache_size
                   if hasattr(jg, "cache_size") else None,
-                  "kernel_sources_in_use": len(kernels), "loaded": len(jit_codegen._LOADED),
+                  "kernel_sources_in_use": len(kernels), "loaded": len(jit_kernel._LOADED),
                   "modules": sum(1 for k in sys.modules if k.startswith("dualgrad_kernel_")),
-                  "cache_files": files, "timed": len(jit_codegen._TIMED),
+                  "cache_files": files, "timed": len(jit_kernel._TIMED),
                   "worst_rel_err": worst}}))
 '''
 

@@ -137,7 +137,7 @@ fig.savefig(FIG_DIR / "10_eager_vs_jit.png", dpi=100)
 # Replaying the graph one numpy call per node reads and writes a whole array per node:
 # the gradient of `sum(tanh(x)*sin(x) + exp(-x**2))` below has 15 nodes after the passes,
 # so on 10⁶ float64 values it moves about 15 × 2 × 8 MB = 240 MB (each node reads one or
-# two arrays and writes one). dg.jit's back end (`jit_codegen.py`) writes the whole
+# two arrays and writes one). dg.jit's back end (`dualgrad/compiler/`) writes the whole
 # elementwise region as one numba loop instead: it reads `x` once and writes the gradient
 # once, 16 MB in all. Each node's line comes from its row's scalar form in the primitive
 # table; `vm.sin`, `vm.exp`... are `kernels/vecmath.py`'s functions, which LLVM can

@@ -18,7 +18,7 @@ the GradBench function name to a :class:`Function`, and ``example()``, a small
 input in the eval's own JSON format (used for the warm-up and by the tests).
 
 ``--jit`` runs every function as ``dg.jit(function)``: recorded on its first call with
-an input's signature, optimised and compiled (fused numba kernels, jit_codegen.py), and
+an input's signature, optimised and compiled (fused numba kernels, dualgrad/compiler/), and
 replayed on every later call; the first call of each evaluation is untimed (as the
 warm-up is), so compilation is not scored, as GradBench's JAX tool does with ``jax.jit``.
 """

@@ -273,7 +273,7 @@ _warned = threading.Lock()
 def unwritable(path, error):
     """Warn, once per process, that dualgrad's disk caches are off: ``path`` cannot be
     written (``error``).  Called by every cache that fails to write: the tuning rules,
-    the generated kernels (``jit_codegen.load``) and numba's files."""
+    the generated kernels (``compiler.kernel.load``) and numba's files."""
     if _warned.acquire(blocking=False):
         warnings.warn(f"dualgrad: cannot write its cache at {path} ({error}); kernels and "
                       "tuning are not cached on disk in this process (set XDG_CACHE_HOME "
