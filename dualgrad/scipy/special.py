@@ -28,10 +28,9 @@ story (``np.asarray(x, dtype=float)``, then ``np.place`` into a new float array,
 refuses a traced value); ``norm`` below has cdf, sf, pdf, logpdf, logcdf, logsf, ppf and
 isf, with ``loc`` and ``scale``, from the ``ndtr``/``ndtri``/``log_ndtr`` rows.
 
-dtypes: a float16 value is computed by scipy in float32 and returned as float16 (as
-numpy's own float16 loops do); scipy has no long double loops for most functions, so a
-longdouble value is computed in float64 and returned as longdouble.  Either way the
-value, its tangent and its cotangent have the primal's dtype.
+dtypes: as the rows say (``rules/special.py``): float16 and longdouble values are
+computed in float32 and float64 and returned in the primal's dtype, with their tangents
+and cotangents.
 """
 
 import numpy as np
