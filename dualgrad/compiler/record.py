@@ -23,6 +23,7 @@ and a recording past ``max_ops`` ops ``TooLong``: ``dg.jit`` then runs ``f`` eag
     v0 = input     float64[3]
     v1 = v0 * 2.0  float64[3]
     out = v1
+    >>> t.finish()  # a trace counts as recording until it finishes
 """
 
 import functools
