@@ -21,7 +21,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dualgrad as dg
+from dualgrad import rules as P
 from dualgrad.core import buffers
+from dualgrad.transforms import reverse
 
 
 @pytest.fixture(autouse=True)
@@ -515,3 +517,32 @@ def test_a_shape_being_measured_keeps_few_free_buffers(monkeypatch):
     held = [cache.take(*key) for _ in range(6)]
     del held
     assert len(cache) == 6
+
+
+# -- the rows' forms in place: the same bits as their rules ----------------------------------
+
+_DOMAINS = {"above1": (1.2, 1.8), "unit": (-0.8, 0.8), "positive": (0.2, 1.8)}
+FORMS = sorted(name for name, p in P.TABLE.items() if p.forms is not None)
+
+
+@pytest.mark.parametrize("name", FORMS)
+def test_each_rows_forms_in_place_give_its_rules_bits(everywhere, monkeypatch, name):
+    """The sweep writes a row's cotangents in place by running the row's forms
+    (rules.vjp_of), the forms its VJP rules are built from: bitwise the rules' result."""
+    prim = P.TABLE[name]
+    n = len(prim.forms[0])
+    lo, hi = _DOMAINS.get(prim.domain, (0.2, 1.8))
+    rng = np.random.default_rng(7)
+    xs = [rng.uniform(lo, hi, (5, 6)) for _ in range(n)]
+    w = rng.standard_normal((5, 6))
+    f = dg.grad(lambda *a: np.sum(prim(*a) * w), argnums=tuple(range(n)))
+    runs = []
+    in_place = reverse._in_place
+    monkeypatch.setattr(reverse, "_in_place",
+                        lambda *a: runs.append(r := in_place(*a)) or r)
+    got = f(*xs)
+    want = _plain(monkeypatch, f, *xs)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), name
+    if name in ("add", "subtract", "multiply", "divide", "power", "negative", "sin", "exp"):
+        assert any(r is not None for r in runs), f"{name}: the in-place path never ran"

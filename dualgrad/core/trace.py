@@ -98,24 +98,25 @@ class Primitive:
     ``ndim(t) - ndim(x)`` of them; every rule must respect that.
     """
 
-    __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "ufunc", "partials", "fast", "fused",
+    __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "ufunc", "forms", "fused",
                  "domain", "smooth", "scalar", "vector", "batch", "dtype")
 
-    def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, ufunc=None, partials=None,
-                 fast=None, fused=None, domain="real", smooth=True, scalar=None, vector=None,
+    def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, ufunc=None, forms=None,
+                 fused=None, domain="real", smooth=True, scalar=None, vector=None,
                  batch=None, dtype=None):
         self.name, self.impl, self.jvp, self.vjp = name, impl, jvp, vjp
         self.bcast = bcast        # elementwise with numpy broadcasting
         self.ufunc = ufunc        # the numpy ufunc an elementwise row computes
-        self.partials = partials  # an elementwise row's local derivatives d(ans)/d(arg i)
-        # how the first-order sweep may write this row's cotangents into a free buffer
-        # (reverse.py): "id", "sub", "mul", "div", "neg", "pow" or "local" (g * partial),
-        # kept with the vjp rules it stands for, so replacing the rules switches it off
-        self.fast = None if fast is None else (fast, vjp)
+        # an elementwise row's VJP, per argument, as a form: "id" (g), "neg" (-g),
+        # ("mul", f) (g * f(ans, *args)) or ("div", f) (g / f(ans, *args)).  The row's
+        # ``vjp`` rules are built from them (rules/table.py ``vjp_of``) and the first-order
+        # sweep runs them in place (transforms/reverse.py); kept with the rules they built,
+        # so replacing the rules switches the in-place path off
+        self.forms = None if forms is None else (forms, vjp)
         self.fused = fused        # kernel giving (ans, f'(ans)) in one pass (unary rows)
         self.domain = domain      # test-only hint: where the generated tests sample inputs
         self.smooth = smooth      # test-only hint: second derivatives are tested when True
-        # an elementwise row's scalar form, which dg.jit's code generator (jit_codegen.py)
+        # an elementwise row's scalar form, which dg.jit's code generator (compiler/loops.py)
         # writes into fused loops: a function of the arguments' source text returning the
         # expression's, e.g. ``lambda x: f"np.sin({x})"``; None: the row is not fused
         self.scalar = scalar

@@ -16,6 +16,7 @@ from .table import (
     SCALARS,
     UFUNCS,
     _fused,
+    _identity,
     _raw,
     align_tangent,
     batch_trailing,
@@ -37,12 +38,10 @@ from .table import (
 # arithmetic
 # ---------------------------------------------------------------------------
 
-def _identity(t, ans, *args, **kw):
-    return t
+add = defprim("add", operator.add, ufunc=np.add, bcast=True,
+              jvp=(_identity, _identity), forms=("id", "id"))
 
 
-add = defprim("add", operator.add, ufunc=np.add, bcast=True, fast="id",
-              jvp=(_identity, _identity), vjp=(_identity, _identity))
 def _subtract_jvp(tangents, ans, x, y):
     tx, ty = tangents
     if ty is None:
@@ -52,22 +51,21 @@ def _subtract_jvp(tangents, ans, x, y):
     return broadcast_tangent(t, ans)
 
 
-subtract = defprim("subtract", operator.sub, ufunc=np.subtract, bcast=True, fast="sub",
-                   jvp=_subtract_jvp,
-                   vjp=(_identity, lambda g, ans, x, y: negative(g)))
-multiply = defprim("multiply", operator.mul, ufunc=np.multiply, bcast=True, fast="mul",
+subtract = defprim("subtract", operator.sub, ufunc=np.subtract, bcast=True,
+                   jvp=_subtract_jvp, forms=("id", "neg"))
+multiply = defprim("multiply", operator.mul, ufunc=np.multiply, bcast=True,
                    jvp=(lambda t, ans, x, y: multiply(t, y), lambda t, ans, x, y: multiply(x, t)),
-                   vjp=(lambda g, ans, x, y: multiply(g, y), lambda g, ans, x, y: multiply(x, g)))
+                   forms=(("mul", lambda ans, x, y: y), ("mul", lambda ans, x, y: x)))
 divide = defprim("divide", operator.truediv, ufunc=np.true_divide, bcast=True,
-                 fast="div", domain="nonzero",
+                 domain="nonzero",
                  jvp=(lambda t, ans, x, y: divide(t, y),
                       lambda t, ans, x, y: negative(multiply(t, divide(ans, y)))),
-                 vjp=(lambda g, ans, x, y: divide(g, y),
-                      lambda g, ans, x, y: negative(multiply(g, divide(ans, y)))))
-negative = defprim("negative", operator.neg, ufunc=np.negative, fast="neg",
-                   jvp=(lambda t, ans, x: negative(t),), vjp=(lambda g, ans, x: negative(g),))
-positive = defprim("positive", operator.pos, ufunc=np.positive, fast="id",
-                   jvp=(_identity,), vjp=(_identity,))
+                 forms=(("div", lambda ans, x, y: y),
+                        ("mul", lambda ans, x, y: negative(divide(ans, y)))))
+negative = defprim("negative", operator.neg, ufunc=np.negative,
+                   jvp=(lambda t, ans, x: negative(t),), forms=("neg",))
+positive = defprim("positive", operator.pos, ufunc=np.positive,
+                   jvp=(_identity,), forms=("id",))
 
 
 def _log_nonzero(x):
@@ -105,7 +103,7 @@ def _select(first, tie, like):
 
 power = defbinary(np.power, _pow_dx,
                   lambda ans, x, y: multiply(ans, _log_nonzero(x)),
-                  impl=operator.pow, domain="positive", fast="pow")
+                  impl=operator.pow, domain="positive")
 _NO_ORDER = "complex numbers have no order"
 maximum = defbinary(np.maximum,
                     lambda ans, x, y: _select(x > y, x == y, ans),
@@ -184,8 +182,7 @@ reciprocal = defunary(np.reciprocal, lambda ans, x: negative(square(ans)), domai
                       fused=True)
 absolute = defprim("absolute", np.absolute, ufunc=np.absolute, smooth=False,  # see "complex"
                    jvp=(lambda t, ans, x: _abs_jvp(t, ans, x),),
-                   vjp=(lambda g, ans, x: multiply(g, _abs_deriv(ans, x)),),
-                   partials=(lambda ans, x: _abs_deriv(ans, x),), fast="local",
+                   forms=(("mul", lambda ans, x: _abs_deriv(ans, x)),),
                    fused=_fused("abs", "absolute"), dtype=real_dtype)  # |z| is real
 fabs = defunary(np.fabs, lambda ans, x: float_mask(np.sign(_raw(x)), x), smooth=False)
 sin = defunary(np.sin, lambda ans, x: cos(x), fused=True, vector="sin")

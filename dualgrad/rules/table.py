@@ -39,23 +39,64 @@ REALS = frozenset((float, int, bool, np.float64, np.float32))  # never complex: 
 
 
 def defprim(name, impl, jvp=None, vjp=None, ufunc=None, real_only=None, scalar=None,
-            dtype=None, **opts):
+            dtype=None, forms=None, **opts):
     """Register a primitive.  ``real_only`` (a reason) makes its rules refuse complex
     values with a TypeError naming it; ``scalar`` is its scalar form (``Primitive``; a
     numpy ufunc row gets ``ufunc_form(ufunc)``); ``dtype`` is its dtype rule (below: a
-    numpy ufunc row gets ``ufunc_dtype(ufunc)``, any other ``promote``); the other
-    options are ``Primitive``'s."""
+    numpy ufunc row gets ``ufunc_dtype(ufunc)``, any other ``promote``); ``forms`` are an
+    elementwise row's VJP, one form per argument (``vjp_of``), given instead of ``vjp``;
+    the other options are ``Primitive``'s."""
+    if forms is not None:
+        if vjp is not None:
+            raise TypeError(f"defprim({name!r}): give forms= or vjp=, not both (the VJP "
+                            "rules are built from the forms)")
+        vjp = vjp_of(forms)
     if real_only is not None:
         jvp, vjp = _real_only(name, jvp, real_only), _real_only(name, vjp, real_only)
     if scalar is None and ufunc is not None:
         scalar = ufunc_form(ufunc)
     if dtype is None:
         dtype = ufunc_dtype(ufunc) if isinstance(ufunc, np.ufunc) else promote
-    prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, scalar=scalar, dtype=dtype, **opts)
+    prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, scalar=scalar, dtype=dtype,
+                     forms=forms, **opts)
     TABLE[name] = prim
     if ufunc is not None:
         UFUNCS[ufunc] = prim
     return prim
+
+
+def _identity(t, ans, *args, **kw):
+    return t
+
+
+def vjp_of(forms):
+    """The VJP rules of an elementwise row, from one form per argument: ``"id"`` (the
+    cotangent g itself), ``"neg"`` (-g), ``("mul", f)`` (g * f(ans, *args), f a local
+    derivative) or ``("div", f)`` (g / f(ans, *args)).  Written with rows, so they
+    differentiate again; the first-order sweep (transforms/reverse.py) runs the same
+    forms in place, so each derivative is written once, in its row's forms.
+
+    >>> from dualgrad import rules
+    >>> (mul_x, mul_y), _ = rules.TABLE["multiply"].forms
+    >>> mul_x, mul_y[0]
+    (('mul', <function <lambda> at ...>), 'mul')
+    """
+    rules = []
+    for form in forms:
+        if form == "id":
+            rules.append(_identity)
+        elif form == "neg":
+            rules.append(lambda g, ans, *args: P.negative(g))
+        elif isinstance(form, tuple) and len(form) == 2 and callable(form[1]) \
+                and form[0] == "mul":
+            rules.append(lambda g, ans, *args, f=form[1]: P.multiply(g, f(ans, *args)))
+        elif isinstance(form, tuple) and len(form) == 2 and callable(form[1]) \
+                and form[0] == "div":
+            rules.append(lambda g, ans, *args, f=form[1]: P.divide(g, f(ans, *args)))
+        else:
+            raise ValueError(f"forms: expected 'id', 'neg', ('mul', f) or ('div', f) for "
+                             f"each argument, got {form!r}")
+    return tuple(rules)
 
 
 _OPERATORS = {np.add: "({} + {})", np.subtract: "({} - {})", np.multiply: "({} * {})",
@@ -94,21 +135,18 @@ def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None, fus
     name = name or ufunc.__name__
     return defprim(name, impl or ufunc,
                    jvp=(lambda t, ans, x: P.multiply(t, deriv(ans, x)),),
-                   vjp=(lambda g, ans, x: P.multiply(g, deriv(ans, x)),),
-                   ufunc=ufunc, partials=(deriv,), fast="local", fused=_fused(fused, name),
+                   forms=(("mul", deriv),), ufunc=ufunc, fused=_fused(fused, name),
                    domain=domain, smooth=smooth, real_only=real_only, vector=vector,
                    dtype=dtype)
 
 
-def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None, fast="local",
+def defbinary(ufunc, dx, dy, domain="real", smooth=True, impl=None, name=None,
               real_only=None, dtype=None):
     """A broadcasting elementwise primitive from its two local partials."""
     return defprim(name or ufunc.__name__, impl or ufunc,
                    jvp=(lambda t, ans, x, y: P.multiply(t, dx(ans, x, y)),
                         lambda t, ans, x, y: P.multiply(t, dy(ans, x, y))),
-                   vjp=(lambda g, ans, x, y: P.multiply(g, dx(ans, x, y)),
-                        lambda g, ans, x, y: P.multiply(g, dy(ans, x, y))),
-                   ufunc=ufunc, bcast=True, partials=(dx, dy), fast=fast, domain=domain,
+                   forms=(("mul", dx), ("mul", dy)), ufunc=ufunc, bcast=True, domain=domain,
                    smooth=smooth, real_only=real_only, dtype=dtype)
 
 

@@ -458,7 +458,7 @@ def adjoint_trace(tape, output, digits=3):
     Reverse adjoint trace
     bar_v2 = bar_y = 1
     bar_v0 = bar_v2 dv2/dv0 = bar_v2 * v1 = 0.909
-    bar_v1 = bar_v2 dv2/dv1 = v0 * bar_v2 = 2
+    bar_v1 = bar_v2 dv2/dv1 = bar_v2 * v0 = 2
     bar_v0 = bar_v0 + bar_v1 dv1/dv0 = bar_v0 + bar_v1 * cos v0 = 0.077
     bar_x = bar_v0 = 0.077
     """

@@ -167,39 +167,25 @@ def _in_place(e, argnum, g, last, dead):
     """The cotangent of argument ``argnum`` exactly as the row's rule computes it, written
     into a buffer nobody else holds; ``None`` to use the rule.
 
-    ``g`` may be written only when ``last`` (no later argument of this entry needs it);
-    the entry's result only when ``dead`` (a one-shot sweep's last argument of it)."""
+    The row's ``forms`` (rules/table.py ``vjp_of``) say what its rule computes: ``g``,
+    ``-g``, ``g * f(ans, *args)`` or ``g / f(ans, *args)``; here the same ``f`` is called
+    and the one multiply or divide is written in place.  ``g`` may be written only when
+    ``last`` (no later argument of this entry needs it); the entry's result only when
+    ``dead`` (a one-shot sweep's last argument of it)."""
     prim = e.prim
-    how = prim.fast
+    how = prim.forms
     if how is None or how[1] is not prim.vjp or e.kw or g.__class__ is not np.ndarray \
             or g.dtype.kind != "f" or g.nbytes < buffers.LARGE:
         return None  # no such rule (or it was replaced), or nothing to gain
-    kind, vals, ans = how[0], e.args, e.ans
-    if kind == "id" or (kind == "sub" and argnum == 0):
+    form, vals, ans = how[0][argnum], e.args, e.ans
+    if form == "id":
         return g
-    if kind == "neg" or kind == "sub":
+    if form == "neg":
         if last and buffers.free(g, 2):
             return np.negative(g, out=g)
         return np.negative(g, out=buffers.take(g.shape, g.dtype))
-    if kind == "pow" and argnum == 0 and vals[1].__class__ in (int, float) and vals[1] == 2:
-        x = vals[0]  # d/dx x**2 = x * 2.0, computed as the rule does, in place
-        if x.__class__ is not np.ndarray or x.shape != g.shape or x.dtype != g.dtype:
-            return None
-        if dead and ans.__class__ is np.ndarray and ans.shape == x.shape \
-                and ans.dtype == x.dtype and buffers.free(ans, 2):
-            out = ans
-        else:
-            out = buffers.take(x.shape, x.dtype)
-        np.multiply(x, 2.0, out=out)
-        return np.multiply(g, out, out=out)
-    if kind == "mul":
-        d = vals[1 - argnum]
-    elif kind == "div":
-        if argnum != 0:
-            return None
-        d = vals[1]
-    else:  # "local" or "pow": g * f'(x), f'(x) as the row defines it
-        d = prim.partials[argnum](ans, *vals)
+    kind, f = form
+    d = f(ans, *vals)
     dc = d.__class__
     if dc is np.ndarray:
         if d.dtype.kind != "f":
@@ -212,8 +198,8 @@ def _in_place(e, argnum, g, last, dead):
         return None
     op = np.divide if kind == "div" else np.multiply
     if dc is np.ndarray and d is not ans and d is not g and d.shape == rs and d.dtype == rd \
-            and kind not in ("mul", "div") and buffers.free(d, 1):
-        return op(g, d, out=d)  # f'(x) was a fresh temporary: it takes the product
+            and all(d is not v for v in vals) and buffers.free(d, 1):
+        return op(g, d, out=d)  # f(ans, *args) was a fresh temporary: it takes the result
     if dead and d is not g and ans.__class__ is np.ndarray and ans.shape == rs \
             and ans.dtype == rd and buffers.free(ans, 2 + (d is ans)):
         return op(g, d, out=ans)
