@@ -118,10 +118,12 @@ from .table import (
     param_dtype,
     promote,
     real_dtype,
+    reference_derivative,
     shape_of,
     ufunc_dtype,
     ufunc_form,
     unbroadcast,
+    vjp_of,
 )
 
 # isort: split

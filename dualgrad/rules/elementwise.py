@@ -163,9 +163,11 @@ fmod = defbinary(np.fmod, lambda ans, x, y: float_mask(np.ones_like(_raw(ans)), 
 # elementwise functions (local derivative in terms of the answer and the input)
 # ---------------------------------------------------------------------------
 
-exp = defunary(np.exp, lambda ans, x: ans, fused=True, vector="exp")
+exp = defunary(np.exp, fused=True, vector="exp")
 exp2 = defunary(np.exp2, lambda ans, x: multiply(ans, math.log(2.0)))
-expm1 = defunary(np.expm1, lambda ans, x: add(ans, 1.0), fused=True, vector="expm1")
+expm1 = defunary(np.expm1, fused=True, vector="expm1")
+# log and log1p keep a rule of their own: the kernels' 1 / x is Python's division on a
+# traced python float (ZeroDivisionError at 0 in a second derivative), reciprocal numpy's (inf)
 log = defunary(np.log, lambda ans, x: reciprocal(x), domain="positive", fused=True,
                vector="log")
 log2 = defunary(np.log2, lambda ans, x: reciprocal(multiply(x, math.log(2.0))),
@@ -177,25 +179,24 @@ log1p = defunary(np.log1p, lambda ans, x: reciprocal(add(x, 1.0)), domain="posit
 sqrt = defunary(np.sqrt, lambda ans, x: divide_or_zero(0.5, ans), domain="positive", fused=True)
 cbrt = defunary(np.cbrt, lambda ans, x: divide(1.0, multiply(3.0, square(ans))),
                 domain="positive")
-square = defunary(np.square, lambda ans, x: multiply(2.0, x), fused=True)
-reciprocal = defunary(np.reciprocal, lambda ans, x: negative(square(ans)), domain="nonzero",
-                      fused=True)
+square = defunary(np.square, fused=True)
+reciprocal = defunary(np.reciprocal, domain="nonzero", fused=True)
 absolute = defprim("absolute", np.absolute, ufunc=np.absolute, smooth=False,  # see "complex"
                    jvp=(lambda t, ans, x: _abs_jvp(t, ans, x),),
                    forms=(("mul", lambda ans, x: _abs_deriv(ans, x)),),
                    fused=_fused("abs", "absolute"), dtype=real_dtype)  # |z| is real
 fabs = defunary(np.fabs, lambda ans, x: float_mask(np.sign(_raw(x)), x), smooth=False)
-sin = defunary(np.sin, lambda ans, x: cos(x), fused=True, vector="sin")
-cos = defunary(np.cos, lambda ans, x: negative(sin(x)), fused=True, vector="cos")
-tan = defunary(np.tan, lambda ans, x: add(1.0, square(ans)), domain="unit", fused=True)
+sin = defunary(np.sin, fused=True, vector="sin")
+cos = defunary(np.cos, fused=True, vector="cos")
+tan = defunary(np.tan, domain="unit", fused=True)
 arcsin = defunary(np.arcsin, lambda ans, x: reciprocal(sqrt(subtract(1.0, square(x)))),
                   domain="unit")
 arccos = defunary(np.arccos, lambda ans, x: negative(reciprocal(sqrt(subtract(1.0, square(x))))),
                   domain="unit")
-arctan = defunary(np.arctan, lambda ans, x: reciprocal(add(1.0, square(x))), fused=True)
-sinh = defunary(np.sinh, lambda ans, x: cosh(x), fused=True)
-cosh = defunary(np.cosh, lambda ans, x: sinh(x), fused=True)
-tanh = defunary(np.tanh, lambda ans, x: subtract(1.0, square(ans)), fused=True, vector="tanh")
+arctan = defunary(np.arctan, fused=True)
+sinh = defunary(np.sinh, fused=True)
+cosh = defunary(np.cosh, fused=True)
+tanh = defunary(np.tanh, fused=True, vector="tanh")
 arcsinh = defunary(np.arcsinh, lambda ans, x: reciprocal(sqrt(add(square(x), 1.0))))
 arccosh = defunary(np.arccosh, lambda ans, x: reciprocal(sqrt(subtract(square(x), 1.0))),
                    domain="above1")

@@ -124,15 +124,43 @@ def _fused(fused, name):
     return backend.fused_unary(name if fused is True else fused)
 
 
-def defunary(ufunc, deriv, domain="real", smooth=True, impl=None, name=None, fused=False,
+def reference_derivative(name):
+    """The local derivative ``deriv(ans, x)`` of the backend's unary row ``name``
+    (``backend/reference.py``'s ``UNARY``: f'(x) from x and y = f(x)), the one formula the
+    row, its fused numpy and numba kernels and its CUDA twin all compute.  It is written
+    with numpy functions and operators, so it runs on raw arrays, on numba scalars and on
+    traced values (then as rows, and differentiates again).
+
+    >>> import numpy as np
+    >>> from dualgrad import rules
+    >>> y = np.tanh(0.5)
+    >>> bool(np.isclose(rules.reference_derivative("tanh")(y, 0.5), 1 - y * y, rtol=1e-15))
+    True
+    """
+    _, df = backend.reference.row(name)
+
+    def deriv(ans, x):
+        if x.__class__ is float:  # numpy's float: 1 / 0.0 is inf (and a warning), not an error
+            x = np.float64(x)
+        return df(x, ans)
+    return deriv
+
+
+def defunary(ufunc, deriv=None, domain="real", smooth=True, impl=None, name=None, fused=False,
              real_only=None, vector=None, dtype=None):
     """An elementwise primitive from its local derivative ``deriv(ans, x)``.
 
     ``fused``: the backend has a kernel computing f(x) and f'(x) in one pass (ReverseDiff's
     ForwardOptimize); where it wins on this machine, recording keeps f'(x) on the tape and
-    the first-order reverse step is one multiply.  Higher orders use ``deriv``.
+    the first-order reverse step is one multiply.  Higher orders use ``deriv``, which a
+    fused row leaves out: it is then the kernel's own (``reference_derivative``).
     """
     name = name or ufunc.__name__
+    if deriv is None:
+        if not fused:
+            raise TypeError(f"defunary({name!r}): give deriv, the local derivative "
+                            "(only a fused row takes its kernel's)")
+        deriv = reference_derivative(name if fused is True else fused)
     return defprim(name, impl or ufunc,
                    jvp=(lambda t, ans, x: P.multiply(t, deriv(ans, x)),),
                    forms=(("mul", deriv),), ufunc=ufunc, fused=_fused(fused, name),
