@@ -35,3 +35,15 @@ def clip_grad():
 
     clip_grad.defvjp(lambda x: (x, None), lambda res, g: (np.clip(g, -1.0, 1.0),))
     return clip_grad
+
+
+@pytest.fixture(autouse=True)
+def no_trace_left_open(request):
+    """Every test leaves tracing off: a trace left open (a doctest's GraphTrace, a Dual
+    kept in a global) would make later tests run dualgrad's traced paths instead of its
+    plain ones, and hide what they test."""
+    yield
+    if dg.core.tracing():
+        import gc
+        gc.collect()  # hand-made Duals end their perturbation when they are collected
+        assert not dg.core.tracing(), f"{request.node.nodeid} left a trace recording"

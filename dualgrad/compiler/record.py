@@ -56,12 +56,6 @@ COMPARE = {op: Primitive(name, op, bcast=True, scalar=f"({{}} {sym} {{}})".forma
     (operator.eq, "equal", "=="), (operator.ne, "not_equal", "!="))}
 
 
-class Var(ArrayBox):
-    """A value recorded on a graph; ``index`` is its value number."""
-
-    __slots__ = ("index",)
-
-
 def _logical(op, swap=False):
     """``&``, ``|``, ``^`` of recorded masks (a rule's ``(_raw(y) == 0) & (_raw(x) == 0)``):
     a node too; boxes of differentiating traces have no such operators."""
@@ -76,10 +70,18 @@ def _logical(op, swap=False):
     return method
 
 
-for _n, _fn in dict(and_=operator.and_, or_=operator.or_, xor=operator.xor).items():
-    setattr(Var, f"__{_n.strip('_')}__", _logical(_fn))
-    setattr(Var, f"__r{_n.strip('_')}__", _logical(_fn, swap=True))
-Var.__invert__ = lambda self: self._trace.raw_call(Primitive("invert", operator.invert), (self,))
+class Var(ArrayBox):
+    """A value recorded on a graph; ``index`` is its value number.  Beside the Box's
+    operators it has the logical ones, recorded as graph nodes."""
+
+    __slots__ = ("index",)
+
+    __and__, __rand__ = _logical(operator.and_), _logical(operator.and_, swap=True)
+    __or__, __ror__ = _logical(operator.or_), _logical(operator.or_, swap=True)
+    __xor__, __rxor__ = _logical(operator.xor), _logical(operator.xor, swap=True)
+
+    def __invert__(self):
+        return self._trace.raw_call(Primitive("invert", operator.invert), (self,))
 
 
 _new = object.__new__
