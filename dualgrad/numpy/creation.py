@@ -1,8 +1,11 @@
-"""Building arrays: ``*_like``, copy, linspace, geomspace, logspace.
+"""Building arrays: ``*_like``, ``zeros(like=)``, copy, linspace, geomspace, logspace.
 
 Differentiable in what the array is built from (a traced fill value, the ends of a
-``linspace``); ``np.zeros_like(x)`` of a traced ``x`` is traced too (derivative 0), so
-that ``y = np.zeros_like(x); y[i] = v`` differentiates.
+``linspace``).  An array to write into is traced too (derivative 0), so that
+``out = np.zeros((N, F), like=x); out[n, f] = v`` differentiates: ``np.zeros/ones/empty/
+full(shape, like=x)`` (numpy hands a ``like=`` call to ``x.__array_function__``) and
+``np.zeros_like(x)``, ``np.zeros_like(x, shape=S)`` and the other ``*_like`` of a traced
+float ``x``.  ``empty`` is ``zeros``: a traced value has no uninitialised memory.
 """
 
 import operator
@@ -11,38 +14,79 @@ import numpy as np
 
 from .. import rules as P
 from ..core.trace import Box, unbox
-from .dispatch import _arr, implements
+from .dispatch import LIKE, _arr, implements
 from .elementwise import _track, astype
+from .reductions import sum as _sum
 from .shapes import broadcast_to, concatenate, moveaxis
 
 _shape, _ndim = P.shape_of, P.ndim_of
 
 
+def _as_shape(shape):
+    return (operator.index(shape),) if not isinstance(shape, (tuple, list)) \
+        else tuple(operator.index(n) for n in shape)
+
+
+def _traced_full(like, shape, dt, fill):
+    """``np.full(shape, fill, dt)`` as a value traced where ``like`` is (derivative 0 but
+    through a traced ``fill``), so that writing a traced value into it differentiates."""
+    if shape == _shape(like) and not isinstance(fill, Box):
+        r = P.index_set(like, fill, idx=(Ellipsis,))  # one row where the shape is like's
+        return r if P.float_dtype(r) == dt else astype(r, dt)
+    if not isinstance(fill, Box):  # a traced 0-d zero plus the fill
+        fill = P.add(_sum(P.index_set(like, 0.0, idx=(Ellipsis,))), fill)
+    return broadcast_to(astype(fill, dt), shape)
+
+
 @implements(np.full_like)
 def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, **kw):
-    """Differentiable in the fill value (``a`` only gives the shape and dtype)."""
-    shp = _shape(a) if shape is None else shape
+    """Differentiable in the fill value; of a traced float ``a``, traced (a plain fill)."""
+    shp = _shape(a) if shape is None else _as_shape(shape)
     dt = np.dtype(np.result_type(unbox(a)) if dtype is None else dtype)
-    if not isinstance(fill_value, Box) or dt.kind != "f":
+    if dt.kind not in "fc" or not (isinstance(a, Box) or isinstance(fill_value, Box)) \
+            or (isinstance(a, Box) and P.float_dtype(a).kind not in "fc"
+                and not isinstance(fill_value, Box)):
         return np.full_like(unbox(a), unbox(fill_value), dtype=dt, order=order, shape=shape)
-    return broadcast_to(astype(fill_value, dt), shp)
+    if not isinstance(a, Box):
+        return broadcast_to(astype(fill_value, dt), shp)
+    return _traced_full(a, shp, dt, fill_value)
 
 
 def _filled_like(fill):
     def like(a, dtype=None, order="K", subok=True, shape=None, **kw):
         dt = np.dtype(np.result_type(unbox(a)) if dtype is None else dtype)
         fn = {0.0: np.zeros_like, 1.0: np.ones_like}.get(fill, np.empty_like)
-        if dt.kind not in "fc" or shape is not None:
+        if dt.kind not in "fc" or not isinstance(a, Box):
             return fn(unbox(a), dtype=dt, order=order, shape=shape)
         # traced (derivative 0), so that y = np.zeros_like(x); y[i] = v differentiates
-        r = P.index_set(a, 0.0 if fill is None else fill, idx=(Ellipsis,))
-        return r if P.float_dtype(r) == dt else astype(r, dt)
+        return _traced_full(a, _shape(a) if shape is None else _as_shape(shape), dt,
+                            0.0 if fill is None else fill)
     return like
 
 
 zeros_like = implements(np.zeros_like)(_filled_like(0.0))
 ones_like = implements(np.ones_like)(_filled_like(1.0))
 empty_like = implements(np.empty_like)(_filled_like(None))
+
+
+def _like(fn, fill=None):
+    """``np.zeros(shape, like=x)`` and its kin (numpy hands the call, without ``like``, to
+    x's ``__array_function__``): of a traced x, a traced array of numpy's dtype (float64
+    unless ``dtype=``) to write into; an integer or bool one is numpy's own."""
+    def make(like, shape, *args, dtype=None, order="C", device=None, **kw):
+        fill_value = args[0] if fill is None else fill
+        dtype = args[1] if fill is None and len(args) > 1 else dtype
+        dt = np.dtype(np.result_type(unbox(fill_value), 1.0) if dtype is None and fill is None
+                      else float if dtype is None else dtype)
+        if dt.kind not in "fc":
+            return fn(_as_shape(shape), unbox(fill_value), dtype=dt) if fill is None \
+                else fn(_as_shape(shape), dtype=dt)
+        return _traced_full(like, _as_shape(shape), dt, fill_value)
+    return make
+
+
+LIKE.update({np.zeros: _like(np.zeros, 0.0), np.ones: _like(np.ones, 1.0),
+             np.empty: _like(np.empty, 0.0), np.full: _like(np.full)})
 
 
 @implements(np.copyto)

@@ -20,6 +20,7 @@ from .. import rules as P
 from ..core.trace import Box, check_live, unbox
 
 HANDLED = {}  # numpy function -> dualgrad implementation
+LIKE = {}  # np.zeros(shape, like=x) and its kin -> implementation(x, shape, ...) (creation.py)
 
 
 def implements(*fns):
@@ -129,10 +130,12 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
     if not self._trace.active:
         check_live(self, ufunc.__name__)
     if kwargs.get("out") is not None:
+        out = kwargs["out"][0] if isinstance(kwargs["out"], tuple) else kwargs["out"]
+        made = f"np.zeros({np.shape(unbox(out))}, like=x)"
         raise TypeError(f"dualgrad: numpy.{ufunc.__name__}(out=...) would write a traced value "
                         "in place into a plain array (acc += x for a numpy acc and a traced x "
-                        "does this); write acc = acc + x, or make acc traced first (acc = "
-                        "np.zeros_like(x))")
+                        "does this); write acc = acc + x, or make acc traced where it is made: "
+                        f"acc = {made} instead, with x any value traced in this call")
     if method == "__call__":
         prim = P.UFUNCS.get(ufunc)
         if prim is None and ufunc in HANDLED:  # a ufunc built from primitives (nextafter)
@@ -172,6 +175,8 @@ def array_function(self, func, types, args, kwargs):
         return impl(*args, **kwargs)
     if func in NONDIFF_FUNCS:
         return func(*_deep_unbox(args), **_deep_unbox(kwargs))
+    if func in LIKE:  # np.zeros(shape, like=self): numpy leaves like out of the call
+        return LIKE[func](self, *args, **kwargs)
     name = f"{getattr(func, '__module__', None) or 'numpy'}.{func.__name__}"
     raise TypeError(f"dualgrad has no derivative rule for {name}{_HOW}")
 

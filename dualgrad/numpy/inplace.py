@@ -9,7 +9,17 @@ semantics (a repeated index gets one update, the last); ``np.add.at`` is unbuffe
 repeated index adds every time).  Aliasing, as in JAX: a view taken earlier (``z = y[1:]``,
 ``np.array(y)``) is a value of its own and does not see later writes to ``y``.  A traced
 Python or numpy scalar is immutable, as in numpy: ``s += 1`` rebinds the name only.
+
+A plain numpy array cannot hold a traced value: ``out[i, j] = v`` into ``out =
+np.zeros(S)`` ends in numpy (``float(v)``, refused, then numpy's own "setting an array
+element with a sequence") far from any dualgrad code.  The transforms hand such an error
+to ``plain_write_error``, which finds the write in the user's source and says the fix with
+the array's own shape: ``out = np.zeros(S, like=x)``.
 """
+
+import ast
+import linecache
+import os
 
 import numpy as np
 
@@ -85,3 +95,66 @@ def _add_at(a, indices, b=None):
     tshape = np.empty(_shape(a), bool)[idx].shape
     v = broadcast_to(b, tshape) if _shape(b) != tshape else b
     _rebind(a, P.add(a, P.scatter_add(v, idx=idx, shape=_shape(a))), "numpy.add.at")
+
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _written(frame, line):
+    """(the write's text, the plain float array it writes into) for the subscript write
+    on ``frame``'s current line (``out[i] = v``, ``out[i] += v``), else None."""
+    lines = linecache.getlines(frame.f_code.co_filename, frame.f_globals)
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if not (isinstance(node, (ast.Assign, ast.AugAssign))
+                and node.lineno <= line <= node.end_lineno):
+            continue
+        for t in getattr(node, "targets", None) or [node.target]:
+            if not isinstance(t, ast.Subscript):
+                continue
+            name, obj = ast.unparse(t.value), _lookup(t.value, frame)
+            if obj.__class__ is np.ndarray and obj.dtype.kind in "fc":
+                write = f"{ast.unparse(t)} = v" if isinstance(node, ast.Assign) else \
+                    ast.unparse(ast.AugAssign(t, node.op, ast.Name("v")))
+                return write, name, obj
+    return None
+
+
+def _lookup(expr, frame):
+    """The object a name or attribute chain (``out``, ``self.out``) names in ``frame``;
+    nothing else is evaluated."""
+    if isinstance(expr, ast.Name):
+        return frame.f_locals.get(expr.id, frame.f_globals.get(expr.id))
+    if isinstance(expr, ast.Attribute):
+        return getattr(_lookup(expr.value, frame), expr.attr, None)
+    return None
+
+
+def plain_write_error(exc):
+    """The TypeError to raise instead of ``exc`` when ``exc`` is a write of a traced value
+    into a plain float array (``out[i] = v`` with ``out = np.zeros(S)``), naming the fix
+    with the array's own shape; None for any other error."""
+    cause = exc if isinstance(exc, TypeError) else exc.__cause__ or exc.__context__
+    if not (isinstance(exc, (TypeError, ValueError)) and isinstance(cause, TypeError)
+            and str(cause).startswith("dualgrad:")):
+        return None
+    tb, user = exc.__traceback__, None
+    while tb is not None:  # the last frame outside dualgrad: the user's write
+        if not os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE):
+            user = tb
+        tb = tb.tb_next
+    found = None if user is None else _written(user.tb_frame, user.tb_lineno)
+    if found is None:
+        return None
+    write, name, out = found
+    dt = "" if out.dtype == np.float64 else f", dtype=np.{out.dtype.name}"
+    return TypeError(
+        f"dualgrad: {write} writes a traced value into {name}, a plain numpy array of shape "
+        f"{out.shape}, which cannot hold its derivative; make {name} traced where it is "
+        f"made: {name} = np.zeros({out.shape}{dt}, like=x) instead, with x any value traced "
+        "in this call, such as an argument being differentiated (np.ones, np.empty and "
+        "np.full take like= too; or collect the pieces in a list and np.stack them). Use "
+        "dg.stop_gradient(v) if no derivative is wanted.")

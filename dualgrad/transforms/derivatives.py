@@ -19,6 +19,7 @@ import numpy as np
 from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
+from ..numpy.inplace import plain_write_error
 from ..numpy.objects import lift_out
 from ..rules import shape_of
 from .forward import Dual, JVPTrace
@@ -118,6 +119,18 @@ def _lift_outs(out):
     return tree_map(lift_out, out)
 
 
+def _call(f, args, kwargs):
+    """``f(*args, **kwargs)``; a traced value written into a plain numpy array (``out[i] =
+    v`` with ``out = np.zeros(S)``) raises the error that says the fix (numpy/inplace.py)."""
+    try:
+        return f(*args, **kwargs)
+    except (TypeError, ValueError) as e:
+        fix = plain_write_error(e)
+        if fix is None:
+            raise
+        raise fix from e
+
+
 def _lower(x, trace):
     """Strip one level: values boxed by ``trace`` become their value."""
     return x.value if isinstance(x, Box) and x._trace is trace else x
@@ -145,7 +158,7 @@ def _record(f, args, kwargs, nums, has_aux, fname):
             args[i] = tree_unflatten(tdef, nodes)
             # the inputs as recorded: f may write into its arguments (x[0] = v rebinds x)
             inputs.append((tdef, [(n.index, n.value) for n in nodes]))
-        out = _lift_outs(f(*args, **kwargs))
+        out = _lift_outs(_call(f, args, kwargs))
     finally:
         tape.finish()
     aux = None
@@ -233,7 +246,8 @@ def _check_output(dtype, holomorphic, fname):
 
 
 def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
-    """A function returning ``(f(*args), df/d args[argnums])`` for scalar-valued ``f``.
+    """A function returning ``(f(*args), df/d args[argnums])`` for scalar-valued ``f``
+(or an output with one element: the value keeps its shape, as ``grad``).
 
     Complex numbers and ``holomorphic``: as ``grad``.
 
@@ -248,13 +262,17 @@ def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
         tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "grad")
         out = outs[0] if len(outs) == 1 and odef == (LEAF,) else None
         value = _lower(out, tape)
-        if out is None or shape_of(unbox(value)) != ():
-            got = "a pytree" if out is None else f"shape {np.shape(unbox(value))}"
+        shape = None if out is None else shape_of(unbox(value))
+        if shape is None or (shape != () and int(np.prod(shape)) != 1):
+            got = "a pytree" if out is None else f"shape {shape}"
             raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
                             "dg.vjp for non-scalar outputs")
         dtype = dtype_of(value)
         _check_output(dtype, holomorphic, "grad")
-        g = _pull(tape, inputs, outs, [_seed(dtype, unbox(value))], 0, once=True)
+        seed = _seed(dtype, unbox(value))
+        if shape != () and np.shape(seed) != shape:  # one element, as (1,) or (1, 1)
+            seed = np.full(shape, seed, dtype)
+        g = _pull(tape, inputs, outs, [seed], 0, once=True)
         g = g[0] if _single(argnums) else tuple(g)
         return ((value, aux) if has_aux else value), g
     return value_and_grad_f
@@ -281,6 +299,14 @@ def grad(f, argnums=0, has_aux=False, holomorphic=False):
 
     >>> print(dg.grad(lambda z: z * z, holomorphic=True)(1.0 + 2.0j))
     (2+4j)
+
+    An output with exactly one element (shape ``(1,)``, ``(1, 1)``) counts as a scalar, as
+    in HIPS autograd and PyTorch's ``backward()``: the gradient is that element's.  JAX
+    refuses it (``jax.grad`` wants shape ``()``); any larger output is refused here too
+    (use ``dg.jacrev`` or ``dg.vjp``):
+
+    >>> dg.grad(lambda x: x[:1] * x[1])(np.array([2.0, 3.0]))
+    array([3., 2.])
     """
     vg = value_and_grad(f, argnums, has_aux, holomorphic)
 
@@ -402,7 +428,7 @@ def jvp(f, primals, tangents, has_aux=False):
             duals = [Dual._make(x, _seed_tangent(x, tx, f"jvp: tangents[{i}]", batch), trace)
                      for x, tx in zip(pl, tl)]
             args.append(tree_unflatten(pdef, duals))
-        out = _lift_outs(f(*args))
+        out = _lift_outs(_call(f, args, {}))
     finally:
         trace.finish()
     aux = None
@@ -489,7 +515,7 @@ def jacfwd(f, argnums=0, has_aux=False, holomorphic=False, chunk_size=None):
                         duals.append(Dual._make(x, t.reshape((c1 - c0,) + s), trace))
                         k += 1
                     new_args[i] = tree_unflatten(tdef, duals)
-                out = _lift_outs(f(*new_args, **kwargs))
+                out = _lift_outs(_call(f, new_args, kwargs))
             finally:
                 trace.finish()
             if has_aux:
