@@ -24,7 +24,7 @@ from ..core.trace import OBJECTS, Box, check_live, unbox
 from . import creation, elementwise, gather, products, reductions, shapes
 from .dispatch import _compare, _stage, array_function, array_ufunc
 from .indexing import getitem
-from .inplace import _inplace, _setitem
+from .inplace import _inplace, _rebind, _setitem
 
 
 def _op(prim):
@@ -81,6 +81,36 @@ def _guarded(how, refuse):
         return refuse(self, *args)
     convert.__name__ = refuse.__name__
     return convert
+
+
+def _primal(x):
+    """The raw array under every level (under ``dg.jit``: the recorded value)."""
+    raw = unbox(x)
+    raw = getattr(raw, "__dualgrad_raw__", raw)
+    return raw if hasattr(raw, "strides") else np.asarray(raw)
+
+
+def _writable(self, what, instead):
+    """The raw array of a traced array that an in-place method may rebind; a traced number is
+    immutable, as in numpy (a Python float has no .fill or .sort)."""
+    check_live(self, what)
+    raw = unbox(self)
+    raw = getattr(raw, "__dualgrad_raw__", raw)
+    if isinstance(raw, Box):  # under dg.vmap: a batch, which is not rebound in place
+        raise TypeError(f"dualgrad: x.{what} in place is not supported under dg.vmap; "
+                        f"write {instead} instead")
+    if raw.__class__ is not np.ndarray and P.device_like(raw) is None:
+        raise AttributeError(f"{type(raw).__name__!r} object has no attribute {what!r} (a "
+                             "traced number is immutable, as in numpy)")
+    return raw
+
+
+def _set_shape(self, shape):
+    """``x.shape = S``: x now stands for reshape(x, S) (a rebinding, as ``x += y``)."""
+    _writable(self, "shape", "x = x.reshape(S)")
+    new = shapes.reshape(self, shape)
+    if new is not self:
+        _rebind(self, new, "x.shape = S")
 
 
 def _no_float_array(self):
@@ -182,13 +212,16 @@ class ArrayBox(Box):
         return OBJECTS[0].elements(self)
 
     # -- attributes --------------------------------------------------------------------------
-    shape = property(lambda self: np.shape(unbox(self.value)))
+    shape = property(lambda self: np.shape(unbox(self.value)), _set_shape)
     ndim = property(lambda self: np.ndim(unbox(self.value)))
     size = property(lambda self: int(np.size(unbox(self.value))))
     dtype = property(lambda self: np.result_type(unbox(self.value)))
     T = property(_method(shapes.transpose))
     mT = property(_method(lambda self: shapes.swapaxes(self, -1, -2)))
     real = property(_unary(P.real))
+    itemsize = property(lambda self: _primal(self).itemsize)  # the primal's: no derivative
+    nbytes = property(lambda self: _primal(self).nbytes)
+    strides = property(lambda self: _primal(self).strides)
     imag = property(_unary(P.imag))
 
     # -- methods: the numpy functions of the same names ----------------------------------------
@@ -205,6 +238,32 @@ class ArrayBox(Box):
     conj = conjugate = _unary(P.conjugate)
     reshape = _method(lambda self, *shape, **kw: shapes.reshape(self, _shape_args(shape), **kw))
     transpose = _method(lambda self, *axes: shapes.transpose(self, _shape_args(axes) or None))
+
+    def fill(self, value):
+        """x.fill(v): x now stands for an array of v's (derivative 0 w.r.t. the old x;
+        a traced v keeps its own)."""
+        raw = _writable(self, "fill", "x = np.full_like(x, v)")
+        if isinstance(value, Box):
+            if P.ndim_of(value) != 0:
+                raise ValueError("setting an array element with a sequence.")
+            value = shapes.broadcast_to(
+                value if P.float_dtype(value) == raw.dtype else elementwise.astype(
+                    value, raw.dtype), raw.shape)
+        else:
+            value = np.full(raw.shape, value, raw.dtype)
+        _rebind(self, P.where(np.ones(raw.shape, bool), value, self), "x.fill(v)")
+
+    def sort(self, axis=-1, kind=None, order=None, *, stable=None):
+        """x.sort(): x now stands for np.sort(x) (a rebinding, as ``x += y``)."""
+        _writable(self, "sort", "x = np.sort(x)")
+        if order is not None:
+            raise TypeError("dualgrad: x.sort(order=...) sorts structured arrays, which "
+                            "carry no derivative")
+        if axis is None:
+            raise TypeError("dualgrad: x.sort(axis=None) is not numpy's: use "
+                            "x = np.sort(x, axis=None)")
+        new = gather.sort(self, axis, "stable" if stable else kind)
+        _rebind(self, new, "x.sort()")
 
     def copy(self, order="C"):
         """x.copy(), as np.copy(x)."""

@@ -122,7 +122,9 @@ def _compare(op):
 _UFUNC_METHODS = {("reduce", np.add): np.sum, ("reduce", np.multiply): np.prod,
                   ("reduce", np.maximum): np.max, ("reduce", np.minimum): np.min,
                   ("accumulate", np.add): np.cumsum,
-                  ("accumulate", np.multiply): np.cumprod}
+                  ("accumulate", np.multiply): np.cumprod,
+                  ("reduce", np.logaddexp): np.logaddexp.reduce,  # a logsumexp
+                  ("reduce", np.logaddexp2): np.logaddexp2.reduce}
 
 
 def array_ufunc(self, ufunc, method, *inputs, **kwargs):
@@ -141,6 +143,9 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
         if prim is None and ufunc in HANDLED:  # a ufunc built from primitives (nextafter)
             return HANDLED[ufunc](*inputs, **kwargs)
         if prim is not None:
+            if kwargs.get("dtype") is not None:  # f(a, b, dtype=d): cast, then f
+                d = np.dtype(kwargs.pop("dtype"))
+                inputs = [P.astype(_arr(v), dtype=d) for v in inputs]
             if kwargs:
                 _no(kwargs, ufunc.__name__, out=None, where=True, casting="same_kind",
                     order="K", dtype=None, subok=True)

@@ -35,8 +35,16 @@ def clip(a, a_min=None, a_max=None, out=None, **kw):
     return P.clip(a, a_min, a_max)
 
 
-def astype(x, dtype):
+def astype(x, dtype, order="K", casting="unsafe", subok=True, copy=True):
+    """x.astype(dtype): a row for float and complex dtypes, raw values for the others.
+    ``copy`` changes nothing: a traced value is never written in place, so a copy and the
+    original are indistinguishable (x.astype(x.dtype, copy=False) is x)."""
     dtype = np.dtype(dtype)
+    if not np.can_cast(np.result_type(unbox(x)), dtype, casting):
+        raise TypeError(f"Cannot cast array data from {np.result_type(unbox(x))} to {dtype} "
+                        f"according to the rule {casting!r}")
+    if copy is False and dtype == np.result_type(unbox(x)) and isinstance(x, Box):
+        return x
     if dtype.kind not in "fc":
         return unbox(x).astype(dtype)
     if dtype.kind == "f" and P.is_complex(x):  # numpy keeps the real part, and warns
@@ -44,6 +52,24 @@ def astype(x, dtype):
                       np.exceptions.ComplexWarning, stacklevel=2)
         x = P.real(x)
     return P.astype(x, dtype=dtype)
+
+
+if hasattr(np, "astype"):  # NumPy >= 2.1
+    @implements(np.astype)
+    def _np_astype(x, dtype, /, *, copy=True, device=None):
+        return astype(x, dtype, copy=copy)
+
+
+@implements(np.heaviside)
+def heaviside(x1, x2, **kw):
+    """0 where x1 < 0, x2 where x1 == 0, 1 where x1 > 0 (nan where x1 is): derivative 0
+    in x1 almost everywhere, and x2's own where x1 == 0 (a where)."""
+    _no(kw, "heaviside", where=True, casting="same_kind", order="K", dtype=None, subok=True)
+    r1 = unbox(x1)  # under dg.vmap a batch of raw values, still a box: numpy's ufuncs here
+    dtype = np.result_type(*(getattr(v, "dtype", v) for v in (r1, unbox(x2))))
+    step = P.where(np.isnan(r1), np.asarray(np.nan, dtype),
+                   P.where(r1 > 0, np.ones((), dtype), np.zeros((), dtype)))
+    return P.where(r1 == 0, x2, step)
 
 
 @implements(np.select)

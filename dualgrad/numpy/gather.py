@@ -131,6 +131,26 @@ def pad(array, pad_width, mode="constant", **kwargs):
     raise TypeError(f"dualgrad: no derivative rule for numpy.pad(mode={mode!r})")
 
 
+@implements(np.trim_zeros)
+def trim_zeros(filt, trim="fb", axis=None):
+    """numpy's trim, decided from the raw values, then a slice (the kept entries keep their
+    derivative; whether an entry is zero is a constant)."""
+    raw = np.asarray(unbox(filt))
+    trim = trim.lower()
+    if trim not in {"fb", "bf", "f", "b"}:
+        raise ValueError(f"unexpected character(s) in `trim`: {trim!r}")
+    nd = raw.ndim
+    axes = range(nd) if axis is None else [a % nd for a in P.normalize_axes(axis, nd)]
+    nz = np.argwhere(raw)
+    if nz.size == 0:  # all zeros: an empty slice
+        start = stop = np.zeros(nd, np.intp)
+    else:
+        start = nz.min(0) if "f" in trim else (None,) * nd
+        stop = nz.max(0) + 1 if "b" in trim else (None,) * nd
+    key = tuple(slice(start[i], stop[i]) if i in axes else slice(None) for i in range(nd))
+    return getitem(_arr(filt), key)
+
+
 # ---------------------------------------------------------------------------
 # inserting, deleting, unique values
 # ---------------------------------------------------------------------------

@@ -12,23 +12,50 @@ from .. import rules as P
 from ..core.trace import unbox
 from .dispatch import _arr, _no, implements
 from .elementwise import astype
+from .nn import logsumexp
 from .shapes import concatenate, ravel
 
 _shape, _ndim = P.shape_of, P.ndim_of
 _axes = P.normalize_axes
 
 
+def _masked(a, where, fname):
+    """``a`` with the entries outside a plain boolean mask ``where`` replaced by 0 (a where:
+    derivative 0 there, and a nan or inf outside the mask stays out, as in numpy), and the
+    mask broadcast to a's shape; (a, None) for where=True."""
+    if where is True:
+        return a, None
+    m = np.asarray(unbox(where))
+    if m.dtype != bool:
+        raise TypeError(f"dualgrad: numpy.{fname}(where=...) takes a boolean mask (a plain "
+                        f"array of bool), got dtype {m.dtype}")
+    m = np.broadcast_to(m, _shape(a))
+    return P.where(m, a, 0.0), m
+
+
 @implements(np.sum)
-def sum(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
-    _no(dict(out=out, **kw), "sum", out=None, initial=np._NoValue, where=True)
+def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=np._NoValue, where=True):
+    _no(dict(out=out), "sum", out=None)
+    a, _ = _masked(_arr(a), where, "sum")
     r = P.sum_(a, axis=_axes(axis, _ndim(a)), keepdims=bool(keepdims))
+    if initial is not np._NoValue:
+        r = P.add(r, initial)
     return r if dtype is None else astype(r, dtype)
 
 
 @implements(np.mean)
-def mean(a, axis=None, dtype=None, out=None, keepdims=False, **kw):
-    _no(dict(out=out, **kw), "mean", out=None, where=True)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=True):
+    """The sum over ``axis`` over the count; with ``where=mask`` the masked sum over the
+    count of the mask's True entries."""
+    _no(dict(out=out), "mean", out=None)
     axes = _axes(axis, _ndim(a))
+    a, m = _masked(_arr(a), where, "mean")
+    if m is not None:
+        n = np.sum(m, axis=axes, keepdims=bool(keepdims)).astype(float)
+        if np.any(n == 0):
+            warnings.warn("Mean of empty slice.", RuntimeWarning, stacklevel=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return P.divide(sum(a, axes, dtype, keepdims=keepdims), n)
     n = int(np.prod([_shape(a)[i] for i in axes], dtype=np.int64))
     if n == 0:  # numpy's nan with its warning; the derivative is JAX's: zeros of a's shape
         warnings.warn("Mean of empty slice.", RuntimeWarning, stacklevel=2)
@@ -80,6 +107,24 @@ prod = implements(np.prod)(_reduction(P.prod, "prod"))
 def ptp(a, axis=None, out=None, keepdims=False):
     _no(dict(out=out), "ptp", out=None)
     return P.subtract(max(a, axis, keepdims=keepdims), min(a, axis, keepdims=keepdims))
+
+
+def _logaddexp_reduce(base):
+    def reduce(a, axis=0, dtype=None, out=None, keepdims=False, **kw):
+        """np.logaddexp.reduce(x, axis) is a logsumexp (np.logaddexp2's in base 2: the
+        logsumexp of x ln 2, over ln 2)."""
+        _no(dict(out=out, **kw), f"{base.__name__}.reduce", out=None,
+            initial=np._NoValue, where=True)
+        a = _arr(a) if dtype is None else astype(_arr(a), dtype)
+        if base is np.logaddexp2:
+            a = P.multiply(a, np.log(2.0))
+        r = logsumexp(a, axis, keepdims)
+        return P.divide(r, np.log(2.0)) if base is np.logaddexp2 else r
+    return reduce
+
+
+implements(np.logaddexp.reduce)(_logaddexp_reduce(np.logaddexp))
+implements(np.logaddexp2.reduce)(_logaddexp_reduce(np.logaddexp2))
 
 
 # ---------------------------------------------------------------------------

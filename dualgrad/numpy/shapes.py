@@ -11,6 +11,7 @@ import operator
 import numpy as np
 
 from .. import rules as P
+from ..core.trace import unbox
 from .dispatch import _arr, _no, implements
 from .indexing import getitem
 
@@ -41,10 +42,18 @@ def _resolve_shape(shape, size):
 
 @implements(np.reshape)
 def reshape(a, shape=None, order="C", *, newshape=None, copy=None):
-    if order != "C":
-        raise TypeError("dualgrad: reshape supports order='C' only")
+    """numpy's reshape; ``order='F'`` (Fortran's index order) is a transpose, a reshape in C
+    order to the reversed shape, and a transpose back."""
     shape = newshape if shape is None else shape
     shape = _resolve_shape(shape, _size(a))
+    if order == "A":  # numpy: 'F' for an array that is Fortran-contiguous and not C's
+        flags = getattr(np.asarray(unbox(a)), "flags", None)
+        order = "F" if flags is not None and flags.f_contiguous and \
+            not flags.c_contiguous else "C"
+    if order == "F" and (_ndim(a) > 1 or len(shape) > 1):
+        return transpose(reshape(transpose(a), shape[::-1]))
+    if order not in ("C", "F"):
+        raise ValueError(f"order must be one of 'C', 'F', 'A' (got {order!r})")
     return a if shape == _shape(a) else P.reshape(a, shape=shape)
 
 
@@ -127,6 +136,27 @@ def squeeze(a, axis=None):
 def broadcast_to(a, shape, subok=False):
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     return a if _shape(a) == shape else P.broadcast_to(a, shape=shape)
+
+
+@implements(np.broadcast_arrays)
+def broadcast_arrays(*args, subok=False):
+    args = [_arr(a) for a in args]
+    shape = np.broadcast_shapes(*[_shape(a) for a in args])
+    return tuple(broadcast_to(a, shape) for a in args)
+
+
+@implements(np.meshgrid)
+def meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
+    """numpy's meshgrid: each 1-D x reshaped to lie along its own axis (the first two swapped
+    for indexing='xy'), then broadcast against the others unless ``sparse``."""
+    if indexing not in ("xy", "ij"):
+        raise ValueError("Valid values for `indexing` are 'xy' and 'ij'.")
+    one = (1,) * len(xi)
+    out = [reshape(_arr(x), one[:i] + (-1,) + one[i + 1:]) for i, x in enumerate(xi)]
+    if indexing == "xy" and len(xi) > 1:
+        out[0] = reshape(out[0], (1, -1) + one[2:])
+        out[1] = reshape(out[1], (-1, 1) + one[2:])
+    return tuple(out) if sparse else broadcast_arrays(*out)
 
 
 @implements(np.atleast_1d)
