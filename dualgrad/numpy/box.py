@@ -119,8 +119,9 @@ def _no_float_array(self):
         "dtype=float), np.asarray(x, float), np.float64(x), out[i] = x into an array made by "
         "np.zeros/np.empty, rng.normal(loc=x) and the other numpy.random Generator methods): "
         "its derivative would be lost. Leave out the dtype (np.array([...]) of traced values "
-        "works), write into a traced array instead (y = np.zeros_like(x) with x traced, then "
-        "y[i] = v), collect the pieces in a list and np.stack them, or reparameterise a "
+        "works), write into a traced array instead (make it with y = np.zeros(shape, like=x), "
+        "shape the array's own and x any traced value, then y[i] = v), collect the pieces "
+        "in a list and np.stack them, or reparameterise a "
         "random draw (loc + scale * rng.standard_normal(shape)). Use dg.stop_gradient(x) if "
         "no derivative is wanted.")
 
@@ -273,8 +274,9 @@ class ArrayBox(Box):
     __float__ = _guarded("float", _no_number(
         "float()", "keep it an array (Python's math module calls float(): use np.sin, np.exp, "
         "np.sqrt, ... instead of math.sin, math.exp, math.sqrt; storing it into a plain numpy "
-        "array, out[i] = x, calls float() too: make out traced with out = np.zeros_like(x) for "
-        "a traced x, or collect the pieces in a list and np.array/np.stack them)"))
+        "array, out[i] = x, calls float() too: make out traced where it is made, with out = "
+        "np.zeros(shape, like=x) for its shape and a traced x, or collect the pieces in a "
+        "list and np.array/np.stack them)"))
     __int__ = _guarded("int", _no_number(
         "int()", "integers have no derivative: keep it an array"))
     __complex__ = _guarded("complex", _no_number(
