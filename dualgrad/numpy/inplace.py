@@ -155,6 +155,7 @@ def plain_write_error(exc):
         f"dualgrad: {write} writes a traced value into {name}, a plain numpy array of shape "
         f"{out.shape}, which cannot hold its derivative; make {name} traced where it is "
         f"made: {name} = np.zeros({out.shape}{dt}, like=x) instead, with x any value traced "
-        "in this call, such as an argument being differentiated (np.ones, np.empty and "
-        "np.full take like= too; or collect the pieces in a list and np.stack them). Use "
-        "dg.stop_gradient(v) if no derivative is wanted.")
+        "in this call, such as an argument being differentiated (like= of a value held "
+        "constant gives a plain array: when only the weights are differentiated, name a "
+        "weight; np.ones, np.empty and np.full take like= too; or collect the pieces in a "
+        "list and np.stack them). Use dg.stop_gradient(v) if no derivative is wanted.")
