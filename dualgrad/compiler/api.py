@@ -22,7 +22,9 @@ as in JAX.
 a derivative rule reads: record.py).  Replay checks every guard and on a mismatch records
 again for the new pattern, caching both.  After ``retrace_limit`` (8) such retraces the
 function warns once and runs eagerly from then on: a jitted function never returns a
-result computed on the wrong branch.
+result computed on the wrong branch.  Each guard keeps its ``record.Site`` (the user's
+file:line, what was read); a failing replay stores the site of the guard that failed
+(``graph.MISSED``), and the warning names the one that failed most, with advice for it.
 
 **Composition.** ``jit(grad(f))``, ``jit(hessian(f))``... record the forward pass and the
 reverse sweep together (the rules are primitives), and the optimiser sees both.  A jitted
@@ -37,6 +39,7 @@ fails, a value of an outer trace was captured) it runs ``f`` itself.
 import collections
 import functools
 import gc
+import inspect
 import threading
 import warnings
 
@@ -48,7 +51,7 @@ from ..core.tree import tree_flatten, tree_unflatten
 from ..core.validate import check_not_a_dataclass
 from .compiled import Compiled, Lowered
 from .fuse import MODES, mode_default
-from .graph import MISS, Const, Graph, run_traced, same
+from .graph import MISS, MISSED, Const, Graph, run_traced, same
 from .passes import PIPELINE, pipeline
 from .record import MAX_OPS, Concrete, Foreign, GraphTrace, TooLong, Var
 
@@ -104,6 +107,7 @@ class Jitted:
         self.trace_count = 0
         self.retraces = 0
         self.eager = False
+        self._missed = {}  # id -> [record.Site, failures that retraced]
         # signature -> its Compiled graphs (one per guard pattern), least recently used first
         self._cache = collections.OrderedDict()
         self._plain = not self.static_argnums and not self.static_argnames
@@ -117,6 +121,7 @@ class Jitted:
             self._cache.clear()
             self.retraces = 0
             self.eager = False
+            self._missed.clear()
 
     @property
     def cache_size(self):
@@ -191,6 +196,7 @@ class Jitted:
             return self.fun(*args, **kwargs)
         flat = [x for x, t in zip(leaves, traced) if t]
         tried = []  # the graphs of this signature replayed, each once (their guards failed)
+        missed = None  # the guard that failed last (record.Site)
         while True:
             for c in tuple(self._cache.get(key) or ()):
                 if c not in tried:
@@ -199,6 +205,7 @@ class Jitted:
                     if out is not MISS:
                         c.used = True
                         return c.finish(out)
+                    missed = getattr(MISSED, "site", None)
             with self._lock:  # record it, unless another thread is recording it now
                 me = threading.get_ident()
                 flight = self._recording.get(key)
@@ -214,10 +221,10 @@ class Jitted:
         try:
             if tried:
                 self.retraces += 1
+                if missed is not None:
+                    self._missed.setdefault(id(missed), [missed, 0])[1] += 1
                 if self.retraces > self.retrace_limit:
-                    return self._give_up(f"recorded {self.retraces} times because its guards "
-                                         "(Python control flow on traced values) keep "
-                                         "failing", args, kwargs)
+                    return self._give_up(self._retrace_reason(args, kwargs), args, kwargs)
             try:
                 compiled, out = self._record(leaves, traced, rebuild)
             except Foreign:
@@ -255,6 +262,70 @@ class Jitted:
                 cache.move_to_end(key)
             else:
                 del cache[key]
+
+    def _retrace_reason(self, args, kwargs):
+        """Why the function stops being compiled: the guard that failed most often, where
+        it was recorded and what it read, with the advice for that kind of read."""
+        n = self.retraces
+        if not self._missed:
+            return (f"recorded {n} times because its guards (Python control flow on traced "
+                    "values) keep failing")
+        site = max(self._missed.values(), key=lambda sk: sk[1])[0]
+        if site.name is None:
+            site.name = self._input_name(site.index, args, kwargs)
+        line = site.source()
+        why = (f"recorded {n} times because the guard at {site} failed on new inputs"
+               + (f" (line: {line})" if line else ""))
+        if site.what == "bool()":
+            advice = ("Python control flow on a traced comparison (if/while) took another "
+                      "branch: write the choice as np.where(cond, a, b), or pass what decides "
+                      "it as a static argument (static_argnums)")
+        elif site.what == "an index array's values":
+            advice = ("an index array's values are read by Python and guarded (an index write "
+                      "with traced indices is no graph value yet); reading with it, x[np."
+                      "arange(N), y], replays with no guard, and a write with labels can be "
+                      "a one-hot mask: dx -= (np.arange(C) == y[:, None]) for dx[np.arange(N),"
+                      " y] -= 1, ind = 1.0 * (np.arange(C) == y[:, None]) for ind[np.arange"
+                      "(N), y] = 1")
+        elif site.what == "its values stored into a plain array":
+            advice = ("a traced value written into a plain numpy array makes that array a "
+                      "constant of the graph: make the array traced where it is made, "
+                      "out = np.zeros(shape, like=x), or collect the pieces in a list and "
+                      "np.stack them")
+        elif site.what == "a raw value a derivative rule reads":
+            advice = ("a derivative rule read the value's numbers, so the graph holds for "
+                      "those numbers only: pass that value as a static argument "
+                      "(static_argnums) if it takes few values")
+        else:
+            advice = ("a Python number read from a traced value changes between calls: keep "
+                      "it an array, or pass it as a static argument (static_argnums)")
+        return f"{why}; {advice}"
+
+    def _input_name(self, index, args, kwargs):
+        """The name of traced input ``index`` (its parameter's, where that argument is
+        one array), or None."""
+        try:
+            key, leaves, traced, rebuild = self._split(args, kwargs)
+            pos = [i for i, t in enumerate(traced) if t]
+            if index >= len(pos):
+                return None  # an intermediate value
+            leaf = pos[index]
+            params = [p.name for p in inspect.signature(self.fun).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+            nargs = len(args)
+            static = {i % nargs for i in self.static_argnums if -nargs <= i < nargs}
+            k = 0
+            for i, a in enumerate(args):
+                if i in static:
+                    continue
+                m = len(tree_flatten(a)[0])
+                if k <= leaf < k + m:
+                    name = params[i] if i < len(params) else f"argument {i}"
+                    return name if m == 1 else f"a leaf of {name}"
+                k += m
+        except (TypeError, ValueError):
+            pass
+        return None
 
     def _give_up(self, why, args, kwargs):
         """Warn once and run eagerly from now on."""

@@ -14,22 +14,26 @@ recording: ``bool`` for a branch, ``exact`` for a value read by ``int()``, ``flo
         v0 = a0
         v1 = a1
         v2 = v0 * v1
-        if not v3: return MISS
+        if not v3: M.site = s3; return MISS
         return (v2,)
 
 Each primitive's implementation is called with its parameters bound ahead of time
 (``functools.partial``); the operator rows (``+``, ``*``...) are written inline.  A guard
-that fails returns ``MISS``, and ``dg.jit`` records the function again.
+that fails stores its ``record.Site`` (where it was recorded, what was read) in the
+thread's ``MISSED.site`` and returns ``MISS``, and ``dg.jit`` records the function again
+(the retrace warning names the guard that failed most).
 """
 
 import functools
 import operator
+import threading
 
 import numpy as np
 
 from ..core.trace import unbox
 
 MISS = object()  # what a replay returns when a guard fails
+MISSED = threading.local()  # .site: this thread's last failed guard (record.Site, or None)
 
 
 class Const:
@@ -316,7 +320,7 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
     """One generated Python function ``replay(*leaves)`` returning the flat outputs, or
     ``MISS`` when a guard fails.  Generated once per optimised graph.  ``copies``: output
     positions returned as copies (an input or a constant array the optimiser forwarded)."""
-    ns = {"MISS": MISS, "same": same}
+    ns = {"MISS": MISS, "same": same, "M": MISSED}
     names = {}
     lines = []
     params = []
@@ -340,11 +344,13 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
             continue
         args = [ref(a, i, k) for k, a in enumerate(op.args)]
         if op.kind == "guard":
+            ns[f"s{i}"] = op.kw.get("site")  # which guard failed: stored on failure only
             if op.kw["how"] == "bool":
-                lines.append(f"    if {'not ' if op.ans else ''}{args[0]}: return MISS")
+                lines.append(f"    if {'not ' if op.ans else ''}{args[0]}: "
+                             f"M.site = s{i}; return MISS")
             else:
                 ns[f"e{i}"] = op.ans
-                lines.append(f"    if not same({args[0]}, e{i}): return MISS")
+                lines.append(f"    if not same({args[0]}, e{i}): M.site = s{i}; return MISS")
             continue
         names[i] = v
         if op.kind == "part":  # unpacked by its fused node's line
@@ -408,11 +414,13 @@ def evaluate(graph, leaves):
             v = args[0]
             if op.kw["how"] == "bool":
                 if bool(v) != op.ans:  # a traced bool: an outer jit records this guard too
+                    MISSED.site = op.kw.get("site")
                     return MISS
             else:
                 r = unbox(v)
                 read = getattr(r, "read", None)  # an outer jit's concrete value: mark it read
                 if not same(read() if read is not None else r, op.ans):
+                    MISSED.site = op.kw.get("site")
                     return MISS
             continue
         if op.kind == "call":

@@ -27,7 +27,10 @@ and a recording past ``max_ops`` ops ``TooLong``: ``dg.jit`` then runs ``f`` eag
 """
 
 import functools
+import linecache
 import operator
+import os
+import sys
 
 import numpy as np
 
@@ -37,6 +40,60 @@ from ..numpy.box import ArrayBox
 from .graph import Const, Graph, Op
 
 MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly
+
+# frames inside these packages are not the user's: a guard's site is the first frame outside
+_SKIP = tuple(os.path.dirname(os.path.dirname(m.__file__)) + os.sep
+              for m in (sys.modules["dualgrad.compiler"], np))
+
+
+class Site:
+    """Where a guard was recorded (the user's file and line: the innermost frame outside
+    dualgrad and numpy) and what Python read there (``bool()``, ``int()``, an index
+    array's values...); ``name`` is the argument read, where the value is one.  A label
+    for the retrace warning, not part of the guard's identity (``cse`` still merges equal
+    guards)."""
+
+    __slots__ = ("file", "line", "what", "index", "name")
+
+    def __init__(self, what, index):
+        self.what, self.index, self.name = what, index, None
+        self.file, self.line = "<unknown>", 0
+        f = sys._getframe(2)
+        while f is not None:
+            fn = f.f_code.co_filename
+            if not fn.startswith(_SKIP) and not fn.startswith("<frozen"):
+                self.file, self.line = fn, f.f_lineno
+                break
+            f = f.f_back
+
+    __eq__ = lambda self, other: other.__class__ is Site  # noqa: E731
+    __hash__ = lambda self: 0  # noqa: E731
+
+    def __lt__(self, other):
+        return False
+
+    def __str__(self):
+        what = f"{self.what}: {self.name}" if self.name else self.what
+        return f"{os.path.basename(self.file)}:{self.line} ({what})"
+
+    def source(self):
+        """The line of source the guard was recorded at, stripped ('' if unknown)."""
+        return linecache.getline(self.file, self.line).strip()
+
+    def __repr__(self):
+        return f"Site({self})"
+
+
+_WHAT = {"bool": "bool()", "int": "int()", "float": "float()", "index": "its use as an "
+         "integer (an index, a size, range())", "item": ".item()", "complex": "complex()"}
+
+
+def _what_read(raw):
+    """What a read of raw values (a rule's ``unbox``, numpy converting a value) reads."""
+    dt = getattr(raw, "dtype", None)
+    if dt is not None and np.ndim(raw) > 0 and dt.kind in "iub":
+        return "an index array's values"
+    return "a raw value a derivative rule reads"
 
 
 class TooLong(Exception):
@@ -83,6 +140,25 @@ class Var(ArrayBox):
     def __invert__(self):
         return self._trace.raw_call(Primitive("invert", operator.invert), (self,))
 
+    def __array__(self, dtype=None, copy=None):
+        """numpy converting a recorded integer or boolean array (an index: ``plain[idx, y]
+        = 1``, ``plain[mask]``), or any value to a float dtype (stored into a plain array:
+        ``plain[idx] = v``): its values, as eager numpy uses them without a transform, kept
+        as an exact guard; else as ArrayBox converts it (an object array of its entries).
+        Only a bare ``Var`` (``dg.jit`` alone) comes here: under ``jit(grad(f))`` the
+        derivative's box refuses the write as eager ``grad`` does."""
+        raw, t = self.value, self._trace
+        if t.active and _is_array(raw):
+            if raw.dtype.kind in "iub" and (dtype is None or np.dtype(dtype).kind in "iub"):
+                t.note_read(self.index, raw, "an index array's values")
+                return np.array(raw, dtype) if copy or dtype is not None else np.asarray(raw)
+            if dtype is not None and np.dtype(dtype).kind in "fc":
+                # stored into a plain float array (plain[idx] = v): no derivative is traced
+                # at this level, so the values are what eager numpy stores, guarded
+                t.note_read(self.index, raw, "its values stored into a plain array")
+                return np.array(raw, dtype)
+        return ArrayBox.__array__(self, dtype, copy)
+
 
 _new = object.__new__
 
@@ -91,7 +167,7 @@ class GraphTrace(Trace):
     """A graph being recorded (``dg.jit``): ``process`` appends one ``Op`` per primitive and
     computes its value, as ``Tape.process`` does."""
 
-    __slots__ = ("ops", "reads", "guarded", "max_ops")
+    __slots__ = ("ops", "reads", "guarded", "max_ops", "sites")
 
     def __init__(self, max_ops=MAX_OPS):
         super().__init__()
@@ -99,6 +175,18 @@ class GraphTrace(Trace):
         self.ops = []
         self.reads = {}     # value number -> its raw value, read by Python (exact guards)
         self.guarded = set()
+        self.sites = []     # every guard's Site (api.py names the arguments among them)
+
+    def _site(self, what, index):
+        s = Site(what, index)
+        self.sites.append(s)
+        return s
+
+    def note_read(self, index, raw, what=None):
+        """Python reads the raw values of graph value ``index``: an exact guard, with the
+        site of its first read."""
+        if index not in self.reads:
+            self.reads[index] = (raw, self._site(what or _what_read(raw), index))
 
     def input(self, value):
         v = _new(Var)
@@ -209,7 +297,8 @@ class GraphTrace(Trace):
                    "complex": complex}[how](raw)
         if x.__class__ is Var:
             kind = "bool" if how == "bool" else "exact"
-            self.ops.append(Op("guard", None, (x.index,), {"how": kind}, ans))
+            self.ops.append(Op("guard", None, (x.index,),
+                               {"how": kind, "site": self._site(_WHAT[how], x.index)}, ans))
         return ans if how == "bool" else raw
 
     def graph(self, outputs, odef):
@@ -218,16 +307,16 @@ class GraphTrace(Trace):
         ops = []
         m = {}
         after = {}
-        for i, raw in self.reads.items():
-            after.setdefault(i, []).append(raw)
+        for i, read in self.reads.items():
+            after.setdefault(i, []).append(read)
         for i, op in enumerate(self.ops):
             m[i] = len(ops)
             ops.append(Op(op.kind, op.prim, tuple(m[a] if a.__class__ is int else a
                                                   for a in op.args), op.kw, op.ans))
             if op.kind == "guard":
                 m.pop(i)
-            for raw in after.get(i, ()):
-                ops.append(Op("guard", None, (m[i],), {"how": "exact"}, raw))
+            for raw, site in after.get(i, ()):
+                ops.append(Op("guard", None, (m[i],), {"how": "exact", "site": site}, raw))
         inputs = [m[i] for i, op in enumerate(self.ops) if op.kind == "input"]
         outs = [m[a] if a.__class__ is int else a for a in outputs]
         return Graph(ops, inputs, outs, odef)
@@ -253,7 +342,8 @@ class Concrete:
         return self.trace.raw_call(Primitive(getattr(fn, "__name__", "raw"), fn), args)
 
     def read(self):
-        self.trace.reads[self.index] = self.raw
+        if self.index not in self.trace.reads:
+            self.trace.note_read(self.index, self.raw)
         return self.raw
 
     def __array__(self, dtype=None, copy=None):

@@ -1,0 +1,130 @@
+"""dg.jit's guards: the retrace warning names the guard that failed (file:line, what was
+read), and a write of traced values into a plain array behaves as eager dualgrad does."""
+
+import re
+
+import numpy as np
+import pytest
+
+import dualgrad as dg
+
+N, C = 5, 3
+HERE = re.escape("test_jit_guards.py")
+
+
+def _line(fn, text):
+    """The line number of ``text`` in ``fn``'s source file."""
+    import inspect
+    lines, start = inspect.getsourcelines(fn)
+    return start + next(i for i, s in enumerate(lines) if text in s)
+
+
+def branchy(x):
+    if (x.sum() > 0):  # the bool() guard
+        return x * 2.0
+    return -x
+
+
+def svm(W, y):
+    dx = W * 1.0
+    dx[np.arange(N), y] -= 1
+    return (dx * dx).sum()
+
+
+def test_warning_names_bool_guard():
+    f = dg.jit(branchy, retrace_limit=0)  # its second recording warns
+    line = _line(branchy, "the bool() guard")
+    with pytest.warns(RuntimeWarning,
+                      match=rf"{HERE}:{line} \(bool\(\)\) failed on new inputs.*np\.where"):
+        for i in range(6):
+            x = np.full(3, 1.0 if i % 2 else -1.0)
+            np.testing.assert_allclose(f(x), branchy(x))
+    assert f.eager
+
+
+def test_warning_names_index_guard():
+    rng = np.random.default_rng(0)
+    f = dg.jit(svm, retrace_limit=2)
+    line = _line(svm, "dx[np.arange(N), y] -= 1")
+    W = rng.normal(size=(N, C))
+    with pytest.warns(RuntimeWarning,
+                      match=rf"{HERE}:{line} \(an index array's values: y\) failed"):
+        for i in range(6):
+            y = np.array([(i >> k) % 2 for k in range(N)])  # a new label vector each call
+            np.testing.assert_allclose(f(W, y), svm(W, y))
+    assert f.eager
+
+
+def test_warning_under_jit_of_grad():
+    g = dg.grad(svm)
+    f = dg.jit(g, retrace_limit=1)
+    line = _line(svm, "dx[np.arange(N), y] -= 1")
+    W = np.ones((N, C))
+    with pytest.warns(RuntimeWarning, match=rf"{HERE}:{line} \(an index array's values"):
+        for i in range(4):
+            y = np.array([(i + k) % C for k in range(N)])
+            np.testing.assert_allclose(f(W, y), g(W, y))
+
+
+def test_int_guard_named():
+    def take(x, n):
+        return x[:int(n)].sum()  # int() read
+    f = dg.jit(take, retrace_limit=1)
+    line = _line(take, "int() read")
+    with pytest.warns(RuntimeWarning, match=rf"{HERE}:{line} \(int\(\): n\)"):
+        for n in range(1, 5):
+            assert f(np.arange(6.0), np.array(n)) == np.arange(n).sum()
+
+
+# -- writes into a plain array, with traced labels and traced values ---------------------
+
+def onehot(W, y):
+    ind = np.zeros((N, C))
+    ind[np.arange(N), y] = 1
+    return (ind * W).sum()
+
+
+def scaled(W, y):
+    ind = np.zeros((N, C))
+    ind[np.arange(N), y] = 2.0
+    return (ind * W * W).sum()
+
+
+def traced_value(W, y):
+    ind = np.zeros((N, C))
+    ind[np.arange(N), y] = W[:, 0]
+    return (ind * W).sum()
+
+
+def _outcome(fn, *args):
+    try:
+        return "ok", fn(*args)
+    except Exception as e:  # noqa: BLE001 - compared with the eager outcome
+        return type(e), str(e)
+
+
+@pytest.mark.parametrize("fun", [onehot, scaled, traced_value])
+@pytest.mark.parametrize("transform", [lambda f: f, dg.grad], ids=["f", "grad"])
+def test_plain_array_write_matches_eager(fun, transform):
+    rng = np.random.default_rng(1)
+    g = transform(fun)
+    jg = dg.jit(g)
+    W = rng.normal(size=(N, C))
+    for _ in range(3):  # new labels: a new recording or a replay, never a stale result
+        y = rng.integers(0, C, N)
+        want, got = _outcome(g, W, y), _outcome(jg, W, y)
+        assert want[0] == got[0], (want, got)
+        if want[0] == "ok":
+            np.testing.assert_allclose(got[1], want[1])
+        else:
+            assert got[1] == want[1]
+
+
+def test_plain_array_write_replays_same_labels():
+    rng = np.random.default_rng(2)
+    f = dg.jit(dg.grad(onehot))
+    W, y = rng.normal(size=(N, C)), rng.integers(0, C, N)
+    f(W, y)
+    f(W + 1.0, y)
+    assert f.trace_count == 1
+    np.testing.assert_allclose(f(W, y), dg.grad(onehot)(W, y))
