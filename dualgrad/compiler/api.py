@@ -206,6 +206,7 @@ class Jitted:
                         c.used = True
                         return c.finish(out)
                     missed = getattr(MISSED, "site", None)
+                    MISSED.site = None  # read once: a later miss of another kind is not it
             with self._lock:  # record it, unless another thread is recording it now
                 me = threading.get_ident()
                 flight = self._recording.get(key)

@@ -143,10 +143,10 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
         if prim is None and ufunc in HANDLED:  # a ufunc built from primitives (nextafter)
             return HANDLED[ufunc](*inputs, **kwargs)
         if prim is not None:
-            if kwargs.get("dtype") is not None:  # f(a, b, dtype=d): cast, then f
-                d = np.dtype(kwargs.pop("dtype"))
-                inputs = [P.astype(_arr(v), dtype=d) for v in inputs]
-            if kwargs:
+            if kwargs:  # the common call has none: nothing is looked up
+                if kwargs.get("dtype") is not None:  # f(a, b, dtype=d): cast, then f
+                    d = np.dtype(kwargs.pop("dtype"))
+                    inputs = [P.astype(_arr(v), dtype=d) for v in inputs]
                 _no(kwargs, ufunc.__name__, out=None, where=True, casting="same_kind",
                     order="K", dtype=None, subok=True)
             return prim(*inputs)
