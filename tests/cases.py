@@ -7,7 +7,8 @@ Each test module imports what it shares from here, never from another test modul
 * ``FUSED`` (the cases a fused kernel runs) and ``close`` (equal to a few ulps);
 * ``INDEPENDENT`` (each backend unary row by the ``math`` module, with its domain),
   ``sample`` (inputs in that domain) and ``ulp_close``;
-* ``bias_loss``: a loss with broadcasting and reductions, the jit's shape-reuse workload;
+* ``bias_loss``: a loss with broadcasting and reductions, the jit's shape-reuse workload,
+  and ``check_bias_loss``, a jitted gradient of it against eager;
 * ``step`` and ``run``: the random numpy programs of the hypothesis tests;
 * ``run_threads``: a function run on several threads started together.
 """
@@ -293,6 +294,19 @@ def bias_loss(x, b):
     m = np.max(z, axis=1, keepdims=True)
     return np.sum(np.log(np.sum(np.exp(z - m), axis=1)) + m[:, 0]) / x.shape[0] \
         + np.mean(z * z)
+
+
+def check_bias_loss(jg, g, rng, shape, dtype):
+    """``jg`` (a ``dg.jit`` of ``g``, bias_loss's gradient) called three times on a random
+    ``(x, b)`` of ``shape``: its result against eager ``g``'s, dtypes and values."""
+    x = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(shape[1]).astype(dtype)
+    for _ in range(3):
+        got = jg(x, b)
+    for o, w in zip(got, g(x, b)):
+        assert o.dtype == w.dtype
+        np.testing.assert_allclose(o, w, rtol=1e-11 if dtype == np.float64 else 2e-4,
+                                   atol=1e-13 if dtype == np.float64 else 2e-6)
 
 
 # ---------------------------------------------------------------------------

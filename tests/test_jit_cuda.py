@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
-from cases import FUSED, bias_loss, close
+from cases import FUSED, bias_loss, check_bias_loss, close
 from cuda_helpers import SIM, needs_cuda_pkg, needs_gpu, run_under_simulator, sim
 
 import dualgrad as dg
@@ -215,14 +215,7 @@ def test_sim_one_kernel_per_structure_over_many_shapes(dtype, on_cuda):
     jg = dg.jit(g, codegen="numba")
     rng = np.random.default_rng(21)
     for k, shape in enumerate(SHAPES):
-        x = rng.standard_normal(shape).astype(dtype)
-        b = rng.standard_normal(shape[1]).astype(dtype)
-        for _ in range(3):
-            got = jg(x, b)
-        for o, w in zip(got, g(x, b)):
-            assert o.dtype == w.dtype
-            np.testing.assert_allclose(o, w, rtol=1e-11 if dtype == np.float64 else 2e-4,
-                                       atol=1e-13 if dtype == np.float64 else 2e-6)
+        check_bias_loss(jg, g, rng, shape, dtype)
         sources = {k.source for cs in jg._cache.values() for c in cs for k in c.kernels
                    if k.fn is not None}
         if k == 0:
