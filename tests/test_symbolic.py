@@ -18,7 +18,7 @@ from dualgrad.teach.symbolic import (
 
 # Each template keeps its argument inside the domain of every function it uses, so any
 # tree built from them is finite and smooth for x, y in [-1.5, 1.5].
-UNARY = ["sin({})", "cos({})", "tanh({})", "exp(tanh({}))", "log(1 + {}**2)",
+UNARY = ["sin({})", "cos({})", "tanh({})", "exp(tanh({}))", "log(1 + ({})**2)",
          "sqrt(2 + sin({}))", "atan({})", "asinh({})", "-({})", "square({})",
          "log1p(exp(tanh({})))", "acos(tanh({}) / 2)", "cosh(tanh({}))"]
 BINARY = ["({}) + ({})", "({}) - ({})", "({}) * ({})", "({}) / (2 + cos({}))",
