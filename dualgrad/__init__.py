@@ -41,6 +41,7 @@ from .transforms import (
     vjp,
     vmap,
 )
+from .transforms.implicit import custom_root, implicit  # dg.custom_root/dg.implicit: roots
 
 try:  # scipy is optional: with it, scipy.special's ufuncs join the primitive table
     import scipy.special as _scipy_special  # noqa: F401
@@ -57,4 +58,5 @@ __all__ = [
     "grad", "hessian", "hvp", "jacfwd", "jit", "jacrev", "jvp", "linearize", "numerical_jacobian",
     "stop_gradient", "tree_flatten", "tree_map", "tree_unflatten", "value_and_grad", "vjp",
     "nn", "symcheck", "vmap", "device_get", "device_put",
+    "custom_root", "implicit",
 ]
