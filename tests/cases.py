@@ -235,6 +235,20 @@ if "polygamma" in P.TABLE:  # scipy.special's rows with a constant order (rules/
         Case("yv", lambda x: sc.yv(1.0, x), _sample("positive", (3, 4))),
         Case("iv", lambda x: sc.iv(0.5, x), _sample("positive", (3, 4))),
         Case("kv", lambda x: sc.kv(2.0, x), _sample("positive", (3, 4))),
+        # rows differentiable in their last argument only (the shapes are arrays)
+        Case("igamma", lambda x: P.TABLE["igamma"](np.array([0.5, 1.0, 2.5, 4.0]), x),
+             _sample("positive", (3, 4))),
+        Case("igammac", lambda x: P.TABLE["igammac"](2.5, x), _sample("positive", (3, 4))),
+        Case("gammaincinv", lambda y: sc.gammaincinv(np.array([0.5, 1.0, 3.0]), y),
+             _sample("prob", (2, 3))),
+        Case("gammainccinv", lambda y: sc.gammainccinv(2.0, y), _sample("prob", (3, 4))),
+        Case("betainc", lambda x: sc.betainc(np.array([0.5, 2.0, 3.0]), 1.5, x),
+             _sample("prob", (2, 3))),
+        Case("betaincc", lambda x: sc.betaincc(2.0, 3.0, x), _sample("prob", (3, 4))),
+        Case("betaincinv", lambda y: sc.betaincinv(2.0, 0.7, y), _sample("prob", (3, 4))),
+        Case("betainccinv", lambda y: sc.betainccinv(1.5, 3.0, y), _sample("prob", (3, 4))),
+        Case("stdtr", lambda t: sc.stdtr(np.array([1.0, 3.0, 30.0]), t), _sample("real", (2, 3))),
+        Case("stdtrit", lambda p: sc.stdtrit(4.0, p), _sample("prob", (3, 4))),
     ]
 
 def _fft_case(name, n_in, **kw):

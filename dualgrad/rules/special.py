@@ -26,7 +26,7 @@ import numpy as np
 import scipy.special as sc
 
 from .. import rules as P  # the rows by name (dualgrad.rules is imported in full first)
-from ..core.trace import unbox
+from ..core.trace import Box, unbox
 from .elementwise import (
     add,
     divide,
@@ -78,7 +78,7 @@ def _sign(x):
 
 def _safe_ratio(x, y):
     """x / y, and 0 where x = y = 0 (xlogy's d/dy at the origin, where x log y is 0)."""
-    both = (unbox(x) == 0) & (unbox(y) == 0)
+    both = np.logical_and(unbox(x) == 0, unbox(y) == 0)  # (x or y may be a Python float)
     if P.may_any(both):
         y = where(both, 1.0, y)
     return divide(x, y)
@@ -255,3 +255,70 @@ gammaincc_p = _ordered("gammaincc", sc.gammaincc,
 hurwitz_zeta = sc._ufuncs._zeta
 zeta_p = _ordered("zeta", hurwitz_zeta, lambda ans, x, s: multiply(
     _like(np.negative(s), x), zeta_p(x, v=np.add(s, 1.0))))
+
+# ---------------------------------------------------------------------------
+# incomplete gamma and beta functions and their inverses, as functions of all their
+# arguments (dualgrad.scipy.stats' cdfs and ppfs): the shapes are array arguments, so
+# dg.vmap and dg.jit trace them, but the derivative is in the last argument only; one in a
+# shape raises when it is asked for (never a silent zero)
+# ---------------------------------------------------------------------------
+
+def _in_last(name, ufunc, deriv, shapes):
+    """A row ``name(*shapes, x)`` computing ``ufunc`` (scipy's argument order), whose local
+    derivative in x is ``deriv(ans, *shapes, x)``; in a shape, a TypeError naming it."""
+    def refuse(i):
+        def rule(*_):
+            raise TypeError(
+                f"dualgrad has no derivative rule for scipy.special.{ufunc.__name__} with "
+                f"respect to {shapes[i]} (argument {i}), only in its last argument; pass "
+                f"{shapes[i]} as a constant (dg.stop_gradient)")
+        return rule
+    def local(ans, *args):  # constant shapes in the result's dtype (float32 stays float32)
+        dt = P.float_result(*args)
+        return deriv(ans, *(a if isinstance(a, Box) else np.asarray(a, dt) for a in args))
+    n = len(shapes)
+    return P.defprim(name, _keep_dtype(ufunc), bcast=True, real_only=_REAL,
+                     dtype=P.float_result, domain="prob",
+                     jvp=tuple(refuse(i) for i in range(n))
+                     + (lambda t, ans, *args: multiply(t, local(ans, *args)),),
+                     forms=tuple(("mul", refuse(i)) for i in range(n)) + (("mul", local),))
+
+
+def _log_gamma_density(x, a):  # log(x^(a-1) e^-x / Gamma(a))
+    return subtract(subtract(xlogy(subtract(a, 1.0), x), x), gammaln(a))
+
+
+def _log_beta_density(x, a, b):  # log(x^(a-1) (1-x)^(b-1) / B(a, b))
+    return subtract(add(xlogy(subtract(a, 1.0), x), xlog1py(subtract(b, 1.0), negative(x))),
+                    betaln(a, b))
+
+
+def _log_t_density(x, df):  # Student's t with df degrees of freedom
+    half = multiply(0.5, add(df, 1.0))
+    return subtract(subtract(subtract(gammaln(half), gammaln(multiply(0.5, df))),
+                             multiply(0.5, log(multiply(math.pi, df)))),
+                    multiply(half, P.log1p(divide(square(x), df))))
+
+
+igamma = _in_last("igamma", sc.gammainc, lambda ans, a, x: exp(_log_gamma_density(x, a)),
+                  ("a",))
+igammac = _in_last("igammac", sc.gammaincc,
+                   lambda ans, a, x: negative(exp(_log_gamma_density(x, a))), ("a",))
+gammaincinv = _in_last("gammaincinv", sc.gammaincinv,
+                       lambda ans, a, y: exp(negative(_log_gamma_density(ans, a))), ("a",))
+gammainccinv = _in_last("gammainccinv", sc.gammainccinv,
+                        lambda ans, a, y: negative(exp(negative(_log_gamma_density(ans, a)))),
+                        ("a",))
+betainc = _in_last("betainc", sc.betainc,
+                   lambda ans, a, b, x: exp(_log_beta_density(x, a, b)), ("a", "b"))
+betaincc = _in_last("betaincc", sc.betaincc,
+                    lambda ans, a, b, x: negative(exp(_log_beta_density(x, a, b))), ("a", "b"))
+betaincinv = _in_last("betaincinv", sc.betaincinv,
+                      lambda ans, a, b, y: exp(negative(_log_beta_density(ans, a, b))),
+                      ("a", "b"))
+betainccinv = _in_last("betainccinv", sc.betainccinv,
+                       lambda ans, a, b, y: negative(exp(negative(_log_beta_density(ans, a, b)))),
+                       ("a", "b"))
+stdtr = _in_last("stdtr", sc.stdtr, lambda ans, df, t: exp(_log_t_density(t, df)), ("df",))
+stdtrit = _in_last("stdtrit", sc.stdtrit,
+                   lambda ans, df, p: exp(negative(_log_t_density(ans, df))), ("df",))

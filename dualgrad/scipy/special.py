@@ -51,6 +51,7 @@ from ..rules import (
     square,
     subtract,
 )
+from ..rules import special as R
 from ..rules.special import (
     LOG_SQRT_2PI,
     gammainc_p,
@@ -100,6 +101,24 @@ for _ufunc, _prim in ((sc.jv, jv_p), (sc.yv, yv_p), (sc.iv, iv_p), (sc.kv, kv_p)
                       (sc.gammainc, gammainc_p), (sc.gammaincc, gammaincc_p),
                       (hurwitz_zeta, zeta_p)):
     HANDLED[_ufunc] = _ordered(_prim.name, _prim)  # __array_ufunc__ looks here
+
+
+def _in_last(prim):
+    """scipy's ``ufunc(*shapes, x)`` as the row ``prim`` (rules/special.py): the shapes may
+    be traced (vmap, jit), the derivative is in x only (in a shape the row raises)."""
+    def call(*args, **kw):
+        if kw.get("out") is not None:
+            raise TypeError(f"dualgrad: scipy.special.{prim.name}(out=...) would write a "
+                            "traced value in place; compute a new array instead")
+        return prim(*args)
+    return call
+
+
+for _ufunc, _prim in ((sc.gammaincinv, R.gammaincinv), (sc.gammainccinv, R.gammainccinv),
+                      (sc.betainc, R.betainc), (sc.betaincc, R.betaincc),
+                      (sc.betaincinv, R.betaincinv), (sc.betainccinv, R.betainccinv),
+                      (sc.stdtr, R.stdtr), (sc.stdtrit, R.stdtrit)):
+    HANDLED[_ufunc] = _in_last(_prim)
 
 
 def polygamma(n, x):
