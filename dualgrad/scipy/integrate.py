@@ -43,7 +43,7 @@ from ..compiler import jit
 from ..core.trace import Box, IndexedRules, Primitive, unbox
 from ..core.tree import tree_flatten, tree_unflatten
 from ..numpy.objects import lift_out
-from ..transforms import grad, jvp, stop_gradient, vjp  # noqa: F401 (quad below)
+from ..transforms import grad, jvp, vjp
 
 __all__ = ["OdeResult", "cumulative_trapezoid", "odeint", "quad", "simpson", "solve_ivp",
            "trapezoid"]
@@ -402,3 +402,257 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
                      message=getattr(info, "message", "The solver successfully reached "
                                      "the end of the integration interval."),
                      success=getattr(info, "success", True))
+
+
+# ---------------------------------------------------------------------------
+# quad: differentiated under the integral sign and in the limits
+# ---------------------------------------------------------------------------
+
+class _Quad:
+    """``integral of f(x, *theta) dx from a to b`` by scipy's ``quad``, as the primitive
+    ``quad(a, b, *theta)``.  Its derivative integrals are ``_Quad``s again (of ``f``'s
+    ``jvp``, or of each entry of its ``grad``), so they differentiate in turn."""
+
+    def __init__(self, f, shapes, opts):
+        self.f, self.shapes, self.opts = f, shapes, opts
+        self.tangents, self.gradients, self.info = {}, {}, (0.0, 0.0)
+        self.prim = Primitive("quad", self.impl, jvp=self.jvp, vjp=IndexedRules(self.vjp),
+                              batch=self.batch)
+
+    def impl(self, a, b, *theta):
+        f = self.f
+        self.info = si.quad(lambda x: float(f(x, *theta)), float(a), float(b), **self.opts)
+        return np.float64(self.info[0])
+
+    def _under(self, j, e):
+        """The quad of entry ``e`` of df/dtheta_j."""
+        q = self.gradients.get((j, e))
+        if q is None:
+            f = self.f
+
+            def integrand(x, *theta):
+                def fj(v):
+                    return f(x, *theta[:j], v, *theta[j + 1:])
+                return np.reshape(grad(fj)(theta[j]), (-1,))[e]
+            q = self.gradients[(j, e)] = _Quad(integrand, self.shapes, self.opts)
+        return q
+
+    def vjp(self, i):
+        def rule(g, ans, a, b, *theta):
+            if i < 2:
+                side = self.f(b if i else a, *theta)
+                return g * side if i else -g * side
+            j = i - 2
+            shape = self.shapes[j]
+            parts = [self._under(j, e).prim(a, b, *theta) for e in range(math.prod(shape))]
+            lead = np.shape(unbox(g))
+            return np.reshape(g, lead + (1,) * len(shape)) * np.reshape(np.stack(parts), shape)
+        return rule
+
+    def _directional(self, mask):
+        """The quad of f's jvp in the parameters ``mask`` marks, their tangents appended."""
+        q = self.tangents.get(mask)
+        if q is None:
+            f, m = self.f, len(mask)
+            idx = [j for j in range(m) if mask[j]]
+
+            def integrand(x, *args):
+                theta, dots = args[:m], args[m:]
+
+                def f_sel(*sel):
+                    th = list(theta)
+                    for j, v in zip(idx, sel):
+                        th[j] = v
+                    return f(x, *th)
+                return jvp(f_sel, tuple(theta[j] for j in idx), tuple(dots))[1]
+            q = self.tangents[mask] = _Quad(integrand, self.shapes + [self.shapes[j]
+                                                                      for j in idx], self.opts)
+        return q
+
+    def jvp(self, tangents, ans, a, b, *theta):
+        lead = next(np.shape(unbox(t))[:np.ndim(unbox(t)) - np.ndim(unbox(x))]
+                    for t, x in zip(tangents, (a, b) + theta) if t is not None)
+        k = math.prod(lead)
+        ta, tb, tth = tangents[0], tangents[1], tangents[2:]
+        out = np.zeros((k,))
+        if tb is not None:
+            out = out + np.reshape(tb, (k,)) * self.f(b, *theta)
+        if ta is not None:
+            out = out - np.reshape(ta, (k,)) * self.f(a, *theta)
+        mask = tuple(t is not None for t in tth)
+        if any(mask):
+            q = self._directional(mask)
+            dots = [np.reshape(t, (k,) + s) for t, s in zip(tth, self.shapes) if t is not None]
+            out = out + np.stack([q.prim(a, b, *theta, *[d[r] for d in dots])
+                                  for r in range(k)])
+        return np.reshape(out, lead)
+
+    def batch(self, args, dims):
+        size = next(np.shape(unbox(a))[d] for a, d in zip(args, dims) if d is not None)
+        outs = [self.prim(*[a if d is None else a[(slice(None),) * d + (b,)]
+                            for a, d in zip(args, dims)]) for b in range(size)]
+        return np.stack(outs), 0
+
+
+def quad(func, a, b, args=(), full_output=0, epsabs=1.49e-8, epsrel=1.49e-8, limit=50,
+         points=None, weight=None, wvar=None, wopts=None, maxp1=50, limlst=50,
+         complex_func=False):
+    """``scipy.integrate.quad``: ``(value, abserr)``, the value differentiable in the
+    limits ``a``, ``b`` (``func(b)``, ``-func(a)``) and in the float parameters in ``args``
+    (under the integral sign: the derivative integrals are computed by ``quad`` too, one
+    per parameter entry in reverse mode, one per direction in forward mode).  ``abserr``
+    is a plain number describing the value's integral.  ``weight``, ``full_output`` and
+    ``complex_func`` are not supported.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> area = lambda k: quad(lambda x, k: np.exp(-k * x), 0.0, 1.0, args=(k,))[0]
+    >>> round(float(dg.grad(area)(1.0)), 8)   # -integral of x e^(-x) from 0 to 1
+    -0.26424112
+    """
+    if full_output or weight is not None or complex_func:
+        raise NotImplementedError("dualgrad.scipy.integrate.quad: full_output, weight and "
+                                  "complex_func are not supported")
+    if not callable(func):
+        raise TypeError(f"quad: func must be callable, got {type(func).__name__}")
+    if not isinstance(args, tuple):
+        args = (args,)
+    leaves, treedef = tree_flatten(args)
+    where = [i for i, x in enumerate(leaves) if _is_param(x)]
+    theta = [leaves[i] for i in where]
+
+    def f(x, *th):
+        full = list(leaves)
+        for i, v in zip(where, th):
+            full[i] = v
+        out = func(x, *tree_unflatten(treedef, full))
+        if math.prod(np.shape(unbox(out))) != 1:
+            raise ValueError(f"quad: func must return a number, got shape "
+                             f"{np.shape(unbox(out))}")
+        return np.reshape(out, ())
+
+    opts = dict(epsabs=epsabs, epsrel=epsrel, limit=limit, points=points)
+    q = _Quad(f, [tuple(np.shape(unbox(x))) for x in theta], opts)
+    value = q.prim(a, b, *theta)
+    return value, float(q.info[1])
+
+
+# ---------------------------------------------------------------------------
+# sampled data: numpy functions on traced values
+# ---------------------------------------------------------------------------
+
+def _at(nd, axis, index):
+    """The index tuple picking ``index`` along ``axis`` of an ``nd``-dimensional array."""
+    return (slice(None),) * (axis % nd) + (index,)
+
+
+def _samples(y):
+    return y if isinstance(y, Box) else np.asarray(y)
+
+
+def _spacing(y, x, dx, axis, fname):
+    """The N - 1 spacings along ``axis`` (shaped to broadcast with y), or ``dx``."""
+    if x is None:
+        return dx
+    x = _samples(x)
+    nd = np.ndim(unbox(y))
+    if np.ndim(unbox(x)) == 1:
+        d = np.diff(x)
+        shape = [1] * nd
+        shape[axis] = -1
+        d = np.reshape(d, tuple(shape))
+    elif np.ndim(unbox(x)) != nd:
+        raise ValueError(f"{fname}: if given, shape of x must be 1-D or the same as y")
+    else:
+        d = np.diff(x, axis=axis)
+    if np.shape(unbox(d))[axis] != np.shape(unbox(y))[axis] - 1:
+        raise ValueError(f"{fname}: if given, length of x along axis must be the same as y")
+    return d
+
+
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    """``scipy.integrate.trapezoid`` (numpy's ``trapezoid``): the trapezoidal rule.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.grad(lambda y: trapezoid(y, dx=0.5))(np.ones(3))
+    array([0.25, 0.5 , 0.25])
+    """
+    y = _samples(y)
+    nd = np.ndim(unbox(y))
+    d = _spacing(y, x, dx, axis, "trapezoid")
+    return np.sum(d * (y[_at(nd, axis, slice(1, None))] + y[_at(nd, axis, slice(None, -1))])
+                  / 2.0, axis=axis)
+
+
+def cumulative_trapezoid(y, x=None, dx=1.0, axis=-1, initial=None):
+    """``scipy.integrate.cumulative_trapezoid``: the running trapezoidal rule (``initial``
+    None or 0, as scipy allows).
+
+    >>> import numpy as np
+    >>> cumulative_trapezoid(np.array([0.0, 1.0, 2.0]), initial=0)
+    array([0. , 0.5, 2. ])
+    """
+    y = _samples(y)
+    nd = np.ndim(unbox(y))
+    d = _spacing(y, x, dx, axis, "cumulative_trapezoid")
+    res = np.cumsum(d * (y[_at(nd, axis, slice(1, None))] + y[_at(nd, axis, slice(None, -1))])
+                    / 2.0, axis=axis)
+    if initial is not None:
+        if not np.isscalar(initial):
+            raise ValueError("cumulative_trapezoid: `initial` parameter should be a scalar.")
+        if initial != 0:
+            raise ValueError("cumulative_trapezoid: `initial` must be `None` or `0`.")
+        shape = list(np.shape(unbox(res)))
+        shape[axis] = 1
+        res = np.concatenate([np.zeros(tuple(shape)), res], axis=axis)
+    return res
+
+
+def _simpson_pairs(y, stop, x, dx, axis):
+    """Simpson's rule over the pairs of intervals starting at 0, 2, ..., stop - 2."""
+    nd = np.ndim(unbox(y))
+    y0, y1, y2 = (y[_at(nd, axis, slice(s, stop + s, 2))] for s in range(3))
+    if x is None:
+        return np.sum(y0 + 4.0 * y1 + y2, axis=axis) * (dx / 3.0)
+    h = np.diff(x, axis=axis)
+    h0, h1 = h[_at(nd, axis, slice(0, stop, 2))], h[_at(nd, axis, slice(1, stop + 1, 2))]
+    hsum, ratio = h0 + h1, h0 / h1
+    return np.sum(hsum / 6.0 * (y0 * (2.0 - 1.0 / ratio) + y1 * (hsum * hsum / (h0 * h1))
+                                + y2 * (2.0 - ratio)), axis=axis)
+
+
+def simpson(y, x=None, *, dx=1.0, axis=-1):
+    """``scipy.integrate.simpson``: composite Simpson's rule; with an even number of samples
+    the last interval gets Cartwright's correction, as scipy's.  Samples at repeated ``x``
+    (a zero spacing) are not supported.
+
+    >>> import numpy as np
+    >>> float(simpson(np.arange(10.0) ** 3, x=np.arange(10.0)))
+    1640.5
+    """
+    y = _samples(y)
+    nd = np.ndim(unbox(y))
+    n = np.shape(unbox(y))[axis]
+    if x is not None:
+        x = _samples(x)
+        if np.ndim(unbox(x)) == 1:
+            shape = [1] * nd
+            shape[axis] = -1
+            x = np.reshape(x, tuple(shape))
+        elif np.ndim(unbox(x)) != nd:
+            raise ValueError("simpson: if given, shape of x must be 1-D or the same as y")
+        if np.shape(unbox(x))[axis] != n:
+            raise ValueError("simpson: if given, length of x along axis must be the same as y")
+    if n % 2:
+        return _simpson_pairs(y, n - 2, x, dx, axis)
+    last, before, third = (y[_at(nd, axis, -k)] for k in (1, 2, 3))
+    if x is None:
+        h0 = h1 = dx
+    else:
+        h = np.diff(x, axis=axis)
+        h0, h1 = h[_at(nd, axis, -2)], h[_at(nd, axis, -1)]
+    if n == 2:
+        return 0.5 * h1 * (last + before)
+    alpha = (2 * h1 ** 2 + 3 * h0 * h1) / (6 * (h1 + h0))
+    beta = (h1 ** 2 + 3.0 * h0 * h1) / (6 * h0)
+    eta = h1 ** 3 / (6 * h0 * (h0 + h1))
+    return _simpson_pairs(y, n - 3, x, dx, axis) + alpha * last + beta * before - eta * third
