@@ -193,6 +193,20 @@ CASES = [
          RNG.standard_normal((3, 4)), RNG.standard_normal(())),
     Case("index_set", lambda x, v: P.index_set(x, v, idx=_idx_sep()),
          RNG.standard_normal((3, 2, 4)), RNG.standard_normal((3, 1))),
+    # index_set with the index arrays as arguments (dg.jit's labels): repeats, a constant
+    # array beside one, advanced indices split by a slice (own generator: the cases after
+    # these keep their values)
+    *(lambda r: [
+        Case("scatter_set", lambda x, v: P.scatter_set(x, v, np.array([0, 2, 0]), idx=(
+            P.Slot(0, (3,), np.int64), 1)), r.standard_normal((3, 4)), r.standard_normal((3,))),
+        Case("scatter_set", lambda x, v: P.scatter_set(x, v, np.array([2, 0, 2]), idx=(
+            np.arange(3), P.Slot(0, (3,), np.int64))), r.standard_normal((3, 4)),
+            r.standard_normal(())),
+        Case("scatter_set", lambda x, v: P.scatter_set(
+            x, v, np.array([0, 2, 1]), np.array([1, 1, 0]), idx=(
+                P.Slot(0, (3,), np.int64), slice(None), P.Slot(1, (3,), np.int64))),
+            r.standard_normal((3, 2, 4)), r.standard_normal((3, 1))),
+    ])(np.random.default_rng(23)),
     # complex rows on real inputs (identity and zero); complex inputs: test_complex.py
     Case("real", lambda x: P.real(x), np.random.default_rng(1).standard_normal((3, 4))),
     Case("imag", lambda x: P.imag(x), np.random.default_rng(2).standard_normal((3, 4))),

@@ -43,7 +43,11 @@ def _device_constants():
     mask, orders = np.array([True, False, True, True]), np.array([0.5, 1.0, 3.0])
     base = {c.name: c for c in ALL}
     out = {"where": Case("where", lambda x, y: P.where(_on_device_of(mask, x), x, y),
-                         *base["where"].args)}
+                         *base["where"].args),
+           # the index arrays of scatter_set are dg.jit's labels: on the device of the data
+           "scatter_set": Case("scatter_set", lambda x, v: P.scatter_set(
+               x, v, _on_device_of(np.array([0, 2, 0]), x), idx=(P.Slot(0, (3,), np.int64), 1)),
+               *base["scatter_set"].args)}
     if "jv" not in base:  # scipy is not installed: no scipy.special rows
         return out
     import scipy.special as sc
@@ -278,7 +282,8 @@ def test_functional_index_updates_with_device_indices():
     _same(g(*dev), want)
     jg = dg.jit(g)
     _same(jg(*dev), want)  # the recording
-    # A replay checks the guard on i's values (index_set has no gather-like row yet), a
-    # bool read from the device that CuPy allows and the stand-in refuses.
-    with pytest.raises(HostPull, match="bool"):
-        jg(*dev)
+    # the index is a value of the graph (the scatter_set row): new indices replay it,
+    # with nothing read from the device
+    for i in (np.array([0, 2, 2]), np.array([4, 4, 1]), np.array([3, 0, 1])):
+        _same(jg(StrictArray(x), StrictArray(v), StrictArray(i)), g(x, v, i))
+    assert jg.trace_count == 1

@@ -1,15 +1,19 @@
 """Indexing traced arrays: ``x[i]``, ``x[mask]``, ``x[:, idx]``.
 
 numpy's index is normalised into a tuple of ints, slices, ``None``, ``Ellipsis`` and
-integer or boolean arrays, and ``getitem`` applies the ``getitem`` row with it (under
-``dg.jit``, an integer array that is an argument of the jitted function is a value of the
-graph: the ``gather`` row).  An index is never differentiated: a traced index is an error.
+integer or boolean arrays, and ``getitem`` applies the ``getitem`` row with it.  Under
+``dg.jit``, an integer array that is an argument of the jitted function (a batch's
+labels) is a value of the graph: a read with it is the ``gather`` row, and a write with it
+(``y[np.arange(N), labels] = v``, ``-=``, ``np.add.at``) the ``scatter_set`` or
+``scatter`` row (``_index`` leaves it in the index as an ``ArgIndex``), so a replay takes
+new labels with no guard.  An index is never differentiated: a traced index is an error.
 """
 
 import numpy as np
 
 from .. import rules as P
 from ..core.trace import Box, unbox
+from ..rules.indexing import ArgIndex
 
 
 def _jit_index(k):
@@ -25,12 +29,17 @@ def _jit_index(k):
 
 
 def _index(idx):
-    """numpy's index as a tuple of ints, slices, None, Ellipsis and arrays."""
+    """numpy's index as a tuple of ints, slices, None, Ellipsis and arrays; an integer
+    array only dg.jit records stays a graph value (an ``ArgIndex``, which ``index_set``
+    and ``scatter_add`` take as an argument of their ``scatter_set``/``scatter`` form)."""
     if not isinstance(idx, tuple):
         idx = (idx,)
     out = []
     for k in idx:
         if isinstance(k, Box):
+            if _recorded_integers(k):
+                out.append(ArgIndex.of(k))
+                continue
             v = _jit_index(k)
             if v is None:
                 raise TypeError("dualgrad: an index cannot be a traced (differentiated) "

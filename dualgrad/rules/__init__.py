@@ -9,7 +9,8 @@ derivative dualgrad knows is written once, in a row here:
   the families share (shapes, broadcasting, batching);
 - ``elementwise``: arithmetic, numpy's ufuncs, ``where``/``clip``, ``astype``, complex parts;
 - ``structure``: ``reshape``, ``transpose``, ``broadcast_to``, ``flip``, ``concatenate``;
-- ``indexing``: ``getitem``, ``scatter_add``, ``gather``, ``scatter``, ``index_set``;
+- ``indexing``: ``getitem``, ``scatter_add``, ``gather``, ``scatter``, ``index_set``,
+  ``scatter_set``;
 - ``reductions``: ``sum``, ``max``, ``min``, ``prod``, ``cumsum``, ``cumprod``;
 - ``einsum``; ``linalg``: ``matmul``, ``solve``, ``inv``, ``det``, ``cholesky`` and the
   decompositions; ``nn``: ``softmax``, ``logsumexp``, ``conv2d``; ``fft``;
@@ -86,7 +87,7 @@ from .elementwise import (
     tanh,
     where,
 )
-from .indexing import Slot, gather, getitem, index_set, scatter, scatter_add
+from .indexing import Slot, gather, getitem, index_set, scatter, scatter_add, scatter_set
 from .reductions import amax, amin, cumprod, cumsum, expand_back, expand_dims, prod, sum_
 from .structure import broadcast_to, concatenate, flip, reshape, transpose
 from .table import (

@@ -1,11 +1,13 @@
 """Indexing: ``getitem`` (a gather, whose transpose is a scatter-add), ``scatter_add``,
-their forms ``gather``/``scatter`` with the index arrays as arguments (for ``dg.jit``),
-and ``index_set``, the functional ``x[idx] = v``.
+``index_set`` (the functional ``x[idx] = v``), and their forms with the index arrays as
+arguments, ``gather``, ``scatter`` and ``scatter_set`` (for ``dg.jit``: an index array
+that is a value of the graph, a batch's labels, replays with its new values).
 """
 
 import numpy as np
 
 from .. import backend
+from ..core.trace import Primitive, raw_apply, unbox
 from .elementwise import add, where
 from .structure import broadcast_to, reshape, transpose
 from .table import (
@@ -172,22 +174,43 @@ def _index_like(idx):
     return None
 
 
+def _shaped(idx):
+    """idx with each Slot replaced by zeros of its shape: numpy's index arithmetic (which
+    shape x[idx] has) without the index's values."""
+    return tuple(np.broadcast_to(np.zeros((), k.dtype), k.shape) if k.__class__ is Slot
+                 else k for k in idx)
+
+
 def _target_shape(x, idx):
-    return np.empty(shape_of(x), bool, like=_index_like(idx))[idx].shape
+    return np.empty(shape_of(x), bool, like=_index_like(idx))[_shaped(idx)].shape
 
 
-def _winners(x, idx):
+def _winner_mask(shape, idx):
+    """Boolean mask over ``empty(shape)[idx]``: False for an entry a later one overwrites
+    (numpy's buffered ``y[idx] = v``: the last write wins)."""
+    like = _index_like(idx)
+    tshape = np.empty(shape, bool, like=like)[idx].shape
+    ids = np.arange(int(np.prod(tshape, dtype=np.int64)), like=like).reshape(tshape)
+    label = np.full(shape, -1, np.intp, like=like)
+    label[idx] = ids
+    return label[idx] == ids
+
+
+def _winners(x, idx, arrays=()):
     """Boolean mask over x[idx]: False for an entry a later one overwrites; None if none
-    (where the index lives on a device, the mask is always made: no value is read back)."""
+    (where the index lives on a device, the mask is always made: no value is read back).
+    With index ``arrays`` (Slots in idx: values of a dg.jit graph) the mask is always made,
+    as a node of the graph (``raw_apply``), so a replay computes it from the new indices."""
+    if arrays:
+        shape = shape_of(x)
+
+        def winners(*a):
+            return _winner_mask(shape, _fill(idx, a))
+        return raw_apply(winners, *(unbox(a) for a in arrays))
     if not any(_is_adv(k) and k.dtype != bool for k in idx):
         return None
-    like = _index_like(idx)
-    tshape = _target_shape(x, idx)
-    ids = np.arange(int(np.prod(tshape, dtype=np.int64)), like=like).reshape(tshape)
-    label = np.full(shape_of(x), -1, np.intp, like=like)
-    label[idx] = ids
-    win = label[idx] == ids
-    return win if like is not None or not win.all() else None
+    win = _winner_mask(shape_of(x), idx)
+    return win if _index_like(idx) is not None or not win.all() else None
 
 
 def _onto_target(t, v, bshape, tshape):
@@ -198,25 +221,34 @@ def _onto_target(t, v, bshape, tshape):
     return broadcast_to(t, bshape + tshape) if shape_of(t) != bshape + tshape else t
 
 
-def _index_set_jvp(tangents, ans, x, v, idx):
-    tx, tv = tangents
+def _set(x, v, idx, arrays):
+    """index_set, or scatter_set where idx has Slots for ``arrays``."""
+    return scatter_set(x, v, *arrays, idx=idx) if arrays else index_set(x, v, idx=idx)
+
+
+def _index_set_jvp(tangents, ans, x, v, *arrays, idx):
+    tx, tv = tangents[:2]
     nb = ndim_of(tx) - ndim_of(x) if tx is not None else ndim_of(tv) - ndim_of(v)
     bshape = shape_of(tx if tx is not None else tv)[:nb]
-    out = None if tx is None else index_set(tx, 0.0, idx=(slice(None),) * nb + idx)
+    out = None if tx is None else _set(tx, 0.0, (slice(None),) * nb + idx, arrays)
     if tv is not None:
         t = _onto_target(tv, v, bshape, _target_shape(x, idx))
-        win = _winners(x, idx)
+        win = _winners(x, idx, arrays)
         if win is not None:
             t = where(win, t, 0.0)
-        s = _scatter_batched(t, idx, bshape + shape_of(x), nb)
+        s = _scatter_batched(t, idx, bshape + shape_of(x), nb, arrays)
         out = s if out is None else add(out, s)
     return out
 
 
-def _index_set_vjp_v(g, ans, x, v, idx):
+def _index_set_vjp_x(g, ans, x, v, *arrays, idx):
+    return _set(g, 0.0, (slice(None),) * (ndim_of(g) - ndim_of(ans)) + idx, arrays)
+
+
+def _index_set_vjp_v(g, ans, x, v, *arrays, idx):
     nb = ndim_of(g) - ndim_of(ans)
-    c = _gather_batched(g, idx, nb)
-    win = _winners(x, idx)
+    c = _gather_batched(g, idx, nb, arrays)
+    win = _winners(x, idx, arrays)
     if win is not None:
         c = where(win, c, 0.0)
     return unbroadcast(c, shape_of(v), nb)
@@ -224,11 +256,14 @@ def _index_set_vjp_v(g, ans, x, v, idx):
 
 def _index_set_batch(args, dims, idx):
     """index_set with a batch axis: x (broadcast if unbatched) and v laid out as
-    x[:, idx] wants them, then one write."""
-    (x, v), (dx, dv) = args, dims
+    x[:, idx] wants them, then one write.  Batched index arrays (scatter_set's): not
+    covered (vmap then loops)."""
+    (x, v), (dx, dv), arrays = args[:2], dims[:2], args[2:]
+    if any(d is not None for d in dims[2:]):
+        return NotImplemented
     n = batch_size(args, dims)
     x = bfront(x, dx) if dx is not None else broadcast_to(x, shape=(n,) + shape_of(x))
-    tshape = np.empty(shape_of(x)[1:], bool)[idx].shape
+    tshape = np.empty(shape_of(x)[1:], bool)[_shaped(idx)].shape
     nv = ndim_of(v) - (dv is not None)
     v = bfront(v, dv) if dv is not None else reshape(v, (1,) + shape_of(v))
     sv = shape_of(v)
@@ -239,11 +274,75 @@ def _index_set_batch(args, dims, idx):
     if separated:  # x[:, idx] puts the advanced axes first, then the batch axis
         v = transpose(v, axes=tuple(range(1, 1 + adv_nd)) + (0,)
                       + tuple(range(1 + adv_nd, 1 + len(tshape))))
-    return index_set(x, v, idx=(slice(None),) + idx), 0
+    return _set(x, v, (slice(None),) + idx, arrays), 0
 
 
 index_set = defprim(
     "index_set", _index_set_impl, jvp=_index_set_jvp, dtype=arg_dtype(0),  # v cast to x's
-    vjp=(lambda g, ans, x, v, idx: index_set(
-        g, 0.0, idx=(slice(None),) * (ndim_of(g) - ndim_of(ans)) + idx),
-         _index_set_vjp_v), batch=_index_set_batch)
+    vjp=(_index_set_vjp_x, _index_set_vjp_v), batch=_index_set_batch)
+
+# index_set with the index arrays as arguments (Slots in ``idx`` say where), as gather is
+# getitem's: what ``y[np.arange(N), labels] = v`` records under dg.jit
+scatter_set = defprim(
+    "scatter_set", lambda x, v, *arrays, idx: _index_set_impl(x, v, _fill(idx, arrays)),
+    jvp=_index_set_jvp, dtype=arg_dtype(0),
+    vjp=(_index_set_vjp_x, _index_set_vjp_v), batch=_index_set_batch)
+
+
+# ---------------------------------------------------------------------------
+# index arrays that are values of a dg.jit graph, in a write's index
+#
+# ``y[np.arange(N), labels] = v`` and ``np.add.at(y, (rows, labels), v)`` normalise their
+# index (numpy/indexing.py ``_index``) before calling ``index_set`` / ``scatter_add`` with
+# it as a parameter.  A recorded integer array (an argument of the jitted function) stands
+# in that index as an ``ArgIndex``: zeros of its shape and dtype, for numpy's shape
+# arithmetic (which shape y[idx] has), carrying the recorded value.  ``index_set`` and
+# ``scatter_add`` hand such a call to ``scatter_set`` / ``scatter``, with the arrays as
+# arguments: the graph then takes the new labels at each replay, with no guard and no read.
+# ---------------------------------------------------------------------------
+
+class ArgIndex(np.ndarray):
+    """An index array the graph being recorded holds (``box``), standing in a normalised
+    index as zeros of its shape and dtype (no value is read: not even a device's).
+
+    >>> k = ArgIndex.of(np.array([2, 0]))
+    >>> k.shape, k.box
+    ((2,), array([2, 0]))
+    """
+
+    @staticmethod
+    def of(box):
+        raw = unbox(box)
+        k = np.broadcast_to(np.zeros((), raw.dtype), raw.shape).view(ArgIndex)
+        k.box = box
+        return k
+
+
+def _with_arrays(idx):
+    """(idx with a Slot for each ArgIndex, the arrays they hold)."""
+    arrays, out = [], []
+    for k in idx:
+        if k.__class__ is ArgIndex:
+            out.append(Slot(len(arrays), k.shape, k.dtype))
+            arrays.append(k.box)
+        else:
+            out.append(k)
+    return tuple(out), arrays
+
+
+class _IndexWrite(Primitive):
+    """``index_set`` and ``scatter_add``: a call whose ``idx`` holds an ``ArgIndex`` is
+    their form with the index arrays as arguments (``scatter_set``, ``scatter``)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args, **kw):
+        for k in kw["idx"]:
+            if k.__class__ is ArgIndex:
+                idx, arrays = _with_arrays(kw.pop("idx"))
+                form = scatter_set if self is index_set else scatter
+                return form(*args, *arrays, idx=idx, **kw)
+        return Primitive.__call__(self, *args, **kw)
+
+
+index_set.__class__ = scatter_add.__class__ = _IndexWrite
