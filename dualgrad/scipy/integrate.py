@@ -644,15 +644,17 @@ def simpson(y, x=None, *, dx=1.0, axis=-1):
             raise ValueError("simpson: if given, length of x along axis must be the same as y")
     if n % 2:
         return _simpson_pairs(y, n - 2, x, dx, axis)
-    last, before, third = (y[_at(nd, axis, -k)] for k in (1, 2, 3))
+    last, before = y[_at(nd, axis, -1)], y[_at(nd, axis, -2)]
+    if n == 2:
+        h1 = dx if x is None else x[_at(nd, axis, -1)] - x[_at(nd, axis, -2)]
+        return 0.5 * h1 * (last + before)
     if x is None:
         h0 = h1 = dx
     else:
         h = np.diff(x, axis=axis)
         h0, h1 = h[_at(nd, axis, -2)], h[_at(nd, axis, -1)]
-    if n == 2:
-        return 0.5 * h1 * (last + before)
     alpha = (2 * h1 ** 2 + 3 * h0 * h1) / (6 * (h1 + h0))
     beta = (h1 ** 2 + 3.0 * h0 * h1) / (6 * h0)
     eta = h1 ** 3 / (6 * h0 * (h0 + h1))
-    return _simpson_pairs(y, n - 3, x, dx, axis) + alpha * last + beta * before - eta * third
+    return (_simpson_pairs(y, n - 3, x, dx, axis) + alpha * last + beta * before
+            - eta * y[_at(nd, axis, -3)])
