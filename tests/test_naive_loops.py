@@ -87,10 +87,6 @@ def test_rnn_naive_second_order_check_grads():
                                rtol=1e-12, atol=1e-13)
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "issue 23: np.zeros(S, like=x) is a plain array when x is not differentiated (grad "
-    "w.r.t. the weights only, as training and check_grads per argument do): the write "
-    "h[t + 1] = ... is refused, and the message advises the like=x the code already has"))
 def test_rnn_naive_gradient_wrt_weights_only():
     p = _params(np.random.default_rng(3), T=3, N=2, D=3, H=4)
     for a in (0, 1, 2):

@@ -47,8 +47,10 @@ import numpy as np
 
 from ..backend import is_foreign_array
 from ..core.trace import Box
-from ..core.tree import tree_flatten, tree_unflatten
+from ..core.tree import tree_flatten, tree_map, tree_unflatten
 from ..core.validate import check_not_a_dataclass
+from ..numpy.objects import lift_out
+from ..numpy.preallocated import running
 from .compiled import Compiled, Lowered
 from .fuse import MODES, mode_default
 from .graph import MISS, MISSED, Const, Graph, run_traced, same
@@ -345,8 +347,9 @@ class Jitted:
         try:
             new = [trace.input(x) if t else x for x, t in zip(leaves, traced)]
             args, kwargs = rebuild(new)
-            out = self.fun(*args, **kwargs)
-            outs, odef = tree_flatten(out)
+            with running():  # np.zeros(S) in fun: writable with traced values
+                out = self.fun(*args, **kwargs)
+            outs, odef = tree_flatten(tree_map(lift_out, out))
             refs = []
             for o in outs:
                 if o.__class__ is Var and o._trace is trace:

@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from .. import rules as P
-from ..core.trace import OBJECTS, check_live, unbox
+from ..core.trace import OBJECTS, Box, check_live, unbox
 from .dispatch import implements
 from .elementwise import astype
 from .indexing import _index
@@ -61,7 +61,8 @@ def _setitem(self, key, value):
     check_live(self, "setitem")
     raw = unbox(self)
     raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
-    if raw.__class__ is not np.ndarray and P.device_like(raw) is None:
+    if raw.__class__ is not np.ndarray and P.device_like(raw) is None \
+            and not isinstance(raw, Box):  # (under dg.vmap: a batch of arrays)
         raise TypeError(f"dualgrad: {type(raw).__name__!r} object does not support item "
                         "assignment (a traced number is immutable, as in numpy)")
     if isinstance(value, (list, tuple)) or (value.__class__ is np.ndarray
@@ -76,7 +77,8 @@ def _inplace(prim, name):
         check_live(self, name)
         new = prim(self, other)
         raw = unbox(self)
-        if raw.__class__ is not np.ndarray or new.__class__ is not self.__class__:
+        if (raw.__class__ is not np.ndarray and not (isinstance(raw, Box) and raw.shape)) \
+                or new.__class__ is not self.__class__:  # (a batch of arrays: rebound)
             return new  # an immutable number (or a value of another trace): a new value
         if _shape(new) != raw.shape:
             raise ValueError(f"non-broadcastable output operand with shape {raw.shape} "

@@ -119,9 +119,12 @@ def pack(a):
 
 def lift_out(x):
     """A transform's output as a traced value: an element unwrapped, an object array of
-    traced values packed; anything else as it is."""
+    traced values packed, a Preallocated array as what it stands for; anything else as it
+    is."""
     if x.__class__ is Elem:
         return x.value
+    if isinstance(x, Box) and x._trace is _OBJECTS:  # a Preallocated: its current value
+        return lift_out(x.value)
     if x.__class__ is np.ndarray and x.dtype == object and _has_boxes(x):
         return pack(x)
     return x
@@ -154,7 +157,7 @@ class _ObjectTrace(Trace):
         return out.reshape(shape)
 
     def process(self, prim, args, kw):
-        new, lifted, changed = [], True, False
+        new, lifted, changed, plain = [], True, False, None
         for a in args:
             if a.__class__ is Elem:
                 a, changed = a.value, True
@@ -163,8 +166,17 @@ class _ObjectTrace(Trace):
                 if p is not a:
                     a, changed, lifted = p, True, False
             elif isinstance(a, Box):
+                if a._trace is self:  # a Preallocated (preallocated.py): its current value
+                    a, changed = a.value, True
+                    if a.__class__ is np.ndarray:
+                        plain = (plain or []) + [len(new)]
                 lifted = False
             new.append(a)
+        if plain and any(isinstance(a, Box) for a in new):
+            # a Preallocated's plain array goes on a tape: the tape gets a copy, so that a
+            # later plain write (numpy's, in place) cannot change what its derivative reads
+            for i in plain:
+                new[i] = new[i].copy()
         if not changed:  # object arrays of plain Python objects: numpy's own business
             top = None
             for a in new:

@@ -40,6 +40,7 @@ from ..numpy.dispatch import NONDIFF_FUNCS, NONDIFF_UFUNCS
 from ..numpy.dispatch import array_function as _array_function
 from ..numpy.dispatch import array_ufunc as _array_ufunc
 from ..numpy.objects import lift_out
+from ..numpy.preallocated import running
 from . import custom
 from .custom import custom_jvp, custom_vjp
 
@@ -567,7 +568,8 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
             trace = boxed[0]
             boxed = [a if ax is None else BatchBox._make(a, ax, trace) for a, ax in boxed[1]], {}
         try:
-            out = f(*boxed[0], **boxed[1])
+            with running():  # np.zeros(S) in f: writable with batched values
+                out = f(*boxed[0], **boxed[1])
             out = out if out.__class__ is BatchBox else tree_map(lift_out, out)
         finally:
             trace.finish()

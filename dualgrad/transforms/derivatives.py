@@ -21,6 +21,7 @@ from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
 from ..numpy.inplace import plain_write_error
 from ..numpy.objects import lift_out
+from ..numpy.preallocated import running
 from ..rules import shape_of
 from .forward import Dual, JVPTrace
 from .reverse import Node, Tape
@@ -123,7 +124,8 @@ def _call(f, args, kwargs):
     """``f(*args, **kwargs)``; a traced value written into a plain numpy array (``out[i] =
     v`` with ``out = np.zeros(S)``) raises the error that says the fix (numpy/inplace.py)."""
     try:
-        return f(*args, **kwargs)
+        with running():  # np.zeros(S) in f gives an array a traced value can be written into
+            return f(*args, **kwargs)
     except (TypeError, ValueError) as e:
         fix = plain_write_error(e)
         if fix is None:
