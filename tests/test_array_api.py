@@ -194,3 +194,21 @@ def test_in_place_methods_under_vmap_name_the_fix(method, fix):
         return np.sum(y)
     with pytest.raises(TypeError, match=fix):
         dg.vmap(dg.grad(f))(np.stack([A, A]))
+
+
+def test_sort_and_take_along_axis_replay_under_jit():
+    """np.sort and x.sort() under dg.jit(dg.grad): the argsort is a graph node, so a new
+    order replays the same graph (it used to recurse forever)."""
+    w = np.arange(4.0)
+    f = lambda x: np.sum(np.sort(x) * w)
+
+    def g(x):
+        y = x * 1.0
+        y.sort()
+        return np.sum(np.take(y, [3, 0]) * np.take_along_axis(x, np.argsort(x), 0)[:2])
+    for fn in (f, g):
+        jg = dg.jit(dg.grad(fn))
+        for x in ([3.0, 1.0, 2.0, 0.5], [0.1, 0.4, -2.0, 9.0], [5.0, 4.0, 3.0, 2.0]):
+            x = np.array(x)
+            np.testing.assert_allclose(jg(x), dg.grad(fn)(x), rtol=1e-15)
+        assert jg.trace_count == 1

@@ -10,7 +10,7 @@ order computed from raw values is a constant.
 import numpy as np
 
 from .. import rules as P
-from ..core.trace import Box, unbox
+from ..core.trace import Box, raw_apply, unbox
 from . import reductions
 from .dispatch import _arr, _no, implements
 from .elementwise import astype
@@ -57,14 +57,25 @@ def rot90(m, k=1, axes=(0, 1)):
     return _gather(m, lambda ix: np.rot90(ix, k, axes))
 
 
+def _recorded(a, indices, move):
+    """``_gather`` where the indices are recorded values (under dg.jit: np.sort's
+    argsort, labels): the positions are a graph node computed from them on each replay."""
+    where = raw_apply(move, np.arange(_size(a)).reshape(_shape(a)), unbox(indices))
+    return getitem(ravel(a), (where,))
+
+
 @implements(np.take)
 def take(a, indices, axis=None, out=None, mode="raise"):
     _no(dict(out=out), "take", out=None)
+    if isinstance(indices, Box):
+        return _recorded(a, indices, lambda ix, i: np.take(ix, i, axis, mode=mode))
     return _gather(a, lambda ix: np.take(ix, indices, axis, mode=mode))
 
 
 @implements(np.take_along_axis)
 def take_along_axis(arr, indices, axis=-1):
+    if isinstance(indices, Box):
+        return _recorded(arr, indices, lambda ix, i: np.take_along_axis(ix, i, axis))
     return _gather(arr, lambda ix: np.take_along_axis(ix, indices, axis))
 
 
