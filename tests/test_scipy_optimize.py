@@ -28,10 +28,10 @@ def ridge_closed(lam, a, b):
     return np.linalg.solve(a.T @ a + lam * np.eye(a.shape[1]), a.T @ b)
 
 
-def _min(method):
+def _min(method, **kw):
     def solve(lam, a, b):
         return dgo.minimize(ridge_loss, np.zeros(4), args=(lam, a, b), method=method,
-                            tol=1e-12).x
+                            tol=1e-12, **kw).x
     return solve
 
 
@@ -72,7 +72,20 @@ CASES = {
         ridge_loss, np.zeros(4), args=(lam, a, b), method="Nelder-Mead",
         options={"xatol": 1e-11, "fatol": 1e-14, "maxiter": 40000, "maxfev": 40000}).x,
         ridge_closed, RIDGE),
+    "minimize-user-jac-hess": (_min("trust-exact", jac=dg.grad(ridge_loss),
+                                    hess=dg.hessian(ridge_loss)), ridge_closed, RIDGE),
+    "minimize-jac-True": (lambda lam, a, b: dgo.minimize(
+        dg.value_and_grad(ridge_loss), np.zeros(4), args=(lam, a, b), jac=True,
+        tol=1e-12).x, ridge_closed, RIDGE),
     "least_squares": (_lsq, ridge_closed, RIDGE),
+    "least_squares-user-jac": (lambda lam, a, b: dgo.least_squares(
+        lambda x, lam, a, b: np.concatenate([a @ x - b, np.sqrt(lam) * x]), np.zeros(4),
+        jac=lambda x, lam, a, b: np.vstack([a, np.sqrt(lam) * np.eye(4)]), args=(lam, a, b),
+        xtol=1e-14, ftol=1e-14, gtol=1e-14).x, ridge_closed, RIDGE),
+    "root-lm-user-jac": (lambda lam, a, b: dgo.root(
+        lambda x, lam, a, b: a.T @ (a @ x - b) + lam * x, np.zeros(4), args=(lam, a, b),
+        method="lm", jac=lambda x, lam, a, b: a.T @ a + lam * np.eye(4), tol=1e-13).x,
+        ridge_closed, RIDGE),
     "root-hybr": (_root, ridge_closed, RIDGE),
     "fixed_point": (_fixed, ridge_closed, RIDGE),
     "root_scalar-brentq": (_cbrt("brentq", bracket=(0.0, 5.0)), np.cbrt, (7.0,)),

@@ -119,19 +119,18 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
 
     @custom_root(optimality)
     def solve(x0_, *a):
-        j, h = jac, hess
+        fn, j, h = fun, jac, hess
         if jac is None and m not in _NO_GRADIENT:
-            def j_and_v(x):
+            def fn(x, *a):
                 v, g = value_and_grad(value)(x, *a)
                 return float(np.asarray(v).reshape(())), np.asarray(g, dtype=float)
-            fn, j = j_and_v, True
-        else:
-            fn = (lambda x: fun(x, *a))
+            j = True
         if hess is None and hessp is None and m in _HESSIAN:
-            def h(x):
+            def h(x, *a):
                 return np.asarray(hessian(value)(x, *a), dtype=float)
-        res = so.minimize(fn, x0_, method=method, jac=j, hess=h, hessp=hessp, bounds=bounds,
-                          constraints=constraints, tol=tol, callback=callback, options=options)
+        res = so.minimize(fn, x0_, args=a, method=method, jac=j, hess=h, hessp=hessp,
+                          bounds=bounds, constraints=constraints, tol=tol, callback=callback,
+                          options=options)
         holder["res"] = res
         return np.asarray(res.x, dtype=float)
 
@@ -160,10 +159,10 @@ def root(fun, x0, args=(), method="hybr", jac=None, tol=None, callback=None, opt
     def solve(x0_, *a):
         j = jac
         if jac is None and method in ("hybr", "lm"):
-            def j(x):
+            def j(x, *a):
                 return np.asarray(jacfwd(value)(x, *a), dtype=float)
-        res = so.root(lambda x: fun(x, *a), x0_, method=method, jac=j, tol=tol,
-                      callback=callback, options=options)
+        res = so.root(fun, x0_, args=a, method=method, jac=j, tol=tol, callback=callback,
+                      options=options)
         holder["res"] = res
         return np.asarray(res.x, dtype=float)
 
@@ -286,14 +285,14 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", fto
     def solve(x0_, a, kw):
         j = jac
         if jac is None:
-            def j(x):
+            def j(x, *a, **kw):
                 return np.asarray(jacfwd(residuals)(x, a, kw), dtype=float)
-        res = so.least_squares(lambda x: fun(x, *a, **kw), x0_, jac=j, bounds=bounds,
+        res = so.least_squares(fun, x0_, jac=j, bounds=bounds,
                                method=method, ftol=ftol, xtol=xtol, gtol=gtol,
                                x_scale=x_scale, loss=loss, f_scale=f_scale,
                                diff_step=diff_step, tr_solver=tr_solver,
                                tr_options=tr_options or {}, jac_sparsity=jac_sparsity,
-                               max_nfev=max_nfev, verbose=verbose)
+                               max_nfev=max_nfev, verbose=verbose, args=a, kwargs=kw)
         holder["res"] = res
         return np.asarray(res.x, dtype=float)
 
