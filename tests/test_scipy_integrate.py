@@ -252,6 +252,27 @@ def test_odeint_options():
     assert abs(g - (-2.0 * 2.0 * np.exp(-1.0))) < 1e-8
 
 
+def test_inputs_as_users_write_them():
+    """y0 as a list of traced numbers, a directional derivative by dg.jvp, tcrit (kept
+    for the forward solves, dropped for the backward ones, where LSODA refuses it)."""
+    t = T_SHORT[:5]
+
+    def f(u, v):
+        return np.sum(I.odeint(lv, [u, v], t, args=tuple(TRUE), **TOL))
+
+    def g(y0):
+        return np.sum(I.odeint(lv, y0, t, args=tuple(TRUE), **TOL))
+    assert np.allclose(dg.grad(f, argnums=(0, 1))(1.0, 1.0), dg.grad(g)(Y0), rtol=1e-12)
+
+    def h(a, **kw):
+        return np.sum(I.odeint(lv, Y0, t, args=(a, 1.0, 3.0, 1.0), **TOL, **kw))
+    want = dg.grad(h)(1.5)
+    assert abs(dg.jvp(h, (1.5,), (1.0,))[1] - want) < 1e-7 * abs(want)
+    tc = dict(tcrit=[t[-1]])
+    assert abs(dg.grad(lambda a: h(a, **tc))(1.5) - want) < 1e-7 * abs(want)
+    assert abs(dg.jvp(lambda a: h(a, **tc), (1.5,), (1.0,))[1] - want) < 1e-7 * abs(want)
+
+
 def test_solve_ivp_result_and_default_times():
     """The OdeResult's fields; without t_eval the outputs are scipy's own steps."""
     r = I.solve_ivp(lv_t, (0.0, 2.0), Y0, args=tuple(TRUE), **TOL)
@@ -261,6 +282,10 @@ def test_solve_ivp_result_and_default_times():
     # the end time follows t_span: d y(tf) / d tf = f(y(tf))
     g = dg.grad(lambda tf: I.solve_ivp(lv_t, (0.0, tf), Y0, args=tuple(TRUE), **TOL).y[0, -1])
     assert abs(g(2.0) - lv(ref.y[:, -1], 2.0, *TRUE)[0]) < 1e-6
+    # and the parameters: d/dk of exp(-k) through scipy's own steps
+    g = dg.grad(lambda k: I.solve_ivp(lambda t, y, k: -k * y, (0.0, 1.0), [1.0], args=(k,),
+                                      **TOL).y[0, -1])
+    assert abs(g(2.0) + np.exp(-2.0)) < 1e-8
 
 
 BAD = [

@@ -41,8 +41,9 @@ import scipy.integrate as si
 
 from ..compiler import jit
 from ..core.trace import Box, IndexedRules, Primitive, unbox
-from ..core.tree import tree_flatten, tree_unflatten
+from ..core.tree import tree_flatten, tree_map, tree_unflatten
 from ..numpy.objects import lift_out
+from ..rules import is_complex
 from ..transforms import grad, jvp, vjp
 
 __all__ = ["OdeResult", "cumulative_trapezoid", "odeint", "quad", "simpson", "solve_ivp",
@@ -82,7 +83,10 @@ class _Solver:
         if len(ts) == 1 or ts[0] == ts[-1]:
             return np.repeat(z0[None], len(ts), axis=0), {}
         if self.method == "odeint":
-            zs, info = si.odeint(rhs, z0, ts, full_output=True, **self.opts)
+            opts = self.opts
+            if ts[-1] < ts[0] and opts.get("tcrit") is not None:  # the user's tcrit bounds
+                opts = dict(opts, tcrit=None)  # forward steps; LSODA refuses it backwards
+            zs, info = si.odeint(rhs, z0, ts, full_output=True, **opts)
             if not self.primal and info["message"] != "Integration successful.":
                 raise RuntimeError("dualgrad.scipy.integrate: the augmented (derivative) "
                                    f"solve failed: {info['message']}; loosen rtol/atol or "
@@ -260,6 +264,15 @@ class _Flow:
         return np.stack(outs), 0
 
 
+def _real_array(x):
+    """``x`` as an array: a traced value as it is, a list holding traced values stacked."""
+    if isinstance(x, Box):
+        return x
+    if x.__class__ in (list, tuple) and any(isinstance(e, Box) for e in x):
+        return lift_out(np.array(x, dtype=object))
+    return np.asarray(x, dtype=float)
+
+
 def _is_param(x):
     """A leaf of ``args`` that has a derivative: a traced value or a float number/array."""
     if isinstance(x, Box):
@@ -280,15 +293,15 @@ def _flow(fname, func, y0, t, args, call, solver):
     where = [i for i, x in enumerate(leaves) if _is_param(x)]
     theta = [leaves[i] for i in where]
     for x in (y0, t, *theta):
-        if np.iscomplexobj(unbox(x)):
+        if is_complex(x) or (x.__class__ in (list, tuple) and any(map(is_complex, x))):
             raise TypeError(f"{fname}: complex values are not supported (y0, t and args "
                             "must be real)")
-    y0 = y0 if isinstance(y0, Box) else np.asarray(y0, dtype=float)
+    y0 = _real_array(y0)
     if np.ndim(unbox(y0)) > 1:
         raise ValueError(f"{fname}: y0 must be 1-dimensional, got shape {np.shape(unbox(y0))}")
     n = math.prod(np.shape(unbox(y0)))
     y0 = np.reshape(y0, (n,))
-    t = t if isinstance(t, Box) else np.asarray(t, dtype=float)
+    t = _real_array(t)
     if np.ndim(unbox(t)) != 1 or np.shape(unbox(t))[0] < 1:
         raise ValueError(f"{fname}: t must be a 1-D sequence of times, got shape "
                          f"{np.shape(unbox(t))}")
@@ -383,11 +396,14 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
         raise ValueError("solve_ivp: t_span must be a pair (t0, tf)")
     t0, tf = t_span[0], t_span[1]
     if t_eval is None:  # scipy's own steps, as constants between the traced ends
-        sol = si.solve_ivp(lambda t, y: np.asarray(fun(t, y, *(args or ())), dtype=float),
+        plain = tree_map(unbox, tuple(args) if isinstance(args, (tuple, list)) else (args,)) \
+            if args is not None else ()
+        sol = si.solve_ivp(lambda t, y: np.asarray(fun(t, y, *plain), dtype=float),
                            (float(unbox(t0)), float(unbox(tf))),
-                           np.asarray(unbox(y0), dtype=float), method=method, **options)
+                           np.asarray(unbox(_real_array(y0)), dtype=float), method=method,
+                           **options)
         t_eval = np.concatenate([np.reshape(t0, (1,)), sol.t[1:-1], np.reshape(tf, (1,))])
-    t_eval = t_eval if isinstance(t_eval, Box) else np.asarray(t_eval, dtype=float)
+    t_eval = _real_array(t_eval)
     if np.ndim(unbox(t_eval)) != 1:
         raise ValueError(f"solve_ivp: t_eval must be 1-D, got shape {np.shape(unbox(t_eval))}")
     ts = np.concatenate([np.reshape(t0, (1,)), t_eval])  # the solve starts at t0
