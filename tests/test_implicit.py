@@ -56,9 +56,9 @@ CASES = {
 }
 
 
-def _solved(name):
+def _solved(name, solve="dense"):
     F, solver, ref, x0, args = CASES[name]
-    solved = dg.custom_root(F)(solver)
+    solved = dg.custom_root(F, solve=solve)(solver)
     return (lambda *a: solved(x0, *a)), ref, args
 
 
@@ -68,12 +68,13 @@ def test_value(name):
     np.testing.assert_allclose(f(*args), ref(*args), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("solve", ["dense", "gmres"])
 @pytest.mark.parametrize("mode", [dg.jacfwd, dg.jacrev])
 @pytest.mark.parametrize("name", CASES)
-def test_jacobian_matches_reference(name, mode):
+def test_jacobian_matches_reference(name, mode, solve):
     """Both modes, in every argument (pytrees too), against the reference differentiated
-    by dualgrad (a closed form, or the unrolled iteration)."""
-    f, ref, args = _solved(name)
+    by dualgrad (a closed form, or the unrolled iteration); both linear solves."""
+    f, ref, args = _solved(name, solve)
     for i in range(len(args)):
         got = mode(f, argnums=i)(*args)
         want = dg.jacfwd(ref, argnums=i)(*args)
@@ -81,9 +82,10 @@ def test_jacobian_matches_reference(name, mode):
             np.testing.assert_allclose(g, w, rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("solve", ["dense", "gmres"])
 @pytest.mark.parametrize("name", ["sqrt", "ridge"])
-def test_second_order_against_finite_differences(name):
-    f, _, args = _solved(name)
+def test_second_order_against_finite_differences(name, solve):
+    f, _, args = _solved(name, solve)
     flat = (lambda lam, a, b: f(lam, (a, b))) if name == "ridge" else f
     flat_args = (args[0], *args[1]) if name == "ridge" else args
     dg.check_grads(flat, flat_args, order=2)
@@ -102,8 +104,9 @@ def test_ridge_against_jax():
         np.testing.assert_allclose(got, jax.jacrev(closed, argnums=i)(0.7, A, B), rtol=1e-9)
 
 
-def test_jit_replays_the_solver():
-    f, ref, _ = _solved("ridge")
+@pytest.mark.parametrize("solve", ["dense", "gmres"])
+def test_jit_replays_the_solver(solve):
+    f, ref, _ = _solved("ridge", solve)
     loss = dg.jit(dg.grad(lambda lam: np.sum(f(lam, (A, B)) ** 2)))
     want = dg.grad(lambda lam: np.sum(_ridge_closed(lam, A, B) ** 2))
     for lam in (0.7, 1.3, 0.2):  # a replay with a new lambda solves again
@@ -140,6 +143,8 @@ def test_implicit_attaches_the_derivative_to_a_given_root():
 def test_errors_name_the_problem():
     with pytest.raises(TypeError, match="F must be a function"):
         dg.custom_root(3.0)
+    with pytest.raises(ValueError, match="solve must be 'dense' or 'gmres'"):
+        dg.custom_root(lambda x: x, solve="cg")
     bad = dg.custom_root(lambda x, a: np.concatenate([x, x]) - a)(lambda x0, a: x0)
     with pytest.raises(ValueError, match="as many entries as x"):
         dg.grad(lambda a: np.sum(bad(np.zeros(2), a)))(np.ones(4))

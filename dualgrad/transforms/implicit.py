@@ -13,7 +13,8 @@ one primitive of the engine, whose rules are written with dualgrad's own transfo
 
 ``∂F/∂x`` is formed densely with ``jacfwd`` (x has n entries: one pass of n tangents) and
 solved with ``np.linalg.solve``, which is differentiable: second derivatives, ``jit`` and
-``vmap`` compose with it.  The start point ``x0`` gets a zero derivative by definition:
+``vmap`` compose with it.  For large x, ``solve="gmres"`` never forms it (scipy's GMRES
+with ``jvp``/``vjp`` products; that solve is a root of its own, differentiated alike).  The start point ``x0`` gets a zero derivative by definition:
 the solution does not depend on where the solver started.
 
     >>> import numpy as np, dualgrad as dg
@@ -42,17 +43,23 @@ from ..core.trace import Box, IndexedRules, Primitive, unbox
 from ..core.tree import tree_flatten, tree_unflatten
 from ..core.validate import dtype_of
 from .custom import stop_gradient
-from .derivatives import jacfwd, vjp
+from .derivatives import jacfwd, jvp, vjp
 from .forward import Dual, JVPTrace
 
 
-def custom_root(F):
+def custom_root(F, solve="dense"):
     """Decorator: ``solver(x0, *args) -> x`` with ``F(x, *args) = 0``, differentiable in
     ``args`` (pytrees of arrays) by the implicit function theorem.
 
     The solver is called on plain values (never on traced ones) and its iterations are not
     recorded; ``x`` is an array or a number, and ``F(x, *args)`` has as many entries as
     ``x``.  ``x0`` gets a zero derivative (the solution does not depend on the start).
+
+    ``solve`` says how the rules solve with ∂F/∂x: ``"dense"`` forms it (``jacfwd``, n
+    tangents in one pass) and calls ``np.linalg.solve``; ``"gmres"`` never forms it: it
+    runs scipy's GMRES on plain values with ∂F/∂x·v (``jvp``) or vᵀ∂F/∂x (``vjp``)
+    products, for large x (needs scipy).  That solve is itself a root
+    (∂F/∂x λ - r = 0) differentiated the same way, so higher derivatives still work.
 
     >>> import numpy as np, dualgrad as dg
     >>> @dg.custom_root(lambda x, A, b: A @ x - b)
@@ -63,6 +70,8 @@ def custom_root(F):
     """
     if not callable(F):
         raise TypeError(f"custom_root: F must be a function F(x, *args), got {F!r}")
+    if solve not in ("dense", "gmres"):
+        raise ValueError(f"custom_root: solve must be 'dense' or 'gmres', got {solve!r}")
 
     def wrap(solver):
         if not callable(solver):
@@ -71,12 +80,12 @@ def custom_root(F):
 
         @functools.wraps(solver)
         def solved(x0, *args):
-            return _root(F, solver, x0, args, getattr(solver, "__name__", "solver"))
+            return _root(F, solver, x0, args, getattr(solver, "__name__", "solver"), solve)
         return solved
     return wrap
 
 
-def implicit(F, x, *args):
+def implicit(F, x, *args, solve="dense"):
     """``x``, a root of ``F(x, *args) = 0`` computed by any means, with the derivative the
     implicit function theorem gives it in ``args``; whatever derivative ``x`` carried is
     dropped (the root does not depend on how it was found).
@@ -88,14 +97,16 @@ def implicit(F, x, *args):
     >>> round(float(dg.grad(cube_root)(8.0)), 12)     # 1 / (3 * 8**(2/3))
     0.083333333333
     """
-    return _root(F, lambda x0, *a: x0, x, args, "implicit")
+    if solve not in ("dense", "gmres"):
+        raise ValueError(f"implicit: solve must be 'dense' or 'gmres', got {solve!r}")
+    return _root(F, lambda x0, *a: x0, x, args, "implicit", solve)
 
 
 # ---------------------------------------------------------------------------
 # the primitive: one per call, so its rules close over F and the pytree of args
 # ---------------------------------------------------------------------------
 
-def _root(F, solver, x0, args, name):
+def _root(F, solver, x0, args, name, solve="dense"):
     leaves, tdef = tree_flatten(tuple(args))
     floats = [j for j, v in enumerate(leaves) if _is_float(v)]
 
@@ -127,9 +138,8 @@ def _root(F, solver, x0, args, name):
             trace.finish()
         u = out.tangent if isinstance(out, Dual) and out._trace is trace else \
             np.zeros(((k,) if nb else ()) + np.shape(unbox(out)))
-        J, n = _jacobian_x(F, ans, vals, theta, name)
-        du = np.reshape(u, (k, n))
-        dx = -np.transpose(np.linalg.solve(J, np.transpose(du)))
+        n = int(np.prod(np.shape(unbox(ans)), dtype=np.int64))
+        dx = -_solve_x(F, ans, vals, theta, np.reshape(u, (k, n)), False, solve, name)
         return np.reshape(dx, batch + np.shape(unbox(ans)))
 
     cache = {}
@@ -141,9 +151,8 @@ def _root(F, solver, x0, args, name):
             nb = np.ndim(unbox(g)) - np.ndim(unbox(ans))
             batch = np.shape(unbox(g))[:nb]
             k = int(np.prod(batch, dtype=np.int64))
-            J, n = _jacobian_x(F, ans, vals, theta, name)
-            lam = np.transpose(np.linalg.solve(np.transpose(J),
-                                               np.transpose(np.reshape(g, (k, n)))))
+            n = int(np.prod(np.shape(unbox(ans)), dtype=np.int64))
+            lam = _solve_x(F, ans, vals, theta, np.reshape(g, (k, n)), True, solve, name)
 
             def F_theta(*fl):
                 v = list(vals)
@@ -200,6 +209,53 @@ def _as_array(x, name):
         raise TypeError(f"custom_root: {name!r} must return a float array or number, got "
                         f"dtype {x.dtype}")
     return x
+
+
+def _solve_x(F, ans, vals, theta, rows, transpose, solve, name):
+    """X with ∂F/∂x X_r = R_r (or ∂F/∂xᵀ X_r = R_r) for each row of ``rows`` (k, n)."""
+    if solve == "dense":
+        J, _ = _jacobian_x(F, ans, vals, theta, name)
+        J = np.transpose(J) if transpose else J
+        return np.transpose(np.linalg.solve(J, np.transpose(rows)))
+    return np.stack([_matrix_free(F, ans, vals, theta, rows[r], transpose, name)
+                     for r in range(np.shape(unbox(rows))[0])])
+
+
+def _product(F, ans, vals, theta, v, transpose):
+    """∂F/∂x · v, or vᵀ ∂F/∂x (``transpose``), flat, at x = ans."""
+    xshape = np.shape(unbox(ans))
+
+    def Fx(x):
+        return np.reshape(F(x, *theta(vals)), (-1,))
+    if transpose:
+        return np.reshape(vjp(Fx, ans)[1](v)[0], (-1,))
+    return jvp(Fx, (ans,), (np.reshape(v, xshape),))[1]
+
+
+def _gmres(b, ans, vals, r, F, theta, transpose, name):
+    """The plain-value solve: scipy's GMRES with products from dualgrad."""
+    from scipy.sparse.linalg import LinearOperator, gmres  # optional: only for "gmres"
+    n = np.size(r)
+    op = LinearOperator((n, n), matvec=lambda v: np.asarray(
+        _product(F, ans, vals, theta, v.ravel(), transpose), dtype=float), dtype=float)
+    lam, info = gmres(op, np.asarray(r, dtype=float), rtol=1e-12, atol=0.0,
+                      restart=min(n, 100), maxiter=10 * n + 100)
+    if info != 0:
+        raise RuntimeError(f"custom_root {name!r}: GMRES did not converge on the implicit "
+                           f"linear system (info={info}); try solve='dense'")
+    return lam
+
+
+def _matrix_free(F, ans, vals, theta, r, transpose, name):
+    """λ with ∂F/∂x λ = r (or its transpose) as a root of a linear F of its own, so that
+    the solve is differentiable (in ans, args and r) by the same theorem."""
+    def residual(lam, ans_, vals_, r_):
+        return _product(F, ans_, vals_, theta, lam, transpose) - r_
+
+    def solver(lam0, ans_, vals_, r_):
+        return _gmres(lam0, ans_, vals_, r_, F, theta, transpose, name)
+    zeros = np.zeros(np.shape(unbox(r)), dtype_of(r))
+    return _root(residual, solver, zeros, (ans, tuple(vals), r), name + "/gmres", "gmres")
 
 
 def _jacobian_x(F, ans, vals, theta, name):
