@@ -144,9 +144,15 @@ class _Flow:
         return self.prim(y0, ts, *theta)
 
     def impl(self, y0, ts, *theta):
-        fast = self.fast
-        ys, self.info = self.solver(lambda y, t: fast(y, t, *theta),
-                                    np.asarray(y0, dtype=float), np.asarray(ts, dtype=float))
+        fast, name = self.fast, self.name
+
+        def rhs(y, t):
+            out = fast(y, t, *theta)
+            if isinstance(out, Box):
+                raise _closure_error(name)
+            return out
+        ys, self.info = self.solver(rhs, np.asarray(y0, dtype=float),
+                                    np.asarray(ts, dtype=float))
         return ys
 
     # -- reverse mode: the continuous adjoint -------------------------------------------
@@ -262,6 +268,14 @@ class _Flow:
         outs = [self.prim(*[a if d is None else a[(slice(None),) * d + (b,)]
                             for a, d in zip(args, dims)]) for b in range(size)]
         return np.stack(outs), 0
+
+
+def _closure_error(fname):
+    fname = fname.split("_")[0] if fname.endswith(("_adjoint", "_sensitivity")) else fname
+    return TypeError(f"{fname}: func returned a traced value for plain arguments: it uses a "
+                     "traced value it closes over (a variable of the function being "
+                     "differentiated); pass that value through args=(...), so that "
+                     f"{fname}'s result is differentiated with respect to it")
 
 
 def _real_array(x):
@@ -395,10 +409,17 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
     if not isinstance(t_span, (tuple, list)) and np.shape(unbox(t_span)) != (2,):
         raise ValueError("solve_ivp: t_span must be a pair (t0, tf)")
     t0, tf = t_span[0], t_span[1]
+    args = () if args is None else tuple(args) if isinstance(args, (tuple, list)) else (args,)
     if t_eval is None:  # scipy's own steps, as constants between the traced ends
-        plain = tree_map(unbox, tuple(args) if isinstance(args, (tuple, list)) else (args,)) \
-            if args is not None else ()
-        sol = si.solve_ivp(lambda t, y: np.asarray(fun(t, y, *plain), dtype=float),
+        plain = tree_map(unbox, args)
+
+        def plain_fun(t, y):
+            out = fun(t, y, *plain)
+            if isinstance(out, Box) or getattr(out, "dtype", None) is _OBJECT or (
+                    out.__class__ in (list, tuple) and any(isinstance(o, Box) for o in out)):
+                raise _closure_error("solve_ivp")
+            return np.asarray(out, dtype=float)
+        sol = si.solve_ivp(plain_fun,
                            (float(unbox(t0)), float(unbox(tf))),
                            np.asarray(unbox(_real_array(y0)), dtype=float), method=method,
                            **options)
@@ -408,8 +429,8 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
         raise ValueError(f"solve_ivp: t_eval must be 1-D, got shape {np.shape(unbox(t_eval))}")
     ts = np.concatenate([np.reshape(t0, (1,)), t_eval])  # the solve starts at t0
     call = (lambda fn, y, tt, a: fn(tt, y, *a))
-    flow, y0, ts, theta = _flow("solve_ivp", fun, y0, ts, args if args is not None else (),
-                                call, _Solver(method, dict(options)))
+    flow, y0, ts, theta = _flow("solve_ivp", fun, y0, ts, args, call,
+                                _Solver(method, dict(options)))
     ys = flow(y0, ts, *theta)[1:]
     info = flow.info
     return OdeResult(t=t_eval, y=np.transpose(ys), sol=None, t_events=None, y_events=None,
@@ -437,7 +458,13 @@ class _Quad:
 
     def impl(self, a, b, *theta):
         f = self.f
-        self.info = si.quad(lambda x: float(f(x, *theta)), float(a), float(b), **self.opts)
+
+        def integrand(x):
+            out = f(x, *theta)
+            if isinstance(out, Box):
+                raise _closure_error("quad")
+            return float(out)
+        self.info = si.quad(integrand, float(a), float(b), **self.opts)
         return np.float64(self.info[0])
 
     def _under(self, j, e):
