@@ -192,6 +192,11 @@ def test_start_point_gets_zero_derivative():
     g = dg.grad(lambda x0: dgo.root_scalar(lambda x: x ** 3 - 2.0, x0=x0,
                                            method="newton").root)(1.0)
     assert g == 0.0
+    for solve in (lambda x0: dgo.root(lambda x: x ** 3 - 2.0, x0).x,
+                  lambda x0: dgo.fixed_point(lambda x: np.cos(x), x0),
+                  lambda x0: dgo.least_squares(lambda x: x ** 2 - 2.0, x0).x):
+        np.testing.assert_array_equal(dg.grad(lambda x0: np.sum(solve(x0)))(np.ones(1)),
+                                      np.zeros(1))
 
 
 def test_bilevel_ridge_penalty_by_gradient_descent():
