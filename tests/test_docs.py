@@ -17,12 +17,14 @@ MODULES = sorted(  # every public module, and the subpackages (backend) by their
 
 
 def test_readme_python_blocks_run():
-    text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    path = ROOT / "README.md"
+    text = path.read_text()
+    blocks = list(re.finditer(r"```python\n(.*?)```", text, re.S))
     assert blocks, "the README should show runnable code"
     namespace = {}
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
+    for m in blocks:  # compiled at its own lines of README.md: tracebacks (and dualgrad,
+        line = text.count("\n", 0, m.start(1))  # reading a call's source) find them
+        exec(compile("\n" * line + m.group(1), str(path), "exec"), namespace)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -161,3 +161,19 @@ def plain_write_error(exc):
         "constant gives a plain array: when only the weights are differentiated, name a "
         "weight; np.ones, np.empty and np.full take like= too; or collect the pieces in a "
         "list and np.stack them). Use dg.stop_gradient(v) if no derivative is wanted.")
+
+
+#: Functions ``hint(exc)`` giving a clearer error for an exception a transformed function
+#: raised, or None; ``dualgrad.scipy`` adds one naming its drop-in for a scipy function
+#: that met a traced value.  ``refusal`` asks them first, then ``plain_write_error``.
+HINTS = []
+
+
+def refusal(exc):
+    """The error to raise instead of ``exc`` (raised by the user's function under a
+    transform), or None to raise ``exc`` as it is."""
+    for hint in HINTS:
+        better = hint(exc)
+        if better is not None:
+            return better
+    return plain_write_error(exc) if isinstance(exc, (TypeError, ValueError)) else None

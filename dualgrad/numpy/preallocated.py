@@ -339,9 +339,27 @@ def _wrap(a, frame, fn):
     """``a`` as a Preallocated where the user's code at ``frame`` made it by calling ``fn``
     itself in a transform; else ``a``."""
     if getattr(_local, "depth", 0) and a.__class__ is np.ndarray and a.dtype.kind in _FLOAT \
-            and _users_code(frame.f_code.co_filename) and _calls(frame, fn):
+            and _users_code(frame.f_code.co_filename) and _calls(frame, fn) \
+            and _in_function(frame):
         return Preallocated(a)
     return a
+
+
+def _in_function(frame):
+    """Whether ``frame`` runs in the transformed function's own calls: walking out, the
+    transform's entry comes before any other frame of dualgrad's.  A primitive's impl, a
+    custom rule, a solver's callback run by dualgrad compute on plain values (and may hand
+    their arrays to numba or C): they get numpy's arrays."""
+    entry = _local.entries[-1]
+    for _ in range(200):
+        if frame is None:
+            return False
+        if frame is entry:
+            return True
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            return False
+        frame = frame.f_back
+    return False
 
 
 _SITES = {}  # (code, instruction) -> the callee of the call there (an ast), or False
@@ -450,9 +468,14 @@ _ZEROS = _REPLACED["zeros"]
 
 
 def enter():
-    """This thread starts running a user's function under a transform."""
+    """This thread starts running a user's function under a transform (called from
+    ``running.__enter__``, whose caller is the transform's frame)."""
     depth = getattr(_local, "depth", 0)
     _local.depth = depth + 1
+    if depth == 0:
+        _local.entries = [sys._getframe(2)]  # the transform's frame (running.__enter__'s caller)
+    else:
+        _local.entries.append(sys._getframe(2))
     if depth == 0:
         with _lock:
             _running[0] += 1
@@ -464,6 +487,7 @@ def leave():
     """This thread's user's function returned (or raised)."""
     depth = _local.depth - 1
     _local.depth = depth
+    _local.entries.pop()
     if depth == 0:
         with _lock:
             _running[0] -= 1

@@ -12,6 +12,7 @@ May import: every layer below (``core`` to ``transforms``).
 
 import importlib
 
+from . import errors as errors  # noqa: F401  (scipy's refusals name the drop-in)
 from . import special as special  # noqa: F401
 
 _SUBMODULES = ("stats", "integrate", "optimize", "signal", "linalg", "sparse")

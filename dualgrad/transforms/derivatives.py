@@ -19,7 +19,7 @@ import numpy as np
 from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
-from ..numpy.inplace import plain_write_error
+from ..numpy.inplace import refusal
 from ..numpy.objects import lift_out
 from ..numpy.preallocated import running
 from ..rules import shape_of
@@ -121,13 +121,14 @@ def _lift_outs(out):
 
 
 def _call(f, args, kwargs):
-    """``f(*args, **kwargs)``; a traced value written into a plain numpy array (``out[i] =
-    v`` with ``out = np.zeros(S)``) raises the error that says the fix (numpy/inplace.py)."""
+    """``f(*args, **kwargs)``; a traced value written into a plain numpy array, or a
+    library function (scipy's) meeting a traced value, raises the error that says the fix
+    (numpy/inplace.py ``refusal``)."""
     try:
         with running():  # np.zeros(S) in f gives an array a traced value can be written into
             return f(*args, **kwargs)
-    except (TypeError, ValueError) as e:
-        fix = plain_write_error(e)
+    except (TypeError, ValueError, AttributeError, RuntimeError) as e:
+        fix = refusal(e)
         if fix is None:
             raise
         raise fix from e
