@@ -13,7 +13,11 @@ The local derivatives are written with rows, so second and higher derivatives wo
 A few scipy functions take a constant first argument (an order or a shape): Bessel
 ``jv``/``yv``/``iv``/``kv`` (in z), ``gammainc``/``gammaincc`` (in x), ``zeta(s, q)``
 (in q) and ``polygamma(n, x)`` (in x).  Their rows hold that argument as a parameter; a
-traced order raises TypeError (dualgrad has no derivative in it).
+traced order raises TypeError (dualgrad has no derivative in it).  The incomplete beta
+function and the inverses (``betainc``, ``betaincc``, ``betaincinv``, ``betainccinv``,
+``gammaincinv``, ``gammainccinv``) and Student's t (``stdtr``, ``stdtrit``) are rows of
+all their arguments: the shapes may be traced (``dg.vmap``, ``dg.jit``), and a derivative
+in one raises TypeError when it is asked for.
 
 Not ufuncs: ``scipy.special.logsumexp``, ``softmax``, ``log_softmax`` and ``polygamma``
 are Python functions, and no protocol dispatches them (they are not ufuncs, and scipy
@@ -22,11 +26,11 @@ and computes on the result with numpy and scipy's array-API helpers; dualgrad do
 promise a derivative through that (``np.asarray`` of a traced value is an object array of
 traced entries: see numpy/objects.py), and scipy's own versions refuse a traced value or
 compute it slowly entry by entry.  This module has drop-in versions with scipy's
-signatures, built from rows (no monkey-patching of scipy): ``from dualgrad.scipy_special
-import logsumexp, softmax, log_softmax, polygamma``.  ``scipy.stats.norm.cdf`` is the same
-story (``np.asarray(x, dtype=float)``, then ``np.place`` into a new float array, which
-refuses a traced value); ``norm`` below has cdf, sf, pdf, logpdf, logcdf, logsf, ppf and
-isf, with ``loc`` and ``scale``, from the ``ndtr``/``ndtri``/``log_ndtr`` rows.
+signatures, built from rows (no monkey-patching of scipy): ``from dualgrad.scipy.special
+import logsumexp, softmax, log_softmax, polygamma, multigammaln``.  ``scipy.stats.norm.cdf``
+is the same story (``np.asarray(x, dtype=float)``, then ``np.place`` into a new float
+array, which refuses a traced value): ``norm`` is ``dualgrad.scipy.stats.norm``, kept here
+by name.  (``dualgrad.scipy_special`` is this module's old, deprecated name.)
 
 dtypes: as the rows say (``rules/special.py``): float16 and longdouble values are
 computed in float32 and float64 and returned in the primal's dtype, with their tangents
@@ -41,34 +45,23 @@ from ..core.trace import Box, unbox
 from ..numpy import nn
 from ..numpy.dispatch import HANDLED
 from ..rules import (
-    add,
-    divide,
-    exp,
-    log,
-    multiply,
-    negative,
     normalize_axes,
-    square,
-    subtract,
 )
 from ..rules import special as R
 from ..rules.special import (
-    LOG_SQRT_2PI,
     gammainc_p,
     gammaincc_p,
     hurwitz_zeta,
     iv_p,
     jv_p,
     kv_p,
-    log_ndtr,
-    ndtr,
-    ndtri,
     polygamma_p,
     yv_p,
     zeta_p,
 )
 
-__all__ = ["log_softmax", "logsumexp", "norm", "polygamma", "softmax"]
+__all__ = ["log_softmax", "logsumexp", "multigammaln", "norm",  # noqa: F822 (norm: __getattr__)
+           "polygamma", "softmax"]
 
 # ---------------------------------------------------------------------------
 # functions of a constant order (an argument without a derivative)
@@ -127,7 +120,7 @@ def polygamma(n, x):
     scipy's own ``polygamma`` calls ``np.asarray(x)`` first, so traced code calls this.
 
     >>> import dualgrad as dg
-    >>> from dualgrad.scipy_special import polygamma
+    >>> from dualgrad.scipy.special import polygamma
     >>> round(float(dg.grad(lambda x: polygamma(0, x))(1.0)), 12)  # pi^2 / 6
     1.644934066848
     """
@@ -149,7 +142,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     sum s that may be negative, the sign a constant.
 
     >>> import numpy as np, dualgrad as dg
-    >>> from dualgrad.scipy_special import logsumexp
+    >>> from dualgrad.scipy.special import logsumexp
     >>> dg.grad(lambda a: logsumexp(a, b=np.array([1.0, 3.0])))(np.zeros(2)).tolist()
     [0.25, 0.75]
     """
@@ -168,6 +161,25 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     return np.add(np.log(s), m)  # nan for a negative sum, as scipy's
 
 
+def multigammaln(a, d):
+    """scipy.special.multigammaln: the log of the multivariate gamma function of dimension
+    ``d`` (an integer), differentiable in ``a``.  A plain ``a`` must exceed (d - 1) / 2, as
+    scipy checks; a traced one is not read (nan there, from gammaln's poles).
+
+    >>> import dualgrad as dg
+    >>> from dualgrad.scipy.special import multigammaln
+    >>> round(float(dg.grad(lambda a: multigammaln(a, 1))(3.0)), 12)  # digamma(3)
+    0.922784335098
+    """
+    if isinstance(d, Box) or not float(d).is_integer() or d < 0:
+        raise ValueError(f"multigammaln: d must be a non-negative integer, got {d!r}")
+    d = int(d)
+    if not isinstance(a, Box) and np.any(np.asarray(a) <= 0.5 * (d - 1)):
+        raise ValueError(f"multigammaln: condition a > (d - 1) / 2 = {0.5 * (d - 1)} not met")
+    shifted = np.subtract(np.expand_dims(a, -1), np.arange(d) / 2.0)
+    return np.add(np.sum(sc.gammaln(shifted), axis=-1), 0.25 * d * (d - 1) * np.log(np.pi))
+
+
 def _all_axes(x, axis):
     return tuple(range(P.ndim_of(x))) if axis is None else axis
 
@@ -176,7 +188,7 @@ def softmax(x, axis=None):
     """scipy.special.softmax on traced values (axis=None: over every element, as scipy).
 
     >>> import numpy as np
-    >>> from dualgrad.scipy_special import softmax
+    >>> from dualgrad.scipy.special import softmax
     >>> softmax(np.zeros((2, 2))).tolist()
     [[0.25, 0.25], [0.25, 0.25]]
     """
@@ -192,46 +204,8 @@ def log_softmax(x, axis=None):
     return np.subtract(x, nn.logsumexp(x, axis=_all_axes(x, axis), keepdims=True))
 
 
-class _Norm:
-    """scipy.stats.norm's elementwise methods (with loc and scale) on traced values.
-
-    scipy.stats.norm.cdf(x) converts x with np.asarray and fills a new array in place, so
-    it cannot carry a derivative; these are the same functions, built from the rows.
-
-    >>> import dualgrad as dg
-    >>> from dualgrad.scipy_special import norm
-    >>> round(float(dg.grad(norm.cdf)(0.0)), 12)  # the density at 0
-    0.398942280401
-    """
-
-    @staticmethod
-    def _z(x, loc, scale):
-        return divide(subtract(x, loc), scale)
-
-    def cdf(self, x, loc=0.0, scale=1.0):
-        return ndtr(self._z(x, loc, scale))
-
-    def sf(self, x, loc=0.0, scale=1.0):
-        return ndtr(negative(self._z(x, loc, scale)))
-
-    def logcdf(self, x, loc=0.0, scale=1.0):
-        return log_ndtr(self._z(x, loc, scale))
-
-    def logsf(self, x, loc=0.0, scale=1.0):
-        return log_ndtr(negative(self._z(x, loc, scale)))
-
-    def logpdf(self, x, loc=0.0, scale=1.0):
-        z = self._z(x, loc, scale)
-        return subtract(subtract(multiply(-0.5, square(z)), LOG_SQRT_2PI), log(scale))
-
-    def pdf(self, x, loc=0.0, scale=1.0):
-        return exp(self.logpdf(x, loc, scale))
-
-    def ppf(self, q, loc=0.0, scale=1.0):
-        return add(loc, multiply(scale, ndtri(q)))
-
-    def isf(self, q, loc=0.0, scale=1.0):
-        return subtract(loc, multiply(scale, ndtri(q)))
-
-
-norm = _Norm()
+def __getattr__(name):
+    if name == "norm":  # moved to dualgrad.scipy.stats; kept here (imported on first use)
+        from .stats import norm  # optional: stats is imported when first asked for
+        return norm
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
