@@ -94,7 +94,9 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
     With ``jac=None`` scipy gets dualgrad's gradient (and, for methods that use one, its
     Hessian); ``jac=True`` (fun returns ``(f, g)``), a callable, or '2-point' are passed
     on as scipy takes them.  The implicit derivative always uses dualgrad's gradient of
-    ``fun``'s value and its Hessian in x.
+    ``fun``'s value and its Hessian in x.  For speed, pass ``jac=dg.jit(dg.grad(fun))``
+    (and ``hess=dg.jit(dg.hessian(fun))`` with a Newton method such as 'trust-exact'), or
+    ``dg.jit`` the whole derivative: the solver stays one node, its rules are compiled.
 
     >>> import numpy as np, dualgrad as dg
     >>> from dualgrad.scipy.optimize import minimize

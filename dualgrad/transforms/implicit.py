@@ -14,8 +14,9 @@ one primitive of the engine, whose rules are written with dualgrad's own transfo
 ``∂F/∂x`` is formed densely with ``jacfwd`` (x has n entries: one pass of n tangents) and
 solved with ``np.linalg.solve``, which is differentiable: second derivatives, ``jit`` and
 ``vmap`` compose with it.  For large x, ``solve="gmres"`` never forms it (scipy's GMRES
-with ``jvp``/``vjp`` products; that solve is a root of its own, differentiated alike).  The start point ``x0`` gets a zero derivative by definition:
-the solution does not depend on where the solver started.
+with ``jvp``/``vjp`` products; that solve is a root of its own, differentiated alike).
+The start point ``x0`` gets a zero derivative by definition: the solution does not depend
+on where the solver started.
 
     >>> import numpy as np, dualgrad as dg
     >>> def F(x, a):                  # x = sqrt(a) solves x**2 - a = 0
