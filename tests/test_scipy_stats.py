@@ -101,6 +101,23 @@ def test_discrete_values_match_scipy(row):
                                    rtol=1e-12, err_msg=f"frozen {name}.{m} with loc")
 
 
+def test_discrete_quantiles_are_scipys_on_plain_values():
+    q = np.array([0.1, 0.5, 0.93])
+    for name, shapes, _, _, _ in DISCRETE:
+        for m in ("ppf", "isf"):
+            np.testing.assert_array_equal(getattr(getattr(S, name), m)(q, *shapes),
+                                          getattr(getattr(stats, name), m)(q, *shapes))
+    with pytest.raises(TypeError, match=r"poisson\.ppf of traced values: a discrete quantile"):
+        dg.grad(lambda mu: S.poisson.ppf(0.3, mu))(2.0)
+
+
+def test_no_warnings_where_scipy_has_none(recwarn):
+    S.gamma.logpdf(np.array([-1.0, 0.0, 1.0]), 2.0, scale=-1.0)
+    S.norm.cdf(1.0, scale=0.0)
+    S.beta.ppf(np.array([-0.1, 0.0, 0.5]), 2.0, 3.0)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_invalid_shapes_give_nan_as_scipy():
     for dist, args in [("gamma", (-1.0,)), ("beta", (2.0, 0.0)), ("t", (-2.0,)),
                        ("truncnorm", (1.0, 0.5)), ("poisson", (-1.0,)), ("binom", (2.5, 0.3)),

@@ -19,10 +19,24 @@ derivative).
     (0.5, (1.0, 2.0))
 """
 
+import functools
+
 import numpy as np
+
+from ...core.trace import Box
 
 _METHODS = ("logpdf", "pdf", "logpmf", "pmf", "logcdf", "cdf", "logsf", "sf", "ppf", "isf",
             "rvs")
+
+
+def quiet(method):
+    """``method`` without numpy's warnings for the formulas it drops (log of a negative
+    scale, 0 * inf off the support): scipy's methods warn for none of them either."""
+    @functools.wraps(method)
+    def run(*args, **kwds):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+            return method(*args, **kwds)
+    return run
 
 
 def result(v):
@@ -133,6 +147,7 @@ class Continuous(Distribution):
         s, loc, scale = self.parse(method, args, kwds)
         return s, scale, np.divide(np.subtract(x, loc), scale)
 
+    @quiet
     def logpdf(self, x, *args, **kwds):
         s, scale, z = self._prepare("logpdf", x, args, kwds)
         lo, hi = self._support(*s)
@@ -148,6 +163,7 @@ class Continuous(Distribution):
     def pdf(self, x, *args, **kwds):
         return result(np.exp(self.logpdf(x, *args, **kwds)))
 
+    @quiet
     def _tail(self, method, x, args, kwds, below, above):
         s, scale, z = self._prepare(method, x, args, kwds)
         fn = getattr(self, "_" + method)
@@ -173,6 +189,7 @@ class Continuous(Distribution):
     def logsf(self, x, *args, **kwds):
         return self._tail("logsf", x, args, kwds, 0.0, -np.inf)
 
+    @quiet
     def _quantile(self, method, q, args, kwds):
         s, loc, scale = self.parse(method, args, kwds)
         fn = getattr(self, "_" + method, None)
@@ -223,6 +240,7 @@ class Discrete(Distribution):
         s, loc, _ = super().parse(method, args, kwds)
         return s, loc, None
 
+    @quiet
     def logpmf(self, k, *args, **kwds):
         s, loc, _ = self.parse("logpmf", args, kwds)
         k = np.subtract(k, loc)
@@ -236,6 +254,7 @@ class Discrete(Distribution):
     def pmf(self, k, *args, **kwds):
         return result(np.exp(self.logpmf(k, *args, **kwds)))
 
+    @quiet
     def _tail(self, method, k, args, kwds, below, above):
         s, loc, _ = self.parse(method, args, kwds)
         k = np.floor(np.subtract(k, loc))
@@ -257,6 +276,26 @@ class Discrete(Distribution):
 
     def logsf(self, k, *args, **kwds):
         return self._tail("logsf", k, args, kwds, 0.0, -np.inf)
+
+    def _scipy_quantile(self, method, q, args, kwds):
+        """A discrete quantile is a step function of q and the parameters: scipy's value
+        for plain arguments; traced ones are refused (the derivative would be 0 almost
+        everywhere, the value needs a search dualgrad does not trace)."""
+        if any(isinstance(v, Box) for v in (q, *args, *kwds.values())):
+            raise TypeError(f"dualgrad.scipy.stats.{self.name}.{method} of traced values: a "
+                            "discrete quantile is a step function (derivative 0 almost "
+                            "everywhere); compute it outside the transformed function, on "
+                            "plain values")
+        import scipy.stats  # optional: slow to import, and only plain quantiles need it
+        return getattr(getattr(scipy.stats, self.name), method)(q, *args, **kwds)
+
+    def ppf(self, q, *args, **kwds):
+        self.parse("ppf", args, kwds)
+        return self._scipy_quantile("ppf", q, args, kwds)
+
+    def isf(self, q, *args, **kwds):
+        self.parse("isf", args, kwds)
+        return self._scipy_quantile("isf", q, args, kwds)
 
     def _logcdf(self, k, *s):
         return np.log(self._cdf(k, *s))
