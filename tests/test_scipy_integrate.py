@@ -201,6 +201,22 @@ def test_vmap_is_a_loop():
     assert np.allclose(dg.vmap(dg.grad(loss))(ps), [dg.grad(loss)(p) for p in ps], rtol=1e-12)
 
 
+def test_vjp_reused_with_a_cotangent_changed_in_place():
+    """The adjoint is solved once per sweep for all arguments (a cache); a second pull with
+    the same array, changed in place, must solve again."""
+    def f(k):
+        return I.odeint(lambda y, t, k: -k * y, 1.0, T_SHORT[:3], args=(k,), **TOL)
+    _, pull = dg.vjp(f, 2.0)
+    ct = np.zeros((3, 1))
+    ct[2, 0] = 1.0
+    first = pull(ct)[0]
+    ct[2, 0], ct[1, 0] = 0.0, 1.0
+    second = pull(ct)[0]
+    t1, t2 = T_SHORT[2], T_SHORT[1]
+    assert abs(first + t1 * np.exp(-2.0 * t1)) < 1e-8
+    assert abs(second + t2 * np.exp(-2.0 * t2)) < 1e-8
+
+
 def test_second_derivatives():
     """The rules solve augmented systems with the same primitive, so they differentiate
     again: the Hessian (forward over reverse) and reverse over reverse agree with finite
