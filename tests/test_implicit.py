@@ -151,3 +151,17 @@ def test_errors_name_the_problem():
     ints = dg.custom_root(lambda x, a: x - a)(lambda x0, a: np.arange(2))
     with pytest.raises(TypeError, match="float array"):
         ints(np.zeros(2), np.ones(2))
+
+
+def test_closing_over_a_traced_value_is_refused():
+    """F that closes over a traced value would lose the solution's derivative in it."""
+    def sol(c):
+        return dg.custom_root(lambda x: x ** 2 - c)(lambda x0: np.sqrt(2.0))(1.0)
+    for transform in (dg.grad, dg.jacfwd):
+        with pytest.raises(TypeError, match="closes over"):
+            transform(sol)(2.0)
+
+    def sol2(c, d):  # traced args, and a closure over another traced value
+        return dg.custom_root(lambda x, d: x ** 2 - c * d)(lambda x0, d: np.sqrt(2.0))(1.0, d)
+    with pytest.raises(TypeError, match="closes over"):
+        dg.grad(lambda c: dg.grad(lambda d: sol2(c, d))(1.0))(2.0)

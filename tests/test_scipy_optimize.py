@@ -232,3 +232,15 @@ def test_refusals_name_the_reason():
     with pytest.raises(NotImplementedError, match="loss='soft_l1'"):
         dg.grad(lambda y: np.sum(dgo.least_squares(lambda p, y: p - y, np.zeros(2),
                                                    args=(y,), loss="soft_l1").x))(np.ones(2))
+
+
+@pytest.mark.parametrize("solve", [
+    lambda c: dgo.minimize(lambda x: np.sum((x - c) ** 2), np.zeros(1)).x,
+    lambda c: dgo.root(lambda x: x - c, np.zeros(1)).x,
+    lambda c: dgo.root_scalar(lambda x: x - c, bracket=(-5.0, 5.0)).root,
+    lambda c: dgo.fixed_point(lambda x: 0.5 * x + c, np.zeros(1)),
+    lambda c: dgo.least_squares(lambda x: x - c, np.zeros(1)).x,
+])
+def test_a_function_closing_over_a_traced_value_is_refused(solve):
+    with pytest.raises(TypeError, match="closes over a traced value"):
+        dg.grad(lambda c: np.sum(solve(c)))(2.0)

@@ -43,7 +43,8 @@ a solution on a bound, or with constraints, is refused.
 import numpy as np
 import scipy.optimize as so
 
-from ..core.trace import unbox
+from ..core.trace import Box, unbox
+from ..core.tree import tree_flatten
 from ..transforms import grad, hessian, jacfwd, stop_gradient, value_and_grad
 from ..transforms.implicit import custom_root
 
@@ -55,6 +56,19 @@ _HESSIAN = {"newton-cg", "dogleg", "trust-ncg", "trust-krylov", "trust-exact"}
 
 def _args(args):
     return args if isinstance(args, tuple) else (args,)
+
+
+def _plain(f, fname, what):
+    """``f`` as scipy calls it, on plain values: a traced value in its output comes from a
+    closure, whose derivative the solution would silently lose."""
+    def call(x, *a, **kw):
+        out = f(x, *a, **kw)
+        if any(isinstance(leaf, Box) for leaf in tree_flatten(out)[0]):
+            raise TypeError(f"{fname}: {what} closes over a traced value (it returned one at "
+                            "plain inputs); pass every traced quantity through args=(...) "
+                            "so that the solution's derivative in it is seen")
+        return out
+    return call
 
 
 def _first(fun, returns_pair):
@@ -121,10 +135,10 @@ def minimize(fun, x0, args=(), method=None, jac=None, hess=None, hessp=None, bou
 
     @custom_root(optimality)
     def solve(x0_, *a):
-        fn, j, h = fun, jac, hess
+        fn, j, h = _plain(fun, "minimize", "fun"), jac, hess
         if jac is None and m not in _NO_GRADIENT:
             def fn(x, *a):
-                v, g = value_and_grad(value)(x, *a)
+                v, g = _plain(value_and_grad(value), "minimize", "fun")(x, *a)
                 return float(np.asarray(v).reshape(())), np.asarray(g, dtype=float)
             j = True
         if hess is None and hessp is None and m in _HESSIAN:
@@ -163,8 +177,8 @@ def root(fun, x0, args=(), method="hybr", jac=None, tol=None, callback=None, opt
         if jac is None and method in ("hybr", "lm"):
             def j(x, *a):
                 return np.asarray(jacfwd(value)(x, *a), dtype=float)
-        res = so.root(fun, x0_, args=a, method=method, jac=j, tol=tol, callback=callback,
-                      options=options)
+        res = so.root(_plain(fun, "root", "fun"), x0_, args=a, method=method, jac=j, tol=tol,
+                      callback=callback, options=options)
         holder["res"] = res
         return np.asarray(res.x, dtype=float)
 
@@ -205,7 +219,7 @@ def root_scalar(f, args=(), method=None, bracket=None, fprime=None, fprime2=None
             fp = d1
         if method == "halley" and fprime2 is None:
             fp2 = d2
-        res = so.root_scalar(f, args=a, method=method,
+        res = so.root_scalar(_plain(f, "root_scalar", "f"), args=a, method=method,
                              bracket=None if bracket is None else (s[0], s[1]),
                              fprime=fp, fprime2=fp2, x0=None if x0 is None else s[2],
                              x1=None if x1 is None else s[3], xtol=xtol, rtol=rtol,
@@ -239,8 +253,9 @@ def fixed_point(func, x0, args=(), xtol=1e-8, maxiter=500, method="del2"):
 
     @custom_root(residual)
     def solve(x0_, *a):
-        return np.asarray(so.fixed_point(func, x0_, args=a, xtol=xtol, maxiter=maxiter,
-                                         method=method), dtype=float)
+        return np.asarray(so.fixed_point(_plain(func, "fixed_point", "func"), x0_, args=a,
+                                         xtol=xtol, maxiter=maxiter, method=method),
+                          dtype=float)
 
     return solve(x0, *args)
 
@@ -289,7 +304,7 @@ def least_squares(fun, x0, jac=None, bounds=(-np.inf, np.inf), method="trf", fto
         if jac is None:
             def j(x, *a, **kw):
                 return np.asarray(jacfwd(residuals)(x, a, kw), dtype=float)
-        res = so.least_squares(fun, x0_, jac=j, bounds=bounds,
+        res = so.least_squares(_plain(fun, "least_squares", "fun"), x0_, jac=j, bounds=bounds,
                                method=method, ftol=ftol, xtol=xtol, gtol=gtol,
                                x_scale=x_scale, loss=loss, f_scale=f_scale,
                                diff_step=diff_step, tr_solver=tr_solver,

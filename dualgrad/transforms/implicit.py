@@ -40,7 +40,7 @@ import functools
 
 import numpy as np
 
-from ..core.trace import Box, IndexedRules, Primitive, unbox
+from ..core.trace import Box, IndexedRules, Primitive, tracing, unbox
 from ..core.tree import tree_flatten, tree_unflatten
 from ..core.validate import dtype_of
 from .custom import stop_gradient
@@ -118,8 +118,16 @@ def _root(F, solver, x0, args, name, solve="dense"):
         x = solver(x0_, *theta(vals))
         if isinstance(x, Box):
             raise TypeError(f"custom_root: {name!r} returned a traced value; the solver runs "
-                            "on plain values (its iterations are not differentiated)")
-        return _as_array(x, name)
+                            "on plain values (its iterations are not differentiated), so it "
+                            "closes over a traced value: pass that through args")
+        x = _as_array(x, name)
+        if tracing():  # a transform is recording: F must not close over its values
+            try:
+                out = F(x, *theta(vals))
+            except Exception:  # noqa: BLE001 - F may refuse here; its rules will say why
+                out = None
+            _closure_check(out, (), name)
+        return x
 
     def jvp_rule(tangents, ans, x0_, *vals):
         live = [(j, t) for j, t in enumerate(tangents[1:]) if t is not None]
@@ -137,6 +145,8 @@ def _root(F, solver, x0, args, name, solve="dense"):
             out = F(ans, *theta(duals))
         finally:
             trace.finish()
+        _closure_check(out.value if isinstance(out, Dual) and out._trace is trace else out,
+                       (ans, vals), name)
         u = out.tangent if isinstance(out, Dual) and out._trace is trace else \
             np.zeros(((k,) if nb else ()) + np.shape(unbox(out)))
         n = int(np.prod(np.shape(unbox(ans)), dtype=np.int64))
@@ -161,6 +171,7 @@ def _root(F, solver, x0, args, name, solve="dense"):
                     v[j] = x
                 return F(ans, *theta(v))
             fout, pull = vjp(F_theta, *[vals[j] for j in floats])
+            _closure_check(fout, (ans, vals), name)
             fshape = np.shape(unbox(fout))
             rows = [pull(np.reshape(-lam[r], fshape)) for r in range(k)]
             cts = {}
@@ -193,6 +204,25 @@ def _root(F, solver, x0, args, name, solve="dense"):
     prim = Primitive(f"custom_root[{name}]", impl, jvp=jvp_rule, vjp=IndexedRules(vjp_rule),
                      batch=batch_rule)
     return prim(stop_gradient(x0), *leaves)
+
+
+def _traces(tree):
+    """The traces of every level of every traced leaf of ``tree``."""
+    found = set()
+    for leaf in tree_flatten(tree)[0]:
+        while isinstance(leaf, Box):
+            found.add(id(leaf._trace))
+            leaf = leaf.value
+    return found
+
+
+def _closure_check(out, inputs, name):
+    """F's value at the root depends on traced values that are not arguments: F closes
+    over them, and the solution's derivative in them would be silently lost."""
+    if not _traces(out) <= _traces(inputs):
+        raise TypeError(f"custom_root {name!r}: F(x, *args) uses a traced value that is not "
+                        "among its arguments (it closes over one); the solution's derivative "
+                        "in it cannot be seen. Pass every traced quantity through args")
 
 
 def _is_float(v):
