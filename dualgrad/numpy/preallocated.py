@@ -323,6 +323,9 @@ def _library_dirs():
 
 
 _LIBRARIES = _library_dirs()
+_WRAPPERS = tuple(os.path.join(_PACKAGE, *p) for p in (
+    ("transforms", "derivatives.py"), ("transforms", "check.py"), ("numpy", "")))
+_PASSING = {}  # dualgrad file -> whether it only passes the user's function through
 _USER = {}  # file name -> whether it is the user's own code
 
 
@@ -347,17 +350,23 @@ def _wrap(a, frame, fn):
 
 def _in_function(frame):
     """Whether ``frame`` runs in the transformed function's own calls: walking out, the
-    transform's entry comes before any other frame of dualgrad's.  A primitive's impl, a
-    custom rule, a solver's callback run by dualgrad compute on plain values (and may hand
-    their arrays to numba or C): they get numpy's arrays."""
+    transform's entry comes before any frame of dualgrad's that runs rules (a primitive's
+    impl, a trace, a custom rule, a solver's callback on plain values: they may hand their
+    arrays to numba or C, and get numpy's).  Frames of the transforms' own wrappers
+    (``check_grads``'s, ``jacfwd``'s) and of numpy functions taking callables pass."""
     entry = _local.entries[-1]
     for _ in range(200):
         if frame is None:
             return False
         if frame is entry:
             return True
-        if frame.f_code.co_filename.startswith(_PACKAGE):
-            return False
+        name = frame.f_code.co_filename
+        if name.startswith(_PACKAGE):
+            passing = _PASSING.get(name)
+            if passing is None:
+                passing = _PASSING[name] = name.startswith(_WRAPPERS)
+            if not passing:
+                return False
         frame = frame.f_back
     return False
 
