@@ -57,9 +57,7 @@ _ODEINT_SHARED = ("rtol", "atol", "tcrit", "hmax", "hmin", "mxstep", "mxordn", "
 _IVP_SHARED = ("rtol", "atol", "max_step", "min_step")
 
 
-# ---------------------------------------------------------------------------
-# the integrator: scipy's, on plain values
-# ---------------------------------------------------------------------------
+# -- the integrator: scipy's, on plain values ---------------------------------------------
 
 class _Solver:
     """One of scipy's integrators with its options: ``"odeint"`` (LSODA through
@@ -102,9 +100,7 @@ class _Solver:
         return sol.y.T[np.cumsum(new) - 1], sol
 
 
-# ---------------------------------------------------------------------------
-# the solve as a primitive, with its adjoint and sensitivity rules
-# ---------------------------------------------------------------------------
+# -- the solve as a primitive, with its adjoint and sensitivity rules ---------------------
 
 def _vector(out, n, fname):
     """``func``'s output as a 1-D array of length ``n`` (a list, an object array of traced
@@ -155,7 +151,7 @@ class _Flow:
         self.sizes = [math.prod(s) for s in shapes]
         self.adjoints, self.sensitivities, self.cache, self.info = {}, {}, {}, {}
         self.prim = Primitive(name, self.impl, jvp=self.jvp, vjp=IndexedRules(self.vjp),
-                              batch=self.batch)
+                              batch=lambda args, dims: _loop(self.prim, args, dims))
 
     def __call__(self, y0, ts, *theta):
         return self.prim(y0, ts, *theta)
@@ -280,13 +276,6 @@ class _Flow:
             s = s + tts[:, :, None] * F
         return np.reshape(s, lead + (T, n))
 
-    # -- dg.vmap: one solve per example ----------------------------------------------------
-    def batch(self, args, dims):
-        size = next(np.shape(unbox(a))[d] for a, d in zip(args, dims) if d is not None)
-        outs = [self.prim(*[a if d is None else a[(slice(None),) * d + (b,)]
-                            for a, d in zip(args, dims)]) for b in range(size)]
-        return np.stack(outs), 0
-
 
 def _closure_error(fname):
     fname = fname.split("_")[0] if fname.endswith(("_adjoint", "_sensitivity")) else fname
@@ -314,16 +303,33 @@ def _is_param(x):
     return isinstance(x, np.ndarray) and x.dtype.kind == "f"
 
 
+def _params(args):
+    """``args``' parameters (its float leaves) and ``call_with(theta)``: args with new
+    parameters in their places, the other leaves (ints, strings...) kept as constants."""
+    leaves, treedef = tree_flatten(args if isinstance(args, tuple) else (args,))
+    where = [i for i, x in enumerate(leaves) if _is_param(x)]
+
+    def call_with(theta):
+        full = list(leaves)
+        for i, x in zip(where, theta):
+            full[i] = x
+        return tree_unflatten(treedef, full)
+    return [leaves[i] for i in where], call_with
+
+
+def _loop(prim, args, dims):
+    """dg.vmap's rule for a solve: one call per example (one scipy solve each)."""
+    size = next(np.shape(unbox(a))[d] for a, d in zip(args, dims) if d is not None)
+    return np.stack([prim(*[a if d is None else a[(slice(None),) * d + (b,)]
+                            for a, d in zip(args, dims)]) for b in range(size)]), 0
+
+
 def _flow(fname, func, y0, t, args, call, solver):
     """The user's problem as ``(flow, y0, t, theta)``: ``call(func, y, t, args)`` calls
     ``func`` in scipy's argument order; ``args``' float leaves become the parameters."""
     if not callable(func):
         raise TypeError(f"{fname}: func must be callable, got {type(func).__name__}")
-    if not isinstance(args, tuple):
-        args = (args,)
-    leaves, treedef = tree_flatten(args)
-    where = [i for i, x in enumerate(leaves) if _is_param(x)]
-    theta = [leaves[i] for i in where]
+    theta, call_with = _params(args)
     for x in (y0, t, *theta):
         if is_complex(x) or (x.__class__ in (list, tuple) and any(map(is_complex, x))):
             raise TypeError(f"{fname}: complex values are not supported (y0, t and args "
@@ -339,18 +345,13 @@ def _flow(fname, func, y0, t, args, call, solver):
                          f"{np.shape(unbox(t))}")
 
     def f(y, tt, *th):
-        full = list(leaves)
-        for i, x in zip(where, th):
-            full[i] = x
-        return _vector(call(func, y, tt, tree_unflatten(treedef, full)), n, fname)
+        return _vector(call(func, y, tt, call_with(th)), n, fname)
 
     shapes = [tuple(np.shape(unbox(x))) for x in theta]
     return _Flow(f, n, shapes, solver, fname), y0, t, theta
 
 
-# ---------------------------------------------------------------------------
-# the public functions: scipy's signatures
-# ---------------------------------------------------------------------------
+# -- the public functions: scipy's signatures ---------------------------------------------
 
 def odeint(func, y0, t, args=(), Dfun=None, col_deriv=0, full_output=0, ml=None, mu=None,
            rtol=None, atol=None, tcrit=None, h0=0.0, hmax=0.0, hmin=0.0, ixpr=0, mxstep=0,
@@ -396,9 +397,6 @@ class OdeResult(dict):
             raise AttributeError(name) from None
 
     __setattr__ = dict.__setitem__
-
-    def __repr__(self):
-        return "OdeResult(" + ", ".join(f"{k}={v!r}" for k, v in self.items()) + ")"
 
 
 def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, events=None,
@@ -459,9 +457,7 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
                      success=getattr(info, "success", True))
 
 
-# ---------------------------------------------------------------------------
-# quad: differentiated under the integral sign and in the limits
-# ---------------------------------------------------------------------------
+# -- quad: differentiated under the integral sign and in the limits -----------------------
 
 class _Quad:
     """``integral of f(x, *theta) dx from a to b`` by scipy's ``quad``, as the primitive
@@ -472,7 +468,7 @@ class _Quad:
         self.f, self.shapes, self.opts = f, shapes, opts
         self.tangents, self.gradients, self.info = {}, {}, (0.0, 0.0)
         self.prim = Primitive("quad", self.impl, jvp=self.jvp, vjp=IndexedRules(self.vjp),
-                              batch=self.batch)
+                              batch=lambda args, dims: _loop(self.prim, args, dims))
 
     def impl(self, a, b, *theta):
         f = self.f
@@ -548,12 +544,6 @@ class _Quad:
                                   for r in range(k)])
         return np.reshape(out, lead)
 
-    def batch(self, args, dims):
-        size = next(np.shape(unbox(a))[d] for a, d in zip(args, dims) if d is not None)
-        outs = [self.prim(*[a if d is None else a[(slice(None),) * d + (b,)]
-                            for a, d in zip(args, dims)]) for b in range(size)]
-        return np.stack(outs), 0
-
 
 def quad(func, a, b, args=(), full_output=0, epsabs=1.49e-8, epsrel=1.49e-8, limit=50,
          points=None, weight=None, wvar=None, wopts=None, maxp1=50, limlst=50,
@@ -575,17 +565,10 @@ def quad(func, a, b, args=(), full_output=0, epsabs=1.49e-8, epsrel=1.49e-8, lim
                                   "complex_func are not supported")
     if not callable(func):
         raise TypeError(f"quad: func must be callable, got {type(func).__name__}")
-    if not isinstance(args, tuple):
-        args = (args,)
-    leaves, treedef = tree_flatten(args)
-    where = [i for i, x in enumerate(leaves) if _is_param(x)]
-    theta = [leaves[i] for i in where]
+    theta, call_with = _params(args)
 
     def f(x, *th):
-        full = list(leaves)
-        for i, v in zip(where, th):
-            full[i] = v
-        out = func(x, *tree_unflatten(treedef, full))
+        out = func(x, *call_with(th))
         if math.prod(np.shape(unbox(out))) != 1:
             raise ValueError(f"quad: func must return a number, got shape "
                              f"{np.shape(unbox(out))}")
@@ -597,9 +580,7 @@ def quad(func, a, b, args=(), full_output=0, epsabs=1.49e-8, epsrel=1.49e-8, lim
     return value, float(q.info[1])
 
 
-# ---------------------------------------------------------------------------
-# sampled data: numpy functions on traced values
-# ---------------------------------------------------------------------------
+# -- sampled data: numpy functions on traced values ---------------------------------------
 
 def _at(nd, axis, index):
     """The index tuple picking ``index`` along ``axis`` of an ``nd``-dimensional array."""
@@ -610,24 +591,23 @@ def _samples(y):
     return y if isinstance(y, Box) else np.asarray(y)
 
 
-def _spacing(y, x, dx, axis, fname):
-    """The N - 1 spacings along ``axis`` (shaped to broadcast with y), or ``dx``."""
+def _points(y, x, axis, fname):
+    """The sample points ``x`` shaped to broadcast with ``y`` (None stays None)."""
     if x is None:
-        return dx
-    x = _samples(x)
-    nd = np.ndim(unbox(y))
+        return None
+    x, nd = _samples(x), np.ndim(unbox(y))
     if np.ndim(unbox(x)) == 1:
-        d = np.diff(x)
-        shape = [1] * nd
-        shape[axis] = -1
-        d = np.reshape(d, tuple(shape))
+        x = np.reshape(x, tuple(-1 if i == axis % nd else 1 for i in range(nd)))
     elif np.ndim(unbox(x)) != nd:
         raise ValueError(f"{fname}: if given, shape of x must be 1-D or the same as y")
-    else:
-        d = np.diff(x, axis=axis)
-    if np.shape(unbox(d))[axis] != np.shape(unbox(y))[axis] - 1:
+    if np.shape(unbox(x))[axis] != np.shape(unbox(y))[axis]:
         raise ValueError(f"{fname}: if given, length of x along axis must be the same as y")
-    return d
+    return x
+
+
+def _spacing(y, x, dx, axis, fname):
+    """The N - 1 spacings along ``axis`` (shaped to broadcast with y), or ``dx``."""
+    return dx if x is None else np.diff(_points(y, x, axis, fname), axis=axis)
 
 
 def trapezoid(y, x=None, dx=1.0, axis=-1):
@@ -693,16 +673,7 @@ def simpson(y, x=None, *, dx=1.0, axis=-1):
     y = _samples(y)
     nd = np.ndim(unbox(y))
     n = np.shape(unbox(y))[axis]
-    if x is not None:
-        x = _samples(x)
-        if np.ndim(unbox(x)) == 1:
-            shape = [1] * nd
-            shape[axis] = -1
-            x = np.reshape(x, tuple(shape))
-        elif np.ndim(unbox(x)) != nd:
-            raise ValueError("simpson: if given, shape of x must be 1-D or the same as y")
-        if np.shape(unbox(x))[axis] != n:
-            raise ValueError("simpson: if given, length of x along axis must be the same as y")
+    x = _points(y, x, axis, "simpson")
     if n % 2:
         return _simpson_pairs(y, n - 2, x, dx, axis)
     last, before = y[_at(nd, axis, -1)], y[_at(nd, axis, -2)]
