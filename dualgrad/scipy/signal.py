@@ -55,7 +55,7 @@ def _shape(x):
 
 
 def _is_complex(x):
-    return np.iscomplexobj(unbox(x)) if not isinstance(unbox(x), list) else False
+    return np.iscomplexobj(unbox(x))
 
 
 def _check_mode(mode, fname):
