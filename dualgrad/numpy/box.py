@@ -191,6 +191,12 @@ class ArrayBox(Box):
     __array_ufunc__ = array_ufunc
     __array_function__ = array_function
 
+    def __dask_tokenize__(self):  # dask wrapping a traced value (X.dot(w)): no silent zero
+        raise TypeError(
+            "dualgrad: a traced value was passed to dask's own API (X.dot(w), da.tensordot, "
+            "da.from_array, dask.delayed), which wraps it as a constant and would give a zero "
+            "gradient; write X @ w or np.dot(X, w) (numpy's functions, which dualgrad traces)")
+
     def __array__(self, dtype=None, copy=None):
         """``np.array(x)`` / ``np.asarray(x)`` of a traced x: an object array of its entries
         (objects.py), which the first primitive that meets it packs into one traced array."""
