@@ -34,7 +34,12 @@ _shape, _ndim = P.shape_of, P.ndim_of
 
 
 def _rebind(box, new, what):
-    """Make ``box`` stand for the traced value ``new`` (an in-place write)."""
+    """Make ``box`` stand for the traced value ``new`` (an in-place write).  ``what`` names
+    the write for an error: a string, or a function giving one (formatting an index on
+    every write would cost more than the write: a mask's repr is its every entry)."""
+    if not isinstance(what, str) and (new.__class__ is not box.__class__
+                                      or getattr(box._trace, "_leaves", None)):
+        what = what()
     if new.__class__ is not box.__class__:
         raise TypeError(
             f"dualgrad: {what} writes a value traced by a nested transform into an array "
@@ -69,7 +74,7 @@ def _setitem(self, key, value):
                                             and value.dtype == object):
         value = OBJECTS[0].pack(np.array(value, dtype=object)  # objects.py
                                 if isinstance(value, (list, tuple)) else value)
-    _rebind(self, P.index_set(self, value, idx=_index(key)), f"y[{key!r}] = v")
+    _rebind(self, P.index_set(self, value, idx=_index(key)), lambda: f"y[{key!r}] = v")
 
 
 def _inplace(prim, name):
