@@ -16,9 +16,10 @@ the shapes, ``mean``, ``cov``), in forward and reverse mode, to second order, un
 
 Continuous (continuous.py): ``norm``, ``t``, ``gamma``, ``beta``, ``expon``, ``laplace``,
 ``cauchy``, ``logistic``, ``lognorm``, ``chi2``, ``uniform``, ``truncnorm``, ``vonmises``,
-``gennorm``, ``pareto``: logpdf, pdf, logcdf, cdf, logsf, sf, ppf, isf (vonmises: logpdf
-and pdf).  Discrete (discrete.py): ``poisson``, ``bernoulli``, ``binom``, ``nbinom``,
-``geom``: logpmf, pmf, logcdf, cdf, logsf, sf.  Multivariate (multivariate.py):
+``gennorm``, ``pareto``, ``gumbel_r``, ``gumbel_l``, ``wrapcauchy``: logpdf, pdf, logcdf,
+cdf, logsf, sf, ppf, isf (vonmises: logpdf and pdf).  Discrete (discrete.py): ``poisson``,
+``bernoulli``, ``binom``, ``nbinom``, ``geom``: logpmf, pmf, logcdf, cdf, logsf, sf, and
+ppf, isf by scipy on plain values; ``betabinom``: logpmf, pmf.  Multivariate (multivariate.py):
 ``multivariate_normal`` (``allow_singular``, cov a matrix, a vector or a scalar),
 ``dirichlet``, ``multinomial``.
 
@@ -39,6 +40,8 @@ from .continuous import (
     expon,
     gamma,
     gennorm,
+    gumbel_l,
+    gumbel_r,
     laplace,
     logistic,
     lognorm,
@@ -48,11 +51,12 @@ from .continuous import (
     truncnorm,
     uniform,
     vonmises,
+    wrapcauchy,
 )
-from .discrete import bernoulli, binom, geom, nbinom, poisson
+from .discrete import bernoulli, betabinom, binom, geom, nbinom, poisson
 from .multivariate import dirichlet, multinomial, multivariate_normal
 
-__all__ = ["bernoulli", "beta", "binom", "cauchy", "chi2", "dirichlet", "expon", "gamma",
-           "gennorm", "geom", "laplace", "logistic", "lognorm", "multinomial",
-           "multivariate_normal", "nbinom", "norm", "pareto", "poisson", "t", "truncnorm",
-           "uniform", "vonmises"]
+__all__ = ["bernoulli", "beta", "betabinom", "binom", "cauchy", "chi2", "dirichlet", "expon",
+           "gamma", "gennorm", "geom", "gumbel_l", "gumbel_r", "laplace", "logistic", "lognorm",
+           "multinomial", "multivariate_normal", "nbinom", "norm", "pareto", "poisson", "t",
+           "truncnorm", "uniform", "vonmises", "wrapcauchy"]

@@ -30,6 +30,14 @@ def _logdiff(p, q):
     return np.add(p, np.log1p(np.negative(np.exp(np.subtract(q, p)))))
 
 
+def _log1mexp(x):
+    """log(1 - exp(-x)) for x > 0, to full precision at both ends; each branch sees only
+    its own side of log 2 (so the other's -inf reaches no derivative)."""
+    small = np.less(x, _LOG2)
+    return np.where(small, np.log(np.negative(np.expm1(np.negative(np.where(small, x, 1.0))))),
+                    np.log1p(np.negative(np.exp(np.negative(np.where(small, 1.0, x))))))
+
+
 class norm_gen(Continuous):
     """The normal distribution: every method, differentiable in x, loc and scale.
 
@@ -171,7 +179,7 @@ class expon_gen(Continuous):
         return np.negative(np.expm1(np.negative(z)))
 
     def _logcdf(self, z):
-        return np.log(self._cdf(z))
+        return _log1mexp(z)
 
     def _sf(self, z):
         return np.exp(np.negative(z))
@@ -433,11 +441,105 @@ class pareto_gen(Continuous):
     def _cdf(self, z, b):
         return np.negative(np.expm1(self._logsf(z, b)))
 
+    def _logcdf(self, z, b):
+        return _log1mexp(np.multiply(b, np.log(z)))
+
     def _ppf(self, q, b):
         return np.exp(np.negative(np.divide(np.log1p(np.negative(q)), b)))
 
     def _isf(self, q, b):
         return np.exp(np.negative(np.divide(np.log(q), b)))
+
+
+class gumbel_r_gen(Continuous):
+    """The right-skewed Gumbel distribution: every method."""
+
+    def _logpdf(self, z):
+        return np.subtract(np.negative(z), np.exp(np.negative(z)))
+
+    def _logcdf(self, z):
+        return np.negative(np.exp(np.negative(z)))
+
+    def _cdf(self, z):
+        return np.exp(self._logcdf(z))
+
+    def _sf(self, z):
+        return np.negative(np.expm1(self._logcdf(z)))
+
+    def _logsf(self, z):
+        return _log1mexp(np.exp(np.negative(z)))
+
+    def _ppf(self, q):
+        return np.negative(np.log(np.negative(np.log(q))))
+
+    def _isf(self, q):
+        return np.negative(np.log(np.negative(np.log1p(np.negative(q)))))
+
+
+class gumbel_l_gen(Continuous):
+    """The left-skewed Gumbel distribution: every method."""
+
+    def _logpdf(self, z):
+        return np.subtract(z, np.exp(z))
+
+    def _logsf(self, z):
+        return np.negative(np.exp(z))
+
+    def _sf(self, z):
+        return np.exp(self._logsf(z))
+
+    def _cdf(self, z):
+        return np.negative(np.expm1(self._logsf(z)))
+
+    def _logcdf(self, z):
+        return _log1mexp(np.exp(z))
+
+    def _ppf(self, q):
+        return np.log(np.negative(np.log1p(np.negative(q))))
+
+    def _isf(self, q):
+        return np.log(np.negative(np.log(q)))
+
+
+class wrapcauchy_gen(Continuous):
+    """The wrapped Cauchy distribution on [0, 2 pi] of shape 0 < c < 1: every method, in
+    every parameter (scipy's formulas; each half of the circle's branch is evaluated on
+    its own half only, so tan's pole at pi reaches no derivative)."""
+
+    shapes = ("c",)
+    a, b = 0.0, 2.0 * math.pi
+    inner = 1.0
+
+    def _argcheck(self, c):
+        return np.logical_and(np.greater(c, 0), np.less(c, 1))
+
+    def _logpdf(self, z, c):
+        return np.subtract(np.log(np.subtract(1.0, np.square(c))), np.log(np.multiply(
+            2.0 * math.pi, np.subtract(np.add(1.0, np.square(c)),
+                                       np.multiply(np.multiply(2.0, c), np.cos(z))))))
+
+    def _cdf(self, z, c):
+        cr = np.divide(np.add(1.0, c), np.subtract(1.0, c))
+        low = np.less(z, math.pi)
+        z1 = np.where(low, z, 1.0)
+        z2 = np.where(low, 1.0, np.subtract(2.0 * math.pi, z))
+        return np.where(low, np.divide(np.arctan(np.multiply(cr, np.tan(np.multiply(0.5, z1)))),
+                                       math.pi),
+                        np.subtract(1.0, np.divide(np.arctan(np.multiply(
+                            cr, np.tan(np.multiply(0.5, z2)))), math.pi)))
+
+    def _ppf(self, q, c):
+        val = np.divide(np.subtract(1.0, c), np.add(1.0, c))
+        low = np.less(q, 0.5)
+        q1 = np.where(low, q, 0.25)
+        q2 = np.where(low, 0.25, np.subtract(1.0, q))
+        return np.where(low, np.multiply(2.0, np.arctan(np.multiply(val, np.tan(np.multiply(
+                            math.pi, q1))))),
+                        np.subtract(2.0 * math.pi, np.multiply(2.0, np.arctan(np.multiply(
+                            val, np.tan(np.multiply(math.pi, q2)))))))
+
+    def _isf(self, q, c):
+        return self._ppf(np.subtract(1.0, q), c)
 
 
 def _named(cls, name):
@@ -461,6 +563,10 @@ truncnorm = _named(truncnorm_gen, "truncnorm")
 vonmises = _named(vonmises_gen, "vonmises")
 gennorm = _named(gennorm_gen, "gennorm")
 pareto = _named(pareto_gen, "pareto")
+gumbel_r = _named(gumbel_r_gen, "gumbel_r")
+gumbel_l = _named(gumbel_l_gen, "gumbel_l")
+wrapcauchy = _named(wrapcauchy_gen, "wrapcauchy")
 
-__all__ = ["beta", "cauchy", "chi2", "expon", "gamma", "gennorm", "laplace", "logistic",
-           "lognorm", "norm", "pareto", "t", "truncnorm", "uniform", "vonmises"]
+__all__ = ["beta", "cauchy", "chi2", "expon", "gamma", "gennorm", "gumbel_l", "gumbel_r",
+           "laplace", "logistic", "lognorm", "norm", "pareto", "t", "truncnorm", "uniform",
+           "vonmises", "wrapcauchy"]

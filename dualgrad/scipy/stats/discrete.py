@@ -135,6 +135,31 @@ class geom_gen(Discrete):
         return np.negative(np.expm1(self._logsf(k, p)))
 
 
+class betabinom_gen(Discrete):
+    """The beta-binomial distribution: logpmf, pmf in a and b (its cdf is a sum dualgrad
+    has no formula for)."""
+
+    shapes = ("n", "a", "b")
+
+    def _argcheck(self, n, a, b):
+        return all_of(np.greater_equal(n, 0), _is_int(n), np.greater(a, 0), np.greater(b, 0))
+
+    def _support(self, n, a, b):
+        return 0, n
+
+    def _logpmf(self, k, n, a, b):
+        nk = np.subtract(n, k)
+        log_choose = np.negative(np.add(np.log1p(n), sc.betaln(np.add(nk, 1.0),
+                                                                  np.add(k, 1.0))))
+        return np.add(log_choose, np.subtract(sc.betaln(np.add(k, a), np.add(nk, b)),
+                                              sc.betaln(a, b)))
+
+    def _cdf(self, k, n, a, b):
+        raise TypeError("dualgrad.scipy.stats.betabinom.cdf is not available (a sum with no "
+                        "differentiable formula here); call scipy.stats.betabinom.cdf on "
+                        "plain values")
+
+
 def _named(cls, name):
     dist = cls()
     dist.name = name
@@ -146,5 +171,6 @@ bernoulli = _named(bernoulli_gen, "bernoulli")
 binom = _named(binom_gen, "binom")
 nbinom = _named(nbinom_gen, "nbinom")
 geom = _named(geom_gen, "geom")
+betabinom = _named(betabinom_gen, "betabinom")
 
-__all__ = ["bernoulli", "binom", "geom", "nbinom", "poisson"]
+__all__ = ["bernoulli", "betabinom", "binom", "geom", "nbinom", "poisson"]
