@@ -278,7 +278,7 @@ class _Flow:
 
 
 def _closure_error(fname):
-    fname = fname.split("_")[0] if fname.endswith(("_adjoint", "_sensitivity")) else fname
+    fname = fname.replace("_adjoint", "").replace("_sensitivity", "")  # the user's solve
     return TypeError(f"{fname}: func returned a traced value for plain arguments: it uses a "
                      "traced value it closes over (a variable of the function being "
                      "differentiated); pass that value through args=(...), so that "
