@@ -292,3 +292,30 @@ def test_a_later_plain_write_does_not_change_the_derivative(use):
     ref = dg.grad(lambda w: np.sum(use(np.ones(3, like=w), w)))(w)
     np.testing.assert_allclose(dg.grad(f)(w), ref, rtol=1e-15)
     np.testing.assert_allclose(dg.jacfwd(f)(w), ref, rtol=1e-15)
+
+
+def test_numba_compiles_numpy_creation_during_and_after_transforms():
+    """numba compiling np.empty while a transform runs (its first compile in the process,
+    a kernel tuned on first use, the user's own @njit) and after: both see numpy's
+    functions (a fresh process: numba registers them at its first compile)."""
+    import subprocess
+    import sys
+    code = """if True:
+        import numpy as np, dualgrad as dg
+        from numba import njit
+        @njit
+        def fill(n):
+            out = np.zeros(n)
+            for i in range(n):
+                out[i] = i
+            return out
+        print(dg.grad(lambda x: np.sum(fill(3) * x))(np.ones(3)).tolist())
+        @njit
+        def mask(n):
+            return np.empty((n, 2), np.bool_).shape[0] + np.full_like(np.ones(2), 2.0).sum()
+        print(mask(3))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[0.0,", "1.0,", "2.0]", "7.0"]

@@ -60,6 +60,8 @@ import threading
 import types
 
 import numpy as np
+from numba import types as numba_types
+from numba.extending import overload
 
 from .. import rules as P
 from ..core.trace import OBJECTS, Box
@@ -472,6 +474,47 @@ for _n, _f in _REPLACED.items():  # numpy hands like= calls over as the name it 
             _table[_f] = _table[_ORIGINAL[_n]]
 
 
+
+
+# numba compiles what it meets when it is first called, maybe while a transform runs (a
+# kernel tuned on first use, dg.jit's fused loops, the user's own @njit code in another
+# thread): it reads ``np.empty`` then, and must see numpy's function in what it compiles.
+def _no_dtype(t):
+    return t is None or isinstance(t, (numba_types.NoneType, numba_types.Omitted))
+
+
+def _numba_shape(original):
+    def typer(shape, dtype=None):
+        if _no_dtype(dtype):
+            return lambda shape, dtype=None: original(shape)
+        return lambda shape, dtype=None: original(shape, dtype)
+    return typer
+
+
+def _numba_full(original):
+    def typer(shape, fill_value, dtype=None):
+        if _no_dtype(dtype):
+            return lambda shape, fill_value, dtype=None: original(shape, fill_value)
+        return lambda shape, fill_value, dtype=None: original(shape, fill_value, dtype)
+    return typer
+
+
+for _n, _f in _REPLACED.items():
+    overload(_f)((_numba_full if _n.startswith("full") else _numba_shape)(_ORIGINAL[_n]))
+
+_numba_ready = False
+
+
+def _ready_numba():
+    """numba registers its np.empty & co. when it first compiles (importing
+    numba.np.arrayobj, whose ``@overload(np.empty)`` reads ``np.empty`` then): that must
+    happen before the first swap, or numba would know only our functions (~0.07 s, once;
+    the first compile pays it anyway)."""
+    global _numba_ready
+    import numba.np.arrayobj  # noqa: F401  # optional: numba's numpy, registered unswapped
+    _numba_ready = True
+
+
 _NUMPY = np.__dict__
 _ZEROS = _REPLACED["zeros"]
 
@@ -489,6 +532,8 @@ def enter():
         with _lock:
             _running[0] += 1
             if _running[0] == 1:
+                if not _numba_ready:
+                    _ready_numba()
                 _NUMPY.update(_REPLACED)
 
 
