@@ -396,6 +396,17 @@ def test_vmap_and_jit():
             np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_jit_records_once_for_new_parameter_values():
+    """The masks are comparisons of the values (graph nodes), never reads of them: new
+    shapes, loc and scale replay the same recording."""
+    jg = dg.jit(dg.grad(lambda a, s: np.sum(S.gamma.logpdf(POS, a, scale=s)), argnums=(0, 1)))
+    for a, s in [(2.5, 1.5), (3.5, 0.7), (1.2, 2.0)]:
+        want = dg.grad(lambda a, s: np.sum(S.gamma.logpdf(POS, a, scale=s)),
+                       argnums=(0, 1))(a, s)
+        np.testing.assert_allclose(jg(a, s), want, rtol=1e-12)
+    assert jg.trace_count == 1
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("f, arg", [

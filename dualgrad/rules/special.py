@@ -78,7 +78,7 @@ def _sign(x):
 
 def _safe_ratio(x, y):
     """x / y, and 0 where x = y = 0 (xlogy's d/dy at the origin, where x log y is 0)."""
-    both = np.logical_and(unbox(x) == 0, unbox(y) == 0)  # (x or y may be a Python float)
+    both = np.logical_and(x == 0, y == 0)  # compared as values: under dg.jit, graph nodes
     if P.may_any(both):
         y = where(both, 1.0, y)
     return divide(x, y)
