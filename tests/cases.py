@@ -100,6 +100,9 @@ def _idx_sep():
     return (np.array([0, 2, 1]), slice(None), np.array([1, 1, 0]))
 
 
+_GEO1 = P.Geometry((2, 2, 4, 5), (3, 2, 3, 2), (1, 1), (1, 1), (1, 1))
+_GEO2 = P.Geometry((1, 2, 6, 5), (2, 2, 2, 2), (2, 2), (1, 0), (1, 2))
+
 CASES = [
     Case("sum", lambda x: P.sum_(x, axis=(-1,), keepdims=False), RNG.standard_normal((3, 4))),
     Case("sum", lambda x: P.sum_(x, axis=(-2, -1), keepdims=True), RNG.standard_normal((2, 3, 4))),
@@ -184,6 +187,19 @@ CASES = [
          RNG.standard_normal((2, 2, 4, 5)), RNG.standard_normal((3, 2, 3, 2))),
     Case("conv2d", lambda x, w: dg.nn.conv2d(x, w, stride=2, padding=(1, 0), dilation=(1, 2)),
          RNG.standard_normal((1, 2, 6, 5)), RNG.standard_normal((2, 2, 2, 2))),
+    # conv2d's cotangents, rows of their own (bilinear: second derivatives by their rules)
+    Case("conv2d_grad_input", lambda g, w: P.TABLE["conv2d_grad_input"](
+        g, w, geo=_GEO1, x_shape=(2, 2, 4, 5)),
+        RNG.standard_normal((2, 3, 4, 6)), RNG.standard_normal((3, 2, 3, 2))),
+    Case("conv2d_grad_input", lambda g, w: P.TABLE["conv2d_grad_input"](
+        g, w, geo=_GEO2, x_shape=(1, 2, 6, 5)),
+        RNG.standard_normal((1, 2, 4, 2)), RNG.standard_normal((2, 2, 2, 2))),
+    Case("conv2d_grad_weight", lambda g, x: P.TABLE["conv2d_grad_weight"](
+        g, x, geo=_GEO1, w_shape=(3, 2, 3, 2)),
+        RNG.standard_normal((2, 3, 4, 6)), RNG.standard_normal((2, 2, 4, 5))),
+    Case("conv2d_grad_weight", lambda g, x: P.TABLE["conv2d_grad_weight"](
+        g, x, geo=_GEO2, w_shape=(2, 2, 2, 2)),
+        RNG.standard_normal((1, 2, 4, 2)), RNG.standard_normal((1, 2, 6, 5))),
     # functional index updates (y[idx] = v on a traced y)
     Case("index_set", lambda x, v: P.index_set(x, v, idx=(slice(1, 3),)),
          RNG.standard_normal((4, 3)), RNG.standard_normal((3,))),

@@ -231,9 +231,114 @@ def _conv_impl(x, w, geo):
     return backend.conv2d(x, w, *geo.params)
 
 
+# conv2d's two cotangents are rows of their own, computed by the backend's kernels: so a
+# graph recorded by dg.jit keeps the kernels (the rules by primitives, an im2col gather and
+# a scatter-add, replay several times slower), and a second derivative differentiates
+# them by their own rules.  Each is bilinear, the adjoint of conv2d in one argument:
+#   <conv2d_grad_input(g, w), v> = <g, conv2d(v, w)>,  <conv2d_grad_weight(g, x), v> =
+#   <g, conv2d(x, v)>.
+# The rows take 4-D arrays; (co)tangents with leading batch axes go through ``_conv_any``,
+# ``_grad_input_any`` and ``_grad_weight_any``: images' extra axes fold into N, weights'
+# extra axes take the rules' matrix products.
+def _conv_any(x, w, geo):
+    """conv2d of x (..., N, C, H, W) with w (B..., C_out, C, kH, kW)."""
+    if ndim_of(w) > 4:
+        return _conv_ref(x, w, geo)
+    xs = shape_of(x)
+    out = conv2d_p(P.reshape(x, (-1,) + xs[-3:]) if len(xs) > 4 else x, w, geo=geo)
+    return P.reshape(out, xs[:-3] + shape_of(out)[1:]) if len(xs) > 4 else out
+
+
+def _grad_input_any(g, w, geo, x_shape):
+    """conv2d's x-cotangent of g (..., N, C_out, Ho, Wo), w (B..., C_out, C, kH, kW)."""
+    gs = shape_of(g)
+    if ndim_of(w) == 4:
+        if len(gs) == 4:
+            return conv2d_grad_input_p(g, w, geo=geo, x_shape=tuple(x_shape))
+        n = math.prod(gs[:-3])
+        out = conv2d_grad_input_p(P.reshape(g, (n,) + gs[-3:]), w, geo=geo,
+                                  x_shape=(n,) + tuple(x_shape[1:]))
+        return P.reshape(out, gs[:-3] + tuple(x_shape[1:]))
+    ws = shape_of(w)
+    wt = P.mT(P.reshape(w, ws[:-4] + (1, ws[-4], geo.K)))  # (B..., 1, K, C_out)
+    gcols = P.matmul(wt, P.reshape(g, gs[:-2] + (math.prod(geo.out_hw),)))
+    return geo.uncols(gcols, tuple(x_shape))
+
+
+def _grad_weight_any(g, x, geo, w_shape):
+    """conv2d's w-cotangent of g (..., N, C_out, Ho, Wo), x (..., N, C, H, W): one per
+    leading index, summed over the images N."""
+    gs, xs = shape_of(g), shape_of(x)
+    if len(gs) == len(xs) == 4:
+        return conv2d_grad_weight_p(g, x, geo=geo, w_shape=tuple(w_shape))
+    gw = P.matmul(P.reshape(g, gs[:-2] + (math.prod(geo.out_hw),)), P.mT(geo.cols(x)))
+    gw = P.sum_(gw, axis=(-3,), keepdims=False)  # (..., C_out, K)
+    return P.reshape(gw, shape_of(gw)[:-2] + tuple(w_shape))
+
+
+def _bilinear_jvp(row_any):
+    def jvp(tangents, ans, a, b, geo, **shape):
+        ta, tb = tangents
+        out = None if ta is None else row_any(ta, b, geo, *shape.values())
+        if tb is not None:
+            r = row_any(a, tb, geo, *shape.values())
+            out = r if out is None else P.add(out, r)
+        return out
+    return jvp
+
+
+def _grad_input_batch(args, dims, geo, x_shape):
+    (g, w), (dg_, dw) = args, dims
+    g = P.bfront(g, dg_) if dg_ is not None else g
+    w = P.bfront(w, dw) if dw is not None else w
+    if dg_ is None:
+        g = P.broadcast_to(g, shape_of(w)[:1] + shape_of(g))
+    return _grad_input_any(g, w, geo, x_shape), 0
+
+
+def _grad_weight_batch(args, dims, geo, w_shape):
+    (g, x), (dg_, dx) = args, dims
+    b = shape_of(g)[dg_] if dg_ is not None else shape_of(x)[dx]
+    g = P.bfront(g, dg_) if dg_ is not None else P.broadcast_to(g, (b,) + shape_of(g))
+    x = P.bfront(x, dx) if dx is not None else x
+    return _grad_weight_any(g, x, geo, w_shape), 0
+
+
+conv2d_grad_input_p = defprim(
+    "conv2d_grad_input",
+    lambda g, w, geo, x_shape: backend.conv2d_grad_input(g, w, x_shape, *geo.params),
+    batch=_grad_input_batch, jvp=_bilinear_jvp(_grad_input_any), vjp=(
+        lambda v, ans, g, w, geo, x_shape: _conv_any(v, w, geo),
+        lambda v, ans, g, w, geo, x_shape: _grad_weight_any(g, v, geo, shape_of(w)[-4:])))
+
+conv2d_grad_weight_p = defprim(
+    "conv2d_grad_weight",
+    lambda g, x, geo, w_shape: backend.conv2d_grad_weight(g, x, w_shape, *geo.params),
+    batch=_grad_weight_batch, jvp=_bilinear_jvp(_grad_weight_any), vjp=(
+        lambda v, ans, g, x, geo, w_shape: _conv_any(x, v, geo),
+        lambda v, ans, g, x, geo, w_shape: _grad_input_any(g, v, geo, shape_of(x)[-4:])))
+
+
+def _plain(g, ans, x, w):
+    """The cotangents' rows take one 4-D image batch, 4-D weights and no batch axes."""
+    return ndim_of(g) == ndim_of(ans) == ndim_of(x) == ndim_of(w) == 4
+
+
+def _conv_vjp_x_row(g, ans, x, w, geo):
+    if _plain(g, ans, x, w):
+        return conv2d_grad_input_p(g, w, geo=geo, x_shape=shape_of(x))
+    return _conv_vjp_x(g, ans, x, w, geo)
+
+
+def _conv_vjp_w_row(g, ans, x, w, geo):
+    if _plain(g, ans, x, w):
+        return conv2d_grad_weight_p(g, x, geo=geo, w_shape=shape_of(w))
+    return _conv_vjp_w(g, ans, x, w, geo)
+
+
 conv2d_p = defprim("conv2d", _conv_impl, jvp=_conv_jvp, vjp=(
     kernel_or_rule(lambda g, ans, x, w, geo: backend.conv2d_grad_input(
-        g, w, shape_of(x), *geo.params), _conv_vjp_x, batched=True),
+        g, w, shape_of(x), *geo.params), _conv_vjp_x_row, batched=True),
     kernel_or_rule(lambda g, ans, x, w, geo: backend.conv2d_grad_weight(
-        g, x, shape_of(w), *geo.params), _conv_vjp_w, batched=True,
+        g, x, shape_of(w), *geo.params), _conv_vjp_w_row, batched=True,
         when=lambda g, ans, x, w, geo: ndim_of(x) == 4)), batch=_conv_batch)
