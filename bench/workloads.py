@@ -463,6 +463,88 @@ def fluidsim(n=FLUID_N):
                  dualgrad, ("vx", "vy"))]
 
 
+# naive_conv: the CS231n conv layer as students write it (issue 23): loops writing one
+# output entry at a time into a preallocated array.  F here is the student's own
+# hand-written forward + backward (conv_forward_naive + conv_backward_naive, plain numpy),
+# so "x F" is dualgrad's gradient over what the student computes by hand.
+
+NAIVE_CONV = dict(N=4, C=3, H=16, W=16, F=8, HH=3, WW=3, stride=1, pad=1)
+
+
+def conv_forward_naive(x, w, b, stride=1, pad=1):
+    """CS231n's conv_forward_naive: ``out = np.zeros(..., like=x)`` (a traced array under
+    dualgrad's transforms; plain numpy ignores like= for a numpy x), one entry per write."""
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    H_out, W_out = 1 + (H + 2 * pad - HH) // stride, 1 + (W + 2 * pad - WW) // stride
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.zeros((N, F, H_out, W_out), like=x)
+    for n in range(N):
+        for f in range(F):
+            for i in range(H_out):
+                for j in range(W_out):
+                    hs, ws = i * stride, j * stride
+                    out[n, f, i, j] = np.sum(x_pad[n, :, hs:hs + HH, ws:ws + WW] * w[f]) + b[f]
+    return out
+
+
+def conv_backward_naive(dout, x, w, b, stride=1, pad=1):
+    """CS231n's conv_backward_naive: the same loops, adding each output's cotangent into
+    dx_pad, dw and db."""
+    N, C, H, W = x.shape
+    F, _, HH, WW = w.shape
+    _, _, H_out, W_out = dout.shape
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dx_pad, dw, db = np.zeros_like(x_pad), np.zeros_like(w), np.zeros_like(b)
+    for n in range(N):
+        for f in range(F):
+            db[f] += np.sum(dout[n, f])
+            for i in range(H_out):
+                for j in range(W_out):
+                    hs, ws = i * stride, j * stride
+                    d = dout[n, f, i, j]
+                    dw[f] += x_pad[n, :, hs:hs + HH, ws:ws + WW] * d
+                    dx_pad[n, :, hs:hs + HH, ws:ws + WW] += w[f] * d
+    return dx_pad[:, :, pad:pad + H, pad:pad + W], dw, db
+
+
+def naive_conv_loss(x, w, b, dout):
+    return np.sum(conv_forward_naive(x, w, b, NAIVE_CONV["stride"], NAIVE_CONV["pad"]) * dout)
+
+
+def naive_conv_by_hand(x, w, b, dout):
+    """The student's gradient of ``naive_conv_loss``: forward, then the backward by hand."""
+    s, p = NAIVE_CONV["stride"], NAIVE_CONV["pad"]
+    conv_forward_naive(x, w, b, s, p)
+    return conv_backward_naive(dout, x, w, b, s, p)
+
+
+def naive_conv():
+    k = NAIVE_CONV
+    r = _rng()
+    H_out = 1 + (k["H"] + 2 * k["pad"] - k["HH"]) // k["stride"]
+    W_out = 1 + (k["W"] + 2 * k["pad"] - k["WW"]) // k["stride"]
+    d = {"x": r.standard_normal((k["N"], k["C"], k["H"], k["W"])),
+         "w": r.standard_normal((k["F"], k["C"], k["HH"], k["WW"])) / 3,
+         "b": r.standard_normal(k["F"]),
+         "dout": r.standard_normal((k["N"], k["F"], H_out, W_out))}
+    args = lambda: (d["x"], d["w"], d["b"], d["dout"])  # noqa: E731
+
+    def dualgrad(dg):
+        g = dg.grad(naive_conv_loss, argnums=(0, 1, 2))
+        return lambda: g(*args())
+
+    return [Case("naive_conv", "naive_conv",
+                 f"CS231n naive conv loops, x {k['N']}x{k['C']}x{k['H']}x{k['W']}, "
+                 f"{k['F']} filters {k['HH']}x{k['WW']}, stride 1, pad 1, writes into "
+                 "np.zeros(S, like=x); loss = sum(out * dout). F: the student's forward + "
+                 "conv_backward_naive by hand", "grad w.r.t. x, w, b", "ratio", d,
+                 lambda: naive_conv_by_hand(*args()), dualgrad, ("x", "w", "b"),
+                 target=("ratio", 4.0),
+                 notes=["F is the hand-written forward + backward (plain numpy), not the "
+                        "forward alone; the dg.jit target is <= 1.5x F"])]
+
+
 class JitShim:
     """dualgrad with every transform compiled: ``dg.jit(dg.grad(f))`` where a workload
     says ``dg.grad(f)`` (the tool ``dualgrad.jit``); the same code builds both columns."""
@@ -499,7 +581,7 @@ WORKLOADS = {
     "baydin": baydin, "chain": chain, "mlp_cs231n": mlp_cs231n, "mlp_large": mlp_large,
     "elementwise": elementwise, "hessian": hessian, "jacobian": jacobian, "gather": gather,
     "conv": conv, "logreg": logreg, "mlp_small": mlp_small, "rk4": rk4,
-    "per_example": per_example, "fluidsim": fluidsim,
+    "per_example": per_example, "fluidsim": fluidsim, "naive_conv": naive_conv,
 }
 # A case name may be given where a workload name is expected (--workloads hvp).
 CASE_TO_WORKLOAD = {"hvp": "hessian", "jacfwd": "jacobian", "jacrev": "jacobian",

@@ -10,7 +10,9 @@ comparison (``if x > 0``, ``while err > tol``) records a ``bool`` guard; ``int()
 Python reads in a derivative rule (``unbox`` hands rules a ``Concrete`` value that notes
 the read).  What a rule computes from raw values with numpy (``np.sign(x)`` for ``abs``,
 ``x == max`` for ``max``'s ties) is recorded as graph nodes instead (``raw_call``), and so
-is an integer index array argument (the ``gather`` row): replays compute them anew.
+is an integer index array argument, read with (the ``gather`` row) or written with
+(``y[rows, labels] = v``, ``np.add.at``: the ``scatter_set`` and ``scatter`` rows): replays
+compute them anew.
 A value of an outer trace met while recording (captured by a closure) raises ``Foreign``,
 and a recording past ``max_ops`` ops ``TooLong``: ``dg.jit`` then runs ``f`` eagerly.
 
