@@ -23,7 +23,8 @@ The products ``a f_y`` and ``f_y s`` inside the augmented dynamics are dualgrad'
 solve is one primitive (``_Flow``) whose rules call the solve again on the augmented
 system, so the rules are differentiable and second derivatives (``hessian``, ``grad`` of
 ``grad``) work, at the price of solving a larger system.  Under ``dg.jit`` the solve is
-one opaque node, and ``dg.vmap`` runs it once per example (a loop: one scipy solve each).
+one opaque node; ``dg.vmap`` stacks the examples into one system, solved once (with
+batched output times: one solve per example).
 The adjoint gradient is exact for the continuous problem; it matches the derivative of the
 computed solution to about the solver's tolerances, so pass tight ``rtol``/``atol`` when
 the gradient must be accurate.
@@ -44,7 +45,7 @@ from ..core.trace import Box, IndexedRules, Primitive, unbox
 from ..core.tree import tree_flatten, tree_map, tree_unflatten
 from ..numpy.objects import lift_out
 from ..rules import is_complex
-from ..transforms import grad, jvp, vjp
+from ..transforms import grad, jvp, vjp, vmap
 
 __all__ = ["OdeResult", "cumulative_trapezoid", "odeint", "quad", "simpson", "solve_ivp",
            "trapezoid"]
@@ -123,18 +124,15 @@ def _vector(out, n, fname):
 def _snapshot(g):
     """What tells a later cotangent from ``g`` when it is the same object changed in place
     (``pull(ct)``, then ``ct[...] = ...`` and ``pull(ct)`` again)."""
-    if g.__class__ is np.ndarray:
-        return g.copy()
-    return (g.value, g._trace) if isinstance(g, Box) else None
+    return g.copy() if g.__class__ is np.ndarray else g.value if isinstance(g, Box) else None
 
 
 def _same(cache, g, ans):
     if not cache or cache["g"] is not g or cache["ans"] is not ans:
         return False
     s = cache["snapshot"]
-    if g.__class__ is np.ndarray:
-        return np.array_equal(s, g)
-    return s is None or (s[0] is g.value and s[1] is g._trace)
+    return np.array_equal(s, g) if g.__class__ is np.ndarray else (
+        s is None or s is g.value)
 
 
 class _Flow:
@@ -150,22 +148,17 @@ class _Flow:
         self.fast = jit(f, codegen="off") if compiled else f
         self.sizes = [math.prod(s) for s in shapes]
         self.adjoints, self.sensitivities, self.cache, self.info = {}, {}, {}, {}
+        self.batched = {}
         self.prim = Primitive(name, self.impl, jvp=self.jvp, vjp=IndexedRules(self.vjp),
-                              batch=lambda args, dims: _loop(self.prim, args, dims))
+                              batch=self.batch)
 
     def __call__(self, y0, ts, *theta):
         return self.prim(y0, ts, *theta)
 
     def impl(self, y0, ts, *theta):
         fast, name = self.fast, self.name
-
-        def rhs(y, t):
-            out = fast(y, t, *theta)
-            if isinstance(out, Box):
-                raise _closure_error(name)
-            return out
-        ys, self.info = self.solver(rhs, np.asarray(y0, dtype=float),
-                                    np.asarray(ts, dtype=float))
+        ys, self.info = self.solver(lambda y, t: _plain(fast(y, t, *theta), name),
+                                    np.asarray(y0, dtype=float), np.asarray(ts, dtype=float))
         return ys
 
     # -- reverse mode: the continuous adjoint -------------------------------------------
@@ -276,6 +269,37 @@ class _Flow:
             s = s + tts[:, :, None] * F
         return np.reshape(s, lead + (T, n))
 
+    # -- dg.vmap: the examples as one system --------------------------------------------------
+    def batch(self, args, dims):
+        """The examples stacked into one system and solved once (the integrator's error
+        control then spans them all); batched times: one solve per example."""
+        if dims[1] is not None:
+            return _loop(self.prim, args, dims)
+        n, y0, d0 = self.n, args[0], dims[0]
+        size = next(np.shape(unbox(a))[d] for a, d in zip(args, dims) if d is not None)
+        y0 = np.broadcast_to(y0, (size, n)) if d0 is None else np.moveaxis(y0, d0, 0)
+        axes = tuple(None if d is None else 0 for d in dims[2:])
+        theta = [x if d is None else np.moveaxis(x, d, 0) for x, d in zip(args[2:], dims[2:])]
+        flow = self.batched.get((size, axes))
+        if flow is None:
+            mapped = vmap(self.f, in_axes=(0, None) + axes)
+
+            def stacked(z, t, *th):
+                return np.reshape(mapped(np.reshape(z, (size, n)), t, *th), (-1,))
+            shapes = [s if a is None else (size,) + s for s, a in zip(self.shapes, axes)]
+            flow = self.batched[(size, axes)] = _Flow(
+                stacked, size * n, shapes, self.solver.augmented(), self.name, compiled=True)
+        return np.reshape(flow(np.reshape(y0, (-1,)), args[1], *theta), (-1, size, n)), 1
+
+
+def _plain(out, fname):
+    """``func``'s output at plain arguments; a traced one means func closes over a traced
+    value, whose derivative the solve would lose."""
+    if isinstance(out, Box) or getattr(out, "dtype", None) is _OBJECT or (
+            out.__class__ in (list, tuple) and any(isinstance(o, Box) for o in out)):
+        raise _closure_error(fname)
+    return out
+
 
 def _closure_error(fname):
     fname = fname.replace("_adjoint", "").replace("_sensitivity", "")  # the user's solve
@@ -296,11 +320,8 @@ def _real_array(x):
 
 def _is_param(x):
     """A leaf of ``args`` that has a derivative: a traced value or a float number/array."""
-    if isinstance(x, Box):
-        return True
-    if isinstance(x, (float, np.floating)):
-        return True
-    return isinstance(x, np.ndarray) and x.dtype.kind == "f"
+    return isinstance(x, (Box, float, np.floating)) or (
+        isinstance(x, np.ndarray) and x.dtype.kind == "f")
 
 
 def _params(args):
@@ -372,14 +393,11 @@ def odeint(func, y0, t, args=(), Dfun=None, col_deriv=0, full_output=0, ml=None,
     opts = dict(Dfun=Dfun, col_deriv=col_deriv, ml=ml, mu=mu, rtol=rtol, atol=atol,
                 tcrit=tcrit, h0=h0, hmax=hmax, hmin=hmin, ixpr=ixpr, mxstep=mxstep,
                 mxhnil=mxhnil, mxordn=mxordn, mxords=mxords, printmessg=printmessg)
-    if tfirst:
-        call = (lambda fn, y, tt, a: fn(tt, y, *a))
-        if Dfun is not None:
-            opts["Dfun"] = lambda y, tt: Dfun(tt, y, *args)
-    else:
-        call = (lambda fn, y, tt, a: fn(y, tt, *a))
-        if Dfun is not None:
-            opts["Dfun"] = lambda y, tt: Dfun(y, tt, *args)
+    order = (lambda y, tt: (tt, y)) if tfirst else (lambda y, tt: (y, tt))
+    call = (lambda fn, y, tt, a: fn(*order(y, tt), *a))
+    if Dfun is not None:  # the primal solve's Jacobian, on plain values
+        plain = tree_map(unbox, args if isinstance(args, tuple) else (args,))
+        opts["Dfun"] = lambda y, tt: Dfun(*order(y, tt), *plain)
     flow, y0, t, theta = _flow("odeint", func, y0, t, args, call, _Solver("odeint", opts))
     ys = flow(y0, t, *theta)
     return (ys, flow.info) if full_output else ys
@@ -391,10 +409,9 @@ class OdeResult(dict):
     describe the primal solve)."""
 
     def __getattr__(self, name):
-        try:
+        if name in self:
             return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        raise AttributeError(name)
 
     __setattr__ = dict.__setitem__
 
@@ -426,16 +443,12 @@ def solve_ivp(fun, t_span, y0, method="RK45", t_eval=None, dense_output=False, e
         raise ValueError("solve_ivp: t_span must be a pair (t0, tf)")
     t0, tf = t_span[0], t_span[1]
     args = () if args is None else tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    plain = tree_map(unbox, args)
+    if callable(options.get("jac")):  # the primal solve's Jacobian, on plain values
+        options["jac"] = (lambda jac: lambda t, y: jac(t, y, *plain))(options["jac"])
     if t_eval is None:  # scipy's own steps, as constants between the traced ends
-        plain = tree_map(unbox, args)
-
-        def plain_fun(t, y):
-            out = fun(t, y, *plain)
-            if isinstance(out, Box) or getattr(out, "dtype", None) is _OBJECT or (
-                    out.__class__ in (list, tuple) and any(isinstance(o, Box) for o in out)):
-                raise _closure_error("solve_ivp")
-            return np.asarray(out, dtype=float)
-        sol = si.solve_ivp(plain_fun,
+        sol = si.solve_ivp(lambda t, y: np.asarray(_plain(fun(t, y, *plain), "solve_ivp"),
+                                                   dtype=float),
                            (float(unbox(t0)), float(unbox(tf))),
                            np.asarray(unbox(_real_array(y0)), dtype=float), method=method,
                            **options)
@@ -472,13 +485,8 @@ class _Quad:
 
     def impl(self, a, b, *theta):
         f = self.f
-
-        def integrand(x):
-            out = f(x, *theta)
-            if isinstance(out, Box):
-                raise _closure_error("quad")
-            return float(out)
-        self.info = si.quad(integrand, float(a), float(b), **self.opts)
+        self.info = si.quad(lambda x: float(_plain(f(x, *theta), "quad")), float(a), float(b),
+                            **self.opts)
         return np.float64(self.info[0])
 
     def _under(self, j, e):
