@@ -30,8 +30,10 @@ def no_compute():
 
 @pytest.fixture(scope="module")
 def client():
+    """Two workers of one thread each, talking over TCP (in this process: worker processes
+    take seconds to start, and the graphs are the same)."""
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
-                                       dashboard_address=None, processes=False)
+                                       protocol="tcp", dashboard_address=None, processes=False)
     c = distributed.Client(cluster)
     yield c
     c.close()
@@ -76,3 +78,210 @@ def test_the_named_fixes_differentiate(data, form):
     f = {"X @ w": lambda w, X: (X @ w).sum(), "np.dot(X, w)": lambda w, X: np.dot(X, w).sum()}
     g = dg.grad(f[form])(np.ones(D), X)
     np.testing.assert_allclose(np.asarray(g), Xn.sum(0), rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Every transform: lazy (nothing computed while tracing), dask out, numpy's values
+
+W = np.array([0.1, -0.2, 0.3, 0.0])
+V = np.array([1.0, 0.5, -1.0, 2.0])
+
+
+def _pred(w, X):
+    return np.tanh(X @ w)
+
+
+def _tape(X, y):
+    with dg.Tape() as tape:
+        wt = tape.watch(W)
+        out = logreg(wt, X, y)
+    return tape.gradient(out, [wt])[0]
+
+
+TRANSFORMS = {
+    "grad": lambda X, y: dg.grad(logreg)(W, X, y),
+    "grad wrt X": lambda X, y: dg.grad(logreg, argnums=1)(W, X, y),
+    "value_and_grad": lambda X, y: dg.value_and_grad(logreg)(W, X, y),
+    "vjp": lambda X, y: dg.vjp(lambda w: _pred(w, X), W)[1](y),
+    "jvp": lambda X, y: dg.jvp(lambda w: _pred(w, X), (W,), (V,)),
+    "hvp": lambda X, y: dg.hvp(lambda w: logreg(w, X, y), (W,), (V,)),
+    "hessian": lambda X, y: dg.hessian(logreg)(W, X, y),
+    "jacfwd": lambda X, y: dg.jacfwd(_pred)(W, X[:150]),
+    "jacrev": lambda X, y: dg.jacrev(_pred)(W, X[:150]),
+    "vmap(grad)": lambda X, y: dg.vmap(dg.grad(logreg), in_axes=(0, None, None))(
+        np.stack([W, V]), X, y),
+    "Tape": _tape,
+    "jit(grad)": lambda X, y: dg.jit(dg.grad(logreg))(W, X, y),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_transform_is_lazy_and_equals_numpy(data, name):
+    Xn, yn, X, y = data
+    with no_compute():
+        out = TRANSFORMS[name](X, y)
+    leaves = dg.tree_flatten(out)[0]
+    assert leaves and all(isinstance(v, da.Array) for v in leaves), [type(v) for v in leaves]
+    got = dg.tree_flatten(dask.compute(out, scheduler="sync")[0])[0]
+    want = dg.tree_flatten(TRANSFORMS[name](Xn, yn))[0]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+
+
+def test_gradient_wrt_the_data_keeps_its_chunks(data):
+    X, y = data[2:]
+    with no_compute():
+        gX = dg.grad(logreg, argnums=1)(W, X, y)
+    assert gX.chunks == X.chunks
+
+
+def test_one_compute_on_the_cluster_equals_numpy(client, data):
+    Xn, yn, X, y = data
+    with no_compute():
+        loss, g = dg.value_and_grad(logreg)(W, X, y)
+    loss, g = dask.compute(loss, g)  # the client's scheduler: the two workers
+    want_loss, want_g = dg.value_and_grad(logreg)(W, Xn, yn)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-13)
+    np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-15)
+
+
+def _task_outputs(*collections):
+    """(nbytes, key) of every task's output when ``collections`` are computed."""
+    from dask.callbacks import Callback
+    out = []
+
+    class Sizes(Callback):
+        def _posttask(self, key, result, dsk, state, id):
+            out.append((getattr(result, "nbytes", 0), key))
+    with Sizes():
+        dask.compute(*collections, scheduler="sync")
+    return out
+
+
+def test_no_task_holds_more_than_one_chunk(data):
+    X, y = data[2:]
+    loss, g = dg.value_and_grad(logreg)(W, X, y)
+    sizes = _task_outputs(loss, g)
+    chunk = CHUNK * D * X.dtype.itemsize
+    big = [(n, k) for n, k in sizes if n > chunk]
+    assert not big, big
+    assert len(sizes) <= 12 * (N // CHUNK)  # a bounded number of tasks per chunk
+
+
+# ---------------------------------------------------------------------------
+# Rules that read values take their branch-free paths: lazy, numpy's values
+
+def _index_write(a):
+    out = np.zeros_like(a)
+    out[:, 0] = a[:, 1]
+    return np.sum(out ** 2)
+
+
+RULES = {
+    "maximum": lambda a: np.sum(np.maximum(a, 0.1) ** 2),
+    "clip": lambda a: np.sum(np.clip(a, -0.5, 0.5) ** 2),
+    "abs": lambda a: np.sum(np.abs(a)),
+    "max": lambda a: np.sum(np.max(a, axis=1)),
+    "max (all)": lambda a: np.max(a),
+    "var": lambda a: np.var(a),
+    "std": lambda a: np.sum(np.std(a, axis=0)),
+    "norm": lambda a: np.linalg.norm(a),
+    "where": lambda a: np.sum(np.where(a > 0, a, 0.1 * a)),
+    "softmax": lambda a: np.sum(dg.nn.softmax(a, axis=-1) * np.arange(4.0)),
+    "log_softmax": lambda a: np.sum(dg.nn.log_softmax(a, axis=-1) * np.arange(4.0)),
+    "logsumexp": lambda a: np.sum(dg.nn.logsumexp(a, axis=-1)),
+    "logsumexp (all)": lambda a: dg.nn.logsumexp(a),
+    "out[idx] = v": _index_write,
+    "x[:, 1:3]": lambda a: np.sum(a[:, 1:3] ** 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_rule_stays_lazy(data, name):
+    Xn, _, X, _ = data
+    with no_compute():
+        g = dg.grad(RULES[name])(X)
+    assert isinstance(g, da.Array) and g.chunks == X.chunks
+    np.testing.assert_allclose(g.compute(scheduler="sync"), dg.grad(RULES[name])(Xn),
+                               rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("target", ["classes", "probabilities"])
+def test_cross_entropy_stays_lazy(data, target):
+    Xn = data[0]
+    r = np.random.default_rng(1)
+    tn = r.integers(0, D, N) if target == "classes" else r.dirichlet(np.ones(D), N)
+    t = da.from_array(tn, chunks=CHUNK if tn.ndim == 1 else (CHUNK, D))
+    X = data[2]
+    with no_compute():
+        v, g = dg.value_and_grad(dg.nn.cross_entropy)(X, t)
+    v, g = dask.compute(v, g, scheduler="sync")
+    want_v, want_g = dg.value_and_grad(dg.nn.cross_entropy)(Xn, tn)
+    np.testing.assert_allclose(v, want_v, rtol=1e-13)
+    np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-15)
+
+
+REFUSED = {
+    "np.median": lambda a: np.sum(np.median(a, axis=0)),
+    "np.sort": lambda a: np.sum(np.sort(a, axis=0)[0]),
+    "take_along_axis": lambda a: np.sum(np.take_along_axis(a, np.zeros((N, 1), int), 1)),
+    "x[dask index array]": lambda a: np.sum(a[a > 0]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_rules_with_no_lazy_form_refuse_by_name(data, name):
+    X = data[2]
+    with no_compute(), pytest.raises(NotImplementedError, match=rf"{name}.* on a dask array"):
+        dg.grad(REFUSED[name])(X)
+
+
+# ---------------------------------------------------------------------------
+# dg.jit: keyed by shape, dtype and chunks; the recorded graph replayed as dask operations
+
+def test_jit_replays_and_retraces_on_new_chunks(data):
+    Xn, yn, X, y = data
+    g = dg.jit(dg.grad(logreg))
+    want = dg.grad(logreg)(W, Xn, yn)
+    with no_compute():
+        first = g(W, X, y)
+        second = g(W, 2 * X, y)
+    assert g.trace_count == 1  # the second call replayed
+    np.testing.assert_allclose(first.compute(scheduler="sync"), want, rtol=1e-12)
+    np.testing.assert_allclose(second.compute(scheduler="sync"),
+                               dg.grad(logreg)(W, 2 * Xn, yn), rtol=1e-12)
+    with no_compute():
+        third = g(W, X.rechunk((2 * CHUNK, D)), y.rechunk(2 * CHUNK))
+    assert g.trace_count == 2 and third.chunks == ((D,),)
+    np.testing.assert_allclose(third.compute(scheduler="sync"), want, rtol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="transforms/derivatives.py makes an unused input's "
+                   "zeros with np.zeros (no like=): a numpy array, not dask zeros")
+def test_unused_input_gets_dask_zeros(data):
+    X, y = data[2:]
+    g = dg.grad(lambda w, X: np.sum(w ** 2), argnums=(0, 1))(W, X)[1]
+    assert isinstance(g, da.Array)
+
+
+# ---------------------------------------------------------------------------
+# dask-glm's pattern: loss and gradient on the cluster, L-BFGS on the client
+
+def test_lbfgs_reaches_numpys_optimum_in_as_many_evaluations(client, data):
+    optimize = pytest.importorskip("scipy.optimize")
+    Xn, yn, X, y = data
+    vg = dg.value_and_grad(logreg)
+
+    def on_dask(w):
+        loss, g = dask.compute(*vg(w, X, y))
+        return float(loss), np.asarray(g)
+
+    def on_numpy(w):
+        loss, g = vg(w, Xn, yn)
+        return float(loss), np.asarray(g)
+
+    a = optimize.minimize(on_dask, np.zeros(D), jac=True, method="L-BFGS-B")
+    b = optimize.minimize(on_numpy, np.zeros(D), jac=True, method="L-BFGS-B")
+    assert a.success and b.success
+    assert a.nfev == b.nfev
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-8, atol=1e-10)

@@ -49,7 +49,7 @@ import warnings
 
 import numpy as np
 
-from . import reference, tuning
+from . import dask, reference, tuning
 
 # ---------------------------------------------------------------------------
 # Selection
@@ -211,24 +211,28 @@ def _fast(*arrays, kernel, size):
 
 def is_foreign_array(x):
     """True for an array that is not numpy's and says where its functions live
-    (``__array_namespace__``, ``__cuda_array_interface__``): CuPy, a test stand-in.
+    (``__array_namespace__``, ``__cuda_array_interface__``), or a lazy dask array (a dask
+    collection with a shape: ``backend/dask.py``): CuPy, dask, a test stand-in.
     Its values stay where they are: no ``np.asarray`` of it anywhere on the engine's paths."""
     c = x.__class__
     return c is not np.ndarray and not isinstance(x, (np.ndarray, np.generic)) and (
-        hasattr(c, "__array_namespace__") or hasattr(c, "__cuda_array_interface__"))
+        hasattr(c, "__array_namespace__") or hasattr(c, "__cuda_array_interface__")
+        or dask.is_dask_array(x))
 
 
 def _elsewhere(*arrays):
     """None when the call's arrays are host values (numpy arrays pass one class test
     each: the numpy paths pay nothing more); else the module that computes where they
-    live -- ``cuda`` for GPU arrays (a TypeError naming both kinds when host arrays
-    are mixed in), ``reference`` for any other array type, whose numpy functions reach
-    it through NEP 13/18 and never convert it."""
+    live -- ``dask`` for dask arrays (lazy), ``cuda`` for GPU arrays (a TypeError naming
+    both kinds when host arrays are mixed in), ``reference`` for any other array type,
+    whose numpy functions reach it through NEP 13/18 and never convert it."""
     for a in arrays:
         if a.__class__ is not np.ndarray:
             break
     else:
         return None
+    if dask.any_dask(*arrays):
+        return dask  # lazy: each kernel as dask operations on the chunks
     from . import cuda  # optional: the CUDA module (CuPy, numba-cuda) is for device arrays
     ops = cuda.ops_for(*arrays)
     if ops is not None:
@@ -315,7 +319,7 @@ def fused_unary(name):
             return None
         if x.__class__ is not np.ndarray and is_foreign_array(x):
             ops = _elsewhere(x)  # the GPU's fused kernel; another array type: the rule
-            return None if ops is reference else ops.unary(name, x, True)
+            return None if ops is reference or ops is dask else ops.unary(name, x, True)
         ops = _fast(x, kernel=kernel, size=x.size)
         return None if ops is None else ops.unary(name, x, True)
     return run
@@ -447,7 +451,7 @@ def logsumexp_vjp(g, x, ans, axis=None, keepdims=False):
     """
     ops = _elsewhere(g, x, ans)
     if ops is not None:  # the GPU's row kernel takes g and ans of the reduced shape
-        if ops is not reference and not keepdims and \
+        if ops is not reference and ops is not dask and not keepdims and \
                 np.shape(g) == np.shape(ans) == reference.reduced_shape(x.shape, axis, False):
             return ops.logsumexp_vjp(g, x, ans, axis)
         return reference.logsumexp_vjp(g, x, ans, axis, keepdims)

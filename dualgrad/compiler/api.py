@@ -77,7 +77,8 @@ def _leaf_key(x):
     if isinstance(x, np.generic):
         return (c, ())
     if is_foreign_array(x):  # a device array (CuPy): traced like numpy's, its class keyed
-        return (c, x.shape, x.dtype.str)
+        chunks = getattr(x, "chunks", None)  # a dask array: its chunks too (replayed lazily)
+        return (c, x.shape, x.dtype.str) if chunks is None else (c, x.shape, x.dtype.str, chunks)
     return None  # not an array: a constant of the graph, its value part of the key
 
 

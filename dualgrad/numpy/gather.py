@@ -27,6 +27,8 @@ def _gather(a, move, fill=None):
     where each output entry comes from.  With ``fill``, position ``size`` is a
     constant (for padding and the zeros of ``diag``).
     """
+    P.no_lazy_form(a, "numpy's entry-moving functions (take_along_axis, take, roll, pad, "
+                   "...)", "their gradient is a scatter-add, and dask arrays have no np.add.at")
     n = _size(a)
     where_from = move(np.arange(n).reshape(_shape(a)))
     src = ravel(a)
@@ -83,6 +85,7 @@ def take_along_axis(arr, indices, axis=-1):
 def sort(a, axis=-1, kind=None, order=None, **kw):
     if axis is None:
         a, axis = ravel(a), -1
+    P.no_lazy_form(a, "np.sort", "the order is read from the values (dask has no argsort)")
     idx = np.argsort(unbox(a), axis=axis, kind=kind)
     return take_along_axis(a, idx, axis)
 
@@ -91,6 +94,7 @@ def sort(a, axis=-1, kind=None, order=None, **kw):
 def partition(a, kth, axis=-1, kind="introselect", order=None):
     if axis is None:
         a, axis = ravel(a), -1
+    P.no_lazy_form(a, "np.partition", "the order is read from the values")
     return take_along_axis(a, np.argpartition(unbox(a), kth, axis=axis), axis)
 
 

@@ -58,6 +58,9 @@ def _index(idx):
 
 def getitem(a, idx):
     parts = idx if isinstance(idx, tuple) else (idx,)
+    for k in parts:  # a dask index array: a boolean mask's chunks are unknown, no add.at
+        P.no_lazy_form(k, "x[dask index array]", "a boolean mask gives unknown chunk sizes "
+                       "and an integer index's gradient is a scatter-add (no np.add.at)")
     arrays = [k for k in parts if _recorded_integers(k)]
     if arrays:  # dg.jit: index arrays the graph takes as values (``P.gather``)
         slots = iter(range(len(arrays)))

@@ -173,8 +173,13 @@ def cross_entropy(logits, target, reduction="mean"):
                          f"got {reduction!r}")
     logp = log_softmax(logits, axis=-1)
     t = unbox(target)
-    kind = np.asarray(t).dtype.kind
-    if kind in "iu":
+    kind = (t.dtype if backend.dask.is_dask_array(t) else np.asarray(t).dtype).kind
+    if kind in "iu" and backend.dask.is_dask_array(t):  # lazy: a one-hot product, and no
+        if t.shape != ls[:1]:                           # range check (it would compute)
+            raise ValueError(f"cross_entropy: integer target must be ({ls[0]},), got {t.shape}")
+        onehot = (t[:, None] == np.arange(ls[1])).astype(P.float_dtype(logits))
+        per = P.negative(P.sum_(P.multiply(onehot, logp), axis=(-1,), keepdims=False))
+    elif kind in "iu":
         t = np.asarray(t)
         if t.shape != ls[:1]:
             raise ValueError(f"cross_entropy: integer target must be ({ls[0]},), got {t.shape}")

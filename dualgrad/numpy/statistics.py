@@ -66,6 +66,7 @@ def _quantile(a, q, axis, keepdims, method, skip_nan, fname):
     if m == 0:
         return _empty_quantile(a, rq, axes, keepdims, fname)
     a2 = reshape(P.transpose(a, axes=tuple(keep + axes)), kshape + (m,))
+    P.no_lazy_form(a2, f"np.{fname}", "it sorts along the axis (dask has no lazy sort)")
     raw = np.asarray(unbox(a2))
     nan = np.isnan(raw)
     s = take_along_axis(a2, np.argsort(raw, axis=-1), -1)  # nans sort last

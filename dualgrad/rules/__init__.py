@@ -115,6 +115,7 @@ from .table import (
     is_complex,
     may_any,
     ndim_of,
+    no_lazy_form,
     normalize_axes,
     param_dtype,
     promote,

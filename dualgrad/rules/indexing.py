@@ -104,7 +104,8 @@ def _scatter_batched(v, idx, shape, nb, arrays=()):
 
 def _scatter_impl(v, idx, shape):
     dtype = float_dtype(v) if not hasattr(v, "dtype") else v.dtype
-    if not any(_is_adv(k) and k.dtype != bool for k in idx):
+    if not any(_is_adv(k) and k.dtype != bool for k in idx) \
+            and not backend.dask.is_dask_array(device_like(v)):  # dask: chunked as v
         out = np.zeros(shape, dtype, like=device_like(v))
         out[idx] = v  # basic or boolean index: every target appears once
         return out
@@ -161,8 +162,9 @@ scatter = defprim(
 # ---------------------------------------------------------------------------
 
 def _index_set_impl(x, v, idx):
-    out = np.array(x, copy=True, like=device_like(x))
-    out[idx] = v
+    d = device_like(x)
+    out = x.copy() if backend.dask.is_dask_array(d) else np.array(x, copy=True, like=d)
+    out[idx] = v  # (dask's np.array takes no copy=; its copy and write are lazy)
     return out
 
 

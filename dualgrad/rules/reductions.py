@@ -4,6 +4,7 @@
 
 import numpy as np
 
+from .. import backend
 from .elementwise import _NO_ORDER, multiply
 from .indexing import getitem
 from .structure import broadcast_to, concatenate, flip, reshape, transpose
@@ -27,6 +28,9 @@ def expand_back(g, ans, x, axis, keepdims):
     """Broadcast a reduced cotangent back to (batch axes) + x.shape."""
     if not keepdims:
         g = expand_dims(g, axis)
+    d = device_like(x)
+    if d is not None and backend.dask.is_dask_array(d):  # x's chunks, not one task of all
+        return multiply(g, backend.dask.ones(shape_of(x), float_dtype(x), d))
     return broadcast_to(g, batch_shape(g, x) + shape_of(x))
 
 

@@ -315,6 +315,13 @@ def device_like(x):
     return x if backend.is_foreign_array(x) else None
 
 
+def no_lazy_form(x, rule, why):
+    """A NotImplementedError naming ``rule`` when ``x`` is a dask array: a rule that would
+    read x's values has no lazy form on dask, and dualgrad never computes one silently."""
+    if x.__class__ is not np.ndarray and backend.dask.is_dask_array(device_like(x)):
+        raise backend.dask.refuse(rule, why)
+
+
 def may_any(mask):
     """``np.any(mask)`` for a host mask; True for a device mask, whose answer would be a
     copy to the host: the caller then takes its branch-free ``where`` path, which gives

@@ -1,0 +1,173 @@
+"""Dask arrays as one more array type (issue 25): recognising them, without importing dask.
+
+A dask array (``dask.array.Array``) is a lazy collection of numpy chunks.  It implements
+numpy's protocols (NEP 13/18), so the engine's numpy calls on it build a dask graph; the
+backend treats it as a foreign array (``is_foreign_array``): rules take their
+branch-free paths, constants are made with ``like=``/``astype`` on it, and nothing calls
+``np.asarray``, ``bool()`` or ``.compute()`` on its values.  Rules that have no lazy form
+call :func:`refuse` with their name.
+
+    >>> import numpy as np
+    >>> is_dask_array(np.ones(2)), is_dask_array(2.0)
+    (False, False)
+
+May import: ``reference``, numpy and the standard library; dask itself is optional and
+imported only by the kernels, which only dask arrays reach (an object is recognised by
+dask's collection protocol, without dask).
+"""
+
+import numpy as np
+
+from . import reference
+
+
+def is_dask_array(x):
+    """True for a dask array (a dask collection, ``__dask_graph__``, with a ``shape`` and a
+    ``dtype``); dask is not imported.
+
+    >>> is_dask_array([1.0])
+    False
+    """
+    c = x.__class__
+    return hasattr(c, "__dask_graph__") and hasattr(c, "chunks") and hasattr(x, "dtype")
+
+
+def any_dask(*arrays):
+    """True when one of ``arrays`` is a dask array.
+
+    >>> any_dask(1.0, None)
+    False
+    """
+    return any(is_dask_array(a) for a in arrays)
+
+
+def refuse(rule, why):
+    """The error of a rule with no lazy form on dask arrays: it names the rule and the
+    dask limitation (instead of computing on the client silently).
+
+    >>> str(refuse("median", "needs a sort along the axis"))[:42]
+    'dualgrad: median on a dask array: needs a '
+    """
+    return NotImplementedError(
+        f"dualgrad: {rule} on a dask array: {why}; dask cannot express it lazily, and "
+        "dualgrad does not compute dask values on the client (compute the input first, "
+        "e.g. x.compute() or x.persist(), if it fits in memory)")
+
+
+# ---------------------------------------------------------------------------
+# The backend's kernels on dask arrays (``backend._elsewhere`` returns this module): each
+# one a few lazy numpy calls that dask turns into per-chunk tasks.
+
+def _da():
+    import dask.array as da  # optional: only reached with a dask array, so dask is installed
+    return da
+
+
+def chunks_like(shape, like):
+    """Chunks for a new dask array of ``shape`` beside the dask array ``like``: like's
+    chunks on the trailing axes of the same length (a gradient keeps its input's chunks),
+    ``"auto"`` elsewhere.
+
+    >>> class Like: shape, chunks = (4, 2), ((2, 2), (2,))
+    >>> chunks_like((3, 4, 2), Like())
+    ('auto', (2, 2), (2,))
+    """
+    shape = tuple(shape)
+    out = ["auto"] * len(shape)
+    ls, lc = tuple(like.shape), tuple(like.chunks)
+    for i in range(1, min(len(shape), len(ls)) + 1):
+        if shape[-i] == ls[-i]:
+            out[-i] = lc[-i]
+    return tuple(out)
+
+
+def zeros(shape, dtype, like):
+    """Zeros of ``shape`` chunked as the dask array ``like`` (:func:`chunks_like`).
+
+    >>> try:
+    ...     import dask.array as da
+    ... except ImportError:  # dask is optional
+    ...     da = None
+    >>> da is None or zeros((4,), float, da.ones(4, chunks=2)).chunks == ((2, 2),)
+    True
+    """
+    return _da().zeros(tuple(shape), dtype=dtype, chunks=chunks_like(shape, like))
+
+
+def ones(shape, dtype, like):
+    """Ones of ``shape`` chunked as the dask array ``like``.
+
+    >>> try:
+    ...     import dask.array as da
+    ... except ImportError:  # dask is optional
+    ...     da = None
+    >>> da is None or ones((3, 4), float, da.ones(4, chunks=2)).chunks == ((3,), (2, 2))
+    True
+    """
+    return _da().ones(tuple(shape), dtype=dtype, chunks=chunks_like(shape, like))
+
+
+def unary(name, x, grad):
+    """``(f(x), f'(x) if grad else None)`` for the UNARY row ``name``, lazily."""
+    f, df = reference.row(name)
+    with np.errstate(all="ignore"):
+        y = f(x)
+        if not grad:
+            return y, None
+        d = df(x, y)
+    if not is_dask_array(d) or d.shape != y.shape:
+        d = np.zeros_like(y) + d  # a constant derivative (relu's 1), chunked as y
+    return y, d.astype(y.dtype)
+
+
+def index_add(shape, dtype, index, values, layout=None):
+    """``zeros(shape)`` with ``values`` added at ``index``: lazily for a basic index (each
+    target once: a write); an integer-array index (repeated targets) has no lazy add."""
+    index = index if isinstance(index, tuple) else (index,)
+    if any(isinstance(k, np.ndarray) or is_dask_array(k) for k in index):
+        raise refuse("the gradient of x[integer array] (a scatter-add)",
+                     "dask arrays have no np.add.at")
+    out = zeros(shape, dtype, values)
+    out[index] = values
+    return out
+
+
+def _shift(x, axis):
+    """The max along ``axis`` with non-finite maxima set to 0 (as reference._shift)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    return np.where(np.isfinite(m), m, 0.0)
+
+
+def softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis):
+    tmp = x - _shift(x, axis)
+    return tmp - np.log(np.sum(np.exp(tmp), axis=axis, keepdims=True))
+
+
+def logsumexp(x, axis, keepdims):
+    m = _shift(x, axis)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else out.reshape(reference.reduced_shape(x.shape, axis, False))
+
+
+softmax_vjp = reference.softmax_vjp
+log_softmax_vjp = reference.log_softmax_vjp
+logsumexp_vjp = reference.logsumexp_vjp
+
+
+def _no_windows(name):
+    def refused(*args, **kwargs):
+        raise refuse(name, "its windows (im2col, pooling) are strided views of one array")
+    refused.__name__ = name
+    return refused
+
+
+conv2d = _no_windows("conv2d")
+conv2d_grad_input = _no_windows("conv2d's gradient")
+conv2d_grad_weight = _no_windows("conv2d's gradient")
+max_pool2d = _no_windows("max_pool2d")
+max_pool2d_grad = _no_windows("max_pool2d's gradient")
