@@ -202,7 +202,7 @@ def test_vmap_solves_the_examples_as_one_system():
         return np.sum(odeint_solver(Y0, T_SHORT, p) ** 2)
     assert relerr(dg.vmap(loss)(ps), [loss(p) for p in ps]) < 1e-8
     assert relerr(dg.vmap(dg.grad(loss))(ps), [dg.grad(loss)(p) for p in ps]) < 1e-7
-    y0s = np.stack([Y0 + 0.1 * i for i in range(3)])
+    y0s = np.stack([Y0, Y0 + 0.1])
 
     def solve(y0):
         return I.solve_ivp(lv_t, (0.0, 2.0), y0, t_eval=T_SHORT, args=tuple(TRUE), **TOL).y
@@ -307,6 +307,20 @@ def test_odeint_options():
     g = dg.grad(lambda k: I.odeint(lambda y, t, k: -k * y, 2.0, T_SHORT, args=(k,),
                                    **TOL)[-1, 0])(0.5)
     assert abs(g - (-2.0 * 2.0 * np.exp(-1.0))) < 1e-8
+
+    def jac(y, t, a, b, c, d):  # the primal solve's Jacobian (Dfun, jac), with the args
+        return np.array([[a - b * y[1], -b * y[0]], [d * y[1], -c + d * y[0]]])
+
+    def loss(p, how):
+        if how == "odeint":
+            ys = I.odeint(lv, Y0, T_SHORT, args=tuple(p), Dfun=jac, **TOL)
+        else:
+            ys = I.solve_ivp(lv_t, (0.0, 2.0), Y0, method="BDF", t_eval=T_SHORT,
+                             args=tuple(p), jac=lambda t, y, *p: jac(y, t, *p), **TOL).y.T
+        return np.sum(ys ** 2)
+    want = dg.grad(lambda p: np.sum(odeint_solver(Y0, T_SHORT, p) ** 2))(TRUE)
+    for how in ("odeint", "BDF"):
+        assert relerr(dg.grad(lambda p: loss([p[i] for i in range(4)], how))(TRUE), want) < 1e-6
 
 
 def test_inputs_as_users_write_them():
