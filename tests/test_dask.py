@@ -191,6 +191,12 @@ RULES = {
     "log_softmax": lambda a: np.sum(dg.nn.log_softmax(a, axis=-1) * np.arange(4.0)),
     "logsumexp": lambda a: np.sum(dg.nn.logsumexp(a, axis=-1)),
     "logsumexp (all)": lambda a: dg.nn.logsumexp(a),
+    "mean": lambda a: np.mean(a ** 2),
+    "mean (axis 0)": lambda a: np.sum(np.mean(a, axis=0) ** 2),
+    "min": lambda a: np.min(a),
+    "relu": lambda a: np.sum(dg.nn.relu(a)),
+    "X.T @ X": lambda a: np.sum((a.T @ a) ** 2),
+    "cumsum": lambda a: np.sum(np.cumsum(a, axis=0) ** 2),
     "out[idx] = v": _index_write,
     "x[:, 1:3]": lambda a: np.sum(a[:, 1:3] ** 2),
 }

@@ -240,6 +240,20 @@ def _elsewhere(*arrays):
     return reference if any(is_foreign_array(a) for a in arrays) else None
 
 
+def matmul(x, y):
+    """``x @ y``: numpy's (and CuPy's) operator; dask arrays through ``dask.matmul``
+    (tensordot, per-chunk products and a tree sum).
+
+    >>> matmul(np.ones((2, 3)), np.ones(3)).tolist()
+    [3.0, 3.0]
+    """
+    if x.__class__ is np.ndarray and y.__class__ is np.ndarray:
+        return x @ y
+    if dask.any_dask(x, y):
+        return dask.matmul(x, y)
+    return x @ y
+
+
 # ---------------------------------------------------------------------------
 # Elementwise functions and their local derivatives (the rows: reference.UNARY)
 

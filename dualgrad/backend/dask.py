@@ -120,6 +120,16 @@ def unary(name, x, grad):
     return y, d.astype(y.dtype)
 
 
+def matmul(x, y):
+    """``x @ y`` through ``np.tensordot`` for operands of 1 or 2 dimensions: dask's
+    tensordot is per-chunk products and a tree sum, where its matmul expands a vector
+    operand to a matrix and back (a getitem task per chunk); stacks of matrices: matmul."""
+    nx, ny = x.ndim, y.ndim
+    if 1 <= nx <= 2 and 1 <= ny <= 2:
+        return np.tensordot(x, y, axes=([nx - 1], [0]))
+    return np.matmul(x, y)
+
+
 def index_add(shape, dtype, index, values, layout=None):
     """``zeros(shape)`` with ``values`` added at ``index``: lazily for a basic index (each
     target once: a write); an integer-array index (repeated targets) has no lazy add."""

@@ -10,10 +10,9 @@ some outputs sends exact zeros to the rest.  The rules, their sources and what t
 at degenerate points are described in ``dualgrad.numpy.linalg``'s docstring.
 """
 
-import operator
-
 import numpy as np
 
+from .. import backend
 from .. import rules as P  # the rows by name (P.real): rules/__init__ binds them first
 from .elementwise import add, divide, multiply, negative, subtract, where
 from .indexing import getitem
@@ -144,7 +143,7 @@ def _matmul_batch(args, dims):
     return reshape(r, s), 0
 
 
-matmul = defprim("matmul", operator.matmul, ufunc=np.matmul, jvp=_matmul_jvp,
+matmul = defprim("matmul", backend.matmul, ufunc=np.matmul, jvp=_matmul_jvp,
                  vjp=(_matmul_vjp_x, _matmul_vjp_y), batch=_matmul_batch)
 
 

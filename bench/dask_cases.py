@@ -1,0 +1,193 @@
+"""``python -m bench.dask_cases``: gradients over dask arrays (issue 25), ``logreg_dask``.
+
+    python -m bench.dask_cases                          # N = 1M x 20 in 10 chunks
+    python -m bench.dask_cases --n 10000000 --chunks 100 --repeats 3
+    python -m bench.dask_cases --cluster                # also on a LocalCluster
+    python -m bench.dask_cases --no-write               # print only
+
+Logistic regression, the loss ``mean(logaddexp(0, X @ w) - y * X @ w)`` and its gradient,
+per evaluation (what each L-BFGS step asks for):
+
+    numpy (hand)        the hand-written loss and gradient on numpy arrays in memory
+    dualgrad numpy      ``dg.value_and_grad`` on the numpy arrays
+    dualgrad dask       ``dg.value_and_grad`` on dask arrays, then one ``dask.compute``
+    dualgrad jit dask   ``dg.jit(dg.value_and_grad)``: the recorded graph replayed on dask
+    hand dask           dask-glm's hand-written pattern (``Logistic.pointwise_loss`` and
+                        ``pointwise_gradient``: ``X.T @ (sigmoid(X @ w) - y)``), written
+                        here (dask-glm itself is not a dependency), one ``dask.compute``
+
+A dask evaluation includes building its graph (tracing, for dualgrad): a new ``w`` needs
+a new graph.  Tools are sampled round-robin, ``--repeats`` samples each, the median
+reported.  Task counts are the tasks the threaded scheduler runs (after dask's
+optimisation); tracing time is measured at N and, on lazy random data that is never
+computed, at 10 N (it should not depend on N).  The CPU (lscpu) is named in the output;
+results go to ``bench/results/dask-<timestamp>.{json,md}``.
+"""
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+import dualgrad as dg
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def loss(w, X, y):
+    """The logistic loss, plain numpy (dualgrad differentiates it)."""
+    z = X @ w
+    return np.sum(np.logaddexp(0.0, z) - y * z) / X.shape[0]
+
+
+def hand_numpy(w, X, y):
+    z = X @ w
+    p = 1.0 / (1.0 + np.exp(-z))
+    return np.sum(np.logaddexp(0.0, z) - y * z) / X.shape[0], X.T @ (p - y) / X.shape[0]
+
+
+def hand_dask(w, X, y):
+    """dask-glm's Logistic family, written by hand: the loss and the gradient share X @ w
+    (dask merges the identical keys), the gradient a transposed product and a tree sum."""
+    z = X.dot(w)
+    p = 1.0 / (1.0 + np.exp(-z))
+    n = X.shape[0]
+    return np.sum(np.logaddexp(0.0, z) - y * z) / n, X.T.dot(p - y) / n
+
+
+def cpu_name():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown CPU"
+    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return f"{info.get('Model name', '?').strip()}, {info.get('CPU(s)', '?').strip()} CPUs"
+
+
+def count_tasks(*collections):
+    """The tasks the threaded scheduler runs to compute ``collections``."""
+    import dask
+    from dask.callbacks import Callback
+    n = [0]
+
+    class Count(Callback):
+        def _posttask(self, key, result, dsk, state, id):
+            n[0] += 1
+    with Count():
+        dask.compute(*collections, scheduler="threads")
+    return n[0]
+
+
+def tracing_seconds(X, y, w, repeats=5):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        dg.value_and_grad(loss)(w, X, y)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def logreg_dask(n, d, chunks, repeats, cluster):
+    import dask
+    import dask.array as da
+
+    r = np.random.default_rng(0)
+    Xn = r.standard_normal((n, d))
+    yn = (r.random(n) < 1.0 / (1.0 + np.exp(-Xn @ r.standard_normal(d)))).astype(float)
+    rows = -(-n // chunks)
+    X, y = da.from_array(Xn, chunks=(rows, d)), da.from_array(yn, chunks=rows)
+    w = 0.1 * r.standard_normal(d)
+    vg = dg.value_and_grad(loss)
+    jvg = dg.jit(dg.value_and_grad(loss))
+
+    def on_dask(make, scheduler):
+        return lambda: dask.compute(*make(w, X, y), scheduler=scheduler)
+
+    tools = {"numpy (hand)": lambda: hand_numpy(w, Xn, yn),
+             "dualgrad numpy": lambda: vg(w, Xn, yn),
+             "dualgrad dask": on_dask(vg, "threads"),
+             "dualgrad jit dask": on_dask(jvg, "threads"),
+             "hand dask": on_dask(hand_dask, "threads")}
+    client = None
+    if cluster:
+        from dask.distributed import Client, LocalCluster
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                                     protocol="tcp", dashboard_address=None, processes=False))
+        tools["dualgrad dask (cluster)"] = on_dask(vg, None)
+        tools["hand dask (cluster)"] = on_dask(hand_dask, None)
+    try:
+        ref = hand_numpy(w, Xn, yn)
+        for name, fn in tools.items():  # twice untimed (jit records), checked
+            fn()
+            got = fn()
+            assert np.allclose(got[0], ref[0], rtol=1e-10), name
+            assert np.allclose(got[1], ref[1], rtol=1e-8, atol=1e-12), name
+        samples = {k: [] for k in tools}
+        names = list(tools)
+        for i in range(repeats):
+            for name in names[i % len(names):] + names[:i % len(names)]:
+                t0 = time.perf_counter()
+                tools[name]()
+                samples[name].append(time.perf_counter() - t0)
+    finally:
+        if client is not None:
+            cluster_ = client.cluster
+            client.close()
+            cluster_.close()
+    tasks = {"dualgrad dask": count_tasks(*vg(w, X, y)),
+             "dualgrad jit dask": count_tasks(*jvg(w, X, y)),
+             "hand dask": count_tasks(*hand_dask(w, X, y))}
+    big = da.random.default_rng(1).standard_normal((10 * n, d), chunks=(rows, d))
+    ybig = da.zeros(10 * n, chunks=rows)
+    trace = {f"N={n}": tracing_seconds(X, y, w),
+             f"N={10 * n} (lazy)": tracing_seconds(big, ybig, w)}
+    return {"case": "logreg_dask", "n": n, "d": d, "chunks": chunks, "repeats": repeats,
+            "median_s": {k: statistics.median(v) for k, v in samples.items()},
+            "tasks": tasks, "tracing_s": trace}
+
+
+def report(res, cpu):
+    m = res["median_s"]
+    lines = [f"## logreg_dask: N = {res['n']:,} x {res['d']}, {res['chunks']} chunks "
+             f"({cpu}; median of {res['repeats']})", "",
+             "| tool | loss + gradient (s) | ÷ hand dask |", "|---|---|---|"]
+    for k, v in m.items():
+        base = m["hand dask (cluster)"] if "cluster" in k else m["hand dask"]
+        lines.append(f"| {k} | {v:.4f} | {v / base:.2f}× |")
+    t = res["tasks"]
+    lines += ["", "| graph | tasks | ÷ hand dask |", "|---|---|---|"]
+    lines += [f"| {k} | {v} | {v / t['hand dask']:.2f}× |" for k, v in t.items()]
+    lines += ["", "| tracing (dg.value_and_grad, graph only) | s |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in res["tracing_s"].items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--d", type=int, default=20)
+    ap.add_argument("--chunks", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--cluster", action="store_true", help="also on a LocalCluster (2x1)")
+    ap.add_argument("--no-write", action="store_true")
+    args = ap.parse_args(argv)
+    cpu = cpu_name()
+    res = logreg_dask(args.n, args.d, args.chunks, args.repeats, args.cluster)
+    res["cpu"] = cpu
+    text = report(res, cpu)
+    print(text)
+    if not args.no_write:
+        RESULTS.mkdir(exist_ok=True)
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        (RESULTS / f"dask-{stamp}.json").write_text(json.dumps(res, indent=1))
+        (RESULTS / f"dask-{stamp}.md").write_text(text + "\n")
+    return res
+
+
+if __name__ == "__main__":
+    main()
