@@ -286,7 +286,7 @@ a1.fill_between(x_grid, mean_fit - 2 * sd_fit, mean_fit + 2 * sd_fit, color="tab
                 alpha=0.2, label="±2 sd")
 a1.set_xlabel("x")
 a1.legend(fontsize=7)
-cs = a2.contour(log_ells, log_noises, np.minimum(surface, np.min(surface) + 40), levels=20)
+a2.contour(log_ells, log_noises, np.minimum(surface, np.min(surface) + 40), levels=20)
 a2.plot(path[:, 0], path[:, 1], "o-", color="tab:red", ms=3, label="BFGS path")
 a2.set_xlabel("log length scale")
 a2.set_ylabel("log noise")
@@ -309,8 +309,8 @@ print("saved", FIG_DIR / "12_gaussian_process.png")
 # `dualgrad.scipy.optimize.minimize` (scipy's BFGS on plain numbers) solve the inner problem.
 #
 # **The implicit function theorem.** At the optimum the gradient vanishes:
-# $F(x^*, \lambda) = \nabla_x = A^\top(Ax^* - b) + \lambda x^* = 0$. Differentiating this
-# identity in $\lambda$ gives
+# $F(x^*, \lambda) = A^\top(Ax^* - b) + \lambda x^* = 0$, where $F$ is the inner loss's
+# gradient in $x$. Differentiating this identity in $\lambda$ gives
 #
 # $$\frac{dx^*}{d\lambda} = -\Big(\frac{\partial F}{\partial x}\Big)^{-1}
 #   \frac{\partial F}{\partial \lambda} = -(A^\top A + \lambda I)^{-1} x^*.$$
@@ -321,8 +321,8 @@ print("saved", FIG_DIR / "12_gaussian_process.png")
 # iterations are never recorded. BFGS asks for the inner gradient at every iteration, on
 # plain numbers. We pass it as `jac=dg.jit(dg.grad(ridge))`, compiled once; without `jac=`,
 # `minimize` supplies dualgrad's eager gradient, which gives the same answer more slowly.
-# The problem below is deliberately ill-conditioned
-# (singular values of $A$ from 8 down to 0.2), as real regression problems tend to be.
+# The problem below is deliberately ill-conditioned (singular values of $A$ from 8 down to
+# 0.2), as real regression problems tend to be.
 
 # %%
 rng = np.random.default_rng(4)
