@@ -318,17 +318,12 @@ def _real_array(x):
     return np.asarray(x, dtype=float)
 
 
-def _is_param(x):
-    """A leaf of ``args`` that has a derivative: a traced value or a float number/array."""
-    return isinstance(x, (Box, float, np.floating)) or (
-        isinstance(x, np.ndarray) and x.dtype.kind == "f")
-
-
 def _params(args):
-    """``args``' parameters (its float leaves) and ``call_with(theta)``: args with new
-    parameters in their places, the other leaves (ints, strings...) kept as constants."""
+    """``args``' parameters (its traced leaves) and ``call_with(theta)``: args with new
+    parameters in their places, the other leaves (plain arrays, numbers, strings...) kept
+    as constants, so the derivative systems carry only what is differentiated."""
     leaves, treedef = tree_flatten(args if isinstance(args, tuple) else (args,))
-    where = [i for i, x in enumerate(leaves) if _is_param(x)]
+    where = [i for i, x in enumerate(leaves) if isinstance(x, Box)]
 
     def call_with(theta):
         full = list(leaves)
@@ -347,7 +342,7 @@ def _loop(prim, args, dims):
 
 def _flow(fname, func, y0, t, args, call, solver):
     """The user's problem as ``(flow, y0, t, theta)``: ``call(func, y, t, args)`` calls
-    ``func`` in scipy's argument order; ``args``' float leaves become the parameters."""
+    ``func`` in scipy's argument order; ``args``' traced leaves become the parameters."""
     if not callable(func):
         raise TypeError(f"{fname}: func must be callable, got {type(func).__name__}")
     theta, call_with = _params(args)
@@ -557,7 +552,7 @@ def quad(func, a, b, args=(), full_output=0, epsabs=1.49e-8, epsrel=1.49e-8, lim
          points=None, weight=None, wvar=None, wopts=None, maxp1=50, limlst=50,
          complex_func=False):
     """``scipy.integrate.quad``: ``(value, abserr)``, the value differentiable in the
-    limits ``a``, ``b`` (``func(b)``, ``-func(a)``) and in the float parameters in ``args``
+    limits ``a``, ``b`` (``func(b)``, ``-func(a)``) and in the traced values in ``args``
     (under the integral sign: the derivative integrals are computed by ``quad`` too, one
     per parameter entry in reverse mode, one per direction in forward mode).  ``abserr``
     is a plain number describing the value's integral.  ``weight``, ``full_output`` and
