@@ -1,0 +1,281 @@
+"""The site's generated pages, as plain functions from the repository to markdown text.
+
+The docs build (``docs/hooks.py``) calls these; nothing here writes a file.
+
+- ``readme_pages``: README.md split at its ``## `` headings.  The text before the first
+  heading and the sections named in ``HOME`` make the Home page; ``PLACED`` sends a
+  section to a page of its own choosing (the design page) or drops it where another
+  source says the same (``None``); every other section becomes ``guide/<slug>.md``, in
+  README order.  A hand-written ``docs/guide/<slug>.md`` replaces the README's section
+  of that slug (so text can move out of the README one section at a time).
+- ``rewrite_links``: links in a source file point at repository paths; on the site they
+  point at the page that now holds that text, or at a copy of the file under ``repo/``.
+- ``coverage_page``: the primitive table and the numpy functions dualgrad implements.
+- ``api_pages`` / ``public_names``: the reference pages, one ``:::`` block (mkdocstrings)
+  per public name.
+"""
+
+import importlib
+import inspect
+import os
+import posixpath
+import re
+import warnings
+from pathlib import Path
+
+from pymdownx.slugs import slugify
+
+SLUGIFY = slugify(case="lower")  # GitHub's anchors (mkdocs.yml's toc uses the same)
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+
+HOME = ("Quickstart", "A short tour")
+PLACED = {
+    "How it is built": "design.md",
+    "Tutorials": None,  # the tutorials' index is tutorials/README.md (one list, not two)
+}
+
+FENCE = re.compile(r"^(```|~~~)", re.M)
+LINK = re.compile(r"(!?\[(?:[^\]\[]|\[[^\]]*\])*\])\(([^)\s]+)((?:\s+\"[^\"]*\")?)\)")
+
+
+def slug(title):
+    return SLUGIFY(title.replace("`", ""), "-")
+
+
+def split_sections(text, level="## "):
+    """(preamble, [(title, body)]): ``text`` cut at the headings of ``level`` that are not
+    inside a fenced code block; each body starts with its heading line."""
+    preamble, sections, fenced = [], [], False
+    for line in text.splitlines(keepends=True):
+        if FENCE.match(line):
+            fenced = not fenced
+        if not fenced and line.startswith(level):
+            sections.append([line[len(level):].strip(), [line]])
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            preamble.append(line)
+    return "".join(preamble), [(t, "".join(b)) for t, b in sections]
+
+
+def headings(text):
+    """The slugs of every markdown heading in ``text`` (fenced code skipped)."""
+    out, fenced = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            out.append(slug(line.lstrip("#").strip()))
+    return out
+
+
+def readme_pages():
+    """[(page path, nav title, markdown, README section titles it holds)]."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    preamble, sections = split_sections(text)
+    home = [preamble] + [body for title, body in sections if title in HOME]
+    pages = [("index.md", "Home", "".join(home), [t for t, _ in sections if t in HOME])]
+    for title, body in sections:
+        if title in HOME:
+            continue
+        path = PLACED.get(title, f"guide/{slug(title)}.md")
+        if path is None:
+            continue
+        hand = DOCS / path
+        if hand.exists():  # moved out of the README: the hand-written page wins
+            body = hand.read_text(encoding="utf-8")
+        pages.append((path, title.replace("`", ""), "# " + body[3:], [title]))
+    # hand-written guide pages with no README section left behind them
+    taken = {p for p, *_ in pages}
+    for hand in sorted((DOCS / "guide").glob("*.md")):
+        path = f"guide/{hand.name}"
+        if path not in taken:
+            body = hand.read_text(encoding="utf-8")
+            title = body.splitlines()[0].lstrip("# ").replace("`", "") if body else hand.stem
+            pages.append((path, title, body, []))
+    return pages
+
+
+def rewrite_links(text, source, page, targets, anchors, wanted):
+    """``text`` from repository file ``source`` as it reads on site page ``page``.
+
+    ``targets`` maps repository paths to the site page that renders them; ``anchors``
+    maps a README heading's slug to its page (a section's ``#anchor`` follows the
+    text); repository files linked but not rendered are added to ``wanted`` and linked
+    at ``repo/<path>``.  Links inside fenced code are left alone."""
+    src_dir = posixpath.dirname(source)
+    page_dir = posixpath.dirname(page)
+
+    def fix(m):
+        label, target, title = m.groups()
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # http:, mailto:, ...
+            return m.group(0)
+        path, _, frag = target.partition("#")
+        if not path:
+            where = anchors.get(frag, page) if source == "README.md" else page
+        else:
+            repo_path = posixpath.normpath(posixpath.join(src_dir, path))
+            if repo_path in targets:
+                where = targets[repo_path]
+            elif (ROOT / repo_path).is_file():
+                where = f"repo/{repo_path}"
+                wanted.add(repo_path)
+            elif "." not in path and "/" not in path:  # text in brackets, not a link:
+                return m.group(0).replace("[", "\\[").replace("]", "\\]")  # "f[x](1)"
+            else:
+                return m.group(0)  # the build's link check reports it
+        if where == page and frag:
+            new = ""
+        else:
+            new = posixpath.relpath(where, page_dir or ".")
+        new += f"#{frag}" if frag else ""
+        return f"{label}({new}{title})"
+
+    parts = re.split(r"(^```.*?^```[ \t]*$)", text, flags=re.M | re.S)
+    return "".join(p if i % 2 else LINK.sub(fix, p) for i, p in enumerate(parts))
+
+
+# --- what covers what -----------------------------------------------------------------
+
+def _arguments(rule):
+    """Which arguments a JVP/VJP row differentiates: "all", "1st, 2nd" or "—"."""
+    if rule is None:
+        return "—"
+    if callable(rule) or not isinstance(rule, (list, tuple)):
+        return "all"  # one rule for every tangent, or IndexedRules (any number of arguments)
+    rules = list(rule)
+    if all(r is not None for r in rules):
+        return "all"
+    have = [str(i) for i, r in enumerate(rules) if r is not None]
+    return ("args " + ", ".join(have)) if have else "—"
+
+
+def _ufunc_name(prim):
+    u = prim.ufunc
+    if u is None:
+        return ""
+    module = getattr(u, "__module__", None) or "numpy"
+    name = getattr(u, "__name__", repr(u))
+    prefix = "np" if module in ("numpy", "numpy._core.umath") else module.replace("numpy", "np")
+    return f"`{prefix}.{name}`"
+
+
+def coverage_page():
+    """The page 'What covers what', from ``dualgrad.rules.table.TABLE`` (every primitive
+    row) and ``dualgrad.numpy.dispatch.HANDLED`` (every numpy function dualgrad runs on
+    traced values)."""
+    import dualgrad  # noqa: F401  (registers every row)
+    from dualgrad.numpy.dispatch import HANDLED
+    from dualgrad.rules.table import TABLE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import dualgrad.scipy.special  # noqa: F401  # optional: scipy's rows
+        except ImportError:
+            pass
+    lines = [
+        "# What covers what", "",
+        "Generated when the site is built, from the primitive table "
+        "(`dualgrad.rules.table.TABLE`) and numpy's dispatch table "
+        "(`dualgrad.numpy.dispatch.HANDLED`), so it lists what this version really has.",
+        "",
+        f"## The primitive table ({len(TABLE)} rows)", "",
+        "One row per primitive. **JVP** is forward mode (`dg.jvp`, `dg.jacfwd`, `Dual`), "
+        "**VJP** reverse mode (`dg.grad`, `dg.vjp`, `Tape`): *all* when every argument is "
+        "differentiable, *args i* for the arguments that are (the others raise), — for "
+        "none. **vmap** says whether the row has its own batching rule (elementwise rows "
+        "use the generic one; others fall back to a loop); **jit** whether `dg.jit` fuses "
+        "it into generated loops.", "",
+        "| primitive | numpy ufunc | JVP | VJP | vmap rule | jit fused |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in sorted(TABLE):
+        p = TABLE[name]
+        batch = "own" if p.batch is not None else ("elementwise" if p.bcast else "loop")
+        lines.append(f"| `{name}` | {_ufunc_name(p)} | {_arguments(p.jvp)} | "
+                     f"{_arguments(p.vjp)} | {batch} | {'yes' if p.scalar else ''} |")
+    groups = {}
+    for fn in HANDLED:
+        module = getattr(fn, "__module__", None) or "numpy"
+        if module.startswith("numpy._core") or module == "numpy.core":
+            module = "numpy"
+        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+        groups.setdefault(module, set()).add(name)
+    lines += ["", f"## numpy functions on traced values ({len(HANDLED)})", "",
+              "The numpy functions with a dualgrad implementation (`__array_function__` "
+              "and `__array_ufunc__` dispatch): calling them on a traced value records "
+              "primitives, so every transform applies. numpy's ufuncs not listed here "
+              "run through the primitive table's `numpy ufunc` column above.", ""]
+    for module in sorted(groups):
+        names = ", ".join(f"`{n}`" for n in sorted(groups[module]))
+        lines += [f"**{module.replace('numpy', 'np', 1)}** ({len(groups[module])}): {names}",
+                  ""]
+    return "\n".join(lines)
+
+
+# --- the API reference ----------------------------------------------------------------
+
+def _defined(module):
+    """A module's public names where it has no ``__all__``: the functions and classes
+    it defines itself, not those it imports."""
+    return sorted(n for n, obj in vars(module).items()
+                  if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+                  and getattr(obj, "__module__", None) == module.__name__)
+
+
+def public_names():
+    """[(page, heading, module path, [names], note)]: every public name, by page."""
+    import dualgrad as dg
+    top = [n for n in dg.__all__ if not inspect.ismodule(getattr(dg, n))]
+    groups = [
+        ("api/dualgrad.md", "dualgrad", "dualgrad", top,
+         "The top-level names, `dualgrad.__all__` (as `import dualgrad as dg`)."),
+        ("api/nn.md", "dg.nn", dg.nn.__name__, list(dg.nn.__all__),
+         "`dg.nn`: the functional neural-network layer."),
+        ("api/linalg.md", "dg.linalg", dg.linalg.__name__, _defined(dg.linalg),
+         "`dg.linalg`: numpy.linalg's functions, differentiable."),
+        ("api/tree.md", "dg.tree", dg.tree.__name__, _defined(dg.tree),
+         "`dg.tree`: pytrees."),
+    ]
+    for sub in ("special", "stats", "integrate", "optimize", "signal", "linalg", "sparse"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                mod = importlib.import_module(f"dualgrad.scipy.{sub}")
+        except ImportError:  # scipy missing, or a submodule not written yet
+            continue
+        names = list(getattr(mod, "__all__", None) or _defined(mod))
+        note = f"`dualgrad.scipy.{sub}`: scipy.{sub}'s functions on traced values."
+        if sub == "special":
+            note += (" Also importable as `dualgrad.scipy_special` (deprecated), which "
+                     "holds the same names.")
+        groups.append((f"api/scipy-{sub}.md", f"dualgrad.scipy.{sub}", mod.__name__,
+                       names, note))
+    return groups
+
+
+def api_pages():
+    """[(page, nav title, markdown)]: one ``:::`` block per public name."""
+    out = []
+    for page, heading, module, names, note in public_names():
+        lines = [f"# {heading}", "", note, ""]
+        if module == "dualgrad":
+            for n in names:
+                lines += [f"::: dualgrad.{n}", ""]
+        else:
+            lines += [f"::: {module}", "    options:", "      show_root_heading: false",
+                      "      show_root_toc_entry: false", "      members:"]
+            lines += [f"        - {n}" for n in names]
+            lines.append("")
+        out.append((page, heading, "\n".join(lines)))
+    return out
+
+
+def tutorial_files():
+    return sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+
+
+def env_flag(name, default):
+    return os.environ.get(name, default).strip().lower()
