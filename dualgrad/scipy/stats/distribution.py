@@ -68,9 +68,7 @@ class Distribution:
     name = ""
     shapes = ()        # the names of the shape parameters, in scipy's order
     a, b = -np.inf, np.inf  # the standardised support, when it does not depend on shapes
-    kind = ""           # "continuous" or "discrete"
     params = ()         # the parameters after the shapes: ("loc", "scale") or ("loc",)
-    no_derivative = ""  # the methods with no derivative in some shape (the docstring's note)
 
     def __call__(self, *args, **kwds):
         """The frozen distribution: ``norm(loc, scale).logpdf(x)``."""
@@ -140,7 +138,6 @@ class Continuous(Distribution):
     ``_cdf``, ``_sf``, ``_logcdf``, ``_logsf``, ``_ppf``, ``_isf`` of the standardised
     variable."""
 
-    kind = "continuous"
     params = ("loc", "scale")
 
     def _prepare(self, method, x, args, kwds):
@@ -231,7 +228,6 @@ class Discrete(Distribution):
     """scipy.stats.rv_discrete's methods, from ``_logpmf`` and ``_cdf`` (and ``_sf``,
     ``_logcdf``, ``_logsf`` where better formulas exist) at integer k."""
 
-    kind = "discrete"
     params = ("loc",)
     a, b = 0, np.inf
     inner = 0
