@@ -76,8 +76,7 @@ def _lse_weights(x, ans, axis, keepdims):
     raw = unbox(x)  # an array, or a batch of them under dg.vmap
     top = _top_rows(ans, axis, keepdims)
     xs = x if top is None else P.where(top, 0.0, x)  # finite rows: no inf/inf behind where
-    m = np.max(unbox(xs), axis=axis, keepdims=True) if getattr(raw, "size", 1) \
-        else np.zeros(())  # (raw.size: np.size of a dask array would compute it)
+    m = np.max(unbox(xs), axis=axis, keepdims=True) if np.size(raw) else np.zeros(())
     e = P.exp(P.subtract(xs, np.where(np.isfinite(m), m, 0.0)))
     w = P.divide(e, P.sum_(e, axis=axis, keepdims=True))
     return w if top is None else _at_inf(w, x, ans, axis, keepdims, top)
@@ -305,16 +304,30 @@ def _grad_weight_batch(args, dims, geo, w_shape):
     return _grad_weight_any(g, x, geo, w_shape), 0
 
 
+def _grad_input_impl(g, w, geo, x_shape):
+    if g.shape[-3] != w.shape[0] or w.shape[1] != x_shape[-3]:
+        raise ValueError(f"conv2d_grad_input: g {g.shape}, w {w.shape} and x {x_shape} "
+                         "disagree in their channels")
+    return backend.conv2d_grad_input(  # N (and any batch axes) from g
+        g, w, tuple(g.shape[:-3]) + tuple(x_shape[-3:]), *geo.params)
+
+
+def _grad_weight_impl(g, x, geo, w_shape):
+    if g.shape[-3] != w_shape[0] or x.shape[-3] != w_shape[1] \
+            or g.shape[:-3] != x.shape[:-3]:
+        raise ValueError(f"conv2d_grad_weight: g {g.shape}, x {x.shape} and w {w_shape} "
+                         "disagree in their images or channels")
+    return backend.conv2d_grad_weight(g, x, w_shape, *geo.params)
+
+
 conv2d_grad_input_p = defprim(
-    "conv2d_grad_input",
-    lambda g, w, geo, x_shape: backend.conv2d_grad_input(g, w, x_shape, *geo.params),
+    "conv2d_grad_input", _grad_input_impl,
     batch=_grad_input_batch, jvp=_bilinear_jvp(_grad_input_any), vjp=(
         lambda v, ans, g, w, geo, x_shape: _conv_any(v, w, geo),
         lambda v, ans, g, w, geo, x_shape: _grad_weight_any(g, v, geo, shape_of(w)[-4:])))
 
 conv2d_grad_weight_p = defprim(
-    "conv2d_grad_weight",
-    lambda g, x, geo, w_shape: backend.conv2d_grad_weight(g, x, w_shape, *geo.params),
+    "conv2d_grad_weight", _grad_weight_impl,
     batch=_grad_weight_batch, jvp=_bilinear_jvp(_grad_weight_any), vjp=(
         lambda v, ans, g, x, geo, w_shape: _conv_any(x, v, geo),
         lambda v, ans, g, x, geo, w_shape: _grad_input_any(g, v, geo, shape_of(x)[-4:])))
