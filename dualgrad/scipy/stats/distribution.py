@@ -311,6 +311,8 @@ class Frozen:
         self.dist, self.args, self.kwds = dist, tuple(args), dict(kwds)
 
     def __getattr__(self, name):
+        if name in ("dist", "args", "kwds") or name.startswith("__"):  # not set yet (copy, pickle)
+            raise AttributeError(name)
         if name in _METHODS and hasattr(self.dist, name):
             method = getattr(self.dist, name)
             if name == "rvs":

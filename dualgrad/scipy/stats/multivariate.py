@@ -236,6 +236,8 @@ class _FrozenBy:
         self.dist, self.params = dist, params
 
     def __getattr__(self, name):
+        if name in ("dist", "params") or name.startswith("__"):  # not set yet (copy, pickle)
+            raise AttributeError(name)
         if name in ("logpdf", "pdf", "logpmf", "pmf") and hasattr(self.dist, name):
             method = getattr(self.dist, name)
             return lambda x: method(x, **self.params)
