@@ -131,12 +131,15 @@ def matmul(x, y):
 
 
 def index_add(shape, dtype, index, values, layout=None):
-    """``zeros(shape)`` with ``values`` added at ``index``: lazily for a basic index (each
-    target once: a write); an integer-array index (repeated targets) has no lazy add."""
+    """``zeros(shape)`` with ``values`` added at ``index``, lazily where each target
+    appears once (a basic index, a numpy boolean mask, one numpy integer array without
+    repeats, read on the host: a write); repeated targets need an add, which dask lacks."""
     index = index if isinstance(index, tuple) else (index,)
-    if any(isinstance(k, np.ndarray) or is_dask_array(k) for k in index):
-        raise refuse("the gradient of x[integer array] (a scatter-add)",
-                     "dask arrays have no np.add.at")
+    ints = [k for k in index if isinstance(k, np.ndarray) and k.dtype != bool]
+    if any(is_dask_array(k) for k in index) or len(ints) > 1 or (
+            ints and (np.unique(ints[0]).size != ints[0].size or ints[0].min() < 0)):
+        raise refuse("the gradient of x[integer array] with repeated or several index "
+                     "arrays (a scatter-add)", "dask arrays have no np.add.at")
     out = zeros(shape, dtype, values)
     out[index] = values
     return out
