@@ -279,3 +279,20 @@ def test_tangent_errors():
         dg.jvp(f, np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match="shape"):
         dg.Dual(np.ones(3), np.ones(4))
+
+
+def test_custom_vjp_pullback_sees_a_cotangent_changed_in_place():
+    """bwd's answer is reused across one sweep's arguments, never across two pullback calls
+    whose cotangent is the same array with new values (it returned the first answer)."""
+    @dg.custom_vjp
+    def f(x, y):
+        return x * y
+    f.defvjp(lambda x, y: (x * y, (x, y)), lambda res, g: (g * res[1], g * res[0]))
+    x, y = np.array([1.0, 2.0]), np.array([3.0, 4.0])
+    _, pull = dg.vjp(f, x, y)
+    ct = np.ones(2)
+    np.testing.assert_array_equal(pull(ct), (y, x))
+    ct[:] = [5.0, -1.0]
+    np.testing.assert_array_equal(pull(ct), (ct * y, ct * x))
+    ct[0] = np.nan  # equal to itself for this purpose: still recomputed once
+    np.testing.assert_array_equal(pull(ct)[0], ct * y)

@@ -113,6 +113,24 @@ class custom_jvp:
         return prim(*args)
 
 
+def _snapshot(g):
+    """What ``_same_cotangent`` compares: a numpy cotangent's values (a copy), a traced
+    one's current value (an in-place update rebinds it), a number itself."""
+    if g.__class__ is np.ndarray:
+        return g.copy()
+    return g.value if isinstance(g, Box) else g
+
+
+def _same_cotangent(cached, g):
+    if cached is None or cached[0] is not g:
+        return False
+    snap = cached[1]
+    if g.__class__ is np.ndarray:
+        return g.shape == snap.shape and np.array_equal(
+            g, snap, equal_nan=g.dtype.kind in "fc")
+    return not isinstance(g, Box) or g.value is snap
+
+
 class custom_vjp:
     """Decorator: ``f`` with a user-written VJP rule (``f.defvjp(fwd, bwd)``).
 
@@ -158,15 +176,18 @@ class custom_vjp:
         cache = {}
 
         def cotangents(g, ans_):
-            """bwd's cotangents; a batch of k cotangent rows (jacrev) goes row by row."""
-            if cache.get("g") is not g:
+            """bwd's cotangents; a batch of k cotangent rows (jacrev) goes row by row.  Each
+            argument's rule asks with the same g: bwd runs once per g, which is the same
+            object *with the same values* (a pullback called again with its cotangent
+            changed in place must not get the first answer)."""
+            if not _same_cotangent(cache.get("g"), g):
                 nb = np.ndim(g) - np.ndim(ans_)
                 rows = [bwd(res, g[j]) for j in range(np.shape(g)[0])] if nb else [bwd(res, g)]
                 for cts in rows:
                     if not isinstance(cts, (tuple, list)) or len(cts) != len(args):
                         raise TypeError(f"custom_vjp {name!r}: bwd must return a tuple of "
                                         f"{len(args)} cotangent(s), one per argument")
-                cache.update(g=g, rows=rows, nb=nb)
+                cache.update(g=(g, _snapshot(g)), rows=rows, nb=nb)
             return cache["rows"], cache["nb"]
 
         def cotangent(i):
