@@ -525,6 +525,18 @@ _DOMAINS = {"above1": (1.2, 1.8), "unit": (-0.8, 0.8), "positive": (0.2, 1.8)}
 FORMS = sorted(name for name, p in P.TABLE.items() if p.forms is not None)
 
 
+def _differentiable(loss, xs, i):
+    """Whether the row has a derivative in argument i (the incomplete gamma and beta rows
+    have none in their shapes: asking raises)."""
+    try:
+        dg.grad(loss, argnums=i)(*xs)
+    except TypeError as e:
+        if "no derivative rule" in str(e):
+            return False
+        raise
+    return True
+
+
 @pytest.mark.parametrize("name", FORMS)
 def test_each_rows_forms_in_place_give_its_rules_bits(everywhere, monkeypatch, name):
     """The sweep writes a row's cotangents in place by running the row's forms
@@ -535,7 +547,9 @@ def test_each_rows_forms_in_place_give_its_rules_bits(everywhere, monkeypatch, n
     rng = np.random.default_rng(7)
     xs = [rng.uniform(lo, hi, (5, 6)) for _ in range(n)]
     w = rng.standard_normal((5, 6))
-    f = dg.grad(lambda *a: np.sum(prim(*a) * w), argnums=tuple(range(n)))
+    loss = lambda *a: np.sum(prim(*a) * w)  # noqa: E731
+    nums = tuple(i for i in range(n) if _differentiable(loss, xs, i))
+    f = dg.grad(loss, argnums=nums)
     runs = []
     in_place = reverse._in_place
     monkeypatch.setattr(reverse, "_in_place",
