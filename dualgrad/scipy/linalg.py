@@ -330,16 +330,13 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
     if len(_shape(a)) != 2:
         raise ValueError(f"lu_factor: expected a matrix, got shape {_shape(a)}")
     _real(a, "lu_factor")
-    piv = sl.lu_factor(np.asarray(_raw(a)))[1]
+    raw = unbox(a)
+    if isinstance(raw, Box):
+        raise TypeError("dualgrad.scipy.linalg.lu_factor under dg.vmap: the pivots differ "
+                        "from one example to the next; use lu (P, L, U) or solve instead")
+    piv = sl.lu_factor(np.asarray(raw))[1]
     _, L, U = _lu_parts(_lu(a), n)
     return L + U - np.eye(n), piv
-
-
-def _raw(x):
-    """The raw value under every level of boxes."""
-    while isinstance(x, Box):
-        x = unbox(x)
-    return x
 
 
 def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
@@ -513,7 +510,7 @@ def block_diag(*arrs):
             raise ValueError(f"block_diag: arguments must be at most 2-D, got shape "
                              f"{_shape(a)}")
         mats.append(np.reshape(a, (1, -1)) if nd < 2 else a)
-    dt = np.result_type(*[_raw(m) for m in mats])
+    dt = np.result_type(*[unbox(m) for m in mats])
     cols = sum(_shape(m)[1] for m in mats)
     rows, start = [], 0
     for m in mats:
