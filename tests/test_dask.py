@@ -267,6 +267,7 @@ def test_jit_replays_and_retraces_on_new_chunks(data):
         first = g(W, X, y)
         second = g(W, 2 * X, y)
     assert g.trace_count == 1  # the second call replayed
+    assert g.lower(W, X, y).kernels == []  # dask operations, no numba kernels on chunks
     np.testing.assert_allclose(first.compute(scheduler="sync"), want, rtol=1e-12)
     np.testing.assert_allclose(second.compute(scheduler="sync"),
                                dg.grad(logreg)(W, 2 * Xn, yn), rtol=1e-12)
