@@ -76,7 +76,8 @@ def _lse_weights(x, ans, axis, keepdims):
     raw = unbox(x)  # an array, or a batch of them under dg.vmap
     top = _top_rows(ans, axis, keepdims)
     xs = x if top is None else P.where(top, 0.0, x)  # finite rows: no inf/inf behind where
-    m = np.max(unbox(xs), axis=axis, keepdims=True) if np.size(raw) else np.zeros(())
+    m = np.max(unbox(xs), axis=axis, keepdims=True) if getattr(raw, "size", 1) \
+        else np.zeros(())  # (raw.size: np.size of a dask array would compute it)
     e = P.exp(P.subtract(xs, np.where(np.isfinite(m), m, 0.0)))
     w = P.divide(e, P.sum_(e, axis=axis, keepdims=True))
     return w if top is None else _at_inf(w, x, ans, axis, keepdims, top)
