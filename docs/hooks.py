@@ -7,8 +7,9 @@
 - Tutorials run in parallel, each with a time limit (``DUALGRAD_DOCS_TIMEOUT``, seconds,
   default 300); their outputs are cached in ``build/docs-cache`` (``DUALGRAD_DOCS_CACHE``)
   under a hash of the tutorial and of dualgrad's sources, so a rebuild runs none.
-  ``DUALGRAD_DOCS_EXECUTE``: ``1`` (default) runs what the cache lacks, ``cached`` uses
-  the cache only, ``0`` runs nothing; a tutorial without outputs says so on its page.
+  ``DUALGRAD_DOCS_EXECUTE``: ``1`` (default) runs what the cache lacks, ``cached`` runs
+  nothing and takes the newest cached outputs even of an older version (a quick local
+  build), ``0`` runs nothing; a tutorial without outputs says so on its page.
   A tutorial that fails or times out is a warning: ``mkdocs build --strict`` fails.
 - Math (``$...$``, ``$$...$$``, through pymdownx.arithmatex) becomes MathML when the page
   is written (latex2mathml), so the site needs no script from the network.
@@ -96,6 +97,9 @@ def run_tutorials():
                 log.warning("tutorial %s did not run for the docs: %s", stem, err)
     loaded = {}
     for stem, out in results.items():
+        if not out.exists() and mode == "cached":  # outputs of an earlier version, if any
+            older = sorted(cache.glob(f"{stem}-*.json"), key=lambda p: p.stat().st_mtime)
+            out = older[-1] if older else out
         loaded[stem] = json.loads(out.read_text()) if out.exists() else None
         if loaded[stem] is not None and not loaded[stem]["ok"]:
             out.unlink()  # a failed run is shown once, and run again next time

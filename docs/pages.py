@@ -201,7 +201,8 @@ def coverage_page():
         module = getattr(fn, "__module__", None) or "numpy"
         if module.startswith("numpy._core") or module == "numpy.core":
             module = "numpy"
-        name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+        owner = getattr(fn, "__self__", None)  # np.add.reduce: "add.reduce"
+        name = fn.__name__ if owner is None else f"{owner.__name__}.{fn.__name__}"
         groups.setdefault(module, set()).add(name)
     lines += ["", f"## numpy functions on traced values ({len(HANDLED)})", "",
               "The numpy functions with a dualgrad implementation (`__array_function__` "
@@ -257,18 +258,41 @@ def public_names():
 
 
 def api_pages():
-    """[(page, nav title, markdown)]: one ``:::`` block per public name."""
+    """[(page, nav title, markdown)]: one ``:::`` block per public name.  A name a module
+    gives lazily (``__getattr__``, such as ``dualgrad.scipy.special.norm``) gets a short
+    entry pointing at the object's own entry elsewhere in the reference."""
+    groups = public_names()
+    home = {}  # id(object) -> (page, its reference id), for the lazily given names
+    for page, _, module, names, _ in groups:
+        mod = importlib.import_module(module)
+        for n in names:
+            if n in vars(mod):
+                home.setdefault(id(vars(mod)[n]), (page, f"{module}.{n}"))
     out = []
-    for page, heading, module, names, note in public_names():
+    for page, heading, module, names, note in groups:
+        mod = importlib.import_module(module)
+        lazy = [n for n in names if n not in vars(mod)]
+        static = [n for n in names if n in vars(mod)]
         lines = [f"# {heading}", "", note, ""]
         if module == "dualgrad":
-            for n in names:
+            for n in static:
                 lines += [f"::: dualgrad.{n}", ""]
         else:
             lines += [f"::: {module}", "    options:", "      show_root_heading: false",
                       "      show_root_toc_entry: false", "      members:"]
-            lines += [f"        - {n}" for n in names]
+            lines += [f"        - {n}" for n in static]
             lines.append("")
+        for n in lazy:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                where = home.get(id(getattr(mod, n)))
+            lines += [f"## `{n}` {{ #{module}.{n} }}", ""]
+            if where is None:
+                lines += [f"`{module}.{n}` is given on first use; it has no entry of its own.", ""]
+            else:
+                target = posixpath.relpath(where[0], posixpath.dirname(page))
+                lines += [f"`{module}.{n}` is [`{where[1]}`]({target}#{where[1]}), "
+                          "kept here by name.", ""]
         out.append((page, heading, "\n".join(lines)))
     return out
 

@@ -1,0 +1,244 @@
+"""The documentation site (mkdocs.yml, docs/): it builds with no warning, every public name
+is on a reference page, every README section, tutorial, primitive row and numpy function
+is on some page, and a real browser (headless Chromium) shows it without errors.
+
+Needs the ``docs`` extra (skipped without mkdocs).  ``DUALGRAD_SITE_DIR`` names a site
+already built (CI builds it once with ``mkdocs build --strict``); otherwise the site is
+built here into a temporary folder, with the tutorials' outputs taken from the docs
+build's cache where it has them (``DUALGRAD_DOCS_EXECUTE=cached``: none is run here).
+"""
+
+import functools
+import http.server
+import importlib
+import inspect
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import warnings
+
+import pytest
+
+import dualgrad as dg
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    given = os.environ.get("DUALGRAD_SITE_DIR")
+    if given:
+        path = pathlib.Path(given)
+        assert (path / "index.html").exists(), f"DUALGRAD_SITE_DIR={given} holds no site"
+        return path
+    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+        pytest.importorskip(module, reason="the docs extra is not installed "
+                                           "(pip install -e '.[docs]')")
+    out = tmp_path_factory.mktemp("site")
+    env = dict(os.environ, DUALGRAD_DOCS_EXECUTE="cached", NO_MKDOCS_2_WARNING="1")
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stderr[-5000:]}"
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("WARNING")]
+    assert not warned, warned
+    return out
+
+
+def _html(site, page):
+    return (site / page).read_text(encoding="utf-8")
+
+
+def _ids(site, folder):
+    ids = set()
+    for page in (site / folder).glob("*.html"):
+        ids.update(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
+    return ids
+
+
+# --- every public name is on a reference page -------------------------------------------
+
+def _defined(module):
+    return [n for n, obj in vars(module).items()
+            if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and obj.__module__ == module.__name__]
+
+
+def _public():
+    """(where its reference entry is, name): every public name of dualgrad."""
+    rows = [("dualgrad", n) for n in dg.__all__ if not inspect.ismodule(getattr(dg, n))]
+    rows += [(dg.nn.__name__, n) for n in dg.nn.__all__]
+    rows += [(dg.linalg.__name__, n) for n in _defined(dg.linalg)]
+    rows += [(dg.tree.__name__, n) for n in _defined(dg.tree)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name in ("dualgrad.scipy_special", "dualgrad.scipy.special",
+                     "dualgrad.scipy.stats", "dualgrad.scipy.integrate",
+                     "dualgrad.scipy.optimize", "dualgrad.scipy.signal",
+                     "dualgrad.scipy.linalg"):
+            try:
+                module = importlib.import_module(name)
+            except ImportError:  # scipy is optional
+                continue
+            rows += [(module.__name__, n) for n in module.__all__]
+    return rows
+
+
+PUBLIC = _public()
+
+
+@pytest.mark.parametrize("module,name", PUBLIC, ids=[f"{m}.{n}" for m, n in PUBLIC])
+def test_public_name_is_on_a_reference_page(site, module, name):
+    ids = _ids(site, "api")
+    if module == "dualgrad.scipy_special":  # the deprecated name of dualgrad.scipy.special
+        module = "dualgrad.scipy.special"
+    assert f"{module}.{name}" in ids, f"{module}.{name} is on no page of the API reference"
+
+
+def test_reference_entries_show_signature_and_example(site):
+    page = _html(site, "api/dualgrad.html")
+    entry = page[page.index('id="dualgrad.grad"'):]
+    entry = entry[:entry.index('<div class="doc doc-object ')]
+    assert "doc-signature" in entry, "dg.grad's entry has no signature"
+    assert "argnums" in entry
+    assert "&gt;&gt;&gt;" in entry and "<blockquote>" not in entry, (
+        "dg.grad's doctest example should show as code")
+
+
+# --- the guide, the tutorials, what covers what --------------------------------------------
+
+def test_every_readme_section_is_on_a_page(site):
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import pages
+    finally:
+        sys.path.pop(0)
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    _, sections = pages.split_sections(text)
+    ids = set()
+    for page in site.rglob("*.html"):
+        ids.update(re.findall(r'\bid="([^"]+)"', page.read_text(encoding="utf-8")))
+    missing = [t for t, _ in sections
+               if pages.PLACED.get(t, "") is not None and pages.slug(t) not in ids]
+    assert not missing, f"README sections on no page of the site: {missing}"
+
+
+TUTORIALS = sorted(p.stem for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
+
+
+@pytest.mark.parametrize("stem", TUTORIALS)
+def test_tutorial_page(site, stem):
+    page = _html(site, f"tutorials/{stem}.html")
+    assert (site / "tutorials" / f"{stem}.py").exists(), "the source is not downloadable"
+    if "This build did not run it" in page:
+        pytest.skip("this build rendered the tutorials without running them")
+    images = re.findall(r'<img [^>]*src="([^"]+)"', page)
+    assert images, f"{stem}'s page shows no figure"
+    for src in images:
+        assert (site / "tutorials" / src).exists(), src
+    assert 'class="dg-output"' in page, f"{stem}'s page shows no output"
+
+
+def _name(f):
+    """np.add.reduce as "add.reduce", np.sum as "sum"."""
+    owner = getattr(f, "__self__", None)
+    return f"{owner.__name__}.{f.__name__}" if owner is not None else f.__name__
+
+
+def test_coverage_page_lists_the_tables(site):
+    from dualgrad.numpy.dispatch import HANDLED
+    from dualgrad.rules.table import TABLE
+    page = _html(site, "coverage.html")
+    missing = [n for n in TABLE if f"<code>{n}</code>" not in page]
+    assert not missing, f"primitives not on the coverage page: {missing}"
+    missing = [_name(f) for f in HANDLED if f"<code>{_name(f)}</code>" not in page]
+    assert not missing, f"numpy functions not on the coverage page: {missing}"
+
+
+# --- a real browser ------------------------------------------------------------------------
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+@pytest.fixture
+def browser():
+    webdriver = pytest.importorskip("selenium.webdriver",
+                                    reason="selenium is not installed (the docs extra has it)")
+    chromium, driver = _chromium(), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.skip("no headless Chromium: install Debian's chromium and chromium-driver "
+                    "(apt-get install chromium chromium-driver) to run the browser check")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = webdriver.ChromeService(executable_path=driver)
+    b = webdriver.Chrome(options=options, service=service)
+    b.set_page_load_timeout(30)
+    try:
+        yield b
+    finally:
+        b.quit()
+
+
+@pytest.fixture
+def server(site):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def _check_page(browser, url, shot):
+    browser.get(url)
+    deadline = time.time() + 10
+    while browser.execute_script("return document.readyState") != "complete":
+        assert time.time() < deadline, f"{url} did not finish loading"
+        time.sleep(0.1)
+    broken = browser.execute_script(
+        "return Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0)"
+        ".map(i => i.src)")
+    assert not broken, f"{url}: images that did not load: {broken}"
+    browser.save_screenshot(str(shot))
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, f"{url}: console errors: {errors}"
+
+
+def test_site_in_a_browser(site, browser, server, tmp_path):
+    from selenium.webdriver.common.by import By
+    tutorial = next(p.name for p in sorted((site / "tutorials").glob("0[2-9]_*.html")))
+    for name, path in [("home", "index.html"), ("api", "api/dualgrad.html"),
+                       ("tutorial", f"tutorials/{tutorial}")]:
+        _check_page(browser, f"{server}/{path}", tmp_path / f"{name}.png")
+    browser.get(f"{server}/index.html")
+    box = browser.find_element(By.CSS_SELECTOR, "input.md-search__input")
+    box.click()
+    box.send_keys("hessian")
+    deadline, hits = time.time() + 20, []
+    while time.time() < deadline and not hits:
+        time.sleep(0.25)
+        hits = [h.text for h in browser.find_elements(By.CSS_SELECTOR,
+                                                      ".md-search-result__item")]
+    browser.save_screenshot(str(tmp_path / "search.png"))
+    assert hits, "the search box found nothing for 'hessian'"
+    assert any("hessian" in h.lower() for h in hits), hits
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, f"console errors while searching: {errors}"
+    assert len(list(tmp_path.glob("*.png"))) == 4
