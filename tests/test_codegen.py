@@ -392,3 +392,15 @@ def test_auto_over_many_shapes_is_right():
             got = jg(x, b)
         for o, w in zip(got, g(x, b)):
             np.testing.assert_allclose(o, w, rtol=1e-11, atol=1e-13)
+
+
+def test_a_number_argument_read_once_by_a_fused_kernel():
+    """A 0-d input read before a fused loop may come as a 0-d array (recording) or as the
+    Python float itself (replays): both compile (it was a TypingError on the second call)."""
+    loss = lambda x, a: np.sum(np.exp(-np.square(x) - np.where(np.greater(a, 0), a, 1.0)))
+    g = dg.grad(loss, argnums=(0, 1))
+    f = dg.jit(g)
+    x = np.array([0.3, -0.5])
+    for a in (0.7, 0.9, -0.2, np.float64(0.4), np.array(1.5)):
+        for got, want in zip(f(x, a), g(x, a)):
+            np.testing.assert_allclose(got, want, rtol=1e-13)

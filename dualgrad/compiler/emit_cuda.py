@@ -65,7 +65,8 @@ class Cuda(Target):
     flat index ``t``, one thread per index per step, with the reduced axes looped inside;
     outputs are arrays the launcher allocates, 0-d values read and written at ``[0]``."""
 
-    once = "[0]"
+    def once(self, p):
+        return f"{p}[0]"
 
     def array(self, v):
         return is_array(v)

@@ -9,7 +9,8 @@ indices (a broadcast axis at 0, a reverse sweep's padded cotangent at shifted in
 
     Target.        CPU (emit_cpu.Numba)                   CUDA (emit_cuda.Cuda)
     array(v)       a numpy array                          also a device array
-    once           x0 = a0[()]                            x0 = a0[0] (its launcher reshapes)
+    once(p)        x0 = np.asarray(a0)[()] (a 0-d array     x0 = a0[0] (its launcher reshapes)
+                   or a number: replays pass either)
     math(op, a)    the row's scalar form; in a ``fast``   the row's scalar form (``np`` is
                    loop vecmath's ``vm.exp``...            kernels.cuda.NP: numba-cuda's math)
     stores(op, d)  arrays, when there is a loop           every output (a scalar at [0])
@@ -46,7 +47,10 @@ class Target:
     """How a target spells a loop (the table in the module docstring); the defaults are
     numpy's."""
 
-    once = "[()]"  # how a 0-d input is read before the loop
+    def once(self, p):
+        """How a 0-d input ``p`` is read before the loop: a replay may pass a 0-d array or
+        the number itself (a Python float argument), and numba types each."""
+        return f"np.asarray({p})[()]"
 
     def __init__(self):
         self.checks = []  # lines the body ends with (the CPU's fast loop: range checks)
@@ -121,7 +125,7 @@ class Loop:
                 continue
             elif v.ndim == 0 or d == 0:
                 self.reads.append("once")
-                self.pre.append(f"x{k} = {p}{target.once}")
+                self.pre.append(f"x{k} = {target.once(p)}")
             else:
                 self.reads.append("each")
                 self.loads.append(f"x{k} = {p}{_index(v.shape, loop)}")

@@ -60,8 +60,12 @@ import threading
 import types
 
 import numpy as np
-from numba import types as numba_types
-from numba.extending import overload
+
+try:  # numba is optional: without it, nothing compiles that could see the swap
+    from numba import types as numba_types
+    from numba.extending import overload
+except ImportError:
+    numba_types = overload = None
 
 from .. import rules as P
 from ..core.trace import OBJECTS, Box
@@ -499,10 +503,11 @@ def _numba_full(original):
     return typer
 
 
-for _n, _f in _REPLACED.items():
-    overload(_f)((_numba_full if _n.startswith("full") else _numba_shape)(_ORIGINAL[_n]))
+if overload is not None:
+    for _n, _f in _REPLACED.items():
+        overload(_f)((_numba_full if _n.startswith("full") else _numba_shape)(_ORIGINAL[_n]))
 
-_numba_ready = False
+_numba_ready = overload is None  # without numba: nothing to get ready
 
 
 def _ready_numba():
