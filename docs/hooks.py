@@ -171,7 +171,7 @@ def _title(path):
         if kind == "markdown":
             m = re.search(r"^# (.+)$", source, re.M)
             if m:
-                return m.group(1).strip()
+                return m.group(1).replace("`", "").strip()
     return path.stem
 
 

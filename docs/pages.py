@@ -18,6 +18,7 @@ The docs build (``docs/hooks.py``) calls these; nothing here writes a file.
 import importlib
 import inspect
 import os
+import pkgutil
 import posixpath
 import re
 import warnings
@@ -240,14 +241,20 @@ def public_names():
         ("api/tree.md", "dg.tree", dg.tree.__name__, _defined(dg.tree),
          "`dg.tree`: pytrees."),
     ]
-    for sub in ("special", "stats", "integrate", "optimize", "signal", "linalg", "sparse"):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                mod = importlib.import_module(f"dualgrad.scipy.{sub}")
-        except ImportError:  # scipy missing, or a submodule not written yet
+    try:
+        import dualgrad.scipy as dg_scipy  # optional: scipy is not a dependency
+    except ImportError:
+        subs = []
+    else:  # every submodule with an __all__, special first
+        subs = sorted((m.name for m in pkgutil.iter_modules(dg_scipy.__path__)
+                       if not m.name.startswith("_")), key=lambda m: (m != "special", m))
+    for sub in subs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mod = importlib.import_module(f"dualgrad.scipy.{sub}")
+        if not hasattr(mod, "__all__"):  # errors: the messages, no API of its own
             continue
-        names = list(getattr(mod, "__all__", None) or _defined(mod))
+        names = list(mod.__all__)
         note = f"`dualgrad.scipy.{sub}`: scipy.{sub}'s functions on traced values."
         if sub == "special":
             note += (" Also importable as `dualgrad.scipy_special` (deprecated), which "
@@ -255,6 +262,12 @@ def public_names():
         groups.append((f"api/scipy-{sub}.md", f"dualgrad.scipy.{sub}", mod.__name__,
                        names, note))
     return groups
+
+
+def _instance(obj):
+    """An object of a dualgrad class, documented by its class (not a function or class)."""
+    return not (inspect.isfunction(obj) or inspect.isclass(obj) or inspect.ismodule(obj)
+                or inspect.isbuiltin(obj)) and type(obj).__module__.startswith("dualgrad")
 
 
 def api_pages():
@@ -272,16 +285,40 @@ def api_pages():
     for page, heading, module, names, note in groups:
         mod = importlib.import_module(module)
         lazy = [n for n in names if n not in vars(mod)]
-        static = [n for n in names if n in vars(mod)]
+        instances = [n for n in names if n in vars(mod) and _instance(vars(mod)[n])]
+        plain = [n for n in names if n in vars(mod) and n not in instances]
         lines = [f"# {heading}", "", note, ""]
         if module == "dualgrad":
-            for n in static:
+            for n in plain:
                 lines += [f"::: dualgrad.{n}", ""]
-        else:
+        elif plain:
             lines += [f"::: {module}", "    options:", "      show_root_heading: false",
                       "      show_root_toc_entry: false", "      members:"]
-            lines += [f"        - {n}" for n in static]
-            lines.append("")
+            lines += [f"        - {n}" for n in plain] + [""]
+        else:
+            lines += [f"::: {module}", "    options:", "      show_root_heading: false",
+                      "      show_root_toc_entry: false", "      members: false", ""]
+        bases = []
+        for n in instances:  # scipy.stats' distributions: the entry of their class
+            cls = type(vars(mod)[n])
+            if cls.__name__ == "Primitive":  # a row of the table, called on arrays
+                lines += [f"## `{n}` {{ #{module}.{n} }}", "",
+                          f"The primitive `{vars(mod)[n].name}`: a row of the primitive "
+                          "table (see [What covers what](../coverage.md)), called on arrays "
+                          "and traced values alike.", ""]
+                continue
+            lines += [f"## `{n}` {{ #{module}.{n} }}", "",
+                      f"An instance of `{cls.__qualname__}`.", "",
+                      f"::: {cls.__module__}.{cls.__qualname__}", "    options:",
+                      "      show_root_heading: false", "      show_root_toc_entry: false",
+                      "      heading_level: 3", ""]
+            bases += [b for b in cls.__mro__[1:]
+                      if b.__module__.startswith("dualgrad") and b not in bases]
+        if bases:
+            lines += ["## What they share", ""]
+            for b in bases:
+                lines += [f"::: {b.__module__}.{b.__qualname__}", "    options:",
+                          "      heading_level: 3", ""]
         for n in lazy:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -14,6 +14,7 @@ import importlib
 import inspect
 import os
 import pathlib
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -76,15 +77,15 @@ def _public():
     rows += [(dg.tree.__name__, n) for n in _defined(dg.tree)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        for name in ("dualgrad.scipy_special", "dualgrad.scipy.special",
-                     "dualgrad.scipy.stats", "dualgrad.scipy.integrate",
-                     "dualgrad.scipy.optimize", "dualgrad.scipy.signal",
-                     "dualgrad.scipy.linalg"):
-            try:
-                module = importlib.import_module(name)
-            except ImportError:  # scipy is optional
-                continue
-            rows += [(module.__name__, n) for n in module.__all__]
+        try:
+            import dualgrad.scipy as dg_scipy
+            import dualgrad.scipy_special
+        except ImportError:  # scipy is optional
+            return rows
+        rows += [("dualgrad.scipy_special", n) for n in dualgrad.scipy_special.__all__]
+        for sub in pkgutil.iter_modules(dg_scipy.__path__):
+            module = importlib.import_module(f"dualgrad.scipy.{sub.name}")
+            rows += [(module.__name__, n) for n in getattr(module, "__all__", ())]
     return rows
 
 
