@@ -125,8 +125,8 @@ def _dot_svg(text):
     return proc.stdout if proc.returncode == 0 else None
 
 
-def tutorial_page(path, run, files, config, targets, anchors, wanted):
-    """The markdown of a tutorial page; its figures are added to ``files``."""
+def tutorial_page(path, run, add, targets, anchors, wanted):
+    """The markdown of a tutorial page; its figures go to ``add(site path, content)``."""
     stem = path.stem
     page = f"tutorials/{stem}.md"
     cells = (run["cells"] if run is not None else
@@ -150,15 +150,14 @@ def tutorial_page(path, run, files, config, targets, anchors, wanted):
             if out["type"] == "png":
                 n_fig += 1
                 name = f"{stem}/figure-{n_fig}.png"
-                files.append(File.generated(config, f"tutorials/{name}",
-                                            content=base64.b64decode(out["data"])))
+                add(f"tutorials/{name}", base64.b64decode(out["data"]))
                 parts.append(f"![{stem}: figure {n_fig}]({name})")
                 continue
             svg = _dot_svg(out["data"])
             if svg is not None:
                 n_fig += 1
                 name = f"{stem}/graph-{n_fig}.svg"
-                files.append(File.generated(config, f"tutorials/{name}", content=svg))
+                add(f"tutorials/{name}", svg)
                 parts.append(f"![{stem}: graph {n_fig}]({name})")
             else:
                 parts.append('<div class="dg-output" markdown>\n\n'
@@ -223,7 +222,7 @@ def on_files(files, config):
     for t in tutorials:
         add(f"tutorials/{t.name}", t.read_bytes())
         add(f"tutorials/{t.stem}.md",
-            tutorial_page(t, runs[t.stem], files, config, targets, anchors, wanted))
+            tutorial_page(t, runs[t.stem], add, targets, anchors, wanted))
     for path, _, text in api:
         add(path, text)
     add("coverage.md", pages.coverage_page())

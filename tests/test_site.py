@@ -243,3 +243,35 @@ def test_site_in_a_browser(site, browser, server, tmp_path):
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, f"console errors while searching: {errors}"
     assert len(list(tmp_path.glob("*.png"))) == 4
+
+
+# --- DOT graphs in a tutorial's output ------------------------------------------------------
+
+def test_a_printed_dot_graph_is_drawn_as_svg_or_shown_as_text():
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    import numpy as np
+
+    from dualgrad.teach.tracetable import to_dot
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        import hooks
+    finally:
+        sys.path.pop(0)
+    with dg.Tape() as tape:
+        x = tape.watch(2.0, "x")
+        y = np.sin(x) * x
+    dot = to_dot(tape, y)
+    run = {"ok": True, "cells": [
+        {"kind": "markdown", "source": "# A graph", "outputs": []},
+        {"kind": "code", "source": "print(to_dot(tape, y))",
+         "outputs": [{"type": "text", "data": dot + "\n"}]}]}
+    files = {}
+    page = hooks.tutorial_page(ROOT / "tutorials" / "02_wengert_list.py", run,
+                               files.__setitem__, {}, {}, set())
+    if shutil.which("dot") is None:  # no graphviz: the DOT source, as text
+        assert not files and "digraph wengert" in page
+    else:
+        assert list(files) == ["tutorials/02_wengert_list/graph-1.svg"]
+        svg = files["tutorials/02_wengert_list/graph-1.svg"]
+        assert "<svg" in svg and "sin" in svg
+        assert "](02_wengert_list/graph-1.svg)" in page and "digraph" not in page
