@@ -57,6 +57,15 @@ def _device_constants():
                           *base["gammaincc"].args),
         "jv": Case("jv", lambda x: sc.jv(_on_device_of(np.array([0.0, 1.0, 3.0]), x), x),
                    *base["jv"].args),
+        # the rows differentiable in their last argument only: their shapes on the device
+        "igamma": Case("igamma", lambda x: P.TABLE["igamma"](
+            _on_device_of(np.array([0.5, 1.0, 2.5, 4.0]), x), x), *base["igamma"].args),
+        "gammaincinv": Case("gammaincinv", lambda y: sc.gammaincinv(
+            _on_device_of(orders, y), y), *base["gammaincinv"].args),
+        "betainc": Case("betainc", lambda x: sc.betainc(
+            _on_device_of(np.array([0.5, 2.0, 3.0]), x), 1.5, x), *base["betainc"].args),
+        "stdtr": Case("stdtr", lambda t: sc.stdtr(
+            _on_device_of(np.array([1.0, 3.0, 30.0]), t), t), *base["stdtr"].args),
     }
 
 

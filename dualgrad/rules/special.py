@@ -273,9 +273,15 @@ def _in_last(name, ufunc, deriv, shapes):
                 f"respect to {shapes[i]} (argument {i}), only in its last argument; pass "
                 f"{shapes[i]} as a constant (dg.stop_gradient)")
         return rule
-    def local(ans, *args):  # constant shapes in the result's dtype (float32 stays float32)
-        dt = P.float_result(*args)
-        return deriv(ans, *(a if isinstance(a, Box) else np.asarray(a, dt) for a in args))
+    def local(ans, *args):  # constant shapes in the result's dtype (float32 stays float32),
+        dt = P.float_result(*args)  # where they live: a device array stays on the device,
+        return deriv(ans, *(_constant(a, dt) for a in args))  # a number stays a number
+    def _constant(a, dt):
+        if isinstance(a, Box):
+            return a
+        if P.device_like(a) is not None:
+            return a.astype(dt)
+        return dt.type(a) if np.ndim(a) == 0 else np.asarray(a, dt)
     n = len(shapes)
     return P.defprim(name, _keep_dtype(ufunc), bcast=True, real_only=_REAL,
                      dtype=P.float_result, domain="prob",
