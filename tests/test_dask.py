@@ -277,12 +277,13 @@ def test_jit_replays_and_retraces_on_new_chunks(data):
     np.testing.assert_allclose(third.compute(scheduler="sync"), want, rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="transforms/derivatives.py makes an unused input's "
-                   "zeros with np.zeros (no like=): a numpy array, not dask zeros")
 def test_unused_input_gets_dask_zeros(data):
     X, y = data[2:]
     g = dg.grad(lambda w, X: np.sum(w ** 2), argnums=(0, 1))(W, X)[1]
-    assert isinstance(g, da.Array)
+    assert isinstance(g, da.Array) and g.chunks == X.chunks
+    assert not np.any(g.compute(scheduler="sync"))
+    t = dg.jvp(lambda w, X: np.sum(w ** 2), (W, X), (W, X))[1]
+    np.testing.assert_allclose(t, 2 * np.sum(W * W))
 
 
 # ---------------------------------------------------------------------------

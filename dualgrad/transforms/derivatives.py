@@ -22,7 +22,7 @@ from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_
 from ..numpy.inplace import refusal
 from ..numpy.objects import lift_out
 from ..numpy.preallocated import running
-from ..rules import shape_of
+from ..rules import device_like, shape_of
 from .forward import Dual, JVPTrace
 from .reverse import Node, Tape
 
@@ -188,8 +188,12 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
         for index, value in nodes:
             c = adj[index] if index < len(adj) else None
             if c is None:
-                batch = shape_of(unbox(cts[0]))[:nb] if nb else ()
-                c = np.zeros(batch + shape_of(unbox(value)), dtype_of(value))
+                raw = unbox(value)
+                if not nb and device_like(raw) is not None:  # a device or dask array: its
+                    c = np.zeros_like(raw, dtype=dtype_of(value))  # zeros where it lives
+                else:
+                    batch = shape_of(unbox(cts[0]))[:nb] if nb else ()
+                    c = np.zeros(batch + shape_of(raw), dtype_of(value))
             if c.__class__ is np.ndarray and c.ndim == 0:
                 c = c[()]  # a number for a number, as for the primal
             elif isinstance(c, Box) and c._trace.read is not None \
@@ -399,7 +403,10 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
 def _tangent_out(x, trace, batch=()):
     if isinstance(x, Dual) and x._trace is trace:
         return x.tangent
-    z = np.zeros(batch + np.shape(unbox(x)), np.result_type(dtype_of(x), 1.0))
+    raw = unbox(x)
+    if not batch and device_like(raw) is not None:  # a device or dask array: zeros there
+        return np.zeros_like(raw, dtype=np.result_type(dtype_of(x), 1.0))
+    z = np.zeros(batch + np.shape(raw), np.result_type(dtype_of(x), 1.0))
     return z[()] if z.ndim == 0 else z
 
 
