@@ -84,10 +84,11 @@ def readme_pages():
         path = PLACED.get(title, f"guide/{slug(title)}.md")
         if path is None:
             continue
+        body = "# " + body[3:]  # the section's heading is the page's title
         hand = DOCS / path
         if hand.exists():  # moved out of the README: the hand-written page wins
             body = hand.read_text(encoding="utf-8")
-        pages.append((path, title.replace("`", ""), "# " + body[3:], [title]))
+        pages.append((path, title.replace("`", ""), body, [title]))
     # hand-written guide pages with no README section left behind them
     taken = {p for p, *_ in pages}
     for hand in sorted((DOCS / "guide").glob("*.md")):
