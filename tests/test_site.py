@@ -142,6 +142,8 @@ def test_tutorial_page(site, stem):
     for src in images:
         assert (site / "tutorials" / src).exists(), src
     assert 'class="dg-output"' in page, f"{stem}'s page shows no output"
+    raw = re.findall(r'class="arithmatex">(\\[(\[].{0,40})', page)
+    assert not raw, f"math left as TeX (latex2mathml could not convert it): {raw[:3]}"
 
 
 def _name(f):
