@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from mkdocs.structure.files import File
@@ -58,6 +59,7 @@ def _run_one(path, out, timeout):
     env = dict(os.environ, MPLBACKEND="Agg",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                         os.environ.get("PYTHONPATH")])))
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as figures:
         env["DUALGRAD_TUTORIAL_FIGURES"] = figures
         try:
@@ -66,6 +68,7 @@ def _run_one(path, out, timeout):
                                   text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return f"timed out after {timeout} s"
+    log.info("ran tutorial %s in %.1f s", path.stem, time.perf_counter() - start)
     if proc.returncode != 0 and not out.exists():
         return f"exited with status {proc.returncode}: {proc.stderr[-2000:]}"
     return None
