@@ -126,3 +126,25 @@ def test_plain_array_write_replays_same_labels():
     f(W + 1.0, y)
     assert f.trace_count == 1
     np.testing.assert_allclose(f(W, y), dg.grad(onehot)(W, y))
+
+
+def test_a_traced_exponent_replays_and_batches():
+    """x ** b with a traced b: power's derivative compares values (graph nodes), so new
+    exponents replay one graph and a batch of them vmaps (it guarded on b's value, and
+    raised under vmap); x = b = 0 keeps its special case."""
+    f = lambda x, b: np.sum(np.abs(x) ** b)
+    x = np.array([0.5, -1.5, 2.0])
+    g = dg.grad(f, argnums=(0, 1))
+    jg = dg.jit(g)
+    for b in (1.5, 2.5, 3.5):
+        for got, want in zip(jg(x, b), g(x, b)):
+            np.testing.assert_allclose(got, want, rtol=1e-13)
+    assert jg.trace_count == 1
+    bs = np.array([1.5, 2.5])
+    np.testing.assert_allclose(dg.vmap(dg.grad(f, argnums=1), in_axes=(None, 0))(x, bs),
+                               [dg.grad(f, argnums=1)(x, b) for b in bs], rtol=1e-13)
+    h = lambda x, y: np.sum(x ** y)
+    z, e = np.array([0.0, 2.0]), np.array([0.0, 3.0])
+    for got in (dg.grad(h, argnums=(0, 1))(z, e), dg.jit(dg.grad(h, argnums=(0, 1)))(z, e)):
+        np.testing.assert_allclose(got[0], [0.0, 12.0])
+        np.testing.assert_allclose(got[1], [0.0, 8.0 * np.log(2.0)])

@@ -77,8 +77,11 @@ def _pow_dx(ans, x, y):
         if y == 0:
             return 0.0  # x ** 0 is constant: exactly 0, even at x = 0 (no 0 * inf)
         return multiply(x, 2.0) if y == 2 else multiply(y, power(x, y - 1))
-    zero = (_raw(y) == 0) & (_raw(x) == 0)
-    if may_any(zero):  # 0 * 0 ** -1: take y * 1 ** -1 there, which keeps y's own derivative
+    # 0 * 0 ** -1: take y * 1 ** -1 there, which keeps y's own derivative.  Compared as
+    # values (graph nodes under dg.jit, batches under vmap): reading the raw numbers
+    # guarded on them, a retrace per exponent
+    zero = np.logical_and(x == 0, y == 0)
+    if may_any(zero):
         x = where(zero, 1.0, x)
     return multiply(y, power(x, subtract(y, 1)))
 
