@@ -235,3 +235,21 @@ def test_sim_cuda_target_replays_new_labels(loss, monkeypatch):
     assert jf.trace_count == 1
     (entries,) = jf._cache.values()
     assert any(k.fn is not None for k in entries[0].kernels)
+
+
+def test_labels_written_into_plain_zeros_made_in_the_function():
+    """ind = np.zeros((N, C)); ind[np.arange(N), y] = 1 as written (no like=): the
+    Preallocated array records the scatter_set row, so new labels replay one graph."""
+    n, c = 5, 3
+
+    def onehot(W, y):
+        ind = np.zeros((n, c))
+        ind[np.arange(n), y] = 1
+        return (ind * W * W).sum()
+    f, g = dg.jit(dg.grad(onehot)), dg.grad(onehot)
+    W = np.random.default_rng(0).normal(size=(n, c))
+    for i in range(5):
+        y = np.array([(i + k) % c for k in range(n)])
+        np.testing.assert_allclose(f(W, y), g(W, y), rtol=1e-15)
+        np.testing.assert_allclose(g(W, y), 2 * W * (np.arange(c) == y[:, None]))
+    assert f.trace_count == 1
