@@ -58,7 +58,7 @@ def parse_args(argv):
     p.add_argument("--workloads", default="all",
                    help="comma list of workloads (baydin, chain, mlp_cs231n, mlp_large, "
                         "elementwise, hessian, jacobian, gather, conv, logreg, mlp_small, "
-                        "rk4) or cases (hvp, jacfwd, "
+                        "rk4, naive_conv) or cases (hvp, jacfwd, "
                         "jacrev); default all")
     p.add_argument("--tools", default="all",
                    help="comma list from: dualgrad (both backends), baseline (both, with "
