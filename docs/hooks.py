@@ -1,6 +1,6 @@
 """mkdocs hooks: every page of the site but none of its text is generated here.
 
-- Home, the user guide and the design page come from README.md (``pages.readme_pages``),
+- Home, the user guide and the design page come from README.md (``site_pages.readme_pages``),
   the tutorials' index from tutorials/README.md, the tutorials from tutorials/*.py run
   cell by cell (``docs/run_tutorial.py``), "What covers what" from the primitive table,
   the API reference from the docstrings (mkdocstrings); the nav is built from them.
@@ -35,8 +35,8 @@ from pathlib import Path
 from mkdocs.structure.files import File
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pages  # noqa: E402
 import run_tutorial  # noqa: E402
+import site_pages as pages  # noqa: E402
 
 log = logging.getLogger("mkdocs.hooks.dualgrad")
 ROOT = pages.ROOT

@@ -50,6 +50,15 @@ def site(tmp_path_factory):
     return out
 
 
+def _docs_module(name):
+    """docs/<name>.py, imported with docs/ on the path (as mkdocs imports the hooks)."""
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.pop(0)
+
+
 def _html(site, page):
     return (site / page).read_text(encoding="utf-8")
 
@@ -113,11 +122,7 @@ def test_reference_entries_show_signature_and_example(site):
 # --- the guide, the tutorials, what covers what --------------------------------------------
 
 def test_every_readme_section_is_on_a_page(site):
-    sys.path.insert(0, str(ROOT / "docs"))
-    try:
-        import pages
-    finally:
-        sys.path.pop(0)
+    pages = _docs_module("site_pages")
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     _, sections = pages.split_sections(text)
     ids = set()
@@ -254,11 +259,7 @@ def test_a_printed_dot_graph_is_drawn_as_svg_or_shown_as_text():
     import numpy as np
 
     from dualgrad.teach.tracetable import to_dot
-    sys.path.insert(0, str(ROOT / "docs"))
-    try:
-        import hooks
-    finally:
-        sys.path.pop(0)
+    hooks = _docs_module("hooks")
     with dg.Tape() as tape:
         x = tape.watch(2.0, "x")
         y = np.sin(x) * x
