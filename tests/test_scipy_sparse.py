@@ -206,3 +206,9 @@ def test_errors():
         dg.grad(lambda d: np.sum(S.from_pattern(_A, d).to_scipy().toarray()))(_A.data)
     with pytest.raises(ValueError, match="data must have shape"):
         S.from_pattern(_A, np.ones(3))
+
+
+def test_scipy_own_solver_names_the_drop_in():
+    with pytest.raises(TypeError, match=r"use dualgrad\.scipy\.sparse\.spsolve"):
+        dg.grad(lambda b: np.sum(spla.spsolve(_SQ.tocsc(), b)))(B1)
+    assert S.spsolve is SL.spsolve and S.linalg is SL

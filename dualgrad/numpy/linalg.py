@@ -49,7 +49,9 @@ column rank.
 scipy.linalg: its functions convert arguments with ``np.asarray`` and call LAPACK, and
 are not dispatched by ``__array_function__``, so a traced value cannot pass through
 them.  Call ``dg.linalg.solve_triangular``, ``cho_factor``, ``cho_solve`` and ``expm``
-instead (same signatures); they need no scipy.
+instead (same signatures); they need no scipy.  ``dualgrad.scipy.linalg`` (with scipy) has
+these same functions and the rest of scipy.linalg's (``lu``, ``solve(assume_a=)``,
+``sqrtm``, ``logm``, ``eigh(eigvals_only=)``...).
 """
 
 import math

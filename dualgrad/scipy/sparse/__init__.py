@@ -445,3 +445,8 @@ csc_matrix = csc_array = _compressed("csc")
 coo_matrix = coo_array = _coo_make
 coo_matrix.__doc__ = ("scipy.sparse.coo_matrix's signature ((data, (row, col)), a sparse or "
                       "dense matrix); returns a SparseMatrix whose data may be traced.")
+
+
+from . import linalg as linalg  # noqa: E402  (scipy.sparse.linalg's place; imports the above)
+from .linalg import cg, spsolve  # noqa: E402,F401  (also here: where a refusal inside scipy's
+#   spsolve/cg looks for the drop-in, dualgrad.scipy.errors: "scipy.sparse.<name>")
