@@ -195,7 +195,9 @@ def coverage_page():
     ]
     for name in sorted(TABLE):
         p = TABLE[name]
-        batch = "own" if p.batch is not None else ("elementwise" if p.bcast else "loop")
+        elementwise = bool(p.bcast or name == "astype" or (  # as transforms/batching.py
+            p.ufunc is not None and getattr(p.ufunc, "signature", None) is None))
+        batch = "own" if p.batch is not None else ("elementwise" if elementwise else "loop")
         lines.append(f"| `{name}` | {_ufunc_name(p)} | {_arguments(p.jvp)} | "
                      f"{_arguments(p.vjp)} | {batch} | {'yes' if p.scalar else ''} |")
     groups = {}
