@@ -167,6 +167,14 @@ def test_coverage_page_lists_the_tables(site):
     assert not missing, f"numpy functions not on the coverage page: {missing}"
 
 
+def test_search_index_finds_hessian(site):
+    """What the search box searches (the browser test types into it, when it can run)."""
+    import json
+    docs = json.loads(_html(site, "search/search_index.json"))["docs"]
+    where = {d["location"].split("#")[0] for d in docs if "hessian" in d["text"].lower()}
+    assert "api/dualgrad.html" in where, sorted(where)[:10]
+
+
 # --- a real browser ------------------------------------------------------------------------
 
 def _chromium():
