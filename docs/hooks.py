@@ -55,10 +55,12 @@ def _sources_hash():
     return h.hexdigest()
 
 
-def _run_one(path, out, timeout):
+def _run_one(path, out, timeout, threads):
     env = dict(os.environ, MPLBACKEND="Agg",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT),
                                                         os.environ.get("PYTHONPATH")])))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.setdefault(name, str(threads))  # tutorials side by side share the cores
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as figures:
         env["DUALGRAD_TUTORIAL_FIGURES"] = figures
@@ -92,9 +94,10 @@ def run_tutorials():
     if todo:
         log.info("running %d tutorial(s) for the docs (timeout %g s each)", len(todo), timeout)
         workers = min(len(todo), os.cpu_count() or 2)
+        threads = max(1, (os.cpu_count() or 2) // workers)
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             errors = dict(zip([p.stem for p, _ in todo],
-                              pool.map(lambda t: _run_one(*t, timeout), todo)))
+                              pool.map(lambda t: _run_one(*t, timeout, threads), todo)))
         for stem, err in errors.items():
             if err:
                 log.warning("tutorial %s did not run for the docs: %s", stem, err)
