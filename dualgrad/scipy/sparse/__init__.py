@@ -31,6 +31,7 @@ order, ``vmap`` and ``dg.jit`` go through.
 """
 
 import sys
+import weakref
 
 import numpy as np
 import scipy.sparse as sp
@@ -97,9 +98,11 @@ class Pattern:
     @property
     def T(self):
         """(transposed pattern, tperm): data_T = data[tperm]."""
-        if self._t is None:
-            t, perm = Pattern.from_coords(self.indices, self.rows, self.shape[::-1])
-            self._t = (t, np.arange(self.nnz) if perm is None else perm)
+        if self._t is None:  # rows ascend: a stable sort by column is the transpose's order
+            tperm = np.argsort(self.indices, kind="stable")
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(self.indices,
+                                                                minlength=self.shape[1]))])
+            self._t = (Pattern(self.shape[::-1], self.rows[tperm], indptr), tperm)
         return self._t
 
     @property
@@ -336,11 +339,33 @@ def from_pattern(A, data=None):
                         f"{type(A).__name__}")
     if A.ndim != 2:
         raise ValueError(f"from_pattern: A must be 2-D, got shape {A.shape}")
-    if A.format == "csr":
-        pattern, perm = Pattern(A.shape, A.indices, A.indptr), None
-    else:
-        pattern, perm = Pattern.from_coords(*_coords(A), A.shape)
+    pattern, perm = _pattern_of(A)
     return SparseMatrix(A.data if data is None else data, pattern, perm, A.format)
+
+
+_PATTERNS = {}  # id(A) -> (weakref to A, its index arrays, (pattern, perm)): a few recent
+
+
+def _pattern_of(A):
+    """A's pattern, remembered while A and its index arrays stay the same objects (a loss
+    called again with the same matrix does not sort its indices again)."""
+    arrays = (A.row, A.col) if A.format == "coo" else (A.indices, A.indptr)
+    hit = _PATTERNS.get(id(A))
+    if hit is not None and hit[0]() is A and all(a is b for a, b in zip(hit[1], arrays)) \
+            and hit[2][0].shape == A.shape:
+        return hit[2]
+    if A.format == "csr":
+        found = Pattern(A.shape, A.indices, A.indptr), None
+    else:
+        found = Pattern.from_coords(*_coords(A), A.shape)
+    try:
+        ref = weakref.ref(A)
+    except TypeError:
+        return found
+    if len(_PATTERNS) >= 32:
+        _PATTERNS.pop(next(iter(_PATTERNS)))
+    _PATTERNS[id(A)] = (ref, arrays, found)
+    return found
 
 
 def _as_matrix(A, name):
