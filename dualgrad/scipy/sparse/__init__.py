@@ -349,6 +349,8 @@ _PATTERNS = {}  # id(A) -> (weakref to A, its index arrays, (pattern, perm)): a 
 def _pattern_of(A):
     """A's pattern, remembered while A and its index arrays stay the same objects (a loss
     called again with the same matrix does not sort its indices again)."""
+    if A.format not in ("csr", "csc", "coo"):
+        _coords(A)  # raises, naming the formats
     arrays = (A.row, A.col) if A.format == "coo" else (A.indices, A.indptr)
     hit = _PATTERNS.get(id(A))
     if hit is not None and hit[0]() is A and all(a is b for a, b in zip(hit[1], arrays)) \
