@@ -92,6 +92,9 @@ def test_sparse_matrix_with_operators():
         np.testing.assert_allclose(dg.grad(_loss(f))(Y1), dg.grad(_loss(g))(Y1), rtol=1e-12)
         np.testing.assert_allclose(dg.hessian(_loss(f))(Y1), dg.hessian(_loss(g))(Y1),
                                    atol=1e-12)
+    np.testing.assert_allclose(dg.jit(dg.grad(_loss(lambda y: y @ M)))(Y1),
+                               dg.grad(_loss(lambda y: y @ D))(Y1), rtol=1e-12)
+    np.testing.assert_allclose(dg.vmap(lambda y: y @ M)(Y2), Y2 @ D, rtol=1e-12)
     # a plain array on the left of a traced-data matrix: numpy defers to the matrix
     got = dg.grad(lambda d: np.sum(Y1 @ S.from_pattern(_A, d)))(_A.data)
     want = dg.grad(lambda d: np.sum(Y1 @ _dense(_A, d)))(_A.data)
