@@ -60,3 +60,14 @@ def test_scipy_errors_on_plain_values_pass_through():
     with pytest.raises(np.linalg.LinAlgError):
         dg.grad(f)(M)
     assert dg.grad(lambda m: np.sum(m) + st.norm.logpdf(0.5))(M).tolist() == [1.0, 1.0]
+
+
+def test_a_scipy_sparse_product_names_dualgrads_matmul():
+    import scipy.sparse as sp
+    A = sp.random(5, 4, density=0.5, format="csr", random_state=0)
+    for f in (lambda x: np.sum(A @ x), lambda x: np.sum(A.dot(x))):
+        with pytest.raises(TypeError, match=r"dualgrad\.scipy\.sparse\.matmul\(A, x\)"):
+            dg.grad(f)(np.ones(4))
+    from dualgrad.scipy import sparse
+    g = dg.grad(lambda x: np.sum(sparse.matmul(A, x)))(np.ones(4))
+    np.testing.assert_allclose(g, np.asarray(A.sum(axis=0)).ravel())

@@ -22,6 +22,8 @@ from ..core.trace import Box
 from ..numpy.inplace import HINTS
 
 _SUFFIXES = ("_gen", "_frozen")
+_SPARSE_PRODUCTS = frozenset(("__matmul__", "__rmatmul__", "__mul__", "__rmul__", "dot",
+                              "_matmul_dispatch", "_mul_dispatch", "_rmatmul_dispatch"))
 
 
 def _has_box(x, depth=0):
@@ -92,6 +94,12 @@ def scipy_refusal(exc):
         return None
     sub, names = found
     name = f"scipy.{sub}.{'.'.join(names)}"
+    if sub == "sparse" and names[-1] in _SPARSE_PRODUCTS:  # A @ x, A.dot(x), x @ A
+        return TypeError(
+            f"dualgrad: {name} (a scipy.sparse matrix times an array) cannot see traced "
+            f"values; use dualgrad.scipy.sparse.matmul(A, x) (or x @ A as matmul(x, A)), "
+            "or build A with dualgrad.scipy.sparse.csr_matrix / from_pattern, whose @ "
+            "differentiates, also in A's data")
     first = (str(exc).splitlines() or [type(exc).__name__])[0]
     first = first if len(first) <= 120 else first[:117] + "..."
     said = f"dualgrad: {name} cannot see traced values (it failed inside scipy: " \
