@@ -319,3 +319,22 @@ def test_numba_compiles_numpy_creation_during_and_after_transforms():
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["[0.0,", "1.0,", "2.0]", "7.0"]
+
+
+def test_without_source_the_write_error_is_dualgrads():
+    """Code dualgrad cannot read (python -c) keeps numpy's arrays; a traced write into one
+    is dualgrad's TypeError saying the like= fix, not numpy's bare ValueError."""
+    import subprocess
+    import sys
+    code = ("import numpy as np, dualgrad as dg\n"
+            "def f(x):\n"
+            "    out = np.zeros(3)\n"
+            "    out[0] = x[0] * 2.0\n"
+            "    return out.sum()\n"
+            "dg.grad(f)(np.ones(3))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode != 0
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("TypeError: dualgrad: a traced value was written into a plain")
+    assert "like=x" in last

@@ -154,8 +154,16 @@ def plain_write_error(exc):
             user = tb
         tb = tb.tb_next
     found = None if user is None else _written(user.tb_frame, user.tb_lineno)
-    if found is None:
-        return None
+    if found is None:  # no source to read (python -c, exec of a string)
+        if not isinstance(exc, ValueError):
+            return None  # dualgrad's own message already says it
+        return TypeError(
+            "dualgrad: a traced value was written into a plain numpy array (numpy said: "
+            f"{exc}), which cannot hold its derivative; make the array traced where it is "
+            "made: out = np.zeros(shape, like=x), with x any value traced in this call "
+            "(inside a transform np.zeros(shape) does this by itself in code whose source "
+            "dualgrad can read: not python -c or exec of a string), or collect the pieces "
+            "in a list and np.stack them")
     write, name, out = found
     dt = "" if out.dtype == np.float64 else f", dtype=np.{out.dtype.name}"
     return TypeError(
