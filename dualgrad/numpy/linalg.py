@@ -114,11 +114,25 @@ def _result(name, *parts):
 
 @implements(np.linalg.det)
 def det(a):
+    """``np.linalg.det``: d det(A) = det(A) tr(A⁻¹ dA), so the gradient is det(A) A⁻ᵀ.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> np.round(dg.grad(np.linalg.det)(A), 12).tolist()
+    [[3.0, -1.0], [-1.0, 2.0]]
+    """
     return P.det(a)
 
 
 @implements(np.linalg.slogdet)
 def slogdet(a):
+    """``np.linalg.slogdet``: (sign, log|det|); the log's gradient is A⁻ᵀ.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> np.round(dg.grad(lambda A: np.linalg.slogdet(A)[1])(A), 12).tolist()
+    [[0.6, -0.2], [-0.2, 0.4]]
+    """
     if P.is_complex(a):  # the sign would be a phase e^{i theta(a)}: not a constant
         raise TypeError("dualgrad has no derivative rule for numpy.linalg.slogdet of a complex "
                         "matrix (use np.linalg.det)")
@@ -127,22 +141,50 @@ def slogdet(a):
 
 @implements(np.linalg.inv)
 def inv(a):
+    """``np.linalg.inv``: d(A⁻¹) = -A⁻¹ dA A⁻¹.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> round(float(dg.grad(lambda A: np.trace(np.linalg.inv(A)))(A)[0, 0]), 12)
+    -0.4
+    """
     return P.inv(a)
 
 
 @implements(np.linalg.solve)
 def solve(a, b):
+    """``np.linalg.solve(a, b)``: differentiable in both; a's cotangent is -(a⁻ᵀ ḡ) xᵀ.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> np.round(dg.grad(lambda b: np.sum(np.linalg.solve(A, b)))(np.ones(2)), 12).tolist()
+    [0.4, 0.2]
+    """
     return P.solve(a, b)
 
 
 @implements(np.linalg.cholesky)
 def cholesky(a, upper=False):
+    """``np.linalg.cholesky`` (``upper=`` as numpy): the lower (or upper) factor L of a = L Lᵀ.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> round(float(dg.grad(lambda A: np.linalg.cholesky(A)[0, 0])(A)[0, 0]), 12)  # d sqrt(a00)
+    0.353553390593
+    """
     L = P.cholesky(a)
     return swapaxes(L, -1, -2) if upper else L
 
 
 @implements(np.linalg.multi_dot)
 def multi_dot(arrays, *, out=None):
+    """``np.linalg.multi_dot``: a chain of matrix products, in numpy's cheapest order.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> np.round(dg.grad(lambda A: np.sum(np.linalg.multi_dot([A, A])))(A), 12).tolist()
+    [[6.0, 7.0], [7.0, 8.0]]
+    """
     r = arrays[0]
     for b in arrays[1:]:
         r = dot(r, b)
@@ -151,6 +193,12 @@ def multi_dot(arrays, *, out=None):
 
 @implements(np.linalg.outer)
 def linalg_outer(x1, x2, /):
+    """``np.linalg.outer(x1, x2)``: the outer product of two vectors.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.grad(lambda x: np.sum(np.linalg.outer(x, x)))(np.array([1.0, 2.0])).tolist()
+    [6.0, 6.0]
+    """
     if _ndim(x1) != 1 or _ndim(x2) != 1:
         raise ValueError("Input arrays must be one-dimensional")
     return outer(x1, x2)
@@ -158,6 +206,13 @@ def linalg_outer(x1, x2, /):
 
 @implements(np.linalg.norm)
 def norm(x, ord=None, axis=None, keepdims=False):
+    """``np.linalg.norm`` (``ord``, ``axis``, ``keepdims`` as numpy); at 0 the 2-norm's
+    gradient is the zero subgradient.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> np.round(dg.grad(np.linalg.norm)(np.array([3.0, 4.0])), 12).tolist()
+    [0.6, 0.8]
+    """
     nd = _ndim(x)
     if axis is None and ord is not None:
         axis = tuple(range(nd)) if nd == 2 else (0 if nd == 1 else None)
@@ -205,6 +260,15 @@ def _square(a, name):
 
 @implements(np.linalg.eigh)
 def eigh(a, UPLO="L"):
+    """``np.linalg.eigh``: eigenvalues and eigenvectors of a symmetric matrix (the
+    derivative needs distinct eigenvalues).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> g = dg.grad(lambda A: np.sum(np.linalg.eigh(A)[0]))(A)  # the trace's
+    >>> (np.round(g, 12) + 0.0).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     _square(a, "eigh")
     real_only_matrix(a, "eigh")
     r = EIGH(a, uplo=UPLO)
@@ -213,6 +277,13 @@ def eigh(a, UPLO="L"):
 
 @implements(np.linalg.eigvalsh)
 def eigvalsh(a, UPLO="L"):
+    """``np.linalg.eigvalsh``: the eigenvalues of a symmetric matrix, ascending.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> (np.round(dg.grad(lambda A: np.sum(np.linalg.eigvalsh(A)))(A), 12) + 0.0).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     return eigh(a, UPLO)[0]
 
 
@@ -248,6 +319,12 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
 
 
 def svdvals(x):
+    """``np.linalg.svdvals``: the singular values, descending.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> dg.grad(lambda a: np.sum(np.linalg.svdvals(a)))(np.diag([3.0, 2.0])).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     return svd(x, compute_uv=False)
 
 
@@ -288,11 +365,24 @@ def eig(a):
 
 @implements(np.linalg.eigvals)
 def eigvals(a):
+    """``np.linalg.eigvals``: the eigenvalues of a general matrix (complex in general).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 0.0], [0.0, 3.0]])
+    >>> np.round(dg.grad(lambda A: np.sum(np.real(np.linalg.eigvals(A))))(A), 12).tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+    """
     return eig(a)[0]
 
 
 @implements(np.linalg.pinv)
 def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
+    """``np.linalg.pinv``: the pseudo-inverse (differentiable where the rank is constant).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> round(float(dg.grad(lambda a: np.linalg.pinv(a)[0, 0])(np.array([[2.0]]))[0, 0]), 12)
+    -0.25
+    """
     real_only_matrix(a, "pinv")
     tol = rcond if rtol is np._NoValue or rtol is None else rtol
     return PINV(a, rtol=tol)
@@ -318,6 +408,13 @@ def lstsq(a, b, rcond=None):
 
 @implements(np.linalg.matrix_power)
 def matrix_power(a, n):
+    """``np.linalg.matrix_power(a, n)``: a product of n copies (inverses for n < 0).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> np.round(dg.grad(lambda A: np.trace(np.linalg.matrix_power(A, 2)))(A), 12).tolist()
+    [[4.0, 2.0], [2.0, 6.0]]
+    """
     _square(a, "matrix_power")
     n = int(n)
     if n == 0:
@@ -337,6 +434,12 @@ def matrix_power(a, n):
 
 @implements(np.linalg.cond)
 def cond(x, p=None):
+    """``np.linalg.cond`` (``p`` as numpy): the condition number.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> round(float(dg.grad(lambda d: np.linalg.cond(np.diag(d)))(np.array([1.0, 4.0]))[1]), 12)
+    1.0
+    """
     if p is None or p in (2, -2):
         s = svdvals(x)
         hi, lo = reductions.max(s, axis=-1), reductions.min(s, axis=-1)
@@ -345,10 +448,22 @@ def cond(x, p=None):
 
 
 def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    """``np.linalg.matrix_norm`` (``ord``, default Frobenius).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> np.round(dg.grad(np.linalg.matrix_norm)(np.array([[3.0, 0.0], [0.0, 4.0]])), 12).tolist()
+    [[0.6, 0.0], [0.0, 0.8]]
+    """
     return norm(x, ord, axis=(-2, -1), keepdims=keepdims)
 
 
 def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    """``np.linalg.vector_norm`` (``ord``, ``axis``, ``keepdims``).
+
+    >>> import numpy as np, dualgrad as dg
+    >>> np.round(dg.grad(np.linalg.vector_norm)(np.array([3.0, 4.0])), 12).tolist()
+    [0.6, 0.8]
+    """
     if axis is None:
         r = norm(ravel(x), ord, axis=0)
         return reshape(r, (1,) * P.ndim_of(x)) if keepdims else r
@@ -372,6 +487,14 @@ if hasattr(np.linalg, "matrix_norm"):
 
 @implements(np.linalg.tensorinv)
 def tensorinv(a, ind=2):
+    """``np.linalg.tensorinv``: the inverse of a tensor read as a matrix over its first
+    ``ind`` axes.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> round(float(dg.grad(lambda A: np.sum(np.linalg.tensorinv(A, ind=1)))(A)[0, 0]), 12)
+    -0.16
+    """
     s = shape_of(a)
     rows = int(np.prod(s[:ind], dtype=np.int64))
     ia = P.inv(reshape(a, (rows, -1)))
@@ -380,6 +503,13 @@ def tensorinv(a, ind=2):
 
 @implements(np.linalg.tensorsolve)
 def tensorsolve(a, b, axes=None):
+    """``np.linalg.tensorsolve``: solve a tensor equation, as ``solve`` on its matrix form.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> np.round(dg.grad(lambda b: np.sum(np.linalg.tensorsolve(A, b)))(np.ones(2)), 12).tolist()
+    [0.4, 0.2]
+    """
     an = P.ndim_of(a)
     if axes is not None:
         order = [k for k in range(an) if k not in [x % an for x in axes]] + \
@@ -421,6 +551,14 @@ def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
 
 
 def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
+    """``cho_solve((c, lower), b)`` (scipy's signature): solve with a Cholesky factor from
+    ``cho_factor``; differentiable in c and b.
+
+    >>> import numpy as np, dualgrad as dg
+    >>> A = np.array([[2.0, 1.0], [1.0, 3.0]])
+    >>> np.round(dg.grad(lambda b: np.sum(cho_solve(cho_factor(A), b)))(np.ones(2)), 12).tolist()
+    [0.4, 0.2]
+    """
     c, lower = c_and_lower
     L = _triangle(c, True) if lower else mT(_triangle(c, False))
     return solve(mT(L), solve(L, b))
