@@ -175,10 +175,10 @@ def test_an_arg_index_sends_the_write_to_the_scatter_rows():
     k = ArgIndex.of(y)
     want = x.copy()
     want[np.arange(3), y] = v
-    np.testing.assert_array_equal(P.index_set(x, v, idx=(np.arange(3), k)), want)
+    np.testing.assert_array_equal(P.set_at(x, v, (np.arange(3), k)), want)
     want = np.zeros((3, 4))
     np.add.at(want, (np.arange(3), y), v)
-    np.testing.assert_array_equal(P.scatter_add(v, idx=(np.arange(3), k), shape=(3, 4)), want)
+    np.testing.assert_array_equal(P.add_at(v, (np.arange(3), k), (3, 4)), want)
 
 
 def test_vmap_inside_jit():

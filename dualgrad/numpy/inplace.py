@@ -74,7 +74,7 @@ def _setitem(self, key, value):
                                             and value.dtype == object):
         value = OBJECTS[0].pack(np.array(value, dtype=object)  # objects.py
                                 if isinstance(value, (list, tuple)) else value)
-    _rebind(self, P.index_set(self, value, idx=_index(key)), lambda: f"y[{key!r}] = v")
+    _rebind(self, P.set_at(self, value, _index(key)), lambda: f"y[{key!r}] = v")
 
 
 def _inplace(prim, name):
@@ -101,7 +101,7 @@ def _add_at(a, indices, b=None):
     idx = _index(indices)
     tshape = np.empty(_shape(a), bool)[idx].shape
     v = broadcast_to(b, tshape) if _shape(b) != tshape else b
-    _rebind(a, P.add(a, P.scatter_add(v, idx=idx, shape=_shape(a))), "numpy.add.at")
+    _rebind(a, P.add(a, P.add_at(v, idx, _shape(a))), "numpy.add.at")
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -220,7 +220,7 @@ class Preallocated(ArrayBox):
                                                 and value.dtype == object):
             value = OBJECTS[0].pack(np.array(value, dtype=object)
                                     if isinstance(value, (list, tuple)) else value)
-        self._v = P.index_set(_on_tape(v, value, key), value, idx=_index(key))
+        self._v = P.set_at(_on_tape(v, value, key), value, _index(key))
 
     locals().update({f"__{n}__": _inplace(op, n) for n, op in _INPLACE.items()})
 

@@ -10,7 +10,7 @@ derivative dualgrad knows is written once, in a row here:
 - ``elementwise``: arithmetic, numpy's ufuncs, ``where``/``clip``, ``astype``, complex parts;
 - ``structure``: ``reshape``, ``transpose``, ``broadcast_to``, ``flip``, ``concatenate``;
 - ``indexing``: ``getitem``, ``scatter_add``, ``gather``, ``scatter``, ``index_set``,
-  ``scatter_set``;
+  ``scatter_set`` (and ``set_at``/``add_at``, which pick the form for an index);
 - ``reductions``: ``sum``, ``max``, ``min``, ``prod``, ``cumsum``, ``cumprod``;
 - ``einsum``; ``linalg``: ``matmul``, ``solve``, ``inv``, ``det``, ``cholesky`` and the
   decompositions; ``nn``: ``softmax``, ``logsumexp``, ``conv2d``; ``fft``;
@@ -87,7 +87,17 @@ from .elementwise import (
     tanh,
     where,
 )
-from .indexing import Slot, gather, getitem, index_set, scatter, scatter_add, scatter_set
+from .indexing import (
+    Slot,
+    add_at,
+    gather,
+    getitem,
+    index_set,
+    scatter,
+    scatter_add,
+    scatter_set,
+    set_at,
+)
 from .reductions import amax, amin, cumprod, cumsum, expand_back, expand_dims, prod, sum_
 from .structure import broadcast_to, concatenate, flip, reshape, transpose
 from .table import (

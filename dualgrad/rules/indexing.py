@@ -7,7 +7,7 @@ that is a value of the graph, a batch's labels, replays with its new values).
 import numpy as np
 
 from .. import backend
-from ..core.trace import Primitive, raw_apply, unbox
+from ..core.trace import raw_apply, unbox
 from .elementwise import add, where
 from .structure import broadcast_to, reshape, transpose
 from .table import (
@@ -298,8 +298,8 @@ scatter_set = defprim(
 # index (numpy/indexing.py ``_index``) before calling ``index_set`` / ``scatter_add`` with
 # it as a parameter.  A recorded integer array (an argument of the jitted function) stands
 # in that index as an ``ArgIndex``: zeros of its shape and dtype, for numpy's shape
-# arithmetic (which shape y[idx] has), carrying the recorded value.  ``index_set`` and
-# ``scatter_add`` hand such a call to ``scatter_set`` / ``scatter``, with the arrays as
+# arithmetic (which shape y[idx] has), carrying the recorded value.  ``set_at`` and
+# ``add_at`` hand such a write to ``scatter_set`` / ``scatter``, with the arrays as
 # arguments: the graph then takes the new labels at each replay, with no guard and no read.
 # ---------------------------------------------------------------------------
 
@@ -332,19 +332,16 @@ def _with_arrays(idx):
     return tuple(out), arrays
 
 
-class _IndexWrite(Primitive):
-    """``index_set`` and ``scatter_add``: a call whose ``idx`` holds an ``ArgIndex`` is
-    their form with the index arrays as arguments (``scatter_set``, ``scatter``)."""
-
-    __slots__ = ()
-
-    def __call__(self, *args, **kw):
-        for k in kw["idx"]:
-            if k.__class__ is ArgIndex:
-                idx, arrays = _with_arrays(kw.pop("idx"))
-                form = scatter_set if self is index_set else scatter
-                return form(*args, *arrays, idx=idx, **kw)
-        return Primitive.__call__(self, *args, **kw)
+def set_at(x, v, idx):
+    """``index_set(x, v, idx=idx)`` for a normalised index (numpy/indexing.py ``_index``);
+    where it holds an ``ArgIndex``, its ``scatter_set`` form with the arrays as arguments.
+    The numpy layer's writes call this, not the row: rules and sweeps pay nothing."""
+    idx, arrays = _with_arrays(idx)
+    return scatter_set(x, v, *arrays, idx=idx) if arrays else index_set(x, v, idx=idx)
 
 
-index_set.__class__ = scatter_add.__class__ = _IndexWrite
+def add_at(v, idx, shape):
+    """``scatter_add(v, idx=idx, shape=shape)``, as ``set_at`` does for ``index_set``."""
+    idx, arrays = _with_arrays(idx)
+    return scatter(v, *arrays, idx=idx, shape=shape) if arrays else \
+        scatter_add(v, idx=idx, shape=shape)
