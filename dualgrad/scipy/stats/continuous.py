@@ -542,30 +542,24 @@ class wrapcauchy_gen(Continuous):
         return self._ppf(np.subtract(1.0, q), c)
 
 
-def _named(cls, name):
-    dist = cls()
-    dist.name = name
-    return dist
-
-
-norm = _named(norm_gen, "norm")
-t = _named(t_gen, "t")
-gamma = _named(gamma_gen, "gamma")
-chi2 = _named(chi2_gen, "chi2")
-beta = _named(beta_gen, "beta")
-expon = _named(expon_gen, "expon")
-laplace = _named(laplace_gen, "laplace")
-cauchy = _named(cauchy_gen, "cauchy")
-logistic = _named(logistic_gen, "logistic")
-lognorm = _named(lognorm_gen, "lognorm")
-uniform = _named(uniform_gen, "uniform")
-truncnorm = _named(truncnorm_gen, "truncnorm")
-vonmises = _named(vonmises_gen, "vonmises")
-gennorm = _named(gennorm_gen, "gennorm")
-pareto = _named(pareto_gen, "pareto")
-gumbel_r = _named(gumbel_r_gen, "gumbel_r")
-gumbel_l = _named(gumbel_l_gen, "gumbel_l")
-wrapcauchy = _named(wrapcauchy_gen, "wrapcauchy")
+norm = norm_gen.named("norm")
+t = t_gen.named("t")
+gamma = gamma_gen.named("gamma")
+chi2 = chi2_gen.named("chi2")
+beta = beta_gen.named("beta")
+expon = expon_gen.named("expon")
+laplace = laplace_gen.named("laplace")
+cauchy = cauchy_gen.named("cauchy")
+logistic = logistic_gen.named("logistic")
+lognorm = lognorm_gen.named("lognorm")
+uniform = uniform_gen.named("uniform")
+truncnorm = truncnorm_gen.named("truncnorm")
+vonmises = vonmises_gen.named("vonmises")
+gennorm = gennorm_gen.named("gennorm")
+pareto = pareto_gen.named("pareto")
+gumbel_r = gumbel_r_gen.named("gumbel_r")
+gumbel_l = gumbel_l_gen.named("gumbel_l")
+wrapcauchy = wrapcauchy_gen.named("wrapcauchy")
 
 __all__ = ["beta", "cauchy", "chi2", "expon", "gamma", "gennorm", "gumbel_l", "gumbel_r",
            "laplace", "logistic", "lognorm", "norm", "pareto", "t", "truncnorm", "uniform",

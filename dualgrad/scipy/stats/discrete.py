@@ -160,17 +160,11 @@ class betabinom_gen(Discrete):
                         "plain values")
 
 
-def _named(cls, name):
-    dist = cls()
-    dist.name = name
-    return dist
-
-
-poisson = _named(poisson_gen, "poisson")
-bernoulli = _named(bernoulli_gen, "bernoulli")
-binom = _named(binom_gen, "binom")
-nbinom = _named(nbinom_gen, "nbinom")
-geom = _named(geom_gen, "geom")
-betabinom = _named(betabinom_gen, "betabinom")
+poisson = poisson_gen.named("poisson")
+bernoulli = bernoulli_gen.named("bernoulli")
+binom = binom_gen.named("binom")
+nbinom = nbinom_gen.named("nbinom")
+geom = geom_gen.named("geom")
+betabinom = betabinom_gen.named("betabinom")
 
 __all__ = ["bernoulli", "betabinom", "binom", "geom", "nbinom", "poisson"]

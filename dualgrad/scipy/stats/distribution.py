@@ -70,6 +70,13 @@ class Distribution:
     a, b = -np.inf, np.inf  # the standardised support, when it does not depend on shapes
     params = ()         # the parameters after the shapes: ("loc", "scale") or ("loc",)
 
+    @classmethod
+    def named(cls, name):
+        """The distribution object the module exports (``norm = norm_gen.named("norm")``)."""
+        dist = cls()
+        dist.name = name
+        return dist
+
     def __call__(self, *args, **kwds):
         """The frozen distribution: ``norm(loc, scale).logpdf(x)``."""
         self.parse("freeze", args, kwds)
