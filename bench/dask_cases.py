@@ -28,7 +28,6 @@ results go to ``bench/results/dask-<timestamp>.{json,md}``.
 import argparse
 import json
 import statistics
-import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 import dualgrad as dg
+
+from .__main__ import lscpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -59,15 +60,6 @@ def hand_dask(w, X, y):
     p = 1.0 / (1.0 + np.exp(-z))
     n = X.shape[0]
     return np.sum(np.logaddexp(0.0, z) - y * z) / n, X.T.dot(p - y) / n
-
-
-def cpu_name():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return "unknown CPU"
-    info = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"{info.get('Model name', '?').strip()}, {info.get('CPU(s)', '?').strip()} CPUs"
 
 
 def count_tasks(*collections):
@@ -178,7 +170,7 @@ def main(argv=None):
     ap.add_argument("--cluster", action="store_true", help="also on a LocalCluster (2x1)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
-    cpu = cpu_name()
+    cpu = lscpu_model()
     res = logreg_dask(args.n, args.d, args.chunks, args.repeats, args.cluster)
     res["cpu"] = cpu
     text = report(res, cpu)

@@ -30,13 +30,14 @@ os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
 import argparse  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from .__main__ import lscpu_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -130,17 +131,6 @@ def odeint_grad():
 
 # ---------------------------------------------------------------------------
 # the harness
-
-def lscpu_model():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return None
-
 
 def _sample(fn, min_time):
     n, start = 0, time.perf_counter()

@@ -17,19 +17,8 @@ Options: ``--repeats N`` (default 7), ``--threads N`` (BLAS threads, default 1).
 
 import argparse
 import os
-import platform
-import subprocess
 
-
-def _cpu_name():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from .__main__ import lscpu_model
 
 
 def case(repeats=7):
@@ -101,7 +90,7 @@ def main():
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, str(a.threads))
     r = case(a.repeats)
-    print(f"CPU: {_cpu_name()}, BLAS threads {a.threads}, median of {a.repeats}")
+    print(f"CPU: {lscpu_model()}, BLAS threads {a.threads}, median of {a.repeats}")
     base = r["unrolled: 200 GD steps, dg.grad (eager)"][0]
     base_jit = r["unrolled: 200 GD steps, dg.jit(dg.grad)"][0]
     print("| configuration | median | / unrolled eager | / unrolled jit | rel. error |")
