@@ -49,9 +49,8 @@ from ..backend import is_foreign_array
 from ..core.trace import Box
 from ..core.tree import tree_flatten, tree_map, tree_unflatten
 from ..core.validate import check_not_a_dataclass
-from ..numpy.inplace import refusal
 from ..numpy.objects import lift_out
-from ..numpy.preallocated import running
+from ..numpy.preallocated import call
 from .compiled import Compiled, Lowered
 from .fuse import MODES, mode_default
 from .graph import MISS, MISSED, Const, Graph, run_traced, same
@@ -349,14 +348,7 @@ class Jitted:
         try:
             new = [trace.input(x) if t else x for x, t in zip(leaves, traced)]
             args, kwargs = rebuild(new)
-            try:
-                with running():  # np.zeros(S) in fun: writable with traced values
-                    out = self.fun(*args, **kwargs)
-            except (TypeError, ValueError, AttributeError, RuntimeError) as e:  # inplace.refusal
-                fix = refusal(e)
-                if fix is None:
-                    raise
-                raise fix from e
+            out = call(self.fun, args, kwargs)
             outs, odef = tree_flatten(tree_map(lift_out, out))
             refs = []
             for o in outs:

@@ -74,6 +74,7 @@ from .box import ArrayBox
 from .dispatch import HANDLED, LIKE
 from .elementwise import astype
 from .indexing import _index
+from .inplace import refusal
 
 _FLOAT = frozenset("fc")
 
@@ -553,6 +554,21 @@ def leave():
             if _running[0] == 0:
                 if _NUMPY.get("zeros") is _ZEROS:  # (unless someone replaced it since)
                     _NUMPY.update(_ORIGINAL)
+
+
+def call(f, args, kwargs):
+    """``f(*args, **kwargs)`` as a transform calls the user's function: ``np.zeros`` & co.
+    in it give Preallocated arrays (``running``), and an error a traced value caused
+    (a write into a plain array, a library function meeting it) is raised as the one that
+    says the fix (``inplace.refusal``)."""
+    try:
+        with running():
+            return f(*args, **kwargs)
+    except (TypeError, ValueError, AttributeError, RuntimeError) as e:
+        fix = refusal(e)
+        if fix is None:
+            raise
+        raise fix from e
 
 
 class running:

@@ -39,9 +39,8 @@ from ..numpy.box import ArrayBox
 from ..numpy.dispatch import NONDIFF_FUNCS, NONDIFF_UFUNCS
 from ..numpy.dispatch import array_function as _array_function
 from ..numpy.dispatch import array_ufunc as _array_ufunc
-from ..numpy.inplace import refusal
 from ..numpy.objects import lift_out
-from ..numpy.preallocated import running
+from ..numpy.preallocated import call
 from . import custom
 from .custom import custom_jvp, custom_vjp
 
@@ -569,14 +568,7 @@ def vmap(f, in_axes=0, out_axes=0, axis_size=None):
             trace = boxed[0]
             boxed = [a if ax is None else BatchBox._make(a, ax, trace) for a, ax in boxed[1]], {}
         try:
-            try:
-                with running():  # np.zeros(S) in f: writable with batched values
-                    out = f(*boxed[0], **boxed[1])
-            except (TypeError, ValueError, AttributeError, RuntimeError) as e:  # inplace.refusal
-                fix = refusal(e)
-                if fix is None:
-                    raise
-                raise fix from e
+            out = call(f, boxed[0], boxed[1])
             out = out if out.__class__ is BatchBox else tree_map(lift_out, out)
         finally:
             trace.finish()

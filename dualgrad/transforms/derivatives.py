@@ -19,9 +19,8 @@ import numpy as np
 from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
-from ..numpy.inplace import refusal
 from ..numpy.objects import lift_out
-from ..numpy.preallocated import running
+from ..numpy.preallocated import call as _call  # f(*args) as a transform calls it
 from ..rules import device_like, shape_of
 from .forward import Dual, JVPTrace
 from .reverse import Node, Tape
@@ -118,20 +117,6 @@ def _lift_outs(out):
     if c is Node or c is Dual or c is float or (c is np.ndarray and out.dtype.kind != "O"):
         return out
     return tree_map(lift_out, out)
-
-
-def _call(f, args, kwargs):
-    """``f(*args, **kwargs)``; a traced value written into a plain numpy array, or a
-    library function (scipy's) meeting a traced value, raises the error that says the fix
-    (numpy/inplace.py ``refusal``)."""
-    try:
-        with running():  # np.zeros(S) in f gives an array a traced value can be written into
-            return f(*args, **kwargs)
-    except (TypeError, ValueError, AttributeError, RuntimeError) as e:
-        fix = refusal(e)
-        if fix is None:
-            raise
-        raise fix from e
 
 
 def _lower(x, trace):
