@@ -37,7 +37,7 @@ import sys
 import numpy as np
 
 from ..backend import is_foreign_array
-from ..core.trace import Box, Primitive, Trace, unbox
+from ..core.trace import Box, Primitive, Trace, kept, unbox
 from ..numpy.box import ArrayBox
 from .graph import Const, Graph, Op
 
@@ -169,7 +169,7 @@ class GraphTrace(Trace):
     """A graph being recorded (``dg.jit``): ``process`` appends one ``Op`` per primitive and
     computes its value, as ``Tape.process`` does."""
 
-    __slots__ = ("ops", "reads", "guarded", "max_ops", "sites")
+    __slots__ = ("ops", "reads", "guarded", "max_ops", "sites", "kept")
 
     def __init__(self, max_ops=MAX_OPS):
         super().__init__()
@@ -178,6 +178,7 @@ class GraphTrace(Trace):
         self.reads = {}     # value number -> its raw value, read by Python (exact guards)
         self.guarded = set()
         self.sites = []     # every guard's Site (api.py names the arguments among them)
+        self.kept = {}      # large constants, kept once (core.trace.kept)
 
     def _site(self, what, index):
         s = Site(what, index)
@@ -207,6 +208,8 @@ class GraphTrace(Trace):
         else:
             if isinstance(a, Box) or c is Concrete:
                 raise Foreign()
+            if c is np.ndarray:
+                a = kept(a, self.kept)  # as it is now: the function may write into it later
             refs.append(Const(a))
             vals.append(a)
 
@@ -266,6 +269,8 @@ class GraphTrace(Trace):
             elif c is Concrete or isinstance(a, Box) or _nests(a):
                 return NotImplemented
             else:
+                if c is np.ndarray:
+                    a = kept(a, self.kept)  # as it is now (see _arg)
                 refs.append(Const(a))
                 vals.append(a)
         ans = prim.impl(*vals)

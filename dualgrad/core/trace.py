@@ -99,7 +99,7 @@ class Primitive:
     """
 
     __slots__ = ("name", "impl", "jvp", "vjp", "bcast", "ufunc", "forms", "fused",
-                 "domain", "smooth", "scalar", "vector", "batch", "dtype")
+                 "domain", "smooth", "scalar", "vector", "batch", "dtype", "reads")
 
     def __init__(self, name, impl, jvp=None, vjp=None, bcast=False, ufunc=None, forms=None,
                  fused=None, domain="real", smooth=True, scalar=None, vector=None,
@@ -113,6 +113,10 @@ class Primitive:
         # sweep runs them in place (transforms/reverse.py); kept with the rules they built,
         # so replacing the rules switches the in-place path off
         self.forms = None if forms is None else (forms, vjp)
+        # whether the rules may read an argument's values (False: an elementwise row whose
+        # every form is "id" or "neg", add and subtract): a tape keeps a copy of a plain
+        # array argument when they may, so a later write into it cannot change a derivative
+        self.reads = forms is None or any(f not in ("id", "neg") for f in forms)
         self.fused = fused        # kernel giving (ans, f'(ans)) in one pass (unary rows)
         self.domain = domain      # test-only hint: where the generated tests sample inputs
         self.smooth = smooth      # test-only hint: second derivatives are tested when True
@@ -236,3 +240,51 @@ def no_derivative(name):
         raise TypeError(f"dualgrad has no derivative rule for {name!r} with respect to "
                         "this argument")
     return rule
+
+
+def kept(a, memo=None):
+    """A plain array argument as a recording keeps it: a read-only copy, so that writing
+    into ``a`` later (``a[0] = 5``, ``a += 1``, ``a.sort()``, or a write into the array it
+    is a view of) changes no derivative and no replay.  An array that owns read-only data
+    is kept as it is; a broadcast keeps a copy of its one stored row, broadcast again.
+    ``memo`` (a dict, one per recording) keeps a large array once: a later use gets the
+    same copy when the array's bits have not changed since (a copy per use would hold one
+    per use for a jitted graph's life).
+
+    >>> import numpy as np
+    >>> a = np.arange(3.0)
+    >>> k = kept(a); a[0] = 5; float(k[0])
+    0.0
+    """
+    if not a.flags.writeable and a.base is None:
+        return a
+    if memo is None or a.nbytes < _MEMO_BYTES:
+        return _copy(a)
+    hit = memo.get(id(a))
+    if hit is not None and hit[0] is a and _same_bits(a, hit[1]):
+        return hit[1]
+    k = _copy(a)
+    memo[id(a)] = (a, k)  # a held: its id is not reused while the recording lives
+    return k
+
+
+_MEMO_BYTES = 1 << 16  # smaller arrays are copied at each use: cheaper than comparing
+_BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _copy(a):
+    if 0 in a.strides and a.size:
+        core = a[tuple(slice(0, 1) if s == 0 else slice(None) for s in a.strides)].copy()
+        core.flags.writeable = False
+        return np.broadcast_to(core, a.shape)
+    k = a.copy()
+    k.flags.writeable = False
+    return k
+
+
+def _same_bits(a, k):
+    """Whether ``a`` holds exactly the bits of its copy ``k`` (nan and -0.0 included)."""
+    bits = _BITS.get(a.dtype.itemsize)
+    if bits is None or a.shape != k.shape or a.dtype != k.dtype:
+        return False
+    return bool(np.array_equal(a.view(bits), k.view(bits)))

@@ -98,7 +98,7 @@ def piecewise(x, condlist, funclist, *args, **kw):
     if isinstance(condlist, np.ndarray) or not isinstance(condlist, (list, tuple)) or (
             condlist and np.ndim(unbox(condlist[0])) == 0 and rx.ndim != 0):
         condlist = [condlist]
-    conds = [np.broadcast_to(np.asarray(unbox(c), bool), rx.shape) for c in condlist]
+    conds = [np.broadcast_to(np.array(unbox(c), bool), rx.shape) for c in condlist]  # copies
     if len(funclist) == len(conds) + 1:
         conds.append(~np.any(conds, axis=0) if conds else np.ones(rx.shape, bool))
     elif len(funclist) != len(conds):

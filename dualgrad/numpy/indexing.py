@@ -46,7 +46,9 @@ def _index(idx):
                                 "value")
             k = v
         if isinstance(k, (list, np.ndarray)):
-            k = np.asarray(k)
+            # a copy of a writable index array: the derivative reads it later, and the
+            # function may write into it before then (idx[0] = 2)
+            k = k.copy() if k.__class__ is np.ndarray and k.flags.writeable else np.asarray(k)
             if k.dtype != bool and not np.issubdtype(k.dtype, np.integer):
                 if k.size:
                     raise IndexError("arrays used as indices must be of integer or boolean "

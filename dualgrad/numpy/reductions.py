@@ -25,7 +25,7 @@ def _masked(a, where, fname):
     mask broadcast to a's shape; (a, None) for where=True."""
     if where is True:
         return a, None
-    m = np.asarray(unbox(where))
+    m = np.array(unbox(where))  # a copy: the derivative reads it after the function returns
     if m.dtype != bool:
         raise TypeError(f"dualgrad: numpy.{fname}(where=...) takes a boolean mask (a plain "
                         f"array of bool), got dtype {m.dtype}")

@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 
 from ..core import buffers
-from ..core.trace import Box, Trace, tracing, unlift
+from ..core.trace import Box, Trace, kept, tracing, unlift
 from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
 from ..rules import SCALARS, add, fit_cotangent, shape_of, unbroadcast
@@ -240,12 +240,13 @@ class Tape(Trace):
         print(tape)             # the evaluation trace as a table
     """
 
-    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "_lock")
+    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "_lock", "kept")
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
         self._lock = threading.Lock()  # backward()'s accumulation into leaf.grad
         self.entries = []
+        self.kept = {}  # large plain arguments, kept once (core.trace.kept)
         self.adjoints = None
         self.names = {}
         self._leaves = []
@@ -268,7 +269,10 @@ class Tape(Trace):
         return node
 
     def watch(self, value, name=None):
-        """Start recording ``value``: returns a traced value to compute with."""
+        """Start recording ``value``: returns a traced value to compute with.  A writable
+        array is recorded as a copy: writing into ``value`` later changes no derivative."""
+        if value.__class__ is np.ndarray:
+            value = kept(value)
         node = self.add_input(value, "value", name)
         self._leaves.append(weakref.ref(node))
         return node
@@ -295,6 +299,9 @@ class Tape(Trace):
             if a.__class__ is Node and a._trace is self:
                 parents.append((len(vals), a.index))
                 a = a.value
+            elif a.__class__ is np.ndarray and prim.reads and (a.flags.writeable
+                                                               or a.base is not None):
+                a = kept(a, self.kept)  # one the rules read: the user may write into it
             if a.__class__ not in SCALARS and isinstance(a, Box):
                 nested = True
             vals.append(a)

@@ -1,0 +1,221 @@
+"""A plain array written into after a traced computation used it changes no derivative.
+
+Each case builds a plain array inside the function (not with ``np.zeros`` & co., which
+are ``Preallocated``: see test_preallocated_unmodified.py), uses it beside the traced
+argument, then writes into it.  numpy's own values are right, so the oracle is central
+differences of the same function run on plain arrays; every transform must agree with it.
+Before the tape copied such arrays, grad, jacrev, vjp and jit(grad) read the written
+values (``a = np.array([1., 2, 3]); y = (w * a).sum(); a[0] = 5`` gave d/dw0 = 5).
+"""
+
+import numpy as np
+import pytest
+
+import dualgrad as dg
+
+
+def _sum_twice(w):  # the array is used, written, and used again
+    a = np.array([1.0, 2, 3])
+    y = (w * a).sum()
+    a[0] = 5
+    return y + (w * a).sum()
+
+
+def _iadd(w):
+    a = np.array([1.0, 2, 3])
+    y = np.sin(w * a).sum()
+    a += 1
+    return y
+
+
+def _matmul_then_zero(w):
+    A = np.arange(9.0).reshape(3, 3)
+    y = np.sin(A @ w).sum()
+    A[:] = 0
+    return y
+
+
+def _eye_entry(w):
+    A = np.eye(3)
+    y = (np.tanh(A @ w) * A.diagonal()).sum()
+    A[1, 1] = 7
+    return y
+
+
+def _view_of_base(w):
+    A = np.arange(9.0).reshape(3, 3)
+    y = np.sin(A[0] * w).sum()
+    A[0, 0] = 9
+    return y
+
+
+def _sorted_after(w):
+    a = np.array([3.0, 1, 2])
+    y = np.sin(a * w).sum()
+    a.sort()
+    return y
+
+
+def _filled_after(w):
+    a = np.array([3.0, 1, 2])
+    y = np.sin(w / a).sum()
+    a.fill(7)
+    return y
+
+
+def _copyto_after(w):
+    a = np.array([0.5, 1, 2])
+    y = np.sin(np.maximum(w, a)).sum()
+    np.copyto(a, 0.0)
+    return y
+
+
+def _einsum(w):
+    a = np.array([3.0, 1, 2])
+    y = np.einsum("i,i->", a, w) ** 2
+    a *= 3
+    return y
+
+
+def _index_array(w):
+    idx = np.array([0, 1])
+    y = (w[idx] ** 2).sum()
+    idx[0] = 2
+    return y + (w[idx] ** 2).sum()
+
+
+def _index_tuple(w):
+    W = w.reshape(1, 3)
+    r, c = np.array([0]), np.array([1])
+    y = (W[r, c] ** 2).sum()
+    c[0] = 2
+    return y
+
+
+def _bool_mask(w):
+    m = np.array([True, False, True])
+    y = (w[m] ** 2).sum()
+    m[1] = True
+    return y
+
+
+def _where_mask(w):
+    m = np.array([True, False, True])
+    y = np.where(m, w**2, w).sum()
+    m[:] = False
+    return y
+
+
+def _sum_where(w):
+    m = np.array([True, False, True])
+    y = np.sum(w**2, where=m)
+    m[:] = True
+    return y
+
+
+def _select(w):
+    c = np.array([True, False, True])
+    y = np.select([c], [w**2], default=w**3).sum()
+    c[:] = False
+    return y
+
+
+def _take(w):
+    i = np.array([0, 2])
+    y = (np.take(w, i) ** 2).sum()
+    i[0] = 1
+    return y
+
+
+def _interp(w):
+    xp, fp = np.array([0.0, 1, 2]), np.array([0.0, 1, 4])
+    y = np.interp(w, xp, fp).sum()
+    xp[1] = 0.5
+    return y
+
+
+def _solve(w):
+    A = np.array([[2.0, 1, 0], [1, 3, 1], [0, 1, 4]])
+    y = np.linalg.solve(A, w).sum() ** 2
+    A[:] = np.eye(3)
+    return y
+
+
+def _reused_buffer(w):  # one scratch array, refilled in a loop
+    buf = np.array([1.0, 2, 3])
+    t = 0.0
+    for i in range(3):
+        buf[:] = i + 1.0
+        t = t + np.sin(w * buf).sum()
+    return t
+
+
+CASES = [_sum_twice, _iadd, _matmul_then_zero, _eye_entry, _view_of_base, _sorted_after,
+         _filled_after, _copyto_after, _einsum, _index_array, _index_tuple, _bool_mask,
+         _where_mask, _sum_where, _select, _take, _interp, _solve, _reused_buffer]
+
+TRANSFORMS = {
+    "grad": dg.grad,
+    "jacrev": dg.jacrev,
+    "jacfwd": dg.jacfwd,
+    "vjp": lambda f: lambda w: dg.vjp(f, w)[1](1.0)[0],
+    "value_and_grad": lambda f: lambda w: dg.value_and_grad(f)(w)[1],
+    "jit(grad)": lambda f: dg.jit(dg.grad(f)),
+}
+
+W = np.array([0.3, 0.7, 1.1])
+
+
+def _central(f, w, h=1e-6):
+    g = np.zeros_like(w)
+    for i in range(w.size):
+        e = np.zeros_like(w)
+        e[i] = h
+        g[i] = (f(w + e) - f(w - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("transform", TRANSFORMS)
+@pytest.mark.parametrize("f", CASES, ids=lambda f: f.__name__[1:])
+def test_write_after_use_changes_no_derivative(f, transform):
+    g = TRANSFORMS[transform](f)
+    want = _central(f, W)
+    np.testing.assert_allclose(g(W), want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(g(W), want, rtol=1e-6, atol=1e-7)  # jit: the replay
+
+
+@pytest.mark.parametrize("f", [_sum_twice, _eye_entry, _index_array],
+                         ids=lambda f: f.__name__[1:])
+def test_hessian_after_a_write(f):
+    h = dg.hessian(f)(W)
+    want = np.stack([_central(lambda w, i=i: dg.grad(f)(w)[i], W) for i in range(3)])
+    np.testing.assert_allclose(h, want, rtol=1e-5, atol=1e-6)
+
+
+def test_pullback_called_after_the_array_changed():
+    a = np.array([1.0, 2, 3])
+    _, pullback = dg.vjp(lambda w: np.sin(w * a).sum(), np.full(3, 0.5))
+    a[:] = 0
+    (g,) = pullback(1.0)
+    np.testing.assert_allclose(g, np.cos(0.5 * np.array([1.0, 2, 3])) * [1, 2, 3])
+
+
+def test_tape_watch_keeps_the_value_it_was_given():
+    x0 = np.array([0.5, 1.0, 1.5])
+    with dg.Tape() as tape:
+        x = tape.watch(x0)
+        y = (x * x).sum()
+    x0[:] = 9.0
+    np.testing.assert_allclose(tape.gradient(y, x), [1.0, 2.0, 3.0])
+
+
+def test_jit_constant_is_the_value_at_its_use():
+    def f(w):
+        a = np.array([1.0, 2, 3])
+        y = w * a
+        a[:] = -1.0
+        return y + a
+
+    jf = dg.jit(f)
+    for _ in range(3):  # recording, then replays
+        np.testing.assert_allclose(jf(np.ones(3)), [0.0, 1.0, 2.0])
