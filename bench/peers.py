@@ -197,6 +197,31 @@ def torch_conv(d):
                        (_t(d["x"], True), _t(d["w"], True)))
 
 
+
+def torch_lstm(d):
+    """bench/lstm_reference.py's lstm_forward written with torch ops (the same equations,
+    sigmoid as 1 / (1 + exp(-a)), h = zeros written h[:, t, :] = next_h); autograd's grad."""
+    torch = _mods["torch"]
+    R = _t(d["R"])
+
+    def loss(x, h0, Wx, Wh, b):
+        N, T, _ = x.shape
+        H = h0.shape[1]
+        h = torch.zeros((N, T, H), dtype=torch.float64)
+        prev_h, prev_c = h0, torch.zeros((N, H), dtype=torch.float64)
+        for t in range(T):
+            a = x[:, t, :] @ Wx + prev_h @ Wh + b
+            i = 1 / (1 + torch.exp(-a[:, :H]))
+            f = 1 / (1 + torch.exp(-a[:, H:2 * H]))
+            o = 1 / (1 + torch.exp(-a[:, 2 * H:3 * H]))
+            g = torch.tanh(a[:, 3 * H:])
+            prev_c = f * prev_c + i * g
+            prev_h = o * torch.tanh(prev_c)
+            h[:, t, :] = prev_h
+        return torch.sum(h * R)
+
+    return _torch_grad(loss, tuple(_t(d[k], True) for k in ("x", "h0", "Wx", "Wh", "b")))
+
 # ---------------------------------------------------------------------------
 # torch.func (functional transforms; only where they differ from eager autograd)
 
@@ -506,7 +531,8 @@ FACTORIES = {
     "torch": {"baydin": torch_baydin, "chain": torch_chain, "mlp_cs231n": torch_mlp_cs231n,
               "mlp_large": torch_mlp_large, "elementwise": torch_elementwise,
               "hessian": torch_hessian, "hvp": torch_hvp, "jacfwd": torch_jacfwd,
-              "jacrev": torch_jacrev, "gather": torch_gather, "conv": torch_conv},
+              "jacrev": torch_jacrev, "gather": torch_gather, "conv": torch_conv,
+              "lstm": torch_lstm},
     "torch.func": {"hessian": torchfunc_hessian, "hvp": torchfunc_hvp,
                    "jacfwd": torchfunc_jacfwd, "jacrev": torchfunc_jacrev,
                    "per_example": torchfunc_per_example},

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .lstm_reference import lstm_by_hand, lstm_loss
+
 SEED = 0
 
 
@@ -545,6 +547,43 @@ def naive_conv():
                         "forward alone; the dg.jit target is <= 1.5x F"])]
 
 
+# lstm: CS231n's LSTM (bench/lstm_reference.py) over T steps, many small ops (issue 26).
+# F is the student's forward + lstm_backward by hand, as for naive_conv.
+
+LSTM = dict(N=32, T=20, D=64, H=64)
+
+
+def lstm():
+    k = LSTM
+    N, T, D, H = k["N"], k["T"], k["D"], k["H"]
+    r = _rng()
+    d = {"x": r.standard_normal((N, T, D)), "h0": r.standard_normal((N, H)),
+         "Wx": r.standard_normal((D, 4 * H)) / np.sqrt(D),
+         "Wh": r.standard_normal((H, 4 * H)) / np.sqrt(H),
+         "b": r.standard_normal(4 * H) * 0.1, "R": r.standard_normal((N, T, H))}
+    keys = ("x", "h0", "Wx", "Wh", "b", "R")
+    args = lambda: tuple(d[key] for key in keys)  # noqa: E731
+
+    def dualgrad(dg):
+        g = dg.grad(lstm_loss, argnums=(0, 1, 2, 3, 4))
+        mine, hand = g(*args()), lstm_by_hand(*args())
+        for name, a, want in zip(keys, mine, hand):  # the hand-written backward, checked
+            if not np.allclose(np.asarray(a), want, rtol=1e-9, atol=1e-12):
+                raise AssertionError(f"lstm: dualgrad's d{name} differs from lstm_backward's "
+                                     f"by {np.max(np.abs(np.asarray(a) - want)):.3g}")
+        return lambda: g(*args())
+
+    return [Case("lstm", "lstm",
+                 f"CS231n lstm_forward, N={N}, T={T}, D=H={D}, h = np.zeros((N, T, H)) "
+                 "written h[:, t, :] = next_h; loss = sum(h * R). F: the student's forward "
+                 "+ lstm_backward by hand", "grad w.r.t. x, h0, Wx, Wh, b", "ratio", d,
+                 lambda: lstm_by_hand(*args()), dualgrad, ("x", "h0", "Wx", "Wh", "b"),
+                 target=("ratio", 3.0),
+                 notes=["F is the hand-written forward + backward (plain numpy), not the "
+                        "forward alone; the dg.jit target is <= 1.2x F; dualgrad's gradient "
+                        "is checked against F's when the case is built"])]
+
+
 class JitShim:
     """dualgrad with every transform compiled: ``dg.jit(dg.grad(f))`` where a workload
     says ``dg.grad(f)`` (the tool ``dualgrad.jit``); the same code builds both columns."""
@@ -582,6 +621,7 @@ WORKLOADS = {
     "elementwise": elementwise, "hessian": hessian, "jacobian": jacobian, "gather": gather,
     "conv": conv, "logreg": logreg, "mlp_small": mlp_small, "rk4": rk4,
     "per_example": per_example, "fluidsim": fluidsim, "naive_conv": naive_conv,
+    "lstm": lstm,
 }
 # A case name may be given where a workload name is expected (--workloads hvp).
 CASE_TO_WORKLOAD = {"hvp": "hessian", "jacfwd": "jacobian", "jacrev": "jacobian",
