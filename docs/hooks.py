@@ -1,6 +1,7 @@
 """mkdocs hooks: every page of the site but none of its text is generated here.
 
-- Home, the user guide and the design page come from README.md (``site_pages.readme_pages``),
+- Home comes from README.md, the user guide and the design page from docs/guide/*.md and
+  docs/design.md (and README sections not moved there yet: ``site_pages.readme_pages``),
   the tutorials' index from tutorials/README.md, the tutorials from tutorials/*.py run
   cell by cell (``docs/run_tutorial.py``), "What covers what" from the primitive table,
   the API reference from the docstrings (mkdocstrings); the nav is built from them.
@@ -191,8 +192,7 @@ def on_config(config):
     design = [p for p in guide if p[0] == "design.md"]
     config["nav"] = (
         [{"Home": "index.md"}]
-        + [{"User guide": [{t: p} for p, t, _, _ in guide
-                           if p.startswith("guide/")]}]
+        + [{"User guide": [{t: p} for p, t, *_ in guide if p.startswith("guide/")]}]
         + [{"Tutorials": ["tutorials/index.md"]
             + [{_title(t): f"tutorials/{t.stem}.md"} for t in tutorials]}]
         + [{"API reference": [{t: p} for p, t, _ in api]}]
@@ -207,9 +207,11 @@ def on_files(files, config):
     guide, api = _state["guide"], _state["api"]
     tutorials = pages.tutorial_files()
     targets = {"README.md": "index.md", "tutorials/README.md": "tutorials/index.md"}
+    targets.update({source: path for path, _, _, _, source in guide
+                    if source.startswith("docs/")})  # the guide's pages link each other
     targets.update({f"tutorials/{t.name}": f"tutorials/{t.stem}.md" for t in tutorials})
     anchors = {}
-    for path, _, text, _ in guide:
+    for path, _, text, _, _ in guide:
         for s in pages.headings(text):
             anchors.setdefault(s, path)
     wanted = set()
@@ -219,8 +221,8 @@ def on_files(files, config):
             files.remove(files.get_file_from_path(path))
         files.append(File.generated(config, path, content=content))
 
-    for path, _, text, _ in guide:
-        add(path, pages.rewrite_links(text, "README.md", path, targets, anchors, wanted))
+    for path, _, text, _, source in guide:
+        add(path, pages.rewrite_links(text, source, path, targets, anchors, wanted))
     index = (ROOT / "tutorials" / "README.md").read_text(encoding="utf-8")
     add("tutorials/index.md", pages.rewrite_links(index, "tutorials/README.md",
                                                   "tutorials/index.md", targets, {}, wanted))

@@ -2,12 +2,14 @@
 
 The docs build (``docs/hooks.py``) calls these; nothing here writes a file.
 
-- ``readme_pages``: README.md split at its ``## `` headings.  The text before the first
-  heading and the sections named in ``HOME`` make the Home page; ``PLACED`` sends a
-  section to a page of its own choosing (the design page) or drops it where another
-  source says the same (``None``); every other section becomes ``guide/<slug>.md``, in
-  README order.  A hand-written ``docs/guide/<slug>.md`` replaces the README's section
-  of that slug (so text can move out of the README one section at a time).
+- ``readme_pages``: Home, the user guide and the design page.  Home is the text of
+  README.md before its first ``## `` heading and the sections named in ``HOME``.  The guide
+  is ``docs/guide/<name>.md``, hand-written (text moved out of the README), in the order of
+  ``GUIDE`` (pages not listed follow, by name); the design page is ``docs/design.md``.
+  A README section that is neither on Home nor in ``PLACED`` is replaced by the guide page
+  of its slug when there is one (the README's short "Benchmarks" by the full page), and
+  otherwise becomes ``guide/<slug>.md`` of its own (new README text shows up on the site
+  until it is moved).
 - ``rewrite_links``: links in a source file point at repository paths; on the site they
   point at the page that now holds that text, or at a copy of the file under ``repo/``.
 - ``coverage_page``: the primitive table and the numpy functions dualgrad implements.
@@ -31,11 +33,14 @@ SLUGIFY = slugify(case="lower")  # GitHub's anchors (mkdocs.yml's toc uses the s
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 
-HOME = ("Quickstart", "A short tour")
+HOME = ("Quickstart", "A short tour", "Documentation")
 PLACED = {
     "How it is built": "design.md",
     "Tutorials": None,  # the tutorials' index is tutorials/README.md (one list, not two)
 }
+GUIDE = (  # the user guide's nav, by topic: docs/guide/<name>.md
+    "transforms", "modes", "vmap", "numpy", "complex", "scipy", "nn", "checking-gradients",
+    "jit", "backends", "gpu", "dask", "threads", "cli", "benchmarks")
 
 FENCE = re.compile(r"^(```|~~~)", re.M)
 LINK = re.compile(r"(!?\[(?:[^\]\[]|\[[^\]]*\])*\])\(([^)\s]+)((?:\s+\"[^\"]*\")?)\)")
@@ -72,31 +77,45 @@ def headings(text):
     return out
 
 
+def _title(text, default):
+    first = text.splitlines()[0] if text else ""
+    return first.lstrip("# ").replace("`", "").strip() if first.startswith("# ") else default
+
+
 def readme_pages():
-    """[(page path, nav title, markdown, README section titles it holds)]."""
+    """[(page path, nav title, markdown, README section titles it holds, source file)]:
+    Home first, then the guide in nav order, then the design page."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     preamble, sections = split_sections(text)
     home = [preamble] + [body for title, body in sections if title in HOME]
-    pages = [("index.md", "Home", "".join(home), [t for t, _ in sections if t in HOME])]
-    for title, body in sections:
-        if title in HOME:
+    pages = [("index.md", "Home", "".join(home), [t for t, _ in sections if t in HOME],
+              "README.md")]
+    hand = sorted((DOCS / "guide").glob("*.md"),
+                  key=lambda p: (GUIDE.index(p.stem) if p.stem in GUIDE else len(GUIDE),
+                                 p.stem))
+    held = {}  # README section titles a hand-written page replaces
+    for title, _ in sections:
+        if title not in HOME and title not in PLACED and (DOCS / "guide" /
+                                                          f"{slug(title)}.md").exists():
+            held.setdefault(slug(title), []).append(title)
+    for p in hand:
+        body = p.read_text(encoding="utf-8")
+        pages.append((f"guide/{p.name}", _title(body, p.stem), body, held.get(p.stem, []),
+                      f"docs/guide/{p.name}"))
+    for title, body in sections:  # README sections not moved yet: a page each
+        if title in HOME or title in PLACED or slug(title) in held:
             continue
-        path = PLACED.get(title, f"guide/{slug(title)}.md")
-        if path is None:
-            continue
-        body = "# " + body[3:]  # the section's heading is the page's title
-        hand = DOCS / path
-        if hand.exists():  # moved out of the README: the hand-written page wins
-            body = hand.read_text(encoding="utf-8")
-        pages.append((path, title.replace("`", ""), body, [title]))
-    # hand-written guide pages with no README section left behind them
-    taken = {p for p, *_ in pages}
-    for hand in sorted((DOCS / "guide").glob("*.md")):
-        path = f"guide/{hand.name}"
-        if path not in taken:
-            body = hand.read_text(encoding="utf-8")
-            title = body.splitlines()[0].lstrip("# ").replace("`", "") if body else hand.stem
-            pages.append((path, title, body, []))
+        pages.append((f"guide/{slug(title)}.md", title.replace("`", ""),
+                      "# " + body[3:], [title], "README.md"))
+    design = DOCS / "design.md"
+    if design.exists():
+        body = design.read_text(encoding="utf-8")
+        pages.append(("design.md", "Design", body,
+                      [t for t, _ in sections if PLACED.get(t) == "design.md"], "docs/design.md"))
+    else:
+        for title, body in sections:
+            if PLACED.get(title) == "design.md":
+                pages.append(("design.md", "Design", "# " + body[3:], [title], "README.md"))
     return pages
 
 
@@ -109,6 +128,7 @@ def rewrite_links(text, source, page, targets, anchors, wanted):
     at ``repo/<path>``.  Links inside fenced code are left alone."""
     src_dir = posixpath.dirname(source)
     page_dir = posixpath.dirname(page)
+    own = set(headings(text))
 
     def fix(m):
         label, target, title = m.groups()
@@ -116,7 +136,8 @@ def rewrite_links(text, source, page, targets, anchors, wanted):
             return m.group(0)
         path, _, frag = target.partition("#")
         if not path:
-            where = anchors.get(frag, page) if source == "README.md" else page
+            here = frag in own or not (source == "README.md" or source.startswith("docs/"))
+            where = page if here else anchors.get(frag, page)
         else:
             repo_path = posixpath.normpath(posixpath.join(src_dir, path))
             if repo_path in targets:

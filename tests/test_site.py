@@ -286,22 +286,3 @@ def test_a_printed_dot_graph_is_drawn_as_svg_or_shown_as_text():
         svg = files["tutorials/02_wengert_list/graph-1.svg"]
         assert "<svg" in svg and "sin" in svg
         assert "](02_wengert_list/graph-1.svg)" in page and "digraph" not in page
-
-
-# --- hand-written guide pages (text moved out of the README) stay tested --------------------
-
-GUIDE = sorted(p.name for p in (ROOT / "docs" / "guide").glob("*.md"))
-
-
-@pytest.mark.skipif(not GUIDE, reason="no hand-written guide page yet (docs/guide/*.md): "
-                                      "every guide page is still a README section")
-@pytest.mark.parametrize("name", GUIDE or ["-"])
-def test_guide_python_blocks_run(name):
-    """A page's python blocks run top to bottom in one namespace, as the README's do
-    (tests/test_docs.py): a page moved out of the README imports what it uses."""
-    path = ROOT / "docs" / "guide" / name
-    text = path.read_text(encoding="utf-8")
-    namespace = {}
-    for m in re.finditer(r"```python\n(.*?)```", text, re.S):
-        line = text.count("\n", 0, m.start(1))
-        exec(compile("\n" * line + m.group(1), str(path), "exec"), namespace)
