@@ -11,6 +11,7 @@ import operator
 
 import numpy as np
 
+from .. import backend
 from ..core.trace import Box
 from .table import (
     SCALARS,
@@ -150,10 +151,34 @@ def log_share(x, ans):
     return where(x == ans, where(ans == np.inf, 0.0, d), d)
 
 
-logaddexp = defbinary(np.logaddexp, lambda ans, x, y: exp(log_share(x, ans)),
-                      lambda ans, x, y: exp(log_share(y, ans)))
-logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: exp2(log_share(x, ans)),
-                       lambda ans, x, y: exp2(log_share(y, ans)))
+def _share(ans, x, y, exp_):
+    """``d/dx logaddexp(x, y)``: ``exp_(x - ans)``, x's share of the sum (``exp_``: exp,
+    or exp2 for logaddexp2).  On a dask array it is written without the output, as the
+    sigmoid ``1 / (1 + exp_(y - x))`` that dask-glm writes by hand: the output read by
+    the loss and by this rule would be a task of its own per chunk, which dask does not
+    fuse into either reader; from the inputs, logaddexp fuses into the loss's task and
+    the share into the gradient's.  Overflow-free (the exponent is ``-|x - y|``, taken by
+    ``where`` so the rule differentiates at x = y); the share is 1 at x = y = +inf, as
+    :func:`log_share`'s.
+
+    >>> round(float(_share(np.logaddexp(0.0, 2.0), 0.0, 2.0, np.exp)), 12)  # 1 / (1 + e^2)
+    0.119202922022
+    """
+    d = device_like(ans)
+    if d is None or not backend.dask.is_dask_array(d):
+        return exp_(log_share(x, ans))
+    with np.errstate(invalid="ignore"):  # inf - inf: replaced below
+        d = subtract(x, y)
+        up = d >= 0
+        e = exp_(where(up, negative(d), d))  # exp_(-|d|) <= 1
+        s = where(up, reciprocal(add(1.0, e)), divide(e, add(1.0, e)))
+        return where(x == y, where(y == np.inf, 1.0, s), s)  # x = y = +inf: 1; -inf: nan
+
+
+logaddexp = defbinary(np.logaddexp, lambda ans, x, y: _share(ans, x, y, exp),
+                      lambda ans, x, y: _share(ans, y, x, exp))
+logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: _share(ans, x, y, exp2),
+                       lambda ans, x, y: _share(ans, y, x, exp2))
 remainder = defbinary(np.remainder, lambda ans, x, y: float_mask(np.ones_like(_raw(ans)), ans),
                       lambda ans, x, y: negative(
                           float_mask(np.floor_divide(_raw(x), _raw(y)), ans)),
