@@ -24,7 +24,7 @@ from ..core import buffers
 from ..core.trace import Box, Trace, kept, tracing, unlift
 from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
-from ..rules import SCALARS, add, fit_cotangent, shape_of, unbroadcast
+from ..rules import SCALARS, add, fit_cotangent, getitem, index_set, shape_of, unbroadcast
 from .forward import push_tangents
 
 
@@ -84,6 +84,10 @@ class Node(ArrayBox):
 
 
 _new = object.__new__
+# the references to x when Tape._set_in_place may write into it: the entry that made it
+# (``ans``), the box being written (``value``), ``process``'s list of values and
+# ``_set_in_place``'s local ``x`` (tests/test_aliasing.py checks writes go in place)
+_SET_REFS = 4
 
 
 # -- one reverse step: what an entry sends to one of its arguments -------------------------
@@ -228,6 +232,81 @@ def _accumulate_in_place(cts, j, c):
         accumulate(cts, j, c)
 
 
+# -- index rows in the first-order sweep: a slice's cotangent into the whole, in place -----
+# ``x[:, t, :]`` sends x a cotangent of x's full shape that is zero outside the slice, and
+# ``h[:, t, :] = v`` sends h's old value ``g`` with zeros there: over a loop of T steps the
+# rules' forms (zeros + write, then an add; a copy of g) cost T full-size arrays each.
+# Where the index is basic (ints, slices, None, ...) and the arrays are free, the sweep adds
+# the slice into the accumulated cotangent and zeroes the slice of g instead.
+
+_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
+
+
+def _basic(idx):
+    """Whether a normalised index (a tuple) holds no arrays: each position names one
+    target element once, and ``a[idx]`` of an array with dimensions left is a view."""
+    for k in idx:
+        if k.__class__ not in _BASIC:
+            return False
+    return True
+
+
+def _getitem_into(cts, j, e, g):
+    """getitem's cotangent added into ``cts[j]`` at the index (zeros of x's shape first
+    where nothing came yet): what the rule's scatter-add and the accumulation compute,
+    without the full-size temporary.  False to use the rule."""
+    kw = e.kw
+    if not kw or len(e.args) != 1 or (idx := kw.get("idx")).__class__ is not tuple:
+        return False  # getitem(x, idx) by position: the rule
+    x = e.args[0]
+    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or not _basic(idx):
+        return False
+    prev = cts[j]
+    if prev is None:
+        out = np.zeros(x.shape, x.dtype)
+        if out[idx].shape != g.shape:
+            return False
+        out[idx] = g
+        cts[j] = out
+        return True
+    if prev.__class__ is not np.ndarray or prev.dtype is not g.dtype \
+            or prev.shape != x.shape or not buffers.free(prev, 2):
+        return False  # a shared cotangent (or another kind): the rule's new array
+    part = prev[idx]
+    if part.shape != g.shape:
+        return False
+    if part.__class__ is np.ndarray:
+        np.add(part, g, out=part)  # a view: into prev
+    else:
+        prev[idx] = part + g  # one element
+    return True
+
+
+def _index_set_split(e, g, keep):
+    """index_set's cotangents ``[(argnum, c), ...]`` with x's written into ``g`` itself
+    (g with zeros at the index, as the rule's copy would be) when only the sweep holds
+    ``g``; v's as the rule computes it (a copy where it is a view of g).  None to use the
+    rules."""
+    kw = e.kw
+    if keep or not kw or len(e.args) != 2 or (idx := kw.get("idx")).__class__ is not tuple:
+        return None
+    x = e.args[0]
+    if x.__class__ is not np.ndarray or g.dtype is not x.dtype \
+            or g.shape != x.shape or not _basic(idx) or not buffers.free(g, 2):
+        return None
+    out = []
+    for argnum, _ in e.parents:
+        if argnum == 1:
+            c = cotangent(e, 1, g, 0, True)
+            if c.__class__ is np.ndarray and np.may_share_memory(c, g):
+                c = c.copy()
+            out.append(c)
+        else:
+            out.append(None)
+    g[idx] = 0.0
+    return [g if c is None else c for c in out]
+
+
 class Tape(Trace):
     """A Wengert list being recorded: use as a context manager, or through ``dg.grad``.
 
@@ -314,6 +393,8 @@ class Tape(Trace):
         elif not kw and (vals[0].__class__ is np.ndarray or vals[-1].__class__ is np.ndarray) \
                 and buffers.large(vals) and (r := buffers.forward(prim, vals)) is not None:
             ans = r  # a large elementwise result, in a cached buffer (core/buffers.py)
+        elif prim is index_set and (r := self._set_in_place(args, vals, parents, kw)) is not None:
+            ans = r  # x[idx] = v written into x's array: no other entry can see it
         else:
             ans = prim.impl(*vals, **kw) if kw else prim.impl(*vals)
         node = _new(Node)
@@ -331,6 +412,27 @@ class Tape(Trace):
         entries.append(e)
         node.index = i if entries[i] is e else entries.index(e, i)
         return node
+
+    def _set_in_place(self, args, vals, parents, kw):
+        """``index_set(x, v, idx)`` written into x's own array, returned; None to copy.
+
+        A loop writing one entry at a time (``out[n, f, i, j] = ...``) would copy the whole
+        array per write.  The write may go into x's array when nothing but the write
+        itself can see its old values: x is the result of an earlier ``index_set`` on this
+        tape (whose rules read no values, only x's shape), and the only references to the
+        array are that entry's result, the box written to and this call's own (counted:
+        any other entry that used x, a view of it, or a user's variable holding it adds
+        one, and then x is copied, as the row's impl does)."""
+        if not parents or parents[0][0] != 0 or not buffers.ENABLED:
+            return None
+        x = vals[0]
+        producer = self.entries[parents[0][1]]
+        if x.__class__ is not np.ndarray or producer.prim is not index_set \
+                or producer.ans is not x or args[0].value is not x \
+                or not buffers.free(x, _SET_REFS):
+            return None
+        x[kw["idx"]] = vals[1]
+        return x
 
     # -- forward and reverse over the list ---------------------------------------
     def replay_tangents(self, seeds):
@@ -384,6 +486,16 @@ class Tape(Trace):
                 continue
             if not keep:
                 cts[i] = None
+            if fast and g.__class__ is np.ndarray:  # index rows: slices in place
+                p = e.prim
+                if p is getitem and len(e.parents) == 1:
+                    if _getitem_into(cts, e.parents[0][1], e, g):
+                        continue
+                elif p is index_set and (cs := _index_set_split(e, g, keep)) is not None:
+                    for (_, j), c in zip(e.parents, cs):
+                        merge(cts, j, c)
+                    c = cs = None
+                    continue
             if not (fast and g.__class__ is np.ndarray and g.nbytes >= buffers.LARGE
                     and e.local is None and buffers.pays(g)):
                 for argnum, j in e.parents:
