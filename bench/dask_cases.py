@@ -21,12 +21,14 @@ A dask evaluation includes building its graph (tracing, for dualgrad): a new ``w
 a new graph.  Tools are sampled round-robin, ``--repeats`` samples each, the median
 reported.  Task counts are the tasks the threaded scheduler runs (after dask's
 optimisation); tracing time is measured at N and, on lazy random data that is never
-computed, at 10 N (it should not depend on N).  The CPU (lscpu) is named in the output;
-results go to ``bench/results/dask-<timestamp>.{json,md}``.
+computed, at 10 N (it should not depend on N).  The CPU (lscpu) and the load average
+(before and after: the machine may be shared) are named in the output; results go to
+``bench/results/dask-<timestamp>.{json,md}``.
 """
 
 import argparse
 import json
+import os
 import statistics
 import time
 from datetime import datetime, timezone
@@ -148,7 +150,8 @@ def logreg_dask(n, d, chunks, repeats, cluster):
 def report(res, cpu):
     m = res["median_s"]
     lines = [f"## logreg_dask: N = {res['n']:,} x {res['d']}, {res['chunks']} chunks "
-             f"({cpu}; median of {res['repeats']})", "",
+             f"({cpu}; median of {res['repeats']}; 1-minute load average "
+             f"{res['load_average'][0]} before, {res['load_average'][1]} after)", "",
              "| tool | loss + gradient (s) | ÷ hand dask |", "|---|---|---|"]
     for k, v in m.items():
         base = m["hand dask (cluster)"] if "cluster" in k else m["hand dask"]
@@ -171,8 +174,10 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     cpu = lscpu_model()
+    load = os.getloadavg()[0]
     res = logreg_dask(args.n, args.d, args.chunks, args.repeats, args.cluster)
     res["cpu"] = cpu
+    res["load_average"] = [round(load, 2), round(os.getloadavg()[0], 2)]  # before, after
     text = report(res, cpu)
     print(text)
     if not args.no_write:
