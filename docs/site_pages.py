@@ -12,7 +12,8 @@ The docs build (``docs/hooks.py``) calls these; nothing here writes a file.
   until it is moved).
 - ``rewrite_links``: links in a source file point at repository paths; on the site they
   point at the page that now holds that text, or at a copy of the file under ``repo/``.
-- ``coverage_page``: the primitive table and the numpy functions dualgrad implements.
+- ``coverage_page``: dualgrad beside JAX, PyTorch and HIPS autograd (``FEATURES``), then
+  the primitive table, the numpy functions dualgrad implements and ``dualgrad.scipy``.
 - ``api_pages`` / ``public_names``: the reference pages, one ``:::`` block (mkdocstrings)
   per public name.
 """
@@ -175,20 +176,191 @@ def _arguments(rule):
     return ("args " + ", ".join(have)) if have else "—"
 
 
+def _scipy_special(f):
+    """Whether ``f`` is one of scipy.special's ufuncs (and not numpy's)."""
+    import numpy as np
+    if not isinstance(f, np.ufunc) or getattr(np, f.__name__, None) is f:
+        return False
+    try:
+        import scipy.special  # optional: scipy is not a dependency
+    except ImportError:
+        return False
+    return getattr(scipy.special, f.__name__, None) is f
+
+
 def _ufunc_name(prim):
+    """The ufunc a row answers for, by where it lives: ``np.sin``, ``scipy.special.erf``."""
+    import numpy as np
     u = prim.ufunc
     if u is None:
         return ""
-    module = getattr(u, "__module__", None) or "numpy"
     name = getattr(u, "__name__", repr(u))
-    prefix = "np" if module in ("numpy", "numpy._core.umath") else module.replace("numpy", "np")
-    return f"`{prefix}.{name}`"
+    if getattr(np, name, None) is u:
+        return f"`np.{name}`"
+    try:
+        import scipy.special  # optional: scipy is not a dependency
+    except ImportError:
+        pass
+    else:
+        if getattr(scipy.special, name, None) is u:
+            return f"`scipy.special.{name}`"
+    module = getattr(u, "__module__", None) or "numpy"
+    return f"`{module.replace('numpy', 'np', 1)}.{name}`"
+
+
+# dualgrad beside its peers, one row per feature: (feature, dualgrad, JAX, PyTorch, HIPS
+# autograd).  Hand-written (what the others have cannot be generated); every `dg.name`
+# in the dualgrad column is checked to exist (tests/test_site.py).
+PEERS = "JAX 0.10, PyTorch 2.13 and HIPS autograd 1.9, the versions `python -m bench` ran"
+FEATURES = [
+    ("Forward mode",
+     "`dg.jvp`, `dg.Dual` (dual numbers), `dg.jacfwd`, `dg.linearize`",
+     "`jax.jvp`, `jax.linearize`, `jax.jacfwd`",
+     "`torch.func.jvp`, `linearize`, `jacfwd`; `torch.autograd.forward_ad` (dual tensors)",
+     "`make_jvp`"),
+    ("Reverse mode",
+     "`dg.grad`, `dg.value_and_grad`, `dg.vjp`, `dg.jacrev`",
+     "`jax.grad`, `jax.value_and_grad`, `jax.vjp`, `jax.jacrev`",
+     "`backward()`, `torch.autograd.grad`, `torch.func.grad`, `vjp`, `jacrev`",
+     "`grad`, `value_and_grad`, `make_vjp`, `jacobian`"),
+    ("grad, jvp, vjp, jacfwd, jacrev, hessian, hvp",
+     "all seven: `dg.hessian` is forward-over-reverse, `dg.hvp` forms no Hessian",
+     "all but `hvp`, which is written as `jvp` of `grad`",
+     "all seven (`torch.func`, and `torch.autograd.functional.hvp`)",
+     "`grad`, `make_jvp`, `make_vjp`, `jacobian` (reverse only), `hessian`, `make_hvp`"),
+    ("Pytrees, auxiliary outputs",
+     "dicts, lists, tuples (`dg.tree_map`); `has_aux=True`",
+     "pytrees; `has_aux=True`",
+     "`torch.func`: pytrees, `has_aux=True`",
+     "lists, tuples, dicts; `grad_and_aux`"),
+    ("A tape you can hold, `backward()`",
+     "`dg.Tape`: `watch`, `gradient`, `y.backward()`, `x.grad`",
+     "no: functional transforms only",
+     "yes: the autograd graph, `backward()`, `.grad`",
+     "no: functional only"),
+    ("Batching (vmap)",
+     "`dg.vmap`, JAX's semantics, composes with every transform",
+     "`jax.vmap`",
+     "`torch.func.vmap`",
+     "no (`elementwise_grad` for diagonal Jacobians)"),
+    ("Compiling (jit)",
+     "`dg.jit`: exact graph rewrites, fused numba loops on the CPU, `@cuda.jit` kernels",
+     "`jax.jit` (XLA)",
+     "`torch.compile`",
+     "no"),
+    ("Higher order",
+     "any transform nested in any other, to any order, without perturbation confusion",
+     "yes, any nesting",
+     "yes: `create_graph=True`, or nested `torch.func` transforms",
+     "yes, nested `grad`"),
+    ("Custom rules",
+     "`dg.custom_jvp`, `dg.custom_vjp`; `dg.custom_root`, `dg.implicit` (implicit "
+     "differentiation of solvers)",
+     "`jax.custom_jvp`, `jax.custom_vjp`, `jax.lax.custom_root`",
+     "`torch.autograd.Function` (`backward`, `jvp`)",
+     "`@primitive` with `defvjp`, `defjvp`"),
+    ("Complex numbers",
+     "yes, JAX's convention; `holomorphic=True`",
+     "yes; `holomorphic=True`",
+     "yes (conjugate Wirtinger: the conjugate of JAX's gradient)",
+     "yes; `holomorphic_grad`"),
+    ("In-place writes, preallocated outputs",
+     "`y[i] = v`, `x += y`, `np.add.at` on traced arrays; a plain `np.zeros` filled in a "
+     "loop differentiates unchanged",
+     "no: arrays are immutable (`x.at[i].set(v)`); a traced value written into a numpy "
+     "array is an error",
+     "yes: in-place tensor ops, checked by version counters; a `torch.zeros` filled by "
+     "indexing works",
+     "no: assignment into arrays is not supported"),
+    ("The numpy you wrote",
+     "numpy itself: `np.sin(x)` on traced values (`__array_ufunc__`, `__array_function__`)",
+     "`jax.numpy`, a reimplementation imported instead",
+     "torch's own API",
+     "`autograd.numpy`, a wrapper imported instead"),
+    ("scipy",
+     "`dualgrad.scipy`: special, stats, integrate (`odeint`, `solve_ivp`, `quad`), optimize "
+     "(implicit), signal, linalg, sparse; listed below",
+     "`jax.scipy`: special, stats, linalg, signal, `integrate.trapezoid`, "
+     "`optimize.minimize` (BFGS), sparse (experimental)",
+     "none (`torch.special`, `torch.distributions`, `torch.linalg` of its own)",
+     "`autograd.scipy`: special, stats (8 distributions), linalg, signal, "
+     "`integrate.odeint`"),
+    ("Dask arrays",
+     "every transform, lazily: the gradient is a dask graph run where the data lives",
+     "no", "no", "no"),
+    ("GPU",
+     "CuPy arrays; `dg.jit` emits `@cuda.jit` kernels (see the GPU page for what is "
+     "measured)",
+     "yes (XLA: CUDA, ROCm, TPU)",
+     "yes (CUDA, ROCm, MPS)",
+     "no"),
+    ("Gradient checking",
+     "`dg.check_grads`, `dg.check_jvp`, `dg.check_vjp`, `dg.numerical_jacobian`, "
+     "`dg.symcheck` (sympy as referee)",
+     "`jax.test_util.check_grads`",
+     "`torch.autograd.gradcheck`, `gradgradcheck`",
+     "`autograd.test_util.check_grads`"),
+    ("Seeing the computation (teaching)",
+     "`python -m dualgrad` prints the literature's trace tables; `print(tape)`, DOT "
+     "graphs, `dg.jit(f).lower(...)`",
+     "`jax.make_jaxpr` (the program as a jaxpr)",
+     "`torch.fx` and `torch.export` graphs; the autograd graph through `grad_fn`",
+     "no"),
+    ("Neural-network functions",
+     "`dg.nn`: `conv2d`, `max_pool2d`, `cross_entropy`, activations",
+     "`jax.nn` (activations; layers in Flax)",
+     "`torch.nn`",
+     "no"),
+]
+
+
+def _features():
+    lines = ["## dualgrad beside JAX, PyTorch and HIPS autograd", "",
+             f"What each has, as of {PEERS}.", "",
+             "| | dualgrad | JAX | PyTorch | HIPS autograd |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in FEATURES]
+    return lines + [""]
+
+
+def _scipy_section():
+    """dualgrad.scipy's public names, by module (none without scipy)."""
+    try:
+        import dualgrad.scipy as dg_scipy  # optional: scipy is not a dependency
+    except ImportError:
+        return []
+    import scipy
+
+    from dualgrad.numpy.dispatch import HANDLED
+    from dualgrad.rules.table import UFUNCS
+    ufuncs = sorted({f.__name__ for f in list(UFUNCS) + list(HANDLED)
+                     if _scipy_special(f)})
+    mods = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m in pkgutil.walk_packages(dg_scipy.__path__, "dualgrad.scipy."):
+            mod = importlib.import_module(m.name)
+            parent = importlib.import_module(m.name.rpartition(".")[0])
+            names = list(getattr(mod, "__all__", ()))
+            if names and not set(names) <= set(getattr(parent, "__all__", ())):
+                mods.append((m.name, names))  # (stats.continuous: all in stats)
+    lines = [f"## dualgrad.scipy ({len(ufuncs) + sum(len(n) for _, n in mods)})", "",
+             f"**scipy.special's ufuncs** ({len(ufuncs)}): called on traced values "
+             "(`scipy.special.erf(x)`), they run the primitive table's rows; "
+             + ", ".join(f"`{n}`" for n in ufuncs), "",
+             "The functions and distributions of `dualgrad.scipy`, by module (their "
+             "`__all__`): scipy's names and signatures, differentiable, for what scipy "
+             "computes in Python where no protocol can see a traced value "
+             f"(built with scipy {scipy.__version__}).", ""]
+    for name, names in mods:
+        lines += [f"**{name.replace('dualgrad.', '', 1)}** ({len(names)}): "
+                  + ", ".join(f"`{n}`" for n in names), ""]
+    return lines
 
 
 def coverage_page():
-    """The page 'What covers what', from ``dualgrad.rules.table.TABLE`` (every primitive
-    row) and ``dualgrad.numpy.dispatch.HANDLED`` (every numpy function dualgrad runs on
-    traced values)."""
+    """The page 'What covers what': ``FEATURES`` (dualgrad beside its peers), then
+    ``dualgrad.rules.table.TABLE`` (every primitive row), ``dualgrad.numpy.dispatch.HANDLED``
+    (every numpy function dualgrad runs on traced values) and ``dualgrad.scipy``'s names."""
     import dualgrad  # noqa: F401  (registers every row)
     from dualgrad.numpy.dispatch import HANDLED
     from dualgrad.rules.table import TABLE
@@ -200,10 +372,12 @@ def coverage_page():
             pass
     lines = [
         "# What covers what", "",
-        "Generated when the site is built, from the primitive table "
-        "(`dualgrad.rules.table.TABLE`) and numpy's dispatch table "
-        "(`dualgrad.numpy.dispatch.HANDLED`), so it lists what this version really has.",
-        "",
+        "What dualgrad has beside its peers, then the lists of what differentiates, "
+        "generated when the site is built from the primitive table "
+        "(`dualgrad.rules.table.TABLE`), numpy's dispatch table "
+        "(`dualgrad.numpy.dispatch.HANDLED`) and `dualgrad.scipy`'s modules, so they list "
+        "what this version really has.",
+        "", *_features(),
         f"## The primitive table ({len(TABLE)} rows)", "",
         "One row per primitive. **JVP** is forward mode (`dg.jvp`, `dg.jacfwd`, `Dual`), "
         "**VJP** reverse mode (`dg.grad`, `dg.vjp`, `Tape`): *all* when every argument is "
@@ -211,7 +385,7 @@ def coverage_page():
         "none. **vmap** says whether the row has its own batching rule (elementwise rows "
         "use the generic one; others fall back to a loop); **jit** whether `dg.jit` fuses "
         "it into generated loops.", "",
-        "| primitive | numpy ufunc | JVP | VJP | vmap rule | jit fused |",
+        "| primitive | ufunc | JVP | VJP | vmap rule | jit fused |",
         "|---|---|---|---|---|---|",
     ]
     for name in sorted(TABLE):
@@ -223,22 +397,25 @@ def coverage_page():
                      f"{_arguments(p.vjp)} | {batch} | {'yes' if p.scalar else ''} |")
     groups = {}
     for fn in HANDLED:
+        if _scipy_special(fn):
+            continue  # listed with dualgrad.scipy
         module = getattr(fn, "__module__", None) or "numpy"
         if module.startswith("numpy._core") or module == "numpy.core":
             module = "numpy"
         owner = getattr(fn, "__self__", None)  # np.add.reduce: "add.reduce"
         name = fn.__name__ if owner is None else f"{owner.__name__}.{fn.__name__}"
         groups.setdefault(module, set()).add(name)
-    lines += ["", f"## numpy functions on traced values ({len(HANDLED)})", "",
+    lines += ["", f"## numpy functions on traced values ({sum(map(len, groups.values()))})",
+              "",
               "The numpy functions with a dualgrad implementation (`__array_function__` "
               "and `__array_ufunc__` dispatch): calling them on a traced value records "
               "primitives, so every transform applies. numpy's ufuncs not listed here "
-              "run through the primitive table's `numpy ufunc` column above.", ""]
+              "run through the primitive table's `ufunc` column above.", ""]
     for module in sorted(groups):
         names = ", ".join(f"`{n}`" for n in sorted(groups[module]))
         lines += [f"**{module.replace('numpy', 'np', 1)}** ({len(groups[module])}): {names}",
                   ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _scipy_section())
 
 
 # --- the API reference ----------------------------------------------------------------

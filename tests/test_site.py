@@ -133,6 +133,22 @@ def test_every_readme_section_is_on_a_page(site):
     assert not missing, f"README sections on no page of the site: {missing}"
 
 
+def test_guide_pages_are_in_the_nav_by_title(site):
+    """Each docs/guide page has a ``# `` title (its nav entry) and a place in GUIDE's order,
+    and the built nav links it under that title."""
+    pages = _docs_module("site_pages")
+    home = _html(site, "index.html")
+    nav = home[home.index('class="md-nav md-nav--primary"'):]
+    for path in sorted((ROOT / "docs" / "guide").glob("*.md")):
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("# "), f"{path.name} should start with its '# ' title"
+        assert path.stem in pages.GUIDE, f"add {path.stem} to site_pages.GUIDE (the nav order)"
+        title = first[2:].replace("`", "").strip()
+        link = re.search(rf'href="guide/{re.escape(path.stem)}\.html"[^>]*>\s*(?:<[^>]+>\s*)*'
+                         rf'([^<]+)', nav)
+        assert link and link.group(1).strip() == title, (path.name, link and link.group(1))
+
+
 TUTORIALS = sorted(p.stem for p in (ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 
 
@@ -165,6 +181,43 @@ def test_coverage_page_lists_the_tables(site):
     assert not missing, f"primitives not on the coverage page: {missing}"
     missing = [_name(f) for f in HANDLED if f"<code>{_name(f)}</code>" not in page]
     assert not missing, f"numpy functions not on the coverage page: {missing}"
+
+
+def test_coverage_page_compares_with_the_peers(site):
+    """The feature table: a row per feature, a column per peer, and every ``dg.name`` it
+    credits dualgrad with exists (the hand-written column cannot promise a missing name)."""
+    pages = _docs_module("site_pages")
+    page = _html(site, "coverage.html")
+    table = page[page.index('id="dualgrad-beside-jax-pytorch-and-hips-autograd"'):]
+    table = table[:table.index("</table>")]
+    for peer in ("JAX", "PyTorch", "HIPS autograd"):
+        assert f"<th>{peer}</th>" in table, peer
+    for feature, *_ in pages.FEATURES:
+        assert re.sub(r"`([^`]*)`", r"<code>\1</code>", feature) in table, feature
+    for must in ("Forward mode", "Reverse mode", "vmap", "jit", "Higher order", "Custom rules",
+                 "Complex", "In-place", "scipy", "Dask", "GPU", "Gradient checking"):
+        assert any(must.lower() in f.lower() for f, *_ in pages.FEATURES), must
+    named = {n for _, ours, *_ in pages.FEATURES for n in re.findall(r"`dg\.(\w+)", ours)}
+    assert named and not [n for n in named if not hasattr(dg, n)], named
+
+
+def test_coverage_page_lists_dualgrad_scipy(site):
+    pytest.importorskip("scipy")
+    page = _html(site, "coverage.html")
+    section = page[page.index('id="dualgradscipy-'):]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import dualgrad.scipy as dg_scipy
+        missing = []
+        for sub in pkgutil.walk_packages(dg_scipy.__path__, "dualgrad.scipy."):
+            module = importlib.import_module(sub.name)
+            missing += [f"{sub.name}.{n}" for n in getattr(module, "__all__", ())
+                        if f"<code>{n}</code>" not in section]
+    assert not missing, f"dualgrad.scipy names not on the coverage page: {missing}"
+    for name in ("erf", "gammaln", "jv", "betainc"):  # rows, and routed ufuncs
+        assert f"<code>{name}</code>" in section, name
+    assert "<code>np.erf</code>" not in page, "scipy's erf shown as numpy's"
+    assert "<code>scipy.special.erf</code>" in page
 
 
 def test_search_index_finds_hessian(site):
