@@ -26,6 +26,7 @@ from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
 from ..rules import SCALARS, add, fit_cotangent, getitem, index_set, shape_of, unbroadcast
 from .forward import push_tangents
+from .slices import LAZY, Masked, add_block, dense, merge_lazy, split_index_set
 
 
 class Entry:
@@ -55,7 +56,7 @@ class Node(ArrayBox):
     ``grad`` is filled in by ``backward()`` for watched values (PyTorch style).
     """
 
-    __slots__ = ("index", "_grad", "__weakref__")
+    __slots__ = ("index", "_grad")  # (weak references: ArrayBox has the slot)
 
     def __init__(self, value, trace, index):
         self.value = value
@@ -88,6 +89,12 @@ _new = object.__new__
 # (``ans``), the box being written (``value``), ``process``'s list of values and
 # ``_set_in_place``'s local ``x`` (tests/test_aliasing.py checks writes go in place)
 _SET_REFS = 4
+
+
+def _overwritten(shape, dtype):
+    """What an entry keeps of an array written over in place: a read-only array of its
+    shape and dtype (zeros, broadcast: no memory), where only the shape is ever read."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
 
 
 # -- one reverse step: what an entry sends to one of its arguments -------------------------
@@ -232,12 +239,11 @@ def _accumulate_in_place(cts, j, c):
         accumulate(cts, j, c)
 
 
-# -- index rows in the first-order sweep: a slice's cotangent into the whole, in place -----
-# ``x[:, t, :]`` sends x a cotangent of x's full shape that is zero outside the slice, and
-# ``h[:, t, :] = v`` sends h's old value ``g`` with zeros there: over a loop of T steps the
-# rules' forms (zeros + write, then an add; a copy of g) cost T full-size arrays each.
-# Where the index is basic (ints, slices, None, ...) and the arrays are free, the sweep adds
-# the slice into the accumulated cotangent and zeroes the slice of g instead.
+# -- index rows: slices of a cotangent (transforms/slices.py keeps them slice by slice) -----
+# ``x[:, t, :]`` sends x a cotangent of x's full shape that is zero outside the slice: over
+# a loop of T steps the rule's form (zeros + write, then an add) costs T full-size arrays.
+# A first-order sweep whose cotangent for x is already a whole array only it holds adds
+# the slice into it in place.
 
 _BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
 
@@ -252,24 +258,15 @@ def _basic(idx):
 
 
 def _getitem_into(cts, j, e, g):
-    """getitem's cotangent added into ``cts[j]`` at the index (zeros of x's shape first
-    where nothing came yet): what the rule's scatter-add and the accumulation compute,
+    """getitem's cotangent added in place into ``cts[j]``, a whole array only the sweep
+    holds, at the index: what the rule's scatter-add and the accumulation compute,
     without the full-size temporary.  False to use the rule."""
     kw = e.kw
     if not kw or len(e.args) != 1 or (idx := kw.get("idx")).__class__ is not tuple:
         return False  # getitem(x, idx) by position: the rule
-    x = e.args[0]
-    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or not _basic(idx):
-        return False
-    prev = cts[j]
-    if prev is None:
-        out = np.zeros(x.shape, x.dtype)
-        if out[idx].shape != g.shape:
-            return False
-        out[idx] = g
-        cts[j] = out
-        return True
-    if prev.__class__ is not np.ndarray or prev.dtype is not g.dtype \
+    x, prev = e.args[0], cts[j]
+    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or not _basic(idx) \
+            or prev.__class__ is not np.ndarray or prev.dtype is not g.dtype \
             or prev.shape != x.shape or not buffers.free(prev, 2):
         return False  # a shared cotangent (or another kind): the rule's new array
     part = prev[idx]
@@ -282,29 +279,23 @@ def _getitem_into(cts, j, e, g):
     return True
 
 
-def _index_set_split(e, g, keep):
-    """index_set's cotangents ``[(argnum, c), ...]`` with x's written into ``g`` itself
-    (g with zeros at the index, as the rule's copy would be) when only the sweep holds
-    ``g``; v's as the rule computes it (a copy where it is a view of g).  None to use the
-    rules."""
-    kw = e.kw
-    if keep or not kw or len(e.args) != 2 or (idx := kw.get("idx")).__class__ is not tuple:
-        return None
-    x = e.args[0]
-    if x.__class__ is not np.ndarray or g.dtype is not x.dtype \
-            or g.shape != x.shape or not _basic(idx) or not buffers.free(g, 2):
-        return None
-    out = []
-    for argnum, _ in e.parents:
-        if argnum == 1:
-            c = cotangent(e, 1, g, 0, True)
-            if c.__class__ is np.ndarray and np.may_share_memory(c, g):
-                c = c.copy()
-            out.append(c)
+def _v_part(e, nb, raw):
+    """index_set's rule for its ``v`` on a given cotangent (slices.split_index_set)."""
+    return lambda base: cotangent(e, 1, base, nb, raw)
+
+
+def _merge_all(cts, parents, cs, merge):
+    """Each parent's cotangent from ``cs`` into ``cts``."""
+    for (_, j), c in zip(parents, cs):
+        prev = cts[j]
+        if prev is None:
+            cts[j] = c
+        elif prev.__class__ in LAZY or c.__class__ in LAZY:
+            prev = None
+            merge_lazy(cts, j, c, merge)
         else:
-            out.append(None)
-    g[idx] = 0.0
-    return [g if c is None else c for c in out]
+            prev = None
+            merge(cts, j, c)
 
 
 class Tape(Trace):
@@ -432,6 +423,9 @@ class Tape(Trace):
                 or not buffers.free(x, _SET_REFS):
             return None
         x[kw["idx"]] = vals[1]
+        # x's old values are gone: the two entries that named them (the one that made x,
+        # and this one's argument) keep x's shape and dtype, all their rules read
+        producer.ans = vals[0] = _overwritten(x.shape, x.dtype)
         return x
 
     # -- forward and reverse over the list ---------------------------------------
@@ -482,29 +476,46 @@ class Tape(Trace):
             e = entries[i]
             if once:
                 entries[i] = None  # swept (or never reached): its values go now
-            if g is None or e.prim is None:
+            if g is None:
+                continue
+            p = e.prim
+            if g.__class__ in LAZY:  # kept slice by slice (slices.py)
+                if p is index_set and g.__class__ is Masked and not keep \
+                        and (cs := split_index_set(e, g, _v_part(e, nb, raw))) is not None:
+                    cts[i] = None
+                    _merge_all(cts, e.parents, cs, merge)
+                    cs = None
+                    continue
+                g = cts[i] = dense(g)
+            if p is None:
                 continue
             if not keep:
                 cts[i] = None
-            if fast and g.__class__ is np.ndarray:  # index rows: slices in place
-                p = e.prim
-                if p is getitem and len(e.parents) == 1:
-                    if _getitem_into(cts, e.parents[0][1], e, g):
+            if p is getitem and len(e.parents) == 1:  # a slice: into x's cotangent
+                j = e.parents[0][1]
+                if cts[j] is None or cts[j].__class__ in LAZY:
+                    if add_block(cts, j, e, g):
                         continue
-                elif p is index_set and (cs := _index_set_split(e, g, keep)) is not None:
-                    for (_, j), c in zip(e.parents, cs):
-                        merge(cts, j, c)
-                    c = cs = None
+                elif fast and g.__class__ is np.ndarray and _getitem_into(cts, j, e, g):
                     continue
+            elif p is index_set and not keep \
+                    and (cs := split_index_set(e, g, _v_part(e, nb, raw))) is not None:
+                _merge_all(cts, e.parents, cs, merge)
+                cs = None
+                continue
             if not (fast and g.__class__ is np.ndarray and g.nbytes >= buffers.LARGE
                     and e.local is None and buffers.pays(g)):
                 for argnum, j in e.parents:
                     c = cotangent(e, argnum, g, nb, raw, not keep)
-                    if cts[j] is None:  # the first contribution: no call (the hot path)
+                    prev = cts[j]
+                    if prev is None:  # the first contribution: no call (the hot path)
                         cts[j] = c
+                    elif prev.__class__ in LAZY:
+                        merge_lazy(cts, j, c, merge)
                     else:
+                        prev = None
                         merge(cts, j, c)
-                    c = None
+                    c = prev = None
                 continue
             last = len(e.parents) - 1  # a large array: its cotangents into free buffers
             for k, (argnum, j) in enumerate(e.parents):
@@ -513,7 +524,10 @@ class Tape(Trace):
                     c = cotangent(e, argnum, g, nb, raw, not keep)
                 else:
                     c = fit(c, e.args[argnum], e.prim.bcast, nb)
-                merge(cts, j, c)
+                if cts[j].__class__ in LAZY:
+                    merge_lazy(cts, j, c, merge)
+                else:
+                    merge(cts, j, c)
                 c = None
         if keep:
             self.adjoints = cts

@@ -1,0 +1,211 @@
+"""Cotangents known slice by slice: what the reverse sweep (reverse.py) holds for an array
+read or written one slice at a time, until a whole array is needed.
+
+A loop over ``t`` that reads ``x[:, t, :]`` or writes ``h[:, t, :] = v`` (an RNN, CS231n's
+LSTM) sends, through the rows' rules, a full-size array per step: getitem's VJP is a
+scatter-add of the slice into zeros of x's shape, and index_set's VJP for the old ``h`` is
+a copy of the cotangent with zeros at the slice.  Over T steps that is T full-size
+temporaries (and T full-size adds), where the hand-written backward pass writes each
+slice once.  The sweep keeps instead:
+
+- ``Blocks``: disjoint slices along one axis (each getitem's cotangent as it came), plus
+  a ``dense`` part for whatever else was added; made whole (``dense()``) by one
+  ``concatenate`` with zeros in the gaps, when the entry that made x is reached;
+- ``Masked``: a cotangent ``base`` with zeros over some slices along one axis (index_set's
+  cotangent for the array written into); the next index_set of a disjoint slice reads its
+  ``v`` part straight from ``base``, and only another row makes it whole (one ``where``).
+
+Both are built from primitives (``concatenate``, ``reshape``, ``where``, ``add``), so a
+sweep being recorded (``dg.jit(dg.grad(f))``, higher derivatives) records those instead of
+T scatters and copies.  The values are the rules' own: a slice's entries are g's, the rest
+zeros, and the sums that meet are the same sums.  Only a basic index of one axis is kept
+this way (ints and slices of step 1, every other axis whole); anything else takes the
+rules.
+"""
+
+import numpy as np
+
+from ..core.validate import dtype_of
+from ..rules import add, concatenate, device_like, reshape, shape_of, where
+
+
+def span(idx, shape):
+    """``(axis, start, stop, squeezed)`` for an index that selects ``start:stop`` along one
+    axis of an array of ``shape`` (``squeezed``: an int index, which drops the axis) and
+    every other axis whole; None for any other index.
+
+    >>> span((slice(None), 3, slice(None)), (2, 5, 4))
+    (1, 3, 4, True)
+    >>> span((slice(None), slice(0, 8)), (4, 16))
+    (1, 0, 8, False)
+    >>> span((1, 2), (3, 3)) is None
+    True
+    """
+    if idx.__class__ is not tuple or len(idx) > len(shape):
+        return None
+    found = None
+    for axis, k in enumerate(idx):
+        c = k.__class__
+        n = shape[axis]
+        if c is slice:
+            if k.start is None and k.stop is None and k.step is None:
+                continue
+            start, stop, step = k.indices(n)
+            if step != 1 or stop <= start:
+                return None
+            if start == 0 and stop == n:
+                continue
+            here = (axis, start, stop, False)
+        elif c is int or (c is not bool and isinstance(k, np.integer)):
+            k = int(k)
+            if k < 0:
+                k += n
+            if not 0 <= k < n:
+                return None
+            here = (axis, k, k + 1, True)
+        else:
+            return None  # None, Ellipsis, an array, a bool
+        if found is not None:
+            return None  # two axes indexed
+        found = here
+    return found if found is not None else (0, 0, shape[0], False) if shape else None
+
+
+def _disjoint(spans, start, stop):
+    for a, b in spans:
+        if start < b and a < stop:
+            return False
+    return True
+
+
+class Blocks:
+    """Disjoint slices of a cotangent along ``axis`` of an array of ``shape`` (after the
+    sweep's batch axes) and ``dtype``, each ``(start, stop, value, squeezed)``; ``dense``:
+    a whole-array cotangent added to them, or None."""
+
+    __slots__ = ("axis", "shape", "dtype", "blocks", "dense")
+
+    def __init__(self, axis, shape, dtype):
+        self.axis, self.shape, self.dtype = axis, shape, dtype
+        self.blocks = []
+        self.dense = None
+
+
+class Masked:
+    """``base`` with zeros over ``spans`` (``(start, stop)`` pairs) along ``axis`` of an
+    array of ``shape`` (after the batch axes)."""
+
+    __slots__ = ("base", "axis", "shape", "spans")
+
+    def __init__(self, base, axis, shape, spans):
+        self.base, self.axis, self.shape, self.spans = base, axis, shape, spans
+
+
+LAZY = frozenset((Blocks, Masked))
+
+
+def _host(v):
+    """A numpy value (traced or raw): the only kind kept slice by slice (dask and device
+    arrays take the rules)."""
+    return device_like(v) is None
+
+
+def add_block(cts, j, e, g):
+    """getitem's cotangent ``g`` as a block of ``cts[j]`` (None there, or Blocks of the
+    same axis with no overlap).  False when it cannot be: the caller takes the rule."""
+    kw = e.kw
+    if not kw or len(e.args) != 1:
+        return False
+    x = e.args[0]
+    xs = shape_of(x)
+    sp = span(kw.get("idx"), xs)
+    if sp is None or not _host(g) or dtype_of(g) != dtype_of(x):
+        return False
+    axis, start, stop, squeezed = sp
+    prev = cts[j]
+    if prev is None:
+        prev = Blocks(axis, xs, dtype_of(x))
+    elif prev.__class__ is not Blocks or prev.axis != axis or prev.shape != xs \
+            or not _disjoint([(a, b) for a, b, _, _ in prev.blocks], start, stop):
+        return False
+    prev.blocks.append((start, stop, g, squeezed))
+    cts[j] = prev
+    return True
+
+
+def split_index_set(e, g, v_part):
+    """index_set's cotangents, one per parent: ``v``'s read from g by ``v_part(base)``
+    (the rule's, on Masked's base where the slice is disjoint from its zeros) and x's as
+    ``Masked``.  None when the index or g does not allow it: the caller makes g whole and
+    takes the rules."""
+    kw = e.kw
+    if not kw or len(e.args) != 2:
+        return None
+    xs = shape_of(e.args[0])
+    sp = span(kw.get("idx"), xs)
+    if sp is None:
+        return None
+    axis, start, stop, _ = sp
+    if g.__class__ is Masked:
+        if g.axis != axis or g.shape != xs or not _disjoint(g.spans, start, stop):
+            return None
+        base, spans = g.base, g.spans
+    else:
+        if not _host(g):
+            return None
+        base, spans = g, []
+    out = []
+    for argnum, _ in e.parents:
+        if argnum == 1:
+            out.append(v_part(base))
+        else:
+            out.append(Masked(base, axis, xs, spans + [(start, stop)]))
+    return out
+
+
+def dense(c):
+    """A Blocks or Masked cotangent as one array (traced where its parts are)."""
+    if c.__class__ is Masked:
+        keep = np.ones(c.shape[c.axis], bool)
+        for a, b in c.spans:
+            keep[a:b] = False
+        keep = keep.reshape((-1,) + (1,) * (len(c.shape) - c.axis - 1))
+        return where(keep, c.base, 0.0)  # broadcasts over the batch axes in front
+    blocks = sorted(c.blocks, key=lambda b: b[0])
+    first = blocks[0][2]
+    nb = len(shape_of(first)) - len(c.shape) + blocks[0][3]
+    bshape = tuple(shape_of(first)[:nb])
+    axis, shape, n = c.axis, c.shape, c.shape[c.axis]
+    parts, pos = [], 0
+
+    def zeros(k):
+        return np.zeros(bshape + shape[:axis] + (k,) + shape[axis + 1:], c.dtype)
+
+    for start, stop, v, squeezed in blocks:
+        if start > pos:
+            parts.append(zeros(start - pos))
+        if squeezed:
+            s = shape_of(v)
+            v = reshape(v, s[:nb + axis] + (1,) + s[nb + axis:])
+        parts.append(v)
+        pos = stop
+    if pos < n:
+        parts.append(zeros(n - pos))
+    # a negative axis: tangents of the parts (a forward trace over this sweep) carry their
+    # own batch axes in front
+    out = parts[0] if len(parts) == 1 else concatenate(*parts, axis=axis - len(shape))
+    return out if c.dense is None else add(c.dense, out)
+
+
+def merge_lazy(cts, j, c, merge):
+    """``cts[j] += c`` where one of them is kept slice by slice: c (made whole) goes into
+    a Blocks' dense part; a Masked ``cts[j]`` is made whole first."""
+    if c.__class__ in LAZY:
+        c = dense(c)
+    prev = cts[j]
+    if prev.__class__ is Blocks:
+        prev.dense = c if prev.dense is None else add(prev.dense, c)
+        return
+    if prev.__class__ is Masked:
+        cts[j] = dense(prev)
+    merge(cts, j, c)
