@@ -150,9 +150,39 @@ def _reused_buffer(w):  # one scratch array, refilled in a loop
     return t
 
 
+def _read_between_writes(w):  # np.zeros: a Preallocated; writes in place until read
+    out = np.zeros(3)
+    out[0] = w[0] * 2
+    out[1] = w[1] * 3
+    y = np.sin(out)  # sin's derivative reads these values: the next write copies
+    out[2] = w[2] ** 2
+    out[0] = w[1]
+    return (y * out).sum()
+
+
+def _view_between_writes(w):  # like=: a traced array from the start
+    out = np.zeros(3, like=w)
+    out[0] = w[0] * 2
+    out[1] = w[1] * 3
+    y = np.sin(out[0:2])  # sin's derivative reads a view of out's array
+    out[0] = w[2] ** 2
+    out[1] = 7.0
+    return (y * out[:2]).sum() + out[2]
+
+
+def _loop_then_reads(w):  # the naive-loop shape: many writes, then every entry read
+    out = np.zeros((2, 3))
+    for i in range(2):
+        for j in range(3):
+            out[i, j] = np.tanh(w[j] * (i + 1))
+    out[1] += out[0] * w
+    return np.sum(np.cos(out) * out)
+
+
 CASES = [_sum_twice, _iadd, _matmul_then_zero, _eye_entry, _view_of_base, _sorted_after,
          _filled_after, _copyto_after, _einsum, _index_array, _index_tuple, _bool_mask,
-         _where_mask, _sum_where, _select, _take, _interp, _solve, _reused_buffer]
+         _where_mask, _sum_where, _select, _take, _interp, _solve, _reused_buffer,
+         _read_between_writes, _view_between_writes, _loop_then_reads]
 
 TRANSFORMS = {
     "grad": dg.grad,
@@ -219,3 +249,32 @@ def test_jit_constant_is_the_value_at_its_use():
     jf = dg.jit(f)
     for _ in range(3):  # recording, then replays
         np.testing.assert_allclose(jf(np.ones(3)), [0.0, 1.0, 2.0])
+
+
+def test_a_loop_of_writes_goes_in_place():
+    """out[i, j] = v in a loop writes into one array (Tape._set_in_place), not a copy per
+    write: the count of references that allows it is the one the tape sees."""
+    from dualgrad.transforms import reverse
+
+    seen = []
+    orig = reverse.Tape._set_in_place
+
+    def spy(self, *a):
+        r = orig(self, *a)
+        seen.append(r is not None)
+        return r
+
+    def f(w):
+        out = np.zeros((4, 5))
+        for i in range(4):
+            for j in range(5):
+                out[i, j] = w[j] * i
+        return np.sum(out * out)
+
+    reverse.Tape._set_in_place = spy
+    try:
+        g = dg.grad(f)(W[:1].repeat(5))
+    finally:
+        reverse.Tape._set_in_place = orig
+    np.testing.assert_allclose(g, np.full(5, 2 * 0.3 * (1 + 4 + 9)))
+    assert sum(seen) >= len(seen) - 2, seen  # the first write (of np.zeros) copies

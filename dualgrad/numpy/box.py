@@ -24,7 +24,7 @@ from ..core.trace import OBJECTS, Box, check_live, unbox
 from . import creation, elementwise, gather, products, reductions, shapes
 from .dispatch import _compare, _stage, array_function, array_ufunc
 from .indexing import getitem
-from .inplace import _inplace, _rebind, _setitem
+from .inplace import _inplace, _rebind, _setitem, fresh, link_view
 
 
 def _op(prim):
@@ -137,7 +137,9 @@ class ArrayBox(Box):
     """A traced value with numpy's operators, methods and protocols (the base of every
     traced value: Dual, Node, Var, BatchBox, Elem)."""
 
-    __slots__ = ()
+    # a view's base (``out[i]`` of a traced out), how many writes rebound this box, and
+    # weak references to the views taken of it: inplace.py's views; unset on most boxes
+    __slots__ = ("_view_of", "_writes", "_views", "__weakref__")
     __hash__ = object.__hash__  # == is elementwise, as numpy's; a box hashes by identity
 
     # -- arithmetic: each operator is one row ----------------------------------------------
@@ -178,7 +180,12 @@ class ArrayBox(Box):
         return bool(unbox(self.value))
 
     # -- indexing and iteration --------------------------------------------------------------
-    __getitem__ = _method(getitem)
+    def __getitem__(self, key):
+        if not self._trace.active:
+            check_live(self, "getitem")
+        fresh(self)
+        return link_view(self, key, getitem(self, key))
+
     __setitem__ = _setitem
 
     def __len__(self):

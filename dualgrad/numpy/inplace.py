@@ -20,6 +20,7 @@ the array's own shape: ``out = np.zeros(S, like=x)``.
 import ast
 import linecache
 import os
+import weakref
 
 import numpy as np
 
@@ -31,6 +32,76 @@ from .indexing import _index
 from .shapes import broadcast_to
 
 _shape, _ndim = P.shape_of, P.ndim_of
+
+
+# -- views: a basic index of a traced array is a view, as numpy's -------------------------
+# ``row = out[i]`` (and ``out[i][j] = v``, ``for row in out: row[:] = v``) is a view in
+# numpy: a write into it is a write into ``out``.  A traced value cannot share memory, so
+# the view box remembers where it came from, ``_view_of = (base, key, writes)``: a write
+# into the view is written back into the base at ``key``, and a view whose base was written
+# since (``writes`` counts the base's rebindings) is first read again from the base, so a
+# write through it never undoes one made through the base.
+
+_BASIC_KEYS = frozenset((int, slice, type(None), type(Ellipsis)))
+
+
+def basic_key(key):
+    """A key of ints, slices, None and Ellipsis only (numpy gives a view for it)."""
+    for k in key if key.__class__ is tuple else (key,):
+        c = k.__class__
+        if c not in _BASIC_KEYS and not (isinstance(k, np.integer) and c is not np.bool_):
+            return False
+    return True
+
+
+def link_view(base, key, view):
+    """``view`` (= ``base[key]``) as numpy's view of ``base``, for the writes above; the
+    base keeps a weak reference to it, so that a write into the base reads it again."""
+    if view.__class__ is base.__class__ and basic_key(key) and _shape(view):
+        view._view_of = (base, key, getattr(base, "_writes", 0))
+        views = getattr(base, "_views", None)
+        if views is None:
+            base._views = views = []
+        elif len(views) >= 32 and not len(views) & (len(views) - 1):  # 32, 64...: prune
+            views[:] = [r for r in views if r() is not None]
+        views.append(weakref.ref(view))
+    return view
+
+
+def _refresh_views(base):
+    """After a write into ``base``: each live view of it is read again, as numpy's views
+    see the write."""
+    views = getattr(base, "_views", None)
+    if views:
+        live = [r for r in views if r() is not None]
+        base._views = []
+        for r in live:
+            v = r()
+            if v is not None:
+                _copy_slots(v, base[v._view_of[1]])  # the new value, linked to base anew
+                base._views.append(r)
+
+
+def fresh(view):
+    """Read a view again from its base where the base was written since it was taken."""
+    link = getattr(view, "_view_of", None)
+    if link is not None and getattr(link[0], "_writes", 0) != link[2]:
+        base, key = link[0], link[1]
+        _copy_slots(view, base[key])  # base[key] links the new value: copied with it
+
+
+def _write_back(view):
+    """After a write into ``view``: the same values into its base (and on up)."""
+    base, key, _ = view._view_of
+    base[key] = view  # (which reads view again from base: the values it has)
+    view._view_of = (base, key, getattr(base, "_writes", 0))
+
+
+def _copy_slots(box, new):
+    for cls in box.__class__.__mro__:
+        for s in getattr(cls, "__slots__", ()):
+            if s not in ("__weakref__", "_grad", "_writes") and hasattr(new, s):
+                object.__setattr__(box, s, getattr(new, s))
 
 
 def _rebind(box, new, what):
@@ -51,19 +122,23 @@ def _rebind(box, new, what):
         raise TypeError(f"dualgrad: {what} would overwrite a value watched by this Tape; "
                         "write into a copy (y = x + 0.0) instead")
     old = box._trace
-    for cls in box.__class__.__mro__:
-        for s in getattr(cls, "__slots__", ()):
-            if s not in ("__weakref__", "_grad") and hasattr(new, s):
-                object.__setattr__(box, s, getattr(new, s))
+    link = getattr(box, "_view_of", None)
+    _copy_slots(box, new)
+    box._view_of = link  # (new, a fresh value, is no view: box stays what it was)
+    box._writes = getattr(box, "_writes", 0) + 1
     hold, release = getattr(box._trace, "hold", None), getattr(old, "release", None)
     if hold is not None:
         hold()
     if release is not None:
         release()
+    if link is not None:
+        _write_back(box)
+    _refresh_views(box)
 
 
 def _setitem(self, key, value):
     check_live(self, "setitem")
+    fresh(self)
     raw = unbox(self)
     raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
     if raw.__class__ is not np.ndarray and P.device_like(raw) is None \
@@ -74,12 +149,14 @@ def _setitem(self, key, value):
                                             and value.dtype == object):
         value = OBJECTS[0].pack(np.array(value, dtype=object)  # objects.py
                                 if isinstance(value, (list, tuple)) else value)
+    raw = None  # dropped: a write into the box's own array counts who holds it (Tape)
     _rebind(self, P.set_at(self, value, _index(key)), lambda: f"y[{key!r}] = v")
 
 
 def _inplace(prim, name):
     def op(self, other):
         check_live(self, name)
+        fresh(self)
         new = prim(self, other)
         raw = unbox(self)
         if (raw.__class__ is not np.ndarray and not (isinstance(raw, Box) and raw.shape)) \

@@ -74,6 +74,7 @@ from .box import ArrayBox
 from .dispatch import HANDLED, LIKE
 from .elementwise import astype
 from .indexing import _index
+from .inplace import basic_key as _basic_key
 from .inplace import refusal
 
 _FLOAT = frozenset("fc")
@@ -204,12 +205,43 @@ class Preallocated(ArrayBox):
     ``*_like`` of a plain array) in the user's code while a transform runs: the plain array
     until a traced value is written into it, that traced value from then on."""
 
-    __slots__ = ("_v",)
+    __slots__ = ("_raw",)
 
-    def __init__(self, array):
-        self._v, self._trace = array, OBJECTS[0]
+    def __init__(self, array, view_of=None):
+        self._raw, self._trace = array, OBJECTS[0]
+        self._view_of, self._writes = view_of, 0
+
+    @property
+    def _v(self):
+        """The value: a view's is read again from its base where a traced write made the
+        base a new value since (numpy's view would see that write; inplace.py's views)."""
+        link = self._view_of
+        if link is not None and link[0]._writes != link[2]:
+            base, key = link[0], link[1]
+            self._raw = _current(base[key])
+            self._view_of = (base, key, base._writes)
+        return self._raw
+
+    @_v.setter
+    def _v(self, value):  # a traced write: the box is a new value, written back to a base
+        self._raw = value
+        self._writes += 1
+        link = self._view_of
+        if link is not None:
+            base, key = link[0], link[1]
+            base[key] = self
+            self._view_of = (base, key, base._writes)
 
     value = property(lambda self: self._v)
+
+    def _view(self, key, r):
+        """``self[key]``'s value ``r`` as numpy's view of self (writes go back into self)."""
+        if _basic_key(key) and _shape(r):
+            if r.__class__ is np.ndarray or isinstance(r, ArrayBox):
+                return Preallocated(r, (self, key, self._writes))
+        elif r.__class__ is np.ndarray:
+            return Preallocated(r)
+        return r
 
     # -- writes ------------------------------------------------------------------------
     def __setitem__(self, key, value):
@@ -244,9 +276,11 @@ class Preallocated(ArrayBox):
         writes back), and sees plain writes, as numpy's does."""
         v = self._v
         if v.__class__ is np.ndarray and not _traced(key):
-            r = v[key]
-            return Preallocated(r) if r.__class__ is np.ndarray else r
-        return v[_current(key)]
+            return self._view(key, v[key])
+        return self._view(key, v[_current(key)])
+
+    def __iter__(self):  # rows are views, as numpy's
+        return (self[i] for i in range(len(self)))
 
     # -- copies stay writable --------------------------------------------------------------
     def copy(self, order="C"):
@@ -264,11 +298,13 @@ class Preallocated(ArrayBox):
     locals().update({f"__{n}__": _binary(op) for n, op in {**_OPS, **_COMPARE}.items()})
     locals().update({f"__r{n}__": _reflected(op) for n, op in _OPS.items()})
     locals().update({f"__{n}__": _dunder(f"__{n}__") for n in (
-        "neg", "pos", "abs", "invert", "len", "iter", "contains", "bool",
+        "neg", "pos", "abs", "invert", "len", "contains", "bool",
         "float", "int", "index", "complex", "round", "format", "repr", "str")})
     __hash__ = object.__hash__
 
     def __getattr__(self, name):  # what ArrayBox does not have: the plain array's
+        if name.startswith("_"):  # a slot never set (while building one): no delegation
+            raise AttributeError(name)
         return getattr(object.__getattribute__(self, "_v"), name)
 
     def __array__(self, dtype=None, copy=None):

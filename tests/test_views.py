@@ -1,0 +1,119 @@
+"""A basic index of a traced array is a view, as numpy's: writes through it reach the base,
+and it sees writes made through the base.
+
+``out[i][j] = v``, ``row = out[i]; row[:] = v`` and ``for row in out: row *= 2`` write into
+``out`` in numpy.  Before views were linked (numpy/inplace.py), dualgrad wrote into a new
+value nobody read: the function's value and its gradient came out as zeros, silently.
+Each case runs on three kinds of base array: ``np.zeros`` (a Preallocated while a transform
+runs), ``np.zeros(S, like=w)`` and an array computed from ``w``; numpy itself, on plain
+arrays, is the oracle (its value, and central differences for the gradient).
+"""
+
+import numpy as np
+import pytest
+
+import dualgrad as dg
+
+BASES = {
+    "zeros": lambda shape, w: np.zeros(shape),
+    "like": lambda shape, w: np.zeros(shape, like=w),
+    "computed": lambda shape, w: np.zeros(shape) + 0.0 * w[0],
+}
+
+
+def _chained(w, make):  # out[i][j] = v: the commonest
+    out = make((2, 3), w)
+    for i in range(2):
+        for j in range(3):
+            out[i][j] = w[j] * (i + 1)
+    return np.sum(out**2)
+
+
+def _row_slice_write(w, make):
+    out = make((2, 3), w)
+    for i in range(2):
+        row = out[i]
+        row[:] = np.sin(w * (i + 1))
+    return np.sum(out * np.arange(6.0).reshape(2, 3))
+
+
+def _row_inplace_op(w, make):
+    out = make((2, 3), w)
+    out[...] = 1.0
+    for row in out:  # iteration gives views
+        row *= w
+    return np.sum(out**3)
+
+
+def _view_sees_base_write(w, make):
+    out = make((3,), w)
+    row = out[0:2]
+    out[0] = w[0] * 2
+    out[1] = w[1] * 3
+    return np.sum(row * w[:2])
+
+
+def _view_write_keeps_base_write(w, make):  # the view is older than a base write
+    out = make((2, 3), w)
+    row = out[0]
+    out[0, 1] = w[1] ** 2
+    row[2] = w[2] * 5
+    return np.sum(out * np.arange(1.0, 7.0).reshape(2, 3))
+
+
+def _view_of_view(w, make):
+    out = make((2, 2, 3), w)
+    plane = out[1]
+    plane[0][1:] = w[1:] * w[0]
+    out[1, 1] = np.cos(w)
+    return np.sum(plane**2) + np.sum(out)
+
+
+def _chained_add(w, make):
+    out = make((2, 3), w)
+    for i in range(2):
+        out[i][:] += w * (i + 2)
+        out[i][0] += w[1]
+    return np.sum(np.tanh(out))
+
+
+CASES = [_chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
+         _view_write_keeps_base_write, _view_of_view, _chained_add]
+
+W = np.array([0.3, 0.7, 1.1])
+
+
+def _plain(f):
+    return lambda w: f(w, lambda shape, w: np.zeros(shape))
+
+
+def _central(f, w, h=1e-6):
+    g = np.zeros_like(w)
+    for i in range(w.size):
+        e = np.zeros_like(w)
+        e[i] = h
+        g[i] = (f(w + e) - f(w - e)) / (2 * h)
+    return g
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("f", CASES, ids=lambda f: f.__name__[1:])
+def test_views_write_through_and_see_writes(f, base):
+    make = BASES[base]
+    value, g = dg.value_and_grad(lambda w: f(w, make))(W)
+    np.testing.assert_allclose(value, _plain(f)(W), rtol=1e-13)
+    np.testing.assert_allclose(g, _central(_plain(f), W), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("f", CASES, ids=lambda f: f.__name__[1:])
+def test_views_under_other_transforms(f):
+    make = BASES["zeros"]
+    want = _central(_plain(f), W)
+    for t in (dg.jacfwd, dg.jacrev, lambda h: dg.jit(dg.grad(h))):
+        np.testing.assert_allclose(t(lambda w: f(w, make))(W), want, rtol=1e-6, atol=1e-8)
+
+
+def test_a_view_write_outside_the_transform_is_numpys():
+    out = np.zeros((2, 3))
+    out[1][2] = 4.0
+    assert out[1, 2] == 4.0 and type(out) is np.ndarray
