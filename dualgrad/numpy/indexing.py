@@ -58,7 +58,16 @@ def _index(idx):
     return tuple(out)
 
 
+_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
+
+
 def getitem(a, idx):
+    parts = idx if idx.__class__ is tuple else (idx,)
+    for k in parts:  # the common index, ints and slices (x[:, t], a[:, :H]): as it is
+        if k.__class__ not in _BASIC:
+            break
+    else:
+        return P.getitem(a, idx=parts)
     parts = idx if isinstance(idx, tuple) else (idx,)
     for k in parts:  # a dask index array: a boolean mask's chunks are unknown, no add.at
         P.no_lazy_form(k, "x[dask index array]", "a boolean mask gives unknown chunk sizes "
