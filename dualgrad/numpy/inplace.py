@@ -108,10 +108,8 @@ def _rebind(box, new, what):
     """Make ``box`` stand for the traced value ``new`` (an in-place write).  ``what`` names
     the write for an error: a string, or a function giving one (formatting an index on
     every write would cost more than the write: a mask's repr is its every entry)."""
-    if not isinstance(what, str) and (new.__class__ is not box.__class__
-                                      or getattr(box._trace, "_leaves", None)):
-        what = what()
     if new.__class__ is not box.__class__:
+        what = what if isinstance(what, str) else what()
         raise TypeError(
             f"dualgrad: {what} writes a value traced by a nested transform into an array "
             f"traced by an outer one ({type(new).__name__} into {type(box).__name__}); make "
@@ -119,6 +117,7 @@ def _rebind(box, new, what):
     leaves = getattr(box._trace, "_leaves", None)
     if leaves and box._trace.entries[box.index].prim is None \
             and any(r() is box for r in leaves):
+        what = what if isinstance(what, str) else what()  # formatted for the error only
         raise TypeError(f"dualgrad: {what} would overwrite a value watched by this Tape; "
                         "write into a copy (y = x + 0.0) instead")
     old = box._trace
