@@ -7,7 +7,9 @@
   the API reference from the docstrings (mkdocstrings); the nav is built from them.
 - Tutorials run in parallel, each with a time limit (``DUALGRAD_DOCS_TIMEOUT``, seconds,
   default 300); their outputs are cached in ``build/docs-cache`` (``DUALGRAD_DOCS_CACHE``)
-  under a hash of the tutorial and of dualgrad's sources, so a rebuild runs none.
+  under a hash of the tutorial and of dualgrad's sources, so a rebuild runs none
+  (``python docs/run_tutorial.py --cache TUTORIAL`` fills the same cache: a test run that
+  runs the tutorials that way leaves the build nothing to run).
   ``DUALGRAD_DOCS_EXECUTE``: ``1`` (default) runs what the cache lacks, ``cached`` runs
   nothing and takes the newest cached outputs even of an older version (a quick local
   build), ``0`` runs nothing; a tutorial without outputs says so on its page.
@@ -20,7 +22,6 @@
 
 import base64
 import concurrent.futures
-import hashlib
 import html
 import json
 import logging
@@ -45,16 +46,6 @@ _state = {}
 
 
 # --- tutorials ------------------------------------------------------------------------
-
-def _sources_hash():
-    h = hashlib.sha256()
-    for folder in ("dualgrad", "kernels"):
-        for p in sorted((ROOT / folder).rglob("*.py")):
-            h.update(str(p.relative_to(ROOT)).encode())
-            h.update(p.read_bytes())
-    h.update((ROOT / "docs" / "run_tutorial.py").read_bytes())
-    return h.hexdigest()
-
 
 def _run_one(path, out, timeout, threads):
     env = dict(os.environ, MPLBACKEND="Agg",
@@ -82,13 +73,12 @@ def run_tutorials():
     run now (in parallel, one process per tutorial)."""
     mode = pages.env_flag("DUALGRAD_DOCS_EXECUTE", "1")
     timeout = float(os.environ.get("DUALGRAD_DOCS_TIMEOUT", "300"))
-    cache = Path(os.environ.get("DUALGRAD_DOCS_CACHE", ROOT / "build" / "docs-cache"))
+    cache = Path(run_tutorial.cache_dir())
     cache.mkdir(parents=True, exist_ok=True)
-    sources = _sources_hash()
+    sources = run_tutorial.sources_hash()
     results, todo = {}, []
     for path in pages.tutorial_files():
-        key = hashlib.sha256(path.read_bytes() + sources.encode()).hexdigest()[:16]
-        out = cache / f"{path.stem}-{key}.json"
+        out = Path(run_tutorial.cache_file(path, sources, cache))
         results[path.stem] = out
         if not out.exists() and mode not in ("0", "cached"):
             todo.append((path, out))

@@ -2,6 +2,13 @@
 write its cells with their outputs as JSON (what the docs build renders).
 
     python docs/run_tutorial.py tutorials/02_wengert_list.py out.json
+    python docs/run_tutorial.py --cache tutorials/02_wengert_list.py
+
+With ``--cache`` the JSON goes where the docs build looks for it (``cache_file``: the
+docs cache, ``DUALGRAD_DOCS_CACHE`` or build/docs-cache, under a hash of the tutorial and
+of dualgrad's sources), and only if the tutorial ran to the end; the cells' text is also
+printed, and a failing cell's traceback goes to stderr, as a plain script run would show
+them.  A test that runs the tutorials this way leaves the docs build nothing to run.
 
 Each ``# %%`` code cell runs in one shared namespace (``__name__ == "__main__"``, the
 working directory the tutorial's folder, no ``__file__``, as in Jupyter).  A cell's
@@ -20,6 +27,7 @@ import anyway) are used.
 import ast
 import base64
 import contextlib
+import hashlib
 import io
 import json
 import linecache
@@ -30,6 +38,38 @@ import tempfile
 import traceback
 
 CELL = re.compile(r"^# %%(?P<rest>.*)$", re.M)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sources_hash():
+    """A hash of dualgrad's sources (dualgrad/, kernels/) and of this runner: outputs
+    cached under it are outputs of this version."""
+    h = hashlib.sha256()
+    for folder in ("dualgrad", "kernels"):
+        paths = []
+        for top, dirs, files in os.walk(os.path.join(ROOT, folder)):
+            dirs.sort()
+            paths += [os.path.join(top, f) for f in files if f.endswith(".py")]
+        for path in sorted(paths, key=lambda q: os.path.relpath(q, ROOT).split(os.sep)):
+            h.update(os.path.relpath(path, ROOT).replace(os.sep, "/").encode())
+            with open(path, "rb") as f:
+                h.update(f.read())
+    with open(os.path.abspath(__file__), "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()
+
+
+def cache_dir():
+    return os.environ.get("DUALGRAD_DOCS_CACHE") or os.path.join(ROOT, "build", "docs-cache")
+
+
+def cache_file(path, sources=None, folder=None):
+    """Where the docs build keeps (and looks for) the outputs of tutorial ``path``."""
+    with open(path, "rb") as f:
+        data = f.read()
+    key = hashlib.sha256(data + (sources or sources_hash()).encode()).hexdigest()[:16]
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(folder or cache_dir(), f"{stem}-{key}.json")
 
 
 def read_cells(text):
@@ -113,6 +153,25 @@ def run(path):
 
 
 def main(argv):
+    if argv[1:2] == ["--cache"]:
+        path = os.path.abspath(argv[2])
+        out = cache_file(path)  # the key is taken before the run (which may chdir)
+        cells, ok = run(path)
+        for cell in cells:
+            for o in cell["outputs"]:
+                if o["type"] == "text":
+                    sys.stdout.write(o["data"].rstrip("\n") + "\n")
+        if not ok:
+            failed = [c for c in cells if c["outputs"]][-1]
+            sys.stderr.write(f"{argv[2]}: a cell raised\n{failed['source']}\n"
+                             f"{failed['outputs'][0]['data']}")
+            return 1
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        tmp = f"{out}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"ok": ok, "cells": cells}, f)
+        os.replace(tmp, out)  # whole or not at all, also with two runs side by side
+        return 0
     path, out = os.path.abspath(argv[1]), os.path.abspath(argv[2])
     cells, ok = run(path)
     with open(out, "w", encoding="utf-8") as f:

@@ -313,6 +313,36 @@ def test_site_in_a_browser(site, browser, server, tmp_path):
     assert len(list(tmp_path.glob("*.png"))) == 4
 
 
+# --- the tutorials' outputs, left by a test run where the docs build looks for them ------------
+
+def test_run_tutorial_cache_mode_leaves_the_outputs_for_the_build(tmp_path):
+    pytest.importorskip("matplotlib")
+    run_tutorial = _docs_module("run_tutorial")
+    cache = tmp_path / "cache"
+    env = dict(os.environ, MPLBACKEND="Agg", DUALGRAD_DOCS_CACHE=str(cache),
+               DUALGRAD_TUTORIAL_FIGURES=str(tmp_path))
+    good, bad = tmp_path / "90_good.py", tmp_path / "91_bad.py"
+    good.write_text("# %% [markdown]\n# # Good\n\n# %%\nprint('hi')\n\n# %%\n6 * 7\n")
+    bad.write_text("# %% [markdown]\n# # Bad\n\n# %%\nx = 1\nassert x == 2, 'planted'\n")
+
+    def run(path):
+        return subprocess.run([sys.executable, str(ROOT / "docs" / "run_tutorial.py"),
+                               "--cache", str(path)], env=env, capture_output=True,
+                              text=True, timeout=120)
+    proc = run(good)
+    assert proc.returncode == 0, proc.stderr
+    assert "hi" in proc.stdout and "42" in proc.stdout
+    out = pathlib.Path(run_tutorial.cache_file(good, folder=str(cache)))
+    assert [p.name for p in cache.iterdir()] == [out.name]  # where hooks.run_tutorials looks
+    import json
+    cells = json.loads(out.read_text())
+    assert cells["ok"] and [o["data"] for c in cells["cells"] for o in c["outputs"]] == [
+        "hi\n", "42"]
+    proc = run(bad)
+    assert proc.returncode == 1 and "planted" in proc.stderr
+    assert [p.name for p in cache.iterdir()] == [out.name], "a failed run is not cached"
+
+
 # --- DOT graphs in a tutorial's output ------------------------------------------------------
 
 def test_a_printed_dot_graph_is_drawn_as_svg_or_shown_as_text():
