@@ -77,8 +77,34 @@ def _chained_add(w, make):
     return np.sum(np.tanh(out))
 
 
+def _through_transpose(w, make):  # x.T, x.reshape(S), x.ravel(): views of all of x
+    out = make((3, 2), w)
+    out.T[0] = w * 2
+    t = out.T
+    out[2, 1] = w[0] ** 2
+    return np.sum(out**2) + np.sum(t * np.arange(6.0).reshape(2, 3))
+
+
+def _through_reshape(w, make):
+    out = make((2, 3), w)
+    r = out.reshape(6)
+    r[1:4] = w
+    out[1, 2] = w[0]
+    out.ravel()[0] += w[2]
+    return np.sum(r * np.arange(6.0)) + np.sum(out**2)
+
+
+def _flatten_is_a_copy(w, make):
+    out = make((2, 3), w)
+    f = out.flatten()
+    f[0] = w[0]
+    out.squeeze()[1] = w[1]
+    return np.sum(out) + np.sum(f * 3.0)
+
+
 CASES = [_chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
-         _view_write_keeps_base_write, _view_of_view, _chained_add]
+         _view_write_keeps_base_write, _view_of_view, _chained_add, _through_transpose,
+         _through_reshape, _flatten_is_a_copy]
 
 W = np.array([0.3, 0.7, 1.1])
 

@@ -24,7 +24,7 @@ from ..core.trace import OBJECTS, Box, check_live, unbox
 from . import creation, elementwise, gather, products, reductions, shapes
 from .dispatch import _compare, _stage, array_function, array_ufunc
 from .indexing import getitem
-from .inplace import _inplace, _rebind, _setitem, fresh, link_view
+from .inplace import _inplace, _rebind, _setitem, fresh, link_view, link_whole, whole
 
 
 def _op(prim):
@@ -57,6 +57,13 @@ def _unary(prim):
             check_live(self, prim.name)
         return prim(self)
     return op
+
+
+def _whole_view(x, name, fn, args=(), kw=None):
+    """``fn(x)`` (= ``x.<name>(*args, **kw)``, a transpose or reshape of all of x) as
+    numpy's view of x: a write into it is a write into x (inplace.py's views)."""
+    fresh(x)
+    return link_whole(x, whole(P.shape_of(x), name, args, kw or {}), fn(x))
 
 
 def _shape_args(args):
@@ -230,8 +237,9 @@ class ArrayBox(Box):
     ndim = property(lambda self: np.ndim(unbox(self.value)))
     size = property(lambda self: int(np.size(unbox(self.value))))
     dtype = property(lambda self: np.result_type(unbox(self.value)))
-    T = property(_method(shapes.transpose))
-    mT = property(_method(lambda self: shapes.swapaxes(self, -1, -2)))
+    T = property(lambda self: _whole_view(self, "T", lambda x: shapes.transpose(x, None)))
+    mT = property(lambda self: _whole_view(self, "mT",
+                                           lambda x: shapes.swapaxes(x, -1, -2)))
     real = property(_unary(P.real))
     itemsize = property(lambda self: _primal(self).itemsize)  # the primal's: no derivative
     nbytes = property(lambda self: _primal(self).nbytes)
@@ -247,11 +255,19 @@ class ArrayBox(Box):
     clip, astype = _method(elementwise.clip), _method(elementwise.astype)
     trace, diagonal = _method(gather.trace), _method(gather.diagonal)
     repeat, take = _method(gather.repeat), _method(gather.take)
-    squeeze, swapaxes = _method(shapes.squeeze), _method(shapes.swapaxes)
-    ravel = flatten = _method(shapes.ravel)
+    squeeze = _method(lambda self, *a, **kw: _whole_view(
+        self, "squeeze", lambda x: shapes.squeeze(x, *a, **kw), a, kw))
+    swapaxes = _method(lambda self, *a: _whole_view(
+        self, "swapaxes", lambda x: shapes.swapaxes(x, *a), a))
+    ravel = _method(lambda self, *a, **kw: _whole_view(
+        self, "ravel", lambda x: shapes.ravel(x, *a, **kw), a, kw))
+    flatten = _method(shapes.ravel)  # a copy, as numpy's
     conj = conjugate = _unary(P.conjugate)
-    reshape = _method(lambda self, *shape, **kw: shapes.reshape(self, _shape_args(shape), **kw))
-    transpose = _method(lambda self, *axes: shapes.transpose(self, _shape_args(axes) or None))
+    reshape = _method(lambda self, *shape, **kw: _whole_view(
+        self, "reshape", lambda x: shapes.reshape(x, _shape_args(shape), **kw), shape, kw))
+    transpose = _method(lambda self, *axes: _whole_view(
+        self, "transpose", lambda x: shapes.transpose(x, _shape_args(axes) or None),
+        (_shape_args(axes),)))
 
     def fill(self, value):
         """x.fill(v): x now stands for an array of v's (derivative 0 w.r.t. the old x;

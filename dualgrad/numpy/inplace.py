@@ -54,10 +54,62 @@ def basic_key(key):
     return True
 
 
+class Whole:
+    """The key of a view of the whole base made by a method (``x.T``, ``x.reshape(S)``,
+    ``x.ravel()``, ``x.squeeze()``, ``x.swapaxes(i, j)``): ``take(base)`` makes it again,
+    ``back(view)`` gives its values in the base's shape."""
+
+    __slots__ = ("take", "back")
+
+    def __init__(self, take, back):
+        self.take, self.back = take, back
+
+
+def whole(shape, name, args, kw):
+    """The ``Whole`` key of ``x.<name>(*args, **kw)`` for an x of ``shape``: ``T``,
+    ``mT``, ``transpose``, ``swapaxes``, ``reshape``, ``ravel`` or ``squeeze``."""
+    if name in ("T", "transpose"):
+        axes = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+        inv = tuple(np.argsort([a % len(shape) for a in axes])) if axes else None
+        back = lambda v: np.transpose(v, inv)  # noqa: E731
+    elif name in ("mT", "swapaxes"):
+        back = lambda v: np.swapaxes(v, *(args or (-1, -2)))  # noqa: E731
+    else:
+        back = lambda v: np.reshape(v, shape, order=kw.get("order", "C"))  # noqa: E731
+    if name in ("T", "mT"):
+        return Whole(lambda b: getattr(b, name), back)
+    return Whole(lambda b: getattr(b, name)(*args, **kw), back)
+
+
+WHOLE_VIEWS = frozenset(("T", "mT", "transpose", "swapaxes", "reshape", "ravel", "squeeze"))
+
+
+def _take(base, key):
+    return key.take(base) if key.__class__ is Whole else base[key]
+
+
+def link_whole(base, key, view):
+    """``view`` (= ``key.take(base)``) as numpy's view of ``base`` where numpy's would be
+    one: its raw value shares the base's memory (a reshape that had to copy is a copy)."""
+    rb, rv = base, view
+    while isinstance(rb, Box) and isinstance(rv, Box):
+        rb, rv = rb.value, rv.value
+    if rb.__class__ is np.ndarray and rv.__class__ is np.ndarray \
+            and np.may_share_memory(rb, rv):
+        _link(base, key, view)
+    return view
+
+
 def link_view(base, key, view):
     """``view`` (= ``base[key]``) as numpy's view of ``base``, for the writes above; the
     base keeps a weak reference to it, so that a write into the base reads it again."""
-    if view.__class__ is base.__class__ and basic_key(key) and _shape(view):
+    if basic_key(key) and _shape(view):
+        _link(base, key, view)
+    return view
+
+
+def _link(base, key, view):
+    if view.__class__ is base.__class__ and view is not base:  # (x.squeeze() can be x)
         view._view_of = (base, key, getattr(base, "_writes", 0))
         views = getattr(base, "_views", None)
         if views is None:
@@ -65,7 +117,6 @@ def link_view(base, key, view):
         elif len(views) >= 32 and not len(views) & (len(views) - 1):  # 32, 64...: prune
             views[:] = [r for r in views if r() is not None]
         views.append(weakref.ref(view))
-    return view
 
 
 def _refresh_views(base):
@@ -78,7 +129,7 @@ def _refresh_views(base):
         for r in live:
             v = r()
             if v is not None:
-                _copy_slots(v, base[v._view_of[1]])  # the new value, linked to base anew
+                _copy_slots(v, _take(base, v._view_of[1]))  # the new value, linked anew
                 base._views.append(r)
 
 
@@ -87,13 +138,16 @@ def fresh(view):
     link = getattr(view, "_view_of", None)
     if link is not None and getattr(link[0], "_writes", 0) != link[2]:
         base, key = link[0], link[1]
-        _copy_slots(view, base[key])  # base[key] links the new value: copied with it
+        _copy_slots(view, _take(base, key))  # base[key] links the new value: copied too
 
 
 def _write_back(view):
     """After a write into ``view``: the same values into its base (and on up)."""
     base, key, _ = view._view_of
-    base[key] = view  # (which reads view again from base: the values it has)
+    if key.__class__ is Whole:
+        base[...] = key.back(view)  # (which reads view again from base: its own values)
+    else:
+        base[key] = view
     view._view_of = (base, key, getattr(base, "_writes", 0))
 
 

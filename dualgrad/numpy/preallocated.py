@@ -74,8 +74,8 @@ from .box import ArrayBox
 from .dispatch import HANDLED, LIKE
 from .elementwise import astype
 from .indexing import _index
+from .inplace import WHOLE_VIEWS, Whole, refusal, whole
 from .inplace import basic_key as _basic_key
-from .inplace import refusal
 
 _FLOAT = frozenset("fc")
 
@@ -125,15 +125,18 @@ def _delegate(name):
     def get(self):
         v = self._v
         a = getattr(v, name)
+        if not callable(a):  # .T, .mT: numpy's views of the whole array
+            return self._whole(name, (), {}, a)
         if v.__class__ is not np.ndarray:
+            if name in WHOLE_VIEWS:
+                return lambda *args, **kw: self._whole(name, args, kw, a(*args, **kw))
             return a
-        if not callable(a):
-            return _view(a)
 
         def method(*args, **kw):
             if boxed is not None and (_traced(args) or _traced(tuple(kw.values()))):
                 return boxed(self, *args, **kw)
-            return _view(a(*args, **kw))
+            r = a(*args, **kw)
+            return self._whole(name, args, kw, r) if name in WHOLE_VIEWS else _view(r)
         return method
     return property(get)
 
@@ -218,7 +221,7 @@ class Preallocated(ArrayBox):
         link = self._view_of
         if link is not None and link[0]._writes != link[2]:
             base, key = link[0], link[1]
-            self._raw = _current(base[key])
+            self._raw = _current(key.take(base) if key.__class__ is Whole else base[key])
             self._view_of = (base, key, base._writes)
         return self._raw
 
@@ -229,10 +232,27 @@ class Preallocated(ArrayBox):
         link = self._view_of
         if link is not None:
             base, key = link[0], link[1]
-            base[key] = self
+            if key.__class__ is Whole:
+                base[...] = key.back(value)
+            else:
+                base[key] = self
             self._view_of = (base, key, base._writes)
 
     value = property(lambda self: self._v)
+
+    def _whole(self, name, args, kw, r):
+        """``r`` = ``self.<name>(*args, **kw)`` (a transpose or reshape) as numpy's view of
+        self where numpy's is one (its memory is self's), else as ``_view`` gives it."""
+        v, rr = self._raw, r
+        while isinstance(v, Box):
+            v = v.value
+        while isinstance(rr, Box):
+            rr = rr.value
+        if rr.__class__ is np.ndarray and v.__class__ is np.ndarray \
+                and np.may_share_memory(rr, v) and rr.dtype.kind in _FLOAT:
+            return Preallocated(r, (self, whole(_shape(self._raw), name, args, kw),
+                                    self._writes))
+        return _view(r)
 
     def _view(self, key, r):
         """``self[key]``'s value ``r`` as numpy's view of self (writes go back into self)."""
