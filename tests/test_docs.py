@@ -36,6 +36,19 @@ def test_readme_and_guide_have_code():
     assert any(_blocks(p) for p in PAGES[1:]), "the guide pages should show runnable code"
 
 
+def test_readme_is_the_front_door():
+    """The README links every page of the guide (docs/guide/*.md, docs/design.md), and
+    keeps the Quickstart's two commands, which .ci/run runs verbatim."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\((docs/[^)#\s]+\.md)", text))
+    pages = {p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert pages and pages <= linked, f"guide pages the README does not link: {pages - linked}"
+    run = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    for command in ('python3 -m venv .venv && .venv/bin/pip install -q -e ".[test]" && '
+                    ".venv/bin/python -m pytest", ".venv/bin/python -m dualgrad"):
+        assert command in text and command in run, command
+
+
 @pytest.mark.parametrize("path,index", BLOCKS,
                          ids=[f"{p.relative_to(ROOT)}:{i + 1}" for p, i in BLOCKS])
 def test_python_block_runs(path, index):
