@@ -64,6 +64,30 @@ def hand_dask(w, X, y):
     return np.sum(np.logaddexp(0.0, z) - y * z) / n, X.T.dot(p - y) / n
 
 
+def chunk_data(i, rows, n, d):
+    """Rows ``i * rows`` to ``(i + 1) * rows`` of the data, from a generator of their own
+    (seeded by ``i``), so a chunk is the same whether made here or on a worker."""
+    r = np.random.default_rng([0, i])
+    X = r.standard_normal((min(rows, n - i * rows), d))
+    w_true = np.random.default_rng(0).standard_normal(d)
+    return X, (r.random(len(X)) < 1.0 / (1.0 + np.exp(-X @ w_true))).astype(float)
+
+
+def lazy_data(n, d, chunks):
+    """``X``, ``y`` as dask arrays whose chunks :func:`chunk_data` makes when computed:
+    the graph holds no data."""
+    import dask
+    import dask.array as da
+    rows = -(-n // chunks)
+    Xs, ys = [], []
+    for i in range(chunks):
+        m = min(rows, n - i * rows)
+        Xi, yi = dask.delayed(chunk_data, nout=2, pure=True)(i, rows, n, d)
+        Xs.append(da.from_delayed(Xi, (m, d), float))
+        ys.append(da.from_delayed(yi, (m,), float))
+    return da.concatenate(Xs), da.concatenate(ys)
+
+
 def count_tasks(*collections):
     """The tasks the threaded scheduler runs to compute ``collections``."""
     import dask
@@ -91,12 +115,12 @@ def logreg_dask(n, d, chunks, repeats, cluster):
     import dask
     import dask.array as da
 
-    r = np.random.default_rng(0)
-    Xn = r.standard_normal((n, d))
-    yn = (r.random(n) < 1.0 / (1.0 + np.exp(-Xn @ r.standard_normal(d)))).astype(float)
     rows = -(-n // chunks)
+    Xn, yn = np.empty((n, d)), np.empty(n)
+    for i in range(chunks):
+        Xn[i * rows:(i + 1) * rows], yn[i * rows:(i + 1) * rows] = chunk_data(i, rows, n, d)
     X, y = da.from_array(Xn, chunks=(rows, d)), da.from_array(yn, chunks=rows)
-    w = 0.1 * r.standard_normal(d)
+    w = 0.1 * np.random.default_rng(1).standard_normal(d)
     vg = dg.value_and_grad(loss)
     jvg = dg.jit(dg.value_and_grad(loss))
 
@@ -113,7 +137,9 @@ def logreg_dask(n, d, chunks, repeats, cluster):
         from dask.distributed import Client, LocalCluster
         client = Client(LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
                                      protocol="tcp", dashboard_address=None, processes=False))
-        Xc, yc = client.persist([X, y])  # the data lives on the workers, as it would
+        Xc, yc = client.persist(lazy_data(n, d, chunks))  # made on the workers, as data
+        #  would be read there (Xn's values; persisting from_array(Xn) would send all of
+        #  Xn inside the graph: 1.6 GB at N = 10M, and the workers paused for memory)
         tools["dualgrad dask (cluster)"] = on_dask(vg, None, Xc, yc)
         tools["hand dask (cluster)"] = on_dask(hand_dask, None, Xc, yc)
     try:
