@@ -153,3 +153,36 @@ def test_use_backend_is_per_thread():
     done.set()
     t.join()
     assert seen == {"chooser": "numpy", "other": outer, "after": outer}
+
+
+def test_the_garbage_collector_is_paused_while_transforms_run_and_back_after():
+    """core.buffers.gc_paused: off while any thread records or sweeps, on again after the
+    last (if it was on), whatever order the threads end in."""
+    import gc
+    import threading
+
+    import dualgrad as dg
+
+    seen = []
+    gate = threading.Barrier(4)
+
+    def f(x):
+        seen.append(gc.isenabled())
+        gate.wait(timeout=30)  # all four inside at once
+        return np.sum(np.sin(x) ** 2)
+
+    assert gc.isenabled()
+    threads = [threading.Thread(target=dg.grad(f), args=(np.arange(3.0) + k,))
+               for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [False] * 4
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        dg.grad(lambda x: np.sum(x * x))(np.ones(2))
+        assert not gc.isenabled()  # it was off: it stays off
+    finally:
+        gc.enable()

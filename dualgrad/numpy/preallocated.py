@@ -68,6 +68,7 @@ except ImportError:
     numba_types = overload = None
 
 from .. import rules as P
+from ..core.buffers import gc_paused
 from ..core.trace import OBJECTS, Box
 from . import creation  # noqa: F401  (registers LIKE and HANDLED first)
 from .box import ArrayBox
@@ -618,7 +619,7 @@ def call(f, args, kwargs):
     (a write into a plain array, a library function meeting it) is raised as the one that
     says the fix (``inplace.refusal``)."""
     try:
-        with running():
+        with running(), gc_paused():
             return f(*args, **kwargs)
     except (TypeError, ValueError, AttributeError, RuntimeError) as e:
         fix = refusal(e)

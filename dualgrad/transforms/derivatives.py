@@ -16,6 +16,7 @@ import functools
 
 import numpy as np
 
+from ..core.buffers import gc_paused
 from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
@@ -166,7 +167,8 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
     swept only this once, so the sweep may drop each entry as soon as it is swept)."""
     seeds = [(o.index, c) for o, c in zip(outs, cts)
              if o.__class__ is Node and o._trace is tape and c is not None]
-    adj = tape.sweep(seeds, nb, once=once) if seeds else []
+    with gc_paused():
+        adj = tape.sweep(seeds, nb, once=once) if seeds else []
     result = []
     for tdef, nodes in inputs:
         leaves = []
