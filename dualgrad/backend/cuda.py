@@ -36,7 +36,7 @@ def array_module():
             import cupy as xp  # optional: cupy, only needed for device arrays
         except ImportError as e:
             raise ImportError(f"dualgrad's GPU path needs CuPy and numba-cuda: {INSTALL} "
-                              f"(or the cu13 variant, see the README)") from e
+                              f"(or the cu13 variant, see docs/guide/gpu.md)") from e
         _state["xp"] = xp
     return xp
 
