@@ -366,22 +366,26 @@ class Tape(Trace):
         parents = []
         nested = False  # boxes of lower levels among the arguments?
         for a in args:
-            if a.__class__ is Node and a._trace is self:
+            c = a.__class__
+            if c is Node and a._trace is self:
                 parents.append((len(vals), a.index))
                 a = a.value
-            elif a.__class__ is np.ndarray and prim.reads and (a.flags.writeable
-                                                               or a.base is not None):
+                c = a.__class__
+            elif c is np.ndarray and prim.reads and (a.flags.writeable or a.base is not None):
                 a = kept(a, self.kept)  # one the rules read: the user may write into it
-            if a.__class__ not in SCALARS and isinstance(a, Box):
+            if c is not np.ndarray and c not in SCALARS and isinstance(a, Box):
                 nested = True
             vals.append(a)
         local = None
+        c = vals[0].__class__  # (no local holds vals[0]: _set_in_place counts references)
         if nested:  # the primitive again, one level down
             ans = prim(*vals, **kw) if kw else prim(*vals)
-        elif vals[0].__class__ is np.ndarray and prim.fused is not None \
+        elif c is np.ndarray and prim.fused is not None \
                 and (r := prim.fused(vals[0])) is not None:
             ans, local = r  # value and f'(x) in one pass: the sweep's step is one multiply
-        elif not kw and (vals[0].__class__ is np.ndarray or vals[-1].__class__ is np.ndarray) \
+        elif not kw and ((c is np.ndarray and vals[0].nbytes >= buffers.LARGE)
+                         or (len(vals) > 1 and vals[1].__class__ is np.ndarray
+                             and vals[1].nbytes >= buffers.LARGE)) \
                 and buffers.large(vals) and (r := buffers.forward(prim, vals)) is not None:
             ans = r  # a large elementwise result, in a cached buffer (core/buffers.py)
         elif prim is index_set and (r := self._set_in_place(args, vals, parents, kw)) is not None:
