@@ -117,14 +117,21 @@ def add_block(cts, j, e, g):
     if not kw or len(e.args) != 1:
         return False
     x = e.args[0]
-    xs = shape_of(x)
+    if x.__class__ is np.ndarray and g.__class__ is np.ndarray:  # a first-order sweep
+        xs, dtype = x.shape, x.dtype
+        if g.dtype != dtype:
+            return False
+    else:
+        xs, dtype = shape_of(x), dtype_of(x)
+        if not _host(g) or dtype_of(g) != dtype:
+            return False
     sp = span(kw.get("idx"), xs)
-    if sp is None or not _host(g) or dtype_of(g) != dtype_of(x):
+    if sp is None:
         return False
     axis, start, stop, squeezed = sp
     prev = cts[j]
     if prev is None:
-        prev = Blocks(axis, xs, dtype_of(x))
+        prev = Blocks(axis, xs, dtype)
     elif prev.__class__ is not Blocks or prev.axis != axis or prev.shape != xs \
             or not _disjoint([(a, b) for a, b, _, _ in prev.blocks], start, stop):
         return False
