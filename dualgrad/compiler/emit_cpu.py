@@ -37,7 +37,8 @@ loop would silently make float64 code), and every float32 node is rounded to flo
 float32 stays float32.  Sums accumulate in float64 sequentially (eager numpy sums pairwise),
 so a fused sum differs from eager by rounding only.  ``NUMBA_DISABLE_JIT=1`` runs the same
 source as Python.  ``build`` hands the source to kernel.py (load, check, time) and, where
-threads may pay, times a ``prange`` version too.
+threads may pay, times a ``prange`` version too.  A scalar region's repeated blocks (an
+unrolled loop) are written as ``for`` loops (roll.py).
 """
 
 import functools
@@ -45,8 +46,9 @@ import hashlib
 
 import numpy as np
 
+from . import roll
 from .kernel import _best, _compile, _inputs, checked, timing, unused
-from .loops import Loop, Target, dtype_of, extents, source_tuple
+from .loops import Loop, Target, dtype_of, extents, live, source_tuple
 
 
 class Numba(Target):
@@ -151,8 +153,16 @@ def _function(graph, region, fname, fast, parallel=False):
     if fast and (not region.shape  # scalar code is not vectorized: libm is as fast
                  or not any(ops[i].prim.vector for i in region.ops + region.copied)):
         return None
-    loop = Loop(graph, region, Numba(fast, parallel))
+    scalar = not region.shape and not region.reduced
+    loop = Loop(graph, region, Numba(fast, parallel), straight=not scalar)
     d = loop.d
+    rolled = {}
+    if scalar:  # an unrolled scalar loop: rolled again (roll.py)
+        got = roll.rolled(graph, region, loop, live(graph, region))
+        if got is None:
+            loop.write(graph, region)
+        else:
+            loop.body, rolled = got
     shape = source_tuple([f"n{k}" for k in range(d)])
     pre = [f"n{k} = {e}" for k, e in enumerate(extents(ops, region))] + loop.pre
     pre += [f"{o} = np.empty({shape}, np.{ops[i].ans.dtype.name})"
@@ -174,8 +184,8 @@ def _function(graph, region, fname, fast, parallel=False):
         results[red.j] = out
     if fast:
         pre.insert(0, "bad = 0")
-    outs = [results[i] if i in results else loop.stored.get(i, f"v{loop.local[i]}")
-            for i in region.outputs]
+    outs = [results[i] if i in results else rolled[i] if i in rolled else
+            loop.stored.get(i, f"v{loop.local[i]}") for i in region.outputs]
     ret = f"({', '.join(outs)},)"
     lines = loop.lines(fname, loop.params, head=pre)
     lines.append(f"    return bad, {ret}" if fast else f"    return {ret}")

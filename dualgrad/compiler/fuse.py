@@ -11,6 +11,12 @@ threshold measured elsewhere.  ``codegen="numba"`` uses every kernel that compil
 tests do), ``codegen="off"`` none.  A kernel that fails to compile or disagrees with the
 recorded values falls back to replay, with a warning: never a wrong kernel.
 
+**Long scalar regions.**  An unrolled Python loop over scalars (the bench's ``chain``)
+makes one scalar region of thousands of nodes.  On the CPU it is kept whole where
+roll.py writes its repeated blocks as loops in at most MAX_OPS lines (``roll.small``);
+else every region is cut at MAX_OPS nodes, as numba's compile time grows with a
+function's length (about 4 ms a node).
+
 **Targets.**  ``target`` says where a graph's kernels run: here for numpy inputs, as
 ``@cuda.jit`` kernels (emit_cuda.py, the same regions and scalar forms) for GPU arrays,
 nowhere (replay) for other array types.
@@ -22,11 +28,12 @@ import os
 import numpy as np
 
 from ..backend import is_foreign_array
-from . import emit_cpu
+from . import emit_cpu, roll
 from .graph import Graph, Op
-from .regions import is_array, partition, recompute, wire
+from .regions import MAX_OPS, is_array, partition, recompute, wire
 
 MODES = ("auto", "numba", "off")
+ROLLED_OPS = 100_000  # nodes of a scalar region roll.py may roll (else MAX_OPS)
 
 
 def mode_default():
@@ -57,7 +64,14 @@ def compile_regions(graph, mode="auto", build=emit_cpu.build):
     timed; only if some are refused are the others wired again without them."""
     if mode == "off":
         return []
-    regions = recompute(graph, partition(graph))
+    regions = None
+    if build is emit_cpu.build:  # a long scalar region, if each is rolled small enough
+        regions = recompute(graph, partition(graph, scalar_cap=ROLLED_OPS))
+        if any(not r.shape and r.size > MAX_OPS and not roll.small(graph, r)
+               for r in regions):
+            regions = None
+    if regions is None:
+        regions = recompute(graph, partition(graph))
     kernels = [build(graph, r, timed=(mode == "auto")) for r in regions]
     chosen = [k for k in kernels
               if k is not None and (mode == "numba" or k.seconds[0] <= k.seconds[1])]

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from ..backend.tuning import cache_dir, unwritable, write_atomic
-from .regions import is_array, value_of
+from .regions import input_key, is_array, value_of
 
 _LOADED = {}  # source digest -> compiled kernel: one per structure (sources name no length)
 _TIMED = {}  # (source, size class) -> (kernel seconds, replay seconds): ``timing``
@@ -137,10 +137,10 @@ def _inputs(graph, region):
 
 def _replay_region(graph, region, vals):
     ops = graph.ops
-    env = dict(zip([a if a.__class__ is int else id(a) for a in region.inputs], vals))
+    env = dict(zip([input_key(a) for a in region.inputs], vals))
     for i in sorted(region.ops + region.copied + region.reduced):
         op = ops[i]
-        args = [env[a] if a.__class__ is int else (env[id(a)] if id(a) in env else a.value)
+        args = [env[a] if a.__class__ is int else env.get(input_key(a), a.value)
                 for a in op.args]
         env[i] = op.prim.impl(*args, **op.kw) if op.kw else op.prim.impl(*args)
     return [env[i] for i in region.outputs]
@@ -164,9 +164,10 @@ def _agrees(got, want):
 
 
 def _best(fn, args, budget=0.05):
-    """The fastest of a few timed calls (at least 2, more while under ``budget`` s)."""
+    """The fastest of a few timed calls (at least 2, more while under ``budget`` s; one
+    where that one took the budget: a replay of thousands of nodes)."""
     best, spent, n = np.inf, 0.0, 0
-    while n < 2 or (spent < budget and n < 20):
+    while (n < 2 and spent < budget) or (spent < budget and n < 20):
         t = time.perf_counter()
         fn(*args)
         dt = time.perf_counter() - t

@@ -40,7 +40,7 @@ loop stays the target's own: the CPU's allocations, range checks and result tupl
 
 import numpy as np
 
-from .regions import FLOATS, REDUCTIONS, info, is_array, is_array_const, value_of
+from .regions import FLOATS, REDUCTIONS, info, input_key, is_array, is_array_const, value_of
 
 
 class Target:
@@ -103,19 +103,19 @@ class Loop:
     numbered within the region, so one region repeated by an unrolled loop (an LSTM's
     steps, RK4's stages) gives one source, compiled once (kernel.load)."""
 
-    def __init__(self, graph, region, target, inner=()):
+    def __init__(self, graph, region, target, inner=(), straight=True):
         ops = graph.ops
         loop = self.shape = region.shape
         d = self.d = len(loop)
         self.target, self.inner = target, tuple(inner)
         self.outer = [k for k in range(d) if k not in self.inner]
-        local = self.local = {i: n for n, i in enumerate(
+        self.local = {i: n for n, i in enumerate(
             sorted(region.ops + region.copied + region.reduced))}
         self.params = [f"a{k}" for k in range(len(region.inputs))]
         names, self.reads, self.pre, self.loads, self.body = {}, [], [], [], []
         for k, a in enumerate(region.inputs):
             p, v = self.params[k], value_of(ops, a)
-            key = a if a.__class__ is int else id(a)
+            key = input_key(a)
             if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
                 self.reads.append("pad")
                 self.loads.append(pad_load(k, p, v, region.pads[a], loop))
@@ -130,9 +130,18 @@ class Loop:
                 self.reads.append("each")
                 self.loads.append(f"x{k} = {p}{_index(v.shape, loop)}")
             names[key] = f"x{k}"
+        self.names = dict(names)  # the inputs' sources (roll.py writes its own body)
+        self.stored, self.reductions = {}, []
+        if straight:  # else the caller writes the body (``write``, or roll.py's)
+            self.write(graph, region)
+
+    def write(self, graph, region):
+        """The body: one line per live node, the outputs' stores, the reductions' steps."""
+        ops, loop, d, local, target = graph.ops, self.shape, self.d, self.local, self.target
+        names = dict(self.names)
         at = _index(loop, loop) if d else "[0]"
         self.stored = {}
-        for i in _live(graph, region):
+        for i in live(graph, region):
             op = ops[i]
             expr = target.math(op, operands(op, ops, names))
             if dtype_of(op.ans) == np.dtype(np.float32):
@@ -222,8 +231,8 @@ def operands(op, ops, names):
             args.append(names[a])
         elif is_array_const(a):
             args.append(names[id(a)])
-        elif id(a) in names:  # a lifted scalar (regions.is_lifted), typed for the loop
-            args.append(f"np.{cd.name}({names[id(a)]})")
+        elif input_key(a) in names:  # a lifted scalar (regions.is_lifted), typed for the loop
+            args.append(f"np.{cd.name}({names[input_key(a)]})")
         else:
             v = a.value
             args.append(_literal(v.item() if hasattr(v, "item") else v, cd))
@@ -290,7 +299,7 @@ def source_tuple(items):
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def _live(graph, region):
+def live(graph, region):
     """The body nodes whose values the region's outputs and reductions need."""
     ops = graph.ops
     body = sorted(region.ops + region.copied)

@@ -43,13 +43,16 @@ def is_array(v):
     return v.__class__ is np.ndarray or hasattr(v.__class__, "__cuda_array_interface__")
 
 
+_FLOAT = ((), np.dtype(np.float64))
+
+
 def info(v):
     """(shape, dtype) of a value a kernel can read, or None."""
     c = v.__class__
+    if c is float:  # first: an unrolled scalar loop asks thousands of times
+        return _FLOAT
     if c is np.ndarray or hasattr(c, "__cuda_array_interface__"):
         return (v.shape, v.dtype) if v.dtype in _INPUT_DTYPES else None
-    if c is float:
-        return (), np.dtype(np.float64)
     if c is bool:
         return (), np.dtype(bool)
     if c is int:
@@ -97,12 +100,14 @@ class Region:
     """Nodes fused into one loop: ``ops`` (elementwise, in order), ``reduced`` (reductions
     of them), the loop ``shape``; ``inputs``/``outputs`` are filled by ``partition``."""
 
-    __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied", "pads")
+    __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied", "pads",
+                 "rolls")
 
     def __init__(self, index, shape):
         self.index, self.shape = index, shape
         self.ops, self.reduced, self.inputs, self.outputs, self.copied = [], [], [], [], []
         self.pads = {}  # input -> (v, starts, stops): it is v placed in zeros (``_pad``)
+        self.rolls = None  # (live nodes, their runs): roll.py's, found once
 
     def source(self, a):
         """What the kernel is passed for input ``a``: a padded input's unpadded array."""
@@ -116,8 +121,11 @@ class Region:
         return f"<Region {self.index} shape={self.shape} ops={self.ops} reduced={self.reduced}>"
 
 
-def partition(graph):
+def partition(graph, scalar_cap=MAX_OPS):
     """The fusion regions of ``graph`` (each with two or more nodes), in graph order.
+
+    A region holds at most MAX_OPS nodes, a scalar one (shape ``()``) ``scalar_cap``:
+    fuse.py asks for long scalar regions where roll.py writes their repeats as loops.
 
     An elementwise node joins the latest region of its shape, else starts one; a reduction
     joins its argument's region.  Regions must not form a cycle once each is one node (a
@@ -136,7 +144,7 @@ def partition(graph):
         target = None
         if shape is not None:
             r = latest.get(shape)
-            if r is not None and len(r.ops) < MAX_OPS and all(
+            if r is not None and len(r.ops) < (scalar_cap if not shape else MAX_OPS) and all(
                     top[b] < r.index for b in args
                     if region_of[b] != r.index or b in r.reduced):
                 target = r
@@ -175,7 +183,7 @@ def wire(graph, regions):
         r.inputs, seen = [], set()
         for i in sorted(body):
             for a in ops[i].args:
-                key = a if a.__class__ is int else id(a)
+                key = input_key(a)
                 if key in seen or (a.__class__ is int and a in body):
                     continue
                 if a.__class__ is int or is_array_const(a) or is_lifted(a):
@@ -215,6 +223,19 @@ def _pad(ops, b, loop):
     return v, tuple(starts), tuple(stops)
 
 
+def input_key(a):
+    """What identifies a kernel input: a value number, a lifted scalar constant by its class
+    and value (an unrolled loop's ``x * 1.0001`` a thousand times is one argument, not a
+    thousand: each argument costs the call its unboxing and the compile its code), any
+    other constant by its identity."""
+    if a.__class__ is int:
+        return a
+    if is_lifted(a):
+        v = a.value
+        return ("lifted", v.__class__, v)
+    return id(a)
+
+
 def is_array_const(c):
     return is_array(c.value) and c.value.ndim > 0
 
@@ -233,6 +254,9 @@ def is_lifted(c):
     1/n is one of them gets a kernel of its own, which is still right."""
     if c.__class__ is not Const:
         return False
+    if c.value.__class__ is float:  # the common case, quickly
+        f = c.value
+        return f == f and abs(f) != np.inf and f not in _LITERAL
     i = info(c.value)
     if i is None or i[0] != () or i[1].kind not in "fiu" or is_array(c.value):
         return False
