@@ -33,6 +33,17 @@ replays its graph one primitive at a time through the tracing machinery (``run_t
 so the outer transforms differentiate the graph's own primitives: its rules are derived
 from the graph.  Where the graph cannot be used (no graph yet for that signature, a guard
 fails, a value of an outer trace was captured) it runs ``f`` itself.
+
+**When recording does not pay.**  A recording keeps every value until its graph is built,
+and a graph is worth building only if it is replayed.  Two budgets, both counts (never a
+time, which would differ from machine to machine), stop a recording early and run ``f``
+eagerly from then on, with one warning naming which: ``max_ops`` operations (memory), and
+``max_branches`` branches taken on traced values (``bool()`` guards: an iterative solver's
+``while err > tol``, a gradient descent's ``if f_new < f``, unrolled).  Past a thousand
+data-dependent branches the graph is one path through a data-dependent loop, replayed
+only while every one of them goes the same way again, and building it (passes, kernels)
+costs more than the eager runs it would save: GradBench's particle and saddle evals record
+a branch every 10 to 70 operations and would record millions of operations.
 """
 
 
@@ -58,6 +69,7 @@ from .passes import PIPELINE, pipeline
 from .record import MAX_OPS, Concrete, Foreign, GraphTrace, TooLong, Var
 
 RETRACE_LIMIT = 8
+MAX_BRANCHES = 1000  # bool() guards in one recording before it stops (module docstring)
 MAX_SIGNATURES = 64  # signatures a jitted function keeps compiled (least recently used go)
 
 
@@ -87,7 +99,7 @@ class Jitted:
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), fast_math=False,
                  passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
-                 max_signatures=MAX_SIGNATURES, exclude=()):
+                 max_signatures=MAX_SIGNATURES, exclude=(), max_branches=MAX_BRANCHES):
         functools.update_wrapper(self, fun)
         self.codegen = mode_default() if codegen is None else codegen
         if self.codegen not in MODES:
@@ -101,6 +113,7 @@ class Jitted:
         self.passes, self.exclude = pipeline(passes, exclude)  # names checked now
         self.retrace_limit = retrace_limit
         self.max_ops = max_ops
+        self.max_branches = max_branches
         if max_signatures is not None and (
                 isinstance(max_signatures, bool) or not isinstance(max_signatures, int)
                 or max_signatures < 1):
@@ -233,6 +246,12 @@ class Jitted:
                 compiled, out = self._record(leaves, traced, rebuild)
             except Foreign:
                 return self.fun(*args, **kwargs)
+            except Branchy:
+                return self._give_up(f"the recording passed {self.max_branches} branches on "
+                                     "traced values (Python control flow over data, such as "
+                                     "an iterative solver's loop, unrolled: a graph that "
+                                     "costs more to build than it saves; raise "
+                                     "max_branches= to record more)", args, kwargs)
             except TooLong:
                 return self._give_up(f"the recording passed {self.max_ops} operations (a "
                                      "Python loop unrolled without end?; raise max_ops= to "
@@ -339,7 +358,7 @@ class Jitted:
         return self.fun(*args, **kwargs)
 
     def _record(self, leaves, traced, rebuild, lean=True):
-        trace = GraphTrace(self.max_ops)
+        trace = _Recording(self.max_ops, self.max_branches)
         # Recording allocates a burst of objects that all stay reachable until the graph
         # is built: a cyclic-GC pass in the middle frees nothing, and with a large heap
         # (measured: the bench's process) it costs more than the recording itself.
@@ -381,6 +400,32 @@ class Jitted:
         return Lowered(compiled)
 
 
+class Branchy(Exception):
+    """The recording passed ``max_branches`` bool() guards (module docstring)."""
+
+
+class _Recording(GraphTrace):
+    """``GraphTrace`` that counts the branches Python takes on its values and stops the
+    recording (``Branchy``) past ``max_branches`` of them."""
+
+    __slots__ = ("branches", "max_branches")
+
+    def __init__(self, max_ops, max_branches):
+        super().__init__(max_ops)
+        self.branches, self.max_branches = 0, max_branches
+
+    def guard(self, how, box):
+        if how == "bool" and self.max_branches is not None:
+            n = len(self.ops)
+            ans = super().guard(how, box)
+            if len(self.ops) > n:  # a guard was recorded (the value was ours)
+                self.branches += 1
+                if self.branches > self.max_branches:
+                    raise Branchy()
+            return ans
+        return super().guard(how, box)
+
+
 def _freeze(d):
     """A treedef as a hashable key (its child lists as tuples)."""
     if d.__class__ is list:
@@ -401,7 +446,7 @@ def _static(v, what):
 
 def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes=PIPELINE,
         retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
-        max_signatures=MAX_SIGNATURES, exclude=()):
+        max_signatures=MAX_SIGNATURES, exclude=(), max_branches=MAX_BRANCHES):
     """``fun`` compiled: recorded once per signature, optimised, replayed (module docstring).
 
     ``static_argnums``/``static_argnames`` name arguments passed as Python values (part of
@@ -416,7 +461,10 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     numba kernels where they are faster on this machine,
     ``"numba"`` wherever they compile, ``"off"`` replays the graph one primitive at a time.
     ``max_ops`` bounds a recording (memory: every value is kept while it records); past it
-    the function warns once and runs eagerly.  ``max_signatures`` bounds how many
+    the function warns once and runs eagerly; so it does past ``max_branches`` (1000;
+    ``None``: no bound) branches Python takes on traced values (``if``/``while`` on a
+    traced comparison), a data-dependent loop unrolled (module docstring).
+    ``max_signatures`` bounds how many
     signatures stay compiled (64; ``None``: no bound): a new one past it drops the least
     recently used (as a second-chance clock approximates it: ``Jitted._evict``).  A
     compiled signature holds its graph's structure, constants, guards and kernels, never
@@ -434,9 +482,9 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
                                  static_argnames=static_argnames, fast_math=fast_math,
                                  passes=passes, retrace_limit=retrace_limit, codegen=codegen,
                                  max_ops=max_ops, max_signatures=max_signatures,
-                                 exclude=exclude)
+                                 exclude=exclude, max_branches=max_branches)
     return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit,
-                  codegen, max_ops, max_signatures, exclude)
+                  codegen, max_ops, max_signatures, exclude, max_branches)
 
 
 __all__ = ["jit", "Jitted", "GraphTrace", "Lowered", "Graph", "same"]
