@@ -147,3 +147,14 @@ def test_recorded_sweep_has_no_scatter_per_slice():
     ops = [op.prim.name for op in dg.jit(dg.grad(_gates)).lower(X3).before.ops
            if getattr(op, "prim", None) is not None]
     assert "scatter_add" not in ops and ops.count("concatenate") == 1
+
+
+@pytest.mark.parametrize("f", CASES, ids=lambda f: f.__name__)
+def test_vmap_of_grad(f):
+    """The sweep under dg.vmap (its values batched) and its jit: as a loop of grads."""
+    xs = np.stack([X3, 0.5 * X3, -X3])
+    want = np.stack([dg.grad(f)(x) for x in xs])
+    np.testing.assert_allclose(dg.vmap(dg.grad(f))(xs), want, rtol=1e-12, atol=1e-12)
+    j = dg.jit(dg.vmap(dg.grad(f)))
+    j(xs)
+    np.testing.assert_allclose(j(xs), want, rtol=1e-12, atol=1e-12)
