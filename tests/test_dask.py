@@ -243,6 +243,20 @@ def test_logaddexp_share_on_dask_equals_numpy_at_infinities(ufunc):
                                atol=1e-16)
 
 
+@pytest.mark.parametrize("ufunc", [np.logaddexp, np.logaddexp2])
+def test_logaddexp_share_broadcasts_numpy_and_dask_operands(ufunc):
+    """The share's kernel takes a numpy operand chunk by chunk (a (4, 3) numpy array
+    beside a (3,) dask vector in chunks of 2, and the other way round)."""
+    a, b = np.linspace(-3, 3, 12).reshape(4, 3), np.linspace(-1, 2, 3)
+    f = lambda x, y: np.sum(ufunc(x, y) * np.arange(1.0, 13).reshape(4, 3))  # noqa: E731
+    for args, k in (((a, da.from_array(b, chunks=2)), 1), ((da.from_array(a, chunks=2), b), 0),
+                    ((da.from_array(a[:, :1], chunks=2), da.from_array(b, chunks=2)), 0)):
+        with no_compute():
+            g = dg.grad(f, argnums=k)(*args)
+        want = dg.grad(f, argnums=k)(*[np.asarray(v) for v in args])
+        np.testing.assert_allclose(g.compute(scheduler="sync"), want, rtol=1e-14)
+
+
 # ---------------------------------------------------------------------------
 # Rules that read values take their branch-free paths: lazy, numpy's values
 

@@ -130,6 +130,34 @@ def matmul(x, y):
     return np.matmul(x, y)
 
 
+def logaddexp_share(ans, x, y, base2):
+    """``d/dx logaddexp(x, y)`` (``logaddexp2`` with ``base2``) of dask values, from the
+    inputs, not the output ``ans`` (the rule's ``_share`` says why): one blockwise
+    operation, which dask fuses into the task that reads it; ``ans`` gives the dtype.
+    ``elemwise`` is what dask's own ufuncs go through: it broadcasts x and y chunk by
+    chunk, numpy operands included (``map_blocks`` passes a numpy operand whole)."""
+    elemwise = _da().core.elemwise
+    return elemwise(share_chunk, x, y, base2, ans.dtype, dtype=ans.dtype)
+
+
+def share_chunk(x, y, base2, dtype):
+    """One chunk of :func:`logaddexp_share`: the sigmoid ``1 / (1 + b**(y - x))``, in
+    place (an overflow to inf gives the share 0, exactly), 1 where x = y = +inf (JAX's
+    limit, as the numpy rule's ``log_share``); nan where an input is nan or x = y = -inf.
+
+    >>> share_chunk(np.array([0.0, 3.0, np.inf, -np.inf]), 1.0, False, float).round(6)
+    array([0.268941, 0.880797, 1.      , 0.      ])
+    """
+    with np.errstate(all="ignore"):
+        s = np.subtract(y, x, dtype=dtype)
+        (np.exp2 if base2 else np.exp)(s, out=s)
+        s += 1
+        np.reciprocal(s, out=s)
+        if np.isnan(s).any():  # inf - inf: the share is 1 where both are +inf
+            s = np.where((np.asarray(x) == y) & (np.asarray(y) == np.inf), 1, s)
+    return s
+
+
 def index_add(shape, dtype, index, values, layout=None):
     """``zeros(shape)`` with ``values`` added at ``index``, lazily where each target
     appears once (a basic index, a numpy boolean mask, one numpy integer array without

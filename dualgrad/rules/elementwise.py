@@ -151,34 +151,38 @@ def log_share(x, ans):
     return where(x == ans, where(ans == np.inf, 0.0, d), d)
 
 
-def _share(ans, x, y, exp_):
-    """``d/dx logaddexp(x, y)``: ``exp_(x - ans)``, x's share of the sum (``exp_``: exp,
-    or exp2 for logaddexp2).  On a dask array it is written without the output, as the
-    sigmoid ``1 / (1 + exp_(y - x))`` that dask-glm writes by hand: the output read by
+def _share(ans, x, y, base2):
+    """``d/dx logaddexp(x, y)``: ``exp(x - ans)``, x's share of the sum (``exp2`` for
+    logaddexp2, ``base2``).  On a dask array it is written without the output, as the
+    sigmoid ``1 / (1 + exp(y - x))`` that dask-glm writes by hand: the output read by
     the loss and by this rule would be a task of its own per chunk, which dask does not
     fuse into either reader; from the inputs, logaddexp fuses into the loss's task and
-    the share into the gradient's.  Overflow-free (the exponent is ``-|x - y|``, taken by
-    ``where`` so the rule differentiates at x = y); the share is 1 at x = y = +inf, as
-    :func:`log_share`'s.
+    the share into the gradient's.  Raw dask values (the first-order sweep) take one
+    blockwise kernel (``backend.dask.share_chunk``); traced ones the same sigmoid in
+    rows, overflow-free (the exponent ``-|x - y|``, taken by ``where`` so the rule
+    differentiates at x = y).  The share is 1 at x = y = +inf, as :func:`log_share`'s.
 
-    >>> round(float(_share(np.logaddexp(0.0, 2.0), 0.0, 2.0, np.exp)), 12)  # 1 / (1 + e^2)
+    >>> round(float(_share(np.logaddexp(0.0, 2.0), 0.0, 2.0, False)), 12)  # 1 / (1 + e^2)
     0.119202922022
     """
+    exp_ = exp2 if base2 else exp
     d = device_like(ans)
     if d is None or not backend.dask.is_dask_array(d):
         return exp_(log_share(x, ans))
+    if not isinstance(ans, Box) and not isinstance(x, Box) and not isinstance(y, Box):
+        return backend.dask.logaddexp_share(ans, x, y, base2)
     with np.errstate(invalid="ignore"):  # inf - inf: replaced below
         d = subtract(x, y)
         up = d >= 0
         e = exp_(where(up, negative(d), d))  # exp_(-|d|) <= 1
-        s = where(up, reciprocal(add(1.0, e)), divide(e, add(1.0, e)))
+        s = divide(where(up, 1.0, e), add(1.0, e))
         return where(x == y, where(y == np.inf, 1.0, s), s)  # x = y = +inf: 1; -inf: nan
 
 
-logaddexp = defbinary(np.logaddexp, lambda ans, x, y: _share(ans, x, y, exp),
-                      lambda ans, x, y: _share(ans, y, x, exp))
-logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: _share(ans, x, y, exp2),
-                       lambda ans, x, y: _share(ans, y, x, exp2))
+logaddexp = defbinary(np.logaddexp, lambda ans, x, y: _share(ans, x, y, False),
+                      lambda ans, x, y: _share(ans, y, x, False))
+logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: _share(ans, x, y, True),
+                       lambda ans, x, y: _share(ans, y, x, True))
 remainder = defbinary(np.remainder, lambda ans, x, y: float_mask(np.ones_like(_raw(ans)), ans),
                       lambda ans, x, y: negative(
                           float_mask(np.floor_divide(_raw(x), _raw(y)), ans)),
