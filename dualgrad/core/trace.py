@@ -243,7 +243,7 @@ def no_derivative(name):
 
 
 def kept(a, memo=None):
-    """A plain array argument as a recording keeps it: a read-only copy, so that writing
+    """A plain array argument as a recording keeps it: a copy, so that writing
     into ``a`` later (``a[0] = 5``, ``a += 1``, ``a.sort()``, or a write into the array it
     is a view of) changes no derivative and no replay.  An array that owns read-only data
     is kept as it is; a broadcast keeps a copy of its one stored row, broadcast again.
@@ -275,11 +275,8 @@ _BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 def _copy(a):
     if 0 in a.strides and a.size:
         core = a[tuple(slice(0, 1) if s == 0 else slice(None) for s in a.strides)].copy()
-        core.flags.writeable = False
         return np.broadcast_to(core, a.shape)
-    k = a.copy()
-    k.flags.writeable = False
-    return k
+    return a.copy()  # writable: a device kernel's launch may copy its arguments back
 
 
 def _same_bits(a, k):
