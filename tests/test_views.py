@@ -143,3 +143,15 @@ def test_a_view_write_outside_the_transform_is_numpys():
     out = np.zeros((2, 3))
     out[1][2] = 4.0
     assert out[1, 2] == 4.0 and type(out) is np.ndarray
+
+
+@pytest.mark.parametrize("base", ["zeros", "computed"])
+@pytest.mark.parametrize("f", CASES, ids=lambda f: f.__name__[1:])
+def test_views_under_hessian_and_vmap(f, base):
+    h = lambda w: f(w, BASES[base])  # noqa: E731
+    want = np.stack([_central(lambda w, i=i: dg.grad(h)(w)[i], W) for i in range(3)])
+    np.testing.assert_allclose(dg.hessian(h)(W), want, rtol=1e-5, atol=1e-6)
+    ws = np.stack([W, 2 * W])
+    np.testing.assert_allclose(dg.vmap(h)(ws), [_plain(f)(w) for w in ws], rtol=1e-13)
+    np.testing.assert_allclose(dg.vmap(dg.grad(h))(ws), [_central(_plain(f), w) for w in ws],
+                               rtol=1e-6, atol=1e-7)
