@@ -179,10 +179,29 @@ def _loop_then_reads(w):  # the naive-loop shape: many writes, then every entry 
     return np.sum(np.cos(out) * out)
 
 
+def _shift_into_itself(w):  # the value written is a view of the array written into
+    y = np.zeros(5)
+    y[:3] = w
+    y[1:] = y[:-1] * 2
+    y[2:4] = y[1:3] + w[:2]
+    y[...] = y[::-1]
+    y[[0, 0, 1]] = w  # a repeated index: the last write wins
+    return np.sum(y**2 * np.arange(1.0, 6))
+
+
+def _transpose_write_of_rows(w):
+    y = np.zeros((3, 3))
+    y[0] = w
+    y[1:] = y[:-1] + 1.0
+    y.T[0] = y[2]
+    return np.sum(y * np.arange(9.0).reshape(3, 3))
+
+
 CASES = [_sum_twice, _iadd, _matmul_then_zero, _eye_entry, _view_of_base, _sorted_after,
          _filled_after, _copyto_after, _einsum, _index_array, _index_tuple, _bool_mask,
          _where_mask, _sum_where, _select, _take, _interp, _solve, _reused_buffer,
-         _read_between_writes, _view_between_writes, _loop_then_reads]
+         _read_between_writes, _view_between_writes, _loop_then_reads, _shift_into_itself,
+         _transpose_write_of_rows]
 
 TRANSFORMS = {
     "grad": dg.grad,
