@@ -93,8 +93,18 @@ _SET_REFS = 4
 
 def _overwritten(shape, dtype):
     """What an entry keeps of an array written over in place: a read-only array of its
-    shape and dtype (zeros, broadcast: no memory), where only the shape is ever read."""
-    return np.broadcast_to(np.zeros((), dtype), shape)
+    shape and dtype (zeros, broadcast: no memory), where only the shape is ever read; one
+    per shape and dtype (a loop of writes asks for the same one each time)."""
+    key = (shape, dtype)
+    r = _OVERWRITTEN.get(key)
+    if r is None:
+        if len(_OVERWRITTEN) > 256:
+            _OVERWRITTEN.clear()
+        r = _OVERWRITTEN[key] = np.broadcast_to(np.zeros((), dtype), shape)
+    return r
+
+
+_OVERWRITTEN = {}
 
 
 # -- one reverse step: what an entry sends to one of its arguments -------------------------
