@@ -86,8 +86,6 @@ DELAYED = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="a silent zero gradient: ArrayBox (numpy/box.py) has "
-                   "no __dask_graph__ hook yet")
 @pytest.mark.parametrize("name", sorted(DELAYED))
 def test_dask_delayed_of_a_traced_value_raises(data, name):
     X = data[2]

@@ -205,6 +205,9 @@ class ArrayBox(Box):
     __array_ufunc__ = array_ufunc
     __array_function__ = array_function
 
+    def __dask_graph__(self):  # dask.delayed / da.from_delayed of one: the same error
+        return self.__dask_tokenize__()
+
     def __dask_tokenize__(self):  # dask wrapping a traced value (X.dot(w)): no silent zero
         raise TypeError(
             "dualgrad: a traced value was passed to dask's own API (X.dot(w), da.tensordot, "
