@@ -36,7 +36,7 @@ from .regions import MAX_OPS, input_key
 
 MIN_COPIES = 3   # a run repeats its block at least this often
 MIN_NODES = 24   # and covers at least this many nodes
-MAX_PERIOD = 64  # the longest block looked for
+MAX_PERIOD = 256  # the longest block looked for (an RK4 step's reverse sweep: 112)
 
 
 class Run:
@@ -203,12 +203,16 @@ def _stored(a0, delta, done):
 
 
 def small(graph, region):
-    """Whether the region's kernel, its runs rolled, has at most MAX_OPS lines of nodes."""
+    """Whether the region's kernel, its runs rolled, is small enough to compile whole: at
+    most MAX_OPS lines of nodes, or at most ten times that where rolling removed three
+    quarters of them (RK4's 100 steps: 16,939 nodes, 731 lines rolled; cut at MAX_OPS
+    they were 113 kernels of 87 different sources, 13,000 lines for numba)."""
     if region.reduced:
         return False
     body = live(graph, region)
     found = _runs_of(graph, region, body)
-    return len(body) - sum(r.p * (r.m - 1) for r in found) <= MAX_OPS
+    size = len(body) - sum(r.p * (r.m - 1) for r in found)
+    return size <= MAX_OPS or (size <= 10 * MAX_OPS and 4 * size <= len(body))
 
 
 def _runs_of(graph, region, body):
