@@ -297,3 +297,48 @@ def test_a_loop_of_writes_goes_in_place():
         reverse.Tape._set_in_place = orig
     np.testing.assert_allclose(g, np.full(5, 2 * 0.3 * (1 + 4 + 9)))
     assert sum(seen) >= len(seen) - 2, seen  # the first write (of np.zeros) copies
+
+
+BIG = np.random.default_rng(0).standard_normal((400, 400))  # 1.28 MB: over FREEZE_BYTES
+
+
+def test_a_large_array_is_read_only_while_a_transform_needs_it_not_copied():
+    """A large array the user owns is not copied per call (a data matrix): it is
+    read-only until the transform is done, so writing into it after use is an error
+    naming the fix, never a wrong number; it is writable again afterwards, for every
+    transform, and a vjp (whose pullback outlives the call) keeps a copy instead."""
+    from dualgrad.core.trace import FREEZE_BYTES
+
+    X = BIG.copy()
+    assert X.nbytes >= FREEZE_BYTES
+    seen = []
+
+    def f(w):
+        y = np.sum(np.tanh(X @ w))
+        seen.append(X.flags.writeable)
+        return y
+
+    w = np.linspace(-1, 1, 400) / 400
+    want = X.T @ (1 - np.tanh(X @ w) ** 2)
+    for t in (dg.grad, lambda f: lambda w: dg.value_and_grad(f)(w)[1], dg.jacrev,
+              lambda f: dg.jit(dg.grad(f))):
+        np.testing.assert_allclose(t(f)(w), want, rtol=1e-12)
+        assert X.flags.writeable
+    assert seen[0] is False  # held read-only, not copied, while recording
+    dg.hessian(f)(w[:1].repeat(400))
+    assert X.flags.writeable
+
+    def writes_after_use(w):
+        y = np.sum(np.tanh(X @ w))
+        X[0, 0] = 5.0
+        return y
+
+    with pytest.raises(ValueError, match=r"read-only until the derivative is computed.*"
+                                         r"a = a\.copy\(\)"):
+        dg.grad(writes_after_use)(w)
+    assert X.flags.writeable and X[0, 0] == BIG[0, 0]
+
+    y, pullback = dg.vjp(f, w)
+    assert X.flags.writeable
+    X[:] = 0.0  # the pullback kept its own copy
+    np.testing.assert_allclose(pullback(1.0)[0], want, rtol=1e-12)

@@ -242,7 +242,7 @@ def no_derivative(name):
     return rule
 
 
-def kept(a, memo=None):
+def kept(a, memo=None, frozen=None):
     """A plain array argument as a recording keeps it: a copy, so that writing
     into ``a`` later (``a[0] = 5``, ``a += 1``, ``a.sort()``, or a write into the array it
     is a view of) changes no derivative and no replay.  An array that owns read-only data
@@ -258,6 +258,10 @@ def kept(a, memo=None):
     """
     if not a.flags.writeable and a.base is None:
         return a
+    if frozen is not None and a.base is None and a.nbytes >= FREEZE_BYTES:
+        freeze(a)  # a large array of the user's: read-only while the recording lives
+        frozen.append(a)
+        return a
     if memo is None or a.nbytes < _MEMO_BYTES:
         return _copy(a)
     hit = memo.get(id(a))
@@ -269,6 +273,45 @@ def kept(a, memo=None):
 
 
 _MEMO_BYTES = 1 << 16  # smaller arrays are copied at each use: cheaper than comparing
+
+# A tape (``frozen=`` above) does not copy a large array that owns its memory (a data
+# matrix: a copy per gradient would cost more than the gradient): it makes it read-only
+# until the tape is done with it, so that a write into it in between is numpy's
+# "assignment destination is read-only" (said again by inplace.refusal), never a wrong
+# derivative.  Counted across tapes and threads; the flag is back when the last is done.
+FREEZE_BYTES = 1 << 20
+_FROZEN = {}  # id(a) -> [a, tapes holding it]
+_FROZEN_LOCK = threading.Lock()
+
+
+def freeze(a):
+    """Make the writable array ``a`` (which owns its memory) read-only for one more
+    holder; ``thaw`` gives the flag back when the last holder is done."""
+    with _FROZEN_LOCK:
+        hit = _FROZEN.get(id(a))
+        if hit is not None and hit[0] is a:
+            hit[1] += 1
+        else:
+            _FROZEN[id(a)] = [a, 1]
+            a.flags.writeable = False
+
+
+def thaw(arrays):
+    """One holder is done with each of ``arrays`` (frozen by ``freeze``); the list empties."""
+    with _FROZEN_LOCK:
+        for a in arrays:
+            hit = _FROZEN.get(id(a))
+            if hit is not None and hit[0] is a:
+                hit[1] -= 1
+                if hit[1] == 0:
+                    del _FROZEN[id(a)]
+                    a.flags.writeable = True
+        arrays.clear()
+
+
+def any_frozen():
+    """Whether some recording holds an array read-only now (``freeze``)."""
+    return bool(_FROZEN)
 _BITS = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 

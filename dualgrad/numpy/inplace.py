@@ -25,7 +25,7 @@ import weakref
 import numpy as np
 
 from .. import rules as P
-from ..core.trace import OBJECTS, Box, check_live, unbox
+from ..core.trace import OBJECTS, Box, any_frozen, check_live, unbox
 from .dispatch import implements
 from .elementwise import astype
 from .indexing import _index
@@ -315,6 +315,12 @@ HINTS = []
 def refusal(exc):
     """The error to raise instead of ``exc`` (raised by the user's function under a
     transform), or None to raise ``exc`` as it is."""
+    if isinstance(exc, ValueError) and "read-only" in str(exc) and any_frozen():
+        return ValueError(
+            f"dualgrad: {exc} (numpy): a large numpy array the function used beside traced "
+            f"values is read-only until the derivative is computed, since it reads the "
+            f"array's values (a copy per call would cost more than the gradient); write into "
+            f"a copy (a = a.copy()) before using it, or finish writing before its first use")
     for hint in HINTS:
         better = hint(exc)
         if better is not None:

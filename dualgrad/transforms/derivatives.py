@@ -136,6 +136,8 @@ def _packed(leaf):
 def _record(f, args, kwargs, nums, has_aux, fname):
     """Run ``f`` with the arguments ``nums`` watched by a fresh tape."""
     tape = Tape(keep_adjoints=False)
+    if fname != "vjp":  # the others are done with the tape when they return (a pullback
+        tape.frozen = []  # is not): large arrays read-only meanwhile, not copied (kept)
     args = list(args)
     inputs = []
     try:
@@ -148,17 +150,20 @@ def _record(f, args, kwargs, nums, has_aux, fname):
             # the inputs as recorded: f may write into its arguments (x[0] = v rebinds x)
             inputs.append((tdef, [(n.index, n.value) for n in nodes]))
         out = _lift_outs(_call(f, args, kwargs))
+        aux = None
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(f"{fname}(has_aux=True): the function must return a pair "
+                                "(output, aux)")
+            out, aux = out
+            aux = tree_map(lambda v: _lower(v, tape), aux)
+        outs, odef = tree_flatten(out)
+        _check_outputs(outs, odef, fname)
+    except BaseException:
+        tape.done()  # (a traceback held on to would keep the user's arrays read-only)
+        raise
     finally:
         tape.finish()
-    aux = None
-    if has_aux:
-        if not (isinstance(out, (tuple, list)) and len(out) == 2):
-            raise TypeError(f"{fname}(has_aux=True): the function must return a pair "
-                            "(output, aux)")
-        out, aux = out
-        aux = tree_map(lambda v: _lower(v, tape), aux)
-    outs, odef = tree_flatten(out)
-    _check_outputs(outs, odef, fname)
     return tape, inputs, outs, odef, aux
 
 
@@ -167,8 +172,14 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
     swept only this once, so the sweep may drop each entry as soon as it is swept)."""
     seeds = [(o.index, c) for o, c in zip(outs, cts)
              if o.__class__ is Node and o._trace is tape and c is not None]
-    with gc_paused():
-        adj = tape.sweep(seeds, nb, once=once) if seeds else []
+    try:
+        with gc_paused():
+            adj = tape.sweep(seeds, nb, once=once) if seeds else []
+    except BaseException:
+        tape.done()
+        raise
+    if once:
+        tape.done()  # the user's arrays it held read-only are writable again
     result = []
     for tdef, nodes in inputs:
         leaves = []

@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 
 from ..core import buffers
-from ..core.trace import Box, Trace, kept, tracing, unlift
+from ..core.trace import Box, Trace, kept, thaw, tracing, unlift
 from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
 from ..rules import SCALARS, add, fit_cotangent, getitem, index_set, shape_of, unbroadcast
@@ -320,13 +320,17 @@ class Tape(Trace):
         print(tape)             # the evaluation trace as a table
     """
 
-    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "_lock", "kept")
+    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "_lock", "kept",
+                 "frozen")
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
         self._lock = threading.Lock()  # backward()'s accumulation into leaf.grad
         self.entries = []
         self.kept = {}  # large plain arguments, kept once (core.trace.kept)
+        # the user's large arrays it holds read-only (core.trace.freeze) instead of copies:
+        # None (copies) unless a transform that is done with the tape when it returns asks
+        self.frozen = None
         self.adjoints = None
         self.names = {}
         self._leaves = []
@@ -382,7 +386,7 @@ class Tape(Trace):
                 a = a.value
                 c = a.__class__
             elif c is np.ndarray and prim.reads and (a.flags.writeable or a.base is not None):
-                a = kept(a, self.kept)  # one the rules read: the user may write into it
+                a = kept(a, self.kept, self.frozen)  # the rules read it: the user may write
             if c is not np.ndarray and c not in SCALARS and isinstance(a, Box):
                 nested = True
             vals.append(a)
@@ -441,6 +445,16 @@ class Tape(Trace):
         # and this one's argument) keep x's shape and dtype, all their rules read
         producer.ans = vals[0] = _overwritten(x.shape, x.dtype)
         return x
+
+    def __del__(self):
+        if self.frozen:
+            thaw(self.frozen)
+
+    def done(self):
+        """The tape will not be swept again: the user's arrays it made read-only
+        (``core.trace.freeze``) are writable again (else when the tape is collected)."""
+        if self.frozen:
+            thaw(self.frozen)
 
     # -- forward and reverse over the list ---------------------------------------
     def replay_tangents(self, seeds):
