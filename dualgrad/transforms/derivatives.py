@@ -16,6 +16,7 @@ import functools
 
 import numpy as np
 
+from ..backend.dask import is_dask_array
 from ..core.buffers import gc_paused
 from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
@@ -209,8 +210,8 @@ def _seed(dtype, raw=1.0):
     raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the value it recorded
     c = raw.__class__
     if c not in _HOST_SCALARS and not isinstance(raw, np.ndarray) \
-            and not c.__module__.startswith("dualgrad"):
-        return np.ones_like(raw)
+            and not c.__module__.startswith("dualgrad") and not is_dask_array(raw):
+        return np.ones_like(raw)  # (dask takes a number chunk by chunk: no task of its own)
     return 1.0 if dtype is FLOAT64 else np.ones((), dtype)[()]
 
 
