@@ -10,7 +10,9 @@ Each test module imports what it shares from here, never from another test modul
 * ``bias_loss``: a loss with broadcasting and reductions, the jit's shape-reuse workload,
   and ``check_bias_loss``, a jitted gradient of it against eager;
 * ``step`` and ``run``: the random numpy programs of the hypothesis tests;
-* ``run_threads``: a function run on several threads started together.
+* ``run_threads``: a function run on several threads started together;
+* ``central``: central differences of a function of one vector, plain numpy (the oracle
+  of tests/test_aliasing.py and tests/test_views.py).
 """
 
 import functools
@@ -471,3 +473,13 @@ def run_threads(work, n=4):
         t.join()
     if errors:
         raise errors[0]
+
+
+def central(f, w, h=1e-6):
+    """The gradient of ``f`` at the vector ``w`` by central differences (numpy alone)."""
+    g = np.zeros_like(w)
+    for i in range(w.size):
+        e = np.zeros_like(w)
+        e[i] = h
+        g[i] = (f(w + e) - f(w - e)) / (2 * h)
+    return g

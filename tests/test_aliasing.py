@@ -10,6 +10,7 @@ values (``a = np.array([1., 2, 3]); y = (w * a).sum(); a[0] = 5`` gave d/dw0 = 5
 
 import numpy as np
 import pytest
+from cases import central as _central
 
 import dualgrad as dg
 
@@ -214,14 +215,6 @@ TRANSFORMS = {
 
 W = np.array([0.3, 0.7, 1.1])
 
-
-def _central(f, w, h=1e-6):
-    g = np.zeros_like(w)
-    for i in range(w.size):
-        e = np.zeros_like(w)
-        e[i] = h
-        g[i] = (f(w + e) - f(w - e)) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS)

@@ -11,6 +11,7 @@ arrays, is the oracle (its value, and central differences for the gradient).
 
 import numpy as np
 import pytest
+from cases import central as _central
 
 import dualgrad as dg
 
@@ -112,14 +113,6 @@ W = np.array([0.3, 0.7, 1.1])
 def _plain(f):
     return lambda w: f(w, lambda shape, w: np.zeros(shape))
 
-
-def _central(f, w, h=1e-6):
-    g = np.zeros_like(w)
-    for i in range(w.size):
-        e = np.zeros_like(w)
-        e[i] = h
-        g[i] = (f(w + e) - f(w - e)) / (2 * h)
-    return g
 
 
 @pytest.mark.parametrize("base", BASES)
