@@ -296,3 +296,25 @@ def test_custom_vjp_pullback_sees_a_cotangent_changed_in_place():
     np.testing.assert_array_equal(pull(ct), (ct * y, ct * x))
     ct[0] = np.nan  # equal to itself for this purpose: still recomputed once
     np.testing.assert_array_equal(pull(ct)[0], ct * y)
+
+
+def test_check_grads_of_a_large_input_is_right_about_right_and_wrong_derivatives():
+    """Over 400 entries check_grads compares along random directions: the step is scaled
+    to the direction's norm (an unscaled step on a 500-vector reported tanh(X @ w)'s exact
+    derivative wrong by 0.25%), and a derivative wrong by 1% is still caught."""
+    X = np.random.default_rng(0).standard_normal((300, 500))
+    w = np.ones(500) / 500
+    dg.check_grads(lambda w: np.sum(np.tanh(X @ w)), (w,), order=1)
+
+    @dg.custom_jvp
+    def off(w):
+        return np.sum(np.tanh(X @ w))
+
+    @off.defjvp
+    def _(primals, tangents):
+        (w,), (t,) = primals, tangents
+        z = np.tanh(X @ w)
+        return np.sum(z), 1.01 * np.sum((1 - z**2) * (X @ t))
+
+    with pytest.raises(AssertionError, match="forward-mode derivative"):
+        dg.check_grads(off, (w,), order=1, modes=("fwd",))

@@ -146,7 +146,12 @@ def _richardson(f, args, i, k, h):
 
 
 def _numeric_directional(f, args, i, v, eps=None):
+    """The derivative along ``v`` by Richardson-extrapolated central differences, with
+    the step along the unit direction the full Jacobian's step would take per entry: a
+    random ``v`` of n entries has norm ~sqrt(n), and stepping h * v unscaled put the
+    truncation error of a 500-vector at 0.25% (a right derivative reported wrong)."""
     h = (1e-3 if eps is None else eps) * max(1.0, float(np.max(np.abs(args[i]), initial=0)))
+    h /= max(1.0, float(np.sqrt(np.sum(np.abs(v) ** 2))))
     return (4 * _directional(f, args, i, v, h / 2) - _directional(f, args, i, v, h)) / 3
 
 
