@@ -318,3 +318,25 @@ def test_check_grads_of_a_large_input_is_right_about_right_and_wrong_derivatives
 
     with pytest.raises(AssertionError, match="forward-mode derivative"):
         dg.check_grads(off, (w,), order=1, modes=("fwd",))
+
+
+def test_concatenate_and_stack_of_many_parts_split_their_cotangent_right():
+    """concatenate's VJP finds where each part starts once per result (rules/structure.py
+    _starts): parts of unequal sizes on axis 1, two concatenations sharing parts, and a
+    stack of 500 traced numbers (the list-collect idiom) against closed forms."""
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+
+    def f(x):
+        a = np.concatenate([x[:, :1] * 2, x, x[:, 1:] ** 2], axis=1)
+        b = np.concatenate([x[:, 2:], a[:, :2]], axis=1)
+        return np.sum(a**2) + np.sum(b * 3)
+    # sum(a**2) = 5 x0^2 + x1^2 + x2^2 + x1^4 + x2^4 and sum(3 b) = 3 x2 + 9 x0, per row
+    c0, c1, c2 = x.T
+    want = np.stack([10 * c0 + 9, 2 * c1 + 4 * c1**3, 2 * c2 + 4 * c2**3 + 3], axis=1)
+    np.testing.assert_allclose(dg.grad(f)(x), want)
+    np.testing.assert_allclose(dg.jacrev(f)(x), want)
+
+    def g(w):
+        return np.sum(np.stack([w[i % 3] * i for i in range(500)]) ** 2)
+    want = [sum(2.0 * i * i for i in range(k, 500, 3)) for k in range(3)]
+    np.testing.assert_allclose(dg.grad(g)(np.ones(3)), want)
