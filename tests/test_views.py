@@ -70,6 +70,15 @@ def _view_of_view(w, make):
     return np.sum(plane**2) + np.sum(out)
 
 
+def _view_of_view_sees_base_writes(w, make):  # row is a view of plane, a view of out
+    out = make((2, 2, 3), w)
+    plane = out[1]
+    row = plane[0]
+    out[1, 0, 0] = w[0] * 3
+    out[1][0][2] = w[2]
+    return np.sum(row * w) + np.sum(plane)
+
+
 def _chained_add(w, make):
     out = make((2, 3), w)
     for i in range(2):
@@ -104,7 +113,8 @@ def _flatten_is_a_copy(w, make):
 
 
 CASES = [_chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
-         _view_write_keeps_base_write, _view_of_view, _chained_add, _through_transpose,
+         _view_write_keeps_base_write, _view_of_view, _view_of_view_sees_base_writes,
+         _chained_add, _through_transpose,
          _through_reshape, _flatten_is_a_copy]
 
 W = np.array([0.3, 0.7, 1.1])

@@ -129,7 +129,7 @@ def _refresh_views(base):
         for r in live:
             v = r()
             if v is not None:
-                _copy_slots(v, _take(base, v._view_of[1]))  # the new value, linked anew
+                _reread(v, _take(base, v._view_of[1]))  # the new value, linked anew
                 base._views.append(r)
 
 
@@ -138,7 +138,15 @@ def fresh(view):
     link = getattr(view, "_view_of", None)
     if link is not None and getattr(link[0], "_writes", 0) != link[2]:
         base, key = link[0], link[1]
-        _copy_slots(view, _take(base, key))  # base[key] links the new value: copied too
+        _reread(view, _take(base, key))  # base[key] links the new value: copied too
+
+
+def _reread(view, new):
+    """``view`` stands for ``new`` (its base's values, read again): a change of value
+    for the views taken of it in turn (``row = plane[0]`` of ``plane = out[1]``)."""
+    _copy_slots(view, new)
+    view._writes = getattr(view, "_writes", 0) + 1
+    _refresh_views(view)
 
 
 def _write_back(view):

@@ -220,10 +220,14 @@ class Preallocated(ArrayBox):
         """The value: a view's is read again from its base where a traced write made the
         base a new value since (numpy's view would see that write; inplace.py's views)."""
         link = self._view_of
-        if link is not None and link[0]._writes != link[2]:
-            base, key = link[0], link[1]
+        if link is None:
+            return self._raw
+        base, key = link[0], link[1]
+        base._v  # noqa: B018 - a base that is a view itself is read again first
+        if base._writes != link[2]:
             self._raw = _current(key.take(base) if key.__class__ is Whole else base[key])
             self._view_of = (base, key, base._writes)
+            self._writes += 1  # a new value: views taken of this one read it again
         return self._raw
 
     @_v.setter
