@@ -586,7 +586,8 @@ def lstm():
 
 class JitShim:
     """dualgrad with every transform compiled: ``dg.jit(dg.grad(f))`` where a workload
-    says ``dg.grad(f)`` (the tool ``dualgrad.jit``); the same code builds both columns."""
+    says ``dg.grad(f)``, ``dg.jit(dg.vmap(g))`` where it says ``dg.vmap(g)`` (the tool
+    ``dualgrad.jit``); the same code builds both columns."""
 
     def __init__(self, dg):
         self._dg = dg
@@ -603,6 +604,8 @@ class JitShim:
 
     grad, value_and_grad = _wrap("grad"), _wrap("value_and_grad")
     jacfwd, jacrev, hessian = _wrap("jacfwd"), _wrap("jacrev"), _wrap("hessian")
+    vmap = _wrap("vmap")  # jit(vmap(jit(grad(f)))): the outer jit records the batched graph,
+    # as the jax.jit column is jax.jit(vmap(grad(f))); vmap of a jitted f alone runs eagerly
 
     def hvp(self, f, primals, tangents):
         j = self._hvp.get(f)
