@@ -6,12 +6,17 @@ BLAS (through numpy), these loops only move data.  Geometry, for each spatial
 axis: input position = out_pos * stride + k * dilation - padding; positions
 outside the input read as zero (convolution) or are skipped (pooling).
 
+``im2col_parallel`` and ``col2im_parallel`` split the N*C image planes over numba's
+threads (``prange``); each plane is still moved by one thread in the same order, so
+they agree bitwise with the serial kernels (``dualgrad.backend.numba_ops`` times both).
+
     >>> import numpy as np
     >>> cols = np.empty((1, 1, 1, 2, 1, 2))     # 1x2 kernel, padding 1 on the width
     >>> im2col(np.array([[[[5.0]]]]), 1, 1, 0, 1, 1, 1, cols); cols.ravel().tolist()
     [0.0, 5.0, 5.0, 0.0]
 """
 
+from numba import prange
 from numba.extending import register_jitable
 
 from .diskcache import njit
@@ -60,6 +65,42 @@ def col2im(cols, sh, sw, ph, pw, dh, dw, gx):
                             continue
                         for ow in range(lo, hi):
                             gx[n, c, ih, ow * sw + j * dw - pw] += cols[n, c, i, j, oh, ow]
+
+
+@njit(cache=True, parallel=True)
+def im2col_parallel(x, sh, sw, ph, pw, dh, dw, cols):
+    """im2col with the N*C planes split over numba's threads."""
+    N, C, H, W = x.shape
+    kH, kW, Ho, Wo = cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for i in range(kH):
+            for j in range(kW):
+                for oh in range(Ho):
+                    ih = oh * sh + i * dh - ph
+                    for ow in range(Wo):
+                        iw = ow * sw + j * dw - pw
+                        inside = 0 <= ih < H and 0 <= iw < W
+                        cols[n, c, i, j, oh, ow] = x[n, c, ih, iw] if inside else 0
+
+
+@njit(cache=True, parallel=True)
+def col2im_parallel(cols, sh, sw, ph, pw, dh, dw, gx):
+    """col2im with the N*C planes split over numba's threads (one plane, one thread:
+    its sums run in the serial kernel's order).  gx must be zero on entry."""
+    N, C, H, W = gx.shape
+    kH, kW, Ho, Wo = cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        for i in range(kH):
+            for j in range(kW):
+                lo, hi = _span(W, Wo, sw, j * dw - pw)
+                for oh in range(Ho):
+                    ih = oh * sh + i * dh - ph
+                    if ih < 0 or ih >= H:
+                        continue
+                    for ow in range(lo, hi):
+                        gx[n, c, ih, ow * sw + j * dw - pw] += cols[n, c, i, j, oh, ow]
 
 
 @njit(cache=True)

@@ -15,12 +15,13 @@ functions on whole arrays as its numpy reference.
     [1.0, 1.0, 1.0]
 """
 
+from numba import prange
 from numba.extending import register_jitable
 
 from .diskcache import njit
 
 
-def compile_unary(f, df):
+def compile_unary(f, df, parallel=False):
     """One kernel ``k(x, y, d, grad)`` over flat C-contiguous arrays of one dtype:
     y[i] = f(x[i]), and if ``grad`` also d[i] = df(x[i], y[i]).
 
@@ -28,8 +29,25 @@ def compile_unary(f, df):
     Float32 rows with float constants are evaluated in float64 and stored as float32.
     (A tangent pushed through is ``t * d``: measured, one numpy multiply after this
     loop was as fast as fusing it in, and faster for several tangents at once.)
+
+    ``parallel=True`` compiles the same loop with ``prange`` (``numba.set_num_threads``
+    threads split the index range): every element is computed by the same scalar code
+    as in the serial kernel, so the results are bitwise the same; only the time
+    differs (``dualgrad.backend.numba_ops`` times both and takes the faster).
     """
     f, df = register_jitable(f), register_jitable(df)
+
+    if parallel:
+        @njit(cache=True, parallel=True)
+        def kernel(x, y, d, grad):
+            if grad:
+                for i in prange(x.shape[0]):
+                    y[i] = f(x[i])
+                    d[i] = df(x[i], y[i])
+            else:
+                for i in prange(x.shape[0]):
+                    y[i] = f(x[i])
+        return kernel
 
     @njit(cache=True)
     def kernel(x, y, d, grad):

@@ -8,7 +8,10 @@ NaN propagates.  Sums run left to right in float64.
 Each function is written once, as the body for one row ``r`` (``*_row``): plain
 Python that numba compiles here for the CPU (``register_jitable``, inlined into the
 serial ``*_rows`` loops below) and ``kernels/cuda.py`` compiles for the GPU
-(``cuda.jit(device=True)``, one thread per row).
+(``cuda.jit(device=True)``, one thread per row).  Every ``*_rows`` kernel has a twin
+``*_rows_parallel`` that splits the rows over numba's threads (``prange``): each row is
+still computed by one thread in the same order, so the two give bitwise the same
+result (``dualgrad.backend.numba_ops`` times both and takes the faster).
 
     >>> import numpy as np
     >>> out = np.empty((1, 2)); softmax_rows(np.array([[1000.0, 1000.0]]), out); out.tolist()
@@ -16,6 +19,7 @@ serial ``*_rows`` loops below) and ``kernels/cuda.py`` compiles for the GPU
 """
 
 import numpy as np
+from numba import prange
 from numba.extending import register_jitable
 
 from .diskcache import njit
@@ -140,4 +144,44 @@ def log_softmax_vjp_rows(g, y, out):
 @njit(cache=True)
 def logsumexp_vjp_rows(g, x, ans, out):
     for r in range(x.shape[0]):
+        logsumexp_vjp_row(g[r], x[r], ans[r], out[r])
+
+
+# ---------------------------------------------------------------------------
+# The same, with the rows split over numba's threads (row sums stay serial per row)
+
+
+@njit(cache=True, parallel=True)
+def softmax_rows_parallel(x, out):
+    for r in prange(x.shape[0]):
+        softmax_row(x[r], out[r])
+
+
+@njit(cache=True, parallel=True)
+def log_softmax_rows_parallel(x, out):
+    for r in prange(x.shape[0]):
+        log_softmax_row(x[r], out[r])
+
+
+@njit(cache=True, parallel=True)
+def logsumexp_rows_parallel(x, out):
+    for r in prange(x.shape[0]):
+        out[r] = logsumexp_row(x[r])
+
+
+@njit(cache=True, parallel=True)
+def softmax_vjp_rows_parallel(g, y, out):
+    for r in prange(y.shape[0]):
+        softmax_vjp_row(g[r], y[r], out[r])
+
+
+@njit(cache=True, parallel=True)
+def log_softmax_vjp_rows_parallel(g, y, out):
+    for r in prange(y.shape[0]):
+        log_softmax_vjp_row(g[r], y[r], out[r])
+
+
+@njit(cache=True, parallel=True)
+def logsumexp_vjp_rows_parallel(g, x, ans, out):
+    for r in prange(x.shape[0]):
         logsumexp_vjp_row(g[r], x[r], ans[r], out[r])

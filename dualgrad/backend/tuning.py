@@ -12,7 +12,10 @@ by at least ``MARGIN`` at every measured size, or ``None`` (numpy always).
 Rules are cached in a JSON file under ``$XDG_CACHE_HOME/dualgrad`` (default
 ``~/.cache/dualgrad``), one file per :func:`machine_key`: CPU model, the CPU
 features numpy dispatches to (so ``NPY_DISABLE_CPU_FEATURES`` changes the key),
-numpy, numba, llvm target and Python versions and a hash of the kernel sources.
+numpy, numba, llvm target and Python versions, numba's thread count (the calling
+thread's ``numba.get_num_threads()`` when the table is first read: a rule measured
+with two threads, where a kernel's parallel twin ran, is not reused with one) and a
+hash of the kernel sources.
 ``DUALGRAD_TUNING`` selects the mode:
 
 - unset, ``1`` or ``cache``: measure at first use, keep the result on disk;
@@ -125,6 +128,15 @@ def measure(call_numpy, call_numba, min_sample=1.5e-4, rounds=(3, 5), clear=1.3)
     return _median(samples[0]), _median(samples[1])
 
 
+def _loadavg():
+    """The 1-minute load average (None where unknown): kept beside each measurement,
+    since a busy machine slows a parallel kernel far more than a serial one."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _median(v):
     s = sorted(v)
     n = len(s)
@@ -177,6 +189,21 @@ def _numba_versions():
         return None, None, None
 
 
+def numba_threads():
+    """The threads numba's parallel kernels use *in the calling thread*
+    (``numba.get_num_threads()``, which ``numba.set_num_threads`` sets per thread and
+    ``NUMBA_NUM_THREADS`` bounds); 1 where numba cannot be imported.
+
+    >>> numba_threads() >= 1
+    True
+    """
+    try:
+        import numba
+        return int(numba.get_num_threads())
+    except Exception:  # noqa: BLE001  (no numba, or no threading layer: serial)
+        return 1
+
+
 def machine_key(extra=None):
     """What the measured rules depend on, as a JSON-able dict."""
     nb, host, host_features = _numba_versions()
@@ -184,7 +211,8 @@ def machine_key(extra=None):
            "numpy": np.__version__, "numpy_features": numpy_cpu_features(),
            "numba": nb, "llvm_cpu": host,
            "llvm_features": hashlib.sha256(str(host_features).encode()).hexdigest()[:16],
-           "python": platform.python_version(), "implementation": sys.implementation.name}
+           "python": platform.python_version(), "implementation": sys.implementation.name,
+           "numba_threads": numba_threads() if nb else None}
     if extra:
         key.update(extra)
     return key
@@ -288,12 +316,16 @@ class Table:
 
     ``probe(name) -> [(size, call)]`` gives, for each ladder size, ``call(use_numba)``
     running the kernel's numba or numpy path once; ``key_extra()`` adds to the machine
-    key (e.g. a hash of the kernel sources).
+    key (e.g. a hash of the kernel sources).  ``labels`` name the two paths in
+    ``timings`` (``("serial", "parallel")`` for the table of parallel twins in
+    ``numba_ops``: there ``call(True)`` runs the parallel kernel, ``call(False)`` the
+    serial one).
     """
 
-    def __init__(self, probe, key_extra=None):
+    def __init__(self, probe, key_extra=None, labels=("numpy", "numba")):
         self._probe = probe
         self._key_extra = key_extra
+        self.labels = tuple(labels)
         self.rules = {}      # name -> rule; what the hot path reads
         self.timings = {}    # name -> {"sizes", "numpy", "numba", "seconds"}
         self._disk = None    # (mode, key, path) once the cache file was read
@@ -357,12 +389,13 @@ class Table:
             r = decide(sizes, tn, tb)
         except Exception as e:  # noqa: BLE001  (a probe that fails: numpy, and say why)
             warnings.warn(f"dualgrad.backend.tuning: measuring {name} failed ({type(e).__name__}: "
-                          f"{e}); using numpy for it", RuntimeWarning, stacklevel=4)
+                          f"{e}); using {self.labels[0]} for it", RuntimeWarning, stacklevel=4)
             sizes, tn, tb, r = [], [], [], None
         dt = time.perf_counter() - t0
         self.seconds += dt
-        self.timings[name] = {"sizes": sizes, "numpy": tn, "numba": tb,
-                              "rule": None if r is None else list(r), "seconds": round(dt, 4)}
+        self.timings[name] = {"sizes": sizes, self.labels[0]: tn, self.labels[1]: tb,
+                              "rule": None if r is None else list(r), "seconds": round(dt, 4),
+                              "loadavg": _loadavg()}
         return r
 
     def clear(self):
