@@ -263,24 +263,25 @@ def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
     """
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
-        nums = _argnums(argnums, len(args), "grad")
-        _check_inputs(args, nums, holomorphic, "grad")
-        tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "grad")
-        out = outs[0] if len(outs) == 1 and odef == (LEAF,) else None
-        value = _lower(out, tape)
-        shape = None if out is None else shape_of(unbox(value))
-        if shape is None or (shape != () and int(np.prod(shape)) != 1):
-            got = "a pytree" if out is None else f"shape {shape}"
-            raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
-                            "dg.vjp for non-scalar outputs")
-        dtype = dtype_of(value)
-        _check_output(dtype, holomorphic, "grad")
-        seed = _seed(dtype, unbox(value))
-        if shape != () and np.shape(seed) != shape:  # one element, as (1,) or (1, 1)
-            seed = np.full(shape, seed, dtype)
-        g = _pull(tape, inputs, outs, [seed], 0, once=True)
-        g = g[0] if _single(argnums) else tuple(g)
-        return ((value, aux) if has_aux else value), g
+        with gc_paused():  # record + sweep: a collection between them walks the tape
+            nums = _argnums(argnums, len(args), "grad")
+            _check_inputs(args, nums, holomorphic, "grad")
+            tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "grad")
+            out = outs[0] if len(outs) == 1 and odef == (LEAF,) else None
+            value = _lower(out, tape)
+            shape = None if out is None else shape_of(unbox(value))
+            if shape is None or (shape != () and int(np.prod(shape)) != 1):
+                got = "a pytree" if out is None else f"shape {shape}"
+                raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
+                                "dg.vjp for non-scalar outputs")
+            dtype = dtype_of(value)
+            _check_output(dtype, holomorphic, "grad")
+            seed = _seed(dtype, unbox(value))
+            if shape != () and np.shape(seed) != shape:  # one element, as (1,) or (1, 1)
+                seed = np.full(shape, seed, dtype)
+            g = _pull(tape, inputs, outs, [seed], 0, once=True)
+            g = g[0] if _single(argnums) else tuple(g)
+            return ((value, aux) if has_aux else value), g
     return value_and_grad_f
 
 
@@ -372,26 +373,27 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
     """
     @functools.wraps(f)
     def jacrev_f(*args, **kwargs):
-        nums = _argnums(argnums, len(args), "jacrev")
-        _check_inputs(args, nums, holomorphic, "jacrev")
-        tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "jacrev")
-        values = [_lower(o, tape) for o in outs]
-        for v in values:
-            _check_output(dtype_of(v), holomorphic, "jacrev")
-        shapes = [np.shape(unbox(v)) for v in values]
-        sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-        m = sum(sizes)
-        dtype = np.result_type(*[dtype_of(v) for v in values], 1.0) if values else float
-        eye = np.eye(m, dtype=dtype)
-        offs = np.cumsum([0] + sizes)
-        cts = [eye[:, a:b].reshape((m,) + s) for a, b, s in zip(offs[:-1], offs[1:], shapes)]
-        grads = _pull(tape, inputs, outs, cts, 1, once=True)
-        per_out = []
-        for a, b, s in zip(offs[:-1], offs[1:], shapes):
-            per_out.append([tree_map(lambda g, s=s, a=a, b=b: np.reshape(
-                g[a:b], s + np.shape(unbox(g))[1:]), g_arg) for g_arg in grads])
-        jac = _jac_tree(odef, per_out, _single(argnums))
-        return (jac, aux) if has_aux else jac
+        with gc_paused():  # record + sweep: a collection between them walks the tape
+            nums = _argnums(argnums, len(args), "jacrev")
+            _check_inputs(args, nums, holomorphic, "jacrev")
+            tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "jacrev")
+            values = [_lower(o, tape) for o in outs]
+            for v in values:
+                _check_output(dtype_of(v), holomorphic, "jacrev")
+            shapes = [np.shape(unbox(v)) for v in values]
+            sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
+            m = sum(sizes)
+            dtype = np.result_type(*[dtype_of(v) for v in values], 1.0) if values else float
+            eye = np.eye(m, dtype=dtype)
+            offs = np.cumsum([0] + sizes)
+            cts = [eye[:, a:b].reshape((m,) + s) for a, b, s in zip(offs[:-1], offs[1:], shapes)]
+            grads = _pull(tape, inputs, outs, cts, 1, once=True)
+            per_out = []
+            for a, b, s in zip(offs[:-1], offs[1:], shapes):
+                per_out.append([tree_map(lambda g, s=s, a=a, b=b: np.reshape(
+                    g[a:b], s + np.shape(unbox(g))[1:]), g_arg) for g_arg in grads])
+            jac = _jac_tree(odef, per_out, _single(argnums))
+            return (jac, aux) if has_aux else jac
     return jacrev_f
 
 
