@@ -289,6 +289,35 @@ def _getitem_into(cts, j, e, g):
     return True
 
 
+def _index_set_into(cts, e, g, merge):
+    """index_set's cotangents on a first-order sweep where ``g`` is a whole array only
+    the sweep holds and the index is basic (``out[n, f, i, j] = v`` in a loop): v's is
+    the rule's (a copy where it is a view of g), and x's, the rule's copy of g with zeros
+    at the index, is g itself with those zeros written in.  False to use the rules."""
+    kw = e.kw
+    if not kw or len(e.args) != 2 or (idx := kw.get("idx")).__class__ is not tuple:
+        return False
+    x = e.args[0]
+    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape \
+            or not _basic(idx) or not buffers.free(g, 2):
+        return False
+    cv = None
+    for argnum, _ in e.parents:
+        if argnum == 1:  # read before g's zeros are written
+            cv = cotangent(e, 1, g, 0, True)
+            if cv.__class__ is np.ndarray and np.may_share_memory(cv, g):
+                cv = cv.copy()
+    cs = []
+    for argnum, _ in e.parents:
+        if argnum == 0:
+            g[idx] = 0.0
+            cs.append(g)
+        else:
+            cs.append(cv)
+    _merge_all(cts, e.parents, cs, merge)
+    return True
+
+
 def _v_part(e, nb, raw):
     """index_set's rule for its ``v`` on a given cotangent (slices.split_index_set)."""
     return lambda base: cotangent(e, 1, base, nb, raw)
@@ -530,6 +559,9 @@ class Tape(Trace):
                     and (cs := split_index_set(e, g, _v_part(e, nb, raw))) is not None:
                 _merge_all(cts, e.parents, cs, merge)
                 cs = None
+                continue
+            elif p is index_set and fast and not keep and g.__class__ is np.ndarray \
+                    and _index_set_into(cts, e, g, merge):
                 continue
             if not (fast and g.__class__ is np.ndarray and g.nbytes >= buffers.LARGE
                     and e.local is None and buffers.pays(g)):
