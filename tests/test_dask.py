@@ -212,12 +212,50 @@ def _tasks(*collections):
 
 def test_task_count_within_a_fifth_of_the_hand_written_gradient(data):
     """Issue 25's target, ≤ 1.2×: logaddexp's derivative is written from its inputs on
-    dask, so its output is no task of its own (it was one per chunk: 1.24× at 10 chunks)."""
+    dask, so its output is no task of its own (it was one per chunk: 1.24× at 10 chunks).
+    The graphs now run as many tasks as the hand-written one (44 at 6 chunks)."""
     X, y = data[2:]
     ours = _tasks(*dg.value_and_grad(logreg)(W, X, y))
     hand = _tasks(*_hand_glm(W, X, y))
-    assert len(ours) <= 1.2 * len(hand), (len(ours), len(hand))
+    assert len(ours) <= len(hand), (len(ours), len(hand))
     assert "logaddexp" not in ours  # fused into the loss's per-chunk task
+
+
+def _chunks(a):
+    """The chunks of the dask array ``a`` as its tasks return them (no concatenation)."""
+    return dask.compute(*a.to_delayed().ravel(), scheduler="sync")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_scalar_seed_goes_back_as_a_view_per_chunk(data, dtype):
+    """A sum's cotangent that is a host scalar (a loss's seed, 1/n for a mean) is
+    broadcast back per chunk as a stride-0 view (dask's full): no array of ones is
+    filled and no product with it is a pass over the data; dtype and chunks are x's."""
+    Xn = data[0].astype(dtype)
+    X = da.from_array(Xn, chunks=(CHUNK, D))
+    for f in (np.sum, np.mean, lambda a: 3.0 * np.sum(a), lambda a: np.sum(a, keepdims=True)[0, 0]):
+        with no_compute():
+            g = dg.grad(f)(X)
+        assert g.chunks == X.chunks and g.dtype == dtype
+        blocks = _chunks(g)
+        assert all(b.strides == (0, 0) for b in blocks), [b.strides for b in blocks]
+        want = dg.grad(f)(Xn)
+        np.testing.assert_array_equal(np.concatenate(blocks), want)
+        assert want.dtype == dtype
+
+
+def test_an_array_cotangent_goes_back_chunked_as_x(data):
+    """A reduction over one axis: its cotangent is an array, multiplied into ones chunked
+    as x (differentiable, so second order works), per chunk."""
+    Xn, _, X, _ = data
+    f = lambda a: np.sum(np.sum(a, axis=1) ** 2)  # noqa: E731
+    with no_compute():
+        g = dg.grad(f)(X)
+        h = dg.hvp(f, (X,), (X,))[1]
+    assert g.chunks == X.chunks and h.chunks == X.chunks
+    np.testing.assert_allclose(g.compute(scheduler="sync"), dg.grad(f)(Xn), rtol=1e-14)
+    np.testing.assert_allclose(h.compute(scheduler="sync"), dg.hvp(f, (Xn,), (Xn,))[1],
+                               rtol=1e-14)
 
 
 @pytest.mark.parametrize("ufunc", [np.logaddexp, np.logaddexp2])

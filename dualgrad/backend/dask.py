@@ -107,6 +107,23 @@ def ones(shape, dtype, like):
     return _da().ones(tuple(shape), dtype=dtype, chunks=chunks_like(shape, like))
 
 
+def full(shape, value, dtype, like):
+    """The host scalar ``value`` as an array of ``shape`` chunked as the dask array
+    ``like`` (:func:`chunks_like`): dask's ``full`` makes each chunk a stride-0 view of
+    one value (its broadcast trick) in a blockwise layer, which dask fuses into the task
+    that reads it: no pass over memory and no task of its own (a reduction's cotangent
+    broadcast back, where a product with :func:`ones` is a pass).
+
+    >>> try:
+    ...     import dask.array as da
+    ... except ImportError:  # dask is optional
+    ...     da = None
+    >>> da is None or full((4,), 0.5, float, da.ones(4, chunks=2)).chunks == ((2, 2),)
+    True
+    """
+    return _da().full(tuple(shape), value, dtype=dtype, chunks=chunks_like(shape, like))
+
+
 def unary(name, x, grad):
     """``(f(x), f'(x) if grad else None)`` for the UNARY row ``name``, lazily."""
     f, df = reference.row(name)
@@ -153,9 +170,15 @@ def share_chunk(x, y, base2, dtype):
         (np.exp2 if base2 else np.exp)(s, out=s)
         s += 1
         np.reciprocal(s, out=s)
-        if np.isnan(s).any():  # inf - inf: the share is 1 where both are +inf
+        if not (_finite_scalar(x) or _finite_scalar(y)) and np.isnan(s).any():
+            # inf - inf: the share is 1 where both are +inf (a finite scalar operand,
+            # logaddexp(0, z)'s 0, rules that out: the check's pass is skipped)
             s = np.where((np.asarray(x) == y) & (np.asarray(y) == np.inf), 1, s)
     return s
+
+
+def _finite_scalar(v):
+    return np.ndim(v) == 0 and bool(np.isfinite(v))
 
 
 def index_add(shape, dtype, index, values, layout=None):

@@ -5,6 +5,7 @@
 import numpy as np
 
 from .. import backend
+from ..core.trace import Box
 from .elementwise import _NO_ORDER, multiply
 from .indexing import getitem
 from .structure import broadcast_to, concatenate, flip, reshape, transpose
@@ -25,12 +26,25 @@ from .table import (
 # ---------------------------------------------------------------------------
 
 def expand_back(g, ans, x, axis, keepdims):
-    """Broadcast a reduced cotangent back to (batch axes) + x.shape."""
+    """Broadcast a reduced cotangent back to (batch axes) + x.shape.
+
+    On a dask ``x`` the result is chunked as x (``broadcast_to`` would make one chunk of
+    all of it): one host number ``g`` (the seed of a loss, ``1 / n`` for a mean) becomes
+    ``backend.dask.full``, a stride-0 view per chunk that dask fuses into its reader (no
+    pass, no task); any other ``g`` (an array, a dask or a traced value) is multiplied
+    by ones chunked as x, which keeps it differentiable."""
+    d = device_like(x)
+    if d is not None and backend.dask.is_dask_array(d):
+        dtype = float_dtype(x)
+        unbatched = ndim_of(x) - (0 if keepdims else len(axis))  # g's ndim, no batch axes
+        if (not isinstance(g, Box) and device_like(g) is None and np.size(g) == 1
+                and np.ndim(g) == unbatched):
+            dtype = np.result_type(g, dtype)
+            return backend.dask.full(shape_of(x), np.reshape(g, ())[()], dtype, d)
+        g = g if keepdims else expand_dims(g, axis)
+        return multiply(g, backend.dask.ones(shape_of(x), dtype, d))
     if not keepdims:
         g = expand_dims(g, axis)
-    d = device_like(x)
-    if d is not None and backend.dask.is_dask_array(d):  # x's chunks, not one task of all
-        return multiply(g, backend.dask.ones(shape_of(x), float_dtype(x), d))
     return broadcast_to(g, batch_shape(g, x) + shape_of(x))
 
 
