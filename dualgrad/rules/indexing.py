@@ -25,10 +25,23 @@ from .table import (
 
 # -- indexing: a gather, whose transpose is a scatter-add ----------------------
 
+_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))  # never an index array
+
+
 def _is_adv(k):
     """An index array: numpy's, a device array (CuPy's, whose duplicates must add up in
     the scatter just the same) or a ``Slot`` standing for one."""
+    if k.__class__ in _BASIC:
+        return False
     return isinstance(k, np.ndarray) or k.__class__ is Slot or backend.is_foreign_array(k)
+
+
+def _basic(idx):
+    """Whether ``idx`` holds ints, slices, None and Ellipsis only (no index array)."""
+    for k in idx:
+        if k.__class__ not in _BASIC:
+            return False
+    return True
 
 
 def _layout(idx):
@@ -102,7 +115,14 @@ def _scatter_batched(v, idx, shape, nb, arrays=()):
         scatter_add(v, idx=idx, shape=shape)
 
 
+_HOST = frozenset((np.ndarray, np.float64, np.float32, np.complex128, np.complex64))
+
+
 def _scatter_impl(v, idx, shape):
+    if v.__class__ in _HOST and _basic(idx):  # the common case: numpy's, one write
+        out = np.zeros(shape, v.dtype)
+        out[idx] = v
+        return out
     dtype = float_dtype(v) if not hasattr(v, "dtype") else v.dtype
     if not any(_is_adv(k) and k.dtype != bool for k in idx) \
             and not backend.dask.is_dask_array(device_like(v)):  # dask: chunked as v
@@ -209,7 +229,7 @@ def _winners(x, idx, arrays=()):
         def winners(*a):
             return _winner_mask(shape, _fill(idx, a))
         return raw_apply(winners, *(unbox(a) for a in arrays))
-    if not any(_is_adv(k) and k.dtype != bool for k in idx):
+    if _basic(idx) or not any(_is_adv(k) and k.dtype != bool for k in idx):
         return None
     win = _winner_mask(shape_of(x), idx)
     return win if _index_like(idx) is not None or not win.all() else None
@@ -336,6 +356,8 @@ def set_at(x, v, idx):
     """``index_set(x, v, idx=idx)`` for a normalised index (numpy/indexing.py ``_index``);
     where it holds an ``ArgIndex``, its ``scatter_set`` form with the arrays as arguments.
     The numpy layer's writes call this, not the row: rules and sweeps pay nothing."""
+    if _basic(idx):  # (the common write: no ArgIndex to look for)
+        return index_set(x, v, idx=idx)
     idx, arrays = _with_arrays(idx)
     return scatter_set(x, v, *arrays, idx=idx) if arrays else index_set(x, v, idx=idx)
 
