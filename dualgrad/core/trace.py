@@ -45,6 +45,7 @@ class Trace:
 
     __slots__ = ("level", "active", "__weakref__")
     read = None  # a graph trace (jit.py) hands unbox() a value that notes reads of it
+    hold = release = None  # a trace that records while its values live (forward.RootTrace)
 
     def __init__(self, level=None):
         self.level = next(_next_level) if level is None else level

@@ -28,12 +28,20 @@ def _jit_index(k):
     return v if np.result_type(v).kind in "biu" else None
 
 
+_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
+
+
 def _index(idx):
     """numpy's index as a tuple of ints, slices, None, Ellipsis and arrays; an integer
     array only dg.jit records stays a graph value (an ``ArgIndex``, which ``index_set``
     and ``scatter_add`` take as an argument of their ``scatter_set``/``scatter`` form)."""
     if not isinstance(idx, tuple):
         idx = (idx,)
+    for k in idx:  # the common index, ints and slices: as it is
+        if k.__class__ not in _BASIC:
+            break
+    else:
+        return idx
     out = []
     for k in idx:
         if isinstance(k, Box):
@@ -56,9 +64,6 @@ def _index(idx):
                 k = k.astype(np.intp)
         out.append(k)
     return tuple(out)
-
-
-_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
 
 
 def getitem(a, idx):

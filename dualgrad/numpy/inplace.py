@@ -160,10 +160,22 @@ def _write_back(view):
 
 
 def _copy_slots(box, new):
-    for cls in box.__class__.__mro__:
-        for s in getattr(cls, "__slots__", ()):
-            if s not in ("__weakref__", "_grad", "_writes") and hasattr(new, s):
-                object.__setattr__(box, s, getattr(new, s))
+    """``box`` takes ``new``'s value: each slot set on ``new`` (but the box's own: its
+    weak references, ``grad``, write count and the views taken of it)."""
+    names = _COPIED.get(box.__class__)
+    if names is None:
+        names = _COPIED[box.__class__] = tuple(
+            s for cls in box.__class__.__mro__ for s in getattr(cls, "__slots__", ())
+            if s not in ("__weakref__", "_grad", "_writes", "_views"))
+    for s in names:
+        try:
+            v = getattr(new, s)
+        except AttributeError:  # not set on new
+            continue
+        object.__setattr__(box, s, v)
+
+
+_COPIED = {}  # box class -> the slots _copy_slots copies (found once per class)
 
 
 def _rebind(box, new, what):
@@ -201,7 +213,8 @@ def _setitem(self, key, value):
     check_live(self, "setitem")
     fresh(self)
     raw = unbox(self)
-    raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
+    if raw.__class__ is not np.ndarray:
+        raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
     if raw.__class__ is not np.ndarray and P.device_like(raw) is None \
             and not isinstance(raw, Box):  # (under dg.vmap: a batch of arrays)
         raise TypeError(f"dualgrad: {type(raw).__name__!r} object does not support item "

@@ -62,6 +62,8 @@ class Node(ArrayBox):
         self.value = value
         self._trace = trace
         self.index = index
+        # no view, no write, no views of it (inplace.py): set, as getattr of an unset slot
+        self._view_of, self._writes, self._views = None, 0, None  # is slow
 
     @property
     def grad(self):
@@ -438,6 +440,9 @@ class Tape(Trace):
         node = _new(Node)
         node.value = ans
         node._trace = self
+        node._view_of = None  # (Node.__init__'s, inline)
+        node._writes = 0
+        node._views = None
         e = _new(Entry)  # the hot path: Entry(...) without the cost of a Python __init__
         e.prim = prim
         e.args = vals
