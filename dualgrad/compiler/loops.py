@@ -96,7 +96,8 @@ class Loop:
     the others (``outer``).
 
     ``params`` the kernel's inputs ``a0, a1, ...``; ``reads[k]`` how input ``k`` is read
-    (``"each"`` at the loop's indices, ``"pad"`` at shifted ones, ``"once"`` before the
+    (``"each"`` at the loop's indices, ``"pad"`` at shifted ones, ``"diag"`` not at all: a
+    comparison of indices, ``"once"`` before the
     loop, ``"value"`` a scalar argument used as is); ``pre`` the reads before the loop;
     ``loads`` and ``body`` the lines per index; ``stored`` output -> its array's name;
     ``reductions``; ``local`` value number -> the number its locals carry.  Locals are
@@ -119,6 +120,9 @@ class Loop:
             if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
                 self.reads.append("pad")
                 self.loads.append(pad_load(k, p, v, region.pads[a], loop))
+            elif key in region.diags and d:  # a diagonal constant: a comparison, no read
+                self.reads.append("diag")
+                self.loads.append(diag_load(k, v, region.diags[key], d))
             elif not target.array(v):
                 self.reads.append("value")
                 names[key] = p
@@ -261,6 +265,15 @@ def pad_load(k, p, v, pad, loop):
     at = ", ".join(f"i{q} - {lo}" if lo else f"i{q}" for q, lo in enumerate(starts))
     zero = _literal(0.0, v.dtype)
     return f"x{k} = {p}[{at}] if {inside} else {zero}" if inside else f"x{k} = {p}[{at}]"
+
+
+def diag_load(k, v, diag, d):
+    """``x{k} = ...``: a diagonal constant (regions.diagonal) as a comparison of two loop
+    indices: ``x0 = 1.0 if i0 - i1 == 1 else 0.0`` for ``eye(n)[:, 1:]``."""
+    value, zero, p, q, off = diag
+    lead = d - v.ndim
+    return (f"x{k} = {_literal(value, v.dtype)} if i{lead + p} - i{lead + q} == {off} "
+            f"else {_literal(zero, v.dtype)}")
 
 
 def extents(ops, region):

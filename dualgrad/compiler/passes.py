@@ -15,7 +15,9 @@ as Theano flags its unsafe rewrites.
     simplify    the algebraic identities, one named rewrite each (``REWRITES``):
                 x*1, x+(-0.0), x-0, x/1, x**1, x**2 -> square(x), +x, --x, and
                 mul(mul(mul(T, 2), 2), 2) -> mul(T, 8) (exact constants only)
-    layout      reshape(reshape(x)) -> reshape(x), transpose chains, identity reshapes
+    layout      reshape(reshape(x)) -> reshape(x), transpose chains, identity reshapes;
+                a reshape that adds or drops length-1 axes moved onto an elementwise
+                node's arguments (``sink``)
     broadcast   broadcast_to(x) feeding an elementwise op that broadcasts anyway
     cse         a second op with the same primitive, arguments and parameters
     dce         ops no output and no guard needs
@@ -129,8 +131,8 @@ def _rewrite(graph, rule):
 
 # -- dead-code elimination ------------------------------------------------------------------
 
-def dce(graph):
-    """Drop the ops that no output and no guard needs (inputs always stay)."""
+def _live(graph):
+    """For each op, whether an output or a guard needs it (inputs always do)."""
     ops = graph.ops
     live = [op.kind in ("input", "guard") for op in ops]
     for a in graph.outputs:
@@ -141,6 +143,13 @@ def dce(graph):
             for a in ops[i].args:
                 if a.__class__ is int:
                     live[a] = True
+    return live
+
+
+def dce(graph):
+    """Drop the ops that no output and no guard needs (inputs always stay)."""
+    ops = graph.ops
+    live = _live(graph)
     m, new = {}, []
     for i, op in enumerate(ops):
         if live[i]:
@@ -446,7 +455,85 @@ def layout(graph):
             return Op("op", op.prim, (inner.args[0],), {"axes": tuple(q[i] for i in p)},
                       op.ans)
         return None
-    return _rewrite(graph, rule)
+    graph, n = _rewrite(graph, rule)
+    graph, k = sink(graph)
+    return graph, n + k
+
+
+def _unit_shape(shape, src, dst):
+    """The shape an argument of ``shape`` (broadcast against ``src``) takes when ``src`` is
+    reshaped to ``dst``, which differs from it only by length-1 axes."""
+    padded = (1,) * (len(src) - len(shape)) + tuple(shape)
+    big = iter([n for n, m in zip(padded, src) if m != 1])
+    return tuple(next(big) if m != 1 else 1 for m in dst)
+
+
+def _sinks(ops, x, shape, readers):
+    """Whether ``reshape(x, shape)`` can move onto the arguments of ``x``: ``x`` an
+    elementwise node only that reshape reads, ``shape`` its shape give or take length-1
+    axes."""
+    op = ops[x]
+    if op.kind != "op" or op.prim.scalar is None or op.ans.__class__ is not np.ndarray \
+            or readers.get(x, 0) != 1 or any(np.ndim(_value(ops, a)) > op.ans.ndim
+                                             for a in op.args):
+        return False
+    return [n for n in op.ans.shape if n != 1] == [n for n in shape if n != 1]
+
+
+def sink(graph):
+    """reshape(e(a, b), s) -> e(reshape(a, s_a), reshape(b, s_b)) where ``e`` is
+    elementwise, read only by the reshape, and ``s`` adds or drops length-1 axes: a
+    reverse sweep's ``reshape(g * 2.0, (n, 1, m))`` then fuses with what reads it (one
+    loop shape), and the reshapes land on inputs and constants, where they are views.
+    Elementwise values are the same numbers in either shape, bit for bit."""
+    ops, live = graph.ops, _live(graph)
+    readers = {}
+    for op, needed in zip(ops, live):
+        for a in op.args if needed else ():
+            if a.__class__ is int:
+                readers[a] = readers.get(a, 0) + 1
+    for a in graph.outputs:
+        if a.__class__ is int:
+            readers[a] = readers.get(a, 0) + 2
+    new, m, n = [], {}, 0
+
+    def moved(x, shape, prim):  # reshape(x, shape) in the new graph, sunk where it can be
+        nonlocal n
+        op = ops[x]
+        if not _sinks(ops, x, shape, readers):
+            ans = op.ans.reshape(shape) if op.ans.__class__ is np.ndarray else op.ans
+            new.append(Op("op", prim, (m[x],), {"shape": shape}, ans))
+            return len(new) - 1
+        args = []
+        for a in op.args:
+            v = _value(ops, a)
+            if v.__class__ is not np.ndarray or v.ndim == 0:
+                args.append(m[a] if a.__class__ is int else a)
+                continue
+            want = _unit_shape(v.shape, op.ans.shape, shape)
+            lead = len(want) - v.ndim
+            if lead >= 0 and want[lead:] == v.shape and all(k == 1 for k in want[:lead]):
+                args.append(m[a] if a.__class__ is int else a)  # broadcasts as it is
+            elif a.__class__ is int:
+                args.append(moved(a, want, prim))
+            else:
+                args.append(Const(v.reshape(want)))
+        n += 1
+        new.append(Op("op", op.prim, tuple(args), op.kw, op.ans.reshape(shape)))
+        return len(new) - 1
+
+    for i, op in enumerate(ops):
+        x = op.args[0] if op.args else None
+        if op.kind == "op" and op.prim.name == "reshape" and x.__class__ is int \
+                and op.ans.__class__ is np.ndarray and _sinks(ops, x, op.ans.shape, readers):
+            m[i] = moved(x, op.ans.shape, op.prim)
+            continue
+        new.append(Op(op.kind, op.prim, _remap(op.args, m), op.kw, op.ans))
+        m[i] = len(new) - 1
+    if not n:
+        return graph, 0
+    return Graph(new, [m[i] for i in graph.inputs], [m[a] if a.__class__ is int else a
+                                                      for a in graph.outputs], graph.odef), n
 
 
 # -- broadcasts only where a consumer needs them ----------------------------------------------

@@ -16,6 +16,12 @@ arithmetic (no transcendental) is recomputed where that moves fewer arrays
 (``recompute``), as PyTorch's min-cut rematerialisation and tinygrad's scheduler decide by
 memory traffic.  A reverse sweep's padded cotangent (``x[1:]``'s, placed in zeros) is read
 at shifted indices rather than copied (``_pad``).
+
+**Diagonal constants.**  ``jacfwd``, ``jacrev`` and ``hessian`` seed their batched sweeps
+with the identity, and slices of it (``x[1:]``'s tangents: ``eye(n)[:, 1:]``) fold into
+constant arrays that a loop would read element by element.  A constant that holds one
+value on one diagonal of two axes (``i_p - i_q == k``) and zeros elsewhere is written into
+the loop as that comparison (``diagonal``), as XLA fuses ``iota == iota``: no memory read.
 """
 
 import numpy as np
@@ -101,12 +107,13 @@ class Region:
     of them), the loop ``shape``; ``inputs``/``outputs`` are filled by ``partition``."""
 
     __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied", "pads",
-                 "rolls")
+                 "diags", "rolls")
 
     def __init__(self, index, shape):
         self.index, self.shape = index, shape
         self.ops, self.reduced, self.inputs, self.outputs, self.copied = [], [], [], [], []
         self.pads = {}  # input -> (v, starts, stops): it is v placed in zeros (``_pad``)
+        self.diags = {}  # input key -> (value, zero, p, q, k): a diagonal constant
         self.rolls = None  # (live nodes, their runs): roll.py's, found once
 
     def source(self, a):
@@ -193,6 +200,8 @@ def wire(graph, regions):
         r.pads = {a: p for a in r.inputs if a.__class__ is int
                   and (p := _pad(ops, a, r.shape)) is not None}
         needed.update(v for v, _, _ in r.pads.values() if v.__class__ is int)
+        r.diags = {input_key(a): d for a in r.inputs if a.__class__ is Const
+                   and (d := diagonal(a.value)) is not None}
     for r in regions:
         r.outputs = [i for i in r.ops + r.reduced if i in needed]
 
@@ -221,6 +230,38 @@ def _pad(ops, b, loop):
     if tuple(e - a for a, e in zip(starts, stops)) != vv.shape:
         return None
     return v, tuple(starts), tuple(stops)
+
+
+def diagonal(v):
+    """``(value, zero, p, q, k)`` when array ``v`` holds ``value`` wherever
+    ``i_p - i_q == k`` and ``zero`` (0.0 or -0.0) everywhere else, every axis but ``p`` and
+    ``q`` of length 1; else None.
+
+    >>> diagonal(np.eye(5)[:, 1:])
+    (1.0, 0.0, 0, 1, 1)
+    >>> diagonal(-2.0 * np.eye(4)[:, None, :]), diagonal(np.ones((4, 4)))
+    ((-2.0, -0.0, 0, 2, 0), None)
+    """
+    if v.__class__ is not np.ndarray or v.dtype not in FLOATS or v.size < 16:
+        return None
+    axes = [a for a, n in enumerate(v.shape) if n > 1]
+    if len(axes) != 2:
+        return None
+    p, q = axes
+    m = v.reshape(v.shape[p], v.shape[q])
+    rows, cols = np.nonzero(m)
+    if not len(rows):
+        return None
+    k = int(rows[0] - cols[0])
+    value = m[rows[0], cols[0]]
+    count = min(m.shape[0], m.shape[1] + k) - max(0, k)
+    if len(rows) != count or not np.isfinite(value) or not np.all(rows - cols == k) \
+            or not np.all(m[rows, cols] == value):
+        return None
+    negative = np.count_nonzero(np.signbit(m)) - (count if np.signbit(value) else 0)
+    if negative not in (0, m.size - count):  # the zeros: all 0.0 or all -0.0
+        return None
+    return float(value), -0.0 if negative else 0.0, p, q, k
 
 
 def input_key(a):
