@@ -26,7 +26,7 @@ from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
 from ..rules import SCALARS, add, fit_cotangent, getitem, index_set, shape_of, unbroadcast
 from .forward import push_tangents
-from .slices import LAZY, Masked, add_block, dense, merge_lazy, split_index_set
+from .slices import LAZY, Blocks, Masked, add_block, dense, merge_lazy, split_index_set
 
 
 class Entry:
@@ -288,6 +288,44 @@ def _getitem_into(cts, j, e, g):
         np.add(part, g, out=part)  # a view: into prev
     else:
         prev[idx] = part + g  # one element
+    return True
+
+
+_F64 = np.dtype(np.float64)
+
+
+def _getitem_into_blocks(b, e, g):
+    """getitem's cotangent added into the ``dense`` part of the Blocks ``b`` (a slice that
+    overlaps one of its blocks: ``w[f]`` read once per output in a loop), in place where
+    only ``b`` holds it: what the rule's scatter into zeros and the add compute, without
+    the temporaries.  False to use the rule."""
+    kw = e.kw
+    if not kw or len(e.args) != 1 or (idx := kw.get("idx")).__class__ is not tuple:
+        return False
+    x = e.args[0]
+    gc = g.__class__
+    if x.__class__ is not np.ndarray or b.shape != x.shape or b.dtype is not x.dtype \
+            or not (g.dtype is x.dtype if gc is np.ndarray else (
+                (gc is float or gc is np.float64) and x.dtype is _F64)) or not _basic(idx):
+        return False
+    d = b.dense
+    if d is None:
+        d = np.zeros(x.shape, x.dtype)
+        if np.shape(d[idx]) != np.shape(g):
+            return False
+        d[idx] = g  # the rule's scatter, as it is
+        b.dense = d
+        return True
+    if d.__class__ is not np.ndarray or d.dtype is not x.dtype or d.shape != x.shape \
+            or not buffers.free(d, 2):
+        return False
+    part = d[idx]
+    if np.shape(part) != np.shape(g):
+        return False
+    if part.__class__ is np.ndarray:
+        np.add(part, g, out=part)  # a view: into d
+    else:
+        d[idx] = part + g  # one element
     return True
 
 
@@ -556,7 +594,8 @@ class Tape(Trace):
             if p is getitem and len(e.parents) == 1:  # a slice: into x's cotangent
                 j = e.parents[0][1]
                 if cts[j] is None or cts[j].__class__ in LAZY:
-                    if add_block(cts, j, e, g):
+                    if add_block(cts, j, e, g) or (fast and cts[j].__class__ is Blocks
+                                                   and _getitem_into_blocks(cts[j], e, g)):
                         continue
                 elif fast and g.__class__ is np.ndarray and _getitem_into(cts, j, e, g):
                     continue
