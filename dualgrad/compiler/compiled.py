@@ -12,12 +12,14 @@ function's cache holds structure, constants, guards and kernels, never intermedi
 
 import functools
 import gc
+import sys
 import threading
 import warnings
 
 import numpy as np
 
 from ..core.tree import tree_flatten, tree_unflatten
+from . import buildcache
 from .fuse import FusionError, compile_regions, fuse, target
 from .graph import MISS, Const, compile_graph, evaluate
 from .passes import optimise
@@ -34,13 +36,16 @@ class Compiled:
     second call): a function called once with a signature never pays for them."""
 
     __slots__ = ("raw", "fast_math", "passes", "exclude", "codegen", "_graph", "_summary",
-                 "replay", "kernels", "fused", "finish", "kept", "lean", "_lock", "used")
+                 "replay", "kernels", "fused", "finish", "kept", "lean", "_lock", "used",
+                 "_key", "_stored", "from_cache")
 
     def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True,
                  exclude=frozenset()):
         self.raw, self.fast_math, self.passes, self.codegen = raw, fast_math, passes, codegen
         self.exclude = exclude  # the rewrites ``simplify`` leaves out (passes.pipeline)
-        self._graph = None
+        self._graph = self._summary = None
+        self._key = self._stored = None  # buildcache: this graph's key, a build read back
+        self.from_cache = False  # whether the build was read from the build cache
         self.replay = self._first  # ``replay(*leaves)``: the flat outputs, or MISS
         odef = raw.odef  # ``finish(flat)``: the result the caller gets
         self.finish = _first_leaf if odef == _LEAF_DEF else (
@@ -61,6 +66,8 @@ class Compiled:
         with self._lock:  # threads meeting an unbuilt graph: one builds, the rest wait
             if self.replay != self._first:
                 return self.replay(*leaves)
+            if self.lean and self._load():  # built by an earlier process: no values needed
+                return self.replay(*leaves)
             if self.kept:
                 self._build()
                 return self.replay(*leaves)
@@ -80,6 +87,28 @@ class Compiled:
             self.kept = True
             self._build()
             return outs
+
+    def _load(self):
+        """Take the build from the build cache (buildcache.py) if it holds this graph's;
+        else note the key, so that ``_build_graph`` files the build under it."""
+        options = (self.passes, tuple(sorted(self.exclude)), self.fast_math, self.codegen)
+        collect = gc.isenabled()  # (as in ``_build``: a burst of objects that all stay)
+        gc.disable()
+        try:
+            self._key = buildcache.key(self.raw, options)
+            built = None if self._key is None else buildcache.load(self._key, self.raw)
+        finally:
+            if collect:
+                gc.enable()
+        if built is None:
+            return False
+        self._stored, self._summary, self.kernels = built, built.summary, built.kernels
+        self.from_cache = True
+        self.replay = compile_graph(built.fused, copies=built.copies)
+        if self.kept:  # the recorded graph stays, values dropped: ``graph``'s fallback
+            self.raw.drop_values()
+        self.kept, self.fused = False, None
+        return True
 
     def _build(self):
         if not self.kept:  # the passes compare rewrites against the recorded values
@@ -110,7 +139,11 @@ class Compiled:
             warnings.warn(f"{e}; replaying without fused kernels", RuntimeWarning,
                           stacklevel=3)
             self.kernels, self.fused = [], self._graph
-        self.replay = compile_graph(self.fused, copies=_copies(self.raw, self._graph))
+        copies = _copies(self.raw, self._graph)
+        self.replay = compile_graph(self.fused, copies=copies)
+        if self._key is not None:  # for the next process (buildcache.py)
+            buildcache.save(self._key, self.raw, self._graph, self.fused, copies,
+                            self.kernels, self._summary)
         if self.lean:  # replay needs none of the values: they go now
             self.kept = False
             self._graph.drop_values()
@@ -123,6 +156,15 @@ class Compiled:
         dropped, the graph as recorded (outer transforms replay either one primitive at a
         time: ``run_traced``)."""
         if self._graph is None:
+            if self._stored is not None:  # a build read back: its optimised graph
+                try:
+                    self._graph = self._stored.graph()
+                except Exception:  # noqa: BLE001  (undecodable: the recorded graph is
+                    return self.raw  # as right, one primitive at a time)
+                finally:
+                    self._stored = None
+                self.raw = None
+                return self._graph
             if not self.kept:
                 return self.raw
             self._build()
@@ -130,7 +172,7 @@ class Compiled:
 
     @property
     def summary(self):
-        if self._graph is None:
+        if self._summary is None:
             self._build()
         return self._summary
 
@@ -189,3 +231,4 @@ class Lowered:
                 f"after ({len(self.after)} ops):\n{self.after}\n\n{self.summary_text()}")
 
 
+buildcache.watch(sys.modules[__name__])  # (``target`` rebound: no build cache)

@@ -23,6 +23,7 @@ against replaying its nodes once per source and size class (``timing``), so fuse
 use it only where it is faster on this machine.
 """
 
+import functools
 import hashlib
 import os
 import sys
@@ -118,8 +119,8 @@ def _cast(ans):
     """The function that gives a kernel's output the class eager computation gave it
     (nothing for a device array: the CUDA launcher returns CuPy's own classes)."""
     c = ans.__class__
-    if c is np.ndarray:
-        return None if ans.ndim else (lambda v, dt=ans.dtype: np.asarray(v, dt))
+    if c is np.ndarray:  # (a partial, not a lambda: the build cache names it, buildcache.py)
+        return None if ans.ndim else functools.partial(np.asarray, dtype=ans.dtype)
     if c in (float, bool, int) or is_array(ans):
         return None
     return c  # np.float64, np.float32, np.bool_...

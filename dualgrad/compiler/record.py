@@ -311,6 +311,9 @@ class GraphTrace(Trace):
     def graph(self, outputs, odef):
         """The recorded graph; every raw value Python read gets an exact guard just after
         the op that made it (replay checks it as early as possible)."""
+        if not self.reads:  # nothing to insert: the ops as recorded, numbered as they are
+            inputs = [i for i, op in enumerate(self.ops) if op.kind == "input"]
+            return Graph(self.ops, inputs, list(outputs), odef)
         ops = []
         m = {}
         after = {}

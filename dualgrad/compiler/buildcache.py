@@ -1,0 +1,633 @@
+"""``dg.jit``'s build cache: a compiled signature's build kept on disk, so that another
+process recording the same graph loads it instead of building it again.
+
+A jitted function's second call builds its graph: the passes (passes.py), the fusion
+regions and their kernels (fuse.py, roll.py, emit_cpu.py) and the replay source
+(graph.py).  numba's machine code for the kernels is already cached on disk
+(kernel.py); this caches what is built around it.  Recording still happens in every
+process: it is what gives the graph to look up.
+
+**Key.**  The SHA-256 of the recorded graph as the build reads it: each op's kind, its
+primitive (a row of the table by name, a comparison row, or a numpy or ``operator``
+function a raw node applies), its arguments (value numbers, and each constant's type and
+bytes), its parameters, its value's class, dtype and shape, each guard's expected value;
+the graph's inputs and outputs; the jit options (passes, rewrites left out, fast_math,
+codegen); and the versions: the SHA-256 of dualgrad's own sources, numpy, numba, Python
+and the CPU (``backend.tuning.machine_key``, as the tuning rules use).  A graph holding
+anything else (a ``custom_vjp``'s opaque node, a function defined in user code, an array
+type other than numpy's) is not cached: it is built as before.
+
+**What is stored.**  Under ``$XDG_CACHE_HOME/dualgrad/builds`` (default ``~/.cache``), one
+file per key: the fused graph replay runs (its ops, constants, guards' expected values, and
+the shape and dtype of each value), the positions of outputs replay copies, each kernel's
+source and how its outputs are cast, what each pass removed, and the optimised graph
+(decoded only when an outer transform replays the graph one primitive at a time, or a
+summary is asked for).  Data only, written with ``marshal`` as plain tuples of numbers,
+strings and bytes, and decoded field by field: no pickle, no code object.  The replay
+source is generated again from the decoded graph (graph.compile_graph); a kernel's source
+is compiled as kernel.py compiles any (its numba machine code checked by its own stamp).
+
+**Checked.**  A file is used only if it is whole (its own SHA-256 precedes it), it was
+written for this very key (the key is inside it: a file copied under another name is
+foreign), and it decodes into exactly the structure written; anything else is a miss: the
+graph is built and the file written anew.  Files are written whole (a temporary file,
+then ``os.replace``), so processes sharing the folder race harmlessly: the last one wins
+with a file equal to the others'.  An unwritable folder means no build cache, with the one
+warning of dualgrad's disk caches.  ``DUALGRAD_BUILD_CACHE=0`` turns it off.
+
+A build loaded is the build of an earlier process on this machine: with ``codegen="auto"``
+which regions run as kernels was decided by timing them there, as it would have been
+decided by timing them here.
+"""
+
+import functools
+import hashlib
+import importlib.util
+import marshal
+import operator
+import os
+import platform
+import sys
+
+import numpy as np
+
+from ..backend.tuning import cache_dir, machine_key, unwritable, write_atomic
+from ..core.trace import Primitive
+from ..rules import TABLE
+from . import emit_cpu, fuse, graph, kernel, loops, passes, record, regions, roll
+from .graph import Const, Graph, Op
+from .record import COMPARE, Site
+
+ENV = "DUALGRAD_BUILD_CACHE"
+_MAGIC = b"dualgrad-build-1\n"
+_COMPARE = {p.name: p for p in COMPARE.values()}
+_PLAIN = Primitive("plain", None)  # an ad-hoc primitive's attributes, to compare with
+
+
+class Uncacheable(Exception):
+    """The graph holds something this cache cannot describe: it is built as before."""
+
+
+def enabled():
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "off", "no", "false")
+
+
+# What the build runs, as imported: a module global rebound since (a test's monkeypatch,
+# a user's experiment) may build differently from what the key says, so then nothing is
+# loaded or filed.  (``watch``: compiled.py adds itself.)
+_WATCHED = []
+
+
+def watch(*modules):
+    """Note the globals of ``modules`` as they are now (``unchanged`` compares)."""
+    for m in modules:
+        _WATCHED.extend((vars(m), k, v) for k, v in vars(m).items()
+                        if not k.startswith("__"))
+
+
+def unchanged():
+    """Whether every watched module global is still the object it was."""
+    return all(ns.get(k) is v for ns, k, v in _WATCHED)
+
+
+watch(emit_cpu, fuse, graph, kernel, loops, passes, record, regions, roll)
+
+
+# ---------------------------------------------------------------------------
+# versions
+
+@functools.cache
+def _sources_digest():
+    """SHA-256 of every ``.py`` file of dualgrad and of its kernels."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folders = [here]
+    spec = importlib.util.find_spec("dualgrad.kernels")
+    if spec is not None and spec.origin:
+        folders.append(os.path.dirname(spec.origin))
+    h = hashlib.sha256()
+    for top in folders:
+        for folder, subs, files in os.walk(top):
+            subs.sort()
+            for name in sorted(files):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    with open(path, "rb") as f:
+                        h.update(os.path.relpath(path, top).encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
+@functools.cache
+def _versions():
+    key = machine_key({"dualgrad": _sources_digest()})
+    return repr(sorted(key.items())) + platform.python_implementation() + sys.version
+
+
+# ---------------------------------------------------------------------------
+# encoding values as plain tuples (marshal writes them; ``_dec`` reads them back)
+
+_SCALARS = (type(None), bool, int, float, complex, str, bytes)
+
+
+def _array(a):
+    """An array constant with its bytes and its layout (C or F order, or a broadcast of
+    such an array: a reduction's order of summation follows the layout, and so may its
+    last bits); Uncacheable for another layout."""
+    dt = a.dtype
+    if dt.hasobject or dt.fields is not None or dt.kind == "V":
+        raise Uncacheable("an array of objects or records")
+    if a.flags.c_contiguous or a.flags.f_contiguous:
+        order = "C" if a.flags.c_contiguous else "F"
+        return ("A", dt.str, a.shape, order, a.tobytes(order=order), a.flags.writeable)
+    spread = [n > 1 and s == 0 for n, s in zip(a.shape, a.strides)]
+    if any(spread) and not a.flags.writeable:
+        one = a[tuple(slice(0, 1) if z else slice(None) for z in spread)]
+        if one.flags.c_contiguous or one.flags.f_contiguous:
+            return ("V", _array(one), a.shape)
+    raise Uncacheable("a strided constant")
+
+
+def _fn(f):
+    """A raw node's function, by name: a numpy ufunc, an ``operator`` function, a numpy
+    function, or a ``functools.partial`` of one with keywords only."""
+    if f.__class__ is functools.partial:
+        if f.args:
+            raise Uncacheable("a partial with positional arguments")
+        return ("p", _fn(f.func), _enc(f.keywords))
+    name = getattr(f, "__name__", None)
+    if isinstance(f, np.ufunc) and getattr(np, name, None) is f:
+        return ("u", name)
+    if name is not None and getattr(operator, name, None) is f:
+        return ("o", name)
+    module, qual = getattr(f, "__module__", None), getattr(f, "__qualname__", None)
+    if module and qual and module.split(".")[0] == "numpy" and _resolve(module, qual) is f:
+        return ("n", module, qual)
+    raise Uncacheable(f"the function {f!r:.60}")
+
+
+def _resolve(module, qual):
+    m = sys.modules.get(module)
+    for part in qual.split("."):
+        m = getattr(m, part, None)
+    return m
+
+
+def _prim(p):
+    if TABLE.get(p.name) is p:
+        return ("t", p.name)
+    if _COMPARE.get(p.name) is p:
+        return ("c", p.name)
+    for slot in Primitive.__slots__:
+        if slot not in ("name", "impl", "reads") and getattr(p, slot) != getattr(_PLAIN, slot):
+            raise Uncacheable(f"the primitive {p.name}")
+    return ("r", p.name, _fn(p.impl))
+
+
+def _enc(v, sites=None):
+    """``v`` as nested tuples of Python scalars, each non-scalar tagged by its first item;
+    Uncacheable for a value of any other kind."""
+    c = v.__class__
+    if c in _SCALARS:
+        return v
+    if c is tuple:
+        return ("T",) + tuple(_enc(x, sites) for x in v)
+    if c is list:
+        return ("L",) + tuple(_enc(x, sites) for x in v)
+    if c is dict:
+        return ("D",) + tuple((_enc(k, sites), _enc(x, sites)) for k, x in v.items())
+    if c is np.ndarray:
+        return _array(v)
+    if isinstance(v, np.generic) and c is getattr(np, c.__name__, None):
+        return ("G", v.dtype.str, v.tobytes())
+    if isinstance(v, np.dtype):
+        if v.hasobject or v.fields is not None:
+            raise Uncacheable("a dtype of objects or records")
+        return ("Y", v.str)
+    if c is slice:
+        return ("s", _enc(v.start), _enc(v.stop), _enc(v.step))
+    if v is Ellipsis:
+        return ("E",)
+    if c is type:
+        if v in (float, int, bool, complex):
+            return ("B", v.__name__)
+        if issubclass(v, np.generic) and getattr(np, v.__name__, None) is v:
+            return ("N", v.__name__)
+    if c is Const:
+        return ("c", _enc(v.value, sites))
+    if c is Site and sites is not None:
+        k = sites.get(id(v))
+        if k is not None:
+            return ("X", k)
+    if c is functools.partial and v.func is np.asarray and not v.args:
+        return ("Z", _enc(v.keywords))  # a kernel's cast of a 0-d output (kernel._cast)
+    if callable(v):
+        return ("F", _fn(v))  # a ufunc or a numpy function as a parameter
+    raise Uncacheable(f"a value of type {c.__name__}")
+
+
+def _shape_of(ans):
+    """What the build reads of a value that is not a guard's: class, dtype and shape."""
+    c = ans.__class__
+    if c is tuple:
+        return ("T",) + tuple(_shape_of(a) for a in ans)
+    if c is np.ndarray:
+        dt = ans.dtype
+        if dt.hasobject or dt.fields is not None or dt.kind == "V":
+            raise Uncacheable("an array of objects or records")
+        return ("S", dt.str, ans.shape)
+    if c in (float, int, bool, complex):
+        return ("b", c.__name__)  # (read back as a zero of its type)
+    if isinstance(ans, np.generic) and c is getattr(np, c.__name__, None):
+        return ("g", ans.dtype.str)  # (read back as a zero of its type)
+    raise Uncacheable(f"a value of type {c.__name__}")
+
+
+def _ops(graph, sites, kernels=None):
+    """The graph as plain values: three items per op, then the tables they index (its
+    primitives, its values' classes, dtypes and shapes) and its inputs and outputs.
+
+    An op is ``(head, args, value)``: ``head`` the index of its primitive for a plain
+    ``op`` without parameters (most of a graph), else ``(kind, primitive, parameters)``,
+    or for a guard ``("guard", parameters, expected value)``; ``args`` value numbers and
+    ``("k", constant)``; ``value`` the index of its class, dtype and shape.  (The key hashes
+    every op of the recorded graph: this loop is most of what a cached build costs.)"""
+    out = []
+    put = out.append
+    prims, ptab = {}, []
+    shapes = {float: 0, int: 1, bool: 2, complex: 3}
+    stab = [("b", "float"), ("b", "int"), ("b", "bool"), ("b", "complex")]
+    scalars = _SCALARS
+    for op in graph.ops:
+        kind, p, args, kw, ans = op.kind, op.prim, op.args, op.kw, op.ans
+        if kind == "guard":
+            put(("guard", _enc(kw, sites), _enc(ans)))
+            put(args)
+            put(-1)
+            continue
+        if p is None:
+            pi = -1
+        else:
+            pi = prims.get(p)
+            if pi is None:
+                if kind == "fused":
+                    if kernels is None:
+                        raise Uncacheable("a fused node")
+                    desc = ("K", kernels[id(p)])
+                elif kind == "call":
+                    raise Uncacheable("an opaque call")
+                else:
+                    desc = _prim(p)
+                pi = prims[p] = len(ptab)
+                ptab.append(desc)
+        put(pi if kind == "op" and kw is None else (kind, pi, None if kw is None
+                                                       else _enc(kw, sites)))
+        for a in args:
+            if a.__class__ is not int:
+                refs = []
+                for b in args:
+                    if b.__class__ is int:
+                        refs.append(b)
+                    else:
+                        v = b.value
+                        refs.append(("k", v if v.__class__ in scalars else _enc(v)))
+                args = tuple(refs)
+                break
+        put(args)
+        c = ans.__class__
+        si = shapes.get(c)
+        if si is None:
+            k = (ans.dtype, ans.shape) if c is np.ndarray else _shape_of(ans)
+            si = shapes.get(k)
+            if si is None:
+                si = shapes[k] = len(stab)
+                stab.append(_shape_of(ans))
+            if c is not np.ndarray and issubclass(c, (np.number, np.bool_)):
+                shapes[c] = si  # a numpy scalar's class says its dtype
+        put(si)
+    put(tuple(ptab))
+    put(tuple(stab))
+    put(tuple(graph.inputs))
+    put(tuple(a if a.__class__ is int else ("k", _enc(a.value)) for a in graph.outputs))
+    return out
+
+
+def _sites(graph):
+    """id(site) -> its position among the graph's guards, in order."""
+    out = {}
+    for op in graph.ops:
+        if op.kind == "guard":
+            s = op.kw.get("site") if op.kw else None
+            if s is not None and id(s) not in out:
+                out[id(s)] = len(out)
+    return out
+
+
+def _site_list(graph):
+    seen, out = set(), []
+    for op in graph.ops:
+        if op.kind == "guard":
+            s = op.kw.get("site") if op.kw else None
+            if s is not None and id(s) not in seen:
+                seen.add(id(s))
+                out.append(s)
+    return out
+
+
+def key(raw, options):
+    """The key of the build of recorded graph ``raw`` with jit ``options`` (a tuple of
+    plain values), or None where the graph cannot be cached."""
+    if not enabled() or not unchanged():
+        return None
+    try:
+        data = marshal.dumps((_versions(), _enc(options), _ops(raw, _sites(raw))), 2)
+    except Exception:  # noqa: BLE001  (Uncacheable, or anything odd: built as before)
+        return None
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# decoding: every field checked, anything unexpected a ValueError
+
+def _dec(v, sites=None):
+    c = v.__class__
+    if c in _SCALARS:
+        return v
+    if c is not tuple or not v or v[0].__class__ is not str:
+        raise ValueError("not an encoded value")
+    tag = v[0]
+    if tag == "T":
+        return tuple(_dec(x, sites) for x in v[1:])
+    if tag == "L":
+        return [_dec(x, sites) for x in v[1:]]
+    if tag == "D":
+        return {_dec(k, sites): _dec(x, sites) for k, x in v[1:]}
+    if tag == "A":
+        _, dt, shape, order, data, writeable = v
+        dt = _dtype(dt)
+        if order not in ("C", "F"):
+            raise ValueError("not an order")
+        a = np.frombuffer(data, dt).reshape(_shape(shape), order=order).copy(order=order)
+        if not writeable:
+            a.flags.writeable = False
+        return a
+    if tag == "V":
+        one = _dec(v[1])
+        if one.__class__ is not np.ndarray:
+            raise ValueError("not a broadcast array")
+        return np.broadcast_to(one, _shape(v[2]))
+    if tag == "S":
+        _, dt, shape = v
+        return np.broadcast_to(np.zeros((), _dtype(dt)), _shape(shape))
+    if tag == "G":
+        _, dt, data = v
+        dt = _dtype(dt)
+        if len(data) != dt.itemsize:
+            raise ValueError("a scalar of the wrong size")
+        return np.frombuffer(data, dt)[0]
+    if tag == "Y":
+        return _dtype(v[1])
+    if tag == "b":
+        return {"float": 0.0, "int": 0, "bool": False, "complex": 0j}[v[1]]
+    if tag == "g":
+        return _dtype(v[1]).type(0)
+    if tag == "s":
+        return slice(_dec(v[1]), _dec(v[2]), _dec(v[3]))
+    if tag == "E":
+        return Ellipsis
+    if tag == "B":
+        return {"float": float, "int": int, "bool": bool, "complex": complex}[v[1]]
+    if tag == "N":
+        t = getattr(np, v[1], None)
+        if not (isinstance(t, type) and issubclass(t, np.generic)):
+            raise ValueError("not a numpy scalar type")
+        return t
+    if tag == "c":
+        return Const(_dec(v[1], sites))
+    if tag == "X" and sites is not None:
+        return sites[v[1]]
+    if tag == "Z":
+        return functools.partial(np.asarray, **_dec(v[1]))
+    if tag == "F":
+        return _dec_fn(v[1])
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _dtype(s):
+    if s.__class__ is not str:
+        raise ValueError("not a dtype")
+    dt = np.dtype(s)
+    if dt.hasobject or dt.fields is not None:
+        raise ValueError("a dtype of objects")
+    return dt
+
+
+def _shape(s):
+    if s.__class__ is not tuple or any(n.__class__ is not int or n < 0 for n in s):
+        raise ValueError("not a shape")
+    return s
+
+
+def _dec_fn(d):
+    tag = d[0]
+    if tag == "p":
+        kw = _dec(d[2])
+        if kw.__class__ is not dict:
+            raise ValueError("a partial's keywords")
+        return functools.partial(_dec_fn(d[1]), **kw)
+    if tag == "u":
+        f = getattr(np, d[1], None)
+        if not isinstance(f, np.ufunc):
+            raise ValueError("not a ufunc")
+        return f
+    if tag == "o":
+        f = getattr(operator, d[1], None)
+    elif tag == "n" and d[1].split(".")[0] == "numpy":
+        f = _resolve(d[1], d[2])
+    else:
+        f = None
+    if not callable(f):
+        raise ValueError("not a function")
+    return f
+
+
+def _dec_graph(enc, sites, kernels=()):
+    if enc.__class__ is not list or len(enc) % 3 != 1 or len(enc) < 4:
+        raise ValueError("not an encoded graph")
+    ptab, stab, inputs, outputs = enc[-4:]
+    prims = []
+    for pd in ptab:
+        tag = pd[0]
+        if tag == "K":
+            if not 0 <= pd[1] < len(kernels):
+                raise ValueError("a kernel out of range")
+            prims.append(kernels[pd[1]])
+        elif tag == "t":
+            prims.append(TABLE[pd[1]])
+        elif tag == "c":
+            prims.append(_COMPARE[pd[1]])
+        elif tag == "r":
+            prims.append(Primitive(pd[1], _dec_fn(pd[2])))
+        else:
+            raise ValueError("an unknown primitive")
+    vals = [_dec(d) for d in stab]
+    ops = []
+    put = ops.append
+    for j in range(0, len(enc) - 4, 3):
+        head, args, si = enc[j:j + 3]
+        n = len(ops)
+        if args.__class__ is not tuple:
+            raise ValueError("arguments that are not a tuple")
+        for a in args:
+            if a.__class__ is not int or not 0 <= a < n:
+                args = tuple([_ref(a, n) for a in args])
+                break
+        if si.__class__ is not int or not -1 <= si < len(vals):
+            raise ValueError("a value's shape out of range")
+        if head.__class__ is int:
+            if not 0 <= head < len(prims) or si < 0:
+                raise ValueError("a primitive out of range")
+            put(Op("op", prims[head], args, None, vals[si]))
+            continue
+        kind = head[0]
+        if kind == "guard":
+            kw, ans = _dec(head[1], sites), _dec(head[2])
+            p = None
+        elif kind in ("input", "op", "raw", "fused", "part"):
+            if not -1 <= head[1] < len(prims) or si < 0:
+                raise ValueError("a primitive out of range")
+            p = None if head[1] == -1 else prims[head[1]]
+            kw = None if head[2] is None else _dec(head[2], sites)
+            ans = vals[si]
+        else:
+            raise ValueError("an op of unknown kind")
+        if kw is not None and kw.__class__ is not dict:
+            raise ValueError("parameters that are not a dict")
+        put(Op(kind, p, args, kw, ans))
+    n = len(ops)
+    if inputs.__class__ is not tuple or any(i.__class__ is not int or not 0 <= i < n
+                                            for i in inputs):
+        raise ValueError("an input out of range")
+    if outputs.__class__ is not tuple:
+        raise ValueError("outputs that are not a tuple")
+    return Graph(ops, list(inputs), [_ref(a, n) for a in outputs], None)
+
+
+def _ref(a, n):
+    """An argument read back: a value number below ``n``, or a constant."""
+    if a.__class__ is int:
+        if not 0 <= a < n:
+            raise ValueError("an argument defined later")
+        return a
+    if a.__class__ is not tuple or len(a) != 2 or a[0] != "k":
+        raise ValueError("not an argument")
+    return Const(_dec(a[1]))
+
+
+# ---------------------------------------------------------------------------
+# the files
+
+def _path(digest):
+    return os.path.join(cache_dir(), "builds", digest[:2], digest + ".bin")
+
+
+class Built:
+    """A build read back: the ``fused`` graph, the output positions replay ``copies``,
+    the ``kernels`` (kernel.Kernel, loaded), the ``summary``, and the optimised graph on
+    demand (``graph()``)."""
+
+    def __init__(self, fused, copies, kernels, summary, optimised, sites, odef):
+        self.fused, self.copies, self.kernels, self.summary = fused, copies, kernels, summary
+        self._optimised, self._sites, self._odef = optimised, sites, odef
+
+    def graph(self):
+        """The optimised graph, decoded now (ValueError if it does not decode)."""
+        if self._optimised is None:  # it is the fused graph: no kernel was used
+            return self.fused
+        g = _dec_graph(marshal.loads(self._optimised), self._sites)
+        g.odef = self._odef
+        self._optimised = None
+        return g
+
+
+def save(digest, raw, optimised, fused, copies, kernels, summary):
+    """File the build of ``raw`` under ``digest``; nothing where it cannot be encoded, one
+    warning per process where the folder cannot be written."""
+    sites = _sites(raw)
+    order = {id(k): n for n, k in enumerate(kernels)}
+    try:
+        ks = tuple((k.source, k.fn is not None, tuple(_enc(c) for c in k.casts),
+                    _region(k.region), _enc(k.seconds)) for k in kernels)
+        same = fused is optimised  # no kernel used: the graph once
+        body = (_ops(fused, sites, order), tuple(sorted(copies)), ks, _enc(dict(summary)),
+                None if same else marshal.dumps(_ops(optimised, sites)))
+        payload = marshal.dumps((digest, body))
+    except Exception:  # noqa: BLE001  (Uncacheable, or anything odd: not filed)
+        return
+    blob = _MAGIC + hashlib.sha256(payload).digest() + payload
+    path = _path(digest)
+    try:
+        write_atomic(path, blob)
+    except OSError as e:
+        unwritable(os.path.dirname(path), e)
+
+
+def _region(r):
+    """A kernel's region (regions.Region) as plain values: what ``Lowered`` and the tests
+    read of it (its roll.py analysis is not kept: it is found again if asked for)."""
+    return tuple((name, _enc(getattr(r, name))) for name in regions.Region.__slots__
+                 if name != "rolls")
+
+
+def _dec_region(enc):
+    r = regions.Region(0, ())
+    names = set(regions.Region.__slots__) - {"rolls"}
+    got = set()
+    for name, v in enc:
+        if name not in names or name in got:
+            raise ValueError("not a region")
+        got.add(name)
+        setattr(r, name, _dec(v))
+    if got != names:
+        raise ValueError("a region missing a field")
+    return r
+
+
+def load(digest, raw):
+    """The build filed under ``digest`` for recorded graph ``raw`` (its guards' sites are
+    this recording's), or None: no file, or one not whole, not this key's, or not
+    decodable."""
+    try:
+        with open(_path(digest), "rb") as f:
+            blob = f.read()
+    except OSError:
+        return None
+    head, seal, payload = blob[:len(_MAGIC)], blob[len(_MAGIC):len(_MAGIC) + 32], \
+        blob[len(_MAGIC) + 32:]
+    if head != _MAGIC or hashlib.sha256(payload).digest() != seal:
+        return None
+    try:
+        saved, body = marshal.loads(payload)
+        if saved != digest:
+            return None
+        fused_enc, copies, ks, summary, optimised = body
+        if optimised is not None and optimised.__class__ is not bytes:
+            raise ValueError("the optimised graph")
+        sites = _site_list(raw)
+        kernels = []
+        for src, used, casts, region, seconds in ks:
+            if src.__class__ is not str:
+                raise ValueError("a kernel source that is not text")
+            k = kernel.Kernel(_dec_region(region), kernel.load(src) if used else None, src,
+                              [_dec(c) for c in casts])
+            k.seconds = _dec(seconds)
+            kernels.append(k)
+        fused = _dec_graph(fused_enc, sites, kernels)
+        fused.odef = raw.odef
+        copies = set(copies)
+        if any(k.__class__ is not int for k in copies):
+            raise ValueError("copies")
+        summary = _dec(summary)
+        if summary.__class__ is not dict:
+            raise ValueError("summary")
+    except Exception:  # noqa: BLE001  (anything unreadable is a miss: build it)
+        return None
+    return Built(fused, copies, kernels, summary, optimised, sites, raw.odef)

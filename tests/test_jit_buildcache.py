@@ -1,0 +1,226 @@
+"""dg.jit's build cache (dualgrad/compiler/buildcache.py): a second process loads the
+build of the same recorded graph instead of building it, with the same bits; a damaged,
+foreign or stale file is never used; processes sharing the folder race harmlessly; a
+changed function is built anew."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import dualgrad as dg
+from dualgrad.compiler import buildcache, roll
+
+pytest.importorskip("numba")
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# The functions both the test process and its children jit: a scalar loop unrolled (one
+# rolled kernel), an array loss with a closure's constants of several kinds (an F-ordered
+# array, -0.0, a float32 scalar, an index array) and a branch on a traced value (a guard),
+# and a dict output.
+CASES = '''
+import numpy as np
+import dualgrad as dg
+
+C = np.asfortranarray(np.linspace(-1.0, 1.0, 12).reshape(3, 4))
+IDX = np.array([2, 0, 1, 1])
+
+def chain(x):
+    for _ in range(60):
+        x = np.sin(x) * 1.0001 + 0.1 * x * x
+    return x
+
+def loss(w, X):
+    h = np.tanh(X @ w) * np.float32(1.5) + (-0.0)
+    if np.sum(h) > -1e9:
+        h = h * 2.0
+    return np.sum(h ** 2) + np.sum(np.exp(-(X * C)[IDX] ** 2)) * 0.5
+
+def parts(x):
+    return {"s": np.sum(np.sin(x) * x), "v": np.cos(x) * 3.0 - x}
+
+W = np.linspace(0.1, 0.5, 4)
+X = np.cos(np.arange(12.0)).reshape(3, 4)
+
+def jitted():
+    return {"chain": (dg.jit(dg.grad(chain), codegen="numba"), (0.5,)),
+            "loss": (dg.jit(dg.grad(loss), codegen="numba"), (W, X)),
+            "parts": (dg.jit(parts, codegen="numba"), (X,))}
+
+def run():
+    """Three calls of each (the first records, the second builds or loads): the replays'
+    bits, and whether each build came from the cache."""
+    out = {}
+    for name, (jf, args) in jitted().items():
+        got = [jf(*args) for _ in range(3)][1:]
+        flat = [v for r in got for v in (r.values() if isinstance(r, dict) else [r])]
+        out[name] = {"bits": [np.asarray(v).dtype.str + str(np.shape(v)) +
+                              np.asarray(v).tobytes().hex() for v in flat],
+                     "cached": [c.from_cache for cs in jf._cache.values() for c in cs]}
+    return out
+'''
+
+CHILD = CASES + '''
+import json
+print("RESULT " + json.dumps(run()))
+'''
+
+
+def _env(cache):
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache), PYTHONPATH=str(ROOT))
+    env.pop("NUMBA_CACHE_DIR", None)
+    env.pop(buildcache.ENV, None)
+    return env
+
+
+def _start(cache):
+    return subprocess.Popen([sys.executable, "-c", CHILD], env=_env(cache), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(p):
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+    (line,) = [s for s in out.splitlines() if s.startswith("RESULT ")]
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture
+def cases(tmp_path, monkeypatch):
+    """CASES in this process, with its caches under an empty temporary folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(buildcache.ENV, raising=False)
+    ns = {}
+    exec(compile(CASES, "<cases>", "exec"), ns)  # noqa: S102 - the test's own source
+    return ns
+
+
+def _files(cache):
+    return sorted((pathlib.Path(cache) / "dualgrad" / "builds").rglob("*.bin"))
+
+
+def test_a_second_process_loads_every_build_and_gives_the_same_bits(tmp_path):
+    first = _result(_start(tmp_path))
+    second = _result(_start(tmp_path))
+    for name in first:
+        assert first[name]["cached"] == [False], name
+        assert second[name]["cached"] == [True], name
+        assert second[name]["bits"] == first[name]["bits"], name
+    assert len(_files(tmp_path)) == len(first)
+
+
+def test_two_processes_writing_at_once_both_succeed(tmp_path, cases):
+    a, b = _start(tmp_path), _start(tmp_path)
+    ra, rb = _result(a), _result(b)
+    for name in ra:  # each built it (or loaded what the other had filed): the same bits
+        assert ra[name]["bits"] == rb[name]["bits"], name
+    files = _files(tmp_path)
+    assert len(files) == len(ra)
+    assert not [f for f in (tmp_path / "dualgrad" / "builds").rglob("*") if f.is_file()
+                and f.suffix != ".bin"]  # no temporary file left
+    here = cases["run"]()  # what they left is whole: this process loads all of it
+    for name in ra:
+        assert here[name]["cached"] == [True], name
+        assert here[name]["bits"] == ra[name]["bits"], name
+
+
+def _one(cases, name):
+    jf, args = cases["jitted"]()[name]
+    got = [jf(*args) for _ in range(3)][1:]
+    (entries,) = jf._cache.values()
+    return [np.asarray(g).tobytes() for g in got], [c.from_cache for c in entries]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "random", "empty", "foreign"])
+def test_a_damaged_or_foreign_file_is_ignored_and_rebuilt(cases, tmp_path, damage):
+    bits, cached = _one(cases, "loss")
+    assert cached == [False]
+    (path,) = _files(tmp_path)
+    good = path.read_bytes()
+    assert _one(cases, "loss") == (bits, [True])
+    if damage == "flip":
+        blob = bytearray(good)
+        blob[len(blob) // 2] ^= 0x40
+        path.write_bytes(bytes(blob))
+    elif damage == "truncate":
+        path.write_bytes(good[: len(good) // 3])
+    elif damage == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(len(good)))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:  # another graph's whole file under this graph's name
+        _one(cases, "parts")
+        (other,) = [f for f in _files(tmp_path) if f != path]
+        path.write_bytes(other.read_bytes())
+    assert _one(cases, "loss") == (bits, [False])  # built again, the same bits
+    assert path.read_bytes() == good  # and filed again, whole
+    assert _one(cases, "loss") == (bits, [True])
+
+
+def test_a_changed_constant_is_not_served_the_old_build(cases):
+    x = np.linspace(-1.0, 1.0, 7)
+
+    def make(c):
+        return dg.jit(lambda x: np.sum(np.sin(x) * c + x * x), codegen="numba")
+
+    for c, want_cached in [(2.5, False), (2.5, True), (3.5, False), (-0.0, False),
+                           (0.0, False)]:
+        jf = make(c)
+        got = [jf(x) for _ in range(3)]
+        assert [e.from_cache for e in next(iter(jf._cache.values()))] == [want_cached], c
+        want = np.sum(np.sin(x) * c + x * x)
+        assert all(np.asarray(g).tobytes() == np.asarray(want).tobytes() or
+                   np.isclose(g, want, rtol=1e-14, atol=0) for g in got), c
+
+
+def test_a_guard_of_another_branch_is_another_build(cases):
+    def f(x):
+        return np.sin(x) * 2.0 if np.sum(x) > 0 else np.cos(x) * 3.0
+
+    for x, want in [(np.ones(3), [False]), (np.ones(3), [True]), (-np.ones(3), [False])]:
+        jf = dg.jit(f, codegen="numba")
+        got = [jf(x) for _ in range(3)]
+        assert [e.from_cache for e in next(iter(jf._cache.values()))] == want
+        for g in got:
+            np.testing.assert_allclose(g, f(x), rtol=1e-14, atol=0)
+
+
+def test_a_rebound_build_function_turns_the_cache_off(cases, monkeypatch):
+    """tests/test_roll.py compares rolled kernels with straight ones (roll.runs rebound)
+    in one process: the straight build must be built, not loaded."""
+    bits, _ = _one(cases, "chain")
+    assert _one(cases, "chain") == (bits, [True])
+    with monkeypatch.context() as m:
+        m.setattr(roll, "runs", lambda graph, body: [])  # straight kernels
+        jf, args = cases["jitted"]()["chain"]
+        jf(*args), jf(*args)
+        (c,) = next(iter(jf._cache.values()))
+        assert not c.from_cache and "for j in range(" not in c.kernels[0].source
+    assert _one(cases, "chain") == (bits, [True])  # and the file was not overwritten
+
+
+def test_the_environment_variable_turns_it_off(cases, tmp_path, monkeypatch):
+    monkeypatch.setenv(buildcache.ENV, "0")
+    assert _one(cases, "parts")[1] == [False]
+    assert _one(cases, "parts")[1] == [False]
+    assert not _files(tmp_path)
+
+
+def test_outer_transforms_and_the_summary_use_the_loaded_graph(cases):
+    jf, args = cases["jitted"]()["parts"]
+    jf(*args), jf(*args)
+    jf2, _ = cases["jitted"]()["parts"]
+    jf2(*args), jf2(*args)
+    (c,) = next(iter(jf2._cache.values()))
+    (c0,) = next(iter(jf._cache.values()))
+    assert c.from_cache and not c0.from_cache
+    assert c.summary == c0.summary
+    assert str(c.graph) == str(c0.graph)  # the optimised graph, decoded on demand
+    g = dg.grad(lambda x: jf2(x)["s"])(args[0])  # replayed one primitive at a time
+    np.testing.assert_allclose(g, dg.grad(lambda x: cases["parts"](x)["s"])(args[0]),
+                               rtol=1e-13, atol=0)
