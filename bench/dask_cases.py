@@ -5,6 +5,9 @@
     python -m bench.dask_cases --cluster                # also on a LocalCluster (2 x 1
                                                         # threads, the data persisted there)
     python -m bench.dask_cases --no-write               # print only
+    python -m bench.dask_cases --grid                   # the issue's four: N = 1M and 10M,
+                                                        # 10 and 100 chunks, in one run
+    python -m bench.dask_cases --blas-threads 0         # BLAS left multi-threaded on dask
 
 Logistic regression, the loss ``mean(logaddexp(0, X @ w) - y * X @ w)`` and its gradient,
 per evaluation (what each L-BFGS step asks for):
@@ -19,7 +22,14 @@ per evaluation (what each L-BFGS step asks for):
 
 A dask evaluation includes building its graph (tracing, for dualgrad): a new ``w`` needs
 a new graph.  Tools are sampled round-robin, ``--repeats`` samples each, the median
-reported.  Task counts are the tasks the threaded scheduler runs (after dask's
+reported; beside it the *paired* ratio, a dask tool's time over the hand-written one's of
+the same round (sampled next to each other), median and range: on a shared machine the
+load drifts between rounds, and the pairs see the same load.  While a dask tool runs,
+BLAS is held to ``--blas-threads`` threads (1, with threadpoolctl; 0 leaves it alone), as
+dask's distributed workers set it: each of the scheduler's threads calls BLAS, and
+OpenBLAS's own threads on top of them oversubscribe the cores (on 2 shared cores a
+100k x 20 product took 8-16 ms against 0.3 ms alone).  Numpy in memory keeps its threads.
+Task counts are the tasks the threaded scheduler runs (after dask's
 optimisation); tracing time is measured at N and, on lazy random data that is never
 computed, at 10 N (it should not depend on N).  The CPU (lscpu) and the load average
 (before and after: the machine may be shared) are named in the output; results go to
@@ -27,6 +37,7 @@ computed, at 10 N (it should not depend on N).  The CPU (lscpu) and the load ave
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -111,7 +122,20 @@ def tracing_seconds(X, y, w, repeats=5):
     return statistics.median(times)
 
 
-def logreg_dask(n, d, chunks, repeats, cluster):
+def blas_limit(threads):
+    """A function giving a context that holds BLAS to ``threads`` threads (threadpoolctl);
+    None for 0 or without threadpoolctl (the results then say ``blas_threads: null``)."""
+    if not threads:
+        return None
+    try:
+        from threadpoolctl import ThreadpoolController  # optional: a bench-only helper
+    except ImportError:
+        return None
+    controller = ThreadpoolController()
+    return lambda: controller.limit(limits=threads, user_api="blas")
+
+
+def logreg_dask(n, d, chunks, repeats, cluster, blas_threads=1):
     import dask
     import dask.array as da
 
@@ -151,11 +175,13 @@ def logreg_dask(n, d, chunks, repeats, cluster):
             assert np.allclose(got[1], ref[1], rtol=1e-8, atol=1e-12), name
         samples = {k: [] for k in tools}
         names = list(tools)
+        limit = blas_limit(blas_threads)
         for i in range(repeats):
             for name in names[i % len(names):] + names[:i % len(names)]:
-                t0 = time.perf_counter()
-                tools[name]()
-                samples[name].append(time.perf_counter() - t0)
+                with limit() if limit and "dask" in name else contextlib.nullcontext():
+                    t0 = time.perf_counter()
+                    tools[name]()
+                    samples[name].append(time.perf_counter() - t0)
     finally:
         if client is not None:
             cluster_ = client.cluster
@@ -168,20 +194,32 @@ def logreg_dask(n, d, chunks, repeats, cluster):
     ybig = da.zeros(10 * n, chunks=rows)
     trace = {f"N={n}": tracing_seconds(X, y, w),
              f"N={10 * n} (lazy)": tracing_seconds(big, ybig, w)}
+    paired = {}
+    for k, v in samples.items():
+        base = samples["hand dask (cluster)" if "cluster" in k else "hand dask"]
+        if "dask" in k and not k.startswith("hand"):
+            r = sorted(a / b for a, b in zip(v, base))
+            paired[k] = [statistics.median(r), r[0], r[-1]]
     return {"case": "logreg_dask", "n": n, "d": d, "chunks": chunks, "repeats": repeats,
+            "blas_threads": blas_threads if limit else None,
             "median_s": {k: statistics.median(v) for k, v in samples.items()},
-            "tasks": tasks, "tracing_s": trace}
+            "min_s": {k: min(v) for k, v in samples.items()},
+            "paired_ratio": paired, "tasks": tasks, "tracing_s": trace}
 
 
 def report(res, cpu):
-    m = res["median_s"]
+    m, lo, pr = res["median_s"], res["min_s"], res["paired_ratio"]
+    blas = res["blas_threads"]
     lines = [f"## logreg_dask: N = {res['n']:,} x {res['d']}, {res['chunks']} chunks "
              f"({cpu}; median of {res['repeats']}; 1-minute load average "
-             f"{res['load_average'][0]} before, {res['load_average'][1]} after)", "",
-             "| tool | loss + gradient (s) | ÷ hand dask |", "|---|---|---|"]
+             f"{res['load_average'][0]} before, {res['load_average'][1]} after; BLAS "
+             f"{'left alone' if blas is None else f'{blas} thread(s)'} on dask)", "",
+             "| tool | loss + gradient (s), median | min | ÷ hand dask (medians) "
+             "| paired ÷, median [range] |", "|---|---|---|---|---|"]
     for k, v in m.items():
         base = m["hand dask (cluster)"] if "cluster" in k else m["hand dask"]
-        lines.append(f"| {k} | {v:.4f} | {v / base:.2f}× |")
+        p = f"{pr[k][0]:.2f}× [{pr[k][1]:.2f}–{pr[k][2]:.2f}]" if k in pr else ""
+        lines.append(f"| {k} | {v:.4f} | {lo[k]:.4f} | {v / base:.2f}× | {p} |")
     t = res["tasks"]
     lines += ["", "| graph | tasks | ÷ hand dask |", "|---|---|---|"]
     lines += [f"| {k} | {v} | {v / t['hand dask']:.2f}× |" for k, v in t.items()]
@@ -197,15 +235,25 @@ def main(argv=None):
     ap.add_argument("--chunks", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--cluster", action="store_true", help="also on a LocalCluster (2x1)")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads while a dask tool runs (0: left alone)")
+    ap.add_argument("--grid", action="store_true",
+                    help="N = 1M and 10M, 10 and 100 chunks (--n, --chunks ignored)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     cpu = lscpu_model()
-    load = os.getloadavg()[0]
-    res = logreg_dask(args.n, args.d, args.chunks, args.repeats, args.cluster)
-    res["cpu"] = cpu
-    res["load_average"] = [round(load, 2), round(os.getloadavg()[0], 2)]  # before, after
-    text = report(res, cpu)
-    print(text)
+    cases = ([(n, c) for n in (1_000_000, 10_000_000) for c in (10, 100)] if args.grid
+             else [(args.n, args.chunks)])
+    out, texts = [], []
+    for n, c in cases:
+        load = os.getloadavg()[0]
+        res = logreg_dask(n, args.d, c, args.repeats, args.cluster, args.blas_threads)
+        res["cpu"] = cpu
+        res["load_average"] = [round(load, 2), round(os.getloadavg()[0], 2)]  # before, after
+        texts.append(report(res, cpu))
+        print(texts[-1] + "\n", flush=True)
+        out.append(res)
+    res, text = (out if args.grid else out[0]), "\n\n".join(texts)
     if not args.no_write:
         RESULTS.mkdir(exist_ok=True)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

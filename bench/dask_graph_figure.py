@@ -2,6 +2,8 @@
 
     python -m bench.dask_graph_figure                 # writes docs/assets/dask-task-graphs.svg
     python -m bench.dask_graph_figure --out x.png     # any format matplotlib writes
+    python -m bench.dask_graph_figure --text          # no figure: the operations each
+                                                      # task of chunk 0 runs, both graphs
 
 Issue 25, item 5.  The logistic loss and its gradient (``bench.dask_cases``) on a small
 problem, 400 rows x 3 features in 4 row chunks: left, ``dg.value_and_grad(loss)(w, X, y)``
@@ -75,6 +77,34 @@ def _ops(task, out):
             if name not in out and name not in ("aggregate", "finalize",
                                                 "hlgfinalizecompute"):
                 out.append(name)
+
+
+def operations(task, out=None):
+    """The operations ``task`` runs, in its subgraph's order, not deduplicated (a fused
+    task's inner keys' prefixes; ``[nested]`` where dask put a subgraph inside a subgraph,
+    which costs an ordering of its own at every run, about 0.1 ms)."""
+    from dask.utils import key_split  # optional: dask is an extra
+    out = [] if out is None else out
+    func = getattr(task, "func", None)
+    if getattr(func, "__name__", "") != "_execute_subgraph":
+        return out
+    inner = task.args[0]
+    inner = getattr(inner, "value", inner)
+    for k, t in reversed(list(inner.items())):  # dask lists a subgraph output first
+        if getattr(getattr(t, "func", None), "__name__", "") == "_execute_subgraph":
+            out.append("[nested]")
+            operations(t, out)
+        elif type(t).__name__ == "Task":
+            out.append(key_split(k))
+    return out
+
+
+def chunk_tasks(graph):
+    """(name, operations) of each task that works on chunk 0 (its key's indices all 0)."""
+    from dask.utils import key_split  # optional: dask is an extra
+    return [(key_split(k[0]), operations(t)) for k, t in graph.items()
+            if type(t).__name__ == "Task" and isinstance(k, tuple) and len(k) > 1
+            and not any(k[1:])]
 
 
 def describe(graph):
@@ -198,7 +228,17 @@ def figure(out=OUT):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--text", action="store_true", help="print each chunk's operations")
     args = ap.parse_args(argv)
+    if args.text:
+        w, X, y = problem()
+        for title, graph in (("dualgrad", scheduled_graph(*dg.value_and_grad(loss)(w, X, y))),
+                             ("hand-written", scheduled_graph(*hand_dask(w, X, y)))):
+            tasks = sum(type(t).__name__ not in ("DataNode",) for t in graph.values())
+            print(f"{title}: {tasks} tasks; chunk 0's:")
+            for name, ops in chunk_tasks(graph):
+                print(f"  {name}: {' '.join(ops) or '(one operation)'}")
+        return
     out, (ours, hand) = figure(args.out)
     print(f"{out}: dualgrad {ours} tasks, hand-written {hand} tasks")
 

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 import dualgrad as dg
+from bench import dask_cases
+from bench import dask_graph_figure as fig
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -430,3 +432,27 @@ def test_lbfgs_reaches_numpys_optimum_in_as_many_evaluations(client, data):
     assert a.success and b.success
     assert a.nfev == b.nfev
     np.testing.assert_allclose(a.x, b.x, rtol=1e-8, atol=1e-10)
+
+
+# ---------------------------------------------------------------------------
+# The bench (bench/dask_cases.py) and its graph listing (bench/dask_graph_figure.py)
+
+def test_bench_logreg_dask_runs_small_and_pairs_its_ratios():
+    """``python -m bench.dask_cases`` at 20k rows: every tool equals numpy (it asserts),
+    the paired ratios lie within their range, the graphs run the hand-written task count."""
+    res = dask_cases.logreg_dask(20_000, 5, 4, repeats=3, cluster=False, blas_threads=1)
+    assert set(res["paired_ratio"]) == {"dualgrad dask", "dualgrad jit dask"}
+    for med, lo, hi in res["paired_ratio"].values():
+        assert 0 < lo <= med <= hi
+    assert res["tasks"]["dualgrad dask"] <= res["tasks"]["hand dask"]
+    assert "N=200000 (lazy)" in res["tracing_s"]
+
+
+def test_graph_listing_names_each_chunks_operations():
+    """``--text``: chunk 0's tasks and the numpy operations fused into each; the gradient's
+    task holds the share kernel and the product with X, and no array of ones."""
+    w, X, y = fig.problem()
+    tasks = fig.chunk_tasks(fig.scheduled_graph(*dg.value_and_grad(dask_cases.loss)(w, X, y)))
+    grad = next(ops for _, ops in tasks if "share_chunk" in ops)
+    assert "tensordot" in grad and "ones_like" not in grad and "multiply" not in grad
+    assert len(tasks) == len(fig.chunk_tasks(fig.scheduled_graph(*fig.hand_dask(w, X, y))))
