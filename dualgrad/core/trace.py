@@ -145,7 +145,15 @@ class Primitive:
     def __call__(self, *args, **kw):
         if not _active[0]:  # nothing is being traced: no argument can be a box
             return self.impl(*args, **kw) if kw else self.impl(*args)
-        top = top_trace(args)
+        top = None  # top_trace(args), inline (the hot path)
+        for a in args:
+            if isinstance(a, Box):
+                t = a._trace
+                if top is None or t.level > top.level:
+                    top = t
+            elif a.__class__ is _NDARRAY and a.dtype is _OBJECT:
+                top = OBJECTS[0]
+                break
         if top is None:  # raw values inside a transform: dualgrad's own computation
             if not kw and args and (args[0].__class__ is np.ndarray or args[-1].__class__
                                     is np.ndarray) and _buffers.large(args) \
@@ -161,6 +169,7 @@ class Primitive:
 
 
 _OBJECT = np.dtype(object)
+_NDARRAY = np.ndarray
 OBJECTS = [None]  # the trace that packs object arrays of traced values (numpy_api.py)
 
 

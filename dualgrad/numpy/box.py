@@ -112,6 +112,17 @@ def _writable(self, what, instead):
     return raw
 
 
+def _raw_shape(self):
+    """``x.shape``: the raw value's (numpy's np.shape, without its call for an array)."""
+    raw = unbox(self.value)
+    return raw.shape if raw.__class__ is np.ndarray else np.shape(raw)
+
+
+def _raw_ndim(self):
+    raw = unbox(self.value)
+    return raw.ndim if raw.__class__ is np.ndarray else np.ndim(raw)
+
+
 def _set_shape(self, shape):
     """``x.shape = S``: x now stands for reshape(x, S) (a rebinding, as ``x += y``)."""
     _writable(self, "shape", "x = x.reshape(S)")
@@ -236,8 +247,8 @@ class ArrayBox(Box):
         return OBJECTS[0].elements(self)
 
     # -- attributes --------------------------------------------------------------------------
-    shape = property(lambda self: np.shape(unbox(self.value)), _set_shape)
-    ndim = property(lambda self: np.ndim(unbox(self.value)))
+    shape = property(_raw_shape, _set_shape)
+    ndim = property(_raw_ndim)
     size = property(lambda self: int(np.size(unbox(self.value))))
     dtype = property(lambda self: np.result_type(unbox(self.value)))
     T = property(lambda self: _whole_view(self, "T", lambda x: shapes.transpose(x, None)))
