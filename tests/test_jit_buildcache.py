@@ -224,3 +224,17 @@ def test_outer_transforms_and_the_summary_use_the_loaded_graph(cases):
     g = dg.grad(lambda x: jf2(x)["s"])(args[0])  # replayed one primitive at a time
     np.testing.assert_allclose(g, dg.grad(lambda x: cases["parts"](x)["s"])(args[0]),
                                rtol=1e-13, atol=0)
+
+
+def test_each_folder_keeps_its_most_recently_used_builds(tmp_path):
+    folder = tmp_path / "ab"
+    folder.mkdir()
+    for k in range(6):
+        f = folder / f"{k}.bin"
+        f.write_bytes(b"x")
+        os.utime(f, ns=(k * 10**9, k * 10**9))
+    os.utime(folder / "1.bin", ns=(10 * 10**9, 10 * 10**9))  # used lately
+    (folder / ".tmp-not-a-build").write_bytes(b"")
+    buildcache._prune(str(folder), keep=3)
+    assert sorted(p.name for p in folder.iterdir()) == [".tmp-not-a-build", "1.bin",
+                                                        "4.bin", "5.bin"]

@@ -18,14 +18,16 @@ anything else (a ``custom_vjp``'s opaque node, a function defined in user code, 
 type other than numpy's) is not cached: it is built as before.
 
 **What is stored.**  Under ``$XDG_CACHE_HOME/dualgrad/builds`` (default ``~/.cache``), one
-file per key: the fused graph replay runs (its ops, constants, guards' expected values, and
-the shape and dtype of each value), the positions of outputs replay copies, each kernel's
-source and how its outputs are cast, what each pass removed, and the optimised graph
-(decoded only when an outer transform replays the graph one primitive at a time, or a
-summary is asked for).  Data only, written with ``marshal`` as plain tuples of numbers,
-strings and bytes, and decoded field by field: no pickle, no code object.  The replay
-source is generated again from the decoded graph (graph.compile_graph); a kernel's source
-is compiled as kernel.py compiles any (its numba machine code checked by its own stamp).
+file per key: the fused graph replay runs (its ops, constants, guards' expected values,
+and the shape and dtype of each value), the positions of outputs replay copies, each
+kernel's source, region and casts, what each pass removed, and the optimised graph
+(decoded only when an outer transform replays the graph one primitive at a time).  Data
+only, written with ``marshal`` as plain tuples of numbers, strings and bytes, and decoded
+field by field: no pickle, no code object.  The replay source is generated again from the
+decoded graph (graph.compile_graph); a kernel's source is compiled as kernel.py compiles
+any (its numba machine code checked by its own stamp).  The files are spread over 256
+folders by the key's first two hex digits, each keeping its 32 most recently used: every
+edit of dualgrad's sources and every new signature makes new keys.
 
 **Checked.**  A file is used only if it is whole (its own SHA-256 precedes it), it was
 written for this very key (the key is inside it: a file copied under another name is
@@ -59,6 +61,7 @@ from .graph import Const, Graph, Op
 from .record import COMPARE, Site
 
 ENV = "DUALGRAD_BUILD_CACHE"
+PER_FOLDER = 32  # builds kept in each of the 256 folders, most recently used (``_prune``)
 _MAGIC = b"dualgrad-build-1\n"
 _COMPARE = {p.name: p for p in COMPARE.values()}
 _PLAIN = Primitive("plain", None)  # an ad-hoc primitive's attributes, to compare with
@@ -568,6 +571,24 @@ def save(digest, raw, optimised, fused, copies, kernels, summary):
         write_atomic(path, blob)
     except OSError as e:
         unwritable(os.path.dirname(path), e)
+        return
+    _prune(os.path.dirname(path))
+
+
+def _prune(folder, keep=PER_FOLDER):
+    """Delete all but the ``keep`` most recently used builds of one of the 256 folders
+    (a load touches its file): every edit of dualgrad's sources, and every signature,
+    makes new keys, and nothing else would ever remove the old files.  A process that
+    was about to read a file deleted here misses, and builds."""
+    try:
+        files = [e for e in os.scandir(folder) if e.name.endswith(".bin")]
+        if len(files) <= keep:
+            return
+        files.sort(key=lambda e: e.stat().st_mtime_ns)
+        for e in files[:len(files) - keep]:
+            os.unlink(e.path)
+    except OSError:
+        pass  # another process pruned it first
 
 
 def _region(r):
@@ -630,4 +651,8 @@ def load(digest, raw):
             raise ValueError("summary")
     except Exception:  # noqa: BLE001  (anything unreadable is a miss: build it)
         return None
+    try:
+        os.utime(_path(digest))  # used: the last to be pruned (``_prune``)
+    except OSError:
+        pass
     return Built(fused, copies, kernels, summary, optimised, sites, raw.odef)
