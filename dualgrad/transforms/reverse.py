@@ -311,7 +311,7 @@ def _getitem_into_blocks(b, e, g):
     d = b.dense
     if d is None:
         d = np.zeros(x.shape, x.dtype)
-        if np.shape(d[idx]) != np.shape(g):
+        if shape_of(d[idx]) != shape_of(g):
             return False
         d[idx] = g  # the rule's scatter, as it is
         b.dense = d
@@ -320,7 +320,7 @@ def _getitem_into_blocks(b, e, g):
             or not buffers.free(d, 2):
         return False
     part = d[idx]
-    if np.shape(part) != np.shape(g):
+    if shape_of(part) != shape_of(g):
         return False
     if part.__class__ is np.ndarray:
         np.add(part, g, out=part)  # a view: into d

@@ -132,9 +132,12 @@ def add_block(cts, j, e, g):
     prev = cts[j]
     if prev is None:
         prev = Blocks(axis, xs, dtype)
-    elif prev.__class__ is not Blocks or prev.axis != axis or prev.shape != xs \
-            or not _disjoint([(a, b) for a, b, _, _ in prev.blocks], start, stop):
+    elif prev.__class__ is not Blocks or prev.axis != axis or prev.shape != xs:
         return False
+    else:
+        for a, b, _, _ in prev.blocks:  # (_disjoint, inline: no list per call)
+            if start < b and a < stop:
+                return False
     prev.blocks.append((start, stop, g, squeezed))
     cts[j] = prev
     return True
