@@ -114,15 +114,22 @@ class Loop:
             sorted(region.ops + region.copied + region.reduced))}
         self.params = [f"a{k}" for k in range(len(region.inputs))]
         names, self.reads, self.pre, self.loads, self.body = {}, [], [], [], []
+        self.interior = []  # the loads where every padded input has data (``peel``)
+        shifted_only = _shifted_only(ops, region)
         for k, a in enumerate(region.inputs):
             p, v = self.params[k], value_of(ops, a)
             key = input_key(a)
+            if key in shifted_only or key in region.shifted:  # recomputed, below
+                self.reads.append("shifted")
+                continue
             if a.__class__ is int and a in region.pads:  # v placed in zeros: a shifted read
                 self.reads.append("pad")
                 self.loads.append(pad_load(k, p, v, region.pads[a], loop))
+                self.interior.append(pad_load(k, p, v, region.pads[a], loop, True))
             elif key in region.diags and d:  # a diagonal constant: a comparison, no read
                 self.reads.append("diag")
                 self.loads.append(diag_load(k, v, region.diags[key], d))
+                self.interior.append(self.loads[-1])
             elif not target.array(v):
                 self.reads.append("value")
                 names[key] = p
@@ -133,7 +140,13 @@ class Loop:
             else:
                 self.reads.append("each")
                 self.loads.append(f"x{k} = {p}{_index(v.shape, loop)}")
+                self.interior.append(self.loads[-1])
             names[key] = f"x{k}"
+        for j, (a, how) in enumerate(region.shifted.items()):
+            self.loads.extend(shifted_load(j, ops, region, how, loop, target))
+            self.interior.extend(shifted_load(j, ops, region, how, loop, target, True))
+            names[a] = f"y{j}"
+        self.peel = _peel(region, d) if not self.inner else None
         self.names = dict(names)  # the inputs' sources (roll.py writes its own body)
         self.stored, self.reductions = {}, []
         if straight:  # else the caller writes the body (``write``, or roll.py's)
@@ -171,6 +184,20 @@ class Loop:
         target = self.target
         lines = target.declare(name, params, self) + ["    " + s for s in head]
         opened, ind = target.outer(self)
+        q = self.d - 1
+        last = f"for i{q} in range(n{q}):"
+        if self.peel is not None and not start and not end and opened \
+                and opened[-1].strip() == last:  # the padded edges, then the interior
+            lo, hi = self.peel
+            outer = opened[-1][:-len(last)]
+            edge = [ind + s for s in self.loads + self.body + target.checks]
+            lines += opened[:-1]
+            lines.append(f"{outer}for i{q} in range(min({lo}, n{q})):")
+            lines += edge
+            lines.append(f"{outer}for i{q} in range({lo}, n{q} - {hi}):")
+            lines += [ind + s for s in self.interior + self.body + target.checks]
+            lines.append(f"{outer}for i{q} in range(max({lo}, n{q} - {hi}), n{q}):")
+            return lines + edge + list(tail)
         lines += opened + [ind + s for s in start]
         deep = ind
         for k in self.inner:
@@ -243,7 +270,7 @@ def operands(op, ops, names):
     return args
 
 
-def pad_load(k, p, v, pad, loop):
+def pad_load(k, p, v, pad, loop, interior=False):
     """``x{k} = ...``: input ``p`` is the unpadded ``v`` of a padded value (``pad`` is
     region.pads' entry), read at shifted indices and 0 outside them.
 
@@ -251,8 +278,47 @@ def pad_load(k, p, v, pad, loop):
     (``tail``) the data along each axis, the upper bound written from the extent ``n{q}``.
     So ``x[1:]``'s and ``x[:-1]``'s cotangents, which pad one element at one end whatever
     the length, give one source for every length; a slice such as ``x[2:5]`` (a tail that
-    grows with the length) gives one source per length, which is correct, only not shared."""
+    grows with the length) gives one source per length, which is correct, only not shared.
+    ``interior``: the loop runs only where every padded input has data (``Loop.peel``),
+    so the read needs no test."""
     _, starts, stops = pad
+    inside = "" if interior else _inside(starts, stops, loop)
+    at = ", ".join(f"i{q} - {lo}" if lo else f"i{q}" for q, lo in enumerate(starts))
+    zero = _literal(0.0, v.dtype)
+    return f"x{k} = {p}[{at}] if {inside} else {zero}" if inside else f"x{k} = {p}[{at}]"
+
+
+def _peel(region, d):
+    """``(lo, hi)`` when every padded input (``pads``, ``shifted``) lacks data only along the
+    last axis: the first ``lo`` and last ``hi`` indices there; the loop then runs them
+    apart (``Loop.lines``: the edges with the tests, the interior without, so LLVM can
+    vectorize it).  None when there is nothing to peel or an earlier axis is padded."""
+    pads = [(st, sp) for _, st, sp in region.pads.values()] + [
+        (st, sp) for st, sp, _, _ in region.shifted.values()]
+    if not pads or not d or region.reduced:
+        return None
+    loop = region.shape
+    lo = hi = 0
+    for starts, stops in pads:
+        if any(starts[q] or stops[q] != loop[q] for q in range(d - 1)):
+            return None
+        lo, hi = max(lo, starts[-1]), max(hi, loop[-1] - stops[-1])
+    return (lo, hi) if lo or hi else None
+
+
+def _shifted_only(ops, region):
+    """The input keys only the recomputed padded values read (``region.shifted``)."""
+    if not region.shifted:
+        return frozenset()
+    body = set(region.ops) | set(region.copied)
+    direct = set(input_key(a) for i in body for a in ops[i].args)
+    direct.update(input_key(ops[j].args[0]) for j in region.reduced)
+    return frozenset(input_key(b) for _, _, _, leaves in region.shifted.values()
+                     for b in leaves) - direct - set(region.shifted)
+
+
+def _inside(starts, stops, loop):
+    """The condition that loop index ``(i0, i1, ...)`` is inside a padded value's data."""
     inside = []
     for q, (lo, hi) in enumerate(zip(starts, stops)):
         tail = loop[q] - hi
@@ -261,10 +327,58 @@ def pad_load(k, p, v, pad, loop):
             inside.append(f"{lo} <= i{q}{upper}")
         elif lo or upper:
             inside.append(f"{lo} <= i{q}" if lo else f"i{q}{upper}")
-    inside = " and ".join(inside)
-    at = ", ".join(f"i{q} - {lo}" if lo else f"i{q}" for q, lo in enumerate(starts))
-    zero = _literal(0.0, v.dtype)
-    return f"x{k} = {p}[{at}] if {inside} else {zero}" if inside else f"x{k} = {p}[{at}]"
+    return " and ".join(inside)
+
+
+def shifted_load(j, ops, region, how, loop, target, interior=False):
+    """The lines that give ``y{j}``: a padded value recomputed at shifted indices from its
+    chain (regions._chain), 0 outside its data::
+
+        if i2 < n2 - 1:
+            t0_0 = a3[i0, 0, i2]
+            t0_1 = (t0_0 * 2.0)
+            y0 = t0_1
+        else:
+            y0 = 0.0
+    """
+    starts, stops, chain, leaves = how
+    d = len(loop)
+    names, lines = {}, []
+    for b in leaves:
+        k = region.inputs.index(b) if b.__class__ is int else next(
+            n for n, c in enumerate(region.inputs) if c is b)
+        p, v, key = f"a{k}", value_of(ops, b), input_key(b)
+        if not target.array(v):
+            names[key] = p
+            continue
+        name = names[key] = f"t{j}_a{k}"
+        if key in region.diags:
+            value, zero, pa, qa, off = region.diags[key]
+            lead = d - v.ndim
+            off += starts[lead + pa] - starts[lead + qa]
+            lines.append(f"{name} = {_literal(value, v.dtype)} if i{lead + pa} - i{lead + qa} "
+                         f"== {off} else {_literal(zero, v.dtype)}")
+        elif v.ndim == 0:
+            lines.append(f"{name} = {target.once(p)}")
+        else:
+            lead = d - v.ndim
+            at = ["0" if n == 1 and loop[lead + q] != 1 else
+                  (f"i{lead + q} - {starts[lead + q]}" if starts[lead + q] else f"i{lead + q}")
+                  for q, n in enumerate(v.shape)]
+            lines.append(f"{name} = {p}[{', '.join(at)}{',' if len(at) == 1 else ''}]")
+    for i in chain:
+        op = ops[i]
+        expr = target.math(op, operands(op, ops, names))
+        if dtype_of(op.ans) == np.dtype(np.float32):
+            expr = f"np.float32({expr})"
+        names[i] = f"t{j}_{i}"
+        lines.append(f"{names[i]} = {expr}")
+    v = value_of(ops, chain[-1])
+    inside = "" if interior else _inside(starts, stops, loop)
+    if not inside:
+        return lines + [f"y{j} = {names[chain[-1]]}"]
+    return ([f"if {inside}:"] + ["    " + s for s in lines] + [f"    y{j} = {names[chain[-1]]}",
+            "else:", f"    y{j} = {_literal(0.0, v.dtype)}"])
 
 
 def diag_load(k, v, diag, d):
@@ -289,9 +403,11 @@ def extents(ops, region):
     loop = region.shape
     d = len(loop)
     got = [None] * d
+    shifted_only = _shifted_only(ops, region)
     for j, a in enumerate(region.inputs):
         v = value_of(ops, a)
-        if (a.__class__ is int and a in region.pads) or not is_array(v) or not d:
+        if (a.__class__ is int and a in region.pads) or not is_array(v) or not d \
+                or input_key(a) in shifted_only or input_key(a) in region.shifted:
             continue
         off = d - v.ndim
         for q, n in enumerate(v.shape):

@@ -15,7 +15,8 @@ costs only its own inputs' reads, if that loop does not read them already.  Chea
 arithmetic (no transcendental) is recomputed where that moves fewer arrays
 (``recompute``), as PyTorch's min-cut rematerialisation and tinygrad's scheduler decide by
 memory traffic.  A reverse sweep's padded cotangent (``x[1:]``'s, placed in zeros) is read
-at shifted indices rather than copied (``_pad``).
+at shifted indices rather than copied (``_pad``), and where it is cheap arithmetic of an
+earlier loop, recomputed there at shifted indices rather than stored (``_chain``).
 
 **Diagonal constants.**  ``jacfwd``, ``jacrev`` and ``hessian`` seed their batched sweeps
 with the identity, and slices of it (``x[1:]``'s tangents: ``eye(n)[:, 1:]``) fold into
@@ -107,18 +108,23 @@ class Region:
     of them), the loop ``shape``; ``inputs``/``outputs`` are filled by ``partition``."""
 
     __slots__ = ("index", "shape", "ops", "reduced", "inputs", "outputs", "copied", "pads",
-                 "diags", "rolls")
+                 "diags", "shifted", "rolls")
 
     def __init__(self, index, shape):
         self.index, self.shape = index, shape
         self.ops, self.reduced, self.inputs, self.outputs, self.copied = [], [], [], [], []
         self.pads = {}  # input -> (v, starts, stops): it is v placed in zeros (``_pad``)
         self.diags = {}  # input key -> (value, zero, p, q, k): a diagonal constant
+        self.shifted = {}  # padded value -> (starts, stops, chain, leaves): recomputed
         self.rolls = None  # (live nodes, their runs): roll.py's, found once
 
     def source(self, a):
-        """What the kernel is passed for input ``a``: a padded input's unpadded array."""
-        return self.pads[a][0] if a in self.pads else a
+        """What the kernel is passed for input ``a``: a padded input's unpadded array; for
+        one recomputed at shifted indices, its chain's first value, unread (the padded
+        copy is never made: the parameter only keeps the kernel's signature)."""
+        if a in self.pads:
+            return self.pads[a][0]
+        return self.shifted[a][3][0] if a in self.shifted else a
 
     @property
     def size(self):
@@ -182,9 +188,6 @@ def wire(graph, regions):
         for i in r.ops + r.reduced:
             member[i] = r
     needed = set(a for a in graph.outputs if a.__class__ is int)
-    for i, op in enumerate(ops):
-        if i not in member:
-            needed.update(a for a in op.args if a.__class__ is int)
     for r in regions:
         body = set(r.ops) | set(r.reduced) | set(r.copied)
         r.inputs, seen = [], set()
@@ -196,14 +199,80 @@ def wire(graph, regions):
                 if a.__class__ is int or is_array_const(a) or is_lifted(a):
                     seen.add(key)
                     r.inputs.append(a)
-        needed.update(a for a in r.inputs if a.__class__ is int)
         r.pads = {a: p for a in r.inputs if a.__class__ is int
                   and (p := _pad(ops, a, r.shape)) is not None}
+        r.shifted = {}
+        for a, (v, starts, stops) in list(r.pads.items()):
+            chain = _chain(ops, v, member.get(v))
+            if chain is not None:
+                r.shifted[a] = (starts, stops) + chain
+                del r.pads[a]
+        if r.shifted:  # the chains' inputs are read instead of the padded values
+            for _, _, _, leaves in r.shifted.values():
+                for b in leaves:
+                    if input_key(b) not in seen:
+                        seen.add(input_key(b))
+                        r.inputs.append(b)
+        needed.update(a for a in r.inputs if a.__class__ is int and a not in r.shifted)
         needed.update(v for v, _, _ in r.pads.values() if v.__class__ is int)
         r.diags = {input_key(a): d for a in r.inputs if a.__class__ is Const
                    and (d := diagonal(a.value)) is not None}
+    recomputed = set(a for r in regions for a in r.shifted)
+    for i, op in enumerate(ops):  # a padded copy every reader recomputes needs nothing
+        if i not in member and i not in recomputed:
+            needed.update(a for a in op.args if a.__class__ is int)
+    needed.update(a for i in recomputed & needed for a in ops[i].args if a.__class__ is int)
     for r in regions:
         r.outputs = [i for i in r.ops + r.reduced if i in needed]
+
+
+MAX_CHAIN = 12  # nodes of a padded value recomputed at shifted indices (``_chain``)
+
+
+def _chain(ops, v, src):
+    """``(chain, leaves)`` when value ``v`` of region ``src`` can be recomputed where a
+    later loop reads it padded, at shifted indices: ``v`` and the nodes of ``src`` it
+    depends on (``chain``, in order) are cheap arithmetic on floats, and what they read
+    from outside (``leaves``) are arrays, array constants or scalars, none of them itself
+    a padded copy.  So a Hessian's ``x[1:]`` and ``x[:-1]`` terms, each computed and
+    stored by one loop and read shifted by the next, become one loop that stores only
+    the result; else None."""
+    if src is None or v not in src.ops or v in src.copied:
+        return None
+    mine = set(src.ops)
+    chain, leaves, todo, seen = set(), [], [v], set()
+    while todo:
+        n = todo.pop()
+        if n in chain:
+            continue
+        op = ops[n]
+        if op.prim.name not in CHEAP or dtype(op.ans) not in FLOATS:
+            return None
+        chain.add(n)
+        if len(chain) > MAX_CHAIN:
+            return None
+        for b in op.args:
+            if b.__class__ is int and b in mine:
+                todo.append(b)
+            elif b.__class__ is int or is_array_const(b) or is_lifted(b):
+                key = input_key(b)
+                if key in seen:
+                    continue
+                if b.__class__ is int and (ops[b].kind == "op"
+                                           and ops[b].prim.name == "scatter_add"
+                                           or info(ops[b].ans) is None):
+                    return None
+                seen.add(key)
+                leaves.append(b)
+    leaves.sort(key=lambda b: b.__class__ is not int)  # a value first: ``Region.source``
+    if not leaves or leaves[0].__class__ is not int:
+        return None
+    return sorted(chain), leaves
+
+
+def dtype(v):
+    i = info(v)
+    return None if i is None else i[1]
 
 
 def _pad(ops, b, loop):
