@@ -344,14 +344,14 @@ def shifted_load(j, ops, region, how, loop, target, interior=False):
     starts, stops, chain, leaves = how
     d = len(loop)
     names, lines = {}, []
+    where = {input_key(c): n for n, c in enumerate(region.inputs)}
     for b in leaves:
-        k = region.inputs.index(b) if b.__class__ is int else next(
-            n for n, c in enumerate(region.inputs) if c is b)
-        p, v, key = f"a{k}", value_of(ops, b), input_key(b)
+        key = input_key(b)
+        p, v = f"a{where[key]}", value_of(ops, b)
         if not target.array(v):
             names[key] = p
             continue
-        name = names[key] = f"t{j}_a{k}"
+        name = names[key] = f"t{j}_a{where[key]}"
         if key in region.diags:
             value, zero, pa, qa, off = region.diags[key]
             lead = d - v.ndim
