@@ -151,3 +151,21 @@ def test_hvp_recomputes_with_shared_scalars(monkeypatch):
     got, want = j((x,), (v,)), dg.hvp(rosenbrock, (x,), (v,))
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-12)
+
+
+def test_a_kernel_writer_that_fails_is_replayed(monkeypatch):
+    """A bug in code generation costs speed, never the call: the region is replayed."""
+    from dualgrad.compiler import emit_cpu
+
+    def broken(*args, **kwargs):
+        raise KeyError("a code generation bug")
+
+    monkeypatch.setenv("DUALGRAD_CODEGEN", "numba")
+    monkeypatch.setattr(emit_cpu, "kernel_source", broken)
+    f = dg.jit(lambda x: np.sum(np.sin(x) * x))
+    x = np.linspace(0.0, 1.0, 50)
+    f(x)
+    with pytest.warns(RuntimeWarning, match="could not write a fused kernel"):
+        got = f(x)
+    assert got == np.sum(np.sin(x) * x)
+    assert f.lower(x).kernels == []

@@ -24,6 +24,7 @@ nowhere (replay) for other array types.
 
 import heapq
 import os
+import warnings
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def compile_regions(graph, mode="auto", build=emit_cpu.build):
             regions = None
     if regions is None:
         regions = recompute(graph, partition(graph))
-    kernels = [build(graph, r, timed=(mode == "auto")) for r in regions]
+    kernels = [_built(build, graph, r, mode == "auto") for r in regions]
     chosen = [k for k in kernels
               if k is not None and (mode == "numba" or k.seconds[0] <= k.seconds[1])]
     if len(chosen) < len(regions):
@@ -81,13 +82,26 @@ def compile_regions(graph, mode="auto", build=emit_cpu.build):
             r.copied = []
         wire(graph, keep)
         recompute(graph, keep)
-        chosen = [build(graph, r, timed=False) for r in keep]
+        chosen = [_built(build, graph, r, False) for r in keep]
         if any(k is None for k in chosen):  # the rewiring broke one: replay is always right
             return []
     for k in chosen:
         if not k.region.outputs:
             k.fn = None  # nothing of it is needed any more
     return chosen
+
+
+def _built(build, graph, region, timed):
+    """``build(graph, region, timed)``, or None (the region is replayed) with a warning
+    where writing the kernel itself fails: an optimisation's bug costs speed, never the
+    user's call."""
+    try:
+        return build(graph, region, timed=timed)
+    except Exception as e:  # noqa: BLE001 - any failure of code generation: replay instead
+        warnings.warn(f"dg.jit: could not write a fused kernel ({type(e).__name__}: {e}); "
+                      f"its {region.size} nodes are replayed instead", RuntimeWarning,
+                      stacklevel=5)
+        return None
 
 
 # -- the graph with kernels ------------------------------------------------------------
