@@ -565,11 +565,14 @@ def cell(case, r, f_med):
 
 def markdown(meta, cases, rows, startup):
     tools = [t for t in TOOLS[1:] if any(t in rr for rr in rows)]
-    L = [f"# dualgrad benchmarks — {meta['date']}", ""]
     m, v = meta["machine"], meta["versions"]
+    L = [f"# dualgrad benchmarks, {m['threads']} thread(s) per library — {meta['date']}", ""]
     L += [f"- Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, "
           f"{m['memory']}; pinned to CPU {m['pinned_cpus']}, {m['threads']} thread(s) per "
           f"library; load average at start {m['loadavg_start']}, end {m.get('loadavg_end')}",
+          f"- Threads: {m['threads']} per library (BLAS, torch, numba, XLA: {threads_how(m)})"
+          + (f"; dualgrad's parallel kernels, run where measured faster than serial: "
+             f"{fmt_parallel(meta.get('parallel_kernels'))}" if m["threads"] > 1 else ""),
           f"- Interpreter yardstick: `sum(range(1000))` takes {m['python_speed_us']} µs at start, "
           f"{m.get('python_speed_us_end')} µs at end (best of 7; ~10 µs on a current desktop "
           "core) — baydin and chain scale with it",
@@ -732,6 +735,29 @@ def markdown(meta, cases, rows, startup):
     return "\n".join(L) + "\n"
 
 
+def parallel_kernels():
+    """dualgrad's measured serial-vs-parallel rules of this run ({name: [lo, hi] or None}),
+    or None where the numba backend was not loaded."""
+    ops = sys.modules.get("dualgrad.backend.numba_ops")
+    table = getattr(ops, "PARALLEL", None)
+    if table is None:
+        return None
+    return {k: (None if r is None else list(r)) for k, r in sorted(table.rules.items())}
+
+
+def fmt_parallel(rules):
+    if not rules:
+        return "none measured"
+    won = [f"{k.split('@')[0]} from {r[0]} elements" for k, r in rules.items() if r]
+    return (", ".join(won) if won else "none") + f" (of {len(rules)} measured)"
+
+
+def threads_how(m):
+    busy = m.get("busy_threads") or {}
+    return "busy threads during one large call: " + (
+        ", ".join(f"{k} {DASH if v is None else v}" for k, v in busy.items()) or "not measured")
+
+
 def to_json(meta, cases, rows, startup):
     out = {"meta": meta, "startup": startup, "cases": []}
     for case, rr in zip(cases, rows):
@@ -816,10 +842,15 @@ def main(argv=None):
     else:
         tools -= set(BASE_TOOLS)
     peers.setup(args.threads)
+    print(f"== threads: {args.threads} per library; busy threads during one large call:",
+          flush=True)
+    busy = peers.thread_check(backend)
+    print("  " + ", ".join(f"{k} {v}" for k, v in busy.items()), flush=True)
 
     meta = {"date": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
             "command": "python -m bench " + " ".join(shlex.quote(a) for a in argv),
-            "machine": machine_info(cpus, args.threads), "versions": versions(),
+            "machine": dict(machine_info(cpus, args.threads), busy_threads=busy),
+            "versions": versions(),
             "repeats": args.repeats, "min_time": args.min_time,
             "max_tool_seconds": args.max_tool_seconds, "rtol": args.rtol,
             "tools": [t for t in TOOLS if t in tools]}
@@ -852,6 +883,7 @@ def main(argv=None):
             print(f"  {t:16s} {fmt_time(r.median):>10s}  {shown}", flush=True)
         rows.append(runners)
     meta["bench_seconds"] = round(time.perf_counter() - t_all, 1)
+    meta["parallel_kernels"] = parallel_kernels()
 
     startup = {}
     if not args.no_startup:

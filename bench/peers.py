@@ -19,6 +19,8 @@ float64 everywhere: torch tensors are float64, JAX runs with jax_enable_x64.
 """
 
 import importlib
+import os
+import time
 
 import numpy as np
 
@@ -38,7 +40,20 @@ def _import(name):
 
 
 def setup(threads=1):
-    """Import the installed peers once, with float64 and the thread count fixed."""
+    """Import the installed peers once, with float64 and the thread count fixed: torch's
+    intra- and inter-op pools, numba's threads (dualgrad's parallel kernels; also set by
+    ``NUMBA_NUM_THREADS`` before import) and numpy's BLAS (threadpoolctl, where installed;
+    also ``OPENBLAS_NUM_THREADS``...).  JAX reads its threads from the CPUs it may run on
+    (the bench pins ``threads`` of them) and ``XLA_FLAGS`` at import: nothing to call."""
+    limits = _import("threadpoolctl")
+    if limits is not None:
+        _mods["_blas_limits"] = limits.threadpool_limits(limits=threads, user_api="blas")
+    numba = _import("numba")
+    if numba is not None:
+        try:
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except Exception:  # noqa: BLE001  (no threading layer: numba runs serial)
+            pass
     torch = _import("torch")
     if torch is not None:
         torch.set_num_threads(threads)
@@ -50,6 +65,74 @@ def setup(threads=1):
     if jax is not None:
         jax.config.update("jax_enable_x64", True)
     _import("autograd")
+
+
+def busy_threads(fn, seconds=0.4):
+    """How many OS threads of this process ran while ``fn()`` was called over and over for
+    ``seconds`` (Linux: CPU ticks per thread from ``/proc/self/task``): a thread counts
+    when it used at least a fifth of the busiest one's time.  None where unknown.  Unlike
+    CPU time / wall time, this does not drop when other processes load the machine."""
+    try:
+        fn()
+        before = _thread_ticks()
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            fn()
+        after = _thread_ticks()
+    except Exception:  # noqa: BLE001  (a library that cannot run the probe: unknown)
+        return None
+    if not before:
+        return None
+    used = [after[t] - before.get(t, 0) for t in after]
+    top = max(used, default=0)
+    return sum(1 for u in used if top and u * 5 >= top) or None
+
+
+def _thread_ticks():
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[tid] = int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def thread_check(dg_backend=None):
+    """{probe: busy threads} for one large call of each library: numpy's BLAS matmul,
+    torch's matmul and tanh, jax.jit's matmul and tanh, and dualgrad's tanh with its
+    gradient under the numba backend (which runs a parallel kernel only where one was
+    measured faster)."""
+    r = np.random.default_rng(0)
+    a = r.standard_normal((700, 700))
+    v = r.standard_normal(2_000_000)
+    out = {"numpy matmul": busy_threads(lambda: a @ a)}
+    torch = _import("torch")
+    if torch is not None:
+        ta, tv = torch.from_numpy(a), torch.from_numpy(v)
+        out["torch matmul"] = busy_threads(lambda: ta @ ta)
+        out["torch tanh"] = busy_threads(lambda: torch.tanh(tv))
+    jax = _import("jax")
+    if jax is not None:
+        jnp = _import("jax.numpy")
+        ja, jv = jnp.asarray(a), jnp.asarray(v)
+        mm, th = jax.jit(lambda x: x @ x), jax.jit(jnp.tanh)
+        out["jax.jit matmul"] = busy_threads(lambda: mm(ja).block_until_ready())
+        out["jax.jit tanh"] = busy_threads(lambda: th(jv).block_until_ready())
+    if dg_backend is not None:
+        try:
+            with dg_backend.use_backend("numba"):
+                out["dualgrad[numba] tanh+grad"] = busy_threads(
+                    lambda: dg_backend.unary_with_grad("tanh", v))
+        except ImportError:  # no numba
+            pass
+    return out
 
 
 def available(tool):

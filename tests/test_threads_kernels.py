@@ -15,8 +15,11 @@ import numpy as np
 import pytest
 from cases import run_threads, sample, ulp_close
 
+import dualgrad as dg
 from dualgrad import backend
 from dualgrad.backend import reference, tuning
+from dualgrad.compiler import emit_cpu
+from dualgrad.compiler import kernel as jit_kernel
 
 if backend._kernels() is None:
     pytest.skip("numba not importable", allow_module_level=True)
@@ -280,3 +283,53 @@ def test_a_call_finding_a_parallel_kernel_running_takes_the_serial_one(monkeypat
     assert ran == [True, False]
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------------------
+# dg.jit's threaded loops (compiler/emit_cpu.py): per thread count, a clear win only
+
+def _one_kernel(f, x):
+    jf = dg.jit(f, codegen="numba")
+    jf(x)
+    jf(x)
+    comp = next(c for cs in jf._cache.values() for c in cs)
+    (k,) = comp.kernels
+    return comp.graph, k
+
+
+@needs_two
+def test_jit_threaded_loop_is_per_thread_count_and_bitwise_serial():
+    x = rng(5).standard_normal(20000)
+    graph, k = _one_kernel(lambda x: np.tanh(x) * 3.0 - np.sin(x) / (1.0 + x * x), x)
+    src = {t: in_thread(lambda: emit_cpu.kernel_source(graph, k.region, parallel=True), t)
+           for t in (1, 2)}
+    assert "# numba threads: 1" in src[1] and "# numba threads: 2" in src[2]
+    assert "prange(n0)" in src[2]
+    vals = jit_kernel._inputs(graph, k.region)
+    want = jit_kernel.load(emit_cpu.kernel_source(graph, k.region))(*vals)
+    got = in_thread(lambda: jit_kernel.load(src[2])(*vals), 2)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)  # elementwise: each element as the serial loop
+
+
+@needs_two
+@pytest.mark.parametrize("ratio, threaded", [(0.95, False), (0.5, True)])
+def test_jit_takes_the_threaded_loop_only_by_the_margin(monkeypatch, ratio, threaded):
+    """build's choice with the timings fixed: serial 1 s, threaded ``ratio`` s (the
+    values were checked above; a graph that ran holds no recorded values to check)."""
+    x = rng(6).standard_normal(20000)
+    graph, k = _one_kernel(lambda x: np.exp(-x * x) * 2.0 + x, x)
+
+    def serial_one_second(graph, region, src, timed):
+        kern = jit_kernel.Kernel(region, jit_kernel.load(src), src, [None])
+        kern.seconds = (1.0, 1.0)
+        return kern
+    monkeypatch.setattr(emit_cpu, "checked", serial_one_second)
+    monkeypatch.setattr(emit_cpu, "_compile",
+                        lambda g, r, src, vals: (jit_kernel.load(src), [None]))
+    monkeypatch.setattr(emit_cpu, "timing", lambda src, region, measure: (ratio, 0.0))
+    monkeypatch.setattr(emit_cpu, "_concurrent_launches_ok", lambda: True)
+    built = in_thread(lambda: emit_cpu.build(graph, k.region, True), 2)
+    assert ("prange" in built.source) == threaded
+    assert built.seconds[0] == (ratio if threaded else 1.0)
+    assert not in_thread(lambda: "prange" in emit_cpu.build(graph, k.region, True).source, 1)

@@ -37,8 +37,12 @@ loop would silently make float64 code), and every float32 node is rounded to flo
 float32 stays float32.  Sums accumulate in float64 sequentially (eager numpy sums pairwise),
 so a fused sum differs from eager by rounding only.  ``NUMBA_DISABLE_JIT=1`` runs the same
 source as Python.  ``build`` hands the source to kernel.py (load, check, time) and, where
-threads may pay, times a ``prange`` version too.  A scalar region's repeated blocks (an
-unrolled loop) are written as ``for`` loops (roll.py).
+threads may pay, times a ``prange`` version too, taken where it is faster by
+``tuning.MARGIN``; its source names the calling thread's numba thread count, so it is timed
+and cached per thread count.  Threaded elementwise loops compute each element as the serial
+loop does (bitwise the same); a threaded full sum adds per-thread partial sums (in float64),
+which changes its rounding as ``reassoc`` already does (``parallel_ok``).  A scalar
+region's repeated blocks (an unrolled loop) are written as ``for`` loops (roll.py).
 """
 
 import functools
@@ -46,6 +50,7 @@ import hashlib
 
 import numpy as np
 
+from ..backend.tuning import MARGIN
 from . import roll
 from .kernel import _best, _compile, _inputs, checked, timing, unused
 from .loops import Loop, Target, dtype_of, extents, live, source_tuple
@@ -110,6 +115,8 @@ def kernel_source(graph, region, parallel=False):
     fast = _function(graph, region, "fast", True, parallel)
     head = ["import numpy as np", "from numba import njit" + (", prange" if parallel else ""),
             ""]
+    if parallel:  # timed, cached and chosen per thread count (kernel.timing keys by source)
+        head.insert(0, f"# numba threads: {_numba_threads()}")
     if fast is None:
         return "\n".join(head + ["", _function(graph, region, "kernel", False, parallel)])
     params = ", ".join(f"a{k}" for k in range(len(region.inputs)))
@@ -192,12 +199,27 @@ def _function(graph, region, fname, fast, parallel=False):
     return "\n".join(lines) + "\n"
 
 
+def _numba_threads():
+    import numba  # optional: code generation runs numba anyway
+    return numba.get_num_threads()
+
+
 def _threads_may_pay(region):
     """Whether a threaded loop is worth compiling at all (the timing then decides): more
-    than one numba thread, and some thousands of elements for each."""
-    import numba  # optional: code generation runs numba anyway
-    n = numba.get_num_threads()
+    than one numba thread in the calling thread, and some thousands of elements for each."""
+    n = _numba_threads()
     return n > 1 and int(np.prod(region.shape)) >= 4096 * n
+
+
+def _concurrent_launches_ok():
+    """False under numba's ``workqueue`` threading layer, which aborts the process when two
+    Python threads launch parallel kernels at once (a dg.jit function may be called from
+    several); tbb and omp take concurrent launches.  Valid once a parallel kernel ran."""
+    import numba  # optional: code generation runs numba anyway
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet
+        return False
 
 
 def build(graph, region, timed):
@@ -211,8 +233,8 @@ def build(graph, region, timed):
         vals = _inputs(graph, region)
         psrc = kernel_source(graph, region, parallel=True)
         par = _compile(graph, region, psrc, vals)
-        if par is not None:
+        if par is not None and _concurrent_launches_ok():
             t = timing(psrc, region, lambda: (_best(par[0], vals), 0.0))
-            if t[0] < k.seconds[0]:
+            if t[0] * MARGIN <= k.seconds[0]:  # as the kernels' rules: a clear win only
                 k.fn, k.source, k.seconds = par[0], psrc, (t[0], k.seconds[1])
     return k
