@@ -246,6 +246,35 @@ def test_a_scalar_seed_goes_back_as_a_view_per_chunk(data, dtype):
         assert want.dtype == dtype
 
 
+FOLDS = {  # a loss whose reduction's seed meets -g and g * d: dask operand b or not
+    "logaddexp(0, a) - b * a": lambda a, b: np.sum(np.logaddexp(0.0, a) - b * a),
+    "-sum(a * b)": lambda a, b: -np.sum(a * b),
+    "mean(b - a) * 3": lambda a, b: np.mean(b - a) * 3.0,
+    "sum(a * b[0]) (row b)": lambda a, b: np.sum(a * b[0]),
+    "sum(a * 2 - b)": lambda a, b: np.sum(a * 2.0 - b),
+}
+
+
+@pytest.mark.parametrize("b_kind", ["dask", "numpy", "dask float32"])
+@pytest.mark.parametrize("name", sorted(FOLDS))
+def test_seed_folded_into_neg_and_products_equals_numpy(data, name, b_kind):
+    """``-g`` and ``g * d`` of a seed broadcast over a dask array are written with its
+    number (rules/table.py ``_dask_fill``): values and dtypes as numpy's, whatever b is."""
+    Xn = data[0]
+    Bn = np.cos(Xn).astype(np.float32 if "float32" in b_kind else float)
+    X = da.from_array(Xn, chunks=(CHUNK, D))
+    B = da.from_array(Bn, chunks=(CHUNK, D)) if "dask" in b_kind else Bn
+    f = FOLDS[name]
+    with no_compute():
+        g = dg.grad(f, argnums=(0, 1))(X, B)
+    want = dg.grad(f, argnums=(0, 1))(Xn, Bn)
+    for got, w in zip(g, want):
+        got = got.compute(scheduler="sync") if isinstance(got, da.Array) else got
+        assert got.dtype == w.dtype
+        np.testing.assert_allclose(got, w, rtol=1e-6 if "float32" in b_kind else 1e-12,
+                                   atol=1e-15)
+
+
 def test_an_array_cotangent_goes_back_chunked_as_x(data):
     """A reduction over one axis: its cotangent is an array, multiplied into ones chunked
     as x (differentiable, so second order works), per chunk."""
@@ -455,4 +484,7 @@ def test_graph_listing_names_each_chunks_operations():
     tasks = fig.chunk_tasks(fig.scheduled_graph(*dg.value_and_grad(dask_cases.loss)(w, X, y)))
     grad = next(ops for _, ops in tasks if "share_chunk" in ops)
     assert "tensordot" in grad and "ones_like" not in grad and "multiply" not in grad
+    # the seed folded into -g and g * share: no broadcast array read twice, which dask
+    # would leave unfused (a subgraph nested in the task), and no pass for -g
+    assert "[nested]" not in grad and "full_like" not in grad and "neg" not in grad
     assert len(tasks) == len(fig.chunk_tasks(fig.scheduled_graph(*fig.hand_dask(w, X, y))))

@@ -16,6 +16,8 @@ imported only by the kernels, which only dask arrays reach (an object is recogni
 dask's collection protocol, without dask).
 """
 
+import weakref
+
 import numpy as np
 
 from . import reference
@@ -107,12 +109,27 @@ def ones(shape, dtype, like):
     return _da().ones(tuple(shape), dtype=dtype, chunks=chunks_like(shape, like))
 
 
+_FILLS = {}  # id of a dask array made by full -> (a weak reference to it, its value)
+
+
+def fill_of(x):
+    """The value every entry of ``x`` has when ``x`` is a dask array made by :func:`full`
+    (and is still that object), else None.
+
+    >>> fill_of(np.ones(2)) is None
+    True
+    """
+    e = _FILLS.get(id(x))
+    return e[1] if e is not None and e[0]() is x else None
+
+
 def full(shape, value, dtype, like):
     """The host scalar ``value`` as an array of ``shape`` chunked as the dask array
     ``like`` (:func:`chunks_like`): dask's ``full`` makes each chunk a stride-0 view of
     one value (its broadcast trick) in a blockwise layer, which dask fuses into the task
     that reads it: no pass over memory and no task of its own (a reduction's cotangent
-    broadcast back, where a product with :func:`ones` is a pass).
+    broadcast back, where a product with :func:`ones` is a pass).  :func:`fill_of` gives
+    the value back, so the rules can write ``-g`` and ``g * d`` with the number.
 
     >>> try:
     ...     import dask.array as da
@@ -121,7 +138,10 @@ def full(shape, value, dtype, like):
     >>> da is None or full((4,), 0.5, float, da.ones(4, chunks=2)).chunks == ((2, 2),)
     True
     """
-    return _da().full(tuple(shape), value, dtype=dtype, chunks=chunks_like(shape, like))
+    out = _da().full(tuple(shape), value, dtype=dtype, chunks=chunks_like(shape, like))
+    key = id(out)
+    _FILLS[key] = (weakref.ref(out, lambda _, key=key: _FILLS.pop(key, None)), value)
+    return out
 
 
 def unary(name, x, grad):

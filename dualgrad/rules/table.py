@@ -85,11 +85,13 @@ def vjp_of(forms):
     for form in forms:
         if form == "id":
             rules.append(_identity)
-        elif form == "neg":
-            rules.append(lambda g, ans, *args: P.negative(g))
+        elif form == "neg":  # host values: one class test more (see _dask_fill)
+            rules.append(lambda g, ans, *args: P.negative(g) if g.__class__ in _HOST
+                         else _negated(g))
         elif isinstance(form, tuple) and len(form) == 2 and callable(form[1]) \
                 and form[0] == "mul":
-            rules.append(lambda g, ans, *args, f=form[1]: P.multiply(g, f(ans, *args)))
+            rules.append(lambda g, ans, *args, f=form[1]: P.multiply(g, f(ans, *args))
+                         if g.__class__ in _HOST else _times(g, f(ans, *args)))
         elif isinstance(form, tuple) and len(form) == 2 and callable(form[1]) \
                 and form[0] == "div":
             rules.append(lambda g, ans, *args, f=form[1]: P.divide(g, f(ans, *args)))
@@ -97,6 +99,33 @@ def vjp_of(forms):
             raise ValueError(f"forms: expected 'id', 'neg', ('mul', f) or ('div', f) for "
                              f"each argument, got {form!r}")
     return tuple(rules)
+
+
+_HOST = SCALARS | {np.ndarray}  # a cotangent of these classes holds no dask fill
+
+
+def _dask_fill(g):
+    """The number a raw dask cotangent holds everywhere (a reduction's seed broadcast back,
+    ``backend.dask.full``), else None.  ``-g`` and ``g * d`` are then written with the
+    number, so the broadcast array is read by no task: dask fuses an array that two
+    operations of a chunk read into neither (it nests a subgraph in the chunk's task,
+    about 0.1 ms a chunk), and ``-g`` would be a pass of its own."""
+    if isinstance(g, Box) or not backend.dask.is_dask_array(g):
+        return None
+    return backend.dask.fill_of(g)
+
+
+def _negated(g):
+    v = _dask_fill(g)
+    return P.negative(g) if v is None else backend.dask.full(shape_of(g), -v, g.dtype, g)
+
+
+def _times(g, d):
+    v = _dask_fill(g)
+    if v is None or isinstance(d, Box) or not backend.dask.is_dask_array(d) \
+            or shape_of(d) != shape_of(g):
+        return P.multiply(g, d)
+    return P.multiply(d, np.asarray(v, g.dtype)[()])  # g * d's dtype: g's is not weak
 
 
 _OPERATORS = {np.add: "({} + {})", np.subtract: "({} - {})", np.multiply: "({} * {})",
