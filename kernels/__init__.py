@@ -2,8 +2,12 @@
 
 Nothing here knows about autodiff: arrays in, arrays out, and outputs are
 preallocated by the caller (``dualgrad.backend.numba_ops``, the only module that calls
-these).  Every kernel is ``@njit(cache=True)``, serial: measured on the
-project's workloads, ``parallel=True`` did not pay for itself with one thread.
+these).  Every kernel is ``@njit(cache=True)`` and serial; the elementwise maps, the
+softmax rows and im2col/col2im also have a ``parallel=True`` twin (``prange`` over
+independent elements, rows or image planes, so bitwise the same result), which the
+backend runs only where it was measured faster than the serial kernel with the calling
+thread's numba thread count (``dualgrad.backend.numba_ops``): with one thread a twin
+never runs.  The scatter-adds and max pooling have none (the scatters would race).
 ``njit`` here is ``diskcache.njit``: numba's cache kept in dualgrad's cache folder (never
 ``__pycache__`` beside this source), checked, and rebuilt when damaged.
 ``NUMBA_DISABLE_JIT=1`` runs them all as plain Python, for debugging.
