@@ -67,7 +67,8 @@ def run():
 
 CHILD = CASES + '''
 import json
-print("RESULT " + json.dumps(run()))
+from dualgrad.compiler import buildcache
+print("RESULT " + json.dumps(dict(run(), sources=buildcache._sources_digest())))
 '''
 
 
@@ -90,6 +91,23 @@ def _result(p):
     return json.loads(line[len("RESULT "):])
 
 
+def _twice(cache, together=False):
+    """Two children's results on one cache folder, one after the other or at once; again
+    (on a fresh folder) where dualgrad's sources changed between them (an edit made
+    meanwhile in this working tree: another key)."""
+    for attempt in range(3):
+        folder = cache / str(attempt)
+        if together:
+            a, b = _start(folder), _start(folder)
+            ra, rb = _result(a), _result(b)
+        else:
+            ra = _result(_start(folder))
+            rb = _result(_start(folder))
+        if ra.pop("sources") == rb.pop("sources"):
+            return folder, ra, rb
+    pytest.skip("dualgrad's sources kept changing while the test ran")
+
+
 @pytest.fixture
 def cases(tmp_path, monkeypatch):
     """CASES in this process, with its caches under an empty temporary folder."""
@@ -105,24 +123,23 @@ def _files(cache):
 
 
 def test_a_second_process_loads_every_build_and_gives_the_same_bits(tmp_path):
-    first = _result(_start(tmp_path))
-    second = _result(_start(tmp_path))
+    folder, first, second = _twice(tmp_path)
     for name in first:
         assert first[name]["cached"] == [False], name
         assert second[name]["cached"] == [True], name
         assert second[name]["bits"] == first[name]["bits"], name
-    assert len(_files(tmp_path)) == len(first)
+    assert len(_files(folder)) == len(first)
 
 
-def test_two_processes_writing_at_once_both_succeed(tmp_path, cases):
-    a, b = _start(tmp_path), _start(tmp_path)
-    ra, rb = _result(a), _result(b)
+def test_two_processes_writing_at_once_both_succeed(tmp_path, cases, monkeypatch):
+    folder, ra, rb = _twice(tmp_path, together=True)
     for name in ra:  # each built it (or loaded what the other had filed): the same bits
         assert ra[name]["bits"] == rb[name]["bits"], name
-    files = _files(tmp_path)
+    files = _files(folder)
     assert len(files) == len(ra)
-    assert not [f for f in (tmp_path / "dualgrad" / "builds").rglob("*") if f.is_file()
+    assert not [f for f in (folder / "dualgrad" / "builds").rglob("*") if f.is_file()
                 and f.suffix != ".bin"]  # no temporary file left
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
     here = cases["run"]()  # what they left is whole: this process loads all of it
     for name in ra:
         assert here[name]["cached"] == [True], name
@@ -238,3 +255,18 @@ def test_each_folder_keeps_its_most_recently_used_builds(tmp_path):
     buildcache._prune(str(folder), keep=3)
     assert sorted(p.name for p in folder.iterdir()) == [".tmp-not-a-build", "1.bin",
                                                         "4.bin", "5.bin"]
+
+
+@pytest.mark.parametrize("name", ["chain", "loss", "parts"])
+def test_a_loaded_kernel_keeps_its_region(cases, name):
+    """The regions read back (their constants shared with the graph, as regions key
+    constants by identity) write the very source they were filed with."""
+    from dualgrad.compiler import emit_cpu
+    _one(cases, name)
+    jf, args = cases["jitted"]()[name]
+    jf(*args), jf(*args)
+    (c,) = next(iter(jf._cache.values()))
+    assert c.from_cache and c.kernels
+    for k in c.kernels:
+        if k.fn is not None:
+            assert emit_cpu.kernel_source(c.graph, k.region) == k.source

@@ -33,9 +33,9 @@ edit of dualgrad's sources and every new signature makes new keys.
 written for this very key (the key is inside it: a file copied under another name is
 foreign), and it decodes into exactly the structure written; anything else is a miss: the
 graph is built and the file written anew.  Files are written whole (a temporary file,
-then ``os.replace``), so processes sharing the folder race harmlessly: the last one wins
-with a file equal to the others'.  An unwritable folder means no build cache, with the one
-warning of dualgrad's disk caches.  ``DUALGRAD_BUILD_CACHE=0`` turns it off.
+then ``os.replace``): processes sharing the folder race harmlessly.  An unwritable folder
+means no build cache (the one warning of dualgrad's disk caches); a compiler module's
+global rebound since import (a test's monkeypatch), or ``DUALGRAD_BUILD_CACHE=0``, too.
 
 A build loaded is the build of an earlier process on this machine: with ``codegen="auto"``
 which regions run as kernels was decided by timing them there, as it would have been
@@ -71,13 +71,8 @@ class Uncacheable(Exception):
     """The graph holds something this cache cannot describe: it is built as before."""
 
 
-def enabled():
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "off", "no", "false")
-
-
-# What the build runs, as imported: a module global rebound since (a test's monkeypatch,
-# a user's experiment) may build differently from what the key says, so then nothing is
-# loaded or filed.  (``watch``: compiled.py adds itself.)
+# What the build runs, as imported: a module global rebound since (a test's monkeypatch)
+# may build differently from what the key says: then nothing is loaded or filed.
 _WATCHED = []
 
 
@@ -104,9 +99,8 @@ def _sources_digest():
     """SHA-256 of every ``.py`` file of dualgrad and of its kernels."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     folders = [here]
-    spec = importlib.util.find_spec("dualgrad.kernels")
-    if spec is not None and spec.origin:
-        folders.append(os.path.dirname(spec.origin))
+    spec = importlib.util.find_spec("dualgrad.kernels")  # (not imported: numba's)
+    folders += [os.path.dirname(spec.origin)] if spec is not None and spec.origin else []
     h = hashlib.sha256()
     for top in folders:
         for folder, subs, files in os.walk(top):
@@ -185,9 +179,30 @@ def _prim(p):
     return ("r", p.name, _fn(p.impl))
 
 
+class _Refs:
+    """What encoded values refer to rather than hold: the recording's guard sites (by
+    position) and, in a stored build, its constants (by position in one table, so that
+    the fused graph, the optimised graph and the kernels' regions share each ``Const``
+    object again when read back, as regions key constants by identity)."""
+
+    __slots__ = ("sites", "consts", "table")
+
+    def __init__(self, sites, consts=False):
+        self.sites = sites  # writing: id(site) -> position; reading: the sites
+        self.consts = {} if consts else None  # writing: id(const) -> position
+        self.table = []  # writing: the Consts in order; reading: the Consts read back
+
+    def const(self, c):
+        k = self.consts.get(id(c))
+        if k is None:
+            k = self.consts[id(c)] = len(self.table)
+            self.table.append(c)
+        return k
+
+
 def _enc(v, sites=None):
     """``v`` as nested tuples of Python scalars, each non-scalar tagged by its first item;
-    Uncacheable for a value of any other kind."""
+    Uncacheable for a value of any other kind.  ``sites``: a ``_Refs``."""
     c = v.__class__
     if c in _SCALARS:
         return v
@@ -215,9 +230,11 @@ def _enc(v, sites=None):
         if issubclass(v, np.generic) and getattr(np, v.__name__, None) is v:
             return ("N", v.__name__)
     if c is Const:
+        if sites is not None and sites.consts is not None:
+            return ("q", sites.const(v))
         return ("c", _enc(v.value, sites))
     if c is Site and sites is not None:
-        k = sites.get(id(v))
+        k = sites.sites.get(id(v))
         if k is not None:
             return ("X", k)
     if c is functools.partial and v.func is np.asarray and not v.args:
@@ -251,7 +268,8 @@ def _ops(graph, sites, kernels=None):
     An op is ``(head, args, value)``: ``head`` the index of its primitive for a plain
     ``op`` without parameters (most of a graph), else ``(kind, primitive, parameters)``,
     or for a guard ``("guard", parameters, expected value)``; ``args`` value numbers and
-    ``("k", constant)``; ``value`` the index of its class, dtype and shape.  (The key hashes
+    ``("k", constant)`` (or ``("q", position)`` in the constants' table: ``_Refs``);
+    ``value`` the index of its class, dtype and shape.  (The key hashes
     every op of the recorded graph: this loop is most of what a cached build costs.)"""
     out = []
     put = out.append
@@ -259,6 +277,7 @@ def _ops(graph, sites, kernels=None):
     shapes = {float: 0, int: 1, bool: 2, complex: 3}
     stab = [("b", "float"), ("b", "int"), ("b", "bool"), ("b", "complex")]
     scalars = _SCALARS
+    table = sites.consts
     for op in graph.ops:
         kind, p, args, kw, ans = op.kind, op.prim, op.args, op.kw, op.ans
         if kind == "guard":
@@ -289,6 +308,8 @@ def _ops(graph, sites, kernels=None):
                 for b in args:
                     if b.__class__ is int:
                         refs.append(b)
+                    elif table is not None:
+                        refs.append(("q", sites.const(b)))
                     else:
                         v = b.value
                         refs.append(("k", v if v.__class__ in scalars else _enc(v)))
@@ -309,39 +330,32 @@ def _ops(graph, sites, kernels=None):
     put(tuple(ptab))
     put(tuple(stab))
     put(tuple(graph.inputs))
-    put(tuple(a if a.__class__ is int else ("k", _enc(a.value)) for a in graph.outputs))
-    return out
-
-
-def _sites(graph):
-    """id(site) -> its position among the graph's guards, in order."""
-    out = {}
-    for op in graph.ops:
-        if op.kind == "guard":
-            s = op.kw.get("site") if op.kw else None
-            if s is not None and id(s) not in out:
-                out[id(s)] = len(out)
+    put(tuple(a if a.__class__ is int else _enc(a, sites) for a in graph.outputs))
     return out
 
 
 def _site_list(graph):
-    seen, out = set(), []
+    """The sites of the graph's guards, each once, in order."""
+    out = {}
     for op in graph.ops:
-        if op.kind == "guard":
-            s = op.kw.get("site") if op.kw else None
-            if s is not None and id(s) not in seen:
-                seen.add(id(s))
-                out.append(s)
-    return out
+        if op.kind == "guard" and op.kw and op.kw.get("site") is not None:
+            out.setdefault(id(op.kw["site"]), op.kw["site"])
+    return list(out.values())
+
+
+def _sites(graph):
+    """id(site) -> its position among the graph's guards' (``_site_list``)."""
+    return {id(s): k for k, s in enumerate(_site_list(graph))}
 
 
 def key(raw, options):
     """The key of the build of recorded graph ``raw`` with jit ``options`` (a tuple of
     plain values), or None where the graph cannot be cached."""
-    if not enabled() or not unchanged():
+    if os.environ.get(ENV, "1").strip().lower() in ("0", "off", "no", "false") \
+            or not unchanged():
         return None
     try:
-        data = marshal.dumps((_versions(), _enc(options), _ops(raw, _sites(raw))), 2)
+        data = marshal.dumps((_versions(), _enc(options), _ops(raw, _Refs(_sites(raw)))), 2)
     except Exception:  # noqa: BLE001  (Uncacheable, or anything odd: built as before)
         return None
     return hashlib.sha256(data).hexdigest()
@@ -405,13 +419,23 @@ def _dec(v, sites=None):
         return t
     if tag == "c":
         return Const(_dec(v[1], sites))
+    if tag == "q" and sites is not None:
+        return _at(sites.table, v[1])
+    if tag == "qid" and sites is not None:  # a constant's identity, as regions key them
+        return id(_at(sites.table, v[1]))
     if tag == "X" and sites is not None:
-        return sites[v[1]]
+        return _at(sites.sites, v[1])
     if tag == "Z":
         return functools.partial(np.asarray, **_dec(v[1]))
     if tag == "F":
         return _dec_fn(v[1])
     raise ValueError(f"unknown tag {tag!r}")
+
+
+def _at(seq, k):
+    if k.__class__ is not int or not 0 <= k < len(seq):
+        raise ValueError("a reference out of range")
+    return seq[k]
 
 
 def _dtype(s):
@@ -481,7 +505,7 @@ def _dec_graph(enc, sites, kernels=()):
             raise ValueError("arguments that are not a tuple")
         for a in args:
             if a.__class__ is not int or not 0 <= a < n:
-                args = tuple([_ref(a, n) for a in args])
+                args = tuple([_ref(a, n, sites) for a in args])
                 break
         if si.__class__ is not int or not -1 <= si < len(vals):
             raise ValueError("a value's shape out of range")
@@ -511,18 +535,18 @@ def _dec_graph(enc, sites, kernels=()):
         raise ValueError("an input out of range")
     if outputs.__class__ is not tuple:
         raise ValueError("outputs that are not a tuple")
-    return Graph(ops, list(inputs), [_ref(a, n) for a in outputs], None)
+    return Graph(ops, list(inputs), [_ref(a, n, sites) for a in outputs], None)
 
 
-def _ref(a, n):
+def _ref(a, n, refs):
     """An argument read back: a value number below ``n``, or a constant."""
     if a.__class__ is int:
         if not 0 <= a < n:
             raise ValueError("an argument defined later")
         return a
-    if a.__class__ is not tuple or len(a) != 2 or a[0] != "k":
+    if a.__class__ is not tuple or len(a) != 2 or a[0] not in ("k", "q", "c"):
         raise ValueError("not an argument")
-    return Const(_dec(a[1]))
+    return Const(_dec(a[1])) if a[0] == "k" else _dec(a, refs)
 
 
 # ---------------------------------------------------------------------------
@@ -537,15 +561,15 @@ class Built:
     the ``kernels`` (kernel.Kernel, loaded), the ``summary``, and the optimised graph on
     demand (``graph()``)."""
 
-    def __init__(self, fused, copies, kernels, summary, optimised, sites, odef):
+    def __init__(self, fused, copies, kernels, summary, optimised, refs, odef):
         self.fused, self.copies, self.kernels, self.summary = fused, copies, kernels, summary
-        self._optimised, self._sites, self._odef = optimised, sites, odef
+        self._optimised, self._refs, self._odef = optimised, refs, odef
 
     def graph(self):
         """The optimised graph, decoded now (ValueError if it does not decode)."""
         if self._optimised is None:  # it is the fused graph: no kernel was used
             return self.fused
-        g = _dec_graph(marshal.loads(self._optimised), self._sites)
+        g = _dec_graph(marshal.loads(self._optimised), self._refs)
         g.odef = self._odef
         self._optimised = None
         return g
@@ -554,14 +578,17 @@ class Built:
 def save(digest, raw, optimised, fused, copies, kernels, summary):
     """File the build of ``raw`` under ``digest``; nothing where it cannot be encoded, one
     warning per process where the folder cannot be written."""
-    sites = _sites(raw)
+    refs = _Refs(_sites(raw), consts=True)
     order = {id(k): n for n, k in enumerate(kernels)}
     try:
-        ks = tuple((k.source, k.fn is not None, tuple(_enc(c) for c in k.casts),
-                    _region(k.region), _enc(k.seconds)) for k in kernels)
         same = fused is optimised  # no kernel used: the graph once
-        body = (_ops(fused, sites, order), tuple(sorted(copies)), ks, _enc(dict(summary)),
-                None if same else marshal.dumps(_ops(optimised, sites)))
+        head = _ops(fused, refs, order)
+        graph = None if same else marshal.dumps(_ops(optimised, refs))
+        ks = tuple((k.source, k.fn is not None, tuple(_enc(c) for c in k.casts),
+                    _region(k.region, refs, len(optimised.ops)), _enc(k.seconds))
+                   for k in kernels)
+        consts = tuple(_enc(c.value) for c in refs.table)
+        body = (head, tuple(sorted(copies)), ks, _enc(dict(summary)), graph, consts)
         payload = marshal.dumps((digest, body))
     except Exception:  # noqa: BLE001  (Uncacheable, or anything odd: not filed)
         return
@@ -591,14 +618,33 @@ def _prune(folder, keep=PER_FOLDER):
         pass  # another process pruned it first
 
 
-def _region(r):
-    """A kernel's region (regions.Region) as plain values: what ``Lowered`` and the tests
-    read of it (its roll.py analysis is not kept: it is found again if asked for)."""
-    return tuple((name, _enc(getattr(r, name))) for name in regions.Region.__slots__
-                 if name != "rolls")
+def _region(r, refs, n):
+    """A kernel's region (regions.Region) as plain values, its constants by reference
+    (roll.py's analysis of it is not kept: found again if asked for).  A constant's
+    identity as a key (``diags``: regions.input_key) is written as its position."""
+    out = []
+    for name in regions.Region.__slots__:
+        if name == "rolls":
+            continue
+        v = getattr(r, name)
+        if name == "diags":
+            keys = []
+            for k in v:
+                if k.__class__ is int and k >= n:  # not a value number: an identity
+                    if k not in refs.consts:
+                        raise Uncacheable("a region keyed by an unknown constant")
+                    k = ("qid", refs.consts[k])
+                else:
+                    k = _enc(k, refs)
+                keys.append(k)
+            out.append((name, ("D",) + tuple((k, _enc(x, refs))
+                                             for k, x in zip(keys, v.values()))))
+        else:
+            out.append((name, _enc(v, refs)))
+    return tuple(out)
 
 
-def _dec_region(enc):
+def _dec_region(enc, refs):
     r = regions.Region(0, ())
     names = set(regions.Region.__slots__) - {"rolls"}
     got = set()
@@ -606,7 +652,7 @@ def _dec_region(enc):
         if name not in names or name in got:
             raise ValueError("not a region")
         got.add(name)
-        setattr(r, name, _dec(v))
+        setattr(r, name, _dec(v, refs))
     if got != names:
         raise ValueError("a region missing a field")
     return r
@@ -629,19 +675,20 @@ def load(digest, raw):
         saved, body = marshal.loads(payload)
         if saved != digest:
             return None
-        fused_enc, copies, ks, summary, optimised = body
+        fused_enc, copies, ks, summary, optimised, consts = body
         if optimised is not None and optimised.__class__ is not bytes:
             raise ValueError("the optimised graph")
-        sites = _site_list(raw)
+        refs = _Refs(_site_list(raw))
+        refs.table = [Const(_dec(c)) for c in consts]
         kernels = []
         for src, used, casts, region, seconds in ks:
             if src.__class__ is not str:
                 raise ValueError("a kernel source that is not text")
-            k = kernel.Kernel(_dec_region(region), kernel.load(src) if used else None, src,
-                              [_dec(c) for c in casts])
+            k = kernel.Kernel(_dec_region(region, refs), kernel.load(src) if used else None,
+                              src, [_dec(c) for c in casts])
             k.seconds = _dec(seconds)
             kernels.append(k)
-        fused = _dec_graph(fused_enc, sites, kernels)
+        fused = _dec_graph(fused_enc, refs, kernels)
         fused.odef = raw.odef
         copies = set(copies)
         if any(k.__class__ is not int for k in copies):
@@ -655,4 +702,4 @@ def load(digest, raw):
         os.utime(_path(digest))  # used: the last to be pruned (``_prune``)
     except OSError:
         pass
-    return Built(fused, copies, kernels, summary, optimised, sites, raw.odef)
+    return Built(fused, copies, kernels, summary, optimised, refs, raw.odef)
