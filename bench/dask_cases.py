@@ -24,7 +24,10 @@ A dask evaluation includes building its graph (tracing, for dualgrad): a new ``w
 a new graph.  Tools are sampled round-robin, ``--repeats`` samples each, the median
 reported; beside it the *paired* ratio, a dask tool's time over the hand-written one's of
 the same round (sampled next to each other), median and range: on a shared machine the
-load drifts between rounds, and the pairs see the same load.  While a dask tool runs,
+load drifts between rounds, and the pairs see the same load.  The CPU time of this
+process per evaluation (all its threads, ``time.process_time``) is reported too: other
+jobs on the machine stretch the wall clock far more than they change it (the
+LocalCluster's workers run in this process, ``processes=False``).  While a dask tool runs,
 BLAS is held to ``--blas-threads`` threads (1, with threadpoolctl; 0 leaves it alone), as
 dask's distributed workers set it: each of the scheduler's threads calls BLAS, and
 OpenBLAS's own threads on top of them oversubscribe the cores (on 2 shared cores a
@@ -174,14 +177,16 @@ def logreg_dask(n, d, chunks, repeats, cluster, blas_threads=1):
             assert np.allclose(got[0], ref[0], rtol=1e-10), name
             assert np.allclose(got[1], ref[1], rtol=1e-8, atol=1e-12), name
         samples = {k: [] for k in tools}
+        cpu = {k: [] for k in tools}
         names = list(tools)
         limit = blas_limit(blas_threads)
         for i in range(repeats):
             for name in names[i % len(names):] + names[:i % len(names)]:
                 with limit() if limit and "dask" in name else contextlib.nullcontext():
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     tools[name]()
                     samples[name].append(time.perf_counter() - t0)
+                    cpu[name].append(time.process_time() - c0)
     finally:
         if client is not None:
             cluster_ = client.cluster
@@ -204,22 +209,25 @@ def logreg_dask(n, d, chunks, repeats, cluster, blas_threads=1):
             "blas_threads": blas_threads if limit else None,
             "median_s": {k: statistics.median(v) for k, v in samples.items()},
             "min_s": {k: min(v) for k, v in samples.items()},
+            "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
             "paired_ratio": paired, "tasks": tasks, "tracing_s": trace}
 
 
 def report(res, cpu):
-    m, lo, pr = res["median_s"], res["min_s"], res["paired_ratio"]
+    m, lo, pr, cpu = res["median_s"], res["min_s"], res["paired_ratio"], res["cpu_median_s"]
     blas = res["blas_threads"]
     lines = [f"## logreg_dask: N = {res['n']:,} x {res['d']}, {res['chunks']} chunks "
              f"({cpu}; median of {res['repeats']}; 1-minute load average "
              f"{res['load_average'][0]} before, {res['load_average'][1]} after; BLAS "
              f"{'left alone' if blas is None else f'{blas} thread(s)'} on dask)", "",
              "| tool | loss + gradient (s), median | min | ÷ hand dask (medians) "
-             "| paired ÷, median [range] |", "|---|---|---|---|---|"]
+             "| paired ÷, median [range] | CPU s, median | CPU ÷ hand |",
+             "|---|---|---|---|---|---|---|"]
     for k, v in m.items():
-        base = m["hand dask (cluster)"] if "cluster" in k else m["hand dask"]
+        hand = "hand dask (cluster)" if "cluster" in k else "hand dask"
         p = f"{pr[k][0]:.2f}× [{pr[k][1]:.2f}–{pr[k][2]:.2f}]" if k in pr else ""
-        lines.append(f"| {k} | {v:.4f} | {lo[k]:.4f} | {v / base:.2f}× | {p} |")
+        lines.append(f"| {k} | {v:.4f} | {lo[k]:.4f} | {v / m[hand]:.2f}× | {p} "
+                     f"| {cpu[k]:.4f} | {cpu[k] / cpu[hand]:.2f}× |")
     t = res["tasks"]
     lines += ["", "| graph | tasks | ÷ hand dask |", "|---|---|---|"]
     lines += [f"| {k} | {v} | {v / t['hand dask']:.2f}× |" for k, v in t.items()]

@@ -475,6 +475,10 @@ def test_bench_logreg_dask_runs_small_and_pairs_its_ratios():
         assert 0 < lo <= med <= hi
     assert res["tasks"]["dualgrad dask"] <= res["tasks"]["hand dask"]
     assert "N=200000 (lazy)" in res["tracing_s"]
+    assert set(res["cpu_median_s"]) == set(res["median_s"])
+    assert all(v > 0 for v in res["cpu_median_s"].values())
+    res["cpu"], res["load_average"] = "test", [0.0, 0.0]
+    assert "| dualgrad dask |" in dask_cases.report(res, "test")
 
 
 def test_graph_listing_names_each_chunks_operations():
