@@ -169,3 +169,27 @@ def test_a_kernel_writer_that_fails_is_replayed(monkeypatch):
         got = f(x)
     assert got == np.sum(np.sin(x) * x)
     assert f.lower(x).kernels == []
+
+
+# reshape(e, s) where e's own arguments lack s's leading length-1 axes: the moved reshape
+# must give them those axes (a unary op, or one whose every argument is shorter than s)
+SINK_CASES = {
+    "unary": lambda a: np.reshape(np.cos(a), (1, 3, 4)) * a[None],
+    "shorter arguments": lambda a: np.reshape(np.sin(a) * a[0], (1, 1, 3, 4)) + 1.0,
+    "0-d": lambda a: np.reshape(np.sum(a).astype(np.float64) * 2.0, (1, 1)) + a,
+    "drops axes": lambda a: np.reshape(np.tanh(a[None]) - 1.0, (3, 4)) * a,
+}
+
+
+@pytest.mark.parametrize("name", SINK_CASES)
+def test_sink_keeps_every_shape(name, monkeypatch):
+    monkeypatch.setenv("DUALGRAD_CODEGEN", "off")
+    f = SINK_CASES[name]
+    a = np.linspace(-1.0, 1.0, 12).reshape(3, 4)
+    j = dg.jit(f)
+    j(a)
+    np.testing.assert_array_equal(j(a), f(a))
+    np.testing.assert_array_equal(j(a + 1.0), f(a + 1.0))
+    g = dg.jit(dg.grad(lambda a: np.sum(f(a) ** 2)))
+    g(a)
+    np.testing.assert_allclose(g(a), dg.grad(lambda a: np.sum(f(a) ** 2))(a), rtol=1e-14)

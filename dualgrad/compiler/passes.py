@@ -504,20 +504,29 @@ def sink(graph):
             ans = op.ans.reshape(shape) if op.ans.__class__ is np.ndarray else op.ans
             new.append(Op("op", prim, (m[x],), {"shape": shape}, ans))
             return len(new) - 1
-        args = []
+        args, shapes, kept = [], [], []
         for a in op.args:
             v = _value(ops, a)
-            if v.__class__ is not np.ndarray or v.ndim == 0:
+            if v.__class__ is not np.ndarray:
                 args.append(m[a] if a.__class__ is int else a)
+                shapes.append(())
                 continue
             want = _unit_shape(v.shape, op.ans.shape, shape)
             lead = len(want) - v.ndim
             if lead >= 0 and want[lead:] == v.shape and all(k == 1 for k in want[:lead]):
-                args.append(m[a] if a.__class__ is int else a)  # broadcasts as it is
-            elif a.__class__ is int:
-                args.append(moved(a, want, prim))
+                kept.append((len(args), a, want))  # broadcasts as it is, if another has
+                args.append(m[a] if a.__class__ is int else a)  # the leading axes
+                shapes.append(v.shape)
             else:
-                args.append(Const(v.reshape(want)))
+                args.append(moved(a, want, prim) if a.__class__ is int else
+                            Const(v.reshape(want)))
+                shapes.append(want)
+        for k, a, want in kept:
+            if np.broadcast_shapes(*shapes) == tuple(shape):
+                break
+            args[k] = moved(a, want, prim) if a.__class__ is int else Const(
+                _value(ops, a).reshape(want))  # the result's shape needs this one's axes
+            shapes[k] = want
         n += 1
         new.append(Op("op", op.prim, tuple(args), op.kw, op.ans.reshape(shape)))
         return len(new) - 1
