@@ -22,7 +22,13 @@ runs only at the sizes where it won.  The numba-vs-numpy rule above it
 faster of the two.  One parallel kernel runs at a time in the process (numba's
 ``workqueue`` threading layer aborts on concurrent launches; two Python threads
 already use two cores): a call that finds another one running takes the serial kernel.
-The scatter-adds and max pooling stay serial (parallel scatters race).
+The scatter-adds and max pooling stay serial (parallel scatters race).  A busy machine
+is the twins' risk: when other processes hold the cores, a parallel launch waits for its
+worker threads to be scheduled (measured on a loaded 2-core EPYC: 10-20 ms for what takes
+0.1 ms serial), so a twin measured on an idle machine can lose badly later on a loaded
+one (as threaded BLAS and torch do).  The timings keep the load average they were taken
+at; ``numba.set_num_threads(1)`` (per thread), ``NUMBA_NUM_THREADS=1`` or
+``FORCE_PARALLEL = False`` keep every call serial.
 
 Importing this module imports numba (and compiles nothing: kernels are
 ``@njit(cache=True)``, compiled or loaded from the disk cache on first call:
