@@ -13,7 +13,7 @@ import operator
 import numpy as np
 
 from .. import rules as P
-from ..core.trace import Box, unbox
+from ..core.trace import OBJECTS, Box, unbox
 from .dispatch import LIKE, _arr, implements
 from .elementwise import _track, astype
 from .reductions import sum as _sum
@@ -89,13 +89,65 @@ LIKE.update({np.zeros: _like(np.zeros, 0.0), np.ones: _like(np.ones, 1.0),
              np.empty: _like(np.empty, 0.0), np.full: _like(np.full)})
 
 
-@implements(np.copyto)
-def copyto(dst, src, casting="same_kind", where=True):
-    raise TypeError(
-        "dualgrad: numpy.copyto writes into an existing array in place, so a traced value "
-        "cannot go in or out of it (np.full(shape, v) and np.full_like(plain, v) with a traced "
-        "fill v call it): write np.broadcast_to(v, shape) or v * np.ones(shape) instead, or "
-        "np.full_like(x, v) with a traced x")
+#: numpy functions that write into their first argument in place
+IN_PLACE = (np.fill_diagonal, np.put, np.place, np.putmask, np.copyto, np.put_along_axis)
+_NOT_NONE = np.frompyfunc(lambda e: e is not None, 1, 1)
+
+
+def _objects(a):
+    """``a`` as numpy's functions may write it into an object array: a traced value as an
+    object array of its entries (``ArrayBox.__array__``), lists of them too; a traced mask
+    or index as its values."""
+    if isinstance(a, Box) and np.dtype(a.dtype).kind in "biu":  # a mask or an index: its
+        return np.asarray(a, dtype=a.dtype)  # values (dg.jit guards them), no derivative
+    traced = isinstance(a, Box) or (isinstance(a, (list, tuple)) and any(
+        isinstance(e, Box) for e in a))
+    return np.array(a, dtype=object) if traced else a
+
+
+def write_in_place(func, target, args, kwargs):
+    """``func(target, *args, **kwargs)`` (``np.fill_diagonal(out, w)``, ``np.put``...)
+    where traced values go into ``target``, a traced array or a Preallocated: numpy's own
+    function writes them into an object array of ``target``'s shape, which says where
+    they go, and ``target[where] = values`` writes them as any index write does.
+
+        >>> import dualgrad as dg
+        >>> def f(w):
+        ...     out = np.zeros((2, 2), like=w)
+        ...     np.fill_diagonal(out, w)
+        ...     return np.sum(out * np.array([[1.0, 2.0], [3.0, 4.0]]))
+        >>> dg.grad(f)(np.array([1.0, 1.0]))
+        array([1., 4.])
+    """
+    marks = np.full(_shape(target), None, dtype=object)
+    func(marks, *[_objects(a) for a in args], **{k: _objects(v) for k, v in kwargs.items()})
+    hit = _NOT_NONE(marks).astype(bool)
+    if hit.any():
+        target[hit] = OBJECTS[0].pack(marks[hit])
+
+
+def _in_place(func):
+    def impl(dst, *args, **kwargs):
+        if isinstance(dst, Box):
+            return write_in_place(func, dst, args, kwargs)
+        name = func.__name__
+        if func is np.copyto:
+            raise TypeError(
+                "dualgrad: numpy.copyto writes into an existing array in place, so a traced "
+                "value cannot go into a plain one (np.full(shape, v) and np.full_like(plain, "
+                "v) with a traced fill v call it): write np.broadcast_to(v, shape) or "
+                "v * np.ones(shape) instead, or np.full_like(x, v) with a traced x")
+        raise TypeError(
+            f"dualgrad: numpy.{name} writes a traced value into a plain numpy array of "
+            f"shape {np.shape(dst)}, which cannot hold its derivative; make that array "
+            f"traced where it is made: out = np.zeros({np.shape(dst)!r}, like=x), x any "
+            f"traced value")
+    impl.__name__ = func.__name__
+    return impl
+
+
+for _f in IN_PLACE:
+    implements(_f)(_in_place(_f))
 
 
 @implements(np.copy)

@@ -72,6 +72,7 @@ from ..core.buffers import gc_paused
 from ..core.trace import OBJECTS, Box
 from . import creation  # noqa: F401  (registers LIKE and HANDLED first)
 from .box import ArrayBox
+from .creation import IN_PLACE, write_in_place
 from .dispatch import HANDLED, LIKE
 from .elementwise import astype
 from .indexing import _index
@@ -360,7 +361,8 @@ class Preallocated(ArrayBox):
         out = kwargs.get("out")
         traced = _traced(_deep(args)) or _traced(_deep(tuple(kwargs.values())))
         if traced and func in IN_PLACE and args and args[0].__class__ is Preallocated:
-            return _write_in_place(func, args, kwargs)
+            return write_in_place(func, args[0], _deep(args[1:]), {
+                k: _deep(v) for k, v in kwargs.items()})
         args = _deep(args, copy=traced)
         if out.__class__ is Preallocated and traced:
             kwargs = {k: _deep(v, copy=True) for k, v in kwargs.items() if k != "out"}
@@ -368,31 +370,6 @@ class Preallocated(ArrayBox):
             return out
         r = func(*args, **{k: _deep(v, traced and k != "out") for k, v in kwargs.items()})
         return out if out is not None and r is _current(out) else r
-
-
-#: numpy functions that write into their first argument in place
-IN_PLACE = frozenset((np.fill_diagonal, np.put, np.place, np.putmask, np.copyto,
-                      np.put_along_axis))
-
-
-def _write_in_place(func, args, kwargs):
-    """``func(out, ...)`` (``np.fill_diagonal(out, w)``, ``np.put``...) writing traced
-    values into a Preallocated ``out``: numpy's own function writes them into an object
-    array of ``out``'s shape, which says where they go, and ``out[where] = values`` writes
-    them as any index write does (never into a copy of ``out``, which would lose them)."""
-    target = args[0]
-    marks = np.full(target.shape, None, dtype=object)
-
-    def objects(a):
-        return np.array(_deep(a), dtype=object) if _traced(_deep(a)) else _deep(a)
-
-    func(marks, *[objects(a) for a in args[1:]], **{k: objects(v) for k, v in kwargs.items()})
-    hit = _NOT_NONE(marks).astype(bool)
-    if hit.any():
-        target[hit] = OBJECTS[0].pack(marks[hit])
-
-
-_NOT_NONE = np.frompyfunc(lambda e: e is not None, 1, 1)
 
 
 # ---------------------------------------------------------------------------
