@@ -233,6 +233,8 @@ def _inplace(prim, name):
         fresh(self)
         new = prim(self, other)
         raw = unbox(self)
+        if raw.__class__ is not np.ndarray:
+            raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
         if (raw.__class__ is not np.ndarray and not (isinstance(raw, Box) and raw.shape)) \
                 or new.__class__ is not self.__class__:  # (a batch of arrays: rebound)
             return new  # an immutable number (or a value of another trace): a new value
