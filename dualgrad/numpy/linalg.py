@@ -172,8 +172,9 @@ def cholesky(a, upper=False):
     >>> round(float(dg.grad(lambda A: np.linalg.cholesky(A)[0, 0])(A)[0, 0]), 12)  # d sqrt(a00)
     0.353553390593
     """
-    L = P.cholesky(a)
-    return swapaxes(L, -1, -2) if upper else L
+    if upper:  # numpy reads a's upper triangle: aᵀ's lower one
+        return swapaxes(P.cholesky(swapaxes(a, -1, -2)), -1, -2)
+    return P.cholesky(a)
 
 
 @implements(np.linalg.multi_dot)
