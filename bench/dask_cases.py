@@ -21,16 +21,16 @@ per evaluation (what each L-BFGS step asks for):
                         here (dask-glm itself is not a dependency), one ``dask.compute``
 
 A dask evaluation includes building its graph (tracing, for dualgrad): a new ``w`` needs
-a new graph.  Tools are sampled round-robin, ``--repeats`` samples each, the median
-reported; beside it the *paired* ratio, a dask tool's time over the hand-written one's of
-the same round (sampled next to each other), median and range: on a shared machine the
-load drifts between rounds, and the pairs see the same load.  The CPU time of this
-process per evaluation (all its threads, ``time.process_time``) is reported too: other
-jobs on the machine stretch the wall clock far more than they change it (the
-LocalCluster's workers run in this process, ``processes=False``).  While a dask tool runs,
-BLAS is held to ``--blas-threads`` threads (1, with threadpoolctl; 0 leaves it alone), as
-dask's distributed workers set it: each of the scheduler's threads calls BLAS, and
-OpenBLAS's own threads on top of them oversubscribe the cores (on 2 shared cores a
+a new graph.  Tools are sampled in rounds, each round in its own shuffled (seeded) order,
+``--repeats`` samples each, the median reported; beside it the *paired* ratio, a dask
+tool's time over the hand-written one's of the same round, median and range: on a shared
+machine the load drifts between rounds, and a round's pair sees about the same load.  The
+CPU time of this process per evaluation (all its threads, ``time.process_time``) is
+reported too: other jobs on the machine stretch the wall clock far more than they change
+it (the LocalCluster's workers run in this process, ``processes=False``).  While a dask
+tool runs, BLAS is held to ``--blas-threads`` threads (1, with threadpoolctl; 0 leaves it
+alone), as dask's distributed workers set it: each of the scheduler's threads calls BLAS,
+and OpenBLAS's own threads on top of them oversubscribe the cores (on 2 shared cores a
 100k x 20 product took 8-16 ms against 0.3 ms alone).  Numpy in memory keeps its threads.
 Task counts are the tasks the threaded scheduler runs (after dask's
 optimisation); tracing time is measured at N and, on lazy random data that is never
@@ -180,8 +180,10 @@ def logreg_dask(n, d, chunks, repeats, cluster, blas_threads=1):
         cpu = {k: [] for k in tools}
         names = list(tools)
         limit = blas_limit(blas_threads)
-        for i in range(repeats):
-            for name in names[i % len(names):] + names[:i % len(names)]:
+        for i in range(repeats):  # each round in its own order: what a tool follows
+            #  matters (after a run that freed large arrays, the next one's temporaries
+            #  page-fault: +10% CPU), and a rotation keeps each tool's predecessor
+            for name in np.random.default_rng(i).permutation(names):
                 with limit() if limit and "dask" in name else contextlib.nullcontext():
                     t0, c0 = time.perf_counter(), time.process_time()
                     tools[name]()
@@ -214,7 +216,7 @@ def logreg_dask(n, d, chunks, repeats, cluster, blas_threads=1):
 
 
 def report(res, cpu):
-    m, lo, pr, cpu = res["median_s"], res["min_s"], res["paired_ratio"], res["cpu_median_s"]
+    m, lo, pr, cpus = res["median_s"], res["min_s"], res["paired_ratio"], res["cpu_median_s"]
     blas = res["blas_threads"]
     lines = [f"## logreg_dask: N = {res['n']:,} x {res['d']}, {res['chunks']} chunks "
              f"({cpu}; median of {res['repeats']}; 1-minute load average "
@@ -227,7 +229,7 @@ def report(res, cpu):
         hand = "hand dask (cluster)" if "cluster" in k else "hand dask"
         p = f"{pr[k][0]:.2f}× [{pr[k][1]:.2f}–{pr[k][2]:.2f}]" if k in pr else ""
         lines.append(f"| {k} | {v:.4f} | {lo[k]:.4f} | {v / m[hand]:.2f}× | {p} "
-                     f"| {cpu[k]:.4f} | {cpu[k] / cpu[hand]:.2f}× |")
+                     f"| {cpus[k]:.4f} | {cpus[k] / cpus[hand]:.2f}× |")
     t = res["tasks"]
     lines += ["", "| graph | tasks | ÷ hand dask |", "|---|---|---|"]
     lines += [f"| {k} | {v} | {v / t['hand dask']:.2f}× |" for k, v in t.items()]
