@@ -335,3 +335,9 @@ def test_a_large_array_is_read_only_while_a_transform_needs_it_not_copied():
     assert X.flags.writeable
     X[:] = 0.0  # the pullback kept its own copy
     np.testing.assert_allclose(pullback(1.0)[0], want, rtol=1e-12)
+
+    X[:] = BIG
+    y, linear = dg.linearize(f, w)  # a linear map outlives the call too: a copy, never
+    assert X.flags.writeable  # the user's array left read-only (found by the red team)
+    X[:] = 0.0
+    np.testing.assert_allclose(linear(np.ones(400)), np.sum(want), rtol=1e-12)

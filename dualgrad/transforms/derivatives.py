@@ -137,8 +137,9 @@ def _packed(leaf):
 def _record(f, args, kwargs, nums, has_aux, fname):
     """Run ``f`` with the arguments ``nums`` watched by a fresh tape."""
     tape = Tape(keep_adjoints=False)
-    if fname != "vjp":  # the others are done with the tape when they return (a pullback
-        tape.frozen = []  # is not): large arrays read-only meanwhile, not copied (kept)
+    if fname not in ("vjp", "linearize"):  # the others are done with the tape when they
+        tape.frozen = []  # return (a pullback, a linear map are not): large arrays are
+        # read-only meanwhile, not copied (kept)
     args = list(args)
     inputs = []
     try:
