@@ -114,7 +114,8 @@ def test_values_under_jit_and_vmap(f, base):
 def test_derivatives_under_every_transform(f, base):
     g, plain = _on(f, base), _plain(f)
     want = _central(_loss(plain), W)
-    for t in (dg.grad, dg.jacfwd, dg.jacrev, lambda h: dg.jit(dg.grad(h))):
+    for t in (dg.grad, dg.jacfwd, dg.jacrev, lambda h: dg.jit(dg.grad(h)),
+              lambda h: dg.grad(dg.jit(h))):
         np.testing.assert_allclose(t(_loss(g))(W), want, rtol=1e-6, atol=1e-8)
     size = plain(W).size
     jac = np.stack([_central(lambda w, i=i: plain(w).ravel()[i], W) for i in range(size)])

@@ -138,8 +138,12 @@ def test_views_write_through_and_see_writes(f, base):
 def test_views_under_other_transforms(f):
     make = BASES["zeros"]
     want = _central(_plain(f), W)
-    for t in (dg.jacfwd, dg.jacrev, lambda h: dg.jit(dg.grad(h))):
+    for t in (dg.jacfwd, dg.jacrev, lambda h: dg.jit(dg.grad(h)),
+              lambda h: dg.grad(dg.jit(h)), lambda h: dg.jacfwd(dg.jit(h))):
         np.testing.assert_allclose(t(lambda w: f(w, make))(W), want, rtol=1e-6, atol=1e-8)
+    ws = np.stack([W, 2 * W])  # dg.jit runs f itself inside an outer transform
+    np.testing.assert_allclose(dg.vmap(dg.jit(lambda w: f(w, make)))(ws),
+                               [_plain(f)(w) for w in ws], rtol=1e-13)
 
 
 def test_a_view_write_outside_the_transform_is_numpys():

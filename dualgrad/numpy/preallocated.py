@@ -396,7 +396,8 @@ def _library_dirs():
 
 _LIBRARIES = _library_dirs()
 _WRAPPERS = tuple(os.path.join(_PACKAGE, *p) for p in (
-    ("transforms", "derivatives.py"), ("transforms", "check.py"), ("numpy", "")))
+    ("transforms", "derivatives.py"), ("transforms", "check.py"), ("numpy", ""),
+    ("compiler", "api.py")))  # dg.jit runs the user's f itself inside an outer transform
 _PASSING = {}  # dualgrad file -> whether it only passes the user's function through
 _USER = {}  # file name -> whether it is the user's own code
 
