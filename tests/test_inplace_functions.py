@@ -1,5 +1,6 @@
-"""numpy's functions that write into their first argument in place, with traced values,
-into an array made by ``np.zeros`` inside a transform (a Preallocated).
+"""numpy's functions that write into their first argument in place (``np.fill_diagonal``,
+``np.put``..., ``np.add.at``, ``np.subtract.at``), with traced values, into an array made
+by ``np.zeros`` inside a transform (a Preallocated) or with ``like=``.
 
 ``np.fill_diagonal(out, w)`` under ``dg.jit`` returned zeros, silently: the function ran on
 a copy of ``out``.  Each case runs under every transform against numpy itself on plain
@@ -70,8 +71,22 @@ def _put_along_axis(w, make):
     return out
 
 
-CASES = [_fill_diagonal, _fill_diagonal_scalar_wrap, _put, _put_clip, _place,
-         _place_where_out_is_zero, _putmask_cycles, _copyto_where_into_a_row, _put_along_axis]
+def _add_at_repeated(w, make):  # CS231n's dW = np.zeros(...); np.add.at(dW, x, dout)
+    out = make((4, 3))
+    np.add.at(out, np.array([0, 2, 2, 0]), np.outer(np.array([1.0, 2.0, 3.0, 4.0]), w))
+    return out
+
+
+def _subtract_at(w, make):
+    out = make(5)
+    out[:] = 1.0
+    np.subtract.at(out, np.array([1, 1, 4]), w * w)
+    return out
+
+
+CASES = [_add_at_repeated, _subtract_at, _fill_diagonal, _fill_diagonal_scalar_wrap, _put,
+         _put_clip, _place, _place_where_out_is_zero, _putmask_cycles,
+         _copyto_where_into_a_row, _put_along_axis]
 W = np.array([0.3, -0.7, 1.1])
 WEIGHTS = np.random.default_rng(0).standard_normal(21)
 BASES = {"zeros": lambda w: (lambda shape: np.zeros(shape)),  # a Preallocated in a transform

@@ -157,8 +157,15 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
         if ufunc in NONDIFF_UFUNCS:
             return ufunc(*_deep_unbox(inputs), **kwargs)
         raise TypeError(f"dualgrad has no derivative rule for {_ufunc_name(ufunc)}{_HOW}")
-    if method == "at" and ufunc is np.add and isinstance(inputs[0], Box):
-        return HANDLED[np.add.at](*inputs)  # inplace.py
+    if method == "at" and ufunc in (np.add, np.subtract):
+        if isinstance(inputs[0], Box):
+            return HANDLED[ufunc.at](*inputs)  # inplace.py
+        raise TypeError(
+            f"dualgrad: numpy.{ufunc.__name__}.at writes a traced value into a plain numpy "
+            f"array of shape {np.shape(inputs[0])}, which cannot hold its derivative; make "
+            f"that array traced where it is made: out = np.zeros({np.shape(inputs[0])!r}, "
+            f"like=x), x any traced value (np.zeros(shape) itself is, inside a transform, "
+            f"in the function's own code)")
     impl = HANDLED.get(_UFUNC_METHODS.get((method, ufunc)))
     if method == "outer" and ufunc in P.UFUNCS:  # f.outer(a, b): a's axes before b's
         a, b = inputs

@@ -248,13 +248,25 @@ def _inplace(prim, name):
     return op
 
 
-@implements(np.add.at)
-def _add_at(a, indices, b=None):
-    """np.add.at(y, idx, v) on a traced y: unbuffered, a repeated index adds every time."""
+def scattered(a, indices, b):
+    """``b`` added at ``indices`` into zeros of ``a``'s shape, unbuffered (a repeated
+    index adds every time): what ``np.add.at(a, indices, b)`` adds to ``a``."""
     idx = _index(indices)
     tshape = np.empty(_shape(a), bool)[idx].shape
     v = broadcast_to(b, tshape) if _shape(b) != tshape else b
-    _rebind(a, P.add(a, P.add_at(v, idx, _shape(a))), "numpy.add.at")
+    return P.add_at(v, idx, _shape(a))
+
+
+@implements(np.add.at)
+def _add_at(a, indices, b=None):
+    """np.add.at(y, idx, v) on a traced y: unbuffered, a repeated index adds every time."""
+    _rebind(a, P.add(a, scattered(a, indices, b)), "numpy.add.at")
+
+
+@implements(np.subtract.at)
+def _subtract_at(a, indices, b=None):
+    """np.subtract.at(y, idx, v) on a traced y: a repeated index subtracts every time."""
+    _rebind(a, P.subtract(a, scattered(a, indices, b)), "numpy.subtract.at")
 
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -76,7 +76,7 @@ from .creation import IN_PLACE, write_in_place
 from .dispatch import HANDLED, LIKE
 from .elementwise import astype
 from .indexing import _index
-from .inplace import WHOLE_VIEWS, Whole, refusal, whole
+from .inplace import WHOLE_VIEWS, Whole, refusal, scattered, whole
 from .inplace import basic_key as _basic_key
 
 _FLOAT = frozenset("fc")
@@ -342,6 +342,11 @@ class Preallocated(ArrayBox):
         return v.__array__(dtype) if copy is None else v.__array__(dtype, copy=copy)
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if method == "at" and inputs[0] is self and ufunc in (np.add, np.subtract) \
+                and len(inputs) == 3 and _traced(_deep(inputs[1:])):
+            add = scattered(self._v, _deep(inputs[1]), _deep(inputs[2]))  # CS231n's
+            self[...] = (self._v + add) if ufunc is np.add else (self._v - add)  # dW
+            return None  # = np.zeros(...); np.add.at(dW, x, dout)
         inputs = _deep(inputs, copy=_traced(_deep(inputs)))
         out = kwargs.get("out")
         outs = out if isinstance(out, tuple) else (out,) if out is not None else ()
