@@ -193,3 +193,22 @@ def test_sink_keeps_every_shape(name, monkeypatch):
     g = dg.jit(dg.grad(lambda a: np.sum(f(a) ** 2)))
     g(a)
     np.testing.assert_allclose(g(a), dg.grad(lambda a: np.sum(f(a) ** 2))(a), rtol=1e-14)
+
+
+def test_strided_inputs_are_copied_for_vector_loops(monkeypatch):
+    """An LSTM's gates are column slices of one (N, 4H) array: the kernel copies each to a
+    contiguous array once (which numba vectorizes over) under a name of its own."""
+    monkeypatch.setenv("DUALGRAD_CODEGEN", "numba")
+    a = np.random.default_rng(5).standard_normal((8, 64))
+
+    def f(a):
+        i, g = a[:, :16], a[:, 48:]
+        return np.sum(1.0 / (1.0 + np.exp(-i)) * np.tanh(g))
+
+    j = dg.jit(dg.value_and_grad(f))
+    j(a)
+    (v, g), (v0, g0) = j(a), dg.value_and_grad(f)(a)
+    np.testing.assert_allclose(v, v0, rtol=1e-13)
+    np.testing.assert_allclose(g, g0, rtol=1e-13, atol=1e-15)
+    source = "\n".join(j.lower(a).kernels)
+    assert re.search(r"(a\d+)c = np\.ascontiguousarray\(\1\)", source)
