@@ -75,7 +75,8 @@ NONDIFF_FUNCS = {
     np.iscomplexobj, np.isrealobj, np.result_type, np.sign, np.floor, np.ceil, np.isnan,
     np.isfinite, np.isinf, np.any, np.all, np.lexsort, np.digitize,
     np.array_equiv, np.may_share_memory,
-    np.shares_memory, np.can_cast, np.min_scalar_type, np.argpartition,
+    np.shares_memory, np.can_cast, np.min_scalar_type, np.argpartition, np.unravel_index,
+    np.ravel_multi_index,
 }
 
 
