@@ -329,7 +329,14 @@ def test_jit_takes_the_threaded_loop_only_by_the_margin(monkeypatch, ratio, thre
                         lambda g, r, src, vals: (jit_kernel.load(src), [None]))
     monkeypatch.setattr(emit_cpu, "timing", lambda src, region, measure: (ratio, 0.0))
     monkeypatch.setattr(emit_cpu, "_concurrent_launches_ok", lambda: True)
+    monkeypatch.setattr(emit_cpu, "_threaded", {})
     built = in_thread(lambda: emit_cpu.build(graph, k.region, True), 2)
     assert ("prange" in built.source) == threaded
     assert built.seconds[0] == (ratio if threaded else 1.0)
     assert not in_thread(lambda: "prange" in emit_cpu.build(graph, k.region, True).source, 1)
+    # decided once per threaded source and size class: a loss is not compiled again
+    compiled = []
+    monkeypatch.setattr(emit_cpu, "_compile", lambda g, r, src, vals: compiled.append(src) or (
+        jit_kernel.load(src), [None]))
+    again = in_thread(lambda: emit_cpu.build(graph, k.region, True), 2)
+    assert ("prange" in again.source) == threaded and (compiled != []) == threaded

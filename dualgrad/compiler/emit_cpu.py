@@ -230,11 +230,22 @@ def build(graph, region, timed):
         return unused(region, timed)
     k = checked(graph, region, kernel_source(graph, region), timed)
     if k is not None and timed and parallel_ok(graph, region) and _threads_may_pay(region):
-        vals = _inputs(graph, region)
         psrc = kernel_source(graph, region, parallel=True)
-        par = _compile(graph, region, psrc, vals)
-        if par is not None and _concurrent_launches_ok():
-            t = timing(psrc, region, lambda: (_best(par[0], vals), 0.0))
-            if t[0] * MARGIN <= k.seconds[0]:  # as the kernels' rules: a clear win only
-                k.fn, k.source, k.seconds = par[0], psrc, (t[0], k.seconds[1])
+        key = (psrc, int(np.prod(region.shape, dtype=np.int64)).bit_length())
+        if _threaded.get(key) is not False:  # lost once at this size class: not again
+            vals = _inputs(graph, region)
+            par = _compile(graph, region, psrc, vals)
+            if par is not None and _concurrent_launches_ok():
+                t = timing(psrc, region, lambda: (_best(par[0], vals), 0.0))
+                # as the kernels' rules: a clear win only
+                won = _threaded[key] = t[0] * MARGIN <= k.seconds[0]
+                if won:
+                    k.fn, k.source, k.seconds = par[0], psrc, (t[0], k.seconds[1])
     return k
+
+
+#: (threaded source, size class) -> whether it beat the serial loop, as ``timing`` keys
+#: its timings: a program of thousands of regions of one structure (a loop writing one
+#: element per step into a large array) compiles, checks and runs the threaded loop once,
+#: not once per region.
+_threaded = {}
