@@ -112,7 +112,17 @@ def _flatten_is_a_copy(w, make):
     return np.sum(out) + np.sum(f * 3.0)
 
 
-CASES = [_chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
+def _view_kept_across_shape_set(w, make):  # numpy's view keeps its memory (a traced
+    out = make((6,), w) + 0.0 * w[0]  # base: np.zeros' own refuses, test below)
+    out[:3] = w
+    out[3:] = w * 2.0
+    v = out[:2]
+    out.shape = (2, 3)
+    out[0, 0] = 9.0 * w[2]
+    return np.sum(v * np.array([1.0, 2.0])) + np.sum(out * 0.5)
+
+
+CASES = [_view_kept_across_shape_set, _chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
          _view_write_keeps_base_write, _view_of_view, _view_of_view_sees_base_writes,
          _chained_add, _through_transpose,
          _through_reshape, _flatten_is_a_copy]
@@ -142,6 +152,10 @@ def test_views_under_other_transforms(f):
               lambda h: dg.grad(dg.jit(h)), lambda h: dg.jacfwd(dg.jit(h))):
         np.testing.assert_allclose(t(lambda w: f(w, make))(W), want, rtol=1e-6, atol=1e-8)
     ws = np.stack([W, 2 * W])  # dg.jit runs f itself inside an outer transform
+    if f is _view_kept_across_shape_set:  # x.shape = S under vmap: refused, with the fix
+        with pytest.raises(TypeError, match=r"x = x\.reshape\(S\)"):
+            dg.vmap(dg.jit(lambda w: f(w, make)))(ws)
+        return
     np.testing.assert_allclose(dg.vmap(dg.jit(lambda w: f(w, make)))(ws),
                                [_plain(f)(w) for w in ws], rtol=1e-13)
 
@@ -158,7 +172,23 @@ def test_views_under_hessian_and_vmap(f, base):
     h = lambda w: f(w, BASES[base])  # noqa: E731
     want = np.stack([_central(lambda w, i=i: dg.grad(h)(w)[i], W) for i in range(3)])
     np.testing.assert_allclose(dg.hessian(h)(W), want, rtol=1e-5, atol=1e-6)
+    if f is _view_kept_across_shape_set:  # x.shape = S under vmap: refused (above)
+        return
     ws = np.stack([W, 2 * W])
     np.testing.assert_allclose(dg.vmap(h)(ws), [_plain(f)(w) for w in ws], rtol=1e-13)
     np.testing.assert_allclose(dg.vmap(dg.grad(h))(ws), [_central(_plain(f), w) for w in ws],
                                rtol=1e-6, atol=1e-7)
+
+
+def test_shape_set_after_a_view_of_a_written_preallocated_is_refused():
+    def f(w):
+        out = np.zeros(6)
+        out[:3] = w
+        v = out[:2]
+        out.shape = (2, 3)
+        return np.sum(v) + np.sum(out)
+
+    with pytest.raises(TypeError, match=r"out = out\.reshape\(S\)"):
+        dg.grad(f)(W)
+    g = lambda w: np.sum(np.zeros(6) + w[0])  # noqa: E731  (no view: numpy's own .shape =)
+    assert dg.grad(g)(W)[0] == 6.0

@@ -24,13 +24,15 @@ from ..core.trace import OBJECTS, Box, check_live, unbox
 from . import creation, elementwise, gather, products, reductions, shapes
 from .dispatch import _compare, _stage, array_function, array_ufunc
 from .indexing import getitem
-from .inplace import _inplace, _rebind, _setitem, fresh, link_view, link_whole, whole
+from .inplace import _inplace, _rebind, _setitem, fresh, keep_views, link_view, link_whole, whole
 
 
 def _op(prim):
     def op(self, other):
         if not self._trace.active:
             check_live(self, prim.name)
+        if other.__class__ in (list, tuple):  # x @ [1.0, 2.0]: an array, as numpy reads it
+            other = np.asarray(other)
         return prim(self, other)
     return op
 
@@ -39,6 +41,8 @@ def _swap(prim):
     def op(self, other):
         if not self._trace.active:
             check_live(self, prim.name)
+        if other.__class__ in (list, tuple):
+            other = np.asarray(other)
         return prim(other, self)
     return op
 
@@ -128,6 +132,7 @@ def _set_shape(self, shape):
     _writable(self, "shape", "x = x.reshape(S)")
     new = shapes.reshape(self, shape)
     if new is not self:
+        keep_views(self, P.shape_of(new))
         _rebind(self, new, "x.shape = S")
 
 

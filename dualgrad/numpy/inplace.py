@@ -100,6 +100,28 @@ def link_whole(base, key, view):
     return view
 
 
+def keep_views(box, shape):
+    """Before ``box.shape = shape`` (a rebinding): the views taken of ``box`` keep the
+    memory they had, as numpy's do, through a view of ``box`` in its old shape: ``v =
+    y[:2]; y.shape = (2, 2)`` leaves ``v`` the first two elements, not ``y[:2]`` of the
+    reshaped ``y``."""
+    refs = getattr(box, "_views", None) or []
+    views = [v for v in (r() for r in refs) if v is not None]
+    if not views:
+        return
+    old = _shape(box)
+    key = Whole(lambda b: link_whole(b, key, P.reshape(b, shape=old)),  # (read again:
+                lambda v: P.reshape(v, shape=tuple(shape)))  # linked, as a method's view)
+    mid = key.take(box)
+    if getattr(mid, "_view_of", None) is None:  # (a copy: nothing shares memory)
+        return
+    box._views = [r for r in box._views if r() is mid]
+    mid._views = []
+    for v in views:
+        v._view_of = (mid, v._view_of[1], getattr(mid, "_writes", 0))
+        mid._views.append(weakref.ref(v))
+
+
 def link_view(base, key, view):
     """``view`` (= ``base[key]``) as numpy's view of ``base``, for the writes above; the
     base keeps a weak reference to it, so that a write into the base reads it again."""

@@ -210,11 +210,11 @@ class Preallocated(ArrayBox):
     ``*_like`` of a plain array) in the user's code while a transform runs: the plain array
     until a traced value is written into it, that traced value from then on."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_viewed")
 
     def __init__(self, array, view_of=None):
         self._raw, self._trace = array, OBJECTS[0]
-        self._view_of, self._writes = view_of, 0
+        self._view_of, self._writes, self._viewed = view_of, 0, False
 
     @property
     def _v(self):
@@ -256,6 +256,7 @@ class Preallocated(ArrayBox):
             rr = rr.value
         if rr.__class__ is np.ndarray and v.__class__ is np.ndarray \
                 and np.may_share_memory(rr, v) and rr.dtype.kind in _FLOAT:
+            self._viewed = True
             return Preallocated(r, (self, whole(_shape(self._raw), name, args, kw),
                                     self._writes))
         return _view(r)
@@ -264,6 +265,7 @@ class Preallocated(ArrayBox):
         """``self[key]``'s value ``r`` as numpy's view of self (writes go back into self)."""
         if _basic_key(key) and _shape(r):
             if r.__class__ is np.ndarray or isinstance(r, ArrayBox):
+                self._viewed = True
                 return Preallocated(r, (self, key, self._writes))
         elif r.__class__ is np.ndarray:
             return Preallocated(r)
@@ -293,6 +295,11 @@ class Preallocated(ArrayBox):
         self._v.sort(axis, kind, order, stable=stable)  # numpy's, or the traced value's
 
     def _set_shape(self, shape):
+        if self._viewed and isinstance(self._v, Box):  # its views would be read again
+            raise TypeError(  # from the reshaped array: refused, never a wrong number
+                "dualgrad: out.shape = S on an array a view was taken of, after a traced "
+                "value was written into it: write out = out.reshape(S) (numpy's views keep "
+                "their memory; a view of this array is read again from it)")
         self._v.shape = shape  # numpy's, or the traced value's own rebinding
 
     shape = property(lambda self: self._v.shape, _set_shape)

@@ -240,6 +240,10 @@ class BatchBox(ArrayBox):
         s = v.shape if v.__class__ is np.ndarray else P.shape_of(v)
         return s[1:] if not d else s[:d] + s[d + 1:]
 
+    @shape.setter
+    def shape(self, shape):  # x.shape = S: one example's, a rebinding as ArrayBox's
+        ArrayBox.shape.fset(self, shape)
+
     @property
     def ndim(self):
         v = self.value
