@@ -269,3 +269,14 @@ def test_vmap_of_jvp_over_tangents_is_one_batched_forward_pass():
         np.testing.assert_allclose(got_t[k], want_t, rtol=1e-13, atol=1e-15)
     with pytest.raises(ValueError, match="tangents"):
         dg.vmap(lambda t: dg.jvp(f, (x, y), (t, ty)))(np.ones((3, 5)))
+
+
+def test_list_operands_are_arrays_under_vmap():
+    """x @ [1.0, 2.0, 3.0] and the other operators read a list as numpy does."""
+    X = np.arange(6.0).reshape(2, 3)
+    c = [1.0, 2.0, 3.0]
+    np.testing.assert_allclose(dg.vmap(lambda x: x @ c)(X), X @ c)
+    np.testing.assert_allclose(dg.vmap(lambda x: c @ x)(X), X @ c)
+    np.testing.assert_allclose(dg.vmap(lambda x: x * c - c)(X), X * c - c)
+    np.testing.assert_allclose(dg.vmap(dg.grad(lambda x: np.sum((x @ c) ** 2)))(X),
+                               2 * (X @ c)[:, None] * np.array(c))
