@@ -280,3 +280,22 @@ def test_list_operands_are_arrays_under_vmap():
     np.testing.assert_allclose(dg.vmap(lambda x: x * c - c)(X), X * c - c)
     np.testing.assert_allclose(dg.vmap(dg.grad(lambda x: np.sum((x @ c) ** 2)))(X),
                                2 * (X @ c)[:, None] * np.array(c))
+
+
+def test_per_example_labels_index_under_vmap():
+    """Per-example gradients of a classification loss: s[y] with y one integer label per
+    example (the labels carry no derivative; a traced integer index is a gather)."""
+    rng = np.random.default_rng(3)
+    W, xs, ys = rng.standard_normal((3, 4)), rng.standard_normal((5, 3)), np.array([0, 3, 1, 3, 2])
+
+    def loss(W, x, y):
+        s = x @ W
+        return np.log(np.sum(np.exp(s))) - s[y]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BatchingFallbackWarning)  # a loop per example
+        got = dg.vmap(dg.grad(loss), in_axes=(None, 0, 0))(W, xs, ys)
+        values = dg.vmap(loss, in_axes=(None, 0, 0))(W, xs, ys)
+    want = np.stack([dg.grad(loss)(W, x, y) for x, y in zip(xs, ys)])
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    np.testing.assert_allclose(values, [loss(W, x, y) for x, y in zip(xs, ys)], rtol=1e-13)

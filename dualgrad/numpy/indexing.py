@@ -77,13 +77,22 @@ def getitem(a, idx):
     for k in parts:  # a dask index array: a boolean mask's chunks are unknown, no add.at
         P.no_lazy_form(k, "x[dask index array]", "a boolean mask gives unknown chunk sizes "
                        "and an integer index's gradient is a scatter-add (no np.add.at)")
-    arrays = [k for k in parts if _recorded_integers(k)]
-    if arrays:  # dg.jit: index arrays the graph takes as values (``P.gather``)
-        slots = iter(range(len(arrays)))
-        parts = tuple(P.Slot(next(slots), k.shape, k.dtype) if _recorded_integers(k) else k
+    arrays = [k for k in parts if _value_index(k)]
+    if arrays:  # dg.jit: index arrays the graph takes as values (``P.gather``); dg.vmap:
+        slots = iter(range(len(arrays)))  # per-example labels (s[y] of a batched y)
+        parts = tuple(P.Slot(next(slots), k.shape, k.dtype) if _value_index(k) else k
                       for k in parts)
         return P.gather(a, *arrays, idx=_index(parts))
     return P.getitem(a, idx=_index(idx))
+
+
+def _value_index(k):
+    """An integer index ``gather`` takes as a value: dg.jit's recorded arguments, and a
+    traced integer array of any other trace (dg.vmap's per-example labels), which carries
+    no derivative."""
+    return _recorded_integers(k) or (isinstance(k, Box) and unbox(k).__class__ is not
+                                     np.ndarray and np.dtype(k.dtype).kind in "iu"
+                                     and getattr(unbox(k), "read", None) is None)
 
 
 def _recorded_integers(k):
