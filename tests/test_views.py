@@ -122,7 +122,15 @@ def _view_kept_across_shape_set(w, make):  # numpy's view keeps its memory (a tr
     return np.sum(v * np.array([1.0, 2.0])) + np.sum(out * 0.5)
 
 
-CASES = [_view_kept_across_shape_set, _chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
+def _through_functions(w, make):  # np.transpose(out), np.reshape(out, S): views too
+    out = make((2, 3), w)
+    np.transpose(out)[2, 1] = w[0] * 3.0
+    np.reshape(out, 6)[1:3] = np.sin(w[1:])
+    np.swapaxes(out, 0, 1)[0, 1] = w[2]
+    return np.sum(out * np.arange(1.0, 7.0).reshape(2, 3))
+
+
+CASES = [_through_functions, _view_kept_across_shape_set, _chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
          _view_write_keeps_base_write, _view_of_view, _view_of_view_sees_base_writes,
          _chained_add, _through_transpose,
          _through_reshape, _flatten_is_a_copy]

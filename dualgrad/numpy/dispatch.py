@@ -183,6 +183,8 @@ def array_function(self, func, types, args, kwargs):
     """``ArrayBox.__array_function__``: ``np.sum(x)``, ``np.linalg.solve(a, x)``..."""
     if not self._trace.active:
         check_live(self, func.__name__)
+    if func in _FUNCTION_VIEWS and args and args[0] is self:  # np.transpose(x): x's view
+        return _function_view(func, args, kwargs)
     impl = HANDLED.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
@@ -192,6 +194,25 @@ def array_function(self, func, types, args, kwargs):
         return LIKE[func](self, *args, **kwargs)
     name = f"{getattr(func, '__module__', None) or 'numpy'}.{func.__name__}"
     raise TypeError(f"dualgrad has no derivative rule for {name}{_HOW}")
+
+
+_FUNCTION_VIEWS = frozenset((np.transpose, np.swapaxes, np.reshape, np.ravel, np.squeeze))
+
+
+def _function_view(func, args, kwargs):
+    """``np.transpose(x)``, ``np.reshape(x, S)``...: the method's view of ``x``, so a write
+    through it reaches ``x`` as numpy's does (``np.transpose(out)[2, 1] = v``)."""
+    a, rest = args[0], args[1:]
+    if func is np.transpose:
+        axes = rest[0] if rest else kwargs.get("axes")
+        return a.transpose() if axes is None else a.transpose(tuple(axes))
+    if func is np.reshape:
+        if kwargs.get("copy"):  # a copy asked for: numpy's reshape, not a view
+            return HANDLED[np.reshape](*args, **kwargs)
+        shape = rest[0] if rest else kwargs.get("shape", kwargs.get("newshape"))
+        order = rest[1] if len(rest) > 1 else kwargs.get("order", "C")
+        return a.reshape(shape, order=order)
+    return getattr(a, func.__name__)(*rest, **kwargs)  # swapaxes, ravel, squeeze
 
 
 _HOW = ("; give the function that calls it a rule with dg.custom_jvp (one line: "
