@@ -185,12 +185,13 @@ class _Refs:
     the fused graph, the optimised graph and the kernels' regions share each ``Const``
     object again when read back, as regions key constants by identity)."""
 
-    __slots__ = ("sites", "consts", "table")
+    __slots__ = ("sites", "consts", "table", "values")
 
     def __init__(self, sites, consts=False):
         self.sites = sites  # writing: id(site) -> position; reading: the sites
         self.consts = {} if consts else None  # writing: id(const) -> position
         self.table = []  # writing: the Consts in order; reading: the Consts read back
+        self.values = {}  # writing: id(value) -> (position, value): one array, one copy
 
     def const(self, c):
         k = self.consts.get(id(c))
@@ -198,6 +199,9 @@ class _Refs:
             k = self.consts[id(c)] = len(self.table)
             self.table.append(c)
         return k
+
+    def value(self, v):
+        return self.values.setdefault(id(v), (len(self.values), v))[0]
 
 
 def _enc(v, sites=None):
@@ -587,8 +591,9 @@ def save(digest, raw, optimised, fused, copies, kernels, summary):
         ks = tuple((k.source, k.fn is not None, tuple(_enc(c) for c in k.casts),
                     _region(k.region, refs, len(optimised.ops)), _enc(k.seconds))
                    for k in kernels)
-        consts = tuple(_enc(c.value) for c in refs.table)
-        body = (head, tuple(sorted(copies)), ks, _enc(dict(summary)), graph, consts)
+        consts = tuple(refs.value(c.value) for c in refs.table)  # Consts sharing an array
+        values = tuple(_enc(v) for _, v in sorted(refs.values.values(), key=lambda kv: kv[0]))
+        body = (head, tuple(sorted(copies)), ks, _enc(dict(summary)), graph, consts, values)
         payload = marshal.dumps((digest, body))
     except Exception:  # noqa: BLE001  (Uncacheable, or anything odd: not filed)
         return
@@ -675,11 +680,12 @@ def load(digest, raw):
         saved, body = marshal.loads(payload)
         if saved != digest:
             return None
-        fused_enc, copies, ks, summary, optimised, consts = body
+        fused_enc, copies, ks, summary, optimised, consts, values = body
         if optimised is not None and optimised.__class__ is not bytes:
             raise ValueError("the optimised graph")
         refs = _Refs(_site_list(raw))
-        refs.table = [Const(_dec(c)) for c in consts]
+        values = [_dec(v) for v in values]
+        refs.table = [Const(_at(values, k)) for k in consts]
         kernels = []
         for src, used, casts, region, seconds in ks:
             if src.__class__ is not str:

@@ -37,7 +37,7 @@ class Compiled:
 
     __slots__ = ("raw", "fast_math", "passes", "exclude", "codegen", "_graph", "_summary",
                  "replay", "kernels", "fused", "finish", "kept", "lean", "_lock", "used",
-                 "_key", "_stored", "from_cache")
+                 "_key", "_stored", "from_cache", "_layout")
 
     def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True,
                  exclude=frozenset()):
@@ -59,6 +59,9 @@ class Compiled:
         self.kept, self.lean = keep_values, lean
         self.used = False  # replayed since the cache's last eviction pass (Jitted._evict)
         self._lock = threading.Lock()
+        # the inputs' memory layouts, which the build may read (buildcache's key): their
+        # values go now (``keep_values``), and shells have none
+        self._layout = tuple(_order(raw.ops[i].ans) for i in raw.inputs)
         if not keep_values:
             raw.drop_values()
 
@@ -66,32 +69,32 @@ class Compiled:
         with self._lock:  # threads meeting an unbuilt graph: one builds, the rest wait
             if self.replay != self._first:
                 return self.replay(*leaves)
-            if self.lean and self._load():  # built by an earlier process: no values needed
-                return self.replay(*leaves)
-            if self.kept:
+            raw, kept = self.raw, self.kept
+            if not (self.lean and self._load()):  # else built by an earlier process
+                if not kept:  # what recording computed, from these leaves, for the build
+                    vals = evaluate(raw, leaves)
+                    if vals is MISS:
+                        return MISS
+                    for op, v in zip(raw.ops, vals):
+                        if op.kind != "guard":
+                            op.ans = v
+                    self.kept = True
                 self._build()
-                return self.replay(*leaves)
-            vals = evaluate(self.raw, leaves)  # what recording computed, from these leaves
-            if vals is MISS:
-                return MISS
-            outs = []
-            for a in self.raw.outputs:  # never an alias of a leaf or a Const
-                v = vals[a] if a.__class__ is int else a.value
-                if _is_array(v) and not isinstance(v, np.generic) and (
-                        a.__class__ is Const or self.raw.ops[a].kind == "input"):
-                    v = v.copy()
-                outs.append(v)
-            for op, v in zip(self.raw.ops, vals):
-                if op.kind != "guard":
-                    op.ans = v
-            self.kept = True
-            self._build()
-            return outs
+            # The build's replay gives this call's result, as every later call's (a fused
+            # kernel may round apart from the primitives by an ulp: from the first replay
+            # on, built here or loaded, a jitted function computes one way).
+            out = self.replay(*leaves)
+            if kept or out is MISS:
+                return out
+            return [v.copy() if _is_array(v) and not isinstance(v, np.generic) and (
+                a.__class__ is Const or raw.ops[a].kind == "input") else v
+                for a, v in zip(raw.outputs, out)]  # never an alias of a leaf or a Const
 
     def _load(self):
         """Take the build from the build cache (buildcache.py) if it holds this graph's;
         else note the key, so that ``_build_graph`` files the build under it."""
-        options = (self.passes, tuple(sorted(self.exclude)), self.fast_math, self.codegen)
+        options = (self.passes, tuple(sorted(self.exclude)), self.fast_math, self.codegen,
+                   self._layout)
         collect = gc.isenabled()  # (as in ``_build``: a burst of objects that all stay)
         gc.disable()
         try:
@@ -105,9 +108,7 @@ class Compiled:
         self._stored, self._summary, self.kernels = built, built.summary, built.kernels
         self.from_cache = True
         self.replay = compile_graph(built.fused, copies=built.copies)
-        if self.kept:  # the recorded graph stays, values dropped: ``graph``'s fallback
-            self.raw.drop_values()
-        self.kept, self.fused = False, None
+        self.kept, self.fused, self.raw = False, None, None
         return True
 
     def _build(self):
@@ -159,11 +160,11 @@ class Compiled:
             if self._stored is not None:  # a build read back: its optimised graph
                 try:
                     self._graph = self._stored.graph()
-                except Exception:  # noqa: BLE001  (undecodable: the recorded graph is
-                    return self.raw  # as right, one primitive at a time)
-                finally:
-                    self._stored = None
-                self.raw = None
+                except Exception as e:  # a file whole and of this version: not expected
+                    raise RuntimeError("dg.jit: a build read from the build cache does not "
+                                       "decode its optimised graph (DUALGRAD_BUILD_CACHE=0 "
+                                       "turns the cache off)") from e
+                self._stored = None
                 return self._graph
             if not self.kept:
                 return self.raw
@@ -175,6 +176,13 @@ class Compiled:
         if self._summary is None:
             self._build()
         return self._summary
+
+
+def _order(v):
+    """An input's memory layout: "C", "F", "CF" (both), "" (neither), None (not an array)."""
+    if v.__class__ is not np.ndarray:
+        return None
+    return "C" * v.flags.c_contiguous + "F" * v.flags.f_contiguous
 
 
 def _first_leaf(out):
