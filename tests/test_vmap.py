@@ -299,3 +299,46 @@ def test_per_example_labels_index_under_vmap():
     want = np.stack([dg.grad(loss)(W, x, y) for x, y in zip(xs, ys)])
     np.testing.assert_allclose(got, want, rtol=1e-13)
     np.testing.assert_allclose(values, [loss(W, x, y) for x, y in zip(xs, ys)], rtol=1e-13)
+
+
+# x[idx] where idx's integer arrays differ per example: (the per-example shape of x, the
+# index with "L" for the per-example labels array and "M" for a shared array, labels' shape)
+LABEL_INDEXES = {
+    "s[y]": ((5,), ("L",), ()),
+    "E[ids]": ((6, 3), ("L",), (4,)),
+    "x[:, y]": ((3, 5), (slice(None), "L"), (2,)),
+    "x[y, :, 1]": ((5, 3, 4), ("L", slice(None), 1), (2,)),
+    "x[1, :, y] (separated)": ((3, 4, 5), (1, slice(None), "L"), (2, 2)),
+    "x[:, y, M]": ((2, 5, 6), (slice(None), "L", "M"), (3,)),
+    "x[M, y]": ((4, 5), ("M", "L"), (3,)),
+}
+
+
+@pytest.mark.parametrize("x_batched", [True, False])
+@pytest.mark.parametrize("name", LABEL_INDEXES)
+def test_batched_labels_gather_without_a_loop(name, x_batched):
+    xs, key, ls = LABEL_INDEXES[name]
+    rng = np.random.default_rng(11)
+    B = 3
+    n_lab = xs[key.index("L")] if "L" in key else None
+    labels = rng.integers(-n_lab, n_lab, (B,) + ls)  # negative labels too
+    shared = np.array([0, 3, 1]) % xs[key.index("M")] if "M" in key else None
+    X = rng.standard_normal(((B,) if x_batched else ()) + xs)
+
+    def f(x, y):
+        k = tuple(y if e == "L" else shared if e == "M" else e for e in key)
+        return np.sin(x[k]) * 2.0
+
+    loss = lambda x, y: np.sum(f(x, y) ** 2)  # noqa: E731
+    ax = 0 if x_batched else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BatchingFallbackWarning)  # the rule, not a loop
+        grads = dg.vmap(dg.grad(loss), in_axes=(ax, 0))(X, labels)  # x traced, shared
+        got, tangents = dg.vmap(lambda x, y: dg.jvp(lambda x: f(x, y), (x,),
+                                                    (np.cos(x),)), in_axes=(ax, 0))(X, labels)
+    for b in range(B):
+        x = X[b] if x_batched else X
+        np.testing.assert_allclose(got[b], f(x, labels[b]), rtol=1e-15)
+        np.testing.assert_allclose(grads[b], dg.grad(loss)(x, labels[b]), rtol=1e-14)
+        np.testing.assert_allclose(tangents[b], dg.jvp(lambda x: f(x, labels[b]), (x,),
+                                                       (np.cos(x),))[1], rtol=1e-14)

@@ -151,14 +151,95 @@ scatter_add = defprim(
 # getitem and scatter_add with the index arrays as arguments (Slots in ``idx`` say where):
 # dg.jit records an index array that is an argument of the jitted function this way, so a
 # replay takes the new indices (a training loop's labels) instead of guarding the old ones
+def _per_example_index(idx, arrays, dims, x_batched):
+    """dg.vmap of ``x[idx]`` whose index arrays (``arrays``, batched along ``dims``) differ
+    per example (a batch of labels): ``(idx', arrays', move)``, where ``x'[idx']`` (``x'``
+    with the batch axis in front when ``x_batched``) holds every example's result, the
+    batch axis at 0 once the advanced-index axes at 1.. are moved to ``move`` (numpy's
+    place for them in one example's result), or None where the index has None, Ellipsis or
+    a mask (those run once per example)."""
+    if any(k is None or k is Ellipsis or (k.__class__ is Slot and k.dtype == bool)
+           for k in idx):
+        return None
+    B = next(shape_of(a)[d] for a, d in zip(arrays, dims) if d is not None)
+    per = [shape_of(a)[:d] + shape_of(a)[d + 1:] if d is not None else shape_of(a)
+           for a, d in zip(arrays, dims)]
+    S = np.broadcast_shapes(*per)
+    new = [reshape(bfront(a, d), (B,) + (1,) * (len(S) - len(s)) + s) if d is not None
+           else a for a, d, s in zip(arrays, dims, per)]
+    idx = tuple(Slot(k.k, shape_of(new[k.k]), k.dtype) if k.__class__ is Slot else k
+                for k in idx)
+    pos = [i for i, k in enumerate(idx) if _is_adv(k) or isinstance(k, (int, np.integer))]
+    separated = pos[-1] - pos[0] + 1 != len(pos)
+    before = 0 if separated else sum(1 for k in idx[:pos[0]] if k.__class__ is slice)
+    if x_batched:  # every example its own x: a leading index arange(B) picks it
+        b = np.arange(B).reshape((B,) + (1,) * len(S))
+        new.append(b)
+        idx = (Slot(len(new) - 1, b.shape, b.dtype),) + idx
+        return idx, new, (before, len(S))  # (B, S..., rest...) -> (B, before, S, after)
+    return idx, new, (before, -1)  # (before, B, S, after): the batch axis to the front
+
+
+def _placed(r, move):
+    before, ns = move
+    n = ndim_of(r)
+    if ns < 0:  # x shared: numpy put (B, S...) after the ``before`` axes
+        return r if not before else transpose(
+            r, (before,) + tuple(range(before)) + tuple(range(before + 1, n)))
+    if not before:
+        return r
+    return transpose(r, (0,) + tuple(range(1 + ns, 1 + ns + before)) + tuple(range(1, 1 + ns))
+                     + tuple(range(1 + ns + before, n)))
+
+
+def _unplaced(v, move):
+    """The inverse of ``_placed``: an example-major value back in ``x'[idx']``'s layout."""
+    before, ns = move
+    n = ndim_of(v)
+    if not before:
+        return v
+    if ns < 0:
+        return transpose(v, tuple(range(1, before + 1)) + (0,) + tuple(range(before + 1, n)))
+    return transpose(v, (0,) + tuple(range(1 + before, 1 + before + ns))
+                     + tuple(range(1, 1 + before)) + tuple(range(1 + before + ns, n)))
+
+
+def _gather_batch(args, dims, idx):
+    x, arrays = args[0], args[1:]
+    if all(d is None for d in dims[1:]):
+        return _gather_batched(bfront(x, dims[0]), idx, 1, arrays), 0
+    made = _per_example_index(idx, arrays, dims[1:], dims[0] is not None)
+    if made is None:
+        return NotImplemented
+    idx, arrays, move = made
+    x = bfront(x, dims[0]) if dims[0] is not None else x
+    return _placed(gather(x, *arrays, idx=idx), move), 0
+
+
+def _scatter_batch(args, dims, idx, shape):
+    v, arrays = args[0], args[1:]
+    if all(d is None for d in dims[1:]):
+        return (_scatter_batched(bfront(v, dims[0]), idx, shape_of(v)[dims[0]:dims[0] + 1]
+                                 + tuple(shape), 1, arrays), 0)
+    made = _per_example_index(idx, arrays, dims[1:], True)
+    if made is None:
+        return NotImplemented
+    idx, arrays, move = made
+    B = shape_of(arrays[-1])[0]
+    if dims[0] is None:  # one v for every example
+        v = broadcast_to(v, (B,) + shape_of(v))
+    else:
+        v = bfront(v, dims[0])
+    return scatter(_unplaced(v, move), *arrays, idx=idx, shape=(B,) + tuple(shape)), 0
+
+
 gather = defprim(
     "gather", lambda x, *arrays, idx: x[_fill(idx, arrays)], dtype=arg_dtype(0),
     jvp=(lambda t, ans, x, *arrays, idx: _gather_batched(
         t, idx, ndim_of(t) - ndim_of(x), arrays),),
     vjp=(lambda g, ans, x, *arrays, idx: _scatter_batched(
         g, idx, batch_shape(g, ans) + shape_of(x), ndim_of(g) - ndim_of(ans), arrays),),
-    batch=lambda args, dims, idx: NotImplemented if any(d is not None for d in dims[1:])
-    else (_gather_batched(bfront(args[0], dims[0]), idx, 1, args[1:]), 0))
+    batch=_gather_batch)
 
 scatter = defprim(
     "scatter", lambda v, *arrays, idx, shape: _scatter_impl(v, _fill(idx, arrays), shape),
@@ -167,10 +248,7 @@ scatter = defprim(
         t, idx, batch_shape(t, v) + tuple(shape), ndim_of(t) - ndim_of(v), arrays),),
     vjp=(lambda g, ans, v, *arrays, idx, shape: _gather_batched(
         g, idx, ndim_of(g) - ndim_of(ans), arrays),),
-    batch=lambda args, dims, idx, shape: NotImplemented if any(
-        d is not None for d in dims[1:]) else (_scatter_batched(
-            bfront(args[0], dims[0]), idx, shape_of(args[0])[dims[0]:dims[0] + 1]
-            + tuple(shape), 1, args[1:]), 0))
+    batch=_scatter_batch)
 
 
 # ---------------------------------------------------------------------------
