@@ -342,3 +342,25 @@ def test_batched_labels_gather_without_a_loop(name, x_batched):
         np.testing.assert_allclose(grads[b], dg.grad(loss)(x, labels[b]), rtol=1e-14)
         np.testing.assert_allclose(tangents[b], dg.jvp(lambda x: f(x, labels[b]), (x,),
                                                        (np.cos(x),))[1], rtol=1e-14)
+
+
+def test_writes_with_per_example_indices_under_vmap():
+    """y[i] = v and y[i] += v with a batch of index arrays (repeated indices: the last
+    write wins, as numpy's): the values per example; the derivative is refused clearly."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((3, 4, 5))
+    idx = np.array([[1, 3, 1], [0, 0, 2], [4, 2, 4]])  # per example, with repeats
+
+    def write(x, i):
+        y = x * 1.0
+        y[:, i] = x[0, :3] * 2.0
+        y[1, i] += 1.0
+        return y
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BatchingFallbackWarning)
+        got = dg.vmap(write)(X, idx)
+        with pytest.raises(TypeError, match="per-example indices under dg.vmap"):
+            dg.vmap(dg.grad(lambda x, i: np.sum(write(x, i))))(X, idx)
+    for b in range(3):
+        np.testing.assert_allclose(got[b], write(X[b], idx[b]), rtol=1e-15)

@@ -45,7 +45,7 @@ def _index(idx):
     out = []
     for k in idx:
         if isinstance(k, Box):
-            if _recorded_integers(k):
+            if _value_index(k):  # dg.jit's labels, dg.vmap's per-example ones
                 out.append(ArgIndex.of(k))
                 continue
             v = _jit_index(k)

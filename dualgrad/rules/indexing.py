@@ -7,7 +7,7 @@ that is a value of the graph, a batch's labels, replays with its new values).
 import numpy as np
 
 from .. import backend
-from ..core.trace import raw_apply, unbox
+from ..core.trace import Box, raw_apply, unbox
 from .elementwise import add, where
 from .structure import broadcast_to, reshape, transpose
 from .table import (
@@ -303,10 +303,18 @@ def _winners(x, idx, arrays=()):
     as a node of the graph (``raw_apply``), so a replay computes it from the new indices."""
     if arrays:
         shape = shape_of(x)
+        raw = [unbox(a) for a in arrays]
+        if any(k.__class__ is Slot and (isinstance(raw[k.k], Box)
+                                        or shape_of(raw[k.k]) != k.shape) for k in idx):
+            raise TypeError(  # a batch of index arrays (dg.vmap's labels): one mask per
+                "dualgrad: the derivative of y[idx] = v with per-example indices under "  # ex.
+                "dg.vmap is not supported yet (which write wins where indices repeat "
+                "differs per example); differentiate inside a Python loop over examples, "
+                "or write y = y + np.where(np.arange(n) == i, v - y, 0.0) with a scalar i")
 
         def winners(*a):
             return _winner_mask(shape, _fill(idx, a))
-        return raw_apply(winners, *(unbox(a) for a in arrays))
+        return raw_apply(winners, *raw)
     if _basic(idx) or not any(_is_adv(k) and k.dtype != bool for k in idx):
         return None
     win = _winner_mask(shape_of(x), idx)
@@ -412,8 +420,8 @@ class ArgIndex(np.ndarray):
 
     @staticmethod
     def of(box):
-        raw = unbox(box)
-        k = np.broadcast_to(np.zeros((), raw.dtype), raw.shape).view(ArgIndex)
+        raw = unbox(box)  # the shape is the box's own: one example's under dg.vmap
+        k = np.broadcast_to(np.zeros((), raw.dtype), shape_of(box)).view(ArgIndex)
         k.box = box
         return k
 
