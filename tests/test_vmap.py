@@ -364,3 +364,22 @@ def test_writes_with_per_example_indices_under_vmap():
             dg.vmap(dg.grad(lambda x, i: np.sum(write(x, i))))(X, idx)
     for b in range(3):
         np.testing.assert_allclose(got[b], write(X[b], idx[b]), rtol=1e-15)
+
+
+def test_masks_under_vmap_and_clear_refusals():
+    """A batch of masks takes numpy's operators (np.nanmean's ~mask); the sorting
+    statistics under vmap are refused naming the loop to write instead."""
+    X = np.random.default_rng(6).standard_normal((3, 5))
+    Xn = np.where(X > 1.0, np.nan, X)
+    np.testing.assert_allclose(dg.vmap(np.nanmean)(Xn), np.nanmean(Xn, axis=1), rtol=1e-15)
+    m = X > 0
+    np.testing.assert_array_equal(dg.vmap(lambda a, b: ~a | (b & a) ^ b)(m, ~m),
+                                  ~m | (~m & m) ^ ~m)
+    g = dg.vmap(dg.grad(lambda x: np.nanmean(np.where(x > 1.0, np.nan, x) ** 2)))(X)
+    for b in range(3):
+        np.testing.assert_allclose(
+            g[b], dg.grad(lambda x: np.nanmean(np.where(x > 1.0, np.nan, x) ** 2))(X[b]),
+            rtol=1e-14)
+    for f in (np.median, lambda x: np.quantile(x, 0.3), dg.grad(np.median)):
+        with pytest.raises(TypeError, match="under dg.vmap is not supported yet"):
+            dg.vmap(f)(X)

@@ -67,7 +67,12 @@ def _quantile(a, q, axis, keepdims, method, skip_nan, fname):
         return _empty_quantile(a, rq, axes, keepdims, fname)
     a2 = reshape(P.transpose(a, axes=tuple(keep + axes)), kshape + (m,))
     P.no_lazy_form(a2, f"np.{fname}", "it sorts along the axis (dask has no lazy sort)")
-    raw = np.asarray(unbox(a2))
+    raw = unbox(a2)
+    if isinstance(raw, Box) or np.shape(raw) != _shape(a2):  # dg.vmap: a batch of rows
+        raise TypeError(f"dualgrad: np.{fname} under dg.vmap is not supported yet (it "
+                        "sorts each example's values); compute it in a Python loop over "
+                        "the examples and np.stack the results")
+    raw = np.asarray(raw)
     nan = np.isnan(raw)
     s = take_along_axis(a2, np.argsort(raw, axis=-1), -1)  # nans sort last
     count = np.sum(~nan, axis=-1, keepdims=True) if skip_nan else np.full(kshape + (1,), m)

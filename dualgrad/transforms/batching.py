@@ -265,6 +265,15 @@ class BatchBox(ArrayBox):
             return _nondiff(ufunc, inputs, kw)
         return _array_ufunc(self, ufunc, method, *inputs, **kw)
 
+    # a batch of masks or integers: numpy's operators, per example (np.nanmean's ~mask)
+    __invert__ = lambda self: np.invert(self)  # noqa: E731
+    __and__ = lambda self, o: np.bitwise_and(self, o)  # noqa: E731
+    __rand__ = lambda self, o: np.bitwise_and(o, self)  # noqa: E731
+    __or__ = lambda self, o: np.bitwise_or(self, o)  # noqa: E731
+    __ror__ = lambda self, o: np.bitwise_or(o, self)  # noqa: E731
+    __xor__ = lambda self, o: np.bitwise_xor(self, o)  # noqa: E731
+    __rxor__ = lambda self, o: np.bitwise_xor(o, self)  # noqa: E731
+
     def __array_function__(self, func, types, args, kwargs):
         if func in _WHOLE and kwargs.get("axis") is None and len(args) == 1:
             return func(unbox(self.value))  # rules' "is there any ... at all?"
