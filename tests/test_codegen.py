@@ -9,6 +9,7 @@ sums to a bound on the reordering.
 """
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -255,7 +256,8 @@ def test_padded_cotangents_are_read_in_place():
     lo = jh.lower((x,), (v,))  # a cached signature keeps no fused graph: lower's does
     assert lo.after.count("scatter_add") > 0 and lo.fused.count("scatter_add") == 0
     comp = next(c for cs in jh._cache.values() for c in cs)
-    assert any(" if " in k.source and "- 1]" in k.source for k in comp.kernels)
+    # read (or recomputed: regions._chain) at shifted indices, tested at the edges
+    assert any(" if " in k.source and re.search(r"- 1,?\]", k.source) for k in comp.kernels)
 
 
 def test_threaded_loops_agree_with_serial():
