@@ -43,6 +43,9 @@ CASES = {
     "shares_memory": (np.shares_memory, (X, Y)), "can_cast": (np.can_cast, (X, np.float32)),
     "min_scalar_type": (np.min_scalar_type, (X,)),
     "argpartition": (lambda x: np.argpartition(x, 2), (X,)),
+    "unravel_index": (lambda x: np.unravel_index(np.argmax(x), (2, 2)), (X,)),
+    "ravel_multi_index": (lambda x: np.ravel_multi_index((np.argmax(x) // 2, 1), (2, 2)),
+                          (X,)),
     # ufuncs
     "greater": (np.greater, (X, Y)), "greater_equal": (np.greater_equal, (X, Y)),
     "less": (np.less, (X, Y)), "less_equal": (np.less_equal, (X, Y)),
@@ -83,6 +86,7 @@ COVERS = {  # the numpy function each case audits
        if name.startswith(("bincount", "histogram", "unique"))},
     "empty_like": np.empty_like, "full_like_plain": np.full_like, "full": np.full,
     "lexsort": np.lexsort, "argpartition": np.argpartition,
+    "unravel_index": np.unravel_index, "ravel_multi_index": np.ravel_multi_index,
 }
 
 

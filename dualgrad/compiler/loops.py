@@ -155,17 +155,19 @@ class Loop:
             self.interior.extend(shifted_load(j, ops, region, how, loop, target, True))
             names[a] = f"y{j}"
         self.peel = _peel(region, d) if not self.inner else None
-        for k, a in enumerate(region.inputs):  # strided inputs copied once, then read
-            v = value_of(ops, region.source(a))  # in vector loops
+        strided = []  # inputs copied once to contiguous arrays, then read in vector loops
+        for k, a in enumerate(region.inputs):
+            v = value_of(ops, region.source(a))
             if self.reads[k] in ("each", "pad", "shifted") and v.__class__ is np.ndarray \
                     and v.ndim > 1 and not v.flags.c_contiguous and d:
-                p = self.params[k]
-                line = target.contiguous(p)  # a new name: numba types it C-contiguous
+                line = target.contiguous(self.params[k])  # a new name: numba types it C
                 if line is not None:
-                    self.pre.append(f"{p}c = {line}")
-                    read = re.compile(rf"\b{p}\[")
-                    self.loads = [read.sub(f"{p}c[", s) for s in self.loads]
-                    self.interior = [read.sub(f"{p}c[", s) for s in self.interior]
+                    self.pre.append(f"{self.params[k]}c = {line}")
+                    strided.append(self.params[k])
+        if strided:  # one pass over the reads (a rolled region has thousands)
+            read = re.compile(rf"\b({'|'.join(strided)})\[")
+            self.loads = [read.sub(r"\1c[", s) for s in self.loads]
+            self.interior = [read.sub(r"\1c[", s) for s in self.interior]
         self.names = dict(names)  # the inputs' sources (roll.py writes its own body)
         self.stored, self.reductions = {}, []
         if straight:  # else the caller writes the body (``write``, or roll.py's)
