@@ -130,7 +130,8 @@ def _through_functions(w, make):  # np.transpose(out), np.reshape(out, S): views
     return np.sum(out * np.arange(1.0, 7.0).reshape(2, 3))
 
 
-CASES = [_through_functions, _view_kept_across_shape_set, _chained, _row_slice_write, _row_inplace_op, _view_sees_base_write,
+CASES = [_through_functions, _view_kept_across_shape_set, _chained, _row_slice_write,
+         _row_inplace_op, _view_sees_base_write,
          _view_write_keeps_base_write, _view_of_view, _view_of_view_sees_base_writes,
          _chained_add, _through_transpose,
          _through_reshape, _flatten_is_a_copy]
