@@ -186,3 +186,18 @@ def test_the_garbage_collector_is_paused_while_transforms_run_and_back_after():
         assert not gc.isenabled()  # it was off: it stays off
     finally:
         gc.enable()
+
+
+def test_hand_made_duals_on_threads_leave_tracing_off():
+    """Hand-made Duals share one root trace that records while any of them lives; threads
+    making and dropping them at once must count it right, or tracing stays on for good
+    (every later call taking the traced paths)."""
+    import gc
+
+    def work(k):
+        for i in range(3000):
+            d = dg.Dual(float(i), 1.0)
+            _ = (d * (k + 1.0)).tangent
+    run_threads(work)
+    gc.collect()
+    assert not dg.core.tracing()

@@ -13,6 +13,8 @@ one pass then computes k directional derivatives.
     5.5
 """
 
+import threading
+
 import numpy as np
 
 from ..core.trace import Box, Trace
@@ -94,15 +96,20 @@ class RootTrace(JVPTrace):
         self.live = 0
         self.finish()
 
-    def hold(self):
-        if self.live == 0:
-            Trace.__init__(self, level=0)
-        self.live += 1
+    def hold(self):  # Duals are made and collected on any thread: counted under a lock
+        with _ROOT_LOCK:  # (re-entrant: a collection inside may release another)
+            if self.live == 0:
+                Trace.__init__(self, level=0)
+            self.live += 1
 
     def release(self):
-        self.live -= 1
-        if self.live == 0:
-            self.finish()
+        with _ROOT_LOCK:
+            self.live -= 1
+            if self.live == 0:
+                self.finish()
+
+
+_ROOT_LOCK = threading.RLock()
 
 
 _ROOT = RootTrace()
