@@ -42,7 +42,8 @@ import re
 
 import numpy as np
 
-from .regions import FLOATS, REDUCTIONS, info, input_key, is_array, is_array_const, value_of
+from .regions import FLOATS, REDUCTIONS, input_key, is_array, is_array_const, value_of
+from .regions import dtype as dtype_of
 
 
 class Target:
@@ -242,11 +243,6 @@ def _literal(v, dtype):
     if dtype == np.dtype(np.float32):
         return f"np.float32({text})"
     return text
-
-
-def dtype_of(v):
-    i = info(v)
-    return None if i is None else i[1]
 
 
 def _const_dtype(op, ops):

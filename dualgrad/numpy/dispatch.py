@@ -183,8 +183,8 @@ def array_function(self, func, types, args, kwargs):
     """``ArrayBox.__array_function__``: ``np.sum(x)``, ``np.linalg.solve(a, x)``..."""
     if not self._trace.active:
         check_live(self, func.__name__)
-    if func in _FUNCTION_VIEWS and args and args[0] is self:  # np.transpose(x): x's view
-        return _function_view(func, args, kwargs)
+    if func in FUNCTION_VIEWS and args and args[0] is self:  # np.transpose(x): x's view
+        return function_view(func, args, kwargs)
     impl = HANDLED.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
@@ -196,10 +196,10 @@ def array_function(self, func, types, args, kwargs):
     raise TypeError(f"dualgrad has no derivative rule for {name}{_HOW}")
 
 
-_FUNCTION_VIEWS = frozenset((np.transpose, np.swapaxes, np.reshape, np.ravel, np.squeeze))
+FUNCTION_VIEWS = frozenset((np.transpose, np.swapaxes, np.reshape, np.ravel, np.squeeze))
 
 
-def _function_view(func, args, kwargs):
+def function_view(func, args, kwargs):
     """``np.transpose(x)``, ``np.reshape(x, S)``...: the method's view of ``x``, so a write
     through it reaches ``x`` as numpy's does (``np.transpose(out)[2, 1] = v``)."""
     a, rest = args[0], args[1:]

@@ -73,7 +73,7 @@ from ..core.trace import OBJECTS, Box
 from . import creation  # noqa: F401  (registers LIKE and HANDLED first)
 from .box import ArrayBox
 from .creation import IN_PLACE, write_in_place
-from .dispatch import HANDLED, LIKE
+from .dispatch import FUNCTION_VIEWS, HANDLED, LIKE, function_view
 from .elementwise import astype
 from .indexing import _index
 from .inplace import WHOLE_VIEWS, Whole, refusal, scattered, whole
@@ -372,9 +372,8 @@ class Preallocated(ArrayBox):
     def __array_function__(self, func, types, args, kwargs):
         out = kwargs.get("out")
         traced = _traced(_deep(args)) or _traced(_deep(tuple(kwargs.values())))
-        name = _FUNCTION_VIEWS.get(func)
-        if name is not None and args and args[0] is self:  # np.transpose(out): a view
-            return getattr(self, name)(*args[1:], **kwargs)  # of out, as out.transpose()
+        if func in FUNCTION_VIEWS and args and args[0] is self:  # np.transpose(out): a
+            return function_view(func, args, kwargs)  # view of out, as out.transpose()
         if traced and func in IN_PLACE and args and args[0].__class__ is Preallocated:
             return write_in_place(func, args[0], _deep(args[1:]), {
                 k: _deep(v) for k, v in kwargs.items()})
@@ -390,10 +389,6 @@ class Preallocated(ArrayBox):
 # ---------------------------------------------------------------------------
 # np.zeros & co. while a transform runs
 # ---------------------------------------------------------------------------
-
-#: numpy functions whose result is the method's view: np.transpose(out) is out.transpose()
-_FUNCTION_VIEWS = {np.transpose: "transpose", np.swapaxes: "swapaxes", np.reshape: "reshape",
-                   np.ravel: "ravel", np.squeeze: "squeeze"}
 
 _local = threading.local()
 _lock = threading.Lock()
