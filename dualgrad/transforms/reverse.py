@@ -24,9 +24,24 @@ from ..core import buffers
 from ..core.trace import Box, Trace, kept, thaw, tracing, unlift
 from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
-from ..rules import SCALARS, add, fit_cotangent, getitem, index_set, shape_of, unbroadcast
+from ..rules import SCALARS, getitem, index_set
 from .forward import push_tangents
 from .slices import LAZY, Blocks, Masked, add_block, dense, merge_lazy, split_index_set
+from .steps import (  # noqa: F401  (accumulate, cotangent: teach/tracetable.py's)
+    _NONE,
+    _accumulate_in_place,
+    _covered,
+    _getitem_into,
+    _getitem_into_blocks,
+    _in_place,
+    _index_set_into,
+    _merge_all,
+    _one_element,
+    _v_part,
+    accumulate,
+    cotangent,
+    fit,
+)
 
 
 class Entry:
@@ -107,274 +122,6 @@ def _overwritten(shape, dtype):
 
 
 _OVERWRITTEN = {}
-
-
-# -- one reverse step: what an entry sends to one of its arguments -------------------------
-
-def cotangent(e, argnum, g, nb, raw, take_local=False):
-    """The cotangent entry ``e`` sends to its argument ``argnum`` given its own cotangent
-    ``g`` (with ``nb`` leading batch axes): f'(x) * g for a fused row on raw values (into
-    f'(x)'s own buffer with ``take_local``: a sweep that will not come back), else the
-    row's VJP rule; broadcasting undone, in the argument's dtype."""
-    d = e.local if raw else None
-    if d is not None:  # a fused unary row: one multiply
-        if take_local and g.__class__ is np.ndarray and g.shape == d.shape \
-                and g.dtype == d.dtype:
-            e.local = None
-            return np.multiply(g, d, out=d)
-        return np.multiply(g, d)
-    rules = e.prim.vjp
-    rule = rules[argnum] if rules is not None else None
-    if rule is None:
-        raise TypeError(f"{e.prim.name!r} is not differentiable with respect to argument "
-                        f"{argnum} (no VJP rule)")
-    args = e.args
-    c = rule(g, e.ans, *args, **e.kw) if e.kw else rule(g, e.ans, *args)
-    x = args[argnum]
-    cc = c.__class__
-    if cc is x.__class__:  # the common cases, nothing to fit: said here, not in a call
-        if cc is np.ndarray:
-            if c.dtype is x.dtype and c.shape == x.shape:
-                return c
-        elif cc in SCALARS:
-            return c
-    return fit(c, x, e.prim.bcast, nb)
-
-
-_NUMBERS = frozenset((float, int, bool))  # weakly typed, like numpy's own Python scalars
-
-
-def fit(c, x, bcast, nb):
-    """Cotangent ``c`` of argument ``x`` at x's shape (a broadcasting row sums it back)
-    and in x's dtype (real for real x; float32 stays float32)."""
-    cc, xc = c.__class__, x.__class__
-    if cc in SCALARS and xc in SCALARS:  # numbers: only a dtype can need fitting
-        if cc is xc or (xc in _NUMBERS and cc is not complex):
-            return c
-        return fit_cotangent(c, x)
-    if bcast:
-        c = unbroadcast(c, shape_of(x), nb)
-    if c.__class__ is np.ndarray and xc is np.ndarray:
-        return c if c.dtype is x.dtype else fit_cotangent(c, x)
-    if isinstance(c, Box) and isinstance(x, Box) and _same_kind(c.value, x.value):
-        return c  # higher order: one level down they already agree
-    return fit_cotangent(c, x)
-
-
-def _same_kind(c, x):
-    """Raw values of one dtype (or a number against a weakly typed Python number)."""
-    cc, xc = c.__class__, x.__class__
-    if cc is np.ndarray:
-        return xc is np.ndarray and c.dtype is x.dtype
-    return cc in SCALARS and (cc is xc or (xc in _NUMBERS and cc is not complex))
-
-
-def accumulate(cts, j, c):
-    """``cts[j] += c`` (a new value: cotangents may be shared)."""
-    prev = cts[j]
-    if prev is None:
-        cts[j] = c
-    elif prev.__class__ in SCALARS and c.__class__ in SCALARS:
-        cts[j] = prev + c
-    else:
-        cts[j] = add(prev, c)
-
-
-# -- the first-order sweep's allocation (core/buffers.py) --------------------------------
-# Each helper counts the references it knows of before it writes into an array with
-# buffers.free(); anything else holding the array vetoes it.  The sweep's loop holds ``g``,
-# ``c`` and the entry ``e``; a one-shot sweep has already dropped the entry from the list,
-# so its result is held by ``e.ans`` and the helper's local alone when it is dead.
-
-def _in_place(e, argnum, g, last, dead):
-    """The cotangent of argument ``argnum`` exactly as the row's rule computes it, written
-    into a buffer nobody else holds; ``None`` to use the rule.
-
-    The row's ``forms`` (rules/table.py ``vjp_of``) say what its rule computes: ``g``,
-    ``-g``, ``g * f(ans, *args)`` or ``g / f(ans, *args)``; here the same ``f`` is called
-    and the one multiply or divide is written in place.  ``g`` may be written only when
-    ``last`` (no later argument of this entry needs it); the entry's result only when
-    ``dead`` (a one-shot sweep's last argument of it)."""
-    prim = e.prim
-    how = prim.forms
-    if how is None or how[1] is not prim.vjp or e.kw or g.__class__ is not np.ndarray \
-            or g.dtype.kind != "f" or g.nbytes < buffers.LARGE:
-        return None  # no such rule (or it was replaced), or nothing to gain
-    form, vals, ans = how[0][argnum], e.args, e.ans
-    if form == "id":
-        return g
-    if form == "neg":
-        if last and buffers.free(g, 2):
-            return np.negative(g, out=g)
-        return np.negative(g, out=buffers.take(g.shape, g.dtype))
-    kind, f = form
-    d = f(ans, *vals)
-    dc = d.__class__
-    if dc is np.ndarray:
-        if d.dtype.kind != "f":
-            return None
-        rd = g.dtype if d.dtype == g.dtype else np.result_type(g, d)
-        rs = g.shape if d.shape == g.shape else np.broadcast_shapes(g.shape, d.shape)
-    elif dc is float or dc is int:
-        rd, rs = g.dtype, g.shape
-    else:
-        return None
-    op = np.divide if kind == "div" else np.multiply
-    if dc is np.ndarray and d is not ans and d is not g and d.shape == rs and d.dtype == rd \
-            and all(d is not v for v in vals) and buffers.free(d, 1):
-        return op(g, d, out=d)  # f(ans, *args) was a fresh temporary: it takes the result
-    if dead and d is not g and ans.__class__ is np.ndarray and ans.shape == rs \
-            and ans.dtype == rd and buffers.free(ans, 2 + (d is ans)):
-        return op(g, d, out=ans)
-    if last and d is not g and g.shape == rs and g.dtype == rd and buffers.free(g, 2):
-        return op(g, d, out=g)
-    return op(g, d, out=buffers.take(rs, rd))
-
-
-def _accumulate_in_place(cts, j, c):
-    """``cts[j] += c`` without a fresh array where one of them is free (``c`` is also held
-    by the sweep's loop)."""
-    prev = cts[j]
-    if prev.__class__ is np.ndarray and c.__class__ is np.ndarray \
-            and prev.dtype.kind == "f" and c.dtype.kind == "f" \
-            and max(prev.nbytes, c.nbytes) >= buffers.LARGE and buffers.pays(prev):
-        rd = prev.dtype if prev.dtype == c.dtype else np.result_type(prev, c)
-        rs = prev.shape if prev.shape == c.shape else np.broadcast_shapes(prev.shape, c.shape)
-        if prev.shape == rs and prev.dtype == rd and buffers.free(prev, 2):
-            np.add(prev, c, out=prev)
-        elif c.shape == rs and c.dtype == rd and buffers.free(c, 2):
-            cts[j] = np.add(prev, c, out=c)
-        else:
-            cts[j] = np.add(prev, c, out=buffers.take(rs, rd))
-    else:
-        prev = None
-        accumulate(cts, j, c)
-
-
-# -- index rows: slices of a cotangent (transforms/slices.py keeps them slice by slice) -----
-# ``x[:, t, :]`` sends x a cotangent of x's full shape that is zero outside the slice: over
-# a loop of T steps the rule's form (zeros + write, then an add) costs T full-size arrays.
-# A first-order sweep whose cotangent for x is already a whole array only it holds adds
-# the slice into it in place.
-
-_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
-
-
-def _basic(idx):
-    """Whether a normalised index (a tuple) holds no arrays: each position names one
-    target element once, and ``a[idx]`` of an array with dimensions left is a view."""
-    for k in idx:
-        if k.__class__ not in _BASIC:
-            return False
-    return True
-
-
-def _getitem_into(cts, j, e, g):
-    """getitem's cotangent added in place into ``cts[j]``, a whole array only the sweep
-    holds, at the index: what the rule's scatter-add and the accumulation compute,
-    without the full-size temporary.  False to use the rule."""
-    kw = e.kw
-    if not kw or len(e.args) != 1 or (idx := kw.get("idx")).__class__ is not tuple:
-        return False  # getitem(x, idx) by position: the rule
-    x, prev = e.args[0], cts[j]
-    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or not _basic(idx) \
-            or prev.__class__ is not np.ndarray or prev.dtype is not g.dtype \
-            or prev.shape != x.shape or not buffers.free(prev, 2):
-        return False  # a shared cotangent (or another kind): the rule's new array
-    part = prev[idx]
-    if part.shape != g.shape:
-        return False
-    if part.__class__ is np.ndarray:
-        np.add(part, g, out=part)  # a view: into prev
-    else:
-        prev[idx] = part + g  # one element
-    return True
-
-
-_F64 = np.dtype(np.float64)
-
-
-def _getitem_into_blocks(b, e, g):
-    """getitem's cotangent added into the ``dense`` part of the Blocks ``b`` (a slice that
-    overlaps one of its blocks: ``w[f]`` read once per output in a loop), in place where
-    only ``b`` holds it: what the rule's scatter into zeros and the add compute, without
-    the temporaries.  False to use the rule."""
-    kw = e.kw
-    if not kw or len(e.args) != 1 or (idx := kw.get("idx")).__class__ is not tuple:
-        return False
-    x = e.args[0]
-    gc = g.__class__
-    if x.__class__ is not np.ndarray or b.shape != x.shape or b.dtype is not x.dtype \
-            or not (g.dtype is x.dtype if gc is np.ndarray else (
-                (gc is float or gc is np.float64) and x.dtype is _F64)) or not _basic(idx):
-        return False
-    d = b.dense
-    if d is None:
-        d = np.zeros(x.shape, x.dtype)
-        if shape_of(d[idx]) != shape_of(g):
-            return False
-        d[idx] = g  # the rule's scatter, as it is
-        b.dense = d
-        return True
-    if d.__class__ is not np.ndarray or d.dtype is not x.dtype or d.shape != x.shape \
-            or not buffers.free(d, 2):
-        return False
-    part = d[idx]
-    if shape_of(part) != shape_of(g):
-        return False
-    if part.__class__ is np.ndarray:
-        np.add(part, g, out=part)  # a view: into d
-    else:
-        d[idx] = part + g  # one element
-    return True
-
-
-def _index_set_into(cts, e, g, merge):
-    """index_set's cotangents on a first-order sweep where ``g`` is a whole array only
-    the sweep holds and the index is basic (``out[n, f, i, j] = v`` in a loop): v's is
-    the rule's (a copy where it is a view of g), and x's, the rule's copy of g with zeros
-    at the index, is g itself with those zeros written in.  False to use the rules."""
-    kw = e.kw
-    if not kw or len(e.args) != 2 or (idx := kw.get("idx")).__class__ is not tuple:
-        return False
-    x = e.args[0]
-    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape \
-            or not _basic(idx) or not buffers.free(g, 2):
-        return False
-    cv = None
-    for argnum, _ in e.parents:
-        if argnum == 1:  # read before g's zeros are written
-            cv = cotangent(e, 1, g, 0, True)
-            if cv.__class__ is np.ndarray and np.may_share_memory(cv, g):
-                cv = cv.copy()
-    cs = []
-    for argnum, _ in e.parents:
-        if argnum == 0:
-            g[idx] = 0.0
-            cs.append(g)
-        else:
-            cs.append(cv)
-    _merge_all(cts, e.parents, cs, merge)
-    return True
-
-
-def _v_part(e, nb, raw):
-    """index_set's rule for its ``v`` on a given cotangent (slices.split_index_set)."""
-    return lambda base: cotangent(e, 1, base, nb, raw)
-
-
-def _merge_all(cts, parents, cs, merge):
-    """Each parent's cotangent from ``cs`` into ``cts``."""
-    for (_, j), c in zip(parents, cs):
-        prev = cts[j]
-        if prev is None:
-            cts[j] = c
-        elif prev.__class__ in LAZY or c.__class__ in LAZY:
-            prev = None
-            merge_lazy(cts, j, c, merge)
-        else:
-            prev = None
-            merge(cts, j, c)
 
 
 class Tape(Trace):
@@ -593,13 +340,16 @@ class Tape(Trace):
                 cts[i] = None
             if p is getitem and len(e.parents) == 1:  # a slice: into x's cotangent
                 j = e.parents[0][1]
-                if cts[j] is None or cts[j].__class__ in LAZY:
-                    if add_block(cts, j, e, g) or (fast and cts[j].__class__ is Blocks
-                                                   and _getitem_into_blocks(cts[j], e, g)):
+                bc = cts[j].__class__  # (no local holds cts[j]: the helpers count references)
+                if bc is _NONE or bc in LAZY:
+                    if not (bc is Blocks and _covered(cts[j])) and add_block(cts, j, e, g):
+                        continue
+                    if fast and cts[j].__class__ is Blocks \
+                            and _getitem_into_blocks(cts[j], e, g):
                         continue
                 elif fast and g.__class__ is np.ndarray and _getitem_into(cts, j, e, g):
                     continue
-            elif p is index_set and not keep \
+            elif p is index_set and not keep and not _one_element(e) \
                     and (cs := split_index_set(e, g, _v_part(e, nb, raw))) is not None:
                 _merge_all(cts, e.parents, cs, merge)
                 cs = None
