@@ -3,7 +3,8 @@
     python -m bench.dask_graph_figure                 # writes docs/assets/dask-task-graphs.svg
     python -m bench.dask_graph_figure --out x.png     # any format matplotlib writes
     python -m bench.dask_graph_figure --text          # no figure: the operations each
-                                                      # task of chunk 0 runs, both graphs
+                                                      # task of chunk 0 runs, in dualgrad's
+                                                      # graph, dg.jit's and the hand-written
 
 Issue 25, item 5.  The logistic loss and its gradient (``bench.dask_cases``) on a small
 problem, 400 rows x 3 features in 4 row chunks: left, ``dg.value_and_grad(loss)(w, X, y)``
@@ -99,12 +100,36 @@ def operations(task, out=None):
     return out
 
 
-def chunk_tasks(graph):
-    """(name, operations) of each task that works on chunk 0 (its key's indices all 0)."""
+def subgraph_nodes(task):
+    """The nodes of a fused task's subgraph, its operations and its inputs (chunks, and
+    each constant operand an operation was given as an array): dask orders them
+    (``dask.order``) at every run of the task, a cost that grows with their number; 1 for
+    a task of one operation."""
+    if getattr(getattr(task, "func", None), "__name__", "") != "_execute_subgraph":
+        return 1
+    inner = task.args[0]
+    return len(getattr(inner, "value", inner)) + len(task.args[2])
+
+
+def chunk_tasks(graph, nodes=False):
+    """(name, operations) of each task that works on chunk 0 (its key's indices all 0);
+    with ``nodes``, (name, operations, :func:`subgraph_nodes`)."""
     from dask.utils import key_split  # optional: dask is an extra
-    return [(key_split(k[0]), operations(t)) for k, t in graph.items()
+    return [(key_split(k[0]), operations(t)) + ((subgraph_nodes(t),) if nodes else ())
+            for k, t in graph.items()
             if type(t).__name__ == "Task" and isinstance(k, tuple) and len(k) > 1
             and not any(k[1:])]
+
+
+def graphs():
+    """(title, scheduled graph) of the loss and gradient: dualgrad's, dg.jit's replay (its
+    second call) and the hand-written one, on :func:`problem`."""
+    w, X, y = problem()
+    jitted = dg.jit(dg.value_and_grad(loss))
+    jitted(w, X, y)
+    return (("dualgrad", scheduled_graph(*dg.value_and_grad(loss)(w, X, y))),
+            ("dualgrad jit (replay)", scheduled_graph(*jitted(w, X, y))),
+            ("hand-written", scheduled_graph(*hand_dask(w, X, y))))
 
 
 def describe(graph):
@@ -231,13 +256,12 @@ def main(argv=None):
     ap.add_argument("--text", action="store_true", help="print each chunk's operations")
     args = ap.parse_args(argv)
     if args.text:
-        w, X, y = problem()
-        for title, graph in (("dualgrad", scheduled_graph(*dg.value_and_grad(loss)(w, X, y))),
-                             ("hand-written", scheduled_graph(*hand_dask(w, X, y)))):
+        for title, graph in graphs():
             tasks = sum(type(t).__name__ not in ("DataNode",) for t in graph.values())
-            print(f"{title}: {tasks} tasks; chunk 0's:")
-            for name, ops in chunk_tasks(graph):
-                print(f"  {name}: {' '.join(ops) or '(one operation)'}")
+            print(f"{title}: {tasks} tasks; chunk 0's (operations; nodes dask orders at "
+                  "each run):")
+            for name, ops, nodes in chunk_tasks(graph, nodes=True):
+                print(f"  {name}: {' '.join(ops) or '(one operation)'}; {nodes}")
         return
     out, (ours, hand) = figure(args.out)
     print(f"{out}: dualgrad {ours} tasks, hand-written {hand} tasks")

@@ -310,6 +310,14 @@ CASES += [  # the FFT rows (rules/fft.py)
     _fft_case("irfft", 2, n=7, axis=-1, norm="ortho"),
 ]
 
+_SHARE = np.random.default_rng(25)  # (its own draws: the cases above keep theirs)
+CASES += [  # logaddexp's share on dask arrays, a row of its own (rules/elementwise.py)
+    Case("logaddexp_share", P.TABLE["logaddexp_share"], _SHARE.standard_normal((3, 4)),
+         _SHARE.standard_normal((3, 4))),
+    Case("logaddexp_share", P.TABLE["logaddexp_share"], _SHARE.standard_normal((3, 4)),
+         _SHARE.standard_normal(4)),
+]
+
 ALL = list(elementwise_cases()) + CASES
 
 

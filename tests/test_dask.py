@@ -492,3 +492,58 @@ def test_graph_listing_names_each_chunks_operations():
     # would leave unfused (a subgraph nested in the task), and no pass for -g
     assert "[nested]" not in grad and "full_like" not in grad and "neg" not in grad
     assert len(tasks) == len(fig.chunk_tasks(fig.scheduled_graph(*fig.hand_dask(w, X, y))))
+
+
+def test_jit_replay_runs_eagers_tasks():
+    """dg.jit's replay on dask is eager's graph, task for task and node for node (nothing
+    slower under dg.jit than eager): the share is one row (``logaddexp_share``), recorded
+    and replayed as its kernel, and the seed a number, not a broadcast constant; the
+    gradient's task orders no more nodes than the hand-written one's at each run (the
+    share's scalar operand and dtype are not inputs of its layer)."""
+    (_, ours), (_, jit), (_, hand) = fig.graphs()
+    eager = sorted(fig.chunk_tasks(ours, nodes=True))
+    assert sorted(fig.chunk_tasks(jit, nodes=True)) == eager
+    grad = next(t for t in eager if "share_chunk" in t[1])
+    hand_grad = next(t for t in fig.chunk_tasks(hand, nodes=True) if "tensordot" in t[1]
+                     and "exp" in t[1])
+    assert grad[2] <= hand_grad[2]
+    for op in ("where", "full_like", "[nested]", "ge", "eq"):
+        assert op not in grad[1]
+
+
+def test_jit_records_the_share_row_and_computes_nothing(data):
+    Xn, yn, X, y = data
+    g = dg.jit(dg.value_and_grad(logreg))
+    with no_compute():
+        first = g(W, X, y)
+        second = g(W, X, y)
+    assert g.trace_count == 1  # the second call replayed
+    after = str(g.lower(W, X, y).after)
+    assert "logaddexp_share" in after and "where" not in after and "const(" not in after
+    want = dg.value_and_grad(logreg)(W, Xn, yn)
+    for got in (first, second):
+        loss, grad = dask.compute(*got, scheduler="sync")
+        np.testing.assert_allclose(loss, want[0], rtol=1e-13)
+        np.testing.assert_allclose(grad, want[1], rtol=1e-12)
+
+
+def test_logaddexp_second_derivative_on_dask_where_exp_overflows():
+    """The share row's derivative is read from its value, s (1 - s): finite at |x| = 800,
+    where exp(-x) overflows, eager and under dg.jit, equal to numpy's."""
+    x = np.array([800.0, -800.0, 0.0, 30.0, -2.5, 1e-3])
+    h = lambda x: np.sum(np.logaddexp(0.0, x) ** 2)  # noqa: E731
+    xd = da.from_array(x, chunks=2)
+    want = dg.hessian(h)(x)
+    assert np.all(np.isfinite(want))
+    with no_compute():
+        got = dg.hessian(h)(xd)
+    # (rtol: at x = 30 the s (1 - s) term is 6e-12 of the 2, and numpy's exp(x - ans) form
+    # rounds it to 1%)
+    np.testing.assert_allclose(got.compute(scheduler="sync"), want, rtol=1e-13, atol=1e-300)
+    jg = dg.jit(dg.grad(lambda x: np.sum(dg.grad(h)(x) * np.arange(1.0, 7.0))))
+    with no_compute():
+        jg(xd)
+        got = jg(xd)
+    assert jg.trace_count == 1
+    np.testing.assert_allclose(got.compute(scheduler="sync"), want @ np.arange(1.0, 7.0),
+                               rtol=1e-13, atol=1e-300)

@@ -33,6 +33,7 @@ from .table import (
     param_dtype,
     real_dtype,
     shape_of,
+    ufunc_dtype,
 )
 
 # ---------------------------------------------------------------------------
@@ -157,10 +158,12 @@ def _share(ans, x, y, base2):
     sigmoid ``1 / (1 + exp(y - x))`` that dask-glm writes by hand: the output read by
     the loss and by this rule would be a task of its own per chunk, which dask does not
     fuse into either reader; from the inputs, logaddexp fuses into the loss's task and
-    the share into the gradient's.  Raw dask values (the first-order sweep) take one
-    blockwise kernel (``backend.dask.share_chunk``); traced ones the same sigmoid in
-    rows, overflow-free (the exponent ``-|x - y|``, taken by ``where`` so the rule
-    differentiates at x = y).  The share is 1 at x = y = +inf, as :func:`log_share`'s.
+    the share into the gradient's.  For logaddexp that is the row ``logaddexp_share``,
+    raw or traced (a higher derivative, dg.jit's recording): one blockwise kernel
+    (``backend.dask.share_chunk``).  logaddexp2's raw values take the same kernel, its
+    traced ones the sigmoid in rows, overflow-free (the exponent ``-|x - y|``, taken by
+    ``where`` so the rule differentiates at x = y).  The share is 1 at x = y = +inf, as
+    :func:`log_share`'s.
 
     >>> round(float(_share(np.logaddexp(0.0, 2.0), 0.0, 2.0, False)), 12)  # 1 / (1 + e^2)
     0.119202922022
@@ -169,8 +172,10 @@ def _share(ans, x, y, base2):
     d = device_like(ans)
     if d is None or not backend.dask.is_dask_array(d):
         return exp_(log_share(x, ans))
+    if not base2:  # one row, raw or traced (dg.jit records it: replayed as the kernel)
+        return logaddexp_share(x, y)
     if not isinstance(ans, Box) and not isinstance(x, Box) and not isinstance(y, Box):
-        return backend.dask.logaddexp_share(ans, x, y, base2)
+        return backend.dask.logaddexp_share(x, y, True, _raw(ans).dtype)
     with np.errstate(invalid="ignore"):  # inf - inf: replaced below
         d = subtract(x, y)
         up = d >= 0
@@ -179,6 +184,27 @@ def _share(ans, x, y, base2):
         return where(x == y, where(y == np.inf, 1.0, s), s)  # x = y = +inf: 1; -inf: nan
 
 
+def _share_impl(x, y):
+    if backend.dask.any_dask(x, y):
+        return backend.dask.logaddexp_share(x, y, False, _LOGADDEXP_DTYPE(x, y))
+    return exp(log_share(x, logaddexp(x, y)))  # numpy and device operands: the rule's own
+
+
+def _share_slope(ans, x, y):
+    return multiply(ans, logaddexp_share(y, x))  # s (1 - s), 1 - s as y's share: no
+    #  cancellation where s is near 1
+
+
+_LOGADDEXP_DTYPE = ufunc_dtype(np.logaddexp)
+# x's share of logaddexp(x, y), 1 / (1 + exp(y - x)), as one row: on dask arrays (the
+# only place _share uses it) one blockwise kernel, whose derivative is read from values
+# (s (1 - s), 1 - s as y's share: finite where exp(y - x) overflows), so a traced share,
+# dg.jit's recording of grad included, is that kernel too, not the eight rows of the
+# sigmoid written with where (which dask fuses into a task three times as long)
+logaddexp_share = defbinary(None, _share_slope,
+                            lambda ans, x, y: negative(_share_slope(ans, x, y)),
+                            impl=_share_impl, name="logaddexp_share",
+                            dtype=_LOGADDEXP_DTYPE)
 logaddexp = defbinary(np.logaddexp, lambda ans, x, y: _share(ans, x, y, False),
                       lambda ans, x, y: _share(ans, y, x, False))
 logaddexp2 = defbinary(np.logaddexp2, lambda ans, x, y: _share(ans, x, y, True),

@@ -122,9 +122,11 @@ def _negated(g):
 
 def _times(g, d):
     v = _dask_fill(g)
-    if v is None or isinstance(d, Box) or not backend.dask.is_dask_array(d) \
-            or shape_of(d) != shape_of(g):
+    if v is None or not backend.dask.is_dask_array(device_like(d) if isinstance(d, Box)
+                                                    else d) or shape_of(d) != shape_of(g):
         return P.multiply(g, d)
+    # a traced d too (dg.jit's recording, a second derivative): d times the number, so
+    # a recorded graph holds no broadcast constant either
     return P.multiply(d, np.asarray(v, g.dtype)[()])  # g * d's dtype: g's is not weak
 
 
