@@ -31,6 +31,9 @@ import threading
 import numpy as np
 
 from ..core.trace import unbox
+from .writes import NONE as NO_WRITES
+from .writes import add_into, set_into
+from .writes import plan as in_place
 
 MISS = object()  # what a replay returns when a guard fails
 MISSED = threading.local()  # .site: this thread's last failed guard (record.Site, or None)
@@ -279,7 +282,7 @@ def _out_ufunc(op):
         else None
 
 
-def _buffer_plan(graph):
+def _buffer_plan(graph, where=NO_WRITES):
     """Which op writes into which dead value's array: ``{op index: value number}``.
 
     A value's array is reusable once its last reader has run, if it was made fresh by an
@@ -289,8 +292,12 @@ def _buffer_plan(graph):
     """
     ops = graph.ops
     last = {}
-    fresh = [(_out_ufunc(op) is not None) for op in ops]
+    skip = where.hoisted  # moved before a write (writes.py): not where a buffer dies
+    fresh = [(_out_ufunc(op) is not None and i not in where.writes and i not in skip)
+             for i, op in enumerate(ops)]
     ok = list(fresh)
+    for w in where.writes.values():  # a buffer written in place lives on
+        ok[w[1]] = False
     for i, op in enumerate(ops):
         for a in op.args:
             if a.__class__ is int:
@@ -324,7 +331,9 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
     names = {}
     lines = []
     params = []
-    plan = _buffer_plan(graph) if reuse_buffers else {}
+    where = in_place(graph) if reuse_buffers else NO_WRITES
+    writes, dropped, copied = where.writes, where.dropped, where.copied
+    plan = _buffer_plan(graph, where) if reuse_buffers else {}
 
     def ref(a, i, k):
         if a.__class__ is int:
@@ -336,7 +345,8 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
         ns[key] = v
         return key
 
-    for i, op in enumerate(graph.ops):
+    for i in where.order or range(len(graph.ops)):
+        op = graph.ops[i]
         v = f"v{i}"
         if op.kind == "input":
             params.append(f"a{len(params)}")
@@ -364,6 +374,18 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
                     ns[f"c{i + 1 + k}"] = cast
                     lines.append(f"    {outs[k]} = c{i + 1 + k}({outs[k]})")
             continue
+        if i in dropped:  # a scatter the write in place below adds itself
+            continue
+        if i in writes:  # writes.py: into a buffer nobody reads any more
+            w = writes[i]
+            if w[0] == "set":
+                ns[f"f{i}"] = functools.partial(set_into, idx=op.kw["idx"])
+                lines.append(f"    {v} = f{i}({', '.join(args)})")
+            else:
+                s = graph.ops[w[2]]
+                ns[f"f{i}"] = functools.partial(add_into, idx=s.kw["idx"])
+                lines.append(f"    {v} = f{i}({names[w[1]]}, {ref(s.args[0], w[2], 0)})")
+            continue
         if i in plan:
             ns[f"u{i}"] = _out_ufunc(op)
             lines.append(f"    {v} = u{i}({', '.join(args)}, out={names[plan[i]]})")
@@ -374,7 +396,7 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
             lines.append(f"    {v} = {form.format(*args)}")
             continue
         ns[f"f{i}"] = functools.partial(impl, **op.kw) if op.kw else impl
-        lines.append(f"    {v} = f{i}({', '.join(args)})")
+        lines.append(f"    {v} = f{i}({', '.join(args)}){'.copy()' if i in copied else ''}")
     outs = [ref(a, "o", k) + (".copy()" if k in copies else "")
             for k, a in enumerate(graph.outputs)]
     lines.append(f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})")

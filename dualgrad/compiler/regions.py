@@ -28,6 +28,7 @@ the loop as that comparison (``diagonal``), as XLA fuses ``iota == iota``: no me
 import numpy as np
 
 from .graph import Const
+from .writes import small
 
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _DTYPES = frozenset(FLOATS + (np.dtype(bool),))
@@ -75,7 +76,7 @@ def value_of(ops, a):
 
 def _elementwise(op, ops):
     """The result shape of a node a kernel can compute, or None."""
-    if op.kind != "op" or op.prim.scalar is None:
+    if op.kind != "op" or op.prim.scalar is None or small(op, ops):
         return None
     out = info(op.ans)
     if out is None or out[1] not in _DTYPES or 0 in out[0]:
