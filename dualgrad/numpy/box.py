@@ -24,7 +24,17 @@ from ..core.trace import OBJECTS, Box, check_live, unbox
 from . import creation, elementwise, gather, products, reductions, shapes
 from .dispatch import _compare, _stage, array_function, array_ufunc
 from .indexing import getitem
-from .inplace import _inplace, _rebind, _setitem, fresh, keep_views, link_view, link_whole, whole
+from .inplace import (
+    _inplace,
+    _link,
+    _rebind,
+    _setitem,
+    fresh,
+    keep_views,
+    link_view,
+    link_whole,
+    whole,
+)
 
 
 def _op(prim):
@@ -68,6 +78,18 @@ def _whole_view(x, name, fn, args=(), kw=None):
     numpy's view of x: a write into it is a write into x (inplace.py's views)."""
     fresh(x)
     return link_whole(x, whole(P.shape_of(x), name, args, kw or {}), fn(x))
+
+
+_BASIC_KEYS = frozenset((int, slice, type(None), type(Ellipsis)))
+
+
+def _basic_view(base, key, view):
+    """``link_view(base, key, view)`` for a key of ints, slices, None and Ellipsis (a
+    basic key): a view with a shape is linked, a number is not."""
+    v = view.value
+    if (v.shape if v.__class__ is np.ndarray else P.shape_of(view)):
+        _link(base, key, view)
+    return view
 
 
 def _shape_args(args):
@@ -207,6 +229,14 @@ class ArrayBox(Box):
         if not self._trace.active:
             check_live(self, "getitem")
         fresh(self)
+        kc = key.__class__
+        if kc is tuple:  # ints, slices, None and Ellipsis (x[n, :, i:i + 3]): the row, as
+            for k in key:  # indexing.getitem applies it, and numpy's view (link_view)
+                if k.__class__ not in _BASIC_KEYS:
+                    return link_view(self, key, getitem(self, key))
+            return _basic_view(self, key, P.getitem(self, idx=key))
+        if kc in _BASIC_KEYS:
+            return _basic_view(self, key, P.getitem(self, idx=(key,)))
         return link_view(self, key, getitem(self, key))
 
     __setitem__ = _setitem

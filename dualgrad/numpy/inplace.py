@@ -184,11 +184,15 @@ def _write_back(view):
 def _copy_slots(box, new):
     """``box`` takes ``new``'s value: each slot set on ``new`` (but the box's own: its
     weak references, ``grad``, write count and the views taken of it)."""
-    names = _COPIED.get(box.__class__)
-    if names is None:
-        names = _COPIED[box.__class__] = tuple(
-            s for cls in box.__class__.__mro__ for s in getattr(cls, "__slots__", ())
-            if s not in ("__weakref__", "_grad", "_writes", "_views"))
+    found = _COPIED.get(box.__class__)
+    if found is None:
+        found = _COPIED[box.__class__] = _copier(box.__class__)
+    names, copy = found
+    if copy is not None:
+        try:
+            return copy(box, new)  # every slot set on new (a recorded value's are)
+        except AttributeError:  # one is not: copied one by one (nothing was written)
+            pass
     for s in names:
         try:
             v = getattr(new, s)
@@ -197,7 +201,24 @@ def _copy_slots(box, new):
         object.__setattr__(box, s, v)
 
 
-_COPIED = {}  # box class -> the slots _copy_slots copies (found once per class)
+def _copier(cls):
+    """(the slots ``_copy_slots`` copies for a box of class ``cls``, a function copying
+    them all at once: it reads every one before it writes, so an unset one raises
+    AttributeError with nothing written; None where ``cls`` has its own __setattr__)."""
+    names = tuple(s for c in cls.__mro__ for s in getattr(c, "__slots__", ())
+                  if s not in ("__weakref__", "_grad", "_writes", "_views"))
+    if not names or cls.__setattr__ is not object.__setattr__ \
+            or not all(s.isidentifier() and not s.startswith("__") for s in names):
+        return names, None
+    reads = "".join(f"new.{s}, " for s in names)  # (the right side is read first)
+    writes = "".join(f"box.{s}, " for s in names)
+    code = f"def copy(box, new):\n    {writes}= {reads}\n"
+    scope = {}
+    exec(compile(code, f"<dualgrad slot copy {cls.__name__}>", "exec"), scope)  # noqa: S102
+    return names, scope["copy"]
+
+
+_COPIED = {}  # box class -> (the slots _copy_slots copies, their copier): once per class
 
 
 def _rebind(box, new, what):
@@ -232,15 +253,17 @@ def _rebind(box, new, what):
 
 
 def _setitem(self, key, value):
-    check_live(self, "setitem")
+    if not self._trace.active:
+        check_live(self, "setitem")
     fresh(self)
-    raw = unbox(self)
-    if raw.__class__ is not np.ndarray:
-        raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
-    if raw.__class__ is not np.ndarray and P.device_like(raw) is None \
-            and not isinstance(raw, Box):  # (under dg.vmap: a batch of arrays)
-        raise TypeError(f"dualgrad: {type(raw).__name__!r} object does not support item "
-                        "assignment (a traced number is immutable, as in numpy)")
+    if self.value.__class__ is not np.ndarray or self._trace.read is not None:
+        raw = unbox(self)  # (a numpy array one level down, unread: unbox's answer)
+        if raw.__class__ is not np.ndarray:
+            raw = getattr(raw, "__dualgrad_raw__", raw)  # under dg.jit: the recorded value
+        if raw.__class__ is not np.ndarray and P.device_like(raw) is None \
+                and not isinstance(raw, Box):  # (under dg.vmap: a batch of arrays)
+            raise TypeError(f"dualgrad: {type(raw).__name__!r} object does not support "
+                            "item assignment (a traced number is immutable, as in numpy)")
     if isinstance(value, (list, tuple)) or (value.__class__ is np.ndarray
                                             and value.dtype == object):
         value = OBJECTS[0].pack(np.array(value, dtype=object)  # objects.py

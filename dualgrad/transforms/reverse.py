@@ -29,6 +29,7 @@ from .forward import push_tangents
 from .slices import LAZY, Blocks, Masked, add_block, dense, merge_lazy, split_index_set
 from .steps import (  # noqa: F401  (accumulate, cotangent: teach/tracetable.py's)
     _NONE,
+    _QUICK,
     _accumulate_in_place,
     _covered,
     _getitem_into,
@@ -112,16 +113,21 @@ def _overwritten(shape, dtype):
     """What an entry keeps of an array written over in place: a read-only array of its
     shape and dtype (zeros, broadcast: no memory), where only the shape is ever read; one
     per shape and dtype (a loop of writes asks for the same one each time)."""
+    r = _LAST[0]  # a loop of writes asks for the one it asked for last
+    if r.shape == shape and r.dtype is dtype:
+        return r
     key = (shape, dtype)
     r = _OVERWRITTEN.get(key)
     if r is None:
         if len(_OVERWRITTEN) > 256:
             _OVERWRITTEN.clear()
         r = _OVERWRITTEN[key] = np.broadcast_to(np.zeros((), dtype), shape)
+    _LAST[0] = r
     return r
 
 
 _OVERWRITTEN = {}
+_LAST = [np.broadcast_to(np.zeros((), bool), ())]
 
 
 class Tape(Trace):
@@ -349,18 +355,20 @@ class Tape(Trace):
                         continue
                 elif fast and g.__class__ is np.ndarray and _getitem_into(cts, j, e, g):
                     continue
-            elif p is index_set and not keep and not _one_element(e) \
-                    and (cs := split_index_set(e, g, _v_part(e, nb, raw))) is not None:
-                _merge_all(cts, e.parents, cs, merge)
-                cs = None
-                continue
-            elif p is index_set and fast and not keep and g.__class__ is np.ndarray \
-                    and _index_set_into(cts, e, g, merge):
-                continue
+            elif p is index_set and not keep:
+                if not _one_element(e) \
+                        and (cs := split_index_set(e, g, _v_part(e, nb, raw))) is not None:
+                    _merge_all(cts, e.parents, cs, merge)
+                    cs = None
+                    continue
+                if fast and g.__class__ is np.ndarray and _index_set_into(cts, e, g, merge):
+                    continue
             if not (fast and g.__class__ is np.ndarray and g.nbytes >= buffers.LARGE
                     and e.local is None and buffers.pays(g)):
+                quick = _QUICK.get(p) if fast and e.local is None else None
                 for argnum, j in e.parents:
-                    c = cotangent(e, argnum, g, nb, raw, not keep)
+                    if quick is None or (c := quick(e, argnum, g)) is None:
+                        c = cotangent(e, argnum, g, nb, raw, not keep)
                     prev = cts[j]
                     if prev is None:  # the first contribution: no call (the hot path)
                         cts[j] = c

@@ -42,15 +42,15 @@ def cotangent(e, argnum, g, nb, raw, take_local=False):
         return np.multiply(g, d)
     prim = e.prim
     quick = _QUICK.get(prim) if raw and not nb else None
-    c = quick(e, argnum, g) if quick is not None else None
+    if quick is not None and (c := quick(e, argnum, g)) is not None:
+        return c
+    rules = prim.vjp
+    rule = rules[argnum] if rules is not None else None
+    if rule is None:
+        raise TypeError(f"{prim.name!r} is not differentiable with respect to argument "
+                        f"{argnum} (no VJP rule)")
     args = e.args
-    if c is None:
-        rules = prim.vjp
-        rule = rules[argnum] if rules is not None else None
-        if rule is None:
-            raise TypeError(f"{prim.name!r} is not differentiable with respect to "
-                            f"argument {argnum} (no VJP rule)")
-        c = rule(g, e.ans, *args, **e.kw) if e.kw else rule(g, e.ans, *args)
+    c = rule(g, e.ans, *args, **e.kw) if e.kw else rule(g, e.ans, *args)
     x = args[argnum]
     cc = c.__class__
     if cc is x.__class__:  # the common cases, nothing to fit: said here, not in a call
@@ -62,10 +62,23 @@ def cotangent(e, argnum, g, nb, raw, take_local=False):
     return fit(c, x, prim.bcast, nb)
 
 
+def _fitted(c, x, bcast):
+    """``fit(c, x, bcast, 0)``, with its common cases (nothing to fit) said first."""
+    cc = c.__class__
+    if cc is x.__class__:
+        if cc is np.ndarray:
+            if c.dtype is x.dtype and c.shape == x.shape:
+                return c
+        elif cc in SCALARS:
+            return c
+    return fit(c, x, bcast, 0)
+
+
 # -- the rules of the commonest rows on small raw values, without their calls --------------
 # On a first-order sweep of raw values (no batch axes) these compute what the row's VJP rule
 # computes, as the same numpy operations on the same values, for the cases they recognise
-# (else None: the rule).  Each checks that its row still has the rules it stands for.
+# (else None: the rule), fitted to the argument as ``cotangent`` fits the rule's.  Each
+# checks that its row still has the rules it stands for.  The sweep calls them first.
 
 def _quick_forms(e, argnum, g):
     """An elementwise row's VJP from its form (rules/table.py ``vjp_of``): ``g`` for
@@ -83,12 +96,44 @@ def _quick_forms(e, argnum, g):
         return None
     form = how[0][argnum]
     if form == "id":
-        return g
+        return _fitted(g, e.args[argnum], prim.bcast)
     if form.__class__ is tuple and form[0] == "mul":
         d = form[1](e.ans, *e.args)
         dc = d.__class__
         if (dc is np.ndarray and d.nbytes < buffers.LARGE) or dc in SCALARS:
-            return multiply.impl(g, d)
+            return _fitted(multiply.impl(g, d), e.args[argnum], prim.bcast)
+    return None
+
+
+def _quick_add(e, argnum, g):
+    """add's VJP, ``g`` for each argument (its forms, "id"), fitted."""
+    if add.vjp is not _ADD_VJP or e.kw:
+        return None
+    gc = g.__class__
+    if gc is np.ndarray:
+        if g.nbytes >= buffers.LARGE:
+            return None
+    elif gc not in SCALARS:
+        return None
+    return _fitted(g, e.args[argnum], True)
+
+
+def _quick_multiply(e, argnum, g):
+    """multiply's VJP, ``g * y`` for x and ``g * x`` for y (its forms), on small values
+    (where ``multiply`` on raw values is its impl), fitted."""
+    if multiply.vjp is not _MUL_VJP or e.kw:
+        return None
+    gc = g.__class__
+    if gc is np.ndarray:
+        if g.nbytes >= buffers.LARGE:
+            return None
+    elif gc not in SCALARS:
+        return None
+    args = e.args
+    d = args[1 - argnum]
+    dc = d.__class__
+    if (dc is np.ndarray and d.nbytes < buffers.LARGE) or dc in SCALARS:
+        return _fitted(multiply.impl(g, d), args[argnum], True)
     return None
 
 
@@ -126,14 +171,15 @@ def _quick_index_set(e, argnum, g):
     for k in idx:
         if k.__class__ is not int:
             return None
-    return g[idx]
+    return _fitted(g[idx], e.args[1], False)
 
 
 _F64 = np.dtype(np.float64)
 _NUMPY_SCALARS = frozenset((np.float64, np.float32, np.complex128, np.complex64))
 _SUM_VJP, _SET_VJP = sum_.vjp, index_set.vjp
-_QUICK = {sum_: _quick_sum, index_set: _quick_index_set, add: _quick_forms,
-          subtract: _quick_forms, multiply: _quick_forms}
+_ADD_VJP, _MUL_VJP = add.vjp, multiply.vjp
+_QUICK = {sum_: _quick_sum, index_set: _quick_index_set, add: _quick_add,
+          subtract: _quick_forms, multiply: _quick_multiply}
 
 
 _NUMBERS = frozenset((float, int, bool))  # weakly typed, like numpy's own Python scalars
@@ -363,7 +409,9 @@ def _index_set_into(cts, e, g, merge):
     cv = None
     for argnum, _ in e.parents:
         if argnum == 1:  # read before g's zeros are written
-            cv = cotangent(e, 1, g, 0, True)
+            cv = _quick_index_set(e, 1, g)
+            if cv is None:
+                cv = cotangent(e, 1, g, 0, True)
             if cv.__class__ is np.ndarray and np.may_share_memory(cv, g):
                 cv = cv.copy()
     cs = []
