@@ -31,7 +31,6 @@ from .steps import (  # noqa: F401  (accumulate, cotangent: teach/tracetable.py'
     _NONE,
     _QUICK,
     _accumulate_in_place,
-    _covered,
     _getitem_into,
     _getitem_into_blocks,
     _in_place,
@@ -348,7 +347,10 @@ class Tape(Trace):
                 j = e.parents[0][1]
                 bc = cts[j].__class__  # (no local holds cts[j]: the helpers count references)
                 if bc is _NONE or bc in LAZY:
-                    if not (bc is Blocks and _covered(cts[j])) and add_block(cts, j, e, g):
+                    # Blocks as many as their axis is long (disjoint, each one wide at
+                    # least) cover it: add_block could only refuse, so it is not asked
+                    if not (bc is Blocks and len(cts[j].blocks) >= cts[j].shape[cts[j].axis]) \
+                            and add_block(cts, j, e, g):
                         continue
                     if fast and cts[j].__class__ is Blocks \
                             and _getitem_into_blocks(cts[j], e, g):

@@ -337,14 +337,6 @@ def _getitem_into(cts, j, e, g):
 _NONE = type(None)
 
 
-def _covered(b):
-    """Whether the Blocks ``b`` cover their whole axis (as many disjoint blocks, each at
-    least one wide, as the axis is long), so that ``add_block`` can add none: a getitem of
-    the same array then goes straight to the dense part, as it would after add_block's
-    refusal."""
-    return len(b.blocks) >= b.shape[b.axis]
-
-
 def _one_element(e):
     """Whether index_set entry ``e`` writes one element of an array of two or more
     dimensions (``out[n, f, i, j] = v``): its index names two axes or more, which
@@ -406,6 +398,19 @@ def _index_set_into(cts, e, g, merge):
     if x.__class__ is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape \
             or not _basic(idx) or not buffers.free(g, 2):
         return False
+    parents = e.parents
+    if len(parents) == 2:  # x's and v's, each the first contribution (the loop's case)
+        (ax, jx), (av, jv) = parents
+        if ax == 0 and av == 1 and jx != jv and cts[jx] is None and cts[jv] is None:
+            cv = _quick_index_set(e, 1, g)  # read before g's zeros are written
+            if cv is None:
+                cv = cotangent(e, 1, g, 0, True)
+                if cv.__class__ is np.ndarray and np.may_share_memory(cv, g):
+                    cv = cv.copy()
+            g[idx] = 0.0
+            cts[jx] = g
+            cts[jv] = cv
+            return True
     cv = None
     for argnum, _ in e.parents:
         if argnum == 1:  # read before g's zeros are written
