@@ -32,7 +32,6 @@ import numpy as np
 
 from ..core.trace import unbox
 from .writes import NONE as NO_WRITES
-from .writes import add_into, set_into
 from .writes import plan as in_place
 
 MISS = object()  # what a replay returns when a guard fails
@@ -282,6 +281,29 @@ def _out_ufunc(op):
         else None
 
 
+def _one_entry(idx, x):
+    """Whether ``x[idx]`` is one entry (a number, not a view): an int per axis."""
+    return len(idx) == x.ndim and all(k.__class__ is int for k in idx)
+
+
+def _method(op, ops):
+    """The inline form of a ``getitem`` or ``reshape`` row (one parameter, by keyword or
+    as a constant argument), or None: ``x[idx]`` is getitem's own implementation;
+    ``np.reshape(x, s)`` is ``x.reshape(s)`` for a numpy array or scalar (a Python
+    number has no method)."""
+    if op.kind != "op" or len(op.args) + len(op.kw or ()) != 2:
+        return None
+    name = op.prim.name
+    if name == "getitem" and (not op.kw or "idx" in op.kw):
+        return "{}[{}]"
+    if name == "reshape" and (not op.kw or "shape" in op.kw):
+        x = op.args[0]
+        c = ops[x].ans.__class__ if x.__class__ is int else None
+        if c is np.ndarray or (c is not None and issubclass(c, np.generic)):
+            return "{}.reshape({})"
+    return None
+
+
 def _buffer_plan(graph, where=NO_WRITES):
     """Which op writes into which dead value's array: ``{op index: value number}``.
 
@@ -327,7 +349,7 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
     """One generated Python function ``replay(*leaves)`` returning the flat outputs, or
     ``MISS`` when a guard fails.  Generated once per optimised graph.  ``copies``: output
     positions returned as copies (an input or a constant array the optimiser forwarded)."""
-    ns = {"MISS": MISS, "same": same, "M": MISSED}
+    ns = {"MISS": MISS, "same": same, "M": MISSED, "add": np.add}
     names = {}
     lines = []
     params = []
@@ -378,13 +400,17 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
             continue
         if i in writes:  # writes.py: into a buffer nobody reads any more
             w = writes[i]
+            x = names[w[1]]
             if w[0] == "set":
-                ns[f"f{i}"] = functools.partial(set_into, idx=op.kw["idx"])
-                lines.append(f"    {v} = f{i}({', '.join(args)})")
-            else:
-                s = graph.ops[w[2]]
-                ns[f"f{i}"] = functools.partial(add_into, idx=s.kw["idx"])
-                lines.append(f"    {v} = f{i}({names[w[1]]}, {ref(s.args[0], w[2], 0)})")
+                ns[f"p{i}"] = op.kw["idx"]
+                lines.append(f"    {x}[p{i}] = {args[1]}; {v} = {x}")
+                continue
+            s = graph.ops[w[2]]
+            ns[f"p{i}"], g = s.kw["idx"], ref(s.args[0], w[2], 0)
+            if _one_entry(s.kw["idx"], graph.ops[w[1]].ans):  # a number: x[i, j] += g
+                lines.append(f"    {x}[p{i}] += {g}; {v} = {x}")
+            else:  # a view: the sum written into it
+                lines.append(f"    t{i} = {x}[p{i}]; add(t{i}, {g}, out=t{i}); {v} = {x}")
             continue
         if i in plan:
             ns[f"u{i}"] = _out_ufunc(op)
@@ -394,6 +420,13 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
         form = _INLINE.get(impl)
         if form is not None and not op.kw and form.count("{}") == len(args):
             lines.append(f"    {v} = {form.format(*args)}")
+            continue
+        form = _method(op, graph.ops)
+        if form is not None:  # x[idx], x.reshape(shape): no call of the row's lambda
+            if op.kw:
+                ns[f"p{i}"] = next(iter(op.kw.values()))
+                args.append(f"p{i}")
+            lines.append(f"    {v} = {form.format(*args)}{'.copy()' if i in copied else ''}")
             continue
         ns[f"f{i}"] = functools.partial(impl, **op.kw) if op.kw else impl
         lines.append(f"    {v} = f{i}({', '.join(args)}){'.copy()' if i in copied else ''}")

@@ -71,22 +71,6 @@ def small(op, ops):
     return 4 * np.size(g) <= op.ans.size
 
 
-def add_into(acc, g, idx):
-    """``acc[idx] += g`` in place; returns ``acc``."""
-    t = acc[idx]
-    if t.__class__ is np.ndarray:
-        np.add(t, g, out=t)
-    else:
-        acc[idx] = t + g
-    return acc
-
-
-def set_into(x, v, idx):
-    """``x[idx] = v`` in place; returns ``x``."""
-    x[idx] = v
-    return x
-
-
 def _keeps_no_view(op):
     """Whether ``op``'s value can share no memory with its arguments."""
     if op.kind == "fused":
