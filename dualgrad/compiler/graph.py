@@ -31,6 +31,7 @@ import threading
 import numpy as np
 
 from ..core.trace import unbox
+from .products import diagonal_left, square_left
 from .writes import NONE as NO_WRITES
 from .writes import plan as in_place
 
@@ -349,7 +350,7 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
     """One generated Python function ``replay(*leaves)`` returning the flat outputs, or
     ``MISS`` when a guard fails.  Generated once per optimised graph.  ``copies``: output
     positions returned as copies (an input or a constant array the optimiser forwarded)."""
-    ns = {"MISS": MISS, "same": same, "M": MISSED, "add": np.add}
+    ns = {"MISS": MISS, "same": same, "M": MISSED, "add": np.add, "dmm": diagonal_left}
     names = {}
     lines = []
     params = []
@@ -420,6 +421,9 @@ def compile_graph(graph, reuse_buffers=True, copies=()):
         form = _INLINE.get(impl)
         if form is not None and not op.kw and form.count("{}") == len(args):
             lines.append(f"    {v} = {form.format(*args)}")
+            continue
+        if square_left(op, graph.ops):  # products.py: a diagonal factor scales instead
+            lines.append(f"    {v} = dmm({', '.join(args)})")
             continue
         form = _method(op, graph.ops)
         if form is not None:  # x[idx], x.reshape(shape): no call of the row's lambda
