@@ -246,6 +246,25 @@ def test_a_scalar_seed_goes_back_as_a_view_per_chunk(data, dtype):
         assert want.dtype == dtype
 
 
+def test_a_seed_array_is_made_once_per_request(data):
+    """backend.dask.full gives the same request the same array (tracing makes the seed
+    and its negation at every gradient): same shape, value bits, dtype and chunks; -0.0
+    and 0.0 are two requests; the value is read back by fill_of."""
+    full, fill_of = dg.backend.dask.full, dg.backend.dask.fill_of
+    X = data[2]
+    a = full(X.shape, 0.5, np.float64, X)
+    assert full(X.shape, 0.5, np.float64, X) is a and fill_of(a) == 0.5
+    for other in (full(X.shape, -0.5, np.float64, X), full(X.shape, 0.5, np.float32, X),
+                  full(X.shape, 0.5, np.float64, X.rechunk((2 * CHUNK, D))),
+                  full((N,), 0.5, np.float64, X)):
+        assert other is not a and abs(fill_of(other)) == 0.5
+    z, nz = full(X.shape, 0.0, np.float64, X), full(X.shape, -0.0, np.float64, X)
+    assert z is not nz and np.signbit(fill_of(nz)) and not np.signbit(fill_of(z))
+    for _ in range(dg.backend.dask.MADE_KEEP + 1):  # bounded: the oldest goes first
+        full(X.shape, np.random.default_rng().random(), np.float64, X)
+    assert full(X.shape, 0.5, np.float64, X) is not a
+
+
 FOLDS = {  # a loss whose reduction's seed meets -g and g * d: dask operand b or not
     "logaddexp(0, a) - b * a": lambda a, b: np.sum(np.logaddexp(0.0, a) - b * a),
     "-sum(a * b)": lambda a, b: -np.sum(a * b),

@@ -16,6 +16,7 @@ imported only by the kernels, which only dask arrays reach (an object is recogni
 dask's collection protocol, without dask).
 """
 
+import threading
 import weakref
 
 import numpy as np
@@ -110,6 +111,9 @@ def ones(shape, dtype, like):
 
 
 _FILLS = {}  # id of a dask array made by full -> (a weak reference to it, its value)
+_MADE = {}  # (shape, value's bytes and dtype, dtype, chunks) -> a dask array made by full
+MADE_KEEP = 16  # full's arrays kept for reuse (each a graph of stride-0 views: no data)
+_MADE_LOCK = threading.Lock()
 
 
 def fill_of(x):
@@ -129,7 +133,10 @@ def full(shape, value, dtype, like):
     one value (its broadcast trick) in a blockwise layer, which dask fuses into the task
     that reads it: no pass over memory and no task of its own (a reduction's cotangent
     broadcast back, where a product with :func:`ones` is a pass).  :func:`fill_of` gives
-    the value back, so the rules can write ``-g`` and ``g * d`` with the number.
+    the value back, so the rules can write ``-g`` and ``g * d`` with the number.  The
+    same request gives the same array (dask arrays are immutable; the last
+    ``MADE_KEEP`` are kept): a loss's seed and its negation are made at every gradient,
+    and making one (dask tokenizes it) was a tenth of tracing a logistic loss.
 
     >>> try:
     ...     import dask.array as da
@@ -138,9 +145,19 @@ def full(shape, value, dtype, like):
     >>> da is None or full((4,), 0.5, float, da.ones(4, chunks=2)).chunks == ((2, 2),)
     True
     """
-    out = _da().full(tuple(shape), value, dtype=dtype, chunks=chunks_like(shape, like))
-    key = id(out)
-    _FILLS[key] = (weakref.ref(out, lambda _, key=key: _FILLS.pop(key, None)), value)
+    shape, chunks = tuple(shape), chunks_like(shape, like)
+    v = np.asarray(value)
+    key = (shape, v.tobytes(), v.dtype.str, np.dtype(dtype).str, chunks)
+    out = _MADE.get(key)
+    if out is not None:
+        return out
+    out = _da().full(shape, value, dtype=dtype, chunks=chunks)
+    made = id(out)
+    _FILLS[made] = (weakref.ref(out, lambda _, made=made: _FILLS.pop(made, None)), value)
+    with _MADE_LOCK:  # (threads may trace at once)
+        while len(_MADE) >= MADE_KEEP:
+            _MADE.pop(next(iter(_MADE)))
+        _MADE[key] = out
     return out
 
 
