@@ -67,3 +67,19 @@ def test_jacrev_under_jit_scales_rows():
     # a point where tanh' underflows to 0 on the diagonal: the product, as it is
     x = np.full(n, 400.0)
     np.testing.assert_array_equal(jf(x), dg.jit(dg.jacrev(f), codegen="off")(x))
+
+
+def test_an_outer_product_alone_is_a_kernel():
+    """a[:, :, None] * b[:, None, :] (per-example weight gradients): a kernel of its own,
+    where numpy's broadcasting loop runs the short inner axis element by element."""
+    def f(a, b):
+        return a[:, :, None] * b[:, None, :]
+
+    a, b = R.standard_normal((64, 16)), R.standard_normal((64, 32))
+    jf = dg.jit(f, codegen="numba")
+    lo = jf.lower(a, b)
+    assert len(lo.kernels) == 1 and lo.fused.count("multiply") == 0
+    for k in range(2):
+        np.testing.assert_array_equal(jf(a + k, b), f(a + k, b))
+    small = dg.jit(f, codegen="numba").lower(a[:4, :4], b[:4, :4])
+    assert not small.kernels  # 64 entries: numpy's own loop

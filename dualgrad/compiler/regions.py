@@ -142,7 +142,8 @@ def partition(graph, scalar_cap=MAX_OPS):
     fuse.py asks for long scalar regions where roll.py writes their repeats as loops.
 
     An elementwise node joins the latest region of its shape, else starts one; a reduction
-    joins its argument's region.  Regions must not form a cycle once each is one node (a
+    joins its argument's region.  A node alone stays numpy's, unless it is an outer product
+    (``_outer``).  Regions must not form a cycle once each is one node (a
     path from a region back into it through nodes outside it, perhaps through other
     regions).  The invariant that excludes one cheaply: a region reads only values that
     depend on earlier regions.  ``top[v]`` is the latest region ``v`` depends on (its own
@@ -174,9 +175,21 @@ def partition(graph, scalar_cap=MAX_OPS):
             region_of[i] = top[i] = target.index
         else:
             top[i] = max((top[a] for a in args), default=-1)
-    kept = [r for r in regions if r.size >= 2]
+    kept = [r for r in regions if r.size >= 2 or _outer(ops, r)]
     wire(graph, kept)
     return kept
+
+
+def _outer(ops, region):
+    """Whether a one-node region is an outer product: two array arguments, each smaller
+    than the result (``a[:, :, None] * b[:, None, :]``), where numpy's broadcasting loop
+    runs its short inner axis element by element (per-example gradients: 256 x 32 x 32 in
+    0.18 ms, against 0.04 ms to fill as many entries) and a kernel's loop vectorises."""
+    if region.size != 1 or not region.ops:
+        return False
+    op = ops[region.ops[0]]
+    sizes = [value_of(ops, a).size for a in op.args if is_array(value_of(ops, a))]
+    return len(sizes) == 2 and max(sizes) < op.ans.size and op.ans.size >= 4096
 
 
 def wire(graph, regions):
