@@ -422,6 +422,45 @@ def forward(prim, vals):
         return None
 
 
+def _memory(a):
+    """What owns ``a``'s memory: the array at the end of its chain of bases, or the owner
+    object of a cached buffer (two arrays with the same one may overlap)."""
+    while a.base.__class__ is np.ndarray:
+        a = a.base
+    return a if a.base is None else a.base
+
+
+def distinct(leaves, given=()):
+    """``leaves`` (a transform's results) with every numpy array that may share memory with
+    an earlier one, or with an array in ``given`` (the caller's seeds: a cotangent, a
+    tangent), replaced by its copy.  numpy gives each result memory of its own, and code
+    that updates in place (``g *= lr``) relies on it: a sweep passes one cotangent through
+    an add to both of its arguments, and an identity-like rule returns its seed itself.
+
+    >>> import numpy as np
+    >>> g = np.ones(2)
+    >>> a, b = distinct([g, g])
+    >>> a is g, b is g
+    (True, False)
+    """
+    seen = None
+    out = leaves
+    for k, c in enumerate(leaves):
+        if c.__class__ is not np.ndarray or not c.size:
+            continue
+        if seen is None:
+            seen = {id(_memory(a)) for a in given
+                    if a.__class__ is np.ndarray and a.size}
+        m = id(_memory(c))
+        if m in seen:
+            if out is leaves:
+                out = list(leaves)
+            out[k] = c.copy()
+        else:
+            seen.add(m)
+    return out
+
+
 class gc_paused:
     """Python's cyclic garbage collector off while a transform records its tape and sweeps
     it (``with gc_paused(): ...``), as frameworks do: a tape is tens of thousands of live

@@ -417,16 +417,19 @@ class Tape(Trace):
                 raise TypeError(f"tape.gradient: source {k} is not a value watched by this tape")
             c = cts[s.index] if s.index < len(cts) else None
             out.append(np.zeros_like(s.value) if c is None else c)
+        out = buffers.distinct(out, (g,))  # arrays of their own: an add gives both sides one
         return out[0] if single else type(sources)(out)
 
     def backward(self, target, cotangent=None):
         target = unlift(target)
         g = seed_cotangent(target.value, cotangent, "cotangent")
         cts = self.sweep([(target.index, g)])
+        given = [g]  # each .grad an array of its own
         for ref in self._leaves:
             leaf = ref()
             if leaf is not None and leaf.index < len(cts) and cts[leaf.index] is not None:
-                c = cts[leaf.index]
+                c = buffers.distinct([cts[leaf.index]], given)[0]
+                given.append(c)
                 with self._lock:  # two threads' backward() add both of their parts
                     leaf.grad = c if leaf.grad is None else leaf.grad + c
 
