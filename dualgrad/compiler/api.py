@@ -57,6 +57,7 @@ import warnings
 import numpy as np
 
 from ..backend import is_foreign_array
+from ..core.buffers import distinct
 from ..core.trace import Box
 from ..core.tree import tree_flatten, tree_map, tree_unflatten
 from ..core.validate import check_not_a_dataclass
@@ -383,8 +384,9 @@ class Jitted:
             compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
                                 self.codegen, lean=lean, keep_values=self.fast_math or not lean,
                                 exclude=self.exclude)
-            values = [o.value if o.__class__ is Var else
-                      (o.raw if o.__class__ is Concrete else o) for o in outs]
+            values = distinct([o.value if o.__class__ is Var else  # one array per output,
+                               (o.raw if o.__class__ is Concrete else o)  # as replay's
+                               for o in outs])
         finally:
             trace.finish()
             if collect:

@@ -194,9 +194,17 @@ def _unflatten(odef, out):
 
 
 def _copies(before, after):
-    """Output positions the optimiser turned into an input or a constant array: replay
-    copies them, so the caller never gets an alias of its argument or of the graph."""
-    out = set()
+    """Output positions the optimiser turned into an input or a constant array, or into a
+    node an earlier output already returns (CSE of ``(2 * x, 2 * x)``, or one cotangent
+    for both arguments of an add): replay copies them, so the caller never gets an alias of
+    its argument, of the graph or of another output (numpy's results own their memory)."""
+    out, seen = set(), set()
+    for k, b in enumerate(after.outputs):
+        if b.__class__ is int and after.ops[b].kind != "input":
+            v = after.ops[b].ans
+            if b in seen and _is_array(v) and not isinstance(v, np.generic):
+                out.add(k)
+            seen.add(b)
     for k, (a, b) in enumerate(zip(before.outputs, after.outputs)):
         if b.__class__ is Const:
             if _is_array(b.value) and not isinstance(b.value, np.generic):

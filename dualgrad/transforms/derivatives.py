@@ -17,7 +17,7 @@ import functools
 import numpy as np
 
 from ..backend.dask import is_dask_array
-from ..core.buffers import gc_paused
+from ..core.buffers import distinct, gc_paused
 from ..core.trace import OBJECTS, Box, unbox
 from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
@@ -182,9 +182,8 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
         raise
     if once:
         tape.done()  # the user's arrays it held read-only are writable again
-    result = []
-    for tdef, nodes in inputs:
-        leaves = []
+    result, leaves = [], []
+    for _, nodes in inputs:
         for index, value in nodes:
             c = adj[index] if index < len(adj) else None
             if c is None:
@@ -200,7 +199,11 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
                     and c.value.__class__ is np.ndarray and c.value.ndim == 0:
                 c = c[()]  # the same under dg.jit's graph, which records this step
             leaves.append(c)
-        result.append(tree_unflatten(tdef, leaves))
+    if len(leaves) > 1 or any(c.__class__ is np.ndarray for c in cts):
+        leaves = distinct(leaves, cts)  # results of their own, apart from each other and
+    leaves = iter(leaves)               # the caller's cotangents
+    for tdef, nodes in inputs:
+        result.append(tree_unflatten(tdef, [next(leaves) for _ in nodes]))
     return result
 
 
@@ -454,7 +457,15 @@ def jvp(f, primals, tangents, has_aux=False):
     else:
         tangent_out = tree_map(
             lambda v: batch.unstacked(_tangent_out(v, trace, (batch.size,))), out)
+    tangent_out = _own(tangent_out, tangents)
     return (primal_out, tangent_out, aux) if has_aux else (primal_out, tangent_out)
+
+
+def _own(tree, given):
+    """``tree`` with arrays of its own, apart from each other and from ``given``'s
+    (``jvp`` of ``x + 1`` passes the caller's tangent through)."""
+    leaves, tdef = tree_flatten(tree)
+    return tree_unflatten(tdef, distinct(leaves, tree_flatten(given)[0]))
 
 
 def _tangent_batch(primals, tangents):
@@ -610,6 +621,6 @@ def linearize(f, *primals):
         outs_t = [tans[o.index] if isinstance(o, Node) and o._trace is tape and
                   tans[o.index] is not None else _tangent_out(v, None)
                   for o, v in zip(outs, values)]
-        return tree_unflatten(odef, outs_t)
+        return _own(tree_unflatten(odef, outs_t), tangents)
 
     return tree_unflatten(odef, values), f_jvp

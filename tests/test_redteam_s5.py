@@ -1,0 +1,111 @@
+"""Red team, session 5: silent wrong numbers found by writing numpy programs a user would
+write and comparing against JAX, central differences or numpy itself.
+
+1. Results that share memory.  ``g = dg.grad(loss, argnums=(0, 1))(a, b)`` for
+   ``loss = sum((a + b) ** 2)`` returned the *same* array for both gradients (the add's
+   cotangent, passed through to both leaves), likewise a pytree of parameters, ``jacrev``,
+   ``Tape.gradient`` and ``backward()``'s ``.grad``; ``vjp_fn(ct)`` of ``x + 1`` returned
+   the caller's ``ct`` itself and ``jvp``/``linearize`` of ``x + 1`` the caller's tangent.
+   numpy gives every result its own memory, and an optimiser written in numpy updates in
+   place (``g *= lr``, ``g /= batch``, clipping): the second gradient was scaled twice, or
+   the caller's cotangent changed under it -- silently.  dg.jit's replay likewise returned
+   one array for two outputs the optimiser's CSE merged (``f = lambda x: (2 * x, 2 * x)``).
+   Now every array a transform returns owns its memory apart from the others and from the
+   caller's seeds (core/buffers.distinct; compiler/compiled._copies for dg.jit).
+"""
+
+import numpy as np
+import pytest
+
+import dualgrad as dg
+
+X = np.array([0.5, -1.0, 2.0])
+Y = np.array([1.0, 2.0, 3.0])
+T = np.array([0.25, 1.0, -2.0])
+
+
+def _sum_sq(a, b):
+    return np.sum((a + b) ** 2)
+
+
+def _tape_gradient():
+    with dg.Tape() as tape:
+        a, b = tape.watch(X.copy()), tape.watch(Y.copy())
+        s = _sum_sq(a, b)
+    return list(tape.gradient(s, [a, b])), []
+
+
+def _tape_backward():
+    with dg.Tape() as tape:
+        a, b = tape.watch(X.copy()), tape.watch(Y.copy())
+        s = np.sum(a + b)
+    s.backward()
+    return [a.grad, b.grad], []
+
+
+def _jit_twice(f, *args):
+    jf = dg.jit(f)
+    jf(*args)
+    return jf(*args)
+
+
+# name -> () -> (the arrays a transform returned, the caller's arrays it was given)
+SHARING = {
+    "grad argnums=(0, 1) of sum((a + b)**2)":
+        lambda: (list(dg.grad(_sum_sq, argnums=(0, 1))(X, Y)), [X, Y]),
+    "grad of a dict of parameters":
+        lambda: (list(dg.grad(lambda p: _sum_sq(p["w"], p["b"]))({"w": X, "b": Y}).values()),
+                 [X, Y]),
+    "value_and_grad, a list of parameters":
+        lambda: (dg.value_and_grad(lambda p: np.sum(p[0] + p[1] * 1.0))([X, Y])[1], [X, Y]),
+    "vjp_fn of x + y: both cotangents":
+        lambda: (list(dg.vjp(lambda a, b: a + b, X, Y)[1](T)), [T, X, Y]),
+    "vjp_fn of x + 1: the caller's cotangent":
+        lambda: (list(dg.vjp(lambda a: a + 1.0, X)[1](T)), [T, X]),
+    "vjp_fn of a reshape: a view of the caller's cotangent":
+        lambda: (list(dg.vjp(lambda a: a.reshape(3, 1), X)[1](T.reshape(3, 1))), [T, X]),
+    "jacrev argnums=(0, 1) of x + y":
+        lambda: (list(dg.jacrev(lambda a, b: a + b, argnums=(0, 1))(X, Y)), [X, Y]),
+    "jvp of x + 1: the caller's tangent":
+        lambda: ([dg.jvp(lambda a: a + 1.0, (X,), (T,))[1]], [T, X]),
+    "jvp of two outputs x + 1, x - 2":
+        lambda: (list(dg.jvp(lambda a: (a + 1.0, a - 2.0), (X,), (T,))[1]), [T, X]),
+    "linearize of x + 1: the caller's tangent":
+        lambda: ([dg.linearize(lambda a: a + 1.0, X)[1](T)], [T, X]),
+    "Tape.gradient of sum((a + b)**2)": _tape_gradient,
+    "backward(): a.grad and b.grad": _tape_backward,
+    "jit(grad) argnums=(0, 1), first call":
+        lambda: (list(dg.jit(dg.grad(_sum_sq, argnums=(0, 1)))(X, Y)), [X, Y]),
+    "jit(grad) argnums=(0, 1), replay":
+        lambda: (list(_jit_twice(dg.grad(_sum_sq, argnums=(0, 1)), X, Y)), [X, Y]),
+    "grad(jit(f)) argnums=(0, 1)":
+        lambda: (list(dg.grad(dg.jit(_sum_sq), argnums=(0, 1))(X, Y)), [X, Y]),
+    "jit(f) with two equal outputs (CSE), first call":
+        lambda: (list(dg.jit(lambda a: (a * 2.0, a * 2.0))(X)), [X]),
+    "jit(f) with two equal outputs (CSE), replay":
+        lambda: (list(_jit_twice(lambda a: (a * 2.0, a * 2.0), X)), [X]),
+}
+
+
+@pytest.mark.parametrize("name", SHARING)
+def test_results_own_their_memory(name):
+    results, given = SHARING[name]()
+    arrays = [r for r in results if isinstance(r, np.ndarray) and r.size]
+    assert len(arrays) == len(results)
+    for i, r in enumerate(arrays):
+        for j in range(i):
+            assert not np.shares_memory(r, arrays[j]), f"results {j} and {i} share memory"
+        for k, a in enumerate(given):
+            assert not np.shares_memory(r, a), f"result {i} shares memory with argument {k}"
+
+
+def test_in_place_update_of_one_gradient_leaves_the_other():
+    """The program the sharing broke: an in-place SGD step, leaf by leaf."""
+    params = {"w": X.copy(), "b": Y.copy()}
+    grads = dg.grad(lambda p: _sum_sq(p["w"], p["b"]))(params)
+    want = 2 * (X + Y)
+    for k in params:
+        grads[k] *= 0.1
+        params[k] -= grads[k]
+    np.testing.assert_allclose(params["w"], X - 0.1 * want)
+    np.testing.assert_allclose(params["b"], Y - 0.1 * want)
