@@ -212,3 +212,23 @@ def test_strided_inputs_are_copied_for_vector_loops(monkeypatch):
     np.testing.assert_allclose(g, g0, rtol=1e-13, atol=1e-15)
     source = "\n".join(j.lower(a).kernels)
     assert re.search(r"(a\d+)c = np\.ascontiguousarray\(\1\)", source)
+
+
+def test_a_bag_of_small_unrelated_pieces_is_not_a_kernel():
+    """An unrolled loop's products of 27 entries, each summed (the naive conv): numpy
+    computes the pieces; a chain over the same small shape is still one kernel."""
+    import dualgrad.compiler.regions as regions
+
+    def pieces(x, w):
+        return [np.sum(x[i:i + 3, j:j + 3] * w) for i in range(4) for j in range(3)]
+
+    def chain(x, w):
+        return np.sum(np.sin(x[:3, :3] * w + 1.0) * 2.0 - w)
+
+    x, w = np.random.default_rng(2).standard_normal((7, 6)), np.ones((3, 3))
+    bag = dg.jit(lambda x, w: sum(pieces(x, w)), codegen="numba").lower(x, w)
+    assert all(r.shape == () for r in regions.partition(bag.after))  # the sum's adds only
+    one = dg.jit(chain, codegen="numba").lower(x, w)
+    assert len(regions.partition(one.after)) == 1
+    np.testing.assert_allclose(dg.jit(lambda x, w: sum(pieces(x, w)))(x, w),
+                               sum(pieces(x, w)), rtol=1e-14)

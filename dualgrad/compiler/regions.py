@@ -143,9 +143,10 @@ def partition(graph, scalar_cap=MAX_OPS):
 
     An elementwise node joins the latest region of its shape, else starts one; a reduction
     joins its argument's region.  A node alone stays numpy's, unless it is an outer product
-    (``_outer``).  Regions must not form a cycle once each is one node (a
-    path from a region back into it through nodes outside it, perhaps through other
-    regions).  The invariant that excludes one cheaply: a region reads only values that
+    (``_outer``), and so does a bag of unrelated pieces of a few entries (``_bag``).
+    Regions must not form a cycle once each is one node (a path from a region back into it
+    through nodes outside it, perhaps through other regions).  The invariant that excludes
+    one cheaply: a region reads only values that
     depend on earlier regions.  ``top[v]`` is the latest region ``v`` depends on (its own
     included), so a node joins region ``r`` only if every argument from outside ``r``
     (a reduction of ``r`` is outside its loop) has ``top < r``."""
@@ -175,9 +176,30 @@ def partition(graph, scalar_cap=MAX_OPS):
             region_of[i] = top[i] = target.index
         else:
             top[i] = max((top[a] for a in args), default=-1)
-    kept = [r for r in regions if r.size >= 2 or _outer(ops, r)]
+    kept = [r for r in regions if (r.size >= 2 or _outer(ops, r)) and not _bag(ops, r)]
     wire(graph, kept)
     return kept
+
+
+def _bag(ops, region):
+    """Whether a region is a bag of unrelated pieces of a few entries each: eight or more
+    parts that share no node, each one node and perhaps its reduction (an unrolled loop's
+    slices: the naive conv's ``np.sum(x_pad[n, :, i:i+3, j:j+3] * w[f])``, 27 entries
+    each).  Its kernel saves little at replay (the naive conv's jitted gradient: 7%), and
+    each such region writes a kernel of its own to compile (111 regions of 36 sources:
+    5.5 s of a 9.7 s build with numba's cache warm); numpy computes the pieces instead."""
+    if not region.shape or int(np.prod(region.shape)) > 64:
+        return False
+    nodes = region.ops + region.reduced
+    inside = set(nodes)
+    parts = 0
+    for i in nodes:
+        reads = [a for a in ops[i].args if a.__class__ is int and a in inside]
+        if len(reads) > 1 or (reads and ops[reads[0]].args and any(
+                a.__class__ is int and a in inside for a in ops[reads[0]].args)):
+            return False  # a chain of three or more, or a node joining two
+        parts += not reads
+    return parts >= 8
 
 
 def _outer(ops, region):
