@@ -475,8 +475,9 @@ def _sinks(ops, x, shape, readers):
     op = ops[x]
     if op.kind != "op" or op.prim.scalar is None or op.ans.__class__ is not np.ndarray \
             or readers.get(x, 0) != 1 or any(np.ndim(_value(ops, a)) > op.ans.ndim
-                                             for a in op.args):
-        return False
+                                             for a in op.args) \
+            or not any(_value(ops, a).__class__ is np.ndarray for a in op.args):
+        return False  # (of numbers only, e(a, b) has no array to carry the new shape)
     return [n for n in op.ans.shape if n != 1] == [n for n in shape if n != 1]
 
 
