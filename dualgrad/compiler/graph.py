@@ -288,21 +288,25 @@ def _one_entry(idx, x):
 
 
 def _method(op, ops):
-    """The inline form of a ``getitem`` or ``reshape`` row (one parameter, by keyword or
-    as a constant argument), or None: ``x[idx]`` is getitem's own implementation;
-    ``np.reshape(x, s)`` is ``x.reshape(s)`` for a numpy array or scalar (a Python
-    number has no method)."""
+    """The inline form of a ``getitem``, ``reshape`` or ``transpose`` row (one parameter,
+    by keyword or as a constant argument), or None: ``x[idx]`` is getitem's own
+    implementation; ``np.reshape(x, s)`` is ``x.reshape(s)`` for a numpy array or scalar
+    (a Python number has no method), and so is ``np.transpose``."""
     if op.kind != "op" or len(op.args) + len(op.kw or ()) != 2:
         return None
     name = op.prim.name
     if name == "getitem" and (not op.kw or "idx" in op.kw):
         return "{}[{}]"
-    if name == "reshape" and (not op.kw or "shape" in op.kw):
+    if name in _METHODS and (not op.kw or _METHODS[name][0] in op.kw):
         x = op.args[0]
         c = ops[x].ans.__class__ if x.__class__ is int else None
         if c is np.ndarray or (c is not None and issubclass(c, np.generic)):
-            return "{}.reshape({})"
+            return _METHODS[name][1]
     return None
+
+
+# np.reshape(x, s) and np.transpose(x, axes) as the array's methods: (parameter, form)
+_METHODS = {"reshape": ("shape", "{}.reshape({})"), "transpose": ("axes", "{}.transpose({})")}
 
 
 def _buffer_plan(graph, where=NO_WRITES):
