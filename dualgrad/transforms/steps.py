@@ -376,8 +376,8 @@ def _getitem_into_blocks(b, e, g):
     if d.__class__ is not np.ndarray or d.dtype is not x.dtype or d.shape != x.shape \
             or not buffers.free(d, 2):
         return False
-    part = d[idx]
-    if shape_of(part) != shape_of(g):
+    part = d[idx]  # (an array or a numpy scalar: each has a shape; g is one or a float)
+    if part.shape != (() if gc is float else g.shape):
         return False
     if part.__class__ is np.ndarray:
         np.add(part, g, out=part)  # a view: into d
