@@ -185,7 +185,12 @@ class ArrayBox(Box):
     # a view's base (``out[i]`` of a traced out), how many writes rebound this box, and
     # weak references to the views taken of it: inplace.py's views; unset on most boxes
     __slots__ = ("_view_of", "_writes", "_views", "__weakref__")
-    __hash__ = object.__hash__  # == is elementwise, as numpy's; a box hashes by identity
+
+    def __hash__(self):  # as numpy's: a number by its value (d.get(y[0])), an array not at all
+        if self.ndim:
+            raise TypeError("unhashable type: a traced array (numpy arrays are unhashable)")
+        stage = _stage(self)  # under dg.jit the value read is a guard, as bool()'s
+        return hash(stage.guard("item", self) if stage is not None else _primal(self)[()])
 
     # -- arithmetic: each operator is one row ----------------------------------------------
     __add__, __radd__ = _op(P.add), _swap(P.add)
