@@ -129,7 +129,6 @@ JIT_SHAPES = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/passes.py sink (the lead's file): reported")
 @pytest.mark.parametrize("name", JIT_SHAPES)
 def test_jit_replay_keeps_output_shapes(name):
     f = JIT_SHAPES[name]
@@ -139,3 +138,54 @@ def test_jit_replay_keeps_output_shapes(name):
         got = jf(X)
         assert np.shape(got) == np.shape(want)
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+# 3. A traced number as a dict key or a set member.  numpy's ``y[0]`` is a scalar that
+#    hashes by value (``weights.get(label)``, ``x in {0.3, 0.5}``); a traced one hashed by
+#    identity, so the lookup silently missed: ``dg.jit(f)(x, labels)`` with
+#    ``w = class_weight.get(labels[0], 1.0)`` took the default for every label (dg.jit
+#    traces integer arrays too), and a grad of ``x[0] * (1.0 if x[0] in {0.3} else 2.0)``
+#    took the other branch.  Now a traced number hashes by its value (under dg.jit a
+#    guard, as bool()), and a traced array is unhashable, as numpy's.
+WEIGHT = {0: 2.0, 1: 5.0}
+
+
+def _by_label(x, labels):
+    return np.sum(x * WEIGHT.get(labels[0], -1.0)) + np.sum(x * (labels[1] in WEIGHT))
+
+
+def _by_value(x):
+    return x[0] * (1.0 if x[0] in {0.5: "a"} else 2.0) + x[1] * {-1.0: 3.0}.get(x[1], 7.0)
+
+
+LABELS = [np.array([1, 0]), np.array([0, 5]), np.array([7, 1])]
+HASHED = {
+    "jit, a dict keyed by integer labels":
+        lambda: [(dg.jit(_by_label)(X, y), _by_label(X, y)) for y in LABELS],
+    "jit(grad), a dict keyed by integer labels":
+        lambda: [(dg.jit(dg.grad(_by_label))(X, y),
+                  np.full(3, WEIGHT.get(y[0], -1.0) + (y[1] in WEIGHT))) for y in LABELS],
+    "grad, a number in a dict and a set": lambda: [(dg.grad(_by_value)(X), [1.0, 3.0, 0.0])],
+    "jacfwd, a number in a dict and a set":
+        lambda: [(dg.jacfwd(_by_value)(X), [1.0, 3.0, 0.0])],
+    "jit, a number in a dict and a set":
+        lambda: [(dg.jit(_by_value)(v), _by_value(v)) for v in (X, X + 1.0, X)],
+}
+
+
+@pytest.mark.parametrize("name", HASHED)
+def test_traced_numbers_hash_by_value(name):
+    for got, want in HASHED[name]():
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("transform", [dg.grad, dg.jit])
+def test_traced_arrays_are_unhashable(transform):
+    with pytest.raises(TypeError, match="unhashable"):
+        transform(lambda x: np.sum(x) * {x: 1}[x])(X)
+
+
+def test_traced_numbers_under_vmap_are_refused():
+    """One hash per example: refused as bool() is (it took the default, silently)."""
+    with pytest.raises(TypeError, match="one answer per example"):
+        dg.vmap(lambda x, y: x * WEIGHT.get(y, -1.0))(X[:2], np.array([0, 1]))

@@ -324,7 +324,7 @@ _META = {np.shape, np.ndim, np.size, np.result_type, np.iscomplexobj, np.isrealo
 for _name, _op in dict(__lt__=operator.lt, __le__=operator.le, __gt__=operator.gt,
                        __ge__=operator.ge, __eq__=operator.eq, __ne__=operator.ne).items():
     setattr(BatchBox, _name, (lambda op: lambda self, other: _nondiff(op, (self, other), {}))(_op))
-BatchBox.__hash__ = object.__hash__
+BatchBox.__hash__ = ArrayBox.__hash__  # a number by value: per example, refused as bool()
 
 
 def _top_batch(xs):
