@@ -116,6 +116,12 @@ def _guarded(how, refuse):
     return convert
 
 
+def _copied(x, r):
+    """``r``, computed from ``x`` by a function that returns ``x`` itself where nothing
+    changes (a 1-D ravel), as a copy of its own (x.flatten() copies, as numpy's)."""
+    return creation.copy(r) if r is x else r
+
+
 def _primal(x):
     """The raw array under every level (under ``dg.jit``: the recorded value)."""
     raw = unbox(x)
@@ -315,7 +321,7 @@ class ArrayBox(Box):
         self, "swapaxes", lambda x: shapes.swapaxes(x, *a), a))
     ravel = _method(lambda self, *a, **kw: _whole_view(
         self, "ravel", lambda x: shapes.ravel(x, *a, **kw), a, kw))
-    flatten = _method(shapes.ravel)  # a copy, as numpy's
+    flatten = _method(lambda self, order="C": _copied(self, shapes.ravel(self, order)))
     conj = conjugate = _unary(P.conjugate)
     reshape = _method(lambda self, *shape, **kw: _whole_view(
         self, "reshape", lambda x: shapes.reshape(x, _shape_args(shape), **kw), shape, kw))
@@ -352,6 +358,9 @@ class ArrayBox(Box):
     def copy(self, order="C"):
         """x.copy(), as np.copy(x)."""
         return creation.copy(self)
+
+    def __deepcopy__(self, memo):  # a copy of the value on the same traces (copying the
+        return creation.copy(self)  # trace itself made a constant: a silent zero derivative)
 
     # -- conversions that would drop the derivative: refused (under dg.jit: guarded) ----------
     __float__ = _guarded("float", _no_number(
