@@ -14,8 +14,11 @@ write and comparing against JAX, central differences or numpy itself.
    caller's seeds (core/buffers.distinct; compiler/compiled._copies for dg.jit).
 """
 
+import copy
+
 import numpy as np
 import pytest
+from cases import central
 
 import dualgrad as dg
 
@@ -189,3 +192,61 @@ def test_traced_numbers_under_vmap_are_refused():
     """One hash per example: refused as bool() is (it took the default, silently)."""
     with pytest.raises(TypeError, match="one answer per example"):
         dg.vmap(lambda x, y: x * WEIGHT.get(y, -1.0))(X[:2], np.array([0, 1]))
+
+
+# 4. Results that must be copies were the argument itself: x.flatten() of a 1-D x (ravel
+#    returns x where nothing changes), np.concatenate([x]) / np.hstack([x]), np.nan_to_num
+#    and np.cumsum/np.cumprod of one element; and copy.deepcopy(x) copied the trace, so
+#    the copy was a constant (jacfwd: a silent zero derivative; grad: a pickling error).
+#    A write into the result changed x, silently (value and gradient wrong in every mode).
+COPIES = {
+    "x.flatten() of a 1-D x": lambda y: y.flatten(),
+    "x.flatten('F') of a 1-D x": lambda y: y.flatten("F"),
+    "x[None].squeeze().flatten()": lambda y: y[None].squeeze().flatten(),
+    "np.concatenate([x])": lambda y: np.concatenate([y]),
+    "np.hstack([x])": lambda y: np.hstack([y]),
+    "np.nan_to_num(x)": np.nan_to_num,
+    "np.cumprod(x[:1])": lambda y: np.cumprod(y[:1]),
+    "np.cumsum(x[:1])": lambda y: np.cumsum(y[:1]),
+    "copy.deepcopy(x)": copy.deepcopy,
+}
+
+
+def _write_into(make):
+    def f(w):
+        y = w * 1.0
+        z = make(y)
+        z[0] = 5.0 * w[1]
+        return np.sum(y * np.arange(1.0, 4.0)) + np.sum(z ** 2)
+    return f
+
+
+@pytest.mark.parametrize("name", COPIES)
+@pytest.mark.parametrize("mode", ["grad", "jacfwd", "jit(grad)", "vmap(grad)"])
+def test_a_copy_is_a_copy(name, mode):
+    f = _write_into(COPIES[name])
+    want = central(f, X)
+    run = {"grad": dg.grad, "jacfwd": dg.jacfwd, "jit(grad)": lambda f: dg.jit(dg.grad(f)),
+           "vmap(grad)": lambda f: lambda x: dg.vmap(dg.grad(f))(np.stack([x, x]))[1]}[mode]
+    np.testing.assert_allclose(run(f)(X), want, rtol=1e-6, atol=1e-8)
+    if mode == "grad":
+        assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)
+
+
+# 5. np.nan_to_num under dg.vmap left every NaN and infinity in place (it read the batch's
+#    raw values as an object array, whose dtype is no float: "nothing to replace").
+NAN_INPUTS = np.array([[0.0, 1.0, -1.0], [2.0, -3.0, 0.0]])
+
+
+@pytest.mark.parametrize("kw", [{}, {"nan": 7.0, "posinf": 3.0, "neginf": -4.0}])
+def test_nan_to_num_under_vmap_and_jit(kw):
+    f = lambda x: np.nan_to_num(np.log(x) * np.sign(x + 0.5), **kw)  # noqa: E731
+    with np.errstate(all="ignore"):
+        want = np.stack([f(x) for x in NAN_INPUTS])
+        np.testing.assert_array_equal(dg.vmap(f)(NAN_INPUTS), want)
+        jf = dg.jit(f)
+        for x in (NAN_INPUTS[0], NAN_INPUTS[1], NAN_INPUTS[0] + 1.0):
+            np.testing.assert_array_equal(jf(x), f(x))
+        g = lambda x: np.sum(np.nan_to_num(np.sin(x) / x, **kw))  # noqa: E731
+        gx = np.array([[0.0, 1.0], [2.0, 0.5]])
+        np.testing.assert_allclose(dg.vmap(dg.grad(g))(gx), np.stack([dg.grad(g)(x) for x in gx]))

@@ -130,21 +130,23 @@ def piecewise(x, condlist, funclist, *args, **kw):
 @implements(np.nan_to_num)
 def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     """Derivative 1 at finite entries, 0 where a nan or an infinity was replaced."""
-    x = _arr(x)
+    x0 = x = _arr(x)
     if P.is_complex(x):
         re, im = (nan_to_num(p, copy, nan, posinf, neginf) for p in (P.real(x), P.imag(x)))
         return P.add(re, P.multiply(im, 1j))
-    rx = np.asarray(unbox(x))
-    if rx.dtype.kind not in "fc":
+    dt = x.dtype if isinstance(x, Box) else np.asarray(x).dtype
+    if dt.kind not in "fc":
         return x
-    big = np.finfo(rx.dtype).max
+    big = np.finfo(dt).max
     posinf = big if posinf is None else posinf
     neginf = -big if neginf is None else neginf
-    for mask, v in ((np.isnan(rx), nan), (np.isposinf(rx), posinf), (np.isneginf(rx), neginf)):
-        if np.any(mask):
-            x = P.where(mask, astype(v, rx.dtype) if isinstance(v, Box) else
-                        np.asarray(v, rx.dtype), x)
-    return x
+    # the masks of x itself: under dg.vmap one per example (the raw batch is no array of
+    # x's: its NaNs were left in place), under dg.jit values of the graph
+    inf = np.isinf(x0)
+    for mask, v in ((np.isnan(x0), nan), (inf & (x0 > 0), posinf), (inf & (x0 < 0), neginf)):
+        if mask.__class__ is not np.ndarray or np.any(mask):
+            x = P.where(mask, astype(v, dt) if isinstance(v, Box) else np.asarray(v, dt), x)
+    return P.positive(x) if x is x0 and copy else x  # copy=True: a new array, as numpy's
 
 
 # ---------------------------------------------------------------------------

@@ -137,6 +137,8 @@ def _cumulative(prim, fname):
         if axis is None:
             a, axis = ravel(a), 0
         r = prim(a, axis=_axes(axis, _ndim(a))[0])
+        if r is a:  # one element along axis: still a new array, as numpy's
+            r = P.positive(r)
         return r if dtype is None else astype(r, dtype)
     cumulate.__name__ = fname
     return cumulate

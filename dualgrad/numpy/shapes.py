@@ -195,8 +195,8 @@ def concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
     arrays = list(arrays)
     if axis is None:
         arrays, axis = [ravel(a) for a in arrays], 0
-    if len(arrays) == 1:
-        return arrays[0]
+    if len(arrays) == 1:  # a new array, as numpy's (a write into it leaves arrays[0] alone)
+        return P.positive(arrays[0])
     return P.concatenate(*arrays, axis=_axes(axis, _ndim(arrays[0]))[0])
 
 
