@@ -250,3 +250,30 @@ def test_nan_to_num_under_vmap_and_jit(kw):
         g = lambda x: np.sum(np.nan_to_num(np.sin(x) / x, **kw))  # noqa: E731
         gx = np.array([[0.0, 1.0], [2.0, 0.5]])
         np.testing.assert_allclose(dg.vmap(dg.grad(g))(gx), np.stack([dg.grad(g)(x) for x in gx]))
+
+
+# 6. (An error where numpy computes, not a wrong number.)  A ufunc writing into a traced
+#    array, np.add(y, w, out=y), was refused with advice for a plain out; it is y[...] =
+#    y + w now, a write into y (and through a view into its base).
+def _out_into_view(w):
+    y = w * 1.0
+    v = y[1:]
+    np.sin(v, out=v)
+    np.multiply(y, w, out=y)
+    return np.sum(y * np.arange(1.0, 4.0))
+
+
+def _out_overlapping(w):
+    y = np.outer(w, w)
+    np.subtract(y, y.T * 2.0, out=y)
+    np.maximum(y, -0.5, out=y)
+    return np.sum(y * np.arange(9.0).reshape(3, 3))
+
+
+@pytest.mark.parametrize("f", [_out_into_view, _out_overlapping])
+@pytest.mark.parametrize("mode", ["grad", "jacfwd", "jit(grad)", "vmap(grad)"])
+def test_ufunc_out_a_traced_array(f, mode):
+    run = {"grad": dg.grad, "jacfwd": dg.jacfwd, "jit(grad)": lambda f: dg.jit(dg.grad(f)),
+           "vmap(grad)": lambda f: lambda x: dg.vmap(dg.grad(f))(np.stack([x, x]))[1]}[mode]
+    np.testing.assert_allclose(run(f)(X), central(f, X), rtol=1e-6, atol=1e-8)
+    assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)

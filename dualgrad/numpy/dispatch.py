@@ -134,6 +134,11 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
         check_live(self, ufunc.__name__)
     if kwargs.get("out") is not None:
         out = kwargs["out"][0] if isinstance(kwargs["out"], tuple) else kwargs["out"]
+        if isinstance(out, Box) and method == "__call__" and ufunc.nout == 1 \
+                and kwargs.get("where", True) is True:  # np.add(y, w, out=y), y traced:
+            kw = {k: v for k, v in kwargs.items() if k not in ("out", "where")}
+            out[...] = array_ufunc(self, ufunc, method, *inputs, **kw)  # y[...] = y + w,
+            return out  # a write into y (and through y into its base, if a view)
         made = f"np.zeros({np.shape(unbox(out))}, like=x)"
         raise TypeError(f"dualgrad: numpy.{ufunc.__name__}(out=...) would write a traced value "
                         "in place into a plain array (acc += x for a numpy acc and a traced x "
