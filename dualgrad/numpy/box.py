@@ -33,6 +33,7 @@ from .inplace import (
     keep_views,
     link_view,
     link_whole,
+    part,
     whole,
 )
 
@@ -78,6 +79,13 @@ def _whole_view(x, name, fn, args=(), kw=None):
     numpy's view of x: a write into it is a write into x (inplace.py's views)."""
     fresh(x)
     return link_whole(x, whole(P.shape_of(x), name, args, kw or {}), fn(x))
+
+
+def _part(x, name):
+    """``x.real`` / ``x.imag`` as numpy's views: a write into one is a write into x."""
+    fresh(x)
+    key = part(x, name)
+    return link_whole(x, key, key.take(x))
 
 
 _BASIC_KEYS = frozenset((int, slice, type(None), type(Ellipsis)))
@@ -300,11 +308,11 @@ class ArrayBox(Box):
     T = property(lambda self: _whole_view(self, "T", lambda x: shapes.transpose(x, None)))
     mT = property(lambda self: _whole_view(self, "mT",
                                            lambda x: shapes.swapaxes(x, -1, -2)))
-    real = property(_unary(P.real))
+    real = property(lambda self: _part(self, "real"))
     itemsize = property(lambda self: _primal(self).itemsize)  # the primal's: no derivative
     nbytes = property(lambda self: _primal(self).nbytes)
     strides = property(lambda self: _primal(self).strides)
-    imag = property(_unary(P.imag))
+    imag = property(lambda self: _part(self, "imag"))
 
     # -- methods: the numpy functions of the same names ----------------------------------------
     sum, mean = _method(reductions.sum), _method(reductions.mean)

@@ -81,6 +81,17 @@ def whole(shape, name, args, kw):
     return Whole(lambda b: getattr(b, name)(*args, **kw), back)
 
 
+def part(base, name):
+    """The ``Whole`` key of ``base.real`` or ``base.imag``: numpy's views of a complex
+    array's parts (``.real`` of a real array is the array itself), so ``c.real[0] = v``
+    writes into ``c``; the other part is ``base``'s as it is at the write."""
+    if name == "imag":
+        return Whole(P.imag, lambda v: P.add(P.real(base), P.multiply(v, 1j)))
+    if not P.is_complex(base):
+        return Whole(P.real, lambda v: v)
+    return Whole(P.real, lambda v: P.add(v, P.multiply(P.imag(base), 1j)))
+
+
 WHOLE_VIEWS = frozenset(("T", "mT", "transpose", "swapaxes", "reshape", "ravel", "squeeze"))
 
 
