@@ -277,3 +277,30 @@ def test_ufunc_out_a_traced_array(f, mode):
            "vmap(grad)": lambda f: lambda x: dg.vmap(dg.grad(f))(np.stack([x, x]))[1]}[mode]
     np.testing.assert_allclose(run(f)(X), central(f, X), rtol=1e-6, atol=1e-8)
     assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)
+
+
+# 7. c.real and c.imag of a traced complex c were copies: c.real[0] = v (numpy: a write into
+#    c, as FFT filters write spec.imag[0] = 0) was lost, silently; y.real of a real y too.
+def _write_parts(w):
+    c = w * (1.0 + 2.0j)
+    c.real[0] = w[1] ** 2
+    c.imag[1:] = w[1:] * 3.0
+    im = c.imag  # a view sees a later write into c
+    c[2] = 0.5j * w[0]
+    return np.sum(np.abs(c) ** 2 * np.arange(1.0, 4.0)) + np.sum(im * w)
+
+
+def _write_real_of_real(w):
+    y = w * 1.0
+    r = y.real
+    r[0] = w[1] ** 2
+    return np.sum(y * np.arange(1.0, 4.0)) + np.sum(r)
+
+
+@pytest.mark.parametrize("f", [_write_parts, _write_real_of_real])
+@pytest.mark.parametrize("mode", ["grad", "jacfwd", "jit(grad)", "vmap(grad)"])
+def test_real_and_imag_are_views(f, mode):
+    run = {"grad": dg.grad, "jacfwd": dg.jacfwd, "jit(grad)": lambda f: dg.jit(dg.grad(f)),
+           "vmap(grad)": lambda f: lambda x: dg.vmap(dg.grad(f))(np.stack([x, x]))[1]}[mode]
+    np.testing.assert_allclose(run(f)(X), central(f, X), rtol=1e-6, atol=1e-8)
+    assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)
