@@ -60,7 +60,15 @@ def _expanded_shape(s, axis):
     return tuple(s)
 
 
-sum_ = defprim("sum", lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+def _sum(x, axis, keepdims):
+    """np.sum: for a numpy array, the ufunc reduction it calls (``np.sum``'s Python
+    layers cost 1.3 us of the 2 us of a sum of 27 entries)."""
+    if x.__class__ is np.ndarray:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+sum_ = defprim("sum", _sum,
                jvp=(lambda t, ans, x, axis, keepdims: sum_(t, axis=axis, keepdims=keepdims),),
                vjp=(lambda g, ans, x, axis, keepdims: expand_back(g, ans, x, axis, keepdims),),
                batch=batch_trailing("sum"))
