@@ -304,3 +304,16 @@ def test_real_and_imag_are_views(f, mode):
            "vmap(grad)": lambda f: lambda x: dg.vmap(dg.grad(f))(np.stack([x, x]))[1]}[mode]
     np.testing.assert_allclose(run(f)(X), central(f, X), rtol=1e-6, atol=1e-8)
     assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)
+
+
+def _zeros_parts(w):  # an np.zeros array's parts: its own views (preallocated.py)
+    y = np.zeros(3, dtype=complex)
+    re = y.real
+    y.real[:] = w
+    y.imag[1:] = w[:2] ** 2
+    return np.sum(np.abs(y) ** 2 * np.arange(1.0, 4.0)) + np.sum(re * w)
+
+
+@pytest.mark.parametrize("mode", ["grad", "jacfwd", "jit(grad)", "vmap(grad)"])
+def test_real_and_imag_of_np_zeros(mode):
+    test_real_and_imag_are_views(_zeros_parts, mode)

@@ -76,7 +76,7 @@ from .creation import IN_PLACE, write_in_place
 from .dispatch import FUNCTION_VIEWS, HANDLED, LIKE, function_view
 from .elementwise import astype
 from .indexing import _index
-from .inplace import WHOLE_VIEWS, Whole, refusal, scattered, whole
+from .inplace import WHOLE_VIEWS, Whole, part, refusal, scattered, whole
 from .inplace import basic_key as _basic_key
 
 _FLOAT = frozenset("fc")
@@ -257,8 +257,9 @@ class Preallocated(ArrayBox):
         if rr.__class__ is np.ndarray and v.__class__ is np.ndarray \
                 and np.may_share_memory(rr, v) and rr.dtype.kind in _FLOAT:
             self._viewed = True
-            return Preallocated(r, (self, whole(_shape(self._raw), name, args, kw),
-                                    self._writes))
+            key = part(self, name) if name in ("real", "imag") else whole(
+                _shape(self._raw), name, args, kw)  # (a part: the other part is kept)
+            return Preallocated(r, (self, key, self._writes))
         return _view(r)
 
     def _view(self, key, r):
