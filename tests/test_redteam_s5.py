@@ -283,7 +283,7 @@ def test_ufunc_out_a_traced_array(f, mode):
 #    c, as FFT filters write spec.imag[0] = 0) was lost, silently; y.real of a real y too.
 def _write_parts(w):
     c = w * (1.0 + 2.0j)
-    c.real[0] = w[1] ** 2
+    np.real(c)[0] = w[1] ** 2  # np.real(c) is c.real
     c.imag[1:] = w[1:] * 3.0
     im = c.imag  # a view sees a later write into c
     c[2] = 0.5j * w[0]

@@ -201,13 +201,16 @@ def array_function(self, func, types, args, kwargs):
     raise TypeError(f"dualgrad has no derivative rule for {name}{_HOW}")
 
 
-FUNCTION_VIEWS = frozenset((np.transpose, np.swapaxes, np.reshape, np.ravel, np.squeeze))
+FUNCTION_VIEWS = frozenset((np.transpose, np.swapaxes, np.reshape, np.ravel, np.squeeze,
+                            np.real, np.imag))
 
 
 def function_view(func, args, kwargs):
     """``np.transpose(x)``, ``np.reshape(x, S)``...: the method's view of ``x``, so a write
     through it reaches ``x`` as numpy's does (``np.transpose(out)[2, 1] = v``)."""
     a, rest = args[0], args[1:]
+    if func is np.real or func is np.imag:  # x.real, x.imag: views of x's parts
+        return getattr(a, func.__name__)
     if func is np.transpose:
         axes = rest[0] if rest else kwargs.get("axes")
         return a.transpose() if axes is None else a.transpose(tuple(axes))
