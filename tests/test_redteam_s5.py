@@ -118,8 +118,8 @@ def test_in_place_update_of_one_gradient_leaves_the_other():
 #    ``reshape(e(a, b), s)`` onto e's arguments, and when none of them is an array (numpy
 #    scalars: a 0-d where/astype of reductions) nothing carries the new shape, so from the
 #    second call on ``np.where(s > 0, s, 0.0).reshape(1)`` came back with shape () (and a
-#    concatenate of it raised).  passes.py is the lead's file this session: the fix is one
-#    test in ``sink``'s ``moved`` (keep the reshape when no argument is an ndarray).
+#    concatenate of it raised).  Fixed in passes.sink (e0cf735): a reshape is not moved onto
+#    an elementwise node of numbers only.
 JIT_SHAPES = {
     "where of numbers, reshape(1)":
         lambda w: np.where(np.sum(w) > 0, np.sum(w), 0.0).reshape(1) * 2.0,
