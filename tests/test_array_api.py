@@ -212,3 +212,32 @@ def test_sort_and_take_along_axis_replay_under_jit():
             x = np.array(x)
             np.testing.assert_allclose(jg(x), dg.grad(fn)(x), rtol=1e-15)
         assert jg.trace_count == 1
+
+
+# -- numpy's methods and operators that call a numpy function: x.argmax(), x // y, divmod
+METHOD_CASES = {  # name: f(x) of a float vector, smooth away from x's jumps
+    "argmax": lambda x: x[x.argmax()] * 2.0,
+    "argmin": lambda x: x[x.argmin()] ** 2,
+    "argsort": lambda x: np.sum(x[x.argsort()] * np.arange(3.0)),
+    "nonzero": lambda x: np.sum(x[(x > 0).nonzero()] ** 2),
+    "round": lambda x: np.sum(x.round(1) * x),
+    "all/any": lambda x: np.sum(x) * float((x > -5).all()) + float(x.any()),
+    "x // y": lambda x: np.sum(x // 2.0 * x),
+    "y // x": lambda x: np.sum(7.0 // x * x),
+    "divmod": lambda x: np.sum(divmod(x, 2.0)[1] * x),
+    "rdivmod": lambda x: np.sum(divmod(7.0, x)[0] * x),
+}
+POINT = np.array([1.3, -2.2, 3.6])
+
+
+@pytest.mark.parametrize("name", METHOD_CASES)
+def test_numpy_methods_and_operators_of_traced_arrays(name):
+    f = METHOD_CASES[name]
+    assert dg.grad(f)(POINT).shape == (3,)
+    dg.check_grads(f, (POINT,))  # forward and reverse against central differences
+    np.testing.assert_allclose(dg.jit(dg.grad(f))(POINT), dg.grad(f)(POINT), rtol=1e-13)
+    batch = np.stack([POINT, POINT + 0.05])
+    np.testing.assert_allclose(dg.vmap(dg.grad(f))(batch),
+                               [dg.grad(f)(b) for b in batch], rtol=1e-13)
+    value, _ = dg.value_and_grad(f)(POINT)
+    assert value == f(POINT) and dg.jit(f)(POINT) == f(POINT)  # numpy's own numbers

@@ -66,6 +66,19 @@ def _method(fn):
     return method
 
 
+def _numpy(name, swap=False):
+    """``x.name(*args)`` as ``np.name(x, *args)`` (``np.name(other, x)`` swapped), through
+    dispatch.py as numpy's own methods call their functions; ``divmod`` is ``(x // y,
+    x % y)``, the same numbers numpy's divmod gives."""
+    fn = getattr(np, name) if name != "divmod" else (
+        lambda a, b: (np.floor_divide(a, b), np.remainder(a, b)))
+
+    def method(self, *args, **kw):
+        return fn(args[0], self, *args[1:], **kw) if swap else fn(self, *args, **kw)
+    method.__name__ = name
+    return method
+
+
 def _unary(prim):
     def op(self):
         if not self._trace.active:
@@ -336,6 +349,16 @@ class ArrayBox(Box):
     transpose = _method(lambda self, *axes: _whole_view(
         self, "transpose", lambda x: shapes.transpose(x, _shape_args(axes) or None),
         (_shape_args(axes),)))
+
+    # numpy functions that dispatch.py computes (no derivative, or a rule of their own)
+    argmax = _method(_numpy("argmax"))
+    argmin, argsort = _method(_numpy("argmin")), _method(_numpy("argsort"))
+    nonzero, round = _method(_numpy("nonzero")), _method(_numpy("round"))
+    all, any = _method(_numpy("all")), _method(_numpy("any"))
+    __floordiv__ = _method(_numpy("floor_divide"))
+    __rfloordiv__ = _method(_numpy("floor_divide", swap=True))
+    __divmod__ = _method(_numpy("divmod"))
+    __rdivmod__ = _method(_numpy("divmod", swap=True))
 
     def fill(self, value):
         """x.fill(v): x now stands for an array of v's (derivative 0 w.r.t. the old x;
