@@ -340,3 +340,29 @@ def test_jit_takes_the_threaded_loop_only_by_the_margin(monkeypatch, ratio, thre
         jit_kernel.load(src), [None]))
     again = in_thread(lambda: emit_cpu.build(graph, k.region, True), 2)
     assert ("prange" in again.source) == threaded and (compiled != []) == threaded
+
+
+@needs_two
+def test_jit_keeps_a_graph_with_blas_products_serial(monkeypatch):
+    """The same region, timed as twice as fast threaded, stays serial in a graph that also
+    multiplies matrices: numba's threads and BLAS's would spin for the same cores."""
+    x = rng(7).standard_normal(20000)
+    A = rng(8).standard_normal((4, 4))
+    graph, k = _one_kernel(lambda x: np.exp(-x * x) * 2.0 + x, x)
+    graph_blas, k_blas = _one_kernel(
+        lambda x: (np.exp(-x * x) * 2.0 + x, A @ x[:4]), x)
+    assert emit_cpu._calls_blas(graph_blas) and not emit_cpu._calls_blas(graph)
+
+    def serial_one_second(graph, region, src, timed):
+        kern = jit_kernel.Kernel(region, jit_kernel.load(src), src, [None])
+        kern.seconds = (1.0, 1.0)
+        return kern
+    monkeypatch.setattr(emit_cpu, "checked", serial_one_second)
+    monkeypatch.setattr(emit_cpu, "_compile",
+                        lambda g, r, src, vals: (jit_kernel.load(src), [None]))
+    monkeypatch.setattr(emit_cpu, "timing", lambda src, region, measure: (0.5, 0.0))
+    monkeypatch.setattr(emit_cpu, "_concurrent_launches_ok", lambda: True)
+    monkeypatch.setattr(emit_cpu, "_threaded", {})
+    assert "prange" in in_thread(lambda: emit_cpu.build(graph, k.region, True).source, 2)
+    assert "prange" not in in_thread(
+        lambda: emit_cpu.build(graph_blas, k_blas.region, True).source, 2)

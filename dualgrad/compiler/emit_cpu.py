@@ -211,6 +211,19 @@ def _threads_may_pay(region):
     return n > 1 and int(np.prod(region.shape)) >= 4096 * n
 
 
+_BLAS = frozenset(("matmul", "dot", "tensordot", "einsum", "inner", "outer_product",
+                   "solve", "inv", "cholesky", "eigh", "svd", "qr", "det", "slogdet"))
+
+
+def _calls_blas(graph):
+    """Whether the graph also runs BLAS or LAPACK: then its kernels stay serial.  Between
+    its products, numba's threads and BLAS's own take turns spinning for the same cores
+    (the jitted CS231n LSTM gradient, 2 numba and 2 OpenBLAS threads on 2 cores: 164 ms
+    with 19 threaded kernels of 78, 5.9 ms serial), which a kernel timed alone cannot
+    show."""
+    return any(op.kind == "op" and op.prim.name in _BLAS for op in graph.ops)
+
+
 def _concurrent_launches_ok():
     """False under numba's ``workqueue`` threading layer, which aborts the process when two
     Python threads launch parallel kernels at once (a dg.jit function may be called from
@@ -229,7 +242,8 @@ def build(graph, region, timed):
     if not region.outputs:
         return unused(region, timed)
     k = checked(graph, region, kernel_source(graph, region), timed)
-    if k is not None and timed and parallel_ok(graph, region) and _threads_may_pay(region):
+    if k is not None and timed and parallel_ok(graph, region) and _threads_may_pay(region) \
+            and not _calls_blas(graph):
         psrc = kernel_source(graph, region, parallel=True)
         key = (psrc, int(np.prod(region.shape, dtype=np.int64)).bit_length())
         if _threaded.get(key) is not False:  # lost once at this size class: not again
