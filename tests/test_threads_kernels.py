@@ -312,14 +312,9 @@ def test_jit_threaded_loop_is_per_thread_count_and_bitwise_serial():
         np.testing.assert_array_equal(a, b)  # elementwise: each element as the serial loop
 
 
-@needs_two
-@pytest.mark.parametrize("ratio, threaded", [(0.95, False), (0.5, True)])
-def test_jit_takes_the_threaded_loop_only_by_the_margin(monkeypatch, ratio, threaded):
-    """build's choice with the timings fixed: serial 1 s, threaded ``ratio`` s (the
-    values were checked above; a graph that ran holds no recorded values to check)."""
-    x = rng(6).standard_normal(20000)
-    graph, k = _one_kernel(lambda x: np.exp(-x * x) * 2.0 + x, x)
-
+def _fixed_timings(monkeypatch, ratio):
+    """emit_cpu.build with the timings fixed: the serial loop 1 s, the threaded ``ratio``
+    s (values checked elsewhere; a graph that ran holds no recorded values to check)."""
     def serial_one_second(graph, region, src, timed):
         kern = jit_kernel.Kernel(region, jit_kernel.load(src), src, [None])
         kern.seconds = (1.0, 1.0)
@@ -330,6 +325,17 @@ def test_jit_takes_the_threaded_loop_only_by_the_margin(monkeypatch, ratio, thre
     monkeypatch.setattr(emit_cpu, "timing", lambda src, region, measure: (ratio, 0.0))
     monkeypatch.setattr(emit_cpu, "_concurrent_launches_ok", lambda: True)
     monkeypatch.setattr(emit_cpu, "_threaded", {})
+
+
+@needs_two
+@pytest.mark.parametrize("ratio, threaded", [(0.95, False), (0.5, True)])
+def test_jit_takes_the_threaded_loop_only_by_the_margin(monkeypatch, ratio, threaded):
+    """build's choice with the timings fixed: serial 1 s, threaded ``ratio`` s (the
+    values were checked above; a graph that ran holds no recorded values to check)."""
+    x = rng(6).standard_normal(20000)
+    graph, k = _one_kernel(lambda x: np.exp(-x * x) * 2.0 + x, x)
+
+    _fixed_timings(monkeypatch, ratio)
     built = in_thread(lambda: emit_cpu.build(graph, k.region, True), 2)
     assert ("prange" in built.source) == threaded
     assert built.seconds[0] == (ratio if threaded else 1.0)
@@ -353,16 +359,7 @@ def test_jit_keeps_a_graph_with_blas_products_serial(monkeypatch):
         lambda x: (np.exp(-x * x) * 2.0 + x, A @ x[:4]), x)
     assert emit_cpu._calls_blas(graph_blas) and not emit_cpu._calls_blas(graph)
 
-    def serial_one_second(graph, region, src, timed):
-        kern = jit_kernel.Kernel(region, jit_kernel.load(src), src, [None])
-        kern.seconds = (1.0, 1.0)
-        return kern
-    monkeypatch.setattr(emit_cpu, "checked", serial_one_second)
-    monkeypatch.setattr(emit_cpu, "_compile",
-                        lambda g, r, src, vals: (jit_kernel.load(src), [None]))
-    monkeypatch.setattr(emit_cpu, "timing", lambda src, region, measure: (0.5, 0.0))
-    monkeypatch.setattr(emit_cpu, "_concurrent_launches_ok", lambda: True)
-    monkeypatch.setattr(emit_cpu, "_threaded", {})
+    _fixed_timings(monkeypatch, 0.5)
     assert "prange" in in_thread(lambda: emit_cpu.build(graph, k.region, True).source, 2)
     assert "prange" not in in_thread(
         lambda: emit_cpu.build(graph_blas, k_blas.region, True).source, 2)

@@ -80,6 +80,13 @@ def _fitted(c, x, bcast):
 # (else None: the rule), fitted to the argument as ``cotangent`` fits the rule's.  Each
 # checks that its row still has the rules it stands for.  The sweep calls them first.
 
+def _small(v):
+    """A number or an array under ``buffers.LARGE``: where the quick VJPs compute on raw
+    values (larger ones go through the rules, which reuse buffers)."""
+    c = v.__class__
+    return (c is np.ndarray and v.nbytes < buffers.LARGE) or c in SCALARS
+
+
 def _quick_forms(e, argnum, g):
     """An elementwise row's VJP from its form (rules/table.py ``vjp_of``): ``g`` for
     "id", ``g * f(ans, *args)`` for ("mul", f) on small values (where ``multiply`` on raw
@@ -88,19 +95,14 @@ def _quick_forms(e, argnum, g):
     how = prim.forms
     if how is None or how[1] is not prim.vjp or e.kw:
         return None
-    gc = g.__class__
-    if gc is np.ndarray:
-        if g.nbytes >= buffers.LARGE:
-            return None
-    elif gc not in SCALARS:
+    if not _small(g):
         return None
     form = how[0][argnum]
     if form == "id":
         return _fitted(g, e.args[argnum], prim.bcast)
     if form.__class__ is tuple and form[0] == "mul":
         d = form[1](e.ans, *e.args)
-        dc = d.__class__
-        if (dc is np.ndarray and d.nbytes < buffers.LARGE) or dc in SCALARS:
+        if _small(d):
             return _fitted(multiply.impl(g, d), e.args[argnum], prim.bcast)
     return None
 
@@ -109,11 +111,7 @@ def _quick_add(e, argnum, g):
     """add's VJP, ``g`` for each argument (its forms, "id"), fitted."""
     if add.vjp is not _ADD_VJP or e.kw:
         return None
-    gc = g.__class__
-    if gc is np.ndarray:
-        if g.nbytes >= buffers.LARGE:
-            return None
-    elif gc not in SCALARS:
+    if not _small(g):
         return None
     return _fitted(g, e.args[argnum], True)
 
@@ -123,16 +121,11 @@ def _quick_multiply(e, argnum, g):
     (where ``multiply`` on raw values is its impl), fitted."""
     if multiply.vjp is not _MUL_VJP or e.kw:
         return None
-    gc = g.__class__
-    if gc is np.ndarray:
-        if g.nbytes >= buffers.LARGE:
-            return None
-    elif gc not in SCALARS:
+    if not _small(g):
         return None
     args = e.args
     d = args[1 - argnum]
-    dc = d.__class__
-    if (dc is np.ndarray and d.nbytes < buffers.LARGE) or dc in SCALARS:
+    if _small(d):
         return _fitted(multiply.impl(g, d), args[argnum], True)
     return None
 
