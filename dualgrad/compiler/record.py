@@ -38,7 +38,7 @@ import numpy as np
 
 from ..backend import is_foreign_array
 from ..core.trace import Box, Primitive, Trace, kept, unbox
-from ..numpy.box import ArrayBox
+from ..numpy.box import SHARED_READS, ArrayBox
 from .graph import Const, Graph, Op
 
 MAX_OPS = 5_000_000  # a recording past this many ops (~3 GB) is abandoned: it runs eagerly
@@ -162,6 +162,7 @@ class Var(ArrayBox):
         return ArrayBox.__array__(self, dtype, copy)
 
 
+SHARED_READS.add(Var)  # a derivative's w[f] read again: one value, as in eager grad
 _new = object.__new__
 
 

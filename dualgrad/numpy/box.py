@@ -113,6 +113,31 @@ def _basic_view(base, key, view):
     return view
 
 
+SHARED_READS = {np.ndarray}  # (compiler/record.py adds its Var)
+
+
+def _basic_item(base, key, idx):
+    """``base[key]`` for a basic key (``idx``: the key as a tuple).  The same key read
+    again with no write into ``base`` between (``w[f]`` in a loop over the entries of
+    ``out``) gives the box it gave: one value on the tape and one cotangent summed in the
+    sweep, not a gather and a scatter per read.  numpy's ``w[f]`` twice is two views of
+    the same memory, which see each other's writes; these do too (a write through
+    either is a write into ``base``, which counts it in ``_writes``).  Where the value is
+    a numpy array or a value dg.jit records (``SHARED_READS``: so ``jit(grad(f))``'s graph
+    is eager ``grad(f)``'s, bit for bit); not for higher orders, whose graphs' fused
+    kernels recompute each read's padded cotangent as the reads were written."""
+    if base.value.__class__ not in SHARED_READS:
+        return _basic_view(base, key, P.getitem(base, idx=idx))
+    last = getattr(base, "_item", None)
+    writes = getattr(base, "_writes", 0)
+    if last is not None and last[1] == writes and last[0] == key \
+            and last[0].__class__ is key.__class__:
+        return last[2]
+    view = _basic_view(base, key, P.getitem(base, idx=idx))
+    base._item = (key, writes, view)
+    return view
+
+
 def _shape_args(args):
     return args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
 
@@ -210,8 +235,10 @@ class ArrayBox(Box):
     traced value: Dual, Node, Var, BatchBox, Elem)."""
 
     # a view's base (``out[i]`` of a traced out), how many writes rebound this box, and
-    # weak references to the views taken of it: inplace.py's views; unset on most boxes
-    __slots__ = ("_view_of", "_writes", "_views", "__weakref__")
+    # weak references to the views taken of it: inplace.py's views; unset on most boxes.
+    # ``_item``: the last basic index read, (key, writes, box): ``w[f]`` read again in a
+    # loop is the same traced value, one entry on the tape (unset until the first read)
+    __slots__ = ("_view_of", "_writes", "_views", "_item", "__weakref__")
 
     def __hash__(self):  # as numpy's: a number by its value (d.get(y[0])), an array not at all
         if self.ndim:
@@ -266,9 +293,9 @@ class ArrayBox(Box):
             for k in key:  # indexing.getitem applies it, and numpy's view (link_view)
                 if k.__class__ not in _BASIC_KEYS:
                     return link_view(self, key, getitem(self, key))
-            return _basic_view(self, key, P.getitem(self, idx=key))
+            return _basic_item(self, key, key)
         if kc in _BASIC_KEYS:
-            return _basic_view(self, key, P.getitem(self, idx=(key,)))
+            return _basic_item(self, key, (key,))
         return link_view(self, key, getitem(self, key))
 
     __setitem__ = _setitem

@@ -179,6 +179,7 @@ def _reread(view, new):
     for the views taken of it in turn (``row = plane[0]`` of ``plane = out[1]``)."""
     _copy_slots(view, new)
     view._writes = getattr(view, "_writes", 0) + 1
+    view._item = None  # (the last index read of the old value: not read again below)
     _refresh_views(view)
 
 
@@ -217,7 +218,7 @@ def _copier(cls):
     them all at once: it reads every one before it writes, so an unset one raises
     AttributeError with nothing written; None where ``cls`` has its own __setattr__)."""
     names = tuple(s for c in cls.__mro__ for s in getattr(c, "__slots__", ())
-                  if s not in ("__weakref__", "_grad", "_writes", "_views"))
+                  if s not in ("__weakref__", "_grad", "_writes", "_views", "_item"))
     if not names or cls.__setattr__ is not object.__setattr__ \
             or not all(s.isidentifier() and not s.startswith("__") for s in names):
         return names, None
@@ -253,6 +254,7 @@ def _rebind(box, new, what):
     _copy_slots(box, new)
     box._view_of = link  # (new, a fresh value, is no view: box stays what it was)
     box._writes = getattr(box, "_writes", 0) + 1
+    box._item = None  # (the last index read of the old value: not read again below)
     hold, release = getattr(box._trace, "hold", None), getattr(old, "release", None)
     if hold is not None:
         hold()

@@ -32,7 +32,8 @@ def _snapshot(b):
     c = object.__new__(b.__class__)
     for cls in b.__class__.__mro__:
         for s in getattr(cls, "__slots__", ()):
-            if s not in ("__weakref__", "_grad", "_view_of", "_writes") and hasattr(b, s):
+            if s not in ("__weakref__", "_grad", "_view_of", "_writes", "_item") \
+                    and hasattr(b, s):
                 object.__setattr__(c, s, getattr(b, s))
     hold = getattr(c._trace, "hold", None)  # a hand-made Dual keeps its trace recording
     if hold is not None:

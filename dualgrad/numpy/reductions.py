@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from .. import rules as P
-from ..core.trace import unbox
+from ..core.trace import Box, unbox
 from .dispatch import _arr, _no, implements
 from .elementwise import astype
 from .nn import logsumexp
@@ -33,8 +33,14 @@ def _masked(a, where, fname):
     return P.where(m, a, 0.0), m
 
 
+_ALL = [tuple(range(-nd, 0)) for nd in range(65)]  # normalize_axes(None, nd)
+
+
 @implements(np.sum)
 def sum(a, axis=None, dtype=None, out=None, keepdims=False, initial=np._NoValue, where=True):
+    if axis is None and out is None and dtype is None and where is True \
+            and initial is np._NoValue and keepdims is False and isinstance(a, Box):
+        return P.sum_(a, axis=_ALL[_ndim(a)], keepdims=False)  # np.sum(x): in a loop, often
     _no(dict(out=out), "sum", out=None)
     a, _ = _masked(_arr(a), where, "sum")
     r = P.sum_(a, axis=_axes(axis, _ndim(a)), keepdims=bool(keepdims))

@@ -24,7 +24,7 @@ from ..core import buffers
 from ..core.trace import Box, Trace, kept, thaw, tracing, unlift
 from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
-from ..rules import SCALARS, getitem, index_set
+from ..rules import SCALARS, getitem, index_set, sum_
 from .forward import push_tangents
 from .slices import LAZY, Blocks, Masked, add_block, dense, merge_lazy, split_index_set
 from .steps import (  # noqa: F401  (accumulate, cotangent: teach/tracetable.py's)
@@ -41,6 +41,7 @@ from .steps import (  # noqa: F401  (accumulate, cotangent: teach/tracetable.py'
     accumulate,
     cotangent,
     fit,
+    sum_of_product,
 )
 
 
@@ -184,7 +185,7 @@ class Tape(Trace):
 
     def record(self, prim, vals, kw, parents, ans):
         """Append one entry to the Wengert list; returns the traced result."""
-        return Node(ans, self, self._append(Entry(prim, vals, kw, parents, ans)))
+        return Node(ans, self, self._append(Entry(prim, tuple(vals), kw, tuple(parents), ans)))
 
     def _append(self, e):
         """Append entry ``e``; returns its row.  Threads may record on one tape: the list
@@ -235,9 +236,11 @@ class Tape(Trace):
         node._views = None
         e = _new(Entry)  # the hot path: Entry(...) without the cost of a Python __init__
         e.prim = prim
-        e.args = vals
+        # tuples of raw values are untracked by the cyclic GC once it has seen them (lists
+        # stay tracked): every full collection walks the tape, which grows with its length
+        e.args = tuple(vals)
         e.kw = kw
-        e.parents = parents
+        e.parents = tuple(parents)
         e.ans = ans
         e.local = local
         entries = self.entries  # _append, inline
@@ -365,6 +368,8 @@ class Tape(Trace):
                     continue
                 if fast and g.__class__ is np.ndarray and _index_set_into(cts, e, g, merge):
                     continue
+            elif p is sum_ and fast and not keep and sum_of_product(cts, entries, i, e, g, merge):
+                continue
             if not (fast and g.__class__ is np.ndarray and g.nbytes >= buffers.LARGE
                     and e.local is None and buffers.pays(g)):
                 quick = _QUICK.get(p) if fast and e.local is None else None

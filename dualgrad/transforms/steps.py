@@ -130,26 +130,64 @@ def _quick_multiply(e, argnum, g):
     return None
 
 
+def _whole_sum(e, g):
+    """Whether ``e`` is a sum of a whole small array to a number and ``g``, its cotangent,
+    a number of the array's dtype."""
+    kw, x = e.kw, e.args[0]
+    if x.__class__ is not np.ndarray or x.nbytes >= buffers.LARGE or sum_.vjp is not _SUM_VJP \
+            or not kw or kw.get("keepdims") or len(kw.get("axis") or ()) != x.ndim:
+        return False
+    gc = g.__class__
+    if gc is np.ndarray:
+        return not g.ndim and g.dtype is x.dtype
+    if gc is float:
+        return x.dtype is _F64
+    return gc in _NUMPY_SCALARS and g.dtype is x.dtype
+
+
 def _quick_sum(e, argnum, g):
     """sum's VJP of a whole small array to a number: ``g`` at every entry (the rule's
     ``broadcast_to`` of g, as an array of x's own: one fill, not numpy's Python
     broadcasting); None for any other."""
-    kw, x = e.kw, e.args[0]
-    if x.__class__ is not np.ndarray or x.nbytes >= buffers.LARGE or sum_.vjp is not _SUM_VJP \
-            or not kw or kw.get("keepdims") or len(kw.get("axis") or ()) != x.ndim:
+    if not _whole_sum(e, g):
         return None
-    gc = g.__class__
-    if gc is np.ndarray:
-        if g.ndim or g.dtype is not x.dtype:
-            return None
-    elif gc is float:
-        if x.dtype is not _F64:
-            return None
-    elif gc not in _NUMPY_SCALARS or g.dtype is not x.dtype:
-        return None
+    x = e.args[0]
     c = np.empty(x.shape, x.dtype)
     c.fill(g)
     return c
+
+
+def sum_of_product(cts, entries, i, e, g, merge):
+    """``np.sum(a * b)`` on a first-order sweep: the whole-array sum (entry ``i``) of the
+    product recorded just before it, which nothing else read (its cotangent is still
+    empty when the sum is swept, and every later reader was swept): each factor gets
+    ``g * the other`` now, and the product's step never runs (one step per output entry
+    of a loop like the naive conv's, and no array of g's).  The same multiply, entry by
+    entry, as the product's step computes from the sum's cotangent, merged in the same
+    order (no entry lies between the two).  False otherwise."""
+    j = i - 1
+    if len(e.parents) != 1 or e.parents[0][1] != j or cts[j] is not None \
+            or (m := entries[j]) is None or m.prim is not multiply or m.kw \
+            or m.local is not None or multiply.vjp is not _MUL_VJP or not _whole_sum(e, g):
+        return False
+    x = e.args[0]
+    a, b = m.args
+    if a.__class__ is not np.ndarray or b.__class__ is not np.ndarray \
+            or a.shape != x.shape or b.shape != x.shape \
+            or a.dtype is not x.dtype or b.dtype is not x.dtype:
+        return False
+    for argnum, k in m.parents:
+        c = multiply.impl(g, b if argnum == 0 else a)
+        prev = cts[k]
+        if prev is None:
+            cts[k] = c
+        elif prev.__class__ in LAZY:
+            merge_lazy(cts, k, c, merge)
+        else:
+            prev = None
+            merge(cts, k, c)
+        c = prev = None
+    return True
 
 
 def _quick_index_set(e, argnum, g):
