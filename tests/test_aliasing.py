@@ -341,3 +341,41 @@ def test_a_large_array_is_read_only_while_a_transform_needs_it_not_copied():
     assert X.flags.writeable  # the user's array left read-only (found by the red team)
     X[:] = 0.0
     np.testing.assert_allclose(linear(np.ones(400)), np.sum(want), rtol=1e-12)
+
+
+# -- an array made like a written one leaves it alone (found by tests/test_reads_shared) ---
+# ``np.zeros(S, like=o)`` records ``index_set(o, 0.0, idx=...)``: a value of its own.  When
+# o was the last write of a loop, nothing but the box o held its array, and the tape wrote
+# the zeros into it (o read as zeros afterwards: a wrong value and derivative, silently).
+
+MADE_LIKE = {
+    "zeros(like=)": lambda o: np.zeros(o.shape, like=o),
+    "ones(like=)": lambda o: np.ones(o.shape, like=o),
+    "full(like=)": lambda o: np.full(o.shape, 2.0, like=o),
+    "zeros_like": np.zeros_like,
+    "ones_like": np.ones_like,
+    "full_like": lambda o: np.full_like(o, 3.0),
+}
+
+
+def _loop_written(x):
+    out = np.zeros(x.shape, like=x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = x[i, j] * (i + 1.0)
+    return out
+
+
+@pytest.mark.parametrize("make", sorted(MADE_LIKE))
+def test_an_array_made_like_a_written_one_leaves_it_alone(make):
+    def f(x):
+        o = _loop_written(x)
+        new = MADE_LIKE[make](o)
+        new[0, 0] = np.exp(o[0, 0] + o[1, 1])
+        return np.sum(o * o) + np.sum(new * new)
+
+    x = np.array([[0.3, -0.2], [0.5, 0.1]])
+    v, g = dg.value_and_grad(f)(x)
+    assert v == f(x)  # plain numpy
+    fd = _central(lambda w: f(w.reshape(2, 2)), x.ravel()).reshape(2, 2)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)

@@ -6,11 +6,11 @@ import gc
 
 import numpy as np
 import pytest
+from cases import central
 
 import dualgrad as dg
 from dualgrad.transforms import reverse
 from dualgrad.transforms.reverse import Tape
-from tests.cases import central
 
 # -- w[f] read again -------------------------------------------------------------------
 
@@ -131,6 +131,42 @@ def test_sum_of_product_step_is_the_two_steps(name, dtype, monkeypatch):
         np.testing.assert_array_equal(a, c)
     if name in ("vdot", "square", "loop") and np.dtype(dtype).kind == "f":
         assert calls  # (the step was asked: the bitwise check above compares two paths)
+
+
+WRITES = {
+    "entries": lambda x, y: np.sum(_written(x, y, lambda v: v) ** 2),
+    "entries_read_back": lambda x, y: (lambda o: np.sum(o * o[0, 0]))(_written(x, y, np.sin)),
+    "entry_twice": lambda x, y: np.sum(_written(_written(x, y, np.cos), y, np.exp) * y),
+}
+
+
+def _written(x, y, h):
+    """A loop writing one element at a time into np.zeros (the naive conv's writes)."""
+    out = np.zeros(x.shape, like=x)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = h(np.sum(x[i, j:] * y[i, j:]) + x[i, j])
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", sorted(WRITES))
+@pytest.mark.parametrize("step", ["entry_into", "sum_of_product"])
+def test_element_write_steps_are_the_general_ones(step, name, dtype, monkeypatch):
+    """``out[i, j] = v`` swept by ``entry_into`` (and the sums in the loop by
+    ``sum_of_product``) gives what the general steps give, bit for bit."""
+    f = WRITES[name]
+    rng = np.random.default_rng(2)
+    x, y = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(2))
+    got = dg.grad(f, argnums=(0, 1))(x, y)
+    monkeypatch.setattr(reverse, step, lambda *a: False)
+    want = dg.grad(f, argnums=(0, 1))(x, y)
+    for a, c in zip(got, want):
+        assert a.dtype == c.dtype == x.dtype
+        np.testing.assert_array_equal(a, c)
+    if dtype == np.float64:
+        fd = central(lambda v: f(v.reshape(x.shape), y), x.ravel()).reshape(x.shape)
+        np.testing.assert_allclose(got[0], fd, rtol=1e-6, atol=1e-6)
 
 
 def test_sum_of_product_gradient_is_right():

@@ -43,13 +43,17 @@ def tracing():
 class Trace:
     """One derivative in progress.  Subclasses implement ``process``."""
 
-    __slots__ = ("level", "active", "__weakref__")
+    # ``rebinding``: the box whose write (``y[i] = v``) is being recorded, which the writer
+    # makes stand for the result right after (inplace.py): only then may a tape write into
+    # its array (reverse.py ``Tape._set_in_place``)
+    __slots__ = ("level", "active", "rebinding", "__weakref__")
     read = None  # a graph trace (jit.py) hands unbox() a value that notes reads of it
     hold = release = None  # a trace that records while its values live (forward.RootTrace)
 
     def __init__(self, level=None):
         self.level = next(_next_level) if level is None else level
         self.active = True
+        self.rebinding = None
         with _active_lock:
             _active[0] += 1
 

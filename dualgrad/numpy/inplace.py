@@ -282,7 +282,20 @@ def _setitem(self, key, value):
         value = OBJECTS[0].pack(np.array(value, dtype=object)  # objects.py
                                 if isinstance(value, (list, tuple)) else value)
     raw = None  # dropped: a write into the box's own array counts who holds it (Tape)
-    _rebind(self, P.set_at(self, value, _index(key)), lambda: f"y[{key!r}] = v")
+    _rebind(self, written(self, value, _index(key)), lambda: f"y[{key!r}] = v")
+
+
+def written(box, value, idx):
+    """``P.set_at(box, value, idx)`` for a writer that makes ``box`` stand for the result
+    right after (``_rebind``): the tape may write into box's own array (nothing can read
+    its old values through box then).  Any other ``index_set`` (``np.zeros(S, like=x)``'s
+    of x, which x still is) copies."""
+    t = box._trace
+    t.rebinding = box
+    try:
+        return P.set_at(box, value, idx)
+    finally:
+        t.rebinding = None
 
 
 def _inplace(prim, name):

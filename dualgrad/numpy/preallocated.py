@@ -76,7 +76,7 @@ from .creation import IN_PLACE, write_in_place
 from .dispatch import FUNCTION_VIEWS, HANDLED, LIKE, function_view
 from .elementwise import astype
 from .indexing import _index
-from .inplace import WHOLE_VIEWS, Whole, part, refusal, scattered, whole
+from .inplace import WHOLE_VIEWS, Whole, part, refusal, scattered, whole, written
 from .inplace import basic_key as _basic_key
 
 _FLOAT = frozenset("fc")
@@ -282,7 +282,10 @@ class Preallocated(ArrayBox):
                                                 and value.dtype == object):
             value = OBJECTS[0].pack(np.array(value, dtype=object)
                                     if isinstance(value, (list, tuple)) else value)
-        self._v = P.set_at(_on_tape(v, value, key), value, _index(key))
+        v = _on_tape(v, value, key)
+        # (the Preallocated stands for the result from now on: its old value is dropped)
+        self._v = written(v, value, _index(key)) if isinstance(v, Box) \
+            else P.set_at(v, value, _index(key))
 
     locals().update({f"__{n}__": _inplace(op, n) for n, op in _INPLACE.items()})
 

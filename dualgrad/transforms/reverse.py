@@ -40,6 +40,7 @@ from .steps import (  # noqa: F401  (accumulate, cotangent: teach/tracetable.py'
     _v_part,
     accumulate,
     cotangent,
+    entry_into,
     fit,
     sum_of_product,
 )
@@ -254,12 +255,17 @@ class Tape(Trace):
 
         A loop writing one entry at a time (``out[n, f, i, j] = ...``) would copy the whole
         array per write.  The write may go into x's array when nothing but the write
-        itself can see its old values: x is the result of an earlier ``index_set`` on this
-        tape (whose rules read no values, only x's shape), and the only references to the
-        array are that entry's result, the box written to and this call's own (counted:
+        itself can see its old values: the box written to is the one whose write is being
+        recorded (``self.rebinding``: the writer makes it stand for the result, so no box
+        holds the old values: an ``index_set`` of a box that stays what it was, such as
+        ``np.zeros(S, like=x)``'s of x, copies), x is the result of an earlier
+        ``index_set`` on this tape (whose rules read no values, only x's shape), and the
+        only references to the array are that entry's result, the box written to and this
+        call's own (counted:
         any other entry that used x, a view of it, or a user's variable holding it adds
         one, and then x is copied, as the row's impl does)."""
-        if not parents or parents[0][0] != 0 or not buffers.ENABLED:
+        if not parents or parents[0][0] != 0 or args[0] is not self.rebinding \
+                or not buffers.ENABLED:
             return None
         x = vals[0]
         producer = self.entries[parents[0][1]]
@@ -361,6 +367,8 @@ class Tape(Trace):
                 elif fast and g.__class__ is np.ndarray and _getitem_into(cts, j, e, g):
                     continue
             elif p is index_set and not keep:
+                if fast and entry_into(cts, e, g):
+                    continue
                 if not _one_element(e) \
                         and (cs := split_index_set(e, g, _v_part(e, nb, raw))) is not None:
                     _merge_all(cts, e.parents, cs, merge)

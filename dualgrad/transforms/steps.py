@@ -417,6 +417,35 @@ def _getitem_into_blocks(b, e, g):
     return True
 
 
+def entry_into(cts, e, g):
+    """``out[n, f, i, j] = v`` swept where ``g`` is a whole array only the sweep holds and
+    x and v have no other cotangent yet (a loop writing one element at a time): v gets
+    ``g[idx]``, x gets g itself with a zero written there; what ``_index_set_into`` does
+    for this case, with its checks said once.  False otherwise."""
+    kw = e.kw
+    idx = kw.get("idx") if kw else None
+    if idx.__class__ is not tuple or g.__class__ is not np.ndarray or len(idx) != g.ndim \
+            or len(idx) < 2:
+        return False
+    for k in idx:
+        if k.__class__ is not int:
+            return False
+    parents = e.parents
+    if len(parents) != 2 or index_set.vjp is not _SET_VJP:
+        return False
+    (ax, jx), (av, jv) = parents
+    x, v = e.args
+    if ax or jx == jv or cts[jx] is not None or cts[jv] is not None \
+            or x.__class__ is not np.ndarray or x.shape != g.shape or x.dtype is not g.dtype \
+            or shape_of(v) != () or not buffers.free(g, 2):
+        return False
+    cv = _fitted(g[idx], v, False)  # (read before the zero is written)
+    g[idx] = 0.0
+    cts[jx] = g
+    cts[jv] = cv
+    return True
+
+
 def _index_set_into(cts, e, g, merge):
     """index_set's cotangents on a first-order sweep where ``g`` is a whole array only
     the sweep holds and the index is basic (``out[n, f, i, j] = v`` in a loop): v's is
