@@ -21,7 +21,7 @@ from numba.extending import register_jitable
 from .diskcache import njit
 
 
-def compile_unary(f, df, parallel=False):
+def compile_unary(f, df, parallel=False, exact=None, limit=None):
     """One kernel ``k(x, y, d, grad)`` over flat C-contiguous arrays of one dtype:
     y[i] = f(x[i]), and if ``grad`` also d[i] = df(x[i], y[i]).
 
@@ -34,8 +34,15 @@ def compile_unary(f, df, parallel=False):
     threads split the index range): every element is computed by the same scalar code
     as in the serial kernel, so the results are bitwise the same; only the time
     differs (``dualgrad.backend.numba_ops`` times both and takes the faster).
+
+    ``exact = (f0, df0)`` with ``limit``: f is accurate for ``abs(x) < limit`` only
+    (kernels/vecmath.py's sin and cos, whose loops vectorize): a second loop, with the
+    calls the first one is kept free of, computes the entries beyond with f0 and df0.
     """
     f, df = register_jitable(f), register_jitable(df)
+    fix = exact is not None
+    f0, df0 = (register_jitable(exact[0]), register_jitable(exact[1])) if fix else (f, df)
+    limit = float("inf") if limit is None else float(limit)
 
     if parallel:
         @njit(cache=True, parallel=True)
@@ -47,6 +54,12 @@ def compile_unary(f, df, parallel=False):
             else:
                 for i in prange(x.shape[0]):
                     y[i] = f(x[i])
+            if fix:
+                for i in range(x.shape[0]):
+                    if abs(x[i]) >= limit:
+                        y[i] = f0(x[i])
+                        if grad:
+                            d[i] = df0(x[i], y[i])
         return kernel
 
     @njit(cache=True)
@@ -58,5 +71,10 @@ def compile_unary(f, df, parallel=False):
         else:
             for i in range(x.shape[0]):
                 y[i] = f(x[i])
-
+        if fix:
+            for i in range(x.shape[0]):
+                if abs(x[i]) >= limit:
+                    y[i] = f0(x[i])
+                    if grad:
+                        d[i] = df0(x[i], y[i])
     return kernel
