@@ -69,7 +69,8 @@ def test_a_cached_signature_holds_its_constants_not_its_intermediates(calls):
         jg = dg.jit(dg.grad(loss), codegen="off")
         for _ in range(calls):
             got = jg(x)
-        np.testing.assert_allclose(got, want, rtol=1e-12)
+        # (eager may run kernels/vecmath.py's tanh, sin and exp: a few ulp from numpy's)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
         del got
         return jg
     held, jg = _held(make)

@@ -363,3 +363,47 @@ def test_jit_keeps_a_graph_with_blas_products_serial(monkeypatch):
     assert "prange" in in_thread(lambda: emit_cpu.build(graph, k.region, True).source, 2)
     assert "prange" not in in_thread(
         lambda: emit_cpu.build(graph_blas, k_blas.region, True).source, 2)
+
+
+# -- another thread's trace is not this thread's -------------------------------------------
+# A first-order sweep of raw values takes its shortcuts (the fused f'(x) recorded with the
+# value, the nn rows' kernels); whether it may was once asked of the process (``tracing()``:
+# any trace alive anywhere), so a gradient computed while another thread held a trace took
+# the rules instead: other bits (kernels/vecmath.py's cos against numpy's) and slower.
+
+def _while_another_thread_traces(work):
+    """``work()`` in this thread while another thread holds a live trace."""
+    inside, done = threading.Event(), threading.Event()
+
+    def hold():
+        with dg.Tape() as t:
+            t.watch(np.ones(3))
+            inside.set()
+            done.wait(30)
+
+    other = threading.Thread(target=hold)
+    other.start()
+    inside.wait(30)
+    try:
+        return work()
+    finally:
+        done.set()
+        other.join()
+
+
+@pytest.mark.parametrize("name", ["sin", "tanh", "conv"])
+def test_a_gradient_is_the_same_while_another_thread_traces(name):
+    x = np.linspace(-3.0, 3.0, 20_000)
+    if name == "conv":
+        xs = (np.linspace(-1, 1, 2 * 3 * 8 * 8).reshape(2, 3, 8, 8), np.ones((4, 3, 3, 3)) / 9)
+        g = dg.grad(lambda x, w: np.sum(dg.nn.conv2d(x, w, padding=1) ** 2), argnums=(0, 1))
+        call = lambda: g(*xs)  # noqa: E731
+    else:
+        f = getattr(np, name)
+        g = dg.grad(lambda x: np.sum(f(x) * x))
+        call = lambda: g(x)  # noqa: E731
+    alone = call()
+    beside = _while_another_thread_traces(call)
+    for a, b in zip(alone if isinstance(alone, tuple) else (alone,),
+                    beside if isinstance(beside, tuple) else (beside,)):
+        np.testing.assert_array_equal(a, b)

@@ -21,7 +21,7 @@ import weakref
 import numpy as np
 
 from ..core import buffers
-from ..core.trace import Box, Trace, kept, thaw, tracing, unlift
+from ..core.trace import Box, Trace, kept, thaw, unlift
 from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
 from ..rules import SCALARS, getitem, index_set, sum_
@@ -144,7 +144,7 @@ class Tape(Trace):
     """
 
     __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "_lock", "kept",
-                 "frozen")
+                 "frozen", "boxed")
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
@@ -158,6 +158,9 @@ class Tape(Trace):
         self.names = {}
         self._leaves = []
         self.keep_adjoints = keep_adjoints
+        # whether any value on the list is another trace's box (a higher-order recording):
+        # else its sweep computes on raw values, whatever other threads are tracing
+        self.boxed = False
 
     # -- recording -------------------------------------------------------------
     def __enter__(self):
@@ -170,6 +173,8 @@ class Tape(Trace):
         """Append an input entry for ``value`` (checked: a float or complex value, named
         ``what`` in the error); returns the traced value to compute with."""
         check_differentiable(value, what)
+        if isinstance(value, Box):
+            self.boxed = True
         node = Node(value, self, self._append(Entry(None, (), None, (), value)))
         if name is not None:
             self.names[node.index] = name
@@ -186,6 +191,8 @@ class Tape(Trace):
 
     def record(self, prim, vals, kw, parents, ans):
         """Append one entry to the Wengert list; returns the traced result."""
+        if isinstance(ans, Box) or any(isinstance(v, Box) for v in vals):
+            self.boxed = True
         return Node(ans, self, self._append(Entry(prim, tuple(vals), kw, tuple(parents), ans)))
 
     def _append(self, e):
@@ -216,6 +223,7 @@ class Tape(Trace):
         local = None
         c = vals[0].__class__  # (no local holds vals[0]: _set_in_place counts references)
         if nested:  # the primitive again, one level down
+            self.boxed = True
             ans = prim(*vals, **kw) if kw else prim(*vals)
         elif c is np.ndarray and prim.fused is not None \
                 and (r := prim.fused(vals[0])) is not None:
@@ -327,7 +335,9 @@ class Tape(Trace):
             accumulate(cts, i, c)
         keep = self.keep_adjoints
         once = once and not keep
-        raw = not tracing()
+        # raw values only (no box on the list or among the seeds): nothing can record this
+        # sweep, so its first-order shortcuts apply (another thread's trace is not this one's)
+        raw = not self.boxed and not any(isinstance(c, Box) for _, c in seeds)
         fast = raw and buffers.ENABLED and not nb
         merge = _accumulate_in_place if fast else accumulate
         if once:
