@@ -158,6 +158,30 @@ def test_unary_numba_matches_numpy(name, dtype):
         assert v1.shape == xi.shape and v1.dtype == dtype
 
 
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sin", "cos"])
+def test_unary_numba_trig_beyond_vecmath_limits(name, dtype):
+    """The numba rows of sin and cos compute with kernels/vecmath.py, accurate below
+    LIMITS only: entries beyond (and at) the limit take the reference row, serial kernel and
+    parallel twin alike."""
+    from dualgrad.kernels.vecmath import LIMITS
+
+    from dualgrad.backend import numba_ops
+    lim = LIMITS[name]
+    x = np.array([0.5, -3.0, lim * (1 - 1e-7), lim, -lim, 1e7, -3e9, 1e300, np.inf, -np.inf,
+                  np.nan, 0.0, -0.0], dtype=dtype)
+    x = np.concatenate([x, np.linspace(-10, 10, 50, dtype=dtype)])
+    f, df = {"sin": (np.sin, np.cos), "cos": (np.cos, lambda v: -np.sin(v))}[name]
+    with np.errstate(invalid="ignore"):
+        want_y, want_d = f(x), df(x)
+    for parallel in (False, True):
+        y, d = np.empty_like(x), np.empty_like(x)
+        numba_ops.unary_kernel(name, parallel)(x, y, d, True)
+        ulp_close(y, want_y, dtype=dtype)
+        ulp_close(d, want_d, dtype=dtype)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["tanh", "sigmoid", "relu", "log"])
 def test_unary_jvp_batched(bk, name, dtype):

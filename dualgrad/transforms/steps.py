@@ -176,17 +176,8 @@ def sum_of_product(cts, entries, i, e, g, merge):
             or a.shape != x.shape or b.shape != x.shape \
             or a.dtype is not x.dtype or b.dtype is not x.dtype:
         return False
-    for argnum, k in m.parents:
-        c = multiply.impl(g, b if argnum == 0 else a)
-        prev = cts[k]
-        if prev is None:
-            cts[k] = c
-        elif prev.__class__ in LAZY:
-            merge_lazy(cts, k, c, merge)
-        else:
-            prev = None
-            merge(cts, k, c)
-        c = prev = None
+    _merge_all(cts, m.parents, [multiply.impl(g, b if argnum == 0 else a)
+                                for argnum, _ in m.parents], merge)
     return True
 
 
