@@ -259,6 +259,13 @@ def test_nan_to_num_under_vmap_and_jit(kw):
 # 6. (An error where numpy computes, not a wrong number.)  A ufunc writing into a traced
 #    array, np.add(y, w, out=y), was refused with advice for a plain out; it is y[...] =
 #    y + w now, a write into y (and through a view into its base).
+def _agrees(f, mode):
+    """``f``'s gradient by ``mode`` against central differences, its value against numpy's."""
+    run = GRADIENTS[mode]
+    np.testing.assert_allclose(run(f)(X), central(f, X), rtol=1e-6, atol=1e-8)
+    assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)
+
+
 def _out_into_view(w):
     y = w * 1.0
     v = y[1:]
@@ -277,9 +284,7 @@ def _out_overlapping(w):
 @pytest.mark.parametrize("f", [_out_into_view, _out_overlapping])
 @pytest.mark.parametrize("mode", GRADIENTS)
 def test_ufunc_out_a_traced_array(f, mode):
-    run = GRADIENTS[mode]
-    np.testing.assert_allclose(run(f)(X), central(f, X), rtol=1e-6, atol=1e-8)
-    assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)
+    _agrees(f, mode)
 
 
 # 7. c.real and c.imag of a traced complex c were copies: c.real[0] = v (numpy: a write into
@@ -303,9 +308,7 @@ def _write_real_of_real(w):
 @pytest.mark.parametrize("f", [_write_parts, _write_real_of_real])
 @pytest.mark.parametrize("mode", GRADIENTS)
 def test_real_and_imag_are_views(f, mode):
-    run = GRADIENTS[mode]
-    np.testing.assert_allclose(run(f)(X), central(f, X), rtol=1e-6, atol=1e-8)
-    assert dg.value_and_grad(f)(X)[0] == pytest.approx(f(X), rel=1e-13)
+    _agrees(f, mode)
 
 
 def _zeros_parts(w):  # an np.zeros array's parts: its own views (preallocated.py)

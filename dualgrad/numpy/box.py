@@ -130,8 +130,7 @@ def _basic_item(base, key, idx):
         return _basic_view(base, key, P.getitem(base, idx=idx))
     last = getattr(base, "_item", None)
     writes = getattr(base, "_writes", 0)
-    if last is not None and last[1] == writes and last[0] == key \
-            and last[0].__class__ is key.__class__:
+    if last is not None and last[1] == writes and last[0] == key:
         return last[2]
     view = _basic_view(base, key, P.getitem(base, idx=idx))
     base._item = (key, writes, view)

@@ -12,21 +12,9 @@ import numpy as np
 
 from .. import backend
 from .. import rules as P  # the rows by name: rules/__init__ binds them before importing this
-from ..core.trace import Box, unbox
+from ..core.trace import top_trace, unbox
 from ..core.validate import dtype_of
 from .table import defprim, ndim_of, shape_of
-
-
-def _boxed(g, ans, args):
-    """Whether a traced value is among a rule's arguments (then it is being recorded: a
-    higher-order sweep); raw values are this thread's first-order sweep, whatever other
-    threads are tracing."""
-    if isinstance(g, Box) or isinstance(ans, Box):
-        return True
-    for a in args:
-        if isinstance(a, Box):
-            return True
-    return False
 
 
 def kernel_or_rule(kernel, rule, batched=False, when=None):
@@ -37,7 +25,8 @@ def kernel_or_rule(kernel, rule, batched=False, when=None):
     (co)tangent (unless the kernel handles them: ``batched``), and ``when(...)`` true.
     """
     def chosen(g, ans, *args, **kw):
-        if not _boxed(g, ans, args) and (batched or ndim_of(g) == ndim_of(ans)) \
+        # raw values only: this thread's first-order sweep, whatever other threads trace
+        if top_trace((g, ans) + args) is None and (batched or ndim_of(g) == ndim_of(ans)) \
                 and (when is None or when(g, ans, *args, **kw)):
             return kernel(g, ans, *args, **kw)
         return rule(g, ans, *args, **kw)
