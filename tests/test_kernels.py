@@ -355,6 +355,68 @@ def test_index_add_uses_the_kernel(monkeypatch):
         np.testing.assert_array_equal(out, want)
 
 
+# -- where: numpy's values by a select loop ---------------------------------------------
+
+def _where_cases(dtype):
+    """(name, c, x, y, kernel runs): np.where's arguments, the select kernel's own cases
+    and the ones it leaves to numpy."""
+    r = rng(3)
+    x = r.standard_normal((6, 7)).astype(dtype)
+    y = r.standard_normal((6, 7)).astype(dtype)
+    x.flat[:6] = [np.nan, np.inf, -np.inf, -0.0, 0.0, np.finfo(dtype).tiny / 2]
+    c = r.standard_normal((6, 7)) > 0
+    other = np.float64 if dtype == np.float32 else np.float32
+    return [
+        ("array, scalar", c, x, 0.0, True), ("scalar, array", c, 0.0, y, True),
+        ("arrays", c, x, y, True), ("-0.0", c, x, -0.0, True), ("int scalar", c, 3, y, True),
+        ("inf scalar", c, x, -np.inf, True), ("all true", np.ones_like(c), x, y, True),
+        ("all false", np.zeros_like(c), x, 1.0, True),
+        ("nan scalar", c, x, np.nan, False), ("inexact scalar", c, x, 0.1, dtype == np.float64),
+        ("strided", c[:, ::2], x[:, ::2], 0.0, False), ("broadcast", c, x[0], y, False),
+        ("int condition", c.astype(int), x, y, False),
+        ("mixed dtypes", c, x, y.astype(other), False),
+        ("two scalars", c, 1.0, 2.0, False), ("empty", c[:0], x[:0], 0.0, True),
+    ]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_where_matches_numpy(dtype, monkeypatch):
+    """backend.where (the where row's impl) is np.where bit for bit, signs of zeros and
+    nans included, and its select kernel runs exactly where it claims to."""
+    k = backend._kernels()
+    calls = []
+    for name in ("select", "select_else", "select_then"):
+        real = getattr(k.elementwise, name)
+        monkeypatch.setattr(k.elementwise, name,
+                            lambda *a, real=real: calls.append(1) or real(*a))
+    for name, c, x, y, runs in _where_cases(dtype):
+        calls.clear()
+        want = np.where(c, x, y)
+        ref, got = on_both(backend.where, c, x, y)
+        for out in (ref, got):
+            assert out.dtype == want.dtype, name
+            np.testing.assert_array_equal(out, want, err_msg=name)
+            np.testing.assert_array_equal(np.signbit(out), np.signbit(want), err_msg=name)
+        assert bool(calls) == runs, name
+
+
+@needs_numba
+def test_where_follows_the_measured_rule(monkeypatch):
+    """Unforced, the measured rule decides between the select loop and numpy's where."""
+    k = backend._kernels()
+    calls = []
+    real = k.elementwise.select_else
+    monkeypatch.setattr(k.elementwise, "select_else", lambda *a: calls.append(1) or real(*a))
+    c, x = rng(4).standard_normal(1000) > 0, rng(5).standard_normal(1000)
+    for rule, used in [((0, None), [1]), (None, []), ((2000, None), [])]:
+        monkeypatch.setitem(backend.TUNED.rules, "where/d", rule)
+        calls.clear()
+        with backend.use_backend("numba"):
+            np.testing.assert_array_equal(backend.where(c, x, 0.0), np.where(c, x, 0.0))
+        assert calls == used, rule
+
+
 @needs_numba
 @large
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -157,6 +157,21 @@ def unary(name, x, grad):
     return y.reshape(x.shape), (d.reshape(x.shape) if grad else None)
 
 
+def where(c, x, y, dtype):
+    """``np.where(c, x, y)`` by one select loop (``kernels.elementwise.select``): c a
+    C-contiguous bool array, x and y C-contiguous arrays of its shape and ``dtype``, or
+    one of them a scalar of ``dtype``.  Serial: the loop is as fast as memory."""
+    out = np.empty(c.shape, dtype)
+    e, flat = kernels.elementwise, out.reshape(-1)
+    if x.__class__ is not np.ndarray:
+        e.select_then(c.reshape(-1), x, y.reshape(-1), flat)
+    elif y.__class__ is not np.ndarray:
+        e.select_else(c.reshape(-1), x.reshape(-1), y, flat)
+    else:
+        e.select(c.reshape(-1), x.reshape(-1), y.reshape(-1), flat)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Scatter-add
 

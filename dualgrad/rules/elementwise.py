@@ -280,7 +280,7 @@ def _where_jvp(tangents, ans, c, x, y):
     return broadcast_tangent(where(c, tx, ty), ans)
 
 
-where = defprim("where", np.where, ufunc=None, bcast=True, smooth=False,
+where = defprim("where", backend.where, ufunc=None, bcast=True, smooth=False,
                 scalar=lambda c, x, y: f"({x} if {c} else {y})",
                 jvp=_where_jvp,
                 vjp=(None, lambda g, ans, c, x, y: where(c, g, 0.0),
