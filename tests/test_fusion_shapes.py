@@ -21,20 +21,25 @@ EYE = np.eye(6)
 
 # name -> (array, what diagonal() must return)
 DIAGONALS = {
-    "identity": (EYE, (1.0, 0.0, 0, 1, 0)),
-    "x[1:]'s tangents": (EYE[:, 1:], (1.0, 0.0, 0, 1, 1)),
-    "x[:-1]'s tangents": (EYE[:, :-1], (1.0, 0.0, 0, 1, 0)),
+    "identity": (EYE, (1.0, 0.0, 0, 1, 0, 0, 6)),
+    "x[1:]'s tangents": (EYE[:, 1:], (1.0, 0.0, 0, 1, 1, 0, 5)),
+    "x[:-1]'s tangents": (EYE[:, :-1], (1.0, 0.0, 0, 1, 0, 0, 5)),
     "scaled, a unit axis between": (np.where(EYE[:, None, 2:] == 1, -2.5, 0.0),
-                                    (-2.5, 0.0, 0, 2, 2)),
-    "scaled by a negative number: -0.0 off it": (-2.5 * EYE, (-2.5, -0.0, 0, 1, 0)),
-    "above the diagonal": (np.eye(5, 7, k=2), (1.0, 0.0, 0, 1, -2)),
-    "float32": (np.eye(5, dtype=np.float32) * 3, (3.0, 0.0, 0, 1, 0)),
+                                    (-2.5, 0.0, 0, 2, 2, 0, 4)),
+    "scaled by a negative number: -0.0 off it": (-2.5 * EYE, (-2.5, -0.0, 0, 1, 0, 0, 6)),
+    "above the diagonal": (np.eye(5, 7, k=2), (1.0, 0.0, 0, 1, -2, 2, 7)),
+    "float32": (np.eye(5, dtype=np.float32) * 3, (3.0, 0.0, 0, 1, 0, 0, 5)),
     "-0.0 and 0.0 off it": (np.where(np.eye(5) == 1, 1.0, np.where(np.eye(5, k=1) == 1, -0.0,
                                                                    0.0)), None),
     "two values on it": (np.diag([1.0, 2, 1, 1, 1]), None),
     "a gap in it": (np.diag([1.0, 1, 0, 1, 1]), None),
+    "stops one short (a Hessian's constant term)": (np.diag([2.0, 2, 2, 2, 0]),
+                                                    (2.0, 0.0, 0, 1, 0, 0, 4)),
+    "starts late, below": (np.eye(6, 5, k=-1) * np.r_[0, 0, 1, 1, 1, 1][:, None],
+                           (1.0, 0.0, 0, 1, 1, 1, 5)),
+    "one entry": (np.diag([0.0, 0, 3, 0, 0])[:, None, :], (3.0, 0.0, 0, 2, 0, 2, 3)),
     "two diagonals": (np.eye(5) + np.eye(5, k=1), None),
-    "-0.0 off it": (np.where(np.eye(5) == 1, 1.0, -0.0), (1.0, -0.0, 0, 1, 0)),
+    "-0.0 off it": (np.where(np.eye(5) == 1, 1.0, -0.0), (1.0, -0.0, 0, 1, 0, 0, 5)),
     "three long axes": (np.ones((3, 3, 3)), None),
     "integers": (np.eye(5, dtype=np.int64), None),
     "nan on it": (np.eye(5) * np.nan, None),
@@ -48,9 +53,10 @@ def test_diagonal_detection(name):
     got = diagonal(a)
     assert got == want
     if got is not None:  # the pattern it names rebuilds the array exactly
-        value, zero, p, q, k = got
+        value, zero, p, q, k, lo, hi = got
         idx = np.indices(a.shape)
-        rebuilt = np.where(idx[p] - idx[q] == k, value, zero).astype(a.dtype)
+        on = (idx[p] - idx[q] == k) & (lo <= idx[q]) & (idx[q] < hi)
+        rebuilt = np.where(on, value, zero).astype(a.dtype)
         np.testing.assert_array_equal(rebuilt, a)
         np.testing.assert_array_equal(np.signbit(rebuilt), np.signbit(a))
 

@@ -42,7 +42,15 @@ import re
 
 import numpy as np
 
-from .regions import FLOATS, REDUCTIONS, input_key, is_array, is_array_const, value_of
+from .regions import (
+    FLOATS,
+    REDUCTIONS,
+    diagonal_test,
+    input_key,
+    is_array,
+    is_array_const,
+    value_of,
+)
 from .regions import dtype as dtype_of
 
 
@@ -370,11 +378,12 @@ def shifted_load(j, ops, region, how, loop, target, interior=False):
             continue
         name = names[key] = f"t{j}_a{where[key]}"
         if key in region.diags:
-            value, zero, pa, qa, off = region.diags[key]
+            value, zero, pa, qa = region.diags[key][:4]
             lead = d - v.ndim
-            off += starts[lead + pa] - starts[lead + qa]
-            lines.append(f"{name} = {_literal(value, v.dtype)} if i{lead + pa} - i{lead + qa} "
-                         f"== {off} else {_literal(zero, v.dtype)}")
+            test = diagonal_test(region.diags[key], v.shape, f"i{lead + pa}", f"i{lead + qa}",
+                                 starts[lead + pa], starts[lead + qa])
+            lines.append(f"{name} = {_literal(value, v.dtype)} if {test} "
+                         f"else {_literal(zero, v.dtype)}")
         elif v.ndim == 0:
             lines.append(f"{name} = {target.once(p)}")
         else:
@@ -401,10 +410,10 @@ def shifted_load(j, ops, region, how, loop, target, interior=False):
 def diag_load(k, v, diag, d):
     """``x{k} = ...``: a diagonal constant (regions.diagonal) as a comparison of two loop
     indices: ``x0 = 1.0 if i0 - i1 == 1 else 0.0`` for ``eye(n)[:, 1:]``."""
-    value, zero, p, q, off = diag
+    value, zero, p, q = diag[:4]
     lead = d - v.ndim
-    return (f"x{k} = {_literal(value, v.dtype)} if i{lead + p} - i{lead + q} == {off} "
-            f"else {_literal(zero, v.dtype)}")
+    test = diagonal_test(diag, v.shape, f"i{lead + p}", f"i{lead + q}")
+    return f"x{k} = {_literal(value, v.dtype)} if {test} else {_literal(zero, v.dtype)}"
 
 
 def extents(ops, region):

@@ -338,14 +338,17 @@ def _pad(ops, b, loop):
 
 
 def diagonal(v):
-    """``(value, zero, p, q, k)`` when array ``v`` holds ``value`` wherever
-    ``i_p - i_q == k`` and ``zero`` (0.0 or -0.0) everywhere else, every axis but ``p`` and
-    ``q`` of length 1; else None.
+    """``(value, zero, p, q, k, lo, hi)`` when array ``v`` holds ``value`` wherever
+    ``i_p - i_q == k`` and ``lo <= i_q < hi`` (a run of one diagonal: all of it, or a
+    Hessian's constant term that stops one entry short) and ``zero`` (0.0 or -0.0)
+    everywhere else, every axis but ``p`` and ``q`` of length 1; else None.
 
     >>> diagonal(np.eye(5)[:, 1:])
-    (1.0, 0.0, 0, 1, 1)
+    (1.0, 0.0, 0, 1, 1, 0, 4)
     >>> diagonal(-2.0 * np.eye(4)[:, None, :]), diagonal(np.ones((4, 4)))
-    ((-2.0, -0.0, 0, 2, 0), None)
+    ((-2.0, -0.0, 0, 2, 0, 0, 4), None)
+    >>> diagonal(np.diag([2.0, 2.0, 2.0, 0.0]))
+    (2.0, 0.0, 0, 1, 0, 0, 3)
     """
     if v.__class__ is not np.ndarray or v.dtype not in FLOATS or v.size < 16:
         return None
@@ -354,19 +357,31 @@ def diagonal(v):
         return None
     p, q = axes
     m = v.reshape(v.shape[p], v.shape[q])
-    rows, cols = np.nonzero(m)
+    rows, cols = np.nonzero(m)  # row-major: along one diagonal, columns ascending
     if not len(rows):
         return None
     k = int(rows[0] - cols[0])
     value = m[rows[0], cols[0]]
-    count = min(m.shape[0], m.shape[1] + k) - max(0, k)
+    lo, hi = int(cols[0]), int(cols[-1]) + 1
+    count = hi - lo
     if len(rows) != count or not np.isfinite(value) or not np.all(rows - cols == k) \
             or not np.all(m[rows, cols] == value):
         return None
     negative = np.count_nonzero(np.signbit(m)) - (count if np.signbit(value) else 0)
     if negative not in (0, m.size - count):  # the zeros: all 0.0 or all -0.0
         return None
-    return float(value), -0.0 if negative else 0.0, p, q, k
+    return float(value), -0.0 if negative else 0.0, p, q, k, lo, hi
+
+
+def diagonal_test(diag, shape, i_p, i_q, start_p=0, start_q=0):
+    """The source of ``diagonal``'s test over loop indices ``i_p`` and ``i_q`` (names)
+    that read the constant (of ``shape``) at ``i_p - start_p`` and ``i_q - start_q``:
+    ``i0 - i1 == 1``, and the run's bounds where it stops short of the whole diagonal."""
+    _, _, p, q, k, lo, hi = diag
+    test = f"{i_p} - {i_q} == {k + start_p - start_q}"
+    if (lo, hi) != (max(0, -k), min(shape[q], shape[p] - k)):
+        test += f" and {lo + start_q} <= {i_q} < {hi + start_q}"
+    return test
 
 
 def input_key(a):
