@@ -141,3 +141,35 @@ def test_outer_transforms_before_the_first_replay_use_the_recorded_graph():
     assert comp._graph is None
     np.testing.assert_array_equal(jf(x), f(x))  # the first replay builds it
     np.testing.assert_allclose(dg.grad(jf)(x), dg.grad(f)(x), rtol=1e-14)
+
+
+def test_generated_kernels_keep_no_typed_ir():
+    """A fused kernel keeps its machine code, not numba's type annotation of it (the
+    whole typed IR, for ``inspect_types()`` only): a cold build of many kernels kept
+    hundreds of thousands of IR objects.  The kernel still runs and agrees."""
+    pytest.importorskip("numba")
+    from dualgrad.compiler import kernel
+
+    def g(x):  # a structure of its own: compiled here unless an earlier test loaded it
+        return np.sum(np.cosh(x) * np.arctan(x) - x ** 3)
+
+    x = np.linspace(-1.0, 1.0, 50)
+    jf = dg.jit(dg.grad(g), codegen="numba")
+    jf(x)
+    got = jf(x)
+    assert jf.lower(x).kernels  # fused: the kernels below were built for it
+    loaded = [fn for fn in kernel._LOADED.values() if getattr(fn, "overloads", None)]
+    assert loaded
+    for fn in loaded:
+        assert all(cres.type_annotation is None for cres in fn.overloads.values())
+    np.testing.assert_allclose(got, dg.grad(g)(x), rtol=1e-13, atol=1e-15)
+
+    from numba import njit
+
+    @njit
+    def twice(a):
+        return 2 * a
+
+    twice(1.0)
+    assert kernel.forget_annotations(twice) == 1 and kernel.forget_annotations(twice) == 0
+    assert twice(3.0) == 6.0
