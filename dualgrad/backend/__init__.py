@@ -35,7 +35,8 @@ The module is one idea, kept whole: every dispatched kernel beside the one table
 measured rules (``TUNED``) and the probes that fill it, which name those kernels.  The
 modules it dispatches to (``reference``, ``numba_ops``, ``cuda``) hold the work.
 
-May import: ``core`` (``devices`` only), ``dualgrad.kernels`` and the standard library.
+May import: ``core`` (``buffers``: the outputs' memory), ``dualgrad.kernels`` and the
+standard library.
 """
 
 import contextlib
@@ -49,6 +50,7 @@ import warnings
 
 import numpy as np
 
+from ..core import buffers
 from . import dask, reference, tuning
 
 # ---------------------------------------------------------------------------
@@ -538,6 +540,16 @@ def logsumexp_vjp(g, x, ans, axis=None, keepdims=False):
 conv_geometry = reference.conv_geometry
 
 
+def _matmul(a, b):
+    """``np.matmul(a, b)`` of one float dtype into ``core.buffers.empty``'s output (the
+    same product, its memory reused by the next gradient)."""
+    dt = a.dtype
+    if b.dtype != dt or dt.char not in "fd" or a.ndim < 2 or b.ndim < 2:
+        return np.matmul(a, b)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    return np.matmul(a, b, out=buffers.empty(shape, dt))
+
+
 def _im2col(x, kh, kw, geo, out_hw):
     size = x.shape[0] * x.shape[1] * kh * kw * out_hw[0] * out_hw[1]
     return (_fast(x, kernel="im2col", size=size) or reference).im2col(x, kh, kw, geo, out_hw)
@@ -561,7 +573,7 @@ def conv2d(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
         return ops.conv2d(x, w, *conv_geometry(x.shape, w.shape, stride, padding, dilation))
     x, w = np.asarray(x), np.asarray(w)
     geo, out_hw = conv_geometry(x.shape, w.shape, stride, padding, dilation)
-    return reference.conv2d(x, w, geo, out_hw, im2col=_im2col)
+    return reference.conv2d(x, w, geo, out_hw, im2col=_im2col, matmul=_matmul)
 
 
 def conv2d_grad_input(g, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
@@ -578,7 +590,8 @@ def conv2d_grad_input(g, w, x_shape, stride=(1, 1), padding=(0, 0), dilation=(1,
             g, w, x_shape, *conv_geometry(x_shape, w.shape, stride, padding, dilation))
     g, w = np.asarray(g), np.asarray(w)
     geo, out_hw = conv_geometry(x_shape, w.shape, stride, padding, dilation)
-    return reference.conv2d_grad_input(g, w, x_shape, geo, out_hw, col2im=_col2im)
+    return reference.conv2d_grad_input(g, w, x_shape, geo, out_hw, col2im=_col2im,
+                                       matmul=_matmul)
 
 
 def conv2d_grad_weight(g, x, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
@@ -594,7 +607,8 @@ def conv2d_grad_weight(g, x, w_shape, stride=(1, 1), padding=(0, 0), dilation=(1
             g, x, w_shape, *conv_geometry(x.shape, w_shape, stride, padding, dilation))
     g, x = np.asarray(g), np.asarray(x)
     geo, out_hw = conv_geometry(x.shape, w_shape, stride, padding, dilation)
-    return reference.conv2d_grad_weight(g, x, w_shape, geo, out_hw, im2col=_im2col)
+    return reference.conv2d_grad_weight(g, x, w_shape, geo, out_hw, im2col=_im2col,
+                                        matmul=_matmul)
 
 
 # ---------------------------------------------------------------------------

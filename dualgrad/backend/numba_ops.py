@@ -42,6 +42,7 @@ import threading
 import numpy as np
 
 from .. import kernels  # installed as dualgrad.kernels (pyproject's package-dir mapping)
+from ..core.buffers import empty
 from . import reference, tuning
 
 # ---------------------------------------------------------------------------
@@ -146,8 +147,8 @@ def unary_kernel(name, parallel=False):
 def unary(name, x, grad):
     """``(f(x), f'(x) if grad else None)`` for the row ``name``, in one pass."""
     xf = np.ascontiguousarray(x).reshape(-1)
-    y = np.empty_like(xf)
-    d = np.empty_like(xf) if grad else y
+    y = empty(xf.shape, xf.dtype)
+    d = empty(xf.shape, xf.dtype) if grad else y
     n = xf.shape[0]
     kernel = f"unary.{name}.{'grad' if grad else 'value'}"
     if n >= PARALLEL_LADDER[0] or FORCE_PARALLEL:
@@ -161,7 +162,7 @@ def where(c, x, y, dtype):
     """``np.where(c, x, y)`` by one select loop (``kernels.elementwise.select``): c a
     C-contiguous bool array, x and y C-contiguous arrays of its shape and ``dtype``, or
     one of them a scalar of ``dtype``.  Serial: the loop is as fast as memory."""
-    out = np.empty(c.shape, dtype)
+    out = empty(c.shape, dtype)
     e, flat = kernels.elementwise, out.reshape(-1)
     if x.__class__ is not np.ndarray:
         e.select_then(c.reshape(-1), x, y.reshape(-1), flat)
@@ -240,14 +241,15 @@ def logsumexp_vjp(g, x, ans, axis):
 
 def im2col(x, kh, kw, geo, out_hw):
     N, C = x.shape[:2]
-    cols = np.empty((N, C, kh, kw) + tuple(out_hw), x.dtype)
+    cols = empty((N, C, kh, kw) + tuple(out_hw), x.dtype)
     _planes("im2col", cols.size, N * C, np.ascontiguousarray(x), *geo, cols)
     return cols
 
 
 def col2im(cols, x_shape, geo):
     N, C = cols.shape[:2]
-    gx = np.zeros((N, C) + tuple(x_shape[-2:]), cols.dtype)
+    gx = empty((N, C) + tuple(x_shape[-2:]), cols.dtype)
+    gx.fill(0)  # (a reused buffer: a memset, where np.zeros's fresh pages fault)
     _planes("col2im", cols.size, N * C, cols, *geo, gx)
     return gx
 

@@ -252,6 +252,21 @@ def take(shape, dtype):
     return cache.take(shape, dtype)
 
 
+def empty(shape, dtype):
+    """``np.empty(shape, dtype)`` for a kernel's output: a cached buffer where buffers are
+    on, the array is ``LARGE`` and its shape was not measured to prefer numpy's memory
+    (``take``), so a repeated gradient reuses the memory of the last one instead of
+    page-faulting on fresh pages (the backend's conv, select and fused elementwise
+    outputs).
+
+    >>> empty((2, 3), np.dtype(np.float64)).shape
+    (2, 3)
+    """
+    if ENABLED and math.prod(shape) * dtype.itemsize >= LARGE:
+        return take(shape, dtype)
+    return np.empty(shape, dtype)
+
+
 # -- where cached buffers pay, measured here ----------------------------------------------
 # A cached buffer costs an owner object, its wrapping and its return (about 2 us); it pays
 # only where numpy's fresh memory is slow, i.e. page-faults.  Whether it does depends on the
