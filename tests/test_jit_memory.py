@@ -172,4 +172,6 @@ def test_generated_kernels_keep_no_typed_ir():
 
     twice(1.0)
     assert kernel.forget_annotations(twice) == 1 and kernel.forget_annotations(twice) == 0
-    assert twice(3.0) == 6.0
+    assert twice(3.0) == 6.0 and twice(np.arange(3)).tolist() == [0, 2, 4]  # a new one
+    assert len(twice.overloads) == 2
+    assert all(cres.type_annotation is None for cres in twice.overloads.values())

@@ -74,6 +74,7 @@ def load(src):
                 if getattr(getattr(v, "py_func", None), "__module__", None) == name:
                     attach(v)
         fn = module.kernel
+    forget_annotations(fn)
     _LOADED[digest] = fn
     return fn
 
@@ -201,17 +202,30 @@ def timing(src, region, measure):
 
 
 def forget_annotations(fn):
-    """Drop what numba keeps of a compilation for ``inspect_types()`` only: each
-    signature's type annotation, which holds the function's whole typed IR (about 80% of
-    the Python objects a compiled kernel keeps: a cold build of 192 kernels kept some
-    480,000).  Calling, caching and dispatch read none of it; ``inspect_types()`` of a
-    generated kernel then has nothing to show.  Returns how many it dropped."""
+    """Make numba's dispatcher ``fn`` drop what it keeps of each compilation for
+    ``inspect_types()`` only: the type annotation, which holds the function's whole typed
+    IR (about 80% of the Python objects a compiled kernel keeps: a cold build of 192
+    kernels kept some 480,000).  Signatures compiled already lose theirs now, later ones
+    as they are added (numba's ``compile`` adds each through ``self.add_overload``).
+    Calling, caching and dispatch read none of it; ``inspect_types()`` of a generated
+    kernel has nothing to show.  Returns how many it dropped now."""
     overloads = getattr(fn, "overloads", None)
+    if overloads is None or not hasattr(fn, "add_overload"):
+        return 0
     dropped = 0
-    for sig, cres in list((overloads or {}).items()):
+    for sig, cres in list(overloads.items()):
         if getattr(cres, "type_annotation", None) is not None and hasattr(cres, "_replace"):
             overloads[sig] = cres._replace(type_annotation=None)
             dropped += 1
+    if "add_overload" not in vars(fn):
+        add = fn.add_overload
+
+        def add_overload(cres):
+            if getattr(cres, "type_annotation", None) is not None and hasattr(cres, "_replace"):
+                cres = cres._replace(type_annotation=None)
+            add(cres)
+
+        fn.add_overload = add_overload
     return dropped
 
 
@@ -222,7 +236,6 @@ def _compile(graph, region, src, vals, stacklevel=5):
     try:
         fn = load(src)
         got = fn(*vals)
-        forget_annotations(fn)
     except Exception as e:  # noqa: BLE001 - numba's typing errors have many classes
         warnings.warn(f"dg.jit: a fused kernel did not compile ({type(e).__name__}: "
                       f"{str(e)[:200]}); its {region.size} nodes are replayed instead",
