@@ -1,5 +1,7 @@
 """dg.jit stops a recording that would not pay and runs eagerly, with one warning: past
-``max_branches`` branches on traced values (an iterative loop over data, unrolled)."""
+``max_branches`` branches on traced values (an iterative loop over data, unrolled), and
+past ``max_bytes`` bytes of recorded values (a loop of writes into a large array records
+a copy of it per write)."""
 
 import warnings
 
@@ -54,3 +56,43 @@ def test_a_branch_on_a_plain_value_is_not_counted():
     jf = dg.jit(f, static_argnums=1, max_branches=0)
     x = np.arange(3.0)
     assert jf(x, 10) == f(x, 10) and jf(x, 10) == f(x, 10) and not jf.eager
+
+
+def writes(x):
+    """A loop of entry writes into a preallocated array: each write records a copy."""
+    out = np.zeros((50, 50), like=x)
+    for i in range(50):
+        out[i, i] = np.sin(x[i])
+    return np.sum(out * out)
+
+
+def test_a_recording_past_max_bytes_runs_eagerly_with_one_warning():
+    x = np.linspace(0.1, 1.0, 50)
+    want = dg.grad(writes)(x)
+    jf = dg.jit(dg.grad(writes), max_bytes=200_000)  # 50 writes of 20 kB pass it
+    with pytest.warns(RuntimeWarning, match="values passed 200000 bytes"):
+        np.testing.assert_array_equal(jf(x), want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(jf(x), want)
+    assert jf.eager and jf.trace_count == 0
+    np.testing.assert_allclose(want, 2 * np.sin(x) * np.cos(x), rtol=1e-14)
+
+
+def test_values_within_max_bytes_are_recorded_and_views_count_once():
+    x = np.linspace(0.1, 1.0, 50)
+    jf = dg.jit(dg.grad(writes), max_bytes=10_000_000)
+    for _ in range(2):
+        np.testing.assert_array_equal(jf(x), dg.grad(writes)(x))
+    assert jf.trace_count == 1 and not jf.eager
+
+    def views(x):  # 200 views of one 8 MB array: its bytes counted once, not 200 times
+        big = x * 1.0
+        return sum(np.sum(big[i:i + 10]) for i in range(200))
+
+    x = np.linspace(0.0, 1.0, 1_000_000)
+    jv = dg.jit(views, max_bytes=40_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert jv(x) == views(x) and not jv.eager
+    assert dg.jit(writes).max_bytes == dg.compiler.record.MAX_BYTES <= 4 << 30

@@ -35,13 +35,14 @@ from the graph.  Where the graph cannot be used (no graph yet for that signature
 fails, a value of an outer trace was captured) it runs ``f`` itself.
 
 **When recording does not pay.**  A recording keeps every value until its graph is built,
-and a graph is worth building only if it is replayed.  Two budgets, both counts (never a
+and a graph is worth building only if it is replayed.  Three budgets, all counts (never a
 time, which would differ from machine to machine), stop a recording early and run ``f``
-eagerly from then on, with one warning naming which: ``max_ops`` operations (memory), and
-``max_branches`` branches taken on traced values (``bool()`` guards: an iterative solver's
-``while err > tol``, a gradient descent's ``if f_new < f``, unrolled).  Past a thousand
-data-dependent branches the graph is one path through a data-dependent loop, replayed
-only while every one of them goes the same way again, and building it (passes, kernels)
+eagerly from then on, with one warning naming which: ``max_ops`` operations and
+``max_bytes`` bytes of values (memory), and ``max_branches`` branches taken on traced
+values (``bool()`` guards: an iterative solver's ``while err > tol``, a gradient
+descent's ``if f_new < f``, unrolled).  Past a thousand data-dependent branches the graph
+is one path through a data-dependent loop, replayed only while every one of them goes the
+same way again, and building it (passes, kernels)
 costs more than the eager runs it would save: GradBench's particle and saddle evals record
 a branch every 10 to 70 operations and would record millions of operations.
 """
@@ -67,7 +68,7 @@ from .compiled import Compiled, Lowered
 from .fuse import MODES, mode_default
 from .graph import MISS, MISSED, Const, Graph, run_traced, same
 from .passes import PIPELINE, pipeline
-from .record import MAX_OPS, Concrete, Foreign, GraphTrace, TooLong, Var
+from .record import MAX_BYTES, MAX_OPS, Concrete, Foreign, GraphTrace, TooLarge, TooLong, Var
 
 RETRACE_LIMIT = 8
 MAX_BRANCHES = 1000  # bool() guards in one recording before it stops (module docstring)
@@ -100,7 +101,8 @@ class Jitted:
 
     def __init__(self, fun, static_argnums=(), static_argnames=(), fast_math=False,
                  passes=PIPELINE, retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
-                 max_signatures=MAX_SIGNATURES, exclude=(), max_branches=MAX_BRANCHES):
+                 max_signatures=MAX_SIGNATURES, exclude=(), max_branches=MAX_BRANCHES,
+                 max_bytes=MAX_BYTES):
         functools.update_wrapper(self, fun)
         self.codegen = mode_default() if codegen is None else codegen
         if self.codegen not in MODES:
@@ -115,6 +117,7 @@ class Jitted:
         self.retrace_limit = retrace_limit
         self.max_ops = max_ops
         self.max_branches = max_branches
+        self.max_bytes = max_bytes
         if max_signatures is not None and (
                 isinstance(max_signatures, bool) or not isinstance(max_signatures, int)
                 or max_signatures < 1):
@@ -257,6 +260,12 @@ class Jitted:
                 return self._give_up(f"the recording passed {self.max_ops} operations (a "
                                      "Python loop unrolled without end?; raise max_ops= to "
                                      "record more)", args, kwargs)
+            except TooLarge:
+                return self._give_up(f"the recording's values passed {self.max_bytes} bytes "
+                                     "(every value is kept until the graph is built: a loop "
+                                     "writing entry by entry into a large array records a "
+                                     "copy of it per write); raise max_bytes= to record more",
+                                     args, kwargs)
             with self._lock:
                 self._cache.setdefault(key, []).append(compiled)
                 self._cache.move_to_end(key)
@@ -359,7 +368,7 @@ class Jitted:
         return self.fun(*args, **kwargs)
 
     def _record(self, leaves, traced, rebuild, lean=True):
-        trace = _Recording(self.max_ops, self.max_branches)
+        trace = _Recording(self.max_ops, self.max_branches, self.max_bytes)
         # Recording allocates a burst of objects that all stay reachable until the graph
         # is built: a cyclic-GC pass in the middle frees nothing, and with a large heap
         # (measured: the bench's process) it costs more than the recording itself.
@@ -412,8 +421,8 @@ class _Recording(GraphTrace):
 
     __slots__ = ("branches", "max_branches")
 
-    def __init__(self, max_ops, max_branches):
-        super().__init__(max_ops)
+    def __init__(self, max_ops, max_branches, max_bytes=MAX_BYTES):
+        super().__init__(max_ops, max_bytes)
         self.branches, self.max_branches = 0, max_branches
 
     def guard(self, how, box):
@@ -448,7 +457,8 @@ def _static(v, what):
 
 def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes=PIPELINE,
         retrace_limit=RETRACE_LIMIT, codegen=None, max_ops=MAX_OPS,
-        max_signatures=MAX_SIGNATURES, exclude=(), max_branches=MAX_BRANCHES):
+        max_signatures=MAX_SIGNATURES, exclude=(), max_branches=MAX_BRANCHES,
+        max_bytes=MAX_BYTES):
     """``fun`` compiled: recorded once per signature, optimised, replayed (module docstring).
 
     ``static_argnums``/``static_argnames`` name arguments passed as Python values (part of
@@ -465,7 +475,10 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     ``max_ops`` bounds a recording (memory: every value is kept while it records); past it
     the function warns once and runs eagerly; so it does past ``max_branches`` (1000;
     ``None``: no bound) branches Python takes on traced values (``if``/``while`` on a
-    traced comparison), a data-dependent loop unrolled (module docstring).
+    traced comparison), a data-dependent loop unrolled (module docstring), and past
+    ``max_bytes`` bytes of recorded values (a quarter of the machine's memory, at most
+    4 GiB; ``None``: no bound), which a loop writing entry by entry into a large array
+    reaches first: each write records a copy of the array.
     ``max_signatures`` bounds how many
     signatures stay compiled (64; ``None``: no bound): a new one past it drops the least
     recently used (as a second-chance clock approximates it: ``Jitted._evict``).  A
@@ -484,9 +497,10 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
                                  static_argnames=static_argnames, fast_math=fast_math,
                                  passes=passes, retrace_limit=retrace_limit, codegen=codegen,
                                  max_ops=max_ops, max_signatures=max_signatures,
-                                 exclude=exclude, max_branches=max_branches)
+                                 exclude=exclude, max_branches=max_branches,
+                                 max_bytes=max_bytes)
     return Jitted(fun, static_argnums, static_argnames, fast_math, passes, retrace_limit,
-                  codegen, max_ops, max_signatures, exclude, max_branches)
+                  codegen, max_ops, max_signatures, exclude, max_branches, max_bytes)
 
 
 __all__ = ["jit", "Jitted", "GraphTrace", "Lowered", "Graph", "same"]
