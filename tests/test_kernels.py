@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from cases import INDEPENDENT, sample, ulp_close
 
+import dualgrad as dg
 from dualgrad import backend
 
 NO_JIT = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
@@ -829,3 +830,32 @@ def test_fused_rows_match_the_rules(name, monkeypatch):
                                    atol=1e-15)
         np.testing.assert_allclose(dg.jvp(prim, (x,), (t[0],))[1], ref_t, rtol=1e-13, atol=1e-15)
         np.testing.assert_allclose(dg.hvp(f, (x,), (t[0],))[1], ref_h, rtol=1e-12, atol=1e-14)
+
+
+# arithmetic only: a transcendental function's numba kernel may differ from numpy's by an
+# ulp (never compared bitwise), a select never does
+WHERE_PROGRAMS = {
+    "relu": lambda x: np.sum(dg.nn.relu(x) ** 2),
+    "where, a scalar branch": lambda x: np.sum(np.where(x > 0.3, 0.5 * x * x, -1.5) * x),
+    "where, two traced branches": lambda x: np.sum(np.where(x < 0, x * x, 1 / (1 + x * x))),
+    "nested": lambda x: np.sum(np.where(x > 0, np.where(x > 1, x, 2 * x), 0.0) ** 3),
+}
+
+
+@needs_numba
+@pytest.mark.parametrize("name", WHERE_PROGRAMS)
+def test_where_kernel_under_every_transform(name):
+    """The select kernel (forced) inside grad, jvp, vmap(grad) and the Hessian-vector
+    product gives the numpy backend's numbers bit for bit."""
+    f = WHERE_PROGRAMS[name]
+    x = rng(7).standard_normal(600)
+    xs = rng(8).standard_normal((3, 600))
+    v = rng(9).standard_normal(600)
+
+    def everything():
+        return (dg.grad(f)(x), dg.jvp(f, (x,), (v,))[1], dg.vmap(dg.grad(f))(xs),
+                dg.hvp(f, (x,), (v,))[1])
+
+    ref, got = on_both(everything)
+    for a, b in zip(ref, got):
+        np.testing.assert_array_equal(a, b, err_msg=name)
