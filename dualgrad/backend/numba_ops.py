@@ -147,8 +147,11 @@ def unary_kernel(name, parallel=False):
 def unary(name, x, grad):
     """``(f(x), f'(x) if grad else None)`` for the row ``name``, in one pass."""
     xf = np.ascontiguousarray(x).reshape(-1)
-    y = empty(xf.shape, xf.dtype)
-    d = empty(xf.shape, xf.dtype) if grad else y
+    # numpy's allocation, as the reference row's: the measured choice between the two
+    # (backend.TUNED) times each with its own (cached buffers here alone skewed it: numba's
+    # square won the probe at 262,144 entries and lost inside a gradient, 26 ms against 22)
+    y = np.empty_like(xf)
+    d = np.empty_like(xf) if grad else y
     n = xf.shape[0]
     kernel = f"unary.{name}.{'grad' if grad else 'value'}"
     if n >= PARALLEL_LADDER[0] or FORCE_PARALLEL:

@@ -256,8 +256,7 @@ def empty(shape, dtype):
     """``np.empty(shape, dtype)`` for a kernel's output: a cached buffer where buffers are
     on, the array is ``LARGE`` and its shape was not measured to prefer numpy's memory
     (``take``), so a repeated gradient reuses the memory of the last one instead of
-    page-faulting on fresh pages (the backend's conv, select and fused elementwise
-    outputs).
+    page-faulting on fresh pages (the backend's conv and select outputs).
 
     >>> empty((2, 3), np.dtype(np.float64)).shape
     (2, 3)
