@@ -254,15 +254,16 @@ def take(shape, dtype):
 
 def empty(shape, dtype):
     """``np.empty(shape, dtype)`` for a kernel's output: a cached buffer where buffers are
-    on, the array is ``LARGE`` and its shape was not measured to prefer numpy's memory
-    (``take``), so a repeated gradient reuses the memory of the last one instead of
-    page-faulting on fresh pages (the backend's conv and select outputs).
+    on, the array is real floating point and ``LARGE``, and its shape was not measured to
+    prefer numpy's memory (``take``), so a repeated gradient reuses the memory of the last
+    one instead of page-faulting on fresh pages (the backend's conv and select outputs, a
+    basic index's cotangent).
 
     >>> empty((2, 3), np.dtype(np.float64)).shape
     (2, 3)
     """
-    if ENABLED and math.prod(shape) * dtype.itemsize >= LARGE:
-        return take(shape, dtype)
+    if ENABLED and dtype.kind == "f" and math.prod(shape) * dtype.itemsize >= LARGE:
+        return take(shape, dtype)  # (real floats only, as everywhere in this module)
     return np.empty(shape, dtype)
 
 
