@@ -338,13 +338,19 @@ def test_index_add_out_of_bounds(bk, bad):
         np.add.at(np.zeros((5, 2)), idx, np.ones((3, 2)))
 
 
+def counting(monkeypatch, module, *names):
+    """A list that gets a 1 on every call of ``module``'s kernels ``names`` (still run)."""
+    calls = []
+    for name in names:
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real: calls.append(1) or real(*a))
+    return calls
+
+
 @needs_numba
 def test_index_add_uses_the_kernel(monkeypatch):
     """The measured rule decides: numba inside its size range, numpy outside or if None."""
-    k = backend._kernels()
-    calls = []
-    real = k.scatter.index_add_rows
-    monkeypatch.setattr(k.scatter, "index_add_rows", lambda *a: calls.append(1) or real(*a))
+    calls = counting(monkeypatch, backend._kernels().scatter, "index_add_rows")
     want = add_at((100, 8), np.float64, np.arange(100) % 7, np.ones((100, 8)))
     for rule, used in [((0, None), [1]), (None, []), ((1024, None), []), ((0, 512), []),
                        ((800, 800), [1])]:
@@ -385,12 +391,8 @@ def _where_cases(dtype):
 def test_where_matches_numpy(dtype, monkeypatch):
     """backend.where (the where row's impl) is np.where bit for bit, signs of zeros and
     nans included, and its select kernel runs exactly where it claims to."""
-    k = backend._kernels()
-    calls = []
-    for name in ("select", "select_else", "select_then"):
-        real = getattr(k.elementwise, name)
-        monkeypatch.setattr(k.elementwise, name,
-                            lambda *a, real=real: calls.append(1) or real(*a))
+    calls = counting(monkeypatch, backend._kernels().elementwise,
+                     "select", "select_else", "select_then")
     for name, c, x, y, runs in _where_cases(dtype):
         calls.clear()
         want = np.where(c, x, y)
@@ -405,10 +407,7 @@ def test_where_matches_numpy(dtype, monkeypatch):
 @needs_numba
 def test_where_follows_the_measured_rule(monkeypatch):
     """Unforced, the measured rule decides between the select loop and numpy's where."""
-    k = backend._kernels()
-    calls = []
-    real = k.elementwise.select_else
-    monkeypatch.setattr(k.elementwise, "select_else", lambda *a: calls.append(1) or real(*a))
+    calls = counting(monkeypatch, backend._kernels().elementwise, "select_else")
     c, x = rng(4).standard_normal(1000) > 0, rng(5).standard_normal(1000)
     for rule, used in [((0, None), [1]), (None, []), ((2000, None), [])]:
         monkeypatch.setitem(backend.TUNED.rules, "where/d", rule)

@@ -386,7 +386,7 @@ def where(condition, x, y):
     if c.__class__ is np.ndarray and c.dtype is _BOOL and (
             c.size >= LADDERS["select"][0] or FORCE_KERNELS) \
             and (dt := _select_dtype(c, x, y)) is not None:
-        ops = _fast(np.empty(0, dt), kernel="where", size=c.size)
+        ops = _fast(x if x.__class__ is np.ndarray else y, kernel="where", size=c.size)
         if ops is not None:
             return ops.where(c, dt.type(x) if x.__class__ is not np.ndarray else x,
                              dt.type(y) if y.__class__ is not np.ndarray else y, dt)

@@ -201,6 +201,13 @@ def timing(src, region, measure):
     return t
 
 
+def _lean(cres):
+    """A numba compile result without its type annotation (``cres`` if it has none)."""
+    if getattr(cres, "type_annotation", None) is not None and hasattr(cres, "_replace"):
+        return cres._replace(type_annotation=None)
+    return cres
+
+
 def forget_annotations(fn):
     """Make numba's dispatcher ``fn`` drop what it keeps of each compilation for
     ``inspect_types()`` only: the type annotation, which holds the function's whole typed
@@ -214,18 +221,13 @@ def forget_annotations(fn):
         return 0
     dropped = 0
     for sig, cres in list(overloads.items()):
-        if getattr(cres, "type_annotation", None) is not None and hasattr(cres, "_replace"):
-            overloads[sig] = cres._replace(type_annotation=None)
+        lean = _lean(cres)
+        if lean is not cres:
+            overloads[sig] = lean
             dropped += 1
     if "add_overload" not in vars(fn):
         add = fn.add_overload
-
-        def add_overload(cres):
-            if getattr(cres, "type_annotation", None) is not None and hasattr(cres, "_replace"):
-                cres = cres._replace(type_annotation=None)
-            add(cres)
-
-        fn.add_overload = add_overload
+        fn.add_overload = lambda cres: add(_lean(cres))
     return dropped
 
 
