@@ -92,3 +92,17 @@ def test_transforms_agree_without_the_quick_path(f, monkeypatch):
     monkeypatch.setattr(forward, "_QUICK", {})
     for a, b in zip(got, run()):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+@pytest.mark.parametrize("shape,idx", [
+    ((5,), (slice(1, None),)), ((5,), (slice(None, -1),)), ((5,), (2,)),
+    ((4, 5), (Ellipsis, 1)), ((5,), (None, slice(0, 3))), ((4, 5), (1, slice(None), None))])
+@pytest.mark.parametrize("batch", [0, 3])
+def test_basic_getitem_is_the_rule(shape, idx, batch):
+    """A basic index of a plain Dual (one direction or a batch of them): its tangent is
+    the rule's view, bitwise."""
+    x = R.standard_normal(shape)
+    t = _tangent(x, batch)
+    got = dg.Dual(x, t)[idx].tangent
+    want = forward.push_tangents(dg.rules.getitem, [t], x[idx], [x], {"idx": idx})
+    assert got.shape == want.shape and got.tobytes() == want.tobytes()

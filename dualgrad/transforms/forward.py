@@ -27,12 +27,14 @@ from ..rules import (
     align_tangent,
     broadcast_tangent,
     divide,
+    getitem,
     is_complex,
     multiply,
     negative,
     power,
     subtract,
 )
+from ..rules.indexing import _basic
 
 
 class JVPTrace(Trace):
@@ -60,6 +62,11 @@ class JVPTrace(Trace):
         if not kw and (quick := _QUICK.get(prim)) is not None and ans.__class__ is _ND \
                 and _plain(ans, primals, tangents):
             return Dual._make(ans, quick(tangents, ans, *primals), self)
+        if prim is getitem and (t := tangents[0]).__class__ is _ND \
+                and (x := primals[0]).__class__ is _ND and len(primals) == 1 \
+                and (idx := kw.get("idx")).__class__ is tuple and _basic(idx):
+            nb = t.ndim - x.ndim  # the rule's _gather_batched for a basic index: a view
+            return Dual._make(ans, t[(_ALL,) * nb + idx] if nb else t[idx], self)
         t = push_tangents(prim, tangents, ans, primals, kw)
         if t is None:
             return ans
@@ -101,6 +108,7 @@ def push_tangents(prim, tangents, ans, primals, kw):
 # included).
 
 _ND = np.ndarray
+_ALL = slice(None)
 
 
 def _plain(ans, primals, tangents):
