@@ -369,7 +369,7 @@ class Tape(Trace):
                     # Blocks as many as their axis is long (disjoint, each one wide at
                     # least) cover it: add_block could only refuse, so it is not asked
                     if not (bc is Blocks and len(cts[j].blocks) >= cts[j].shape[cts[j].axis]) \
-                            and add_block(cts, j, e, g, not fast):
+                            and add_block(cts, j, e, g):
                         continue
                     if fast and cts[j].__class__ is Blocks \
                             and _getitem_into_blocks(cts[j], e, g):

@@ -10,9 +10,7 @@ slice once.  The sweep keeps instead:
 
 - ``Blocks``: disjoint slices along one axis (each getitem's cotangent as it came), plus
   a ``dense`` part for whatever else was added; made whole (``dense()``) by one
-  ``concatenate`` with zeros in the gaps, when the entry that made x is reached.  A
-  traced sweep also keeps a few wide slices that overlap them (``extras``: rosenbrock's
-  ``x[1:]`` and ``x[:-1]``), summed where they meet, piece by piece;
+  ``concatenate`` with zeros in the gaps, when the entry that made x is reached;
 - ``Masked``: a cotangent ``base`` with zeros over some slices along one axis (index_set's
   cotangent for the array written into); the next index_set of a disjoint slice reads its
   ``v`` part straight from ``base``, and only another row makes it whole (one ``where``).
@@ -83,26 +81,14 @@ def _disjoint(spans, start, stop):
 class Blocks:
     """Disjoint slices of a cotangent along ``axis`` of an array of ``shape`` (after the
     sweep's batch axes) and ``dtype``, each ``(start, stop, value, squeezed)``; ``dense``:
-    a whole-array cotangent added to them, or None; ``extras``: slices (as ``blocks``)
-    added to ``dense`` after it, in order, each into its own span only.
+    a whole-array cotangent added to them, or None."""
 
-    ``dense`` and ``extras`` hold what a first-order sweep adds in place into its dense
-    part (steps._getitem_into_blocks): the first slice into nothing is the slice with zeros
-    around it, each later one is added into its span, so a traced sweep (dg.jit's
-    recording, a derivative of a derivative) computes the same sums in the same order."""
-
-    __slots__ = ("axis", "shape", "dtype", "blocks", "dense", "extras")
+    __slots__ = ("axis", "shape", "dtype", "blocks", "dense")
 
     def __init__(self, axis, shape, dtype):
         self.axis, self.shape, self.dtype = axis, shape, dtype
         self.blocks = []
         self.dense = None
-        self.extras = []
-
-
-#: the most overlapping slices a Blocks keeps apart (a loop reading one entry at a time
-#: takes the rules: its pieces would cost more primitives than the scatters they save)
-MAX_EXTRAS = 4
 
 
 class Masked:
@@ -124,11 +110,9 @@ def _host(v):
     return device_like(v) is None
 
 
-def add_block(cts, j, e, g, overlap=False):
+def add_block(cts, j, e, g):
     """getitem's cotangent ``g`` as a block of ``cts[j]`` (None there, or Blocks of the
-    same axis with no overlap; with ``overlap``, a traced sweep's, a slice at least half
-    the axis wide that overlaps goes into its ``extras``).  False when it cannot be: the
-    caller takes the rule."""
+    same axis with no overlap).  False when it cannot be: the caller takes the rule."""
     kw = e.kw
     if not kw or len(e.args) != 1:
         return False
@@ -153,10 +137,6 @@ def add_block(cts, j, e, g, overlap=False):
     else:
         for a, b, _, _ in prev.blocks:  # (_disjoint, inline: no list per call)
             if start < b and a < stop:
-                if overlap and len(prev.extras) < MAX_EXTRAS \
-                        and 2 * (stop - start) >= xs[axis]:
-                    prev.extras.append((start, stop, g, squeezed))
-                    return True
                 return False
     prev.blocks.append((start, stop, g, squeezed))
     cts[j] = prev
@@ -201,8 +181,6 @@ def dense(c):
             keep[a:b] = False
         keep = keep.reshape((-1,) + (1,) * (len(c.shape) - c.axis - 1))
         return where(keep, c.base, 0.0)  # broadcasts over the batch axes in front
-    if c.extras:
-        return _pieces(c, True)
     blocks = sorted(c.blocks, key=lambda b: b[0])
     first = blocks[0][2]
     nb = len(shape_of(first)) - len(c.shape) + blocks[0][3]
@@ -229,62 +207,12 @@ def dense(c):
     return out if c.dense is None else add(c.dense, out)
 
 
-def _pieces(c, final):
-    """A Blocks with ``extras`` made whole: ``dense`` with the extras added (``final``:
-    and the blocks), piece by piece between the slices' edges, then one ``concatenate``.
-
-    Each piece is what a first-order sweep computes there: the dense part (where there is
-    none, the first extra, or zeros where it does not reach), plus each later extra that
-    covers it, plus (``final``) the block there or the zeros between blocks."""
-    axis, shape, n = c.axis, c.shape, c.shape[c.axis]
-    lead = c.blocks[0] if c.blocks else c.extras[0]
-    nb = len(shape_of(lead[2])) - len(shape) + lead[3]
-    bshape = tuple(shape_of(lead[2])[:nb])
-    tail = (slice(None),) * (len(shape) - axis - 1)
-
-    def whole(v, squeezed):
-        if squeezed:
-            s = shape_of(v)
-            v = reshape(v, s[:nb + axis] + (1,) + s[nb + axis:])
-        return v
-
-    def piece(v, a, b):  # v[..., a:b, :, ...] along the axis, after the batch axes
-        return v if a == 0 and b == shape_of(v)[nb + axis] else v[(Ellipsis, slice(a, b)) + tail]
-
-    extras = [(start, stop, whole(v, sq)) for start, stop, v, sq in c.extras]
-    blocks = [(start, stop, whole(v, sq)) for start, stop, v, sq in c.blocks] if final else []
-    edges = sorted({0, n, *(x for e in extras + blocks for x in e[:2])})
-    absent, zero = object(), 0.0  # (zero: a Python 0.0, as the zeros it stands for add)
-    parts = []
-    for a, b in zip(edges, edges[1:]):
-        d = absent if c.dense is None else piece(c.dense, a, b)
-        for start, stop, v in extras:
-            if start <= a and b <= stop:
-                v = piece(v, a - start, b - start)
-                d = v if d is absent else add(d, v)
-            elif d is absent:
-                d = zero
-        for start, stop, v in blocks:
-            if start <= a and b <= stop:
-                d = add(d, piece(v, a - start, b - start))
-                break
-        else:
-            if final and d is not zero:
-                d = add(d, 0.0)  # the zeros between the blocks, as concatenate's
-        if d is zero:
-            d = np.zeros(bshape + shape[:axis] + (b - a,) + shape[axis + 1:], c.dtype)
-        parts.append(d)
-    return parts[0] if len(parts) == 1 else concatenate(*parts, axis=axis - len(shape))
-
-
 def merge_lazy(cts, j, c, merge):
     """``cts[j] += c`` where one of them is kept slice by slice: c (made whole) goes into
-    a Blocks' dense part (after its extras); a Masked ``cts[j]`` is made whole first."""
+    a Blocks' dense part; a Masked ``cts[j]`` is made whole first."""
     if c.__class__ in LAZY:
         c = dense(c)
     prev = cts[j]
-    if prev.__class__ is Blocks and prev.extras:
-        prev.dense, prev.extras = _pieces(prev, False), []
     if prev.__class__ is Blocks:
         prev.dense = c if prev.dense is None else add(prev.dense, c)
         return
