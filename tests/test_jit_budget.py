@@ -96,3 +96,43 @@ def test_values_within_max_bytes_are_recorded_and_views_count_once():
         warnings.simplefilter("error")
         assert jv(x) == views(x) and not jv.eager
     assert dg.jit(writes).max_bytes == dg.compiler.record.MAX_BYTES <= 4 << 30
+
+
+def rk(x):
+    """An explicit integrator over a long array: every value is wide (GradBench's ode)."""
+    y = np.zeros_like(x)
+    for _ in range(20):
+        y = y + 0.01 * (x * np.concatenate((np.ones(1), y[:-1])))
+    return y[-1]
+
+
+def test_wide_values_past_the_default_budget_run_eagerly(monkeypatch):
+    """With the default max_bytes, a recording past record.WIDE_BYTES whose values average
+    record.WIDE_OP bytes or more per operation stops (twice eager's memory); lowered here
+    so the test records megabytes, not a gigabyte."""
+    monkeypatch.setattr(dg.compiler.record, "WIDE_BYTES", 4_000_000)
+    x = np.linspace(0.0, 1.0, 50_000)  # 400 kB per value, more than WIDE_OP
+    want = dg.grad(rk)(x)
+    jf = dg.jit(dg.grad(rk))
+    with pytest.warns(RuntimeWarning, match="kB or more per operation"):
+        np.testing.assert_array_equal(jf(x), want)
+    assert jf.eager and jf.trace_count == 0
+    jx = dg.jit(dg.grad(rk), max_bytes=1 << 30)  # a budget the caller chose: the whole bound
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            np.testing.assert_allclose(jx(x), want, rtol=1e-13, atol=1e-300)
+    assert not jx.eager and jx.trace_count == 1
+
+
+def test_many_small_values_past_wide_bytes_are_recorded(monkeypatch):
+    """Values below WIDE_OP on average (a write loop's copies, 20 kB each) record on past
+    WIDE_BYTES: the programs a replay pays for most."""
+    monkeypatch.setattr(dg.compiler.record, "WIDE_BYTES", 100_000)
+    x = np.linspace(0.1, 1.0, 50)
+    jf = dg.jit(dg.grad(writes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(2):
+            np.testing.assert_array_equal(jf(x), dg.grad(writes)(x))
+    assert not jf.eager and jf.trace_count == 1

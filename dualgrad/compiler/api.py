@@ -38,7 +38,8 @@ fails, a value of an outer trace was captured) it runs ``f`` itself.
 and a graph is worth building only if it is replayed.  Three budgets, all counts (never a
 time, which would differ from machine to machine), stop a recording early and run ``f``
 eagerly from then on, with one warning naming which: ``max_ops`` operations and
-``max_bytes`` bytes of values (memory), and ``max_branches`` branches taken on traced
+``max_bytes`` bytes of values (memory; by default also 1 GiB of values averaging 256 kB
+per operation, which would hold twice eager's memory), and ``max_branches`` branches taken on traced
 values (``bool()`` guards: an iterative solver's ``while err > tol``, a gradient
 descent's ``if f_new < f``, unrolled).  Past a thousand data-dependent branches the graph
 is one path through a data-dependent loop, replayed only while every one of them goes the
@@ -68,7 +69,18 @@ from .compiled import Compiled, Lowered
 from .fuse import MODES, mode_default
 from .graph import MISS, MISSED, Const, Graph, run_traced, same
 from .passes import PIPELINE, pipeline
-from .record import MAX_BYTES, MAX_OPS, Concrete, Foreign, GraphTrace, TooLarge, TooLong, Var
+from .record import (
+    MAX_BYTES,
+    MAX_OPS,
+    WIDE_BYTES,
+    WIDE_OP,
+    Concrete,
+    Foreign,
+    GraphTrace,
+    TooLarge,
+    TooLong,
+    Var,
+)
 
 RETRACE_LIMIT = 8
 MAX_BRANCHES = 1000  # bool() guards in one recording before it stops (module docstring)
@@ -246,26 +258,33 @@ class Jitted:
                     self._missed.setdefault(id(missed), [missed, 0])[1] += 1
                 if self.retraces > self.retrace_limit:
                     return self._give_up(self._retrace_reason(args, kwargs), args, kwargs)
-            try:
+            why = None  # (each reason is acted on after its except clause: the traceback
+            try:  # holds the abandoned recording, which would stay alive beside eager's run)
                 compiled, out = self._record(leaves, traced, rebuild)
             except Foreign:
-                return self.fun(*args, **kwargs)
+                why = ""
             except Branchy:
-                return self._give_up(f"the recording passed {self.max_branches} branches on "
-                                     "traced values (Python control flow over data, such as "
-                                     "an iterative solver's loop, unrolled: a graph that "
-                                     "costs more to build than it saves; raise "
-                                     "max_branches= to record more)", args, kwargs)
+                why = (f"the recording passed {self.max_branches} branches on traced values "
+                       "(Python control flow over data, such as an iterative solver's loop, "
+                       "unrolled: a graph that costs more to build than it saves; raise "
+                       "max_branches= to record more)")
             except TooLong:
-                return self._give_up(f"the recording passed {self.max_ops} operations (a "
-                                     "Python loop unrolled without end?; raise max_ops= to "
-                                     "record more)", args, kwargs)
-            except TooLarge:
-                return self._give_up(f"the recording's values passed {self.max_bytes} bytes "
-                                     "(every value is kept until the graph is built: a loop "
-                                     "writing entry by entry into a large array records a "
-                                     "copy of it per write); raise max_bytes= to record more",
-                                     args, kwargs)
+                why = (f"the recording passed {self.max_ops} operations (a Python loop "
+                       "unrolled without end?; raise max_ops= to record more)")
+            except TooLarge as e:
+                why = (f"the recording's values passed {WIDE_BYTES} bytes at "
+                       f"{WIDE_OP // 1024} kB or more per operation (a recording keeps every "
+                       "value, forward and reverse, until its graph is built: about twice "
+                       "the memory eager dualgrad holds); pass max_bytes= to record it "
+                       "anyway") if e.wide else (
+                       f"the recording's values passed {self.max_bytes} bytes (every value is "
+                       "kept until the graph is built: a loop writing entry by entry into a "
+                       "large array records a copy of it per write); raise max_bytes= to "
+                       "record more")
+            if why == "":
+                return self.fun(*args, **kwargs)
+            if why is not None:
+                return self._give_up(why, args, kwargs)
             with self._lock:
                 self._cache.setdefault(key, []).append(compiled)
                 self._cache.move_to_end(key)
@@ -478,7 +497,9 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     traced comparison), a data-dependent loop unrolled (module docstring), and past
     ``max_bytes`` bytes of recorded values (a quarter of the machine's memory, at most
     4 GiB; ``None``: no bound), which a loop writing entry by entry into a large array
-    reaches first: each write records a copy of the array.
+    reaches first: each write records a copy of the array.  With the default
+    ``max_bytes``, a recording past 1 GiB of values averaging 256 kB or more per
+    operation stops too (record.WIDE_BYTES: it would hold about twice eager's memory).
     ``max_signatures`` bounds how many
     signatures stay compiled (64; ``None``: no bound): a new one past it drops the least
     recently used (as a second-chance clock approximates it: ``Jitted._evict``).  A

@@ -60,6 +60,16 @@ def _max_bytes():
 #: 8,192 writes into a 64 kB array, record 1.6 GB; eager dualgrad writes in place, 36 MB).
 MAX_BYTES = _max_bytes()
 
+#: With the default ``max_bytes``, a recording is also abandoned past ``WIDE_BYTES`` of
+#: values that average ``WIDE_OP`` bytes or more per operation (GradBench's ode at 10^5
+#: unknowns and 100 steps: 650 kB per operation; its det at 11x11: 23 MB).  A recording
+#: keeps every value, forward and reverse, until its graph is built, where eager dualgrad
+#: frees each cotangent as its sweep passes it: twice eager's peak, 3.9 GB against 1.7 GB
+#: for that ode.  Small values in large numbers (the naive conv's 12 kB per operation)
+#: are the programs a replay pays for most, and record up to ``max_bytes``.
+WIDE_BYTES = 1 << 30
+WIDE_OP = 1 << 18
+
 # frames inside these packages are not the user's: a guard's site is the first frame outside
 _SKIP = tuple(os.path.dirname(os.path.dirname(m.__file__)) + os.sep
               for m in (sys.modules["dualgrad.compiler"], np))
@@ -120,7 +130,12 @@ class TooLong(Exception):
 
 
 class TooLarge(Exception):
-    """The recording's values passed ``max_bytes`` bytes."""
+    """The recording's values passed ``max_bytes`` bytes (``wide``: or ``WIDE_BYTES`` of
+    values averaging ``WIDE_OP`` bytes per operation)."""
+
+    def __init__(self, wide=False):
+        super().__init__()
+        self.wide = wide
 
 
 class Foreign(Exception):
@@ -191,12 +206,16 @@ class GraphTrace(Trace):
     """A graph being recorded (``dg.jit``): ``process`` appends one ``Op`` per primitive and
     computes its value, as ``Tape.process`` does."""
 
-    __slots__ = ("ops", "reads", "guarded", "max_ops", "sites", "kept", "max_bytes", "nbytes")
+    __slots__ = ("ops", "reads", "guarded", "max_ops", "sites", "kept", "max_bytes", "nbytes",
+                 "wide")
 
     def __init__(self, max_ops=MAX_OPS, max_bytes=MAX_BYTES):
         super().__init__()
         self.max_ops = max_ops
         self.max_bytes, self.nbytes = max_bytes, 0  # bytes of the values recorded so far
+        # past this many bytes, values of WIDE_OP bytes per operation stop the recording
+        # too (the default budget only: a max_bytes the caller chose is the whole bound)
+        self.wide = WIDE_BYTES if max_bytes is MAX_BYTES else None
         self.ops = []
         self.reads = {}     # value number -> its raw value, read by Python (exact guards)
         self.guarded = set()
@@ -250,6 +269,9 @@ class GraphTrace(Trace):
             self.nbytes += ans.nbytes
             if self.max_bytes is not None and self.nbytes > self.max_bytes:
                 raise TooLarge()
+            if self.wide is not None and self.nbytes > self.wide \
+                    and self.nbytes >= WIDE_OP * len(self.ops):
+                raise TooLarge(wide=True)
         v = _new(Var)
         v.value, v._trace, v.index = ans, self, len(self.ops)
         self.ops.append(Op(kind, prim, tuple(refs), kw, ans))
