@@ -94,15 +94,31 @@ def test_transforms_agree_without_the_quick_path(f, monkeypatch):
         assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
 
 
-@pytest.mark.parametrize("shape,idx", [
-    ((5,), (slice(1, None),)), ((5,), (slice(None, -1),)), ((5,), (2,)),
-    ((4, 5), (Ellipsis, 1)), ((5,), (None, slice(0, 3))), ((4, 5), (1, slice(None), None))])
-@pytest.mark.parametrize("batch", [0, 3])
-def test_basic_getitem_is_the_rule(shape, idx, batch):
-    """A basic index of a plain Dual (one direction or a batch of them): its tangent is
-    the rule's view, bitwise."""
+KW_CASES = {  # rows with parameters (forward._QUICK_KW): (shape, parameters) each
+    "getitem": [((5,), {"idx": (slice(1, None),)}), ((5,), {"idx": (slice(None, -1),)}),
+                ((5,), {"idx": (2,)}), ((4, 5), {"idx": (Ellipsis, 1)}),
+                ((5,), {"idx": (None, slice(0, 3))}), ((4, 5), {"idx": (1, slice(None), None)})],
+    "sum": [((5,), {"axis": (-1,), "keepdims": False}), ((4, 5), {"axis": (-2, -1),
+                                                                "keepdims": False}),
+            ((4, 5), {"axis": (-2,), "keepdims": True}), ((3, 4, 5), {"axis": (-1,),
+                                                                    "keepdims": False})],
+}
+
+
+def _kw_cases():
+    for prim in forward._QUICK_KW:
+        for shape, kw in KW_CASES[prim.name]:  # a row added there needs its cases here
+            for batch in (0, 3):
+                yield pytest.param(prim, shape, kw, batch, id=f"{prim.name}-{shape}-{kw}-{batch}")
+
+
+@pytest.mark.parametrize("prim,shape,kw,batch", list(_kw_cases()))
+def test_rows_with_parameters_are_the_rules(prim, shape, kw, batch):
+    """A plain Dual (one direction or a batch of them) through the row: its tangent is
+    the rule's, bitwise (getitem's a view, as the rule's)."""
     x = R.standard_normal(shape)
     t = _tangent(x, batch)
-    got = dg.Dual(x, t)[idx].tangent
-    want = forward.push_tangents(dg.rules.getitem, [t], x[idx], [x], {"idx": idx})
+    assert forward._QUICK_KW[prim](t, x, kw) is not None  # taken, not left to the rule
+    got = forward.JVPTrace.process(forward._ROOT, prim, (dg.Dual(x, t),), kw).tangent
+    want = forward.push_tangents(prim, [t], prim.impl(x, **kw), [x], kw)
     assert got.shape == want.shape and got.tobytes() == want.tobytes()

@@ -25,7 +25,8 @@ leaves such an ``add`` out of its fused kernels (``accumulation``).
 
 import numpy as np
 
-_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
+from ..rules import basic_index
+
 # nodes whose array value is new (besides the ufuncs' and the kernels'): their readers
 # keep no view of what they read
 _NEW = frozenset(("sum", "prod", "max", "min", "mean", "matmul", "dot", "scatter_add",
@@ -33,7 +34,7 @@ _NEW = frozenset(("sum", "prod", "max", "min", "mean", "matmul", "dot", "scatter
 
 
 def _basic(idx):
-    return idx.__class__ is tuple and all(k.__class__ in _BASIC for k in idx)
+    return idx.__class__ is tuple and basic_index(idx)
 
 
 def accumulation(op, ops):

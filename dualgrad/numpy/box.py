@@ -101,7 +101,7 @@ def _part(x, name):
     return link_whole(x, key, key.take(x))
 
 
-_BASIC_KEYS = frozenset((int, slice, type(None), type(Ellipsis)))
+_BASIC_KEYS = P.BASIC_KEYS  # (a module global: read on every index)
 
 
 def _basic_view(base, key, view):

@@ -88,8 +88,10 @@ from .elementwise import (
     where,
 )
 from .indexing import (
+    BASIC_KEYS,
     Slot,
     add_at,
+    basic_index,
     gather,
     getitem,
     index_set,

@@ -26,21 +26,23 @@ from .table import (
 
 # -- indexing: a gather, whose transpose is a scatter-add ----------------------
 
-_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))  # never an index array
+BASIC_KEYS = frozenset((int, slice, type(None), type(Ellipsis)))  # never an index array
 
 
 def _is_adv(k):
     """An index array: numpy's, a device array (CuPy's, whose duplicates must add up in
     the scatter just the same) or a ``Slot`` standing for one."""
-    if k.__class__ in _BASIC:
+    if k.__class__ in BASIC_KEYS:
         return False
     return isinstance(k, np.ndarray) or k.__class__ is Slot or backend.is_foreign_array(k)
 
 
-def _basic(idx):
-    """Whether ``idx`` holds ints, slices, None and Ellipsis only (no index array)."""
+def basic_index(idx):
+    """Whether the tuple ``idx`` holds ints, slices, None and Ellipsis only (no index
+    array): each position names one target element once, and ``a[idx]`` of an array with
+    dimensions left is a view."""
     for k in idx:
-        if k.__class__ not in _BASIC:
+        if k.__class__ not in BASIC_KEYS:
             return False
     return True
 
@@ -120,7 +122,7 @@ _HOST = frozenset((np.ndarray, np.float64, np.float32, np.complex128, np.complex
 
 
 def _scatter_impl(v, idx, shape):
-    if v.__class__ in _HOST and _basic(idx):  # the common case: numpy's, one write
+    if v.__class__ in _HOST and basic_index(idx):  # the common case: numpy's, one write
         # zeros in a cached buffer where large (core/buffers.py): np.zeros's fresh pages
         # fault on the write, every call (hvp's slice cotangents: 161 us for 10^5 entries)
         out = buffers.empty(tuple(shape), v.dtype)
@@ -319,7 +321,7 @@ def _winners(x, idx, arrays=()):
         def winners(*a):
             return _winner_mask(shape, _fill(idx, a))
         return raw_apply(winners, *raw)
-    if _basic(idx) or not any(_is_adv(k) and k.dtype != bool for k in idx):
+    if basic_index(idx) or not any(_is_adv(k) and k.dtype != bool for k in idx):
         return None
     win = _winner_mask(shape_of(x), idx)
     return win if _index_like(idx) is not None or not win.all() else None
@@ -446,7 +448,7 @@ def set_at(x, v, idx):
     """``index_set(x, v, idx=idx)`` for a normalised index (numpy/indexing.py ``_index``);
     where it holds an ``ArgIndex``, its ``scatter_set`` form with the arrays as arguments.
     The numpy layer's writes call this, not the row: rules and sweeps pay nothing."""
-    if _basic(idx):  # (the common write: no ArgIndex to look for)
+    if basic_index(idx):  # (the common write: no ArgIndex to look for)
         return index_set(x, v, idx=idx)
     idx, arrays = _with_arrays(idx)
     return scatter_set(x, v, *arrays, idx=idx) if arrays else index_set(x, v, idx=idx)

@@ -25,6 +25,7 @@ from ..rules import (
     REALS,
     add,
     align_tangent,
+    basic_index,
     broadcast_tangent,
     divide,
     getitem,
@@ -33,8 +34,8 @@ from ..rules import (
     negative,
     power,
     subtract,
+    sum_,
 )
-from ..rules.indexing import _basic
 
 
 class JVPTrace(Trace):
@@ -62,11 +63,10 @@ class JVPTrace(Trace):
         if not kw and (quick := _QUICK.get(prim)) is not None and ans.__class__ is _ND \
                 and _plain(ans, primals, tangents):
             return Dual._make(ans, quick(tangents, ans, *primals), self)
-        if prim is getitem and (t := tangents[0]).__class__ is _ND \
-                and (x := primals[0]).__class__ is _ND and len(primals) == 1 \
-                and (idx := kw.get("idx")).__class__ is tuple and _basic(idx):
-            nb = t.ndim - x.ndim  # the rule's _gather_batched for a basic index: a view
-            return Dual._make(ans, t[(_ALL,) * nb + idx] if nb else t[idx], self)
+        if kw and (quick := _QUICK_KW.get(prim)) is not None and len(primals) == 1 \
+                and (t := tangents[0]).__class__ is _ND and t.dtype.kind == "f" \
+                and primals[0].__class__ is _ND and (t := quick(t, primals[0], kw)) is not None:
+            return Dual._make(ans, t, self)
         t = push_tangents(prim, tangents, ans, primals, kw)
         if t is None:
             return ans
@@ -179,6 +179,22 @@ def _power_jvp(tangents, ans, x, y):  # x ** 2 and x ** c: multiply(t, _pow_dx(.
 def _general(prim, tangents, ans, *primals):
     return push_tangents(prim, tangents, ans, primals, {})
 
+
+def _getitem_jvp(t, x, kw):  # the rule's _gather_batched for a basic index: a view
+    idx = kw.get("idx")
+    if idx.__class__ is not tuple or len(kw) != 1 or not basic_index(idx):
+        return None
+    nb = t.ndim - x.ndim
+    return t[(_ALL,) * nb + idx] if nb else t[idx]
+
+
+def _sum_jvp(t, x, kw):  # sum_(t, axis=axis, keepdims=keepdims): the row's impl
+    return sum_.impl(t, kw["axis"], kw["keepdims"]) if len(kw) == 2 else None
+
+
+# rows with parameters: a plain real tangent of a plain array -> the rule's tangent, or
+# None for the rule to compute
+_QUICK_KW = {getitem: _getitem_jvp, sum_: _sum_jvp}
 
 _QUICK = {add: _add_jvp, subtract: _subtract_jvp, multiply: _multiply_jvp,
           divide: _divide_jvp, negative: lambda ts, ans, x: _raw(negative, ts[0]),

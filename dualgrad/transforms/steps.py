@@ -16,6 +16,7 @@ from ..core.trace import Box
 from ..rules import (
     SCALARS,
     add,
+    basic_index,
     fit_cotangent,
     index_set,
     multiply,
@@ -320,18 +321,6 @@ def _accumulate_in_place(cts, j, c):
 # A first-order sweep whose cotangent for x is already a whole array only it holds adds
 # the slice into it in place.
 
-_BASIC = frozenset((int, slice, type(None), type(Ellipsis)))
-
-
-def _basic(idx):
-    """Whether a normalised index (a tuple) holds no arrays: each position names one
-    target element once, and ``a[idx]`` of an array with dimensions left is a view."""
-    for k in idx:
-        if k.__class__ not in _BASIC:
-            return False
-    return True
-
-
 def _getitem_into(cts, j, e, g):
     """getitem's cotangent added in place into ``cts[j]``, a whole array only the sweep
     holds, at the index: what the rule's scatter-add and the accumulation compute,
@@ -340,7 +329,7 @@ def _getitem_into(cts, j, e, g):
     if not kw or len(e.args) != 1 or (idx := kw.get("idx")).__class__ is not tuple:
         return False  # getitem(x, idx) by position: the rule
     x, prev = e.args[0], cts[j]
-    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or not _basic(idx) \
+    if x.__class__ is not np.ndarray or g.dtype is not x.dtype or not basic_index(idx) \
             or prev.__class__ is not np.ndarray or prev.dtype is not g.dtype \
             or prev.shape != x.shape or not buffers.free(prev, 2):
         return False  # a shared cotangent (or another kind): the rule's new array
@@ -385,7 +374,7 @@ def _getitem_into_blocks(b, e, g):
     gc = g.__class__
     if x.__class__ is not np.ndarray or b.shape != x.shape or b.dtype is not x.dtype \
             or not (g.dtype is x.dtype if gc is np.ndarray else (
-                (gc is float or gc is np.float64) and x.dtype is _F64)) or not _basic(idx):
+                (gc is float or gc is np.float64) and x.dtype is _F64)) or not basic_index(idx):
         return False
     d = b.dense
     if d is None:
@@ -447,7 +436,7 @@ def _index_set_into(cts, e, g, merge):
         return False
     x = e.args[0]
     if x.__class__ is not np.ndarray or g.dtype is not x.dtype or g.shape != x.shape \
-            or not _basic(idx) or not buffers.free(g, 2):
+            or not basic_index(idx) or not buffers.free(g, 2):
         return False
     parents = e.parents
     if len(parents) == 2:  # x's and v's, each the first contribution (the loop's case)
