@@ -64,13 +64,32 @@ def test_quick_leaves_the_rest_to_the_rules():
     arrays: not plain, so the rules (which align and check) take them."""
     x, t = R.standard_normal(4), R.standard_normal(4)
     row = R.standard_normal((3, 4))
-    assert not forward._plain(x + row, [x, row], [t, None])          # broadcast
+    assert not forward._plain(x + row, [x, row], [t, None])          # x broadcast
+    assert forward._plain(row * x, [row, x], [R.standard_normal((3, 4)), None])  # x is not
     assert not forward._plain(x * 2.0, [x, 2.0], [t, 1.0])           # a number's tangent
     z = x.astype(complex)
     assert not forward._plain(z * 2.0, [z, 2.0], [t.astype(complex), None])
     i = np.arange(4)
     assert not forward._plain(i + i, [i, i], [t, None])              # an int result
     assert not forward._plain(x * 2.0, [x, 2.0], [t.astype(np.complex128), None])
+
+
+def test_quick_with_a_broadcast_constant_is_the_rules_bitwise():
+    """A constant argument that broadcasts (the sweep's (1, n) cotangent times an (n,)
+    value): the rules' numpy call, as it is."""
+    row, x = R.standard_normal((1, 6)), R.standard_normal(6)
+    t = _tangent(row, 5)
+    for prim in forward._QUICK:
+        if prim.ufunc is not None and prim.ufunc.nin == 1 or prim.name == "power":
+            continue
+        for args, ts in (((row, x), [t, None]), ((x, row), [None, t])):
+            ans = prim.impl(*args)
+            if not forward._plain(ans, list(args), ts):
+                continue
+            want = forward.push_tangents(prim, ts, ans, list(args), {})
+            with dg.Tape():
+                got = forward._QUICK[prim](ts, ans, *args)
+            assert got.shape == want.shape and got.tobytes() == want.tobytes(), prim.name
 
 
 @pytest.mark.parametrize("f", [
@@ -102,6 +121,10 @@ KW_CASES = {  # rows with parameters (forward._QUICK_KW): (shape, parameters) ea
                                                                 "keepdims": False}),
             ((4, 5), {"axis": (-2,), "keepdims": True}), ((3, 4, 5), {"axis": (-1,),
                                                                     "keepdims": False})],
+    "scatter_add": [((4,), {"idx": (slice(1, None),), "shape": (5,)}),
+                    ((4,), {"idx": (slice(None, -1),), "shape": (5,)}),
+                    ((3,), {"idx": (1, slice(None)), "shape": (2, 3)}),
+                    ((2, 3), {"idx": (slice(None), slice(1, 4)), "shape": (2, 5)})],
 }
 
 

@@ -33,6 +33,7 @@ from ..rules import (
     multiply,
     negative,
     power,
+    scatter_add,
     subtract,
     sum_,
 )
@@ -112,20 +113,23 @@ _ALL = slice(None)
 
 
 def _plain(ans, primals, tangents):
-    """Whether ``_QUICK`` applies: ``ans`` a real array, each argument a Python number or
-    a real array of ans's shape, each tangent a real array or None (the argument's a
-    raw array: a number's tangent needs the rules' alignment)."""
+    """Whether ``_QUICK`` applies: ``ans`` a real array; each argument with a tangent a
+    real array of ans's shape, its tangent a real array (batch axes in front: the rules
+    would align nothing); each other argument a Python number or an array that broadcasts
+    (the rules' own numpy call broadcasts it the same)."""
     if ans.dtype.kind != "f":
         return False
     shape = ans.shape
     for x, t in zip(primals, tangents):
         c = x.__class__
-        if c is _ND:
-            if x.shape != shape or x.dtype.kind not in "fiub":
+        if t is not None:
+            if c is not _ND or x.shape != shape or t.__class__ is not _ND \
+                    or t.dtype.kind != "f":
                 return False
-        elif c is not float and c is not int or t is not None:
-            return False
-        if t is not None and (t.__class__ is not _ND or t.dtype.kind != "f"):
+        elif c is _ND:
+            if x.dtype.kind not in "fiub":
+                return False
+        elif c is not float and c is not int:
             return False
     return True
 
@@ -192,9 +196,17 @@ def _sum_jvp(t, x, kw):  # sum_(t, axis=axis, keepdims=keepdims): the row's impl
     return sum_.impl(t, kw["axis"], kw["keepdims"]) if len(kw) == 2 else None
 
 
+def _scatter_add_jvp(t, v, kw):  # the rule's _scatter_batched for a basic index
+    idx = kw.get("idx")
+    if idx.__class__ is not tuple or len(kw) != 2 or not basic_index(idx):
+        return None
+    nb = t.ndim - v.ndim
+    return scatter_add.impl(t, (_ALL,) * nb + idx, t.shape[:nb] + tuple(kw["shape"]))
+
+
 # rows with parameters: a plain real tangent of a plain array -> the rule's tangent, or
 # None for the rule to compute
-_QUICK_KW = {getitem: _getitem_jvp, sum_: _sum_jvp}
+_QUICK_KW = {getitem: _getitem_jvp, sum_: _sum_jvp, scatter_add: _scatter_add_jvp}
 
 _QUICK = {add: _add_jvp, subtract: _subtract_jvp, multiply: _multiply_jvp,
           divide: _divide_jvp, negative: lambda ts, ans, x: _raw(negative, ts[0]),
