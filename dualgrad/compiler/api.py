@@ -59,6 +59,7 @@ import warnings
 import numpy as np
 
 from ..backend import is_foreign_array
+from ..core import buffers
 from ..core.buffers import distinct
 from ..core.trace import Box
 from ..core.tree import tree_flatten, tree_map, tree_unflatten
@@ -70,6 +71,7 @@ from .fuse import MODES, mode_default
 from .graph import MISS, MISSED, Const, Graph, run_traced, same
 from .passes import PIPELINE, pipeline
 from .record import (
+    GIVE_BACK,
     MAX_BYTES,
     MAX_OPS,
     WIDE_BYTES,
@@ -258,8 +260,8 @@ class Jitted:
                     self._missed.setdefault(id(missed), [missed, 0])[1] += 1
                 if self.retraces > self.retrace_limit:
                     return self._give_up(self._retrace_reason(args, kwargs), args, kwargs)
-            why = None  # (each reason is acted on after its except clause: the traceback
-            try:  # holds the abandoned recording, which would stay alive beside eager's run)
+            why, large = None, False  # (each reason is acted on after its except clause:
+            try:  # the traceback holds the abandoned recording, alive beside eager's run)
                 compiled, out = self._record(leaves, traced, rebuild)
             except Foreign:
                 why = ""
@@ -269,9 +271,11 @@ class Jitted:
                        "unrolled: a graph that costs more to build than it saves; raise "
                        "max_branches= to record more)")
             except TooLong:
+                large = True
                 why = (f"the recording passed {self.max_ops} operations (a Python loop "
                        "unrolled without end?; raise max_ops= to record more)")
             except TooLarge as e:
+                large = True
                 why = (f"the recording's values passed {WIDE_BYTES} bytes at "
                        f"{WIDE_OP // 1024} kB or more per operation (a recording keeps every "
                        "value, forward and reverse, until its graph is built: about twice "
@@ -284,7 +288,11 @@ class Jitted:
             if why == "":
                 return self.fun(*args, **kwargs)
             if why is not None:
+                if large:  # a large recording, freed: its memory too, before eager's
+                    buffers.give_back()
                 return self._give_up(why, args, kwargs)
+            if compiled.big and not compiled.kept:  # its values were dropped: their memory
+                buffers.give_back()  # goes back (the build computes them again, once)
             with self._lock:
                 self._cache.setdefault(key, []).append(compiled)
                 self._cache.move_to_end(key)
@@ -412,6 +420,7 @@ class Jitted:
             compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
                                 self.codegen, lean=lean, keep_values=self.fast_math or not lean,
                                 exclude=self.exclude)
+            compiled.big = trace.nbytes >= GIVE_BACK
             values = distinct([o.value if o.__class__ is Var else  # one array per output,
                                (o.raw if o.__class__ is Concrete else o)  # as replay's
                                for o in outs])

@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from ..core import buffers
 from ..core.tree import tree_flatten, tree_unflatten
 from . import buildcache
 from .fuse import FusionError, compile_regions, fuse, target
@@ -37,7 +38,7 @@ class Compiled:
 
     __slots__ = ("raw", "fast_math", "passes", "exclude", "codegen", "_graph", "_summary",
                  "replay", "kernels", "fused", "finish", "kept", "lean", "_lock", "used",
-                 "_key", "_stored", "from_cache", "_layout")
+                 "_key", "_stored", "from_cache", "_layout", "big")
 
     def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True,
                  exclude=frozenset()):
@@ -58,6 +59,7 @@ class Compiled:
         # the kernels' checks, so a signature called once holds no intermediate either.
         self.kept, self.lean = keep_values, lean
         self.used = False  # replayed since the cache's last eviction pass (Jitted._evict)
+        self.big = False  # its values passed record.GIVE_BACK bytes (api.py sets it)
         self._lock = threading.Lock()
         # the inputs' memory layouts, which the build may read (buildcache's key): their
         # values go now (``keep_values``), and shells have none
@@ -78,8 +80,11 @@ class Compiled:
                     for op, v in zip(raw.ops, vals):
                         if op.kind != "guard":
                             op.ans = v
+                    vals = None  # (the ops hold them, until the build drops them)
                     self.kept = True
                 self._build()
+                if self.big and self.lean:  # the values are gone: so is their memory
+                    buffers.give_back()
             # The build's replay gives this call's result, as every later call's (a fused
             # kernel may round apart from the primitives by an ulp: from the first replay
             # on, built here or loaded, a jitted function computes one way).

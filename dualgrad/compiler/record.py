@@ -70,6 +70,11 @@ MAX_BYTES = _max_bytes()
 WIDE_BYTES = 1 << 30
 WIDE_OP = 1 << 18
 
+#: After a recording of this many bytes of values is dropped (built, or abandoned), the
+#: process gives the freed memory back to the kernel (core.buffers.give_back): glibc would
+#: keep it, and the process's peak would carry it into every later call.
+GIVE_BACK = 1 << 28
+
 # frames inside these packages are not the user's: a guard's site is the first frame outside
 _SKIP = tuple(os.path.dirname(os.path.dirname(m.__file__)) + os.sep
               for m in (sys.modules["dualgrad.compiler"], np))
