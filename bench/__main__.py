@@ -192,6 +192,19 @@ def versions():
         v["numpy_blas"] = f"{blas.get('name')} {blas.get('version', '')}".strip()
     except Exception:  # noqa: BLE001  (older numpy)
         pass
+    # the kernels OpenBLAS runs (its own detection, or OPENBLAS_CORETYPE from the
+    # environment: Haswell's AVX2 kernels on an AVX-512 CPU take ~1.45x as long per
+    # matrix product, while XLA and torch choose their own)
+    try:
+        from threadpoolctl import threadpool_info
+        arch = sorted({i.get("architecture") for i in threadpool_info()
+                       if i.get("internal_api") == "openblas" and i.get("architecture")})
+        if arch:
+            forced = os.environ.get("OPENBLAS_CORETYPE")
+            v["openblas_kernels"] = "/".join(arch) + (
+                f" (OPENBLAS_CORETYPE={forced} in the environment)" if forced else "")
+    except Exception:  # noqa: BLE001  (threadpoolctl missing)
+        pass
     from importlib import metadata
     for name in ("numba", "torch", "jax", "jaxlib", "autograd", "dualgrad"):
         try:
