@@ -570,18 +570,21 @@ class Built:
         self._optimised, self._refs, self._odef = optimised, refs, odef
 
     def graph(self):
-        """The optimised graph, decoded now (ValueError if it does not decode)."""
+        """The optimised graph, decoded now (ValueError if it does not decode); each call
+        decodes it again (threads asking at once each get a whole one)."""
         if self._optimised is None:  # it is the fused graph: no kernel was used
             return self.fused
         g = _dec_graph(marshal.loads(self._optimised), self._refs)
         g.odef = self._odef
-        self._optimised = None
         return g
 
 
 def save(digest, raw, optimised, fused, copies, kernels, summary):
     """File the build of ``raw`` under ``digest``; nothing where it cannot be encoded, one
-    warning per process where the folder cannot be written."""
+    warning per process where the folder cannot be written.  Returns the optimised graph
+    as encoded, a ``Built`` whose ``graph()`` decodes it (its constants the very ``Const``
+    objects of ``fused``), for the caller to hold instead of the graph's objects; None
+    where it was not encoded or is ``fused`` itself."""
     refs = _Refs(_sites(raw), consts=True)
     order = {id(k): n for n, k in enumerate(kernels)}
     try:
@@ -596,15 +599,19 @@ def save(digest, raw, optimised, fused, copies, kernels, summary):
         body = (head, tuple(sorted(copies)), ks, _enc(dict(summary)), graph, consts, values)
         payload = marshal.dumps((digest, body))
     except Exception:  # noqa: BLE001  (Uncacheable, or anything odd: not filed)
-        return
+        return None
+    read = _Refs(_site_list(raw))
+    read.table = refs.table
+    held = None if graph is None else Built(None, None, None, None, graph, read, raw.odef)
     blob = _MAGIC + hashlib.sha256(payload).digest() + payload
     path = _path(digest)
     try:
         write_atomic(path, blob)
     except OSError as e:
         unwritable(os.path.dirname(path), e)
-        return
+        return held
     _prune(os.path.dirname(path))
+    return held
 
 
 def _prune(folder, keep=PER_FOLDER):

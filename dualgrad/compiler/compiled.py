@@ -147,12 +147,16 @@ class Compiled:
             self.kernels, self.fused = [], self._graph
         copies = _copies(self.raw, self._graph)
         self.replay = compile_graph(self.fused, copies=copies)
+        held = None
         if self._key is not None:  # for the next process (buildcache.py)
-            buildcache.save(self._key, self.raw, self._graph, self.fused, copies,
-                            self.kernels, self._summary)
+            held = buildcache.save(self._key, self.raw, self._graph, self.fused, copies,
+                                   self.kernels, self._summary)
         if self.lean:  # replay needs none of the values: they go now
             self.kept = False
-            self._graph.drop_values()
+            if held is not None:  # nor the optimised graph (outer transforms may ask for
+                self._stored, self._graph = held, None  # it: ``graph`` decodes it then)
+            else:
+                self._graph.drop_values()
             self.fused = None
             self.raw = None
 
@@ -162,15 +166,16 @@ class Compiled:
         dropped, the graph as recorded (outer transforms replay either one primitive at a
         time: ``run_traced``)."""
         if self._graph is None:
-            if self._stored is not None:  # a build read back: its optimised graph
+            stored = self._stored
+            if stored is not None:  # a build read back or filed: its optimised graph
                 try:
-                    self._graph = self._stored.graph()
+                    g = stored.graph()
                 except Exception as e:  # a file whole and of this version: not expected
                     raise RuntimeError("dg.jit: a build read from the build cache does not "
                                        "decode its optimised graph (DUALGRAD_BUILD_CACHE=0 "
                                        "turns the cache off)") from e
-                self._stored = None
-                return self._graph
+                self._graph, self._stored = g, None
+                return g
             if not self.kept:
                 return self.raw
             self._build()
