@@ -136,3 +136,27 @@ def test_many_small_values_past_wide_bytes_are_recorded(monkeypatch):
         for _ in range(2):
             np.testing.assert_array_equal(jf(x), dg.grad(writes)(x))
     assert not jf.eager and jf.trace_count == 1
+
+
+def test_large_recordings_give_their_memory_back(monkeypatch):
+    """A recording of GIVE_BACK bytes or more, abandoned or built, returns the freed heap
+    to the kernel once it is dropped (core.buffers.give_back); a small one does not."""
+    from dualgrad.core import buffers
+    real = buffers.give_back
+    calls = []
+    monkeypatch.setattr(buffers, "give_back", lambda: calls.append(1))
+    x = np.linspace(0.0, 1.0, 50_000)
+    jw = dg.jit(dg.grad(writes))  # ~1 MB of values: under the default GIVE_BACK
+    for _ in range(3):
+        jw(np.linspace(0.1, 1.0, 50))
+    assert calls == [] and jw.trace_count == 1
+    monkeypatch.setattr(dg.compiler.record, "WIDE_BYTES", 4_000_000)
+    with pytest.warns(RuntimeWarning, match="per operation"):
+        dg.jit(dg.grad(rk))(x)  # abandoned: given back before the eager run
+    assert calls == [1]
+    monkeypatch.setattr(dg.compiler.api, "GIVE_BACK", 1_000_000)
+    jf = dg.jit(dg.grad(rk), max_bytes=1 << 30)
+    for _ in range(3):  # recorded (given back), built at the first replay (again), replayed
+        jf(x)
+    assert calls == [1, 1, 1] and not jf.eager and jf.trace_count == 1
+    real()  # the real one runs (glibc's malloc_trim, or nothing)
