@@ -260,37 +260,19 @@ class Jitted:
                     self._missed.setdefault(id(missed), [missed, 0])[1] += 1
                 if self.retraces > self.retrace_limit:
                     return self._give_up(self._retrace_reason(args, kwargs), args, kwargs)
-            why, large = None, False  # (each reason is acted on after its except clause:
-            try:  # the traceback holds the abandoned recording, alive beside eager's run)
+            stop = None  # why the recording stopped, acted on after its except clause (the
+            try:  # traceback holds the abandoned recording, alive beside eager's run)
                 compiled, out = self._record(leaves, traced, rebuild)
-            except Foreign:
-                why = ""
-            except Branchy:
-                why = (f"the recording passed {self.max_branches} branches on traced values "
-                       "(Python control flow over data, such as an iterative solver's loop, "
-                       "unrolled: a graph that costs more to build than it saves; raise "
-                       "max_branches= to record more)")
-            except TooLong:
-                large = True
-                why = (f"the recording passed {self.max_ops} operations (a Python loop "
-                       "unrolled without end?; raise max_ops= to record more)")
+            except (Foreign, Branchy, TooLong) as e:
+                stop = e.__class__
             except TooLarge as e:
-                large = True
-                why = (f"the recording's values passed {WIDE_BYTES} bytes at "
-                       f"{WIDE_OP // 1024} kB or more per operation (a recording keeps every "
-                       "value, forward and reverse, until its graph is built: about twice "
-                       "the memory eager dualgrad holds); pass max_bytes= to record it "
-                       "anyway") if e.wide else (
-                       f"the recording's values passed {self.max_bytes} bytes (every value is "
-                       "kept until the graph is built: a loop writing entry by entry into a "
-                       "large array records a copy of it per write); raise max_bytes= to "
-                       "record more")
-            if why == "":
+                stop = "wide" if e.wide else TooLarge
+            if stop is Foreign:
                 return self.fun(*args, **kwargs)
-            if why is not None:
-                if large:  # a large recording, freed: its memory too, before eager's
+            if stop is not None:
+                if stop is not Branchy:  # a large recording, freed: its memory too
                     buffers.give_back()
-                return self._give_up(why, args, kwargs)
+                return self._give_up(self._stopped(stop), args, kwargs)
             if compiled.big and not compiled.kept:  # its values were dropped: their memory
                 buffers.give_back()  # goes back (the build computes them again, once)
             with self._lock:
@@ -387,6 +369,25 @@ class Jitted:
             pass
         return None
 
+    def _stopped(self, stop):
+        """Why a recording stopped (``stop``: the budget's exception class, or "wide")."""
+        if stop is Branchy:
+            return (f"the recording passed {self.max_branches} branches on traced values "
+                    "(Python control flow over data, such as an iterative solver's loop, "
+                    "unrolled: a graph that costs more to build than it saves; raise "
+                    "max_branches= to record more)")
+        if stop is TooLong:
+            return (f"the recording passed {self.max_ops} operations (a Python loop "
+                    "unrolled without end?; raise max_ops= to record more)")
+        if stop == "wide":
+            return (f"the recording's values passed {WIDE_BYTES} bytes at "
+                    f"{WIDE_OP // 1024} kB or more per operation (a recording keeps every "
+                    "value, forward and reverse, until its graph is built: about twice the "
+                    "memory eager dualgrad holds); pass max_bytes= to record it anyway")
+        return (f"the recording's values passed {self.max_bytes} bytes (every value is kept "
+                "until the graph is built: a loop writing entry by entry into a large array "
+                "records a copy of it per write); raise max_bytes= to record more")
+
     def _give_up(self, why, args, kwargs):
         """Warn once and run eagerly from now on."""
         warnings.warn(f"dg.jit({self.__name__}): {why}; it runs eagerly from now on",
@@ -419,8 +420,7 @@ class Jitted:
             trace.finish()
             compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
                                 self.codegen, lean=lean, keep_values=self.fast_math or not lean,
-                                exclude=self.exclude)
-            compiled.big = trace.nbytes >= GIVE_BACK
+                                exclude=self.exclude, big=trace.nbytes >= GIVE_BACK)
             values = distinct([o.value if o.__class__ is Var else  # one array per output,
                                (o.raw if o.__class__ is Concrete else o)  # as replay's
                                for o in outs])

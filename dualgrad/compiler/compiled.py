@@ -41,7 +41,7 @@ class Compiled:
                  "_key", "_stored", "from_cache", "_layout", "big")
 
     def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True,
-                 exclude=frozenset()):
+                 exclude=frozenset(), big=False):
         self.raw, self.fast_math, self.passes, self.codegen = raw, fast_math, passes, codegen
         self.exclude = exclude  # the rewrites ``simplify`` leaves out (passes.pipeline)
         self._graph = self._summary = None
@@ -59,7 +59,7 @@ class Compiled:
         # the kernels' checks, so a signature called once holds no intermediate either.
         self.kept, self.lean = keep_values, lean
         self.used = False  # replayed since the cache's last eviction pass (Jitted._evict)
-        self.big = False  # its values passed record.GIVE_BACK bytes (api.py sets it)
+        self.big = big  # its values passed record.GIVE_BACK bytes: given back when dropped
         self._lock = threading.Lock()
         # the inputs' memory layouts, which the build may read (buildcache's key): their
         # values go now (``keep_values``), and shells have none

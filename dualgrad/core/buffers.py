@@ -45,6 +45,7 @@ are off by themselves where reference counts do not say this (not CPython, or a
 free-threaded build).
 """
 
+import functools
 import gc
 import math
 import operator
@@ -503,6 +504,7 @@ class gc_paused:
                 gc.enable()
 
 
+@functools.cache
 def _libc_trim():
     """glibc's ``malloc_trim``, or None (another C library, no ctypes)."""
     try:
@@ -512,17 +514,13 @@ def _libc_trim():
         return None
 
 
-_TRIM = [None, False]  # malloc_trim, looked up on first use
-
-
 def give_back():
     """Return the heap's free memory to the kernel (glibc's ``malloc_trim(0)``; nothing
     elsewhere).  glibc keeps freed memory of mid-sized arrays in its heap, raising the
     threshold above which it maps memory afresh as large arrays are freed: after a
     recording of gigabytes is built or abandoned (dg.jit), the process would otherwise
     hold it all (GradBench's ode: 1.79 GB resident after its build, 166 MB after this)."""
-    if not _TRIM[1]:
-        _TRIM[:] = [_libc_trim(), True]
-    if _TRIM[0] is not None:
+    trim = _libc_trim()
+    if trim is not None:
         gc.collect()  # (a recording's cycles, if any, free their arrays first)
-        _TRIM[0](0)
+        trim(0)

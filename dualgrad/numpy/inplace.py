@@ -42,13 +42,14 @@ _shape, _ndim = P.shape_of, P.ndim_of
 # since (``writes`` counts the base's rebindings) is first read again from the base, so a
 # write through it never undoes one made through the base.
 
+_BASIC_KEYS = P.BASIC_KEYS  # (a module global: read on every index)
 
 
 def basic_key(key):
     """A key of ints, slices, None and Ellipsis only (numpy gives a view for it)."""
     for k in key if key.__class__ is tuple else (key,):
         c = k.__class__
-        if c not in P.BASIC_KEYS and not (isinstance(k, np.integer) and c is not np.bool_):
+        if c not in _BASIC_KEYS and not (isinstance(k, np.integer) and c is not np.bool_):
             return False
     return True
 

@@ -175,13 +175,9 @@ def _divide_jvp(tangents, ans, x, y):  # divide(t, y), negative(multiply(t, ans 
 def _power_jvp(tangents, ans, x, y):  # x ** 2 and x ** c: multiply(t, _pow_dx(...))
     tx, ty = tangents
     if ty is not None or y.__class__ is not float and y.__class__ is not int or y == 0:
-        return _general(power, tangents, ans, x, y)
+        return push_tangents(power, tangents, ans, (x, y), {})
     d = _raw(multiply, x, 2.0) if y == 2 else _raw(multiply, y, _raw(power, x, y - 1))
     return _raw(multiply, tx, d)
-
-
-def _general(prim, tangents, ans, *primals):
-    return push_tangents(prim, tangents, ans, primals, {})
 
 
 def _getitem_jvp(t, x, kw):  # the rule's _gather_batched for a basic index: a view
