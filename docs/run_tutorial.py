@@ -25,6 +25,7 @@ import anyway) are used.
 """
 
 import ast
+import atexit
 import base64
 import contextlib
 import hashlib
@@ -33,6 +34,7 @@ import json
 import linecache
 import os
 import re
+import shutil
 import sys
 import tempfile
 import traceback
@@ -125,7 +127,10 @@ def run(path):
     os.chdir(os.path.dirname(os.path.abspath(path)))
     sys.path.insert(0, os.getcwd())
     os.environ.setdefault("MPLBACKEND", "Agg")
-    os.environ.setdefault("DUALGRAD_TUTORIAL_FIGURES", tempfile.mkdtemp(prefix="dg-figs-"))
+    if "DUALGRAD_TUTORIAL_FIGURES" not in os.environ:  # the figures' files go when it ends
+        figures = tempfile.mkdtemp(prefix="dg-figs-")
+        atexit.register(shutil.rmtree, figures, ignore_errors=True)
+        os.environ["DUALGRAD_TUTORIAL_FIGURES"] = figures
     import matplotlib  # noqa: F401  (the tutorials draw with it)
     import matplotlib.pyplot as plt
 
