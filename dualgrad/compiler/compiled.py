@@ -19,14 +19,12 @@ import warnings
 import numpy as np
 
 from ..core import buffers
-from ..core.tree import tree_flatten, tree_unflatten
+from ..core.tree import LEAF_DEF, tree_unflatten
 from . import buildcache
 from .fuse import FusionError, compile_regions, fuse, target
 from .graph import MISS, Const, compile_graph, evaluate
 from .passes import optimise
 from .record import _is_array
-
-_LEAF_DEF = tree_flatten(0.0)[1]
 
 
 class Compiled:
@@ -49,8 +47,8 @@ class Compiled:
         self.from_cache = False  # whether the build was read from the build cache
         self.replay = self._first  # ``replay(*leaves)``: the flat outputs, or MISS
         odef = raw.odef  # ``finish(flat)``: the result the caller gets
-        self.finish = _first_leaf if odef == _LEAF_DEF else (
-            tuple if odef[0] is tuple and all(c == _LEAF_DEF for c in odef[2])
+        self.finish = _first_leaf if odef == LEAF_DEF else (
+            tuple if odef[0] is tuple and all(c == LEAF_DEF for c in odef[2])
             else functools.partial(_unflatten, odef))
         # Memory (a jitted function's cache): ``lean`` keeps after the build only what replay
         # needs, the optimised graph's structure, constants, guards and kernels

@@ -25,6 +25,7 @@ import threading
 import numpy as np
 
 from . import buffers as _buffers
+from .tree import leaf_class
 
 _next_level = itertools.count(1)  # next() of a count is atomic: no two traces share a level
 # How many traces are recording now, in all threads; 0 means every value in flight is raw.
@@ -86,6 +87,10 @@ class Box:
     def __init__(self, value, trace):
         self.value = value
         self._trace = trace
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        leaf_class(cls)  # a traced value is a leaf of every pytree
 
 
 class Primitive:

@@ -25,8 +25,10 @@ import dataclasses
 import numpy as np
 
 LEAF = "leaf"
-_LEAF_DEF = (LEAF,)
-_LEAF_TYPES = frozenset((float, int, np.ndarray, np.float64, np.float32))
+LEAF_DEF = (LEAF,)
+# classes whose instances are leaves without a look (tree_flatten's fast path); every box
+# class joins it as it is defined (core/trace.py Box.__init_subclass__)
+_LEAF_TYPES = {float, int, np.ndarray, np.float64, np.float32}
 _NODES = {}  # registered class -> (flatten: x -> (children, aux), unflatten: (aux, children) -> x)
 
 
@@ -71,6 +73,12 @@ def _node(x):
     return rules
 
 
+def leaf_class(cls):
+    """Declare every instance of ``cls`` a leaf (a traced value's box class): tree_flatten
+    takes it as one without looking for a registered node."""
+    _LEAF_TYPES.add(cls)
+
+
 def tree_flatten(tree):
     """``(leaves, treedef)``: the leaves of a pytree (tuples, lists, dicts, registered
     nodes; anything else is a leaf) in order, and its structure.
@@ -80,7 +88,7 @@ def tree_flatten(tree):
     [3, 1, 2]
     """
     if tree.__class__ in _LEAF_TYPES:  # fast path: a single array or number
-        return [tree], _LEAF_DEF
+        return [tree], LEAF_DEF
     leaves = []
 
     def walk(x):
@@ -110,7 +118,7 @@ def tree_unflatten(treedef, leaves):
     >>> tree_unflatten(treedef, [x * 10 for x in leaves])
     (10, [20, 30])
     """
-    if treedef is _LEAF_DEF:
+    if treedef is LEAF_DEF:
         return leaves[0]
     it = iter(leaves)
 

@@ -103,6 +103,7 @@ from .indexing import (
 from .reductions import amax, amin, cumprod, cumsum, expand_back, expand_dims, prod, sum_
 from .structure import broadcast_to, concatenate, flip, reshape, transpose
 from .table import (
+    CHECKED,
     REALS,
     SCALARS,
     TABLE,

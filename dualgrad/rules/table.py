@@ -34,6 +34,9 @@ from ..core.trace import Box, Primitive, unbox
 
 TABLE = {}   # name -> Primitive
 UFUNCS = {}  # numpy ufunc -> Primitive (the elementwise rows)
+# rows whose rules check their arguments before computing (``real_only``): a path that
+# computes a row's forms itself (transforms/steps.py) leaves these to their rules
+CHECKED = set()
 SCALARS = frozenset((float, int, bool, np.float64, np.float32, complex))  # shape ()
 REALS = frozenset((float, int, bool, np.float64, np.float32))  # never complex: no dtype test
 
@@ -60,6 +63,8 @@ def defprim(name, impl, jvp=None, vjp=None, ufunc=None, real_only=None, scalar=N
     prim = Primitive(name, impl, jvp, vjp, ufunc=ufunc, scalar=scalar, dtype=dtype,
                      forms=forms, **opts)
     TABLE[name] = prim
+    if real_only is not None:
+        CHECKED.add(prim)
     if ufunc is not None:
         UFUNCS[ufunc] = prim
     return prim

@@ -19,11 +19,11 @@ import numpy as np
 from ..backend.dask import is_dask_array
 from ..core.buffers import distinct, gc_paused
 from ..core.trace import OBJECTS, Box, unbox
-from ..core.tree import LEAF, tree_flatten, tree_map, tree_unflatten
+from ..core.tree import LEAF, LEAF_DEF, tree_flatten, tree_map, tree_unflatten
 from ..core.validate import FLOAT64, check_differentiable, check_tangent, dtype_of
 from ..numpy.objects import lift_out
 from ..numpy.preallocated import call as _call  # f(*args) as a transform calls it
-from ..rules import device_like, shape_of
+from ..rules import SCALARS, device_like, shape_of
 from .forward import Dual, JVPTrace
 from .reverse import Node, Tape
 
@@ -169,20 +169,25 @@ def _record(f, args, kwargs, nums, has_aux, fname):
     return tape, inputs, outs, odef, aux
 
 
-def _pull(tape, inputs, outs, cts, nb, once=False):
+def _pull(tape, inputs, outs, cts, nb, once=False, paused=False):
     """Cotangents of the watched inputs, one pytree per argument (``once``: the tape is
-    swept only this once, so the sweep may drop each entry as soon as it is swept)."""
+    swept only this once, so the sweep may drop each entry as soon as it is swept;
+    ``paused``: the caller holds ``gc_paused``)."""
     seeds = [(o.index, c) for o, c in zip(outs, cts)
              if o.__class__ is Node and o._trace is tape and c is not None]
     try:
-        with gc_paused():
+        if paused or not seeds:
             adj = tape.sweep(seeds, nb, once=once) if seeds else []
+        else:
+            with gc_paused():
+                adj = tape.sweep(seeds, nb, once=once)
     except BaseException:
         tape.done()
         raise
     if once:
         tape.done()  # the user's arrays it held read-only are writable again
-    result, leaves = [], []
+    leaves = []
+    arrays = False  # any numpy array among them
     for _, nodes in inputs:
         for index, value in nodes:
             c = adj[index] if index < len(adj) else None
@@ -193,17 +198,24 @@ def _pull(tape, inputs, outs, cts, nb, once=False):
                 else:
                     batch = shape_of(unbox(cts[0]))[:nb] if nb else ()
                     c = np.zeros(batch + shape_of(raw), dtype_of(value))
-            if c.__class__ is np.ndarray and c.ndim == 0:
-                c = c[()]  # a number for a number, as for the primal
-            elif isinstance(c, Box) and c._trace.read is not None \
+            cc = c.__class__
+            if cc is np.ndarray:
+                if c.ndim == 0:
+                    c = c[()]  # a number for a number, as for the primal
+                else:
+                    arrays = True
+            elif cc not in SCALARS and isinstance(c, Box) and c._trace.read is not None \
                     and c.value.__class__ is np.ndarray and c.value.ndim == 0:
                 c = c[()]  # the same under dg.jit's graph, which records this step
             leaves.append(c)
-    if len(leaves) > 1 or any(c.__class__ is np.ndarray for c in cts):
+    if arrays and (len(leaves) > 1 or any(c.__class__ is np.ndarray for c in cts)):
         leaves = distinct(leaves, cts)  # results of their own, apart from each other and
-    leaves = iter(leaves)               # the caller's cotangents
+        # the caller's cotangents
+    result, k = [], 0
     for tdef, nodes in inputs:
-        result.append(tree_unflatten(tdef, [next(leaves) for _ in nodes]))
+        m = len(nodes)
+        result.append(leaves[k] if tdef is LEAF_DEF else tree_unflatten(tdef, leaves[k:k + m]))
+        k += m
     return result
 
 
@@ -255,6 +267,22 @@ def _check_output(dtype, holomorphic, fname):
         raise TypeError(f"{fname} requires a real floating-point output, got dtype {dtype}")
 
 
+def _grad_seed(out, value, holomorphic):
+    """grad's output cotangent 1 for ``value``, the output ``out`` one level down, checked:
+    one element, a real floating-point dtype (complex with ``holomorphic``)."""
+    shape = None if out is None else shape_of(unbox(value))
+    if shape is None or (shape != () and int(np.prod(shape)) != 1):
+        got = "a pytree" if out is None else f"shape {shape}"
+        raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
+                        "dg.vjp for non-scalar outputs")
+    dtype = dtype_of(value)
+    _check_output(dtype, holomorphic, "grad")
+    seed = _seed(dtype, unbox(value))
+    if shape != () and np.shape(seed) != shape:  # one element, as (1,) or (1, 1)
+        seed = np.full(shape, seed, dtype)
+    return seed
+
+
 def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
     """A function returning ``(f(*args), df/d args[argnums])`` for scalar-valued ``f``
 (or an output with one element: the value keeps its shape, as ``grad``).
@@ -265,25 +293,24 @@ def value_and_grad(f, argnums=0, has_aux=False, holomorphic=False):
     >>> dg.value_and_grad(lambda x: x ** 2)(3.0)
     (9.0, 6.0)
     """
+    checked = {}  # number of positional arguments -> argnums checked against it
+
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
         with gc_paused():  # record + sweep: a collection between them walks the tape
-            nums = _argnums(argnums, len(args), "grad")
-            _check_inputs(args, nums, holomorphic, "grad")
+            nums = checked.get(len(args))
+            if nums is None:
+                nums = checked[len(args)] = _argnums(argnums, len(args), "grad")
+            if holomorphic:
+                _check_inputs(args, nums, holomorphic, "grad")
             tape, inputs, outs, odef, aux = _record(f, args, kwargs, nums, has_aux, "grad")
             out = outs[0] if len(outs) == 1 and odef == (LEAF,) else None
             value = _lower(out, tape)
-            shape = None if out is None else shape_of(unbox(value))
-            if shape is None or (shape != () and int(np.prod(shape)) != 1):
-                got = "a pytree" if out is None else f"shape {shape}"
-                raise TypeError(f"grad requires a scalar output, got {got}; use dg.jacrev or "
-                                "dg.vjp for non-scalar outputs")
-            dtype = dtype_of(value)
-            _check_output(dtype, holomorphic, "grad")
-            seed = _seed(dtype, unbox(value))
-            if shape != () and np.shape(seed) != shape:  # one element, as (1,) or (1, 1)
-                seed = np.full(shape, seed, dtype)
-            g = _pull(tape, inputs, outs, [seed], 0, once=True)
+            if value.__class__ is np.float64 and not holomorphic:
+                seed = 1.0  # the common loss (what the checks below find for it, said once)
+            else:
+                seed = _grad_seed(out, value, holomorphic)
+            g = _pull(tape, inputs, outs, [seed], 0, once=True, paused=True)
             g = g[0] if _single(argnums) else tuple(g)
             return ((value, aux) if has_aux else value), g
     return value_and_grad_f
@@ -391,7 +418,7 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
             eye = np.eye(m, dtype=dtype)
             offs = np.cumsum([0] + sizes)
             cts = [eye[:, a:b].reshape((m,) + s) for a, b, s in zip(offs[:-1], offs[1:], shapes)]
-            grads = _pull(tape, inputs, outs, cts, 1, once=True)
+            grads = _pull(tape, inputs, outs, cts, 1, once=True, paused=True)
             per_out = []
             for a, b, s in zip(offs[:-1], offs[1:], shapes):
                 per_out.append([tree_map(lambda g, s=s, a=a, b=b: np.reshape(

@@ -329,15 +329,24 @@ class Tape(Trace):
         cotangent's, the dead result's, or a cached one) instead of a fresh array.
         """
         entries = self.entries
-        n = 1 + max(i for i, _ in seeds)
-        cts = [None] * n
-        for i, c in seeds:
-            accumulate(cts, i, c)
+        if len(seeds) == 1:  # one output (grad's)
+            (n, c), = seeds
+            cts = [None] * (n + 1)
+            cts[n] = c
+            n += 1
+            boxed = isinstance(c, Box)
+        else:
+            n = 1 + max(i for i, _ in seeds)
+            cts = [None] * n
+            for i, c in seeds:
+                accumulate(cts, i, c)
+            boxed = any(isinstance(c, Box) for _, c in seeds)
+        c = None
         keep = self.keep_adjoints
         once = once and not keep
         # raw values only (no box on the list or among the seeds): nothing can record this
         # sweep, so its first-order shortcuts apply (another thread's trace is not this one's)
-        raw = not self.boxed and not any(isinstance(c, Box) for _, c in seeds)
+        raw = not self.boxed and not boxed
         fast = raw and buffers.ENABLED and not nb
         merge = _accumulate_in_place if fast else accumulate
         if once:

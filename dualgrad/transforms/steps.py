@@ -14,14 +14,17 @@ import numpy as np
 from ..core import buffers
 from ..core.trace import Box
 from ..rules import (
+    CHECKED,
     SCALARS,
+    TABLE,
     add,
     basic_index,
+    divide,
     fit_cotangent,
     index_set,
     multiply,
+    negative,
     shape_of,
-    subtract,
     sum_,
     unbroadcast,
 )
@@ -89,9 +92,10 @@ def _small(v):
 
 
 def _quick_forms(e, argnum, g):
-    """An elementwise row's VJP from its form (rules/table.py ``vjp_of``): ``g`` for
-    "id", ``g * f(ans, *args)`` for ("mul", f) on small values (where ``multiply`` on raw
-    values is its impl); None for the others."""
+    """An elementwise row's VJP from its form (rules/table.py ``vjp_of``) on small values:
+    ``g`` for "id", ``-g`` for "neg", ``g * f(ans, *args)`` for ("mul", f) and
+    ``g / f(ans, *args)`` for ("div", f) (where ``negative``, ``multiply`` and ``divide`` on
+    raw values are their impls); None for anything else."""
     prim = e.prim
     how = prim.forms
     if how is None or how[1] is not prim.vjp or e.kw:
@@ -101,10 +105,13 @@ def _quick_forms(e, argnum, g):
     form = how[0][argnum]
     if form == "id":
         return _fitted(g, e.args[argnum], prim.bcast)
-    if form.__class__ is tuple and form[0] == "mul":
-        d = form[1](e.ans, *e.args)
-        if _small(d):
-            return _fitted(multiply.impl(g, d), e.args[argnum], prim.bcast)
+    if form == "neg":
+        return _fitted(negative.impl(g), e.args[argnum], prim.bcast)
+    kind, f = form
+    d = f(e.ans, *e.args)
+    if _small(d):
+        c = multiply.impl(g, d) if kind == "mul" else divide.impl(g, d)
+        return _fitted(c, e.args[argnum], prim.bcast)
     return None
 
 
@@ -198,11 +205,16 @@ def _quick_index_set(e, argnum, g):
 
 
 _F64 = np.dtype(np.float64)
+_F64S = np.float64
 _NUMPY_SCALARS = frozenset((np.float64, np.float32, np.complex128, np.complex64))
 _SUM_VJP, _SET_VJP = sum_.vjp, index_set.vjp
 _ADD_VJP, _MUL_VJP = add.vjp, multiply.vjp
 _QUICK = {sum_: _quick_sum, index_set: _quick_index_set, add: _quick_add,
-          subtract: _quick_forms, multiply: _quick_multiply}
+          multiply: _quick_multiply}
+# every other elementwise row of the table from its forms (log, sin, subtract, ...), but
+# those whose rules check their arguments first (maximum refuses complex values)
+_QUICK.update((p, _quick_forms) for p in TABLE.values()
+              if p.forms is not None and p not in _QUICK and p not in CHECKED)
 
 
 _NUMBERS = frozenset((float, int, bool))  # weakly typed, like numpy's own Python scalars
@@ -213,8 +225,8 @@ def fit(c, x, bcast, nb):
     and in x's dtype (real for real x; float32 stays float32)."""
     cc, xc = c.__class__, x.__class__
     if cc in SCALARS and xc in SCALARS:  # numbers: only a dtype can need fitting
-        if cc is xc or (xc in _NUMBERS and cc is not complex):
-            return c
+        if cc is xc or (xc in _NUMBERS and cc is not complex) or (cc is float and xc is _F64S):
+            return c  # (a Python float is a float64 too)
         return fit_cotangent(c, x)
     if bcast:
         c = unbroadcast(c, shape_of(x), nb)
