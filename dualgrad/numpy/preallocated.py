@@ -23,7 +23,7 @@ that traced value, exactly as ``np.zeros(S, like=x)`` would have been.
 How, within the constraints:
 
 - *Nothing changes outside a transform.*  The eight numpy names are replaced only while
-  some thread runs a transform (``running``, counted under a lock) and put back when the
+  some thread runs a transform (``call``, counted under a lock) and put back when the
   last one returns; a replaced name called in a thread that runs no transform is numpy's
   own function, one thread-local read later.
 - *Plain numpy code costs nothing*: outside transforms numpy's functions are numpy's own
@@ -432,7 +432,7 @@ def _users_code(filename):
 def _wrap(a, frame, fn):
     """``a`` as a Preallocated where the user's code at ``frame`` made it by calling ``fn``
     itself in a transform; else ``a``."""
-    if getattr(_local, "depth", 0) and a.__class__ is np.ndarray and a.dtype.kind in _FLOAT \
+    if getattr(_local, "entries", None) and a.__class__ is np.ndarray and a.dtype.kind in _FLOAT \
             and _users_code(frame.f_code.co_filename) and _calls(frame, fn) \
             and _in_function(frame):
         return Preallocated(a)
@@ -529,7 +529,7 @@ def _full(fn):
     @functools.wraps(fn)
     def full(shape, fill_value, dtype=None, *args, **kw):
         fill_value = _current(fill_value)
-        if isinstance(fill_value, Box) and getattr(_local, "depth", 0) and "like" not in kw:
+        if isinstance(fill_value, Box) and getattr(_local, "entries", None) and "like" not in kw:
             a = _wrap(_ORIGINAL["zeros"](shape, P.float_dtype(fill_value) if dtype is None
                                          else dtype), sys._getframe(1), full)
             if a.__class__ is not Preallocated:
@@ -544,7 +544,7 @@ def _full_like(fn):
     @functools.wraps(fn)
     def full_like(a, fill_value, *args, **kw):
         a, fill_value = _current(a), _current(fill_value)
-        if isinstance(fill_value, Box) and getattr(_local, "depth", 0) \
+        if isinstance(fill_value, Box) and getattr(_local, "entries", None) \
                 and not isinstance(a, Box):
             out = _wrap(_ORIGINAL["zeros_like"](a, *args, **kw), sys._getframe(1), full_like)
             if out.__class__ is not Preallocated:
@@ -609,30 +609,28 @@ _NUMPY = np.__dict__
 _ZEROS = _REPLACED["zeros"]
 
 
-def enter():
-    """This thread starts running a user's function under a transform (called from
-    ``running.__enter__``, whose caller is the transform's frame)."""
-    depth = getattr(_local, "depth", 0)
-    _local.depth = depth + 1
-    if depth == 0:
-        _local.entries = [sys._getframe(2)]  # the transform's frame (running.__enter__'s caller)
-    else:
-        _local.entries.append(sys._getframe(2))
-    if depth == 0:
-        with _lock:
-            _running[0] += 1
-            if _running[0] == 1:
-                if not _numba_ready:
-                    _ready_numba()
-                _NUMPY.update(_REPLACED)
+def enter(frame):
+    """This thread starts running a user's function under a transform, called from
+    ``frame`` (``call``'s: the walk out from the user's code in ``_in_function`` ends
+    there)."""
+    entries = getattr(_local, "entries", None)
+    if entries:  # a transform inside the user's function
+        entries.append(frame)
+        return
+    _local.entries = [frame]
+    with _lock:
+        _running[0] += 1
+        if _running[0] == 1:
+            if not _numba_ready:
+                _ready_numba()
+            _NUMPY.update(_REPLACED)
 
 
 def leave():
     """This thread's user's function returned (or raised)."""
-    depth = _local.depth - 1
-    _local.depth = depth
-    _local.entries.pop()
-    if depth == 0:
+    entries = _local.entries
+    entries.pop()
+    if not entries:
         with _lock:
             _running[0] -= 1
             if _running[0] == 0:
@@ -642,26 +640,18 @@ def leave():
 
 def call(f, args, kwargs):
     """``f(*args, **kwargs)`` as a transform calls the user's function: ``np.zeros`` & co.
-    in it give Preallocated arrays (``running``), and an error a traced value caused
+    in it give Preallocated arrays (``enter``, ``leave``), and an error a traced value caused
     (a write into a plain array, a library function meeting it) is raised as the one that
     says the fix (``inplace.refusal``)."""
     try:
-        with running(), gc_paused():
-            return f(*args, **kwargs)
+        enter(sys._getframe())
+        try:
+            with gc_paused():
+                return f(*args, **kwargs)
+        finally:
+            leave()
     except (TypeError, ValueError, AttributeError, RuntimeError) as e:
         fix = refusal(e)
         if fix is None:
             raise
         raise fix from e
-
-
-class running:
-    """``with running(): f(*args)``: np.zeros & co. in ``f`` give Preallocated arrays."""
-
-    __slots__ = ()
-
-    def __enter__(self):
-        enter()
-
-    def __exit__(self, *exc):
-        leave()

@@ -143,12 +143,14 @@ class Tape(Trace):
         print(tape)             # the evaluation trace as a table
     """
 
-    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "_lock", "kept",
+    __slots__ = ("entries", "adjoints", "names", "_leaves", "keep_adjoints", "kept",
                  "frozen", "boxed")
+    # backward()'s accumulation into leaf.grad (one for all tapes: a tape is made per
+    # transform call, and the lock is taken only by backward's few additions)
+    _lock = threading.Lock()
 
     def __init__(self, keep_adjoints=True):
         super().__init__()
-        self._lock = threading.Lock()  # backward()'s accumulation into leaf.grad
         self.entries = []
         self.kept = {}  # large plain arguments, kept once (core.trace.kept)
         # the user's large arrays it holds read-only (core.trace.freeze) instead of copies:
