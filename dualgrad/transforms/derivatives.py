@@ -390,6 +390,16 @@ def _jac_tree(odef, per_out, single):
     return tree_unflatten(odef, [r[0] if single else tuple(r) for r in per_out])
 
 
+def _row(g, s):
+    """An input's gradient ``g`` as the Jacobian's one row for an output of shape ``s``
+    (of one element): ``s + g.shape``, an array as the batched sweep gives it."""
+    if g.__class__ in SCALARS:
+        g = np.asarray(g)
+    elif not s and isinstance(g, Box):
+        return g
+    return np.reshape(g, s + np.shape(unbox(g)))
+
+
 def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian by reverse mode: one sweep with all rows of the identity as cotangents.
 
@@ -415,6 +425,14 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
             sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
             m = sum(sizes)
             dtype = np.result_type(*[dtype_of(v) for v in values], 1.0) if values else float
+            if m == 1 and len(values) == 1:  # one output element: grad's sweep (no batch
+                s = shapes[0]                 # axis of one row on every cotangent)
+                seed = _seed(dtype, unbox(values[0]))
+                grads = _pull(tape, inputs, outs, [np.full(s, seed, dtype) if s else seed],
+                              0, once=True, paused=True)
+                per_out = [[tree_map(lambda g, s=s: _row(g, s), g_arg) for g_arg in grads]]
+                jac = _jac_tree(odef, per_out, _single(argnums))
+                return (jac, aux) if has_aux else jac
             eye = np.eye(m, dtype=dtype)
             offs = np.cumsum([0] + sizes)
             cts = [eye[:, a:b].reshape((m,) + s) for a, b, s in zip(offs[:-1], offs[1:], shapes)]
