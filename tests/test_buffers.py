@@ -619,3 +619,31 @@ def test_slice_cotangents_are_zeros_in_cached_buffers():
         np.testing.assert_array_equal(out[1:], g)
         out.fill(np.nan)  # dirty it for the next one
         del out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_concatenations_are_in_cached_buffers(dtype):
+    """A large real concatenation (a cotangent padded by ``concatenate``) is a cached
+    buffer, the same bits, dtype and shape as numpy's, never the memory of one still held;
+    an integer or small one is numpy's own: a fresh concatenation per call of a large hvp
+    page-faulted 360 times."""
+    if not buffers.ENABLED:
+        pytest.skip("buffers off")
+    a = np.linspace(-1.0, 2.0, 99_999).astype(dtype)
+    z = np.zeros(1, np.float32)  # promoted as numpy promotes it
+    held = []
+    for axis in (0, -1):
+        for _ in range(3):
+            out = P.concatenate(a, z, axis=axis)
+            want = np.concatenate((a, z))
+            assert _in_cached_buffer(out)
+            assert out.dtype == want.dtype and out.shape == want.shape
+            assert out.tobytes() == want.tobytes()
+            assert all(not np.shares_memory(out, h) for h in held)
+            held.append(out)
+    m = P.concatenate(np.ones((300, 2)), np.ones((300, 40)), axis=1)
+    assert _in_cached_buffer(m) and m.shape == (300, 42)
+    assert not _in_cached_buffer(P.concatenate(np.arange(20_000), np.arange(20_000), axis=0))
+    assert not _in_cached_buffer(P.concatenate(np.ones(3), np.ones(4), axis=0))
+    with pytest.raises(ValueError):  # numpy's own refusal
+        P.concatenate(np.ones((9000, 2)), np.ones((9000, 3)), axis=0)

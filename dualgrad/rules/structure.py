@@ -3,11 +3,13 @@
 cotangent through its transpose (``broadcast_to``'s is ``unbroadcast``, a sum).
 """
 
+import math
 import weakref
 
 import numpy as np
 
 from .. import rules as P  # rows of later families, found when a rule runs
+from ..core import buffers
 from ..core.trace import IndexedRules
 from .table import (
     align_tangent,
@@ -115,6 +117,29 @@ def _starts(ans, xs, axis):
     return starts
 
 
-concatenate = defprim("concatenate", lambda *xs, axis: np.concatenate(xs, axis=axis),
+def _concatenate(*xs, axis):
+    """``np.concatenate(xs, axis=axis)``; a large real floating-point result of numpy
+    arrays is written into a cached buffer (core/buffers.py ``empty``): a gradient that
+    pads a cotangent this way reuses the last call's memory instead of page-faulting fresh
+    memory in each time (hvp of rosenbrock at n = 1e5: 360 faults per call).  The same
+    values: numpy's own loop, into an array of the result's dtype."""
+    x0 = xs[0] if xs else None
+    if buffers.ENABLED and x0.__class__ is np.ndarray and axis.__class__ is int \
+            and x0.ndim and -x0.ndim <= axis < x0.ndim:
+        shape = list(x0.shape)
+        ax = axis % x0.ndim
+        for x in xs[1:]:
+            if x.__class__ is not np.ndarray or x.ndim != x0.ndim \
+                    or x.shape[:ax] != x0.shape[:ax] or x.shape[ax + 1:] != x0.shape[ax + 1:]:
+                break
+            shape[ax] += x.shape[ax]
+        else:
+            dt = np.result_type(*xs)
+            if dt.kind == "f" and math.prod(shape) * dt.itemsize >= buffers.LARGE:
+                return np.concatenate(xs, axis=axis, out=buffers.empty(tuple(shape), dt))
+    return np.concatenate(xs, axis=axis)
+
+
+concatenate = defprim("concatenate", _concatenate,
                       jvp=_concat_jvp, vjp=IndexedRules(_concat_vjp),
                       batch=batch_trailing("concatenate", n=None))
