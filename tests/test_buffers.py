@@ -10,7 +10,9 @@ path; those named "real threshold" run on large arrays without patching.
 """
 
 import gc
+import os
 import queue
+import subprocess
 import sys
 import weakref
 
@@ -647,3 +649,35 @@ def test_large_concatenations_are_in_cached_buffers(dtype):
     assert not _in_cached_buffer(P.concatenate(np.ones(3), np.ones(4), axis=0))
     with pytest.raises(ValueError):  # numpy's own refusal
         P.concatenate(np.ones((9000, 2)), np.ones((9000, 3)), axis=0)
+
+
+_FAULTS = """
+import resource, numpy as np
+import dualgrad
+def step():  # a gradient's temporaries: eight 1 MiB arrays at once, then all freed
+    a = [np.ones(131072) for _ in range(8)]
+    del a
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print(dualgrad.core.buffers.MALLOC_SETTLED,
+      resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(buffers._glibc() is None, reason="glibc's mallopt")
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_malloc_thresholds_settled_at_import(setting):
+    """Importing dualgrad sets glibc's thresholds where its own adjustment ends: a step
+    that makes and frees eight 1 MiB arrays reuses its heap, with no page fault per step;
+    with DUALGRAD_MALLOC=0 glibc trims the 8 MiB freed at its heap's top (past twice the
+    1 MiB its threshold grew to) and every step faults its 2,048 pages in again."""
+    env = dict(os.environ, DUALGRAD_MALLOC=setting)
+    out = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    settled, faults = out[0] == "True", int(out[1])
+    if setting == "1":
+        assert settled and faults < 100, faults
+    else:
+        assert not settled and faults >= 20 * 1500, faults

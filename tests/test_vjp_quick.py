@@ -7,11 +7,11 @@ cotangents: a row the table adds is tested here without a new test."""
 
 import numpy as np
 import pytest
+from cases import elementwise_cases
 
 import dualgrad as dg
 from dualgrad import rules as P
 from dualgrad.transforms import reverse, steps
-from tests.cases import elementwise_cases
 
 R = np.random.default_rng(5)
 
