@@ -104,3 +104,25 @@ def select_then(c, s, y, out):
     """out[i] = s if c[i] else y[i] (s a scalar of out's dtype)."""
     for i in range(c.shape[0]):
         out[i] = s if c[i] else y[i]
+
+
+# Forward mode's tangents (transforms/forward.py): what numpy computes in several passes
+# over the tangent, in one.  Tangents are (B, n): B directions of an n-entry primal (B = 1
+# for one), any strides.  Each product is rounded, then the sum (no fused multiply-add:
+# numba compiles without fast-math), so the values are numpy's operations' bit for bit.
+
+@njit(cache=True)
+def product_tangent(tx, y, x, ty, out):
+    """out[b, i] = tx[b, i] * y[i] + x[i] * ty[b, i]: the product rule."""
+    for b in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            out[b, i] = tx[b, i] * y[i] + x[i] * ty[b, i]
+
+
+@njit(cache=True)
+def square_tangent(t, x, out):
+    """out[b, i] = t[b, i] * (x[i] * 2.0): the tangent of x ** 2 (x + x is x * 2.0 exactly,
+    in x's own dtype: a float32 x is not promoted by a float64 literal)."""
+    for b in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            out[b, i] = t[b, i] * (x[i] + x[i])

@@ -858,3 +858,89 @@ def test_where_kernel_under_every_transform(name):
     ref, got = on_both(everything)
     for a, b in zip(ref, got):
         np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+# ---------------------------------------------------------------------------
+# Forward mode's tangents in one pass (backend.tangent, kernels.elementwise)
+
+SPECIALS = np.array([0.0, -0.0, 1.5, -2.25, np.inf, -np.inf, np.nan, 1e-300, 3e300, -1.0,
+                     5e-324])
+
+
+def _same_values(a, b):
+    """The same values bit for bit, a NaN for a NaN (IEEE leaves a NaN's sign and payload
+    to the hardware: numpy's SIMD loops and a compiled loop may pick either operand's)."""
+    assert a.shape == b.shape and a.dtype == b.dtype
+    nan = np.isnan(b)
+    assert np.array_equal(np.isnan(a), nan)
+    assert a[~nan].tobytes() == b[~nan].tobytes()
+
+
+def _pick(r, shape, dtype):
+    v = np.where(r.random(shape) < 0.2, r.choice(SPECIALS, shape),
+                 r.standard_normal(shape) * 10.0 ** r.integers(-300, 300, shape))
+    return v.astype(dtype)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [0, 1, 3])
+@pytest.mark.parametrize("strided", [False, True])
+def test_tangent_loops_are_numpys_operations(monkeypatch, dtype, batch, strided):
+    """The product rule's t * y + x * t2 and x ** 2's t * (x * 2.0) in one loop: numpy's
+    operations, each rounded as numpy rounds it (no fused multiply-add), on IEEE's special
+    values, one or several directions, contiguous or views."""
+    for name, value in FORCE_NUMBA.items():
+        monkeypatch.setattr(backend, name, value)
+    r = rng(batch + 10 * strided)
+    for n in (1, 7, 1000):
+        shape = ((batch,) if batch else ()) + (n + 1,)
+        x, y = _pick(r, n + 1, dtype), _pick(r, n + 1, dtype)
+        t, t2 = _pick(r, shape, dtype), _pick(r, shape, dtype)
+        if strided:  # the slices a sweep hands on: x[1:]'s, x[:-1]'s
+            x, y, t, t2 = x[1:], y[:-1], t[..., 1:], t2[..., :-1]
+        else:
+            x, y, t, t2 = x[:n], y[:n], t[..., :n].copy(), t2[..., :n].copy()
+        with backend.use_backend("numba"), np.errstate(all="ignore"):
+            prod, sq = backend.tangent("product", t, x, t2, y), backend.tangent("square", t, x)
+            _same_values(prod, t * y + x * t2)
+            _same_values(sq, t * (x * 2.0))
+
+
+@needs_numba
+def test_tangent_loops_are_chosen_by_measurement():
+    """Under the numba backend the loop runs where this machine's measurement says it
+    wins, else None (forward mode's numpy operations); numpy's backend never loops."""
+    x, t = np.linspace(0.1, 0.9, 300_000), np.ones(300_000)
+    with backend.use_backend("numpy"):
+        assert backend.tangent("square", t, x) is None
+    with backend.use_backend("numba"):
+        rule = backend.TUNED.rule("tangent.square/d")
+        got = backend.tangent("square", t, x)
+    assert (got is not None) == (rule is not None and rule[0] <= x.size
+                                 and (rule[1] is None or x.size <= rule[1]))
+
+
+@needs_numba
+@pytest.mark.parametrize("f", [
+    lambda x: np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2),
+    lambda x: np.sum(x * np.sin(x) * x ** 2 - np.cos(x[::-1]) * x),
+])
+def test_forward_mode_with_the_tangent_loops(monkeypatch, f):
+    """hessian, hvp and jacfwd(grad) with every tangent loop forced give the values the
+    numpy operations give (the other kernels' choices as measured: numba's sin is not
+    numpy's bit for bit)."""
+    x = np.linspace(-1.3, 1.7, 40)
+    v = np.cos(np.arange(40.0))
+    use = backend._use
+
+    def run(loop):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(backend, "_use", lambda k, c, n: loop if k.startswith("tangent.")
+                       else use(k, c, n))
+            return [dg.hessian(f)(x), dg.hvp(f, (x,), (v,))[1], dg.jacfwd(dg.grad(f))(x)]
+
+    with backend.use_backend("numba"):
+        want, got = run(False), run(True)
+    for a, b in zip(got, want):
+        _same_values(np.asarray(a), np.asarray(b))

@@ -168,6 +168,7 @@ LADDERS = {
     "conv": (432, 1728, 6912, 27648, 110592, 442368),
     "pool": (256, 1024, 4096, 16384, 65536, 262144),
     "select": (512, 4096, 32768, 262144),
+    "tangent": (512, 4096, 32768, 262144),
 }
 _FAMILY = {"index_add.1d": "index_add.1d", "index_add.rows": "index_add.rows",
            "im2col": "conv", "col2im": "conv", "max_pool2d": "pool", "max_pool2d_grad": "pool",
@@ -391,6 +392,38 @@ def where(condition, x, y):
             return ops.where(c, dt.type(x) if x.__class__ is not np.ndarray else x,
                              dt.type(y) if y.__class__ is not np.ndarray else y, dt)
     return np.where(condition, x, y)
+
+
+# ---------------------------------------------------------------------------
+# Forward mode's tangents in one pass
+#
+# numpy computes the product rule's tangent tx * y + x * ty in three passes over the
+# tangents (two products, their sum) and x ** 2's, t * (x * 2.0), in two; the numba loops
+# read each operand once.  The same operations, each rounded as numpy rounds it: the
+# same bits.  Where the loop wins is measured per machine (LADDERS["tangent"]).
+
+def tangent(kind, t, x, t2=None, y=None):
+    """Forward mode's tangent by one numba loop where it wins on this machine, else None
+    (the caller computes it with numpy): ``kind`` "product" is ``t * y + x * t2`` (the
+    product rule, x and y the primals, t and t2 their tangents), "square" is
+    ``t * (x * 2.0)`` (x ** 2).  The caller checks the shapes: x and y 1-D arrays of n
+    entries, t and t2 of shape (n,) or (B, n), all of one float dtype.
+
+    >>> x, t = np.arange(3.0), np.ones((2, 3))
+    >>> r = tangent("square", t, x)
+    >>> r is None or r.tolist() == [[0.0, 2.0, 4.0], [0.0, 2.0, 4.0]]
+    True
+    """
+    ops = _fast(t, x, *(() if y is None else (t2, y)), kernel="tangent." + kind, size=t.size)
+    return None if ops is None else ops.tangent(kind, t, x, t2, y)
+
+
+def _tangent_either(kind, t, x, t2=None, y=None):
+    """``tangent``, or numpy's passes where it declines (what the tuning probe times)."""
+    r = tangent(kind, t, x, t2, y)
+    if r is None:
+        r = t * y + x * t2 if kind == "product" else t * (x * 2.0)
+    return r
 
 
 # ---------------------------------------------------------------------------
@@ -704,6 +737,10 @@ def _probe_inputs(name):
             else:
                 cols = r.standard_normal((N, 3, 3, 3, side, side)).astype(dt)
                 out.append((n, _forcing(_col2im, cols, x.shape, geo)))
+        elif family == "tangent":                 # one direction of an n-entry primal
+            x, y, t, t2 = (r.standard_normal(n).astype(dt) for _ in range(4))
+            kind = kernel.partition(".")[2]
+            out.append((n, _forcing(_tangent_either, kind, t, x, t2, y)))
         elif family == "select":                  # a relu's mask: half the entries
             c = r.standard_normal(n) > 0
             out.append((n, _forcing(where, c, r.standard_normal(n).astype(dt), 0.0)))
@@ -740,7 +777,7 @@ def kernel_names(dtypes=(np.float64,)):
     """Every measured kernel, as ``"<kernel>/<dtype char>"`` (the tuning table's names)."""
     kernels = sorted(_UNARY_KERNEL.values()) + [
         "index_add.1d", "index_add.rows", "im2col", "col2im", "max_pool2d", "max_pool2d_grad",
-        "where"] + [
+        "where", "tangent.product", "tangent.square"] + [
         "softmax." + k for k in ("softmax", "log_softmax", "logsumexp", "softmax_vjp",
                                  "log_softmax_vjp", "logsumexp_vjp")]
     return [f"{k}/{np.dtype(dt).char}" for dt in dtypes for k in kernels]
@@ -818,6 +855,10 @@ def warm_up(dtypes=(np.float64,)):
                 max_pool2d_grad(out, arg, img.shape)
                 c = x > 0.5
                 where(c, x, 0.0), where(c, 0.0, x), where(c, x, x)
+                tangent("product", x, x[0], x, x[1]), tangent("square", x, x[0])
+                tangent("product", x[0], x[0], x[1], x[1]), tangent("square", x[0], x[1])
+                tangent("product", x[:, 1:], x[0, 1:], x[:, :3], x[1, 1:])  # strided: views
+                tangent("square", x[:, 1:], x[0, 1:]), tangent("square", x[0, ::2], x[1, :2])
     finally:
         module.update(saved)
     calibrate(dtypes)

@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 
+from .. import backend
 from ..core import buffers
 from ..core.trace import Box, Trace
 from ..core.validate import check_tangent
@@ -154,8 +155,21 @@ def _subtract_jvp(tangents, ans, x, y):  # rules/elementwise.py's _subtract_jvp
     return tx if ty is None else _raw(negative, ty) if tx is None else _raw(subtract, tx, ty)
 
 
+def _one_loop(kind, t, x, t2=None, y=None):
+    """``backend.tangent``'s one loop for ``kind`` where its shapes hold (1-D primals of
+    one float dtype, tangents (n,) or (B, n)) and it wins here; else None: the numpy ops."""
+    if x.ndim != 1 or t.ndim > 2 or t.shape[-1] != x.shape[0] or t.dtype != x.dtype \
+            or (t2 is not None and (t2.shape != t.shape or t2.dtype != t.dtype
+                                    or y.dtype != x.dtype)):
+        return None
+    return backend.tangent(kind, t, x, t2, y)
+
+
 def _multiply_jvp(tangents, ans, x, y):  # multiply(t, y), multiply(x, t), then add
     tx, ty = tangents
+    if tx is not None and ty is not None and (r := _one_loop("product", tx, x, ty, y)) \
+            is not None:
+        return r
     out = None if tx is None else _raw(multiply, tx, y)
     if ty is not None:
         c = _raw(multiply, x, ty)
@@ -176,6 +190,8 @@ def _power_jvp(tangents, ans, x, y):  # x ** 2 and x ** c: multiply(t, _pow_dx(.
     tx, ty = tangents
     if ty is not None or y.__class__ is not float and y.__class__ is not int or y == 0:
         return push_tangents(power, tangents, ans, (x, y), {})
+    if y == 2 and (r := _one_loop("square", tx, x)) is not None:
+        return r
     d = _raw(multiply, x, 2.0) if y == 2 else _raw(multiply, y, _raw(power, x, y - 1))
     return _raw(multiply, tx, d)
 

@@ -104,6 +104,7 @@ class Node(ArrayBox):
 
 
 _new = object.__new__
+_ND = np.ndarray
 # the references to x when Tape._set_in_place may write into it: the entry that made it
 # (``ans``), the box being written (``value``), ``process``'s list of values and
 # ``_set_in_place``'s local ``x`` (tests/test_aliasing.py checks writes go in place)
@@ -217,9 +218,9 @@ class Tape(Trace):
                 parents.append((len(vals), a.index))
                 a = a.value
                 c = a.__class__
-            elif c is np.ndarray and prim.reads and (a.flags.writeable or a.base is not None):
+            elif c is _ND and prim.reads and (a.flags.writeable or a.base is not None):
                 a = kept(a, self.kept, self.frozen)  # the rules read it: the user may write
-            if c is not np.ndarray and c not in SCALARS and isinstance(a, Box):
+            if c is not _ND and c not in SCALARS and isinstance(a, Box):
                 nested = True
             vals.append(a)
         local = None
@@ -227,11 +228,11 @@ class Tape(Trace):
         if nested:  # the primitive again, one level down
             self.boxed = True
             ans = prim(*vals, **kw) if kw else prim(*vals)
-        elif c is np.ndarray and prim.fused is not None \
+        elif c is _ND and prim.fused is not None \
                 and (r := prim.fused(vals[0])) is not None:
             ans, local = r  # value and f'(x) in one pass: the sweep's step is one multiply
-        elif not kw and ((c is np.ndarray and vals[0].nbytes >= buffers.LARGE)
-                         or (len(vals) > 1 and vals[1].__class__ is np.ndarray
+        elif not kw and ((c is _ND and vals[0].nbytes >= buffers.LARGE)
+                         or (len(vals) > 1 and vals[1].__class__ is _ND
                              and vals[1].nbytes >= buffers.LARGE)) \
                 and buffers.large(vals) and (r := buffers.forward(prim, vals)) is not None:
             ans = r  # a large elementwise result, in a cached buffer (core/buffers.py)
