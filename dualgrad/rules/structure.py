@@ -3,7 +3,6 @@
 cotangent through its transpose (``broadcast_to``'s is ``unbroadcast``, a sum).
 """
 
-import math
 import weakref
 
 import numpy as np
@@ -122,22 +121,34 @@ def _concatenate(*xs, axis):
     arrays is written into a cached buffer (core/buffers.py ``empty``): a gradient that
     pads a cotangent this way reuses the last call's memory instead of page-faulting fresh
     memory in each time (hvp of rosenbrock at n = 1e5: 360 faults per call).  The same
-    values: numpy's own loop, into an array of the result's dtype."""
-    x0 = xs[0] if xs else None
-    if buffers.ENABLED and x0.__class__ is np.ndarray and axis.__class__ is int \
-            and x0.ndim and -x0.ndim <= axis < x0.ndim:
-        shape = list(x0.shape)
-        ax = axis % x0.ndim
-        for x in xs[1:]:
-            if x.__class__ is not np.ndarray or x.ndim != x0.ndim \
-                    or x.shape[:ax] != x0.shape[:ax] or x.shape[ax + 1:] != x0.shape[ax + 1:]:
-                break
-            shape[ax] += x.shape[ax]
-        else:
-            dt = np.result_type(*xs)
-            if dt.kind == "f" and math.prod(shape) * dt.itemsize >= buffers.LARGE:
-                return np.concatenate(xs, axis=axis, out=buffers.empty(tuple(shape), dt))
-    return np.concatenate(xs, axis=axis)
+    values: numpy's own loop, into an array of the result's dtype.  Small ones (dg.jit's
+    replay of an LSTM makes 2,000 a call) pay one sum of sizes."""
+    nbytes = 0
+    for x in xs:
+        if x.__class__ is not np.ndarray:
+            return np.concatenate(xs, axis=axis)
+        nbytes += x.nbytes
+    if nbytes < buffers.LARGE or not buffers.ENABLED:
+        return np.concatenate(xs, axis=axis)
+    return np.concatenate(xs, axis=axis, out=_concatenated(xs, axis))
+
+
+def _concatenated(xs, axis):
+    """A cached buffer for the concatenation of numpy arrays ``xs`` along ``axis`` where
+    it is real floating point and numpy would accept it; else None (numpy allocates, or
+    raises its own error)."""
+    x0 = xs[0]
+    if axis.__class__ is not int or not x0.ndim or not -x0.ndim <= axis < x0.ndim:
+        return None
+    shape = list(x0.shape)
+    ax = axis % x0.ndim
+    for x in xs[1:]:
+        if x.ndim != x0.ndim or x.shape[:ax] != x0.shape[:ax] \
+                or x.shape[ax + 1:] != x0.shape[ax + 1:]:
+            return None
+        shape[ax] += x.shape[ax]
+    dt = np.result_type(*xs)
+    return buffers.empty(tuple(shape), dt) if dt.kind == "f" else None
 
 
 concatenate = defprim("concatenate", _concatenate,
