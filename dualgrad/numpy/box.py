@@ -37,12 +37,22 @@ from .inplace import (
     whole,
 )
 
+# The operand classes for which ``prim(self, other)`` can only go to self's trace (what
+# Primitive.__call__ would find, looked up here without its scan): a number, or a box of
+# the same class on the same trace.  Anything else (a box of another level, an array that
+# may hold traced objects, a list) goes through the primitive.
+_NUMBERS = frozenset((float, int, np.float64))
+
 
 def _op(prim):
     def op(self, other):
-        if not self._trace.active:
+        t = self._trace
+        if not t.active:
             check_live(self, prim.name)
-        if other.__class__ in (list, tuple):  # x @ [1.0, 2.0]: an array, as numpy reads it
+        c = other.__class__
+        if c in _NUMBERS or (c is self.__class__ and other._trace is t):
+            return t.process(prim, (self, other), {})
+        if c in (list, tuple):  # x @ [1.0, 2.0]: an array, as numpy reads it
             other = np.asarray(other)
         return prim(self, other)
     return op
@@ -50,9 +60,13 @@ def _op(prim):
 
 def _swap(prim):
     def op(self, other):
-        if not self._trace.active:
+        t = self._trace
+        if not t.active:
             check_live(self, prim.name)
-        if other.__class__ in (list, tuple):
+        c = other.__class__
+        if c in _NUMBERS or (c is self.__class__ and other._trace is t):
+            return t.process(prim, (other, self), {})
+        if c in (list, tuple):
             other = np.asarray(other)
         return prim(other, self)
     return op
