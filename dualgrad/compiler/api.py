@@ -51,7 +51,6 @@ a branch every 10 to 70 operations and would record millions of operations.
 
 import collections
 import functools
-import gc
 import inspect
 import threading
 import warnings
@@ -60,7 +59,7 @@ import numpy as np
 
 from ..backend import is_foreign_array
 from ..core import buffers
-from ..core.buffers import distinct
+from ..core.buffers import distinct, gc_paused
 from ..core.trace import Box
 from ..core.tree import tree_flatten, tree_map, tree_unflatten
 from ..core.validate import check_not_a_dataclass
@@ -400,34 +399,32 @@ class Jitted:
         # Recording allocates a burst of objects that all stay reachable until the graph
         # is built: a cyclic-GC pass in the middle frees nothing, and with a large heap
         # (measured: the bench's process) it costs more than the recording itself.
-        collect = gc.isenabled()
-        gc.disable()
-        try:
-            new = [trace.input(x) if t else x for x, t in zip(leaves, traced)]
-            args, kwargs = rebuild(new)
-            out = call(self.fun, args, kwargs)
-            outs, odef = tree_flatten(tree_map(lift_out, out))
-            refs = []
-            for o in outs:
-                if o.__class__ is Var and o._trace is trace:
-                    refs.append(o.index)
-                elif o.__class__ is Concrete and o.trace is trace:
-                    refs.append(o.index)
-                elif isinstance(o, Box):
-                    raise Foreign()
-                else:
-                    refs.append(Const(o))
-            trace.finish()
-            compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
-                                self.codegen, lean=lean, keep_values=self.fast_math or not lean,
-                                exclude=self.exclude, big=trace.nbytes >= GIVE_BACK)
-            values = distinct([o.value if o.__class__ is Var else  # one array per output,
-                               (o.raw if o.__class__ is Concrete else o)  # as replay's
-                               for o in outs])
-        finally:
-            trace.finish()
-            if collect:
-                gc.enable()
+        with gc_paused():
+            try:
+                new = [trace.input(x) if t else x for x, t in zip(leaves, traced)]
+                args, kwargs = rebuild(new)
+                out = call(self.fun, args, kwargs)
+                outs, odef = tree_flatten(tree_map(lift_out, out))
+                refs = []
+                for o in outs:
+                    if o.__class__ is Var and o._trace is trace:
+                        refs.append(o.index)
+                    elif o.__class__ is Concrete and o.trace is trace:
+                        refs.append(o.index)
+                    elif isinstance(o, Box):
+                        raise Foreign()
+                    else:
+                        refs.append(Const(o))
+                trace.finish()
+                compiled = Compiled(trace.graph(refs, odef), self.fast_math, self.passes,
+                                    self.codegen, lean=lean,
+                                    keep_values=self.fast_math or not lean,
+                                    exclude=self.exclude, big=trace.nbytes >= GIVE_BACK)
+                values = distinct([o.value if o.__class__ is Var else  # one array per
+                                   (o.raw if o.__class__ is Concrete else o)  # output, as
+                                   for o in outs])                            # replay's
+            finally:
+                trace.finish()
         self.trace_count += 1
         return compiled, tree_unflatten(odef, values)
 
