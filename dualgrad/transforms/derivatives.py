@@ -428,8 +428,9 @@ def jacrev(f, argnums=0, has_aux=False, holomorphic=False):
             if m == 1 and len(values) == 1:  # one output element: grad's sweep (no batch
                 s = shapes[0]                 # axis of one row on every cotangent)
                 seed = _seed(dtype, unbox(values[0]))
-                grads = _pull(tape, inputs, outs, [np.full(s, seed, dtype) if s else seed],
-                              0, once=True, paused=True)
+                if s and np.shape(seed) != s:  # (1,) or (1, 1), as grad seeds it
+                    seed = np.full(s, seed, dtype)
+                grads = _pull(tape, inputs, outs, [seed], 0, once=True, paused=True)
                 per_out = [[tree_map(lambda g, s=s: _row(g, s), g_arg) for g_arg in grads]]
                 jac = _jac_tree(odef, per_out, _single(argnums))
                 return (jac, aux) if has_aux else jac
