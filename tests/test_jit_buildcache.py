@@ -340,3 +340,20 @@ def test_equal_index_arrays_are_filed_once(cases, tmp_path):
     for g, w in zip(got, want):
         assert g.tobytes() == w.tobytes()
     np.testing.assert_allclose(got[0], dg.grad(f)(x), rtol=1e-12, atol=1e-12)
+
+
+def test_a_build_past_the_size_limit_is_not_filed(cases, tmp_path, monkeypatch):
+    """A build whose file would pass ``MAX_BYTES`` is not written (the next process
+    builds it again); this one runs as any other."""
+    limit = buildcache.MAX_BYTES
+    monkeypatch.setattr(buildcache, "MAX_BYTES", 1000)
+    jf, args = cases["jitted"]()["loss"]
+    got = [jf(*args) for _ in range(3)][1:]
+    assert not _files(tmp_path)
+    np.testing.assert_allclose(got[1], dg.grad(cases["loss"])(*args), rtol=1e-12, atol=0)
+    assert got[0].tobytes() == got[1].tobytes()
+    monkeypatch.setattr(buildcache, "MAX_BYTES", limit)  # the same build, filed
+    again, _ = cases["jitted"]()["loss"]
+    replays = [again(*args) for _ in range(3)][1:]
+    assert all(r.tobytes() == got[0].tobytes() for r in replays)
+    assert len(_files(tmp_path)) == 1

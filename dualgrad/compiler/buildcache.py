@@ -62,6 +62,9 @@ from .record import COMPARE
 
 ENV = "DUALGRAD_BUILD_CACHE"
 PER_FOLDER = 32  # builds kept in each of the 256 folders, most recently used (``_prune``)
+#: the largest build filed (bytes): a larger one is built again by the next process (its
+#: kernels still come from numba's cache) rather than written and read as a file that size
+MAX_BYTES = 256 << 20
 _MAGIC = b"dualgrad-build-1\n"
 _COMPARE = {p.name: p for p in COMPARE.values()}
 _PLAIN = Primitive("plain", None)  # an ad-hoc primitive's attributes, to compare with
@@ -371,6 +374,8 @@ def save(digest, raw, optimised, fused, copies, kernels, summary):
     read.table = refs.table
     read.arrays = [v for _, v in sorted(refs.values.values(), key=lambda kv: kv[0])]
     held = None if graph is None else Built(None, None, None, None, graph, read, raw.odef)
+    if len(payload) > MAX_BYTES:  # more to write and read back than a build is worth
+        return held
     blob = _MAGIC + hashlib.sha256(payload).digest() + payload
     path = _path(digest)
     try:
