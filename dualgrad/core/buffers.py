@@ -516,12 +516,6 @@ def _glibc():
         return None
 
 
-def _libc_trim():
-    """glibc's ``malloc_trim``, or None (another C library, no ctypes)."""
-    libc = _glibc()
-    return None if libc is None else libc.malloc_trim
-
-
 #: glibc's largest mmap threshold (``DEFAULT_MMAP_THRESHOLD_MAX`` on 64-bit, 32 MiB): where
 #: its own adjustment takes a process once it has freed an array that large
 MMAP_THRESHOLD = 32 << 20
@@ -561,7 +555,7 @@ def give_back():
     threshold above which it maps memory afresh as large arrays are freed: after a
     recording of gigabytes is built or abandoned (dg.jit), the process would otherwise
     hold it all (GradBench's ode: 1.79 GB resident after its build, 166 MB after this)."""
-    trim = _libc_trim()
-    if trim is not None:
+    libc = _glibc()
+    if libc is not None:
         gc.collect()  # (a recording's cycles, if any, free their arrays first)
-        trim(0)
+        libc.malloc_trim(0)

@@ -44,32 +44,23 @@ from .inplace import (
 _NUMBERS = frozenset((float, int, np.float64))
 
 
-def _op(prim):
+def _op(prim, swap=False):
+    """``x op other`` (``other op x`` with ``swap``: the reflected operator) as ``prim``."""
     def op(self, other):
         t = self._trace
         if not t.active:
             check_live(self, prim.name)
         c = other.__class__
         if c in _NUMBERS or (c is self.__class__ and other._trace is t):
-            return t.process(prim, (self, other), {})
+            return t.process(prim, (other, self) if swap else (self, other), {})
         if c in (list, tuple):  # x @ [1.0, 2.0]: an array, as numpy reads it
             other = np.asarray(other)
-        return prim(self, other)
+        return prim(other, self) if swap else prim(self, other)
     return op
 
 
 def _swap(prim):
-    def op(self, other):
-        t = self._trace
-        if not t.active:
-            check_live(self, prim.name)
-        c = other.__class__
-        if c in _NUMBERS or (c is self.__class__ and other._trace is t):
-            return t.process(prim, (other, self), {})
-        if c in (list, tuple):
-            other = np.asarray(other)
-        return prim(other, self)
-    return op
+    return _op(prim, swap=True)
 
 
 def _method(fn):

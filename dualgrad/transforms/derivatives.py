@@ -176,8 +176,10 @@ def _pull(tape, inputs, outs, cts, nb, once=False, paused=False):
     seeds = [(o.index, c) for o, c in zip(outs, cts)
              if o.__class__ is Node and o._trace is tape and c is not None]
     try:
-        if paused or not seeds:
-            adj = tape.sweep(seeds, nb, once=once) if seeds else []
+        if not seeds:
+            adj = []
+        elif paused:
+            adj = tape.sweep(seeds, nb, once=once)
         else:
             with gc_paused():
                 adj = tape.sweep(seeds, nb, once=once)
