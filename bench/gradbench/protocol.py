@@ -24,7 +24,10 @@ warm-up is), so compilation is not scored, as GradBench's JAX tool does with ``j
 Where dg.jit stops recording and runs the function eagerly (a recording past its budgets,
 ``max_branches`` or ``max_ops``: particle and saddle unroll gradient-descent loops that
 branch on traced values), that first call was an eager run: it is timed (the abandoned
-recording included) and counts as the first run, so no run is wasted.
+recording included) and counts as the first run, so no run is wasted.  So it is where the
+first call recorded nothing: a new signature of a function whose builds cost more than its
+calls would repay runs eagerly until they would (dg.jit's renting), and a signature built
+by an earlier evaluation replays.
 """
 
 import importlib
@@ -135,10 +138,12 @@ def evaluate(module, function, input, jit=False):
     first = []
     if jit:
         run = jitted(module, function)
+        traces = run.trace_count
         t0 = time.perf_counter_ns()
         result = run(arg)  # records
         t1 = time.perf_counter_ns()
-        if run.eager:  # dg.jit gave up and ran it eagerly: a timed run (module docstring)
+        if run.eager or run.trace_count == traces:  # dg.jit gave up, or rents: it ran f
+            # eagerly, a timed run (module docstring); or replayed a signature built before
             first = [{"name": "evaluate", "nanoseconds": t1 - t0}]
             runs, seconds = int(runs) - 1, float(seconds) - (t1 - t0) / 1e9
         else:

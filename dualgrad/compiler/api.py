@@ -46,6 +46,22 @@ is one path through a data-dependent loop, replayed only while every one of them
 same way again, and building it (passes, kernels)
 costs more than the eager runs it would save: GradBench's particle and saddle evals record
 a branch every 10 to 70 operations and would record millions of operations.
+
+**Renting before buying.**  A function called with many signatures, each a few times,
+pays a recording and a build per signature (GradBench's LSTM: 0.6 s and 1.3-3.7 s for a
+gradient whose eager call takes 0.18 s, at four sequence lengths, each timed for about a
+second).  Once recording and building one signature took ``BUILD_WAIT`` (1 s), the function
+runs that signature eagerly once more, timed, and keeps ``build_cost``: the recording and
+build in eager calls.  From then on a new signature runs eagerly (``f`` itself, timed)
+until its calls have taken as long as its recording and build would (``build_cost`` ×
+its eager call), and is recorded and built at the next call; one it predicts under
+``BUILD_WAIT`` waits one eager call.  This is the ski-rental rule: the time spent on a
+signature is never more than twice what the better of the two choices would have cost,
+whatever the number of calls to come.  One warning says so, the first time.  While a
+signature is rented, ``f``'s Python side effects happen at every call, as after any
+fallback.  A build that ends with ``2 * buffers.MMAP_THRESHOLD`` (64 MiB) more resident
+memory than it began with returns the heap's free memory (``buffers.give_back``): Python's
+compile of a large replay allocates in proportion to the graph and frees it all.
 """
 
 
@@ -53,6 +69,7 @@ import collections
 import functools
 import inspect
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -86,6 +103,10 @@ from .record import (
 RETRACE_LIMIT = 8
 MAX_BRANCHES = 1000  # bool() guards in one recording before it stops (module docstring)
 MAX_SIGNATURES = 64  # signatures a jitted function keeps compiled (least recently used go)
+# a recording and build that take this long (seconds: a wait a user notices) make a jitted
+# function measure what a build costs it in eager calls, and rent before it buys (module
+# docstring): a human time scale, the same on every machine, not a measured threshold
+BUILD_WAIT = 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -148,9 +169,16 @@ class Jitted:
         # the other threads that need it wait for it (``_recording``: key -> Event).
         self._lock = threading.Lock()
         self._recording = {}
+        # Renting (module docstring): what recording and building a signature cost, in
+        # eager calls of it (measured once a build took BUILD_WAIT), and each new
+        # signature's eager calls so far: key -> [calls, seconds]
+        self.build_cost = None
+        self._renting = collections.OrderedDict()
+        self._rent_warned = False
 
     def clear_cache(self):
         with self._lock:
+            self._renting.clear()
             self._cache.clear()
             self.retraces = 0
             self.eager = False
@@ -185,11 +213,14 @@ class Jitted:
                 x.__class__ in (np.ndarray, float, int) for x in args):
             key = tuple(keys)  # the hot path's key (__call__)
 
+        at = {i: args[i] for i in static}  # (only these: a closure kept with a signature's
+        skw_vals = {k: kwargs[k] for k in skw}  # graph holds none of the call's arrays)
+
         def rebuild(new_leaves):
             pos, kw = tree_unflatten(tdef, new_leaves)
             pos = iter(pos)
-            full = [args[i] if i in static else next(pos) for i in range(nargs)]
-            kw.update({k: kwargs[k] for k in skw})
+            full = [at[i] if i in at else next(pos) for i in range(nargs)]
+            kw.update(skw_vals)
             return full, kw
         traced = [_leaf_key(x) is not None for x in leaves]
         return key, leaves, traced, rebuild
@@ -228,6 +259,12 @@ class Jitted:
                         return tree_unflatten(c.graph.odef, out)
             return self.fun(*args, **kwargs)
         flat = [x for x, t in zip(leaves, traced) if t]
+        eager_s = None  # an eager call's seconds, where this signature was rented first
+        if self.build_cost is not None and not self._cache.get(key):
+            rented = self._rent(key, args, kwargs)
+            if rented.__class__ is tuple:
+                return rented[0]
+            eager_s = rented
         tried = []  # the graphs of this signature replayed, each once (their guards failed)
         missed = None  # the guard that failed last (record.Site)
         while True:
@@ -261,7 +298,7 @@ class Jitted:
                     return self._give_up(self._retrace_reason(args, kwargs), args, kwargs)
             stop = None  # why the recording stopped, acted on after its except clause (the
             try:  # traceback holds the abandoned recording, alive beside eager's run)
-                compiled, out = self._record(leaves, traced, rebuild)
+                compiled, out = self._record(leaves, traced, rebuild, eager_s=eager_s)
             except (Foreign, Branchy, TooLong) as e:
                 stop = e.__class__
             except TooLarge as e:
@@ -394,7 +431,53 @@ class Jitted:
         self.eager = True
         return self.fun(*args, **kwargs)
 
-    def _record(self, leaves, traced, rebuild, lean=True):
+    def _rent(self, key, args, kwargs):
+        """A new signature of a function whose builds cost ``build_cost`` eager calls:
+        ``(f's result,)`` from an eager call (timed), or, once its eager calls have taken
+        as long as its recording and build would (or that would take under BUILD_WAIT),
+        the seconds of one eager call: record it now."""
+        with self._lock:
+            st = self._renting.get(key)
+            if st is not None:
+                e = st[1] / st[0]
+                if self.build_cost * e < BUILD_WAIT or st[1] >= self.build_cost * e:
+                    del self._renting[key]
+                    return e
+            warn, self._rent_warned = not self._rent_warned, True
+        if warn:
+            warnings.warn(
+                f"dg.jit({self.__name__}): recording and building one of its signatures "
+                f"took as long as {self.build_cost:.3g} eager calls of it; a new signature "
+                "runs eagerly until its calls have taken that long, then it is recorded "
+                "and built (a build its calls would not repay is never made)",
+                RuntimeWarning, stacklevel=4)
+        t0 = time.perf_counter()
+        out = self.fun(*args, **kwargs)
+        dt = time.perf_counter() - t0
+        with self._lock:
+            st = self._renting.setdefault(key, [0, 0.0])
+            st[0] += 1
+            st[1] += dt
+            self._renting.move_to_end(key)
+            while len(self._renting) > 4 * (self.max_signatures or MAX_SIGNATURES):
+                self._renting.popitem(last=False)  # signatures long gone
+        return (out,)
+
+    def _built(self, compiled, flat, eager_s, rerun):
+        """After ``compiled``'s first replay: its recording and build in eager calls of it
+        (``eager_s``: one's seconds where it was rented, else, for a build that took
+        BUILD_WAIT before any was measured, one eager call timed now)."""
+        cost = compiled.record_s + compiled.build_s
+        if eager_s is None:
+            if self.build_cost is not None or cost < BUILD_WAIT:
+                return
+            t0 = time.perf_counter()
+            rerun(flat)
+            eager_s = time.perf_counter() - t0
+        self.build_cost = cost / max(eager_s, 1e-9)
+
+    def _record(self, leaves, traced, rebuild, lean=True, eager_s=None):
+        t0 = time.perf_counter()
         trace = _Recording(self.max_ops, self.max_branches, self.max_bytes)
         # Recording allocates a burst of objects that all stay reachable until the graph
         # is built: a cyclic-GC pass in the middle frees nothing, and with a large heap
@@ -425,6 +508,14 @@ class Jitted:
                                    for o in outs])                            # replay's
             finally:
                 trace.finish()
+        compiled.record_s = time.perf_counter() - t0
+        template = [None if t else x for x, t in zip(leaves, traced)]  # no traced array
+
+        def rerun(flat):  # f called eagerly on a later call's leaves
+            it = iter(flat)
+            a, kw = rebuild([next(it) if t else x for x, t in zip(template, traced)])
+            return self.fun(*a, **kw)
+        compiled.probe = functools.partial(self._built, eager_s=eager_s, rerun=rerun)
         self.trace_count += 1
         return compiled, tree_unflatten(odef, values)
 
@@ -511,6 +602,11 @@ def jit(fun=None, static_argnums=(), static_argnames=(), fast_math=False, passes
     recently used (as a second-chance clock approximates it: ``Jitted._evict``).  A
     compiled signature holds its graph's structure, constants, guards and kernels, never
     the values recorded with it.
+
+    A function whose recording and build of one signature took a second or more rents
+    before it buys (module docstring): ``build_cost`` is that build in eager calls, and a
+    new signature runs eagerly until its calls have taken as long, then is recorded
+    (``trace_count`` counts recordings only).
 
     Threads may call a jitted function at once: replays run side by side, and a signature
     is recorded once, the other threads that need it waiting for that recording.

@@ -13,6 +13,7 @@ function's cache holds structure, constants, guards and kernels, never intermedi
 import functools
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -35,7 +36,8 @@ class Compiled:
 
     __slots__ = ("raw", "fast_math", "passes", "exclude", "codegen", "_graph", "_summary",
                  "replay", "kernels", "fused", "finish", "kept", "lean", "_lock", "used",
-                 "_key", "_stored", "from_cache", "_layout", "big")
+                 "_key", "_stored", "from_cache", "_layout", "big", "record_s", "build_s",
+                 "probe")
 
     def __init__(self, raw, fast_math, passes, codegen, lean=False, keep_values=True,
                  exclude=frozenset(), big=False):
@@ -57,6 +59,10 @@ class Compiled:
         self.kept, self.lean = keep_values, lean
         self.used = False  # replayed since the cache's last eviction pass (Jitted._evict)
         self.big = big  # its values passed record.GIVE_BACK bytes: given back when dropped
+        # seconds its recording took (api.py sets it) and its build (or load) took; ``probe``
+        # (api.py's, or None) is called once after the first replay, with its leaves
+        self.record_s = self.build_s = 0.0
+        self.probe = None
         self._lock = threading.Lock()
         # the inputs' memory layouts, which the build may read (buildcache's key): their
         # values go now (``keep_values``), and shells have none
@@ -65,9 +71,19 @@ class Compiled:
             raw.drop_values()
 
     def _first(self, *leaves):
+        out = self._build_and_replay(leaves)
+        if self.probe is not None and out is not MISS:
+            with self._lock:
+                probe, self.probe = self.probe, None
+            if probe is not None:  # (outside the lock: the threads waiting replay now)
+                probe(self, leaves)
+        return out
+
+    def _build_and_replay(self, leaves):
         with self._lock:  # threads meeting an unbuilt graph: one builds, the rest wait
             if self.replay != self._first:
                 return self.replay(*leaves)
+            t0, r0 = time.perf_counter(), buffers.resident()
             raw, kept = self.raw, self.kept
             if not (self.lean and self._load()):  # else built by an earlier process
                 if not kept:  # what recording computed, from these leaves, for the build
@@ -82,6 +98,14 @@ class Compiled:
                 self._build()
                 if self.big and self.lean:  # the values are gone: so is their memory
                     buffers.give_back()
+                    r0 = None
+            r1 = buffers.resident()
+            if r0 is not None and r1 is not None and r1 - r0 >= 2 * buffers.MMAP_THRESHOLD:
+                # a build's passes and Python's compile of its replay allocate (and free)
+                # memory in proportion to the graph: 117 MB for GradBench's LSTM gradient at
+                # c = 1024, which glibc's heap would keep under the eager calls that follow
+                buffers.give_back()
+            self.build_s = time.perf_counter() - t0
             # The build's replay gives this call's result, as every later call's (a fused
             # kernel may round apart from the primitives by an ulp: from the first replay
             # on, built here or loaded, a jitted function computes one way).

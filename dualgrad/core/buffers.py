@@ -549,6 +549,18 @@ def settle_malloc():
 MALLOC_SETTLED = settle_malloc()
 
 
+def resident():
+    """This process's resident memory in bytes (Linux's /proc/self/statm), or None."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def give_back():
     """Return the heap's free memory to the kernel (glibc's ``malloc_trim(0)``; nothing
     elsewhere).  glibc keeps freed memory of mid-sized arrays in its heap, raising the
