@@ -26,7 +26,16 @@ from ..core.validate import check_differentiable, seed_cotangent
 from ..numpy.box import ArrayBox
 from ..rules import SCALARS, getitem, index_set, sum_
 from .forward import push_tangents
-from .slices import LAZY, Blocks, Masked, add_block, dense, merge_lazy, split_index_set
+from .slices import (
+    LAZY,
+    Blocks,
+    Masked,
+    add_block,
+    add_dual_slice,
+    dense,
+    merge_lazy,
+    split_index_set,
+)
 from .steps import (  # noqa: F401  (accumulate, cotangent: teach/tracetable.py's)
     _NONE,
     _QUICK,
@@ -386,7 +395,12 @@ class Tape(Trace):
                     if fast and cts[j].__class__ is Blocks \
                             and _getitem_into_blocks(cts[j], e, g):
                         continue
+                    if not raw and not nb and cts[j].__class__ is not _NONE \
+                            and add_dual_slice(cts, j, e, g):
+                        continue  # forward over reverse: overlapping slices, in place
                 elif fast and g.__class__ is np.ndarray and _getitem_into(cts, j, e, g):
+                    continue
+                elif not raw and not nb and add_dual_slice(cts, j, e, g):
                     continue
             elif p is index_set and not keep:
                 if fast and entry_into(cts, e, g):

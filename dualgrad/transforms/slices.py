@@ -27,6 +27,7 @@ import numpy as np
 
 from ..core.validate import dtype_of
 from ..rules import add, concatenate, device_like, reshape, shape_of, where
+from .forward import Dual
 
 
 def span(idx, shape):
@@ -101,7 +102,24 @@ class Masked:
         self.base, self.axis, self.shape, self.spans = base, axis, shape, spans
 
 
-LAZY = frozenset((Blocks, Masked))
+class DualSum:
+    """A forward-mode cotangent (Dual) of x's shape summed in place: ``acc``, a Dual only the
+    sweep holds, is what Blocks' ``dense`` part would be (zeros plus every whole and
+    overlapping contribution, in their order), and ``pending`` the Blocks' own blocks
+    (``(start, stop, value, squeezed)`` along ``axis``), added last when it is made whole;
+    ``axis`` None: made from a whole cotangent, every slice is added at once.  So the sums
+    are those the rules' scatters, adds and concatenate make, without their full-size
+    arrays.  A Hessian's sweep (forward over reverse) meets it where a function reads
+    overlapping slices of x (``x[1:] - x[:-1]``)."""
+
+    __slots__ = ("acc", "pending", "axis", "shape", "dtype")
+
+    def __init__(self, acc, pending, axis, shape, dtype):
+        self.acc, self.pending, self.axis = acc, pending, axis
+        self.shape, self.dtype = shape, dtype
+
+
+LAZY = frozenset((Blocks, Masked, DualSum))
 
 
 def _host(v):
@@ -173,8 +191,120 @@ def split_index_set(e, g, v_part):
     return out
 
 
+def _raw_dual(v):
+    """Whether ``v`` is a forward-mode Dual of raw float arrays (its tangent of v's shape,
+    or with one leading axis of directions): one the sweep may add into in place."""
+    if v.__class__ is not Dual:
+        return False
+    a, t = v.value, v.tangent
+    return a.__class__ is np.ndarray and t.__class__ is np.ndarray and a.dtype.kind == "f" \
+        and t.dtype is a.dtype and t.shape[t.ndim - a.ndim:] == a.shape \
+        and t.ndim - a.ndim in (0, 1)
+
+
+def _add_at(acc, idx, v):
+    """``acc[idx] += v`` into the Dual ``acc`` (its arrays only the sweep holds), for ``v`` a
+    raw Dual or a float array of ``acc.value[idx]``'s shape and dtype; False (nothing
+    added) where they do not fit."""
+    part = acc.value[idx]
+    if v.__class__ is np.ndarray:
+        if v.shape != part.shape or v.dtype is not part.dtype or part.ndim == 0:
+            return False
+        np.add(part, v, out=part)
+        return True
+    if not _raw_dual(v) or v._trace is not acc._trace or v.value.shape != part.shape \
+            or v.value.dtype is not part.dtype or part.ndim == 0:
+        return False  # (another level's Dual: its tangent is another perturbation's)
+    t = acc.tangent
+    tpart = t[(slice(None),) * (t.ndim - acc.value.ndim) + idx]
+    if tpart.shape != v.tangent.shape:
+        return False
+    np.add(part, v.value, out=part)
+    np.add(tpart, v.tangent, out=tpart)
+    return True
+
+
+def _at(axis, start, stop, squeezed):
+    return (slice(None),) * axis + (start if squeezed else slice(start, stop),)
+
+
+def _zeros_like_dual(g, shape):
+    t = g.tangent
+    return Dual._make(np.zeros(shape, g.value.dtype),
+                      np.zeros(t.shape[:t.ndim - g.value.ndim] + shape, t.dtype), g._trace)
+
+
+def add_dual_slice(cts, j, e, g):
+    """getitem's cotangent ``g`` (a raw Dual) for x = cts[j]'s entry, summed in place into a
+    ``DualSum`` made from Blocks (their dense part into zeros, their blocks pending) or
+    from a whole cotangent, or into the one there: as a block where Blocks would keep it
+    (a slice disjoint from the blocks, along their axis), else at once.  False (nothing
+    changed) where it does not apply: the caller takes the rules."""
+    kw = e.kw
+    if not kw or len(e.args) != 1 or not _raw_dual(g):
+        return False
+    idx = kw.get("idx")
+    xs = shape_of(e.args[0])
+    if idx.__class__ is not tuple or (sp := span(idx, xs)) is None:
+        return False
+    dt = g.value.dtype
+    prev = cts[j]
+    c = prev.__class__
+    if c is DualSum:
+        if prev.shape != xs or prev.dtype is not dt:
+            return False
+        axis, start, stop, squeezed = sp
+        if prev.axis == axis and all(stop <= a or b <= start for a, b, _, _ in prev.pending):
+            prev.pending.append((start, stop, g, squeezed))  # Blocks would keep it so
+            return True
+        return _add_at(prev.acc, idx, g)
+    if c is Blocks:
+        if prev.shape != xs or prev.dtype is not dt:
+            return False
+        for start, stop, v, squeezed in prev.blocks:
+            if not (v.__class__ is np.ndarray or _raw_dual(v)) \
+                    or shape_of(v) != np.empty(xs, bool)[_at(prev.axis, start, stop,
+                                                             squeezed)].shape:
+                return False  # batch axes in front (jacrev's rows), a device array...
+        acc = _zeros_like_dual(g, xs)
+        d = prev.dense
+        if (d is not None and not _add_at(acc, (), d)) or not _add_at(acc, idx, g):
+            return False  # (g overlaps a block, or add_block refused it: into dense)
+        cts[j] = DualSum(acc, list(prev.blocks), prev.axis, xs, dt)
+        return True
+    if c is np.ndarray or _raw_dual(prev):  # a whole cotangent, and g added to it
+        if shape_of(prev) != xs or dtype_of(prev) is not dt:
+            return False
+        acc = _zeros_like_dual(g, xs)
+        if not _add_at(acc, (), prev) or not _add_at(acc, idx, g):
+            return False
+        cts[j] = DualSum(acc, [], None, xs, dt)
+        return True
+    return False
+
+
+def _dual_sum_plus(ds, c):
+    """A whole cotangent ``c`` added to the DualSum ``ds`` as the rules would (into Blocks'
+    dense part, before the blocks; to a whole cotangent, after all that came): in place
+    where it fits, else ``ds`` as Blocks again (or whole) with the add a primitive's."""
+    if ds.axis is None:
+        return None  # whole: the caller adds c to it
+    if _add_at(ds.acc, (), c):
+        return ds
+    b = Blocks(ds.axis, ds.shape, ds.dtype)
+    b.blocks, b.dense = ds.pending, add(ds.acc, c)
+    return b
+
+
 def dense(c):
-    """A Blocks or Masked cotangent as one array (traced where its parts are)."""
+    """A Blocks, Masked or DualSum cotangent as one array (traced where its parts are)."""
+    if c.__class__ is DualSum:
+        acc = c.acc
+        for start, stop, v, squeezed in sorted(c.pending, key=lambda b: b[0]):
+            if not _add_at(acc, _at(c.axis, start, stop, squeezed), v):
+                raise RuntimeError("dualgrad internal error: a pending slice did not fit")
+        c.pending = []
+        return acc
     if c.__class__ is Masked:
         keep = np.ones(c.shape[c.axis], bool)
         for a, b in c.spans:
@@ -216,6 +346,9 @@ def merge_lazy(cts, j, c, merge):
     if prev.__class__ is Blocks:
         prev.dense = c if prev.dense is None else add(prev.dense, c)
         return
-    if prev.__class__ is Masked:
+    if prev.__class__ is DualSum and (kept := _dual_sum_plus(prev, c)) is not None:
+        cts[j] = kept
+        return
+    if prev.__class__ in LAZY:  # Masked, a whole DualSum: whole first
         cts[j] = dense(prev)
     merge(cts, j, c)
