@@ -472,7 +472,10 @@ class Jitted:
             if self.build_cost is not None or cost < BUILD_WAIT:
                 return
             t0 = time.perf_counter()
-            rerun(flat)
+            try:
+                rerun(flat)
+            except Exception:  # noqa: BLE001 - f ran while recording: then nothing learnt
+                return
             eager_s = time.perf_counter() - t0
         self.build_cost = cost / max(eager_s, 1e-9)
 
