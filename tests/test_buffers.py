@@ -342,6 +342,9 @@ def _work(fn):
         if event == "c_call":
             n[1] += 1
 
+    gc.collect()  # garbage of earlier tests (buffer owners' __del__) is not fn's work:
+    was = gc.isenabled()  # a collection inside fn would run it there
+    gc.disable()
     sys.settrace(trace)
     sys.setprofile(profile)
     try:
@@ -349,6 +352,8 @@ def _work(fn):
     finally:
         sys.settrace(None)
         sys.setprofile(None)
+        if was:
+            gc.enable()
     return tuple(n), out
 
 

@@ -240,7 +240,10 @@ def wire(graph, regions):
         r.shifted = {}
         for a, (v, starts, stops) in list(r.pads.items()):
             chain = _chain(ops, v, member.get(v))
-            if chain is not None:
+            # a leaf this region computes itself (a value recompute copied in) exists at
+            # the loop's own index only, never at the shifted ones: the padded copy stays
+            if chain is not None and not any(b.__class__ is int and b in body
+                                             for b in chain[-1]):
                 r.shifted[a] = (starts, stops) + chain
                 del r.pads[a]
         if r.shifted:  # the chains' inputs are read instead of the padded values
@@ -446,8 +449,8 @@ def recompute(graph, regions):
             body = set(r.ops) | set(r.reduced) | set(r.copied)
             for a in list(r.inputs):
                 src = owner.get(a) if a.__class__ is int else None
-                if src is None or src is r or ops[a].prim.name not in CHEAP:
-                    continue
+                if src is None or src is r or a in body or ops[a].prim.name not in CHEAP:
+                    continue  # (one in body already: copying it again changes nothing)
                 new = [b for b in ops[a].args if b.__class__ is int and b not in r.inputs
                        and b not in body]
                 mine = members[src.index]

@@ -78,7 +78,9 @@ def _pow_dx(ans, x, y):
     if y.__class__ in SCALARS:  # constant exponent: the common x ** 2
         if y == 0:
             return 0.0  # x ** 0 is constant: exactly 0, even at x = 0 (no 0 * inf)
-        return multiply(x, 2.0) if y == 2 else multiply(y, power(x, y - 1))
+        # x ** 2: 2 * x as a pair, so g * 2 * x scales g first where x carries the
+        # tangent (a Hessian's sweep: one pass over the tangents, not two; times_local)
+        return (2.0, x) if y == 2 else multiply(y, power(x, y - 1))
     # 0 * 0 ** -1: take y * 1 ** -1 there, which keeps y's own derivative.  Compared as
     # values (graph nodes under dg.jit, batches under vmap): reading the raw numbers
     # guarded on them, a retrace per exponent

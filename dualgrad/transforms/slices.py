@@ -202,23 +202,33 @@ def _raw_dual(v):
         and t.ndim - a.ndim in (0, 1)
 
 
-def _add_at(acc, idx, v):
-    """``acc[idx] += v`` into the Dual ``acc`` (its arrays only the sweep holds), for ``v`` a
-    raw Dual or a float array of ``acc.value[idx]``'s shape and dtype; False (nothing
-    added) where they do not fit."""
+def _fits(acc, idx, v):
+    """Whether ``_add_at(acc, idx, v)`` applies: ``v`` a float array of ``acc.value[idx]``'s
+    shape and dtype, or a raw Dual of acc's level with that value and acc's tangent part's
+    shape (never a single element: that is the rules')."""
     part = acc.value[idx]
+    if part.ndim == 0:
+        return False
     if v.__class__ is np.ndarray:
-        if v.shape != part.shape or v.dtype is not part.dtype or part.ndim == 0:
-            return False
-        np.add(part, v, out=part)
-        return True
+        return v.shape == part.shape and v.dtype is part.dtype
     if not _raw_dual(v) or v._trace is not acc._trace or v.value.shape != part.shape \
-            or v.value.dtype is not part.dtype or part.ndim == 0:
+            or v.value.dtype is not part.dtype:
         return False  # (another level's Dual: its tangent is another perturbation's)
     t = acc.tangent
-    tpart = t[(slice(None),) * (t.ndim - acc.value.ndim) + idx]
-    if tpart.shape != v.tangent.shape:
+    return t[(slice(None),) * (t.ndim - acc.value.ndim) + idx].shape == v.tangent.shape
+
+
+def _add_at(acc, idx, v):
+    """``acc[idx] += v`` into the Dual ``acc`` (its arrays only the sweep holds) where it
+    ``_fits``; False (nothing added) where not."""
+    if not _fits(acc, idx, v):
         return False
+    part = acc.value[idx]
+    if v.__class__ is np.ndarray:
+        np.add(part, v, out=part)
+        return True
+    t = acc.tangent
+    tpart = t[(slice(None),) * (t.ndim - acc.value.ndim) + idx]
     np.add(part, v.value, out=part)
     np.add(tpart, v.tangent, out=tpart)
     return True
@@ -255,18 +265,18 @@ def add_dual_slice(cts, j, e, g):
             return False
         axis, start, stop, squeezed = sp
         if prev.axis == axis and all(stop <= a or b <= start for a, b, _, _ in prev.pending):
+            if not _fits(prev.acc, idx, g):
+                return False
             prev.pending.append((start, stop, g, squeezed))  # Blocks would keep it so
             return True
         return _add_at(prev.acc, idx, g)
     if c is Blocks:
         if prev.shape != xs or prev.dtype is not dt:
             return False
-        for start, stop, v, squeezed in prev.blocks:
-            if not (v.__class__ is np.ndarray or _raw_dual(v)) \
-                    or shape_of(v) != np.empty(xs, bool)[_at(prev.axis, start, stop,
-                                                             squeezed)].shape:
-                return False  # batch axes in front (jacrev's rows), a device array...
         acc = _zeros_like_dual(g, xs)
+        for start, stop, v, squeezed in prev.blocks:
+            if not _fits(acc, _at(prev.axis, start, stop, squeezed), v):
+                return False  # batch axes in front (jacrev's rows), a device array...
         d = prev.dense
         if (d is not None and not _add_at(acc, (), d)) or not _add_at(acc, idx, g):
             return False  # (g overlaps a block, or add_block refused it: into dense)

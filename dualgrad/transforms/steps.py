@@ -24,6 +24,7 @@ from ..rules import (
     index_set,
     multiply,
     negative,
+    scaled_first,
     shape_of,
     sum_,
     unbroadcast,
@@ -109,6 +110,13 @@ def _quick_forms(e, argnum, g):
         return _fitted(negative.impl(g), e.args[argnum], prim.bcast)
     kind, f = form
     d = f(e.ans, *e.args)
+    if d.__class__ is tuple:  # (c, v): c * v, c a power of two (rules' times_local)
+        c, v = d
+        if not _small(v):
+            return None
+        if scaled_first(g, v):
+            return _fitted(multiply.impl(multiply.impl(g, c), v), e.args[argnum], prim.bcast)
+        d = multiply.impl(v, c)
     if _small(d):
         c = multiply.impl(g, d) if kind == "mul" else divide.impl(g, d)
         return _fitted(c, e.args[argnum], prim.bcast)
@@ -285,6 +293,9 @@ def _in_place(e, argnum, g, last, dead):
         return np.negative(g, out=buffers.take(g.shape, g.dtype))
     kind, f = form
     d = f(ans, *vals)
+    if d.__class__ is tuple:  # (c, v): c * v, c a power of two (rules' times_local)
+        c, v = d
+        d = v * c if v.__class__ is not np.ndarray else np.multiply(v, c)
     dc = d.__class__
     if dc is np.ndarray:
         if d.dtype.kind != "f":
