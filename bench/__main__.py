@@ -423,9 +423,9 @@ def check(case, runners, rtol):
     return {"reference": ref_tool, "mismatches": bad}
 
 
-def run_phase(case, runners, args):
+def run_phase(case, runners, args, to_numpy):
     """Warm up and sample ``runners`` (F among them) round-robin; print their medians."""
-    warm_up(runners, peers_to_numpy)
+    warm_up(runners, to_numpy)
     sample(runners, args)
     fm = runners["F"].median
     for t, r in runners.items():
@@ -434,11 +434,6 @@ def run_phase(case, runners, args):
         if t == "dualgrad.jit" and r.second_call_s is not None:  # record + build
             shown += f"  (compile latency {fmt_time(r.first_call_s + r.second_call_s)})"
         print(f"  {t:16s} {fmt_time(r.median):>10s}  {shown}", flush=True)
-
-
-def peers_to_numpy(x):
-    from .peers import to_numpy
-    return to_numpy(x)
 
 
 def sample(runners, args):
@@ -492,7 +487,7 @@ def ratio(a, b, f_med):
     if not a.median or not b.median:
         return None
     fa, fb = a.f_ref or f_med, b.f_ref or f_med
-    return a.median / b.median * (fb / fa if fa and fb and fa != fb else 1.0)
+    return a.median / b.median * (fb / fa if fa and fb else 1.0)
 
 
 def fmt_time(s):
@@ -920,7 +915,8 @@ def main(argv=None):
                 case.notes.append(f"could not count dualgrad's ops: {e}")
         print(f"== {case.name}: {case.derivative}", flush=True)
         runners = build_runners(case, tools, dg, dg_error, backend, peers, args.quick, base)
-        run_phase(case, {k: v for k, v in runners.items() if k not in COMPILING}, args)
+        run_phase(case, {k: v for k, v in runners.items() if k not in COMPILING}, args,
+                  peers.to_numpy)
         rows.append(runners)
     for case, runners in zip(cases, rows):  # then dg.jit and jax.jit, beside F again
         later = {k: v for k, v in runners.items() if k in COMPILING}
@@ -929,7 +925,7 @@ def main(argv=None):
         print(f"== {case.name} (compiled): {case.derivative}", flush=True)
         f = Runner("F")
         f.fn = case.forward
-        run_phase(case, {"F": f, **later}, args)
+        run_phase(case, {"F": f, **later}, args, peers.to_numpy)
         for r in later.values():
             r.f_ref = f.median
     for case, runners in zip(cases, rows):

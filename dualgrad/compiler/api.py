@@ -440,7 +440,8 @@ class Jitted:
             st = self._renting.get(key)
             if st is not None:
                 e = st[1] / st[0]
-                if self.build_cost * e < BUILD_WAIT or st[1] >= self.build_cost * e:
+                cost = self.build_cost * e  # this signature's recording and build, predicted
+                if cost < BUILD_WAIT or st[1] >= cost:
                     del self._renting[key]
                     return e
             warn, self._rent_warned = not self._rent_warned, True

@@ -111,12 +111,12 @@ def _quick_forms(e, argnum, g):
     kind, f = form
     d = f(e.ans, *e.args)
     if d.__class__ is tuple:  # (c, v): c * v, c a power of two (rules' times_local)
-        c, v = d
+        k, v = d
         if not _small(v):
             return None
         if scaled_first(g, v):
-            return _fitted(multiply.impl(multiply.impl(g, c), v), e.args[argnum], prim.bcast)
-        d = multiply.impl(v, c)
+            return _fitted(multiply.impl(multiply.impl(g, k), v), e.args[argnum], prim.bcast)
+        d = multiply.impl(v, k)
     if _small(d):
         c = multiply.impl(g, d) if kind == "mul" else divide.impl(g, d)
         return _fitted(c, e.args[argnum], prim.bcast)
@@ -295,7 +295,7 @@ def _in_place(e, argnum, g, last, dead):
     d = f(ans, *vals)
     if d.__class__ is tuple:  # (c, v): c * v, c a power of two (rules' times_local)
         c, v = d
-        d = v * c if v.__class__ is not np.ndarray else np.multiply(v, c)
+        d = v * c
     dc = d.__class__
     if dc is np.ndarray:
         if d.dtype.kind != "f":
