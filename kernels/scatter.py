@@ -1,4 +1,5 @@
-"""Scatter-add along one axis: the VJP of a gather ``E[idx]``.
+"""Scatter-adds: the VJP of a gather ``E[idx]`` along one axis, and slices summed into one
+array (a Hessian's sweep over ``x[1:]`` and ``x[:-1]``).
 
     >>> import numpy as np
     >>> out = np.zeros((1, 3, 1)); idx = np.array([0, 2, 0, -1])
@@ -7,6 +8,8 @@
     >>> out.ravel().tolist()
     [2.0, 0.0, 2.0]
 """
+
+from numba import literal_unroll
 
 from .diskcache import njit
 
@@ -34,3 +37,27 @@ def index_add_rows(out, index, values):
             for c in range(D):
                 out[b, j, c] += values[b, i, c]
     return -1
+
+
+@njit(cache=True)
+def sum_slices(out, parts, fresh):
+    """Row by row: ``out[r] = 0`` where ``fresh``, then ``out[r, s:s + m] += v[r]`` for each
+    ``(s, v)`` of ``parts`` in their order (out (R, n), each v (R, m)).
+
+    Each element receives the same additions in the same order as those slice adds made
+    one after another with numpy (``np.add(out[:, s:s + m], v, out=...)``), so the result
+    is bitwise theirs; a row is summed while it sits in the CPU cache, where numpy makes one
+    pass over the whole array per slice.  ``parts`` is a tuple (unrolled when compiled:
+    the backend passes a few at a time).
+    """
+    for r in range(out.shape[0]):
+        row = out[r]
+        if fresh:
+            for j in range(row.shape[0]):
+                row[j] = 0.0
+        for p in literal_unroll(parts):
+            v = p[1][r]
+            m = v.shape[0]
+            dst = row[p[0]:p[0] + m]
+            for j in range(m):
+                dst[j] += v[j]

@@ -47,3 +47,14 @@ def no_trace_left_open(request):
         import gc
         gc.collect()  # hand-made Duals end their perturbation when they are collected
         assert not dg.core.tracing(), f"{request.node.nodeid} left a trace recording"
+
+
+@pytest.fixture(autouse=True)
+def builds_never_rented(monkeypatch):
+    """dg.jit rents (runs eagerly) a new signature once one of its builds took
+    ``BUILD_WAIT`` seconds of wall time: on a loaded machine with numba's cache cold a
+    test's first build can take that long, and the tests that count builds or turn
+    warnings into errors would then see a rented call.  Tests build at once, whatever the
+    clock says; tests/test_jit_renting.py sets ``BUILD_WAIT`` itself."""
+    from dualgrad.compiler import api
+    monkeypatch.setattr(api, "BUILD_WAIT", float("inf"))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import dualgrad as dg
+from dualgrad import backend
 from dualgrad.core.tree import tree_flatten
 from dualgrad.transforms import reverse
 
@@ -42,10 +43,20 @@ def without_in_place(monkeypatch):
     monkeypatch.setattr(reverse, "add_dual_slice", lambda cts, j, e, g: False)
 
 
+def summed_by_numba(monkeypatch):
+    """backend.sum_slices runs its loop at every size (where the numba backend is on)."""
+    use = backend._use
+    monkeypatch.setattr(backend, "_use", lambda k, c, n: k.startswith("slices.")
+                        or use(k, c, n))
+
+
+@pytest.mark.parametrize("loop", [False, True], ids=["measured", "summed_by_numba"])
 @pytest.mark.parametrize("f,shape", FUNCTIONS, ids=[f.__name__ for f, _ in FUNCTIONS])
-def test_hessian_and_hvp_are_the_rules_bits(f, shape, monkeypatch):
+def test_hessian_and_hvp_are_the_rules_bits(f, shape, loop, monkeypatch):
     x = rng.standard_normal(shape)
     v = rng.standard_normal(shape)
+    if loop:
+        summed_by_numba(monkeypatch)
     calls = []
     real = reverse.add_dual_slice
     monkeypatch.setattr(reverse, "add_dual_slice",

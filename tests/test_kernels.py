@@ -927,20 +927,45 @@ def test_tangent_loops_are_chosen_by_measurement():
     lambda x: np.sum(x * np.sin(x) * x ** 2 - np.cos(x[::-1]) * x),
 ])
 def test_forward_mode_with_the_tangent_loops(monkeypatch, f):
-    """hessian, hvp and jacfwd(grad) with every tangent loop forced give the values the
-    numpy operations give (the other kernels' choices as measured: numba's sin is not
-    numpy's bit for bit)."""
+    """hessian, hvp and jacfwd(grad) with every tangent loop (and the slices' sums) forced
+    give the values the numpy operations give (the other kernels' choices as measured:
+    numba's sin is not numpy's bit for bit)."""
     x = np.linspace(-1.3, 1.7, 40)
     v = np.cos(np.arange(40.0))
     use = backend._use
 
     def run(loop):
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(backend, "_use", lambda k, c, n: loop if k.startswith("tangent.")
-                       else use(k, c, n))
+            mp.setattr(backend, "_use", lambda k, c, n: loop if k.startswith(
+                ("tangent.", "slices.")) else use(k, c, n))
             return [dg.hessian(f)(x), dg.hvp(f, (x,), (v,))[1], dg.jacfwd(dg.grad(f))(x)]
 
     with backend.use_backend("numba"):
         want, got = run(False), run(True)
     for a, b in zip(got, want):
         _same_values(np.asarray(a), np.asarray(b))
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("count", [1, 3, 4, 9])
+def test_sum_slices_is_numpys_adds(monkeypatch, dtype, count):
+    """Slices summed a row at a time (slices.DualSum's tangents): zeros, then each slice
+    added in order, as numpy's adds one after another give them (IEEE's special values,
+    signed zeros; contiguous parts and strided views; more parts than one call takes)."""
+    for name, value in FORCE_NUMBA.items():
+        monkeypatch.setattr(backend, name, value)
+    r = rng(count)
+    for rows_, n in ((1, 9), (5, 40)):
+        parts = []
+        for k in range(count):
+            s, m = int(r.integers(0, n // 2)), int(r.integers(1, n // 2))
+            v = _pick(r, (rows_, m + 1), dtype)
+            parts.append((s, v[:, 1:] if k % 2 else v[:, :m].copy()))
+        got = np.full((rows_, n), np.nan, dtype)
+        with backend.use_backend("numba"), np.errstate(all="ignore"):
+            want = backend.reference.sum_slices(np.empty((rows_, n), dtype), parts)
+            assert backend.sum_slices(got, parts)
+        _same_values(got, want)
+    with backend.use_backend("numpy"):
+        assert not backend.sum_slices(got, parts)

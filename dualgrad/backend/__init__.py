@@ -169,6 +169,7 @@ LADDERS = {
     "pool": (256, 1024, 4096, 16384, 65536, 262144),
     "select": (512, 4096, 32768, 262144),
     "tangent": (512, 4096, 32768, 262144),
+    "slices": (512, 4096, 32768, 262144),
 }
 _FAMILY = {"index_add.1d": "index_add.1d", "index_add.rows": "index_add.rows",
            "im2col": "conv", "col2im": "conv", "max_pool2d": "pool", "max_pool2d_grad": "pool",
@@ -424,6 +425,35 @@ def _tangent_either(kind, t, x, t2=None, y=None):
     if r is None:
         r = t * y + x * t2 if kind == "product" else t * (x * 2.0)
     return r
+
+
+# Slices summed into one array (transforms/slices.py's DualSum: the sweep of a Hessian over
+# x[1:] and x[:-1]): numpy adds each slice in one pass over its part of the whole array
+# (strided, so a slow one); the numba loop sums a row while it is in the cache.  The same
+# additions in the same order per element: the same bits.
+
+def sum_slices(out, parts):
+    """``out[...] = 0`` then ``out[:, s:s + m] += v`` for each ``(s, v)`` of ``parts`` in
+    order, by one numba pass where it wins on this machine; False (out untouched) where
+    not: the caller adds them with numpy.  out (R, n) C-contiguous, each v (R, m), one
+    float dtype.
+
+    >>> out = np.empty((1, 3))
+    >>> sum_slices(out, [(0, np.ones((1, 2))), (1, np.ones((1, 2)))]) in (True, False)
+    True
+    """
+    ops = _fast(out, *(v for _, v in parts), kernel="slices.sum", size=out.size)
+    if ops is None:
+        return False
+    ops.sum_slices(out, parts)
+    return True
+
+
+def _sum_slices_either(out, parts):
+    """``sum_slices``, or numpy's adds where it declines (what the tuning probe times)."""
+    if not sum_slices(out, parts):
+        reference.sum_slices(out, parts)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -741,6 +771,11 @@ def _probe_inputs(name):
             x, y, t, t2 = (r.standard_normal(n).astype(dt) for _ in range(4))
             kind = kernel.partition(".")[2]
             out.append((n, _forcing(_tangent_either, kind, t, x, t2, y)))
+        elif family == "slices":                  # a Hessian's x[:-1], x[1:], x[:-1]
+            m = max(int(n ** 0.5), 2)
+            o = np.empty((n // m, m), dt)
+            parts = [(s, r.standard_normal((n // m, m - 1)).astype(dt)) for s in (0, 1, 0)]
+            out.append((n, _forcing(_sum_slices_either, o, parts)))
         elif family == "select":                  # a relu's mask: half the entries
             c = r.standard_normal(n) > 0
             out.append((n, _forcing(where, c, r.standard_normal(n).astype(dt), 0.0)))
@@ -777,7 +812,7 @@ def kernel_names(dtypes=(np.float64,)):
     """Every measured kernel, as ``"<kernel>/<dtype char>"`` (the tuning table's names)."""
     kernels = sorted(_UNARY_KERNEL.values()) + [
         "index_add.1d", "index_add.rows", "im2col", "col2im", "max_pool2d", "max_pool2d_grad",
-        "where", "tangent.product", "tangent.square"] + [
+        "where", "tangent.product", "tangent.square", "slices.sum"] + [
         "softmax." + k for k in ("softmax", "log_softmax", "logsumexp", "softmax_vjp",
                                  "log_softmax_vjp", "logsumexp_vjp")]
     return [f"{k}/{np.dtype(dt).char}" for dt in dtypes for k in kernels]

@@ -203,6 +203,14 @@ def index_add_rows(vals, idx, B, V, D, axis):
     return out
 
 
+def sum_slices(out, parts):
+    """out = 0, then out[:, s:s + m] += v for each (s, v) in order (parts not empty): the
+    kernel takes four slices a call (each count and layout is compiled once)."""
+    k = kernels.scatter.sum_slices
+    for i in range(0, len(parts), 4):
+        k(out, tuple(parts[i:i + 4]), i == 0)
+
+
 # ---------------------------------------------------------------------------
 # Softmax family: rows of the last non-trivial axis; None for any other axis
 

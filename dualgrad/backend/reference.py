@@ -129,6 +129,16 @@ def as_rows(values, dtype, idx, B, D):
     return np.ascontiguousarray(values, dtype=dtype, like=values).reshape(B, idx.size, D)
 
 
+def sum_slices(out, parts):
+    """``out[...] = 0`` then ``out[:, s:s + m] += v`` for each ``(s, v)`` of ``parts``, in
+    order: one numpy add per slice."""
+    out.fill(0)
+    for s, v in parts:
+        part = out[:, s:s + v.shape[1]]
+        np.add(part, v, out=part)
+    return out
+
+
 def index_add(shape, dtype, index, values, layout=None):
     """``out = zeros(shape, dtype); np.add.at(out, index, values); out``.  ``layout``
     (``gather_layout``'s answer, from a caller that has it) lets a large gather take

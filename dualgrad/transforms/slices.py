@@ -25,6 +25,7 @@ rules.
 
 import numpy as np
 
+from .. import backend
 from ..core.validate import dtype_of
 from ..rules import add, concatenate, device_like, reshape, shape_of, where
 from .forward import Dual
@@ -103,19 +104,21 @@ class Masked:
 
 
 class DualSum:
-    """A forward-mode cotangent (Dual) of x's shape summed in place: ``acc``, a Dual only the
-    sweep holds, is what Blocks' ``dense`` part would be (zeros plus every whole and
-    overlapping contribution, in their order), and ``pending`` the Blocks' own blocks
-    (``(start, stop, value, squeezed)`` along ``axis``), added last when it is made whole;
-    ``axis`` None: made from a whole cotangent, every slice is added at once.  So the sums
-    are those the rules' scatters, adds and concatenate make, without their full-size
-    arrays.  A Hessian's sweep (forward over reverse) meets it where a function reads
-    overlapping slices of x (``x[1:] - x[:-1]``)."""
+    """A forward-mode cotangent (Dual) of x's shape summed into one Dual, ``acc``, that only
+    the sweep holds: ``adds``, ``(idx, v)`` in their order, are what Blocks' ``dense`` part
+    would be (zeros plus every whole and overlapping contribution), and ``pending`` the
+    Blocks' own blocks (``(start, stop, value, squeezed)`` along ``axis``), added last;
+    ``axis`` None: made from a whole cotangent, every slice is one of the adds.  ``acc``'s
+    arrays are written when it is made whole (``dense``): the sums the rules' scatters,
+    adds and concatenate make, without their full-size arrays, and for a 1-D x by one pass
+    over the tangents (``backend.sum_slices``) instead of one per slice.  A Hessian's sweep
+    (forward over reverse) meets it where a function reads overlapping slices of x
+    (``x[1:] - x[:-1]``)."""
 
-    __slots__ = ("acc", "pending", "axis", "shape", "dtype")
+    __slots__ = ("acc", "adds", "pending", "axis", "shape", "dtype")
 
-    def __init__(self, acc, pending, axis, shape, dtype):
-        self.acc, self.pending, self.axis = acc, pending, axis
+    def __init__(self, acc, adds, pending, axis, shape, dtype):
+        self.acc, self.adds, self.pending, self.axis = acc, adds, pending, axis
         self.shape, self.dtype = shape, dtype
 
 
@@ -238,10 +241,44 @@ def _at(axis, start, stop, squeezed):
     return (slice(None),) * axis + (start if squeezed else slice(start, stop),)
 
 
-def _zeros_like_dual(g, shape):
+def _empty_like_dual(g, shape):
+    """A Dual of g's level and batch axes, of x's ``shape``: arrays written by ``_settle``."""
     t = g.tangent
-    return Dual._make(np.zeros(shape, g.value.dtype),
-                      np.zeros(t.shape[:t.ndim - g.value.ndim] + shape, t.dtype), g._trace)
+    return Dual._make(np.empty(shape, g.value.dtype),
+                      np.empty(t.shape[:t.ndim - g.value.ndim] + shape, t.dtype), g._trace)
+
+
+def _settle(acc, parts):
+    """Write ``acc``: zeros, then ``acc[idx] += v`` for each ``(idx, v)`` of ``parts`` in
+    order (each ``_fits``).  A 1-D x's tangents are summed by ``backend.sum_slices`` (one
+    pass, a row at a time) where it runs; the same additions in the same order either way."""
+    a, t = acc.value, acc.tangent
+    if a.ndim == 1:
+        spans = [span(idx, a.shape) for idx, _ in parts]
+        rows = t.reshape(-1, a.shape[0])
+        tparts = [(sp[1], v.tangent.reshape(rows.shape[0], -1))
+                  for sp, (_, v) in zip(spans, parts) if v.__class__ is not np.ndarray]
+        if None not in spans and tparts and backend.sum_slices(rows, tparts):
+            a.fill(0)
+            for sp, (_, v) in zip(spans, parts):
+                w = v if v.__class__ is np.ndarray else v.value
+                part = a[sp[1]:sp[2]]
+                np.add(part, w, out=part)
+            return acc
+    a.fill(0)
+    t.fill(0)
+    for idx, v in parts:
+        if not _add_at(acc, idx, v):
+            raise RuntimeError("dualgrad internal error: a slice's cotangent did not fit")
+    return acc
+
+
+def _defer(ds, idx, v):
+    """``ds.acc[idx] += v``, kept in ``ds.adds`` until ``dense`` (False: it does not fit)."""
+    if not _fits(ds.acc, idx, v):
+        return False
+    ds.adds.append((idx, v))
+    return True
 
 
 def add_dual_slice(cts, j, e, g):
@@ -269,26 +306,26 @@ def add_dual_slice(cts, j, e, g):
                 return False
             prev.pending.append((start, stop, g, squeezed))  # Blocks would keep it so
             return True
-        return _add_at(prev.acc, idx, g)
+        return _defer(prev, idx, g)
     if c is Blocks:
         if prev.shape != xs or prev.dtype is not dt:
             return False
-        acc = _zeros_like_dual(g, xs)
+        ds = DualSum(_empty_like_dual(g, xs), [], list(prev.blocks), prev.axis, xs, dt)
         for start, stop, v, squeezed in prev.blocks:
-            if not _fits(acc, _at(prev.axis, start, stop, squeezed), v):
+            if not _fits(ds.acc, _at(prev.axis, start, stop, squeezed), v):
                 return False  # batch axes in front (jacrev's rows), a device array...
         d = prev.dense
-        if (d is not None and not _add_at(acc, (), d)) or not _add_at(acc, idx, g):
+        if (d is not None and not _defer(ds, (), d)) or not _defer(ds, idx, g):
             return False  # (g overlaps a block, or add_block refused it: into dense)
-        cts[j] = DualSum(acc, list(prev.blocks), prev.axis, xs, dt)
+        cts[j] = ds
         return True
     if c is np.ndarray or _raw_dual(prev):  # a whole cotangent, and g added to it
         if shape_of(prev) != xs or dtype_of(prev) is not dt:
             return False
-        acc = _zeros_like_dual(g, xs)
-        if not _add_at(acc, (), prev) or not _add_at(acc, idx, g):
+        ds = DualSum(_empty_like_dual(g, xs), [], [], None, xs, dt)
+        if not _defer(ds, (), prev) or not _defer(ds, idx, g):
             return False
-        cts[j] = DualSum(acc, [], None, xs, dt)
+        cts[j] = ds
         return True
     return False
 
@@ -299,22 +336,22 @@ def _dual_sum_plus(ds, c):
     where it fits, else ``ds`` as Blocks again (or whole) with the add a primitive's."""
     if ds.axis is None:
         return None  # whole: the caller adds c to it
-    if _add_at(ds.acc, (), c):
+    if _defer(ds, (), c):
         return ds
     b = Blocks(ds.axis, ds.shape, ds.dtype)
-    b.blocks, b.dense = ds.pending, add(ds.acc, c)
+    b.blocks, b.dense = ds.pending, add(_settle(ds.acc, ds.adds), c)
     return b
 
 
 def dense(c):
     """A Blocks, Masked or DualSum cotangent as one array (traced where its parts are)."""
     if c.__class__ is DualSum:
-        acc = c.acc
-        for start, stop, v, squeezed in sorted(c.pending, key=lambda b: b[0]):
-            if not _add_at(acc, _at(c.axis, start, stop, squeezed), v):
-                raise RuntimeError("dualgrad internal error: a pending slice did not fit")
-        c.pending = []
-        return acc
+        if c.adds is None:  # made whole already
+            return c.acc
+        parts = c.adds + [(_at(c.axis, start, stop, squeezed), v) for start, stop, v, squeezed
+                          in sorted(c.pending, key=lambda b: b[0])]
+        c.adds, c.pending = None, []
+        return _settle(c.acc, parts)
     if c.__class__ is Masked:
         keep = np.ones(c.shape[c.axis], bool)
         for a, b in c.spans:
