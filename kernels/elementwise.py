@@ -120,6 +120,15 @@ def product_tangent(tx, y, x, ty, out):
 
 
 @njit(cache=True)
+def scaled_tangent(t, x, out):
+    """out[b, i] = t[b, i] * x[i]: a tangent times a plain array (numpy broadcasts x over
+    the directions row by row; here one loop)."""
+    for b in range(out.shape[0]):
+        for i in range(out.shape[1]):
+            out[b, i] = t[b, i] * x[i]
+
+
+@njit(cache=True)
 def square_tangent(t, x, out):
     """out[b, i] = t[b, i] * (x[i] * 2.0): the tangent of x ** 2 (x + x is x * 2.0 exactly,
     in x's own dtype: a float32 x is not promoted by a float64 literal)."""

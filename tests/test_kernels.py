@@ -887,9 +887,10 @@ def _pick(r, shape, dtype):
 @pytest.mark.parametrize("batch", [0, 1, 3])
 @pytest.mark.parametrize("strided", [False, True])
 def test_tangent_loops_are_numpys_operations(monkeypatch, dtype, batch, strided):
-    """The product rule's t * y + x * t2 and x ** 2's t * (x * 2.0) in one loop: numpy's
-    operations, each rounded as numpy rounds it (no fused multiply-add), on IEEE's special
-    values, one or several directions, contiguous or views."""
+    """The product rule's t * y + x * t2, x ** 2's t * (x * 2.0) and a plain array's x * t
+    in one loop: numpy's operations, each rounded as numpy rounds it (no fused
+    multiply-add), on IEEE's special values, one or several directions, contiguous or
+    views."""
     for name, value in FORCE_NUMBA.items():
         monkeypatch.setattr(backend, name, value)
     r = rng(batch + 10 * strided)
@@ -905,6 +906,7 @@ def test_tangent_loops_are_numpys_operations(monkeypatch, dtype, batch, strided)
             prod, sq = backend.tangent("product", t, x, t2, y), backend.tangent("square", t, x)
             _same_values(prod, t * y + x * t2)
             _same_values(sq, t * (x * 2.0))
+            _same_values(backend.tangent("scale", t, x), x * t)
 
 
 @needs_numba

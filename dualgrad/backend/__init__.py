@@ -400,15 +400,18 @@ def where(condition, x, y):
 #
 # numpy computes the product rule's tangent tx * y + x * ty in three passes over the
 # tangents (two products, their sum) and x ** 2's, t * (x * 2.0), in two; the numba loops
-# read each operand once.  The same operations, each rounded as numpy rounds it: the
-# same bits.  Where the loop wins is measured per machine (LADDERS["tangent"]).
+# read each operand once.  A tangent of B directions times a plain array, t * x, is one
+# pass in numpy too, but a row at a time (x broadcast over B rows): one loop here.  The
+# same operations, each rounded as numpy rounds it: the same bits.  Where the loop wins is
+# measured per machine (LADDERS["tangent"]).
 
 def tangent(kind, t, x, t2=None, y=None):
     """Forward mode's tangent by one numba loop where it wins on this machine, else None
     (the caller computes it with numpy): ``kind`` "product" is ``t * y + x * t2`` (the
     product rule, x and y the primals, t and t2 their tangents), "square" is
-    ``t * (x * 2.0)`` (x ** 2).  The caller checks the shapes: x and y 1-D arrays of n
-    entries, t and t2 of shape (n,) or (B, n), all of one float dtype.
+    ``t * (x * 2.0)`` (x ** 2), "scale" is ``t * x`` (x a plain array).  The caller checks
+    the shapes: x and y 1-D arrays of n entries, t and t2 of shape (n,) or (B, n), all of
+    one float dtype.
 
     >>> x, t = np.arange(3.0), np.ones((2, 3))
     >>> r = tangent("square", t, x)
@@ -423,7 +426,8 @@ def _tangent_either(kind, t, x, t2=None, y=None):
     """``tangent``, or numpy's passes where it declines (what the tuning probe times)."""
     r = tangent(kind, t, x, t2, y)
     if r is None:
-        r = t * y + x * t2 if kind == "product" else t * (x * 2.0)
+        r = t * y + x * t2 if kind == "product" else t * x if kind == "scale" \
+            else t * (x * 2.0)
     return r
 
 
@@ -767,9 +771,12 @@ def _probe_inputs(name):
             else:
                 cols = r.standard_normal((N, 3, 3, 3, side, side)).astype(dt)
                 out.append((n, _forcing(_col2im, cols, x.shape, geo)))
-        elif family == "tangent":                 # one direction of an n-entry primal
-            x, y, t, t2 = (r.standard_normal(n).astype(dt) for _ in range(4))
+        elif family == "tangent":  # one direction of an n-entry primal; "scale": √n of them
             kind = kernel.partition(".")[2]
+            m = max(int(n ** 0.5), 2)
+            shape = (m, n // m) if kind == "scale" else (n,)
+            x, y = (r.standard_normal(shape[-1]).astype(dt) for _ in range(2))
+            t, t2 = (r.standard_normal(shape).astype(dt) for _ in range(2))
             out.append((n, _forcing(_tangent_either, kind, t, x, t2, y)))
         elif family == "slices":                  # a Hessian's x[:-1], x[1:], x[:-1]
             m = max(int(n ** 0.5), 2)
@@ -812,7 +819,7 @@ def kernel_names(dtypes=(np.float64,)):
     """Every measured kernel, as ``"<kernel>/<dtype char>"`` (the tuning table's names)."""
     kernels = sorted(_UNARY_KERNEL.values()) + [
         "index_add.1d", "index_add.rows", "im2col", "col2im", "max_pool2d", "max_pool2d_grad",
-        "where", "tangent.product", "tangent.square", "slices.sum"] + [
+        "where", "tangent.product", "tangent.square", "tangent.scale", "slices.sum"] + [
         "softmax." + k for k in ("softmax", "log_softmax", "logsumexp", "softmax_vjp",
                                  "log_softmax_vjp", "logsumexp_vjp")]
     return [f"{k}/{np.dtype(dt).char}" for dt in dtypes for k in kernels]

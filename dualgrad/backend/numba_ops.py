@@ -178,14 +178,16 @@ def where(c, x, y, dtype):
 
 def tangent(kind, t, x, t2=None, y=None):
     """Forward mode's tangent in one loop (``kernels.elementwise``): ``kind`` "product"
-    gives ``t * y + x * t2``, "square" ``t * (x * 2.0)``; ``x`` and ``y`` 1-D of n
-    entries, ``t`` and ``t2`` (n,) or (B, n), any strides; the result is t's shape, in a
-    cached buffer where large."""
+    gives ``t * y + x * t2``, "square" ``t * (x * 2.0)``, "scale" ``t * x``; ``x`` and
+    ``y`` 1-D of n entries, ``t`` and ``t2`` (n,) or (B, n), any strides; the result is
+    t's shape, in a cached buffer where large."""
     rows = (1, t.shape[0]) if t.ndim == 1 else t.shape
     out = empty(t.shape, t.dtype)
     o = out.reshape(rows)
     if kind == "product":
         kernels.elementwise.product_tangent(t.reshape(rows), y, x, t2.reshape(rows), o)
+    elif kind == "scale":
+        kernels.elementwise.scaled_tangent(t.reshape(rows), x, o)
     else:
         kernels.elementwise.square_tangent(t.reshape(rows), x, o)
     return out

@@ -170,6 +170,10 @@ def _multiply_jvp(tangents, ans, x, y):  # multiply(t, y), multiply(x, t), then 
     if tx is not None and ty is not None and (r := _one_loop("product", tx, x, ty, y)) \
             is not None:
         return r
+    if tx is None or ty is None:  # a tangent of directions times a plain 1-D array
+        t, p = (ty, x) if tx is None else (tx, y)
+        if p.__class__ is _ND and t.ndim == 2 and (r := _one_loop("scale", t, p)) is not None:
+            return r  # (t * p is p * t: the same bits)
     out = None if tx is None else _raw(multiply, tx, y)
     if ty is not None:
         c = _raw(multiply, x, ty)
