@@ -30,6 +30,30 @@ def _span(size, n_out, stride, offset):
     return min(lo, n_out), max(min(hi, n_out), min(lo, n_out))
 
 
+@register_jitable(inline="always")
+def _col2im_plane(cols, sh, sw, ph, pw, dh, dw, gx):
+    """One image plane: gx (H, W) += every window of cols (kH, kW, Ho, Wo), in (i, j, oh,
+    ow) order (stride 1 on the width: a run of a row at once, the same adds)."""
+    H, W = gx.shape
+    kH, kW, Ho, Wo = cols.shape
+    for i in range(kH):
+        for j in range(kW):
+            off = j * dw - pw
+            lo, hi = _span(W, Wo, sw, off)
+            for oh in range(Ho):
+                ih = oh * sh + i * dh - ph
+                if ih < 0 or ih >= H:
+                    continue
+                src, dst = cols[i, j, oh], gx[ih]
+                if sw == 1:
+                    run, part = dst[lo + off:hi + off], src[lo:hi]
+                    for k in range(hi - lo):
+                        run[k] += part[k]
+                else:
+                    for ow in range(lo, hi):
+                        dst[ow * sw + off] += src[ow]
+
+
 @njit(cache=True)
 def im2col(x, sh, sw, ph, pw, dh, dw, cols):
     """cols[n, c, i, j, oh, ow] = x[n, c, oh*sh + i*dh - ph, ow*sw + j*dw - pw] (0 outside)."""
@@ -52,19 +76,9 @@ def col2im(cols, sh, sw, ph, pw, dh, dw, gx):
     """The adjoint of im2col: gx[n, c, ih, iw] += cols[n, c, i, j, oh, ow], in (i, j) order.
 
     gx must be zero on entry."""
-    N, C, H, W = gx.shape
-    kH, kW, Ho, Wo = cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
-    for n in range(N):
-        for c in range(C):
-            for i in range(kH):
-                for j in range(kW):
-                    lo, hi = _span(W, Wo, sw, j * dw - pw)
-                    for oh in range(Ho):
-                        ih = oh * sh + i * dh - ph
-                        if ih < 0 or ih >= H:
-                            continue
-                        for ow in range(lo, hi):
-                            gx[n, c, ih, ow * sw + j * dw - pw] += cols[n, c, i, j, oh, ow]
+    for n in range(gx.shape[0]):
+        for c in range(gx.shape[1]):
+            _col2im_plane(cols[n, c], sh, sw, ph, pw, dh, dw, gx[n, c])
 
 
 @njit(cache=True, parallel=True)
@@ -88,19 +102,10 @@ def im2col_parallel(x, sh, sw, ph, pw, dh, dw, cols):
 def col2im_parallel(cols, sh, sw, ph, pw, dh, dw, gx):
     """col2im with the N*C planes split over numba's threads (one plane, one thread:
     its sums run in the serial kernel's order).  gx must be zero on entry."""
-    N, C, H, W = gx.shape
-    kH, kW, Ho, Wo = cols.shape[2], cols.shape[3], cols.shape[4], cols.shape[5]
-    for p in prange(N * C):
+    C = gx.shape[1]
+    for p in prange(gx.shape[0] * C):
         n, c = p // C, p % C
-        for i in range(kH):
-            for j in range(kW):
-                lo, hi = _span(W, Wo, sw, j * dw - pw)
-                for oh in range(Ho):
-                    ih = oh * sh + i * dh - ph
-                    if ih < 0 or ih >= H:
-                        continue
-                    for ow in range(lo, hi):
-                        gx[n, c, ih, ow * sw + j * dw - pw] += cols[n, c, i, j, oh, ow]
+        _col2im_plane(cols[n, c], sh, sw, ph, pw, dh, dw, gx[n, c])
 
 
 @njit(cache=True)
