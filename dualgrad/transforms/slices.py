@@ -253,7 +253,7 @@ def _settle(acc, parts):
     order (each ``_fits``).  A 1-D x's tangents are summed by ``backend.sum_slices`` (one
     pass, a row at a time) where it runs; the same additions in the same order either way."""
     a, t = acc.value, acc.tangent
-    if a.ndim == 1:
+    if a.ndim == 1 and a.size:
         spans = [span(idx, a.shape) for idx, _ in parts]
         rows = t.reshape(-1, a.shape[0])
         tparts = [(sp[1], v.tangent.reshape(rows.shape[0], -1))
