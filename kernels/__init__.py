@@ -12,8 +12,10 @@ never runs.  The scatter-adds and max pooling have none (the scatters would race
 ``__pycache__`` beside this source), checked, and rebuilt when damaged.
 ``NUMBA_DISABLE_JIT=1`` runs them all as plain Python, for debugging.
 
-    elementwise  compile_unary(f, df): fused value + derivative maps
-    scatter      index_add_rows: the scatter-add behind the VJP of a gather
+    elementwise  compile_unary(f, df): fused value + derivative maps; forward mode's
+                 tangent loops (product rule, square, a plain array's scale)
+    scatter      index_add_rows: the scatter-add behind the VJP of a gather; sum_slices:
+                 overlapping slices' cotangents summed a row at a time
     softmax      softmax / log_softmax / logsumexp rows and their VJPs
     conv         im2col / col2im around BLAS, max_pool2d forward and backward
     diskcache    numba's disk cache for these and for dg.jit's generated kernels
